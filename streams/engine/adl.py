@@ -1,0 +1,83 @@
+"""ADL queue ranking, rank lights and the deleverage plan.
+
+Queue order (per symbol and side): the profile's score, descending; ties by larger size,
+then by account id, so the order is total and deterministic.
+
+Deleverage plan: each bankrupt position's remaining size is closed against the opposite
+side's queue, each counterparty for ``min(remaining, its size)``, at the profile's ADL
+price (the bankrupt position's bankruptcy price on most venues), with the profile's
+fee. A counterparty used by one bankrupt position has less left for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from streams.engine.profiles import VenueProfile, adl_fee
+from streams.engine.signals import BankruptPosition, DeleverageStep
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    account: str
+    qty: int  # absolute size
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class RankedEntry:
+    account: str
+    qty: int
+    score: float
+    rank: int  # 0 = first to be deleveraged
+    light: int  # 1..5
+
+
+def rank_queue(entries: Iterable[QueueEntry], profile: VenueProfile) -> list[RankedEntry]:
+    ordered = sorted(entries, key=lambda e: (-e.score, -e.qty, e.account))
+    count = len(ordered)
+    return [
+        RankedEntry(e.account, e.qty, e.score, i, profile.light(i, count))
+        for i, e in enumerate(ordered)
+    ]
+
+
+def deleverage_plan(
+    bankrupt: Sequence[BankruptPosition],
+    queues: Mapping[str, Sequence[RankedEntry]],
+    profile: VenueProfile,
+    mark_price: int,
+) -> tuple[DeleverageStep, ...]:
+    """``queues`` maps a side ("long"/"short") to its ranked queue."""
+    used: dict[tuple[str, str], int] = {}
+    steps: list[DeleverageStep] = []
+    for position in bankrupt:
+        opposite = "short" if position.side == "long" else "long"
+        price = profile.adl_price(position.bankruptcy_price, mark_price)
+        remaining = position.qty
+        for entry in queues.get(opposite, ()):
+            if remaining <= 0:
+                break
+            if entry.account == position.account:
+                continue  # one-way mode: an account cannot hold both sides of a symbol
+            key = (opposite, entry.account)
+            available = entry.qty - used.get(key, 0)
+            if available <= 0:
+                continue
+            take = min(remaining, available)
+            used[key] = used.get(key, 0) + take
+            remaining -= take
+            steps.append(
+                DeleverageStep(
+                    account=entry.account,
+                    symbol=position.symbol,
+                    side=opposite,
+                    qty=take,
+                    price=price,
+                    rank_score=entry.score,
+                    fee=adl_fee(take, price, profile.adl_fee_rate),
+                    against=position.account,
+                )
+            )
+    return tuple(steps)

@@ -1,0 +1,23 @@
+"""Engine settings: thresholds, shock grid and refresh intervals (event time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.engine.risk import DEFAULT_WARNING_RATIO
+
+DEFAULT_SHOCKS = (
+    -0.5, -0.4, -0.3, -0.2, -0.15, -0.1, -0.05, -0.02, -0.01,
+    0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    warning_ratio: int = DEFAULT_WARNING_RATIO  # scaled maintenance/equity for "warning"
+    shocks: tuple[float, ...] = DEFAULT_SHOCKS  # ladder grid, fraction of the mark
+    imminent_coverage: float = 1.5  # fund / projected loss below this -> imminent
+    imminent_distance: float = 0.05  # an adverse move this small exhausts the fund -> imminent
+    projection_interval_ms: int = 1_000  # fund projections at most this often per fund
+    rank_refresh_ms: int = 1_000  # ADL queue re-ranked at most this often per symbol
+    runway_window_ms: int = 300_000  # drawdown rate measured over this window

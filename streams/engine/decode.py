@@ -1,0 +1,229 @@
+"""Decode and validate input events from JSON objects.
+
+Numbers may be JSON numbers or decimal strings. A JSON float is converted through its
+shortest round-trip ``repr`` (what the sender wrote), never multiplied by the scale.
+Every failure raises ``InvalidEvent`` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping
+from enum import Enum
+from typing import Any, TypeVar
+
+import orjson
+
+from streams.engine.errors import InvalidEvent, UnknownSymbol
+from streams.engine.events import (
+    Balance,
+    BalanceReason,
+    Depth,
+    Event,
+    Fill,
+    FillKind,
+    InsuranceFund,
+    IsolatedMargin,
+    MarginMode,
+    Mark,
+    PositionConfig,
+    Side,
+)
+from streams.engine.fixed import FixedPointError, to_raw
+
+E = TypeVar("E", bound=Enum)
+
+
+def _present(obj: Mapping[str, Any], field: str) -> Any:
+    if field not in obj or obj[field] is None:
+        raise InvalidEvent(field, "missing")
+    return obj[field]
+
+
+def _number(obj: Mapping[str, Any], field: str, *, positive: bool = False) -> int:
+    return _number_value(_present(obj, field), field, positive=positive)
+
+
+def _number_value(value: Any, field: str, *, positive: bool = False) -> int:
+    if isinstance(value, bool):
+        raise InvalidEvent(field, f"expected a number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(field, f"not a finite number: {value!r}")
+        text = repr(value)
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise InvalidEvent(field, f"expected a number or decimal string, got {value!r}")
+    try:
+        raw = to_raw(text)
+    except FixedPointError as exc:
+        raise InvalidEvent(field, str(exc)) from exc
+    if positive and raw <= 0:
+        raise InvalidEvent(field, f"must be > 0, got {value!r}")
+    return raw
+
+
+def _text(obj: Mapping[str, Any], field: str) -> str:
+    value = _present(obj, field)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(field, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _ts(obj: Mapping[str, Any]) -> int:
+    value = _present(obj, "ts")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidEvent("ts", f"expected milliseconds as a non-negative integer, got {value!r}")
+    return value
+
+
+def _choice(obj: Mapping[str, Any], field: str, enum: type[E], default: E | None = None) -> E:
+    value = obj.get(field)
+    if value is None:
+        if default is None:
+            raise InvalidEvent(field, "missing")
+        return default
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = "|".join(str(m.value) for m in enum)
+        raise InvalidEvent(field, f"expected one of {allowed}, got {value!r}") from None
+
+
+def _symbol(obj: Mapping[str, Any], symbols: Collection[str] | None) -> str:
+    symbol = _text(obj, "symbol")
+    if symbols is not None and symbol not in symbols:
+        raise UnknownSymbol("symbol", f"unknown symbol {symbol!r}")
+    return symbol
+
+
+def _levels(obj: Mapping[str, Any], field: str) -> tuple[tuple[Any, Any], ...]:
+    value = _present(obj, field)
+    if not isinstance(value, list):
+        raise InvalidEvent(field, "expected a list of [price, qty]")
+    levels = []
+    for i, level in enumerate(value):
+        name = f"{field}[{i}]"
+        if not isinstance(level, list | tuple) or len(level) != 2:
+            raise InvalidEvent(name, f"expected [price, qty], got {level!r}")
+        levels.append(
+            (
+                _number_value(level[0], name, positive=True),
+                _number_value(level[1], name, positive=True),
+            )
+        )
+    return tuple(levels)
+
+
+def _fill(o: Mapping[str, Any], symbols: Collection[str] | None) -> Fill:
+    liquidity = o.get("liquidity")
+    if liquidity is not None and liquidity not in ("maker", "taker"):
+        raise InvalidEvent("liquidity", f"expected maker|taker, got {liquidity!r}")
+    return Fill(
+        fill_id=_text(o, "fill_id"),
+        ts_ms=_ts(o),
+        account=_text(o, "account"),
+        symbol=_symbol(o, symbols),
+        side=_choice(o, "side", Side),
+        qty=_number(o, "qty", positive=True),  # type: ignore[arg-type]  # NewType of int
+        price=_number(o, "price", positive=True),  # type: ignore[arg-type]
+        fee=_number(o, "fee") if o.get("fee") is not None else 0,  # type: ignore[arg-type]
+        liquidity=liquidity,
+        kind=_choice(o, "kind", FillKind, FillKind.TRADE),
+    )
+
+
+def _mark(o: Mapping[str, Any], symbols: Collection[str] | None) -> Mark:
+    index = o.get("index_price")
+    return Mark(
+        symbol=_symbol(o, symbols),
+        ts_ms=_ts(o),
+        mark_price=_number(o, "mark_price", positive=True),  # type: ignore[arg-type]
+        index_price=None if index is None else _number(o, "index_price", positive=True),  # type: ignore[arg-type]
+    )
+
+
+def _balance(o: Mapping[str, Any], symbols: Collection[str] | None) -> Balance:
+    return Balance(
+        event_id=_text(o, "event_id"),
+        ts_ms=_ts(o),
+        account=_text(o, "account"),
+        amount=_number(o, "amount"),  # type: ignore[arg-type]
+        reason=_choice(o, "reason", BalanceReason),
+    )
+
+
+def _position_config(o: Mapping[str, Any], symbols: Collection[str] | None) -> PositionConfig:
+    leverage = _number(o, "leverage")
+    if leverage < 10**8:
+        raise InvalidEvent("leverage", f"must be >= 1, got {o['leverage']!r}")
+    return PositionConfig(
+        ts_ms=_ts(o),
+        account=_text(o, "account"),
+        symbol=_symbol(o, symbols),
+        margin_mode=_choice(o, "margin_mode", MarginMode),
+        leverage=leverage,
+    )
+
+
+def _isolated_margin(o: Mapping[str, Any], symbols: Collection[str] | None) -> IsolatedMargin:
+    return IsolatedMargin(
+        event_id=_text(o, "event_id"),
+        ts_ms=_ts(o),
+        account=_text(o, "account"),
+        symbol=_symbol(o, symbols),
+        amount=_number(o, "amount"),  # type: ignore[arg-type]
+    )
+
+
+def _insurance_fund(o: Mapping[str, Any], symbols: Collection[str] | None) -> InsuranceFund:
+    return InsuranceFund(ts_ms=_ts(o), fund=_text(o, "fund"), balance=_number(o, "balance"))  # type: ignore[arg-type]
+
+
+def _depth(o: Mapping[str, Any], symbols: Collection[str] | None) -> Depth:
+    bids = _levels(o, "bids")
+    asks = _levels(o, "asks")
+    return Depth(
+        ts_ms=_ts(o),
+        symbol=_symbol(o, symbols),
+        bids=tuple(sorted(bids, key=lambda lv: -lv[0])),
+        asks=tuple(sorted(asks, key=lambda lv: lv[0])),
+    )
+
+
+_DECODERS: dict[str, Callable[[Mapping[str, Any], Collection[str] | None], Event]] = {
+    "fill": _fill,
+    "mark": _mark,
+    "balance": _balance,
+    "position_config": _position_config,
+    "isolated_margin": _isolated_margin,
+    "insurance_fund": _insurance_fund,
+    "depth": _depth,
+}
+
+EVENT_TYPES = tuple(_DECODERS)
+
+
+def decode_event(
+    obj: Any, symbols: Collection[str] | None = None, event_type: str | None = None
+) -> Event:
+    """Validate one JSON object; ``event_type`` overrides its ``"type"`` (Kafka topics)."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent("$", f"expected a JSON object, got {type(obj).__name__}")
+    kind = event_type if event_type is not None else obj.get("type")
+    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+    if decoder is None:
+        raise InvalidEvent("type", f"expected one of {'|'.join(EVENT_TYPES)}, got {kind!r}")
+    return decoder(obj, symbols)
+
+
+def decode_line(line: bytes | str, symbols: Collection[str] | None = None) -> Event:
+    """Parse one JSONL line and validate it."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("$", f"not JSON: {exc}") from None
+    return decode_event(obj, symbols)

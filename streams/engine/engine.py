@@ -1,0 +1,543 @@
+"""The engine: one reducer over all input events, returning signals.
+
+``Engine.apply(event) -> list[Signal]`` is the only way state changes. Account state
+changes go through the pure account reducer (``account.apply``); the market-wide
+indexes beside it are mutable for speed (a million positions cannot be copied per
+tick), but are only touched here, and replaying the same events gives the same signals.
+
+Cost of a mark tick: the positions whose liquidation or bankruptcy price lies between
+the old and the new mark (``ThresholdIndex``), plus accounts with several cross
+positions (their thresholds move with every mark), plus O(log n) fund queries
+(``DeficitIndex``). The ADL queue is re-ranked at most every ``rank_refresh_ms``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from streams.engine import account as account_reducer
+from streams.engine.account import AccountState
+from streams.engine.adl import QueueEntry, RankedEntry, deleverage_plan, rank_queue
+from streams.engine.config import EngineConfig
+from streams.engine.errors import InvalidEvent
+from streams.engine.events import (
+    Balance,
+    Depth,
+    Event,
+    Fill,
+    InsuranceFund,
+    IsolatedMargin,
+    Mark,
+)
+from streams.engine.fixed import SCALE, div_ceil, div_floor, to_float
+from streams.engine.fund import (
+    FundHistory,
+    adl_distance,
+    book_close_loss,
+    coverage_ratio,
+    ladder,
+    shocked_price,
+)
+from streams.engine.index import DeficitIndex, ThresholdIndex
+from streams.engine.instruments import Instrument
+from streams.engine.profiles import RankInput, VenueProfile, profile_named
+from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
+from streams.engine.signals import (
+    AdlStage,
+    AdlTriggered,
+    BankruptcyDetected,
+    BankruptPosition,
+    DeleverageStep,
+    FundProjection,
+    LadderPoint,
+    LiquidationDetected,
+    RankAlert,
+    Signal,
+    SymbolProjection,
+)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    events: int = 0
+    duplicates: int = 0
+    stale_marks: int = 0
+    reevaluations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RankView:
+    """Latest ranking of one position: its score, light and place in the queue."""
+
+    side: str
+    score: float
+    light: int
+    rank: int
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    thresholds: ThresholdIndex = field(default_factory=ThresholdIndex)
+    longs: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=True))
+    shorts: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=False))
+    holders: set[str] = field(default_factory=set)
+    multi_cross: set[str] = field(default_factory=set)
+    # liquidatable but not bankrupt: account -> (bankruptcy price, signed qty)
+    liquidatable: dict[str, tuple[int, int]] = field(default_factory=dict)
+    mark_ts_ms: int = -1
+    ranked_at_ms: int | None = None
+
+    def side_index(self, is_long: bool) -> DeficitIndex:
+        return self.longs if is_long else self.shorts
+
+
+class Engine:
+    def __init__(self, instruments: Mapping[str, Instrument], config: EngineConfig | None = None):
+        self.instruments = dict(instruments)
+        self.config = config or EngineConfig()
+        self.profiles: dict[str, VenueProfile] = {
+            sym: profile_named(inst.profile) for sym, inst in self.instruments.items()
+        }
+        self.fund_symbols: dict[str, list[str]] = defaultdict(list)
+        for sym in sorted(self.instruments):
+            self.fund_symbols[self.instruments[sym].fund].append(sym)
+        self.accounts: dict[str, AccountState] = {}
+        self.risks: dict[str, AccountRisk] = {}
+        self.marks: dict[str, int] = {}
+        self.depth: dict[str, Depth] = {}
+        self.funds: dict[str, FundHistory] = {
+            fund: FundHistory(self.config.runway_window_ms) for fund in self.fund_symbols
+        }
+        self.symbols: dict[str, _SymbolState] = {s: _SymbolState() for s in self.instruments}
+        self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
+        self.stages: dict[tuple[str, str], AdlStage] = {}
+        self.triggered_keys: dict[tuple[str, str], frozenset[str]] = {}
+        self.ranks: dict[tuple[str, str], RankView] = {}
+        self.projected_at_ms: dict[str, int] = {}
+        self.seen_ids: set[str] = set()
+        self.stats = EngineStats()
+        self.last_ts_ms = 0
+
+    # ------------------------------------------------------------------ reducer
+    def apply(self, event: Event) -> list[Signal]:
+        """Apply one validated event; raises ``InvalidEvent`` if it cannot apply."""
+        dedupe = _dedupe_key(event)
+        if dedupe is not None and dedupe in self.seen_ids:
+            self.stats.duplicates += 1
+            return []
+        if isinstance(event, Mark):
+            signals = self._on_mark(event)
+        elif isinstance(event, InsuranceFund):
+            signals = self._on_fund(event)
+        elif isinstance(event, Depth):
+            self.depth[event.symbol] = event
+            signals = self._check_fund(self.instruments[event.symbol].fund, event.ts_ms)
+        else:
+            signals = self._on_account_event(event)
+        if dedupe is not None:
+            self.seen_ids.add(dedupe)
+        self.stats.events += 1
+        self.last_ts_ms = max(self.last_ts_ms, event.ts_ms)
+        return signals
+
+    def finish(self) -> list[Signal]:
+        """Final ranking and projections at the last event time (end of a replay)."""
+        ts = self.last_ts_ms
+        signals: list[Signal] = []
+        for sym in sorted(self.symbols):
+            if sym in self.marks:
+                signals.extend(self._rank(sym, ts))
+        signals.extend(
+            self.projection(fund, ts)
+            for fund in sorted(self.fund_symbols)
+            if self.funds[fund].balance is not None
+        )
+        return signals
+
+    # ------------------------------------------------------------------ events
+    def _on_account_event(self, event: account_reducer.AccountEvent) -> list[Signal]:
+        acct = event.account
+        state = self.accounts.get(acct) or AccountState(acct)
+        new_state = account_reducer.apply(state, event)
+        self.accounts[acct] = new_state
+        signals = self._reevaluate(acct, event.ts_ms)
+        touched = {p.symbol for p in state.positions} | {p.symbol for p in new_state.positions}
+        symbol = getattr(event, "symbol", None)  # every account event but a balance has one
+        if symbol is not None:
+            touched.add(symbol)
+        for fund in sorted({self.instruments[s].fund for s in touched}):
+            signals.extend(self._check_fund(fund, event.ts_ms))
+        return signals
+
+    def _on_mark(self, event: Mark) -> list[Signal]:
+        sym = event.symbol
+        st = self.symbols[sym]
+        if event.ts_ms < st.mark_ts_ms:
+            self.stats.stale_marks += 1
+            return []
+        st.mark_ts_ms = event.ts_ms
+        old = self.marks.get(sym)
+        new = event.mark_price
+        self.marks[sym] = new
+        if old is None:
+            affected = set(st.holders)
+        else:
+            affected = st.thresholds.crossed(old, new) | st.multi_cross
+        signals: list[Signal] = []
+        for acct in sorted(affected):
+            signals.extend(self._reevaluate(acct, event.ts_ms))
+        fund = self.instruments[sym].fund
+        signals.extend(self._check_fund(fund, event.ts_ms))
+        if st.ranked_at_ms is None or event.ts_ms - st.ranked_at_ms >= self.config.rank_refresh_ms:
+            signals.extend(self._rank(sym, event.ts_ms))
+        return signals
+
+    def _on_fund(self, event: InsuranceFund) -> list[Signal]:
+        if event.fund not in self.funds:
+            raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {sorted(self.funds)}")
+        self.funds[event.fund].record(event.ts_ms, event.balance)
+        return self._check_fund(event.fund, event.ts_ms, force_projection=True)
+
+    # ------------------------------------------------------------------ accounts
+    def _reevaluate(self, acct: str, ts_ms: int) -> list[Signal]:
+        state = self.accounts.get(acct)
+        if state is None:
+            return []
+        self.stats.reevaluations += 1
+        old = self.risks.get(acct)
+        new = evaluate(state, self.marks, self.instruments, self.config.warning_ratio)
+        self.risks[acct] = new
+        return self._reindex(acct, old, new, ts_ms)
+
+    def _reindex(
+        self, acct: str, old: AccountRisk | None, new: AccountRisk, ts_ms: int
+    ) -> list[Signal]:
+        old_positions = {p.symbol: p for p in old.positions} if old else {}
+        new_positions = {p.symbol: p for p in new.positions}
+        multi = new.cross_position_count >= 2
+        signals: list[Signal] = []
+        for sym in sorted(old_positions.keys() | new_positions.keys()):
+            st = self.symbols[sym]
+            pos = new_positions.get(sym)
+            before = old_positions.get(sym)
+            if pos is None:
+                st.holders.discard(acct)
+                st.multi_cross.discard(acct)
+                st.thresholds.remove(acct)
+                st.longs.remove(acct)
+                st.shorts.remove(acct)
+                st.liquidatable.pop(acct, None)
+                self.ranks.pop((acct, sym), None)
+                continue
+            st.holders.add(acct)
+            is_long = pos.qty > 0
+            if multi and not pos.isolated:
+                st.multi_cross.add(acct)
+                st.thresholds.remove(acct)
+            else:
+                st.multi_cross.discard(acct)
+                st.thresholds.put(
+                    acct,
+                    tuple(
+                        p for p in (pos.liquidation_price, pos.bankruptcy_price) if p is not None
+                    ),
+                )
+            st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
+            st.side_index(not is_long).remove(acct)
+            if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
+                st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
+            else:
+                st.liquidatable.pop(acct, None)
+            signals.extend(_transitions(acct, before, pos, new, ts_ms))
+        self._update_overcount(acct, new, multi)
+        return signals
+
+    def _update_overcount(self, acct: str, risk: AccountRisk, multi: bool) -> None:
+        """A bankrupt account with n cross positions appears n times in the deficit
+        indexes (each position's bankruptcy price carries the whole account deficit);
+        keep the excess per fund so fund totals count it once."""
+        deficit = max(0, -risk.cross_equity)
+        if not multi or deficit == 0:
+            self.overcount.pop(acct, None)
+            return
+        counts: dict[str, int] = defaultdict(int)
+        for pos in risk.positions:
+            if not pos.isolated:
+                counts[self.instruments[pos.symbol].fund] += 1
+        total = sum(counts.values())
+        self.overcount[acct] = {
+            fund: deficit * n - div_floor(deficit * n, total) for fund, n in counts.items()
+        }
+
+    # ------------------------------------------------------------------ fund
+    def _symbol_losses(self, sym: str) -> tuple[int, int]:
+        """(bankrupt deficit at the mark, loss of closing liquidatable positions)."""
+        mark = self.marks.get(sym)
+        if mark is None:
+            return 0, 0
+        st = self.symbols[sym]
+        bankrupt = st.longs.deficit_at(mark) + st.shorts.deficit_at(mark)
+        depth = self.depth.get(sym)
+        liquidatable = 0
+        if depth is not None and st.liquidatable:
+            longs = [(b, q) for b, q in st.liquidatable.values() if q > 0]
+            shorts = [(b, -q) for b, q in st.liquidatable.values() if q < 0]
+            liquidatable = book_close_loss(longs, depth.bids, True) + book_close_loss(
+                shorts, depth.asks, False
+            )
+        return bankrupt, liquidatable
+
+    def loss_now(self, fund: str) -> tuple[int, dict[str, tuple[int, int]]]:
+        per_symbol = {sym: self._symbol_losses(sym) for sym in self.fund_symbols[fund]}
+        excess = sum(parts.get(fund, 0) for parts in self.overcount.values())
+        return sum(b + liq for b, liq in per_symbol.values()) - excess, per_symbol
+
+    def _check_fund(self, fund: str, ts_ms: int, force_projection: bool = False) -> list[Signal]:
+        history = self.funds[fund]
+        balance = history.balance
+        if balance is None:
+            return []
+        loss, per_symbol = self.loss_now(fund)
+        coverage = coverage_ratio(balance, loss)
+        signals: list[Signal] = []
+        for sym in self.fund_symbols[fund]:
+            mark = self.marks.get(sym)
+            if mark is None:
+                continue
+            sym_loss = sum(per_symbol[sym])
+            st = self.symbols[sym]
+            stage: AdlStage | None = None
+            if loss > balance and sym_loss > 0:
+                stage = AdlStage.TRIGGERED
+            elif (
+                sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
+            ) or self._within_distance(loss, balance, st, mark):
+                stage = AdlStage.IMMINENT
+            key = (fund, sym)
+            previous = self.stages.get(key)
+            bankrupt_keys = frozenset(_bankrupt_accounts(st, mark)) if stage else frozenset()
+            grew = stage is AdlStage.TRIGGERED and not bankrupt_keys <= self.triggered_keys.get(
+                key, frozenset()
+            )
+            if stage is previous and not grew:
+                continue
+            if stage is None:
+                self.stages.pop(key, None)
+                self.triggered_keys.pop(key, None)
+                stage = AdlStage.CLEARED
+            else:
+                self.stages[key] = stage
+                self.triggered_keys[key] = bankrupt_keys
+            signals.append(self._trigger(fund, sym, stage, balance, loss, coverage, ts_ms))
+            force_projection = True
+        last = self.projected_at_ms.get(fund)
+        if force_projection or last is None or ts_ms - last >= self.config.projection_interval_ms:
+            signals.append(self.projection(fund, ts_ms, loss, per_symbol))
+        return signals
+
+    def _within_distance(self, loss: int, balance: int, st: _SymbolState, mark: int) -> bool:
+        move = self.config.imminent_distance
+        for is_long in (True, False):
+            index = st.side_index(is_long)
+            price = shocked_price(mark, -move if is_long else move)
+            if loss - index.deficit_at(mark) + index.deficit_at(price) > balance:
+                return True
+        return False
+
+    def _trigger(
+        self,
+        fund: str,
+        sym: str,
+        stage: AdlStage,
+        balance: int,
+        loss: int,
+        coverage: float | None,
+        ts_ms: int,
+    ) -> AdlTriggered:
+        mark = self.marks[sym]
+        st = self.symbols[sym]
+        bankrupt: list[BankruptPosition] = []
+        for is_long in (True, False):
+            for price, acct, qty in st.side_index(is_long).beyond(mark):
+                gap = price - mark if is_long else mark - price
+                bankrupt.append(
+                    BankruptPosition(
+                        account=acct,
+                        symbol=sym,
+                        side="long" if is_long else "short",
+                        qty=qty,
+                        bankruptcy_price=price,
+                        deficit=div_ceil(qty * gap, SCALE),
+                    )
+                )
+        bankrupt.sort(key=lambda b: (-b.deficit, b.account, b.side))
+        plan: tuple[DeleverageStep, ...] = ()
+        if stage is AdlStage.TRIGGERED and bankrupt:
+            queues = self.queues(sym, ts_ms)
+            plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
+        distances = [
+            d
+            for d in (
+                adl_distance(loss, balance, st.longs, mark, True),
+                adl_distance(loss, balance, st.shorts, mark, False),
+            )
+            if d is not None
+        ]
+        return AdlTriggered(
+            ts_ms=ts_ms,
+            fund=fund,
+            symbol=sym,
+            stage=stage,
+            fund_balance=balance,
+            projected_loss=loss,
+            shortfall=max(0, loss - balance),
+            coverage_ratio=coverage,
+            adl_distance_pct=min(distances) * 100 if distances else None,
+            bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
+            plan=plan,
+        )
+
+    def projection(
+        self,
+        fund: str,
+        ts_ms: int,
+        loss: int | None = None,
+        per_symbol: dict[str, tuple[int, int]] | None = None,
+    ) -> FundProjection:
+        if loss is None or per_symbol is None:
+            loss, per_symbol = self.loss_now(fund)
+        history = self.funds[fund]
+        balance = history.balance or 0
+        self.projected_at_ms[fund] = ts_ms
+        symbols = []
+        for sym in self.fund_symbols[fund]:
+            st = self.symbols[sym]
+            mark = self.marks.get(sym)
+            bankrupt, liquidatable = per_symbol[sym]
+            if mark is None:
+                symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
+                continue
+            long_d = adl_distance(loss, balance, st.longs, mark, True)
+            short_d = adl_distance(loss, balance, st.shorts, mark, False)
+            points = ladder(loss, st.longs, st.shorts, mark, self.config.shocks)
+            symbols.append(
+                SymbolProjection(
+                    symbol=sym,
+                    mark_price=mark,
+                    adl_distance_long_pct=None if long_d is None else long_d * 100,
+                    adl_distance_short_pct=None if short_d is None else short_d * 100,
+                    bankrupt_deficit=bankrupt,
+                    liquidatable_loss=liquidatable,
+                    ladder=tuple(LadderPoint(s * 100, v) for s, v in points),
+                )
+            )
+        return FundProjection(
+            ts_ms=ts_ms,
+            fund=fund,
+            fund_balance=balance,
+            projected_loss=loss,
+            coverage_ratio=coverage_ratio(balance, loss),
+            runway_seconds=history.runway_seconds(),
+            symbols=tuple(symbols),
+        )
+
+    # ------------------------------------------------------------------ ranking
+    def queues(self, sym: str, ts_ms: int) -> dict[str, list[RankedEntry]]:
+        """The ADL queue of each side of ``sym`` at the current mark."""
+        mark = self.marks[sym]
+        profile = self.profiles[sym]
+        entries: dict[str, list[QueueEntry]] = {"long": [], "short": []}
+        for acct in self.symbols[sym].holders:
+            risk = self.risks[acct]
+            pos = _position(risk, sym)
+            if pos is None:
+                continue
+            move = div_floor(pos.qty * (mark - pos.mark_price), SCALE)
+            row = RankInput(
+                qty=to_float(pos.qty),
+                entry_price=to_float(pos.entry_price),
+                mark_price=to_float(mark),
+                backing_equity=to_float(pos.backing_equity + move),
+                account_equity=to_float(risk.equity + move),
+            )
+            entries[pos.side].append(QueueEntry(acct, abs(pos.qty), profile.rank_score(row)))
+        return {side: rank_queue(rows, profile) for side, rows in entries.items()}
+
+    def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
+        self.symbols[sym].ranked_at_ms = ts_ms
+        top = max(1, self.profiles[sym].light(0, 1))
+        signals: list[Signal] = []
+        for side, queue in self.queues(sym, ts_ms).items():
+            for entry in queue:
+                key = (entry.account, sym)
+                previous = self.ranks.get(key)
+                self.ranks[key] = RankView(side, entry.score, entry.light, entry.rank)
+                prev_light = previous.light if previous and previous.side == side else None
+                if entry.light == prev_light or (prev_light is None and entry.light < top):
+                    continue
+                signals.append(
+                    RankAlert(ts_ms, entry.account, sym, side, entry.light, prev_light, entry.score)
+                )
+        signals.sort(key=lambda s: (s.account, s.symbol) if isinstance(s, RankAlert) else ("", ""))
+        return signals
+
+
+def _dedupe_key(event: Event) -> str | None:
+    if isinstance(event, Fill):
+        return f"fill:{event.fill_id}"
+    if isinstance(event, Balance | IsolatedMargin):
+        return f"{type(event).__name__}:{event.event_id}"
+    return None
+
+
+def _position(risk: AccountRisk, sym: str) -> PositionRisk | None:
+    for pos in risk.positions:
+        if pos.symbol == sym:
+            return pos
+    return None
+
+
+def _bankrupt_accounts(st: _SymbolState, mark: int) -> list[str]:
+    return [acct for is_long in (True, False) for _, acct, _ in st.side_index(is_long).beyond(mark)]
+
+
+def _transitions(
+    acct: str, before: PositionRisk | None, pos: PositionRisk, risk: AccountRisk, ts_ms: int
+) -> list[Signal]:
+    old = before.health if before is not None else Health.HEALTHY
+    out: list[Signal] = []
+    if pos.health >= Health.LIQUIDATABLE > old:
+        out.append(
+            LiquidationDetected(
+                ts_ms=ts_ms,
+                account=acct,
+                symbol=pos.symbol,
+                side=pos.side,
+                qty=abs(pos.qty),
+                mark_price=pos.mark_price,
+                liquidation_price=pos.liquidation_price,
+                bankruptcy_price=pos.bankruptcy_price,
+                equity=pos.backing_equity,
+                maintenance_margin=pos.maintenance_margin
+                if pos.isolated
+                else risk.cross_maintenance,
+                isolated=pos.isolated,
+            )
+        )
+    if pos.health is Health.BANKRUPT and old is not Health.BANKRUPT:
+        out.append(
+            BankruptcyDetected(
+                ts_ms=ts_ms,
+                account=acct,
+                symbol=pos.symbol,
+                side=pos.side,
+                qty=abs(pos.qty),
+                mark_price=pos.mark_price,
+                bankruptcy_price=pos.bankruptcy_price,
+                deficit=pos.deficit,
+                isolated=pos.isolated,
+            )
+        )
+    return out

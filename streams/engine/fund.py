@@ -1,0 +1,143 @@
+"""Insurance-fund projection: loss now, shock ladder, ADL distance, coverage, runway.
+
+Pure functions over the engine's indexes. ``projected_loss`` is in quote currency raw
+units (exact sums, conservative rounding); ratios, distances and runway are floats
+(projections, DESIGN.md section 4).
+
+- loss now        = deficits of bankrupt positions at the marks (DeficitIndex at M)
+                    - the over-count of accounts with several cross positions
+                    + for liquidatable positions, the loss of closing them through the
+                      last book beyond their bankruptcy price (``book_close_loss``)
+- ladder(s)       = loss now - deficit_X(M) + deficit_X(M * (1 + s)), per symbol X,
+                    both sides at once (other symbols held at their marks)
+- ADL distance    = smallest adverse move (fraction) of X at which loss > fund balance
+- coverage ratio  = fund balance / loss now
+- runway seconds  = fund balance / drawdown rate over the recent snapshot window
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from streams.engine.fixed import SCALE, div_ceil
+from streams.engine.index import DeficitIndex
+
+MAX_UP_MOVE = 10.0  # +1000%: a short's ADL distance beyond this is reported as none
+_SEARCH_STEPS = 48
+
+
+@dataclass(slots=True)
+class FundHistory:
+    """Recent snapshots of one fund, for the drawdown rate."""
+
+    window_ms: int
+    snapshots: deque[tuple[int, int]] = field(default_factory=deque)
+
+    def record(self, ts_ms: int, balance: int) -> None:
+        self.snapshots.append((ts_ms, balance))
+        while self.snapshots and self.snapshots[0][0] < ts_ms - self.window_ms:
+            self.snapshots.popleft()
+
+    @property
+    def balance(self) -> int | None:
+        return self.snapshots[-1][1] if self.snapshots else None
+
+    def runway_seconds(self) -> float | None:
+        """Seconds to depletion at the window's drawdown rate; ``None`` if not drawing down."""
+        if len(self.snapshots) < 2:
+            return None
+        (t0, b0), (t1, b1) = self.snapshots[0], self.snapshots[-1]
+        if t1 <= t0 or b1 >= b0:
+            return None
+        rate_per_s = (b0 - b1) / ((t1 - t0) / 1000)
+        return max(0.0, b1 / rate_per_s)
+
+
+def book_close_loss(
+    positions: Iterable[tuple[int, int]], levels: Sequence[tuple[int, int]], is_long: bool
+) -> int:
+    """Loss beyond bankruptcy of closing positions through a book side.
+
+    ``positions``: (bankruptcy_price, |qty|); the worst (closest to the mark) fill first.
+    ``levels``: the side they close into (bids for longs, asks for shorts), best first.
+    Size left when the book runs out closes at the last level's price (an optimistic
+    floor that the ``unfilled`` notional in the projection makes visible). Surplus from
+    fills better than bankruptcy is not counted: the projection only adds losses.
+    """
+    order = sorted(positions, key=lambda p: -p[0] if is_long else p[0])
+    level_i, level_left = 0, levels[0][1] if levels else 0
+    loss = 0
+    for bankruptcy, qty in order:
+        left = qty
+        while left > 0:
+            if level_i >= len(levels):
+                price = levels[-1][0] if levels else 0
+                take = left
+            else:
+                price = levels[level_i][0]
+                take = min(left, level_left)
+                level_left -= take
+                if level_left == 0:
+                    level_i += 1
+                    level_left = levels[level_i][1] if level_i < len(levels) else 0
+            gap = bankruptcy - price if is_long else price - bankruptcy
+            if gap > 0:
+                loss += take * gap
+            left -= take
+    return div_ceil(loss, SCALE)
+
+
+def shocked_price(mark: int, shock: float) -> int:
+    return max(1, round(mark * (1.0 + shock)))
+
+
+def symbol_deficit(longs: DeficitIndex, shorts: DeficitIndex, price: int) -> int:
+    return longs.deficit_at(price) + shorts.deficit_at(price)
+
+
+def ladder(
+    loss_now: int,
+    longs: DeficitIndex,
+    shorts: DeficitIndex,
+    mark: int,
+    shocks: Sequence[float],
+) -> list[tuple[float, int]]:
+    """(shock, projected loss) with symbol X moved by ``shock`` and the rest held."""
+    base = loss_now - symbol_deficit(longs, shorts, mark)
+    return [(s, base + symbol_deficit(longs, shorts, shocked_price(mark, s))) for s in shocks]
+
+
+def adl_distance(
+    loss_now: int, fund_balance: int, side_index: DeficitIndex, mark: int, is_long: bool
+) -> float | None:
+    """Smallest adverse move (0.05 = 5%) at which the projected loss exceeds the fund.
+
+    Longs lose on a fall, shorts on a rise. ``0.0`` when the fund is already short;
+    ``None`` when no move within range (to zero, or +1000%) exhausts it.
+    """
+    if loss_now > fund_balance:
+        return 0.0
+    base = loss_now - side_index.deficit_at(mark)
+
+    def exceeds(move: float) -> bool:
+        price = shocked_price(mark, -move if is_long else move)
+        return base + side_index.deficit_at(price) > fund_balance
+
+    high = 1.0 if is_long else MAX_UP_MOVE
+    if not exceeds(high):
+        return None
+    low = 0.0
+    for _ in range(_SEARCH_STEPS):
+        mid = (low + high) / 2
+        if exceeds(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def coverage_ratio(fund_balance: int, loss_now: int) -> float | None:
+    """fund / projected loss; ``None`` when nothing is projected to be lost."""
+    return None if loss_now <= 0 else fund_balance / loss_now

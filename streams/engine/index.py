@@ -1,0 +1,174 @@
+"""Indexes that keep a mark tick at O(log n + k) instead of O(n).
+
+``ThresholdIndex``: per symbol, the liquidation and bankruptcy prices of positions whose
+thresholds do not move with the mark (isolated, or the only cross position of an
+account). A tick from m0 to m1 only needs the positions with a threshold in [m0, m1].
+
+``DeficitIndex``: per symbol and side, the bankruptcy prices with exact prefix sums, so
+the loss at a hypothetical mark p (DESIGN.md section 3) is one O(log n) query::
+
+    longs:  deficit(p) = sum_{B_i > p} |q_i| * (B_i - p) = S_qB - p * S_q over that set
+    shorts: deficit(p) = sum_{B_i < p} |q_i| * (p - B_i) = p * S_q - S_qB over that set
+
+The sums live in a Fenwick tree over logarithmic price buckets (0.05% wide); the one
+bucket that holds p is finished exactly from the sorted entries. All sums are exact
+integers; only the bucket number is computed with a float logarithm, and the same
+function places entries and queries, so the split is consistent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from streams.engine.fixed import SCALE, div_ceil
+
+_BUCKETS_PER_E = 1 / math.log1p(5e-4)  # 0.05% price buckets
+_BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw price fits
+
+
+def price_bucket(price: int) -> int:
+    return int(math.log(price) * _BUCKETS_PER_E) + 1 if price > 0 else 0
+
+
+class Fenwick:
+    """Binary indexed tree of exact integer sums over a fixed number of slots."""
+
+    __slots__ = ("_tree",)
+
+    def __init__(self, size: int) -> None:
+        self._tree = [0] * (size + 1)
+
+    def add(self, slot: int, amount: int) -> None:
+        i = slot + 1
+        tree = self._tree
+        n = len(tree)
+        while i < n:
+            tree[i] += amount
+            i += i & -i
+
+    def prefix(self, slot: int) -> int:
+        """Sum of slots 0..slot inclusive (0 for slot < 0)."""
+        i = min(slot + 1, len(self._tree) - 1)
+        tree = self._tree
+        total = 0
+        while i > 0:
+            total += tree[i]
+            i -= i & -i
+        return total
+
+
+class ThresholdIndex:
+    """Sorted (price, key) pairs of one symbol; a key may own several prices."""
+
+    __slots__ = ("_by_key", "_prices")
+
+    def __init__(self) -> None:
+        self._prices: Any = SortedList()
+        self._by_key: dict[str, tuple[int, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def put(self, key: str, prices: tuple[int, ...]) -> None:
+        old = self._by_key.get(key)
+        if old == prices:
+            return
+        if old is not None:
+            for price in old:
+                self._prices.remove((price, key))
+        if prices:
+            self._by_key[key] = prices
+            for price in prices:
+                self._prices.add((price, key))
+        else:
+            self._by_key.pop(key, None)
+
+    def remove(self, key: str) -> None:
+        self.put(key, ())
+
+    def crossed(self, low: int, high: int) -> set[str]:
+        """Keys with a threshold in [low, high]."""
+        if high < low:
+            low, high = high, low
+        out = set()
+        for _, key in self._prices.irange((low,), (high + 1,), inclusive=(True, False)):
+            out.add(key)
+        return out
+
+
+class DeficitIndex:
+    """Bankruptcy prices of one (symbol, side) with exact prefix sums of q and q*B."""
+
+    __slots__ = ("_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb")
+
+    def __init__(self, is_long: bool) -> None:
+        self._is_long = is_long
+        self._entries: Any = SortedList()  # (bankruptcy_price, key, abs_qty)
+        self._by_key: dict[str, tuple[int, int]] = {}
+        self._sum_q = Fenwick(_BUCKET_COUNT)
+        self._sum_qb = Fenwick(_BUCKET_COUNT)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def put(self, key: str, bankruptcy_price: int | None, abs_qty: int) -> None:
+        new = None if bankruptcy_price is None or abs_qty == 0 else (bankruptcy_price, abs_qty)
+        old = self._by_key.get(key)
+        if old == new:
+            return
+        if old is not None:
+            self._apply(old[0], key, old[1], -1)
+            del self._by_key[key]
+        if new is not None:
+            self._apply(new[0], key, new[1], +1)
+            self._by_key[key] = new
+
+    def remove(self, key: str) -> None:
+        self.put(key, None, 0)
+
+    def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
+        bucket = price_bucket(price)
+        self._sum_q.add(bucket, sign * abs_qty)
+        self._sum_qb.add(bucket, sign * abs_qty * price)
+        if sign > 0:
+            self._entries.add((price, key, abs_qty))
+        else:
+            self._entries.remove((price, key, abs_qty))
+
+    def deficit_at(self, price: int) -> int:
+        """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
+        bucket = price_bucket(price)
+        if self._is_long:
+            # buckets strictly above p's bucket, then p's own bucket entries with B > p
+            sum_q = self._sum_q.prefix(_BUCKET_COUNT) - self._sum_q.prefix(bucket)
+            sum_qb = self._sum_qb.prefix(_BUCKET_COUNT) - self._sum_qb.prefix(bucket)
+            for b, _, q in self._entries.irange((price + 1,)):
+                if price_bucket(b) != bucket:
+                    break
+                sum_q += q
+                sum_qb += q * b
+            return div_ceil(sum_qb - price * sum_q, SCALE)
+        sum_q = self._sum_q.prefix(bucket - 1)
+        sum_qb = self._sum_qb.prefix(bucket - 1)
+        for b, _, q in self._entries.irange(
+            maximum=(price,), inclusive=(True, False), reverse=True
+        ):
+            if price_bucket(b) != bucket:
+                break
+            sum_q += q
+            sum_qb += q * b
+        return div_ceil(price * sum_q - sum_qb, SCALE)
+
+    def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
+        """Entries already past bankruptcy at ``price``: (B, key, |q|), worst first."""
+        if self._is_long:
+            return iter(self._entries.irange((price + 1,), reverse=True))
+        return iter(self._entries.irange(maximum=(price,), inclusive=(True, False)))
+
+    def total_exposure(self) -> tuple[int, int]:
+        """(sum |q|, sum |q|*B) over all entries: the loss at price 0 for longs."""
+        return self._sum_q.prefix(_BUCKET_COUNT), self._sum_qb.prefix(_BUCKET_COUNT)

@@ -1,0 +1,100 @@
+"""Instruments: per symbol its insurance fund, venue profile and maintenance tiers.
+
+Loaded from TOML::
+
+    [symbols.BTCUSDT]
+    fund = "USDT-perp"
+    profile = "binance"
+    tiers = [
+      { max_notional = "50000", mmr = "0.004", maintenance_amount = "0", max_leverage = 125 },
+      ...
+    ]
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streams.engine.errors import ConfigError
+from streams.engine.fixed import SCALE, FixedPointError, MoneyRaw, RateRaw, to_raw
+
+
+@dataclass(frozen=True, slots=True)
+class MarginTier:
+    """One maintenance-margin bracket: applies to notionals up to ``max_notional``."""
+
+    max_notional: MoneyRaw
+    mmr: RateRaw
+    maintenance_amount: MoneyRaw
+    max_leverage: int
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    symbol: str
+    fund: str
+    profile: str
+    tiers: tuple[MarginTier, ...]  # ascending by max_notional
+
+    def tier_for(self, notional: int) -> MarginTier:
+        """The bracket whose range holds ``notional`` (the last one beyond the table)."""
+        for tier in self.tiers:
+            if notional <= tier.max_notional:
+                return tier
+        return self.tiers[-1]
+
+
+def _raw(table: Mapping[str, Any], key: str, where: str) -> int:
+    if key not in table:
+        raise ConfigError(f"{where}: missing {key}")
+    value = table[key]
+    try:
+        return to_raw(str(value) if not isinstance(value, str) else value)
+    except FixedPointError as exc:
+        raise ConfigError(f"{where}.{key}: {exc}") from exc
+
+
+def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
+    symbols = doc.get("symbols")
+    if not isinstance(symbols, dict) or not symbols:
+        raise ConfigError("instruments: a [symbols.NAME] table is required")
+    out: dict[str, Instrument] = {}
+    for symbol, spec in symbols.items():
+        where = f"symbols.{symbol}"
+        tiers = []
+        for i, t in enumerate(spec.get("tiers", [])):
+            tw = f"{where}.tiers[{i}]"
+            tiers.append(
+                MarginTier(
+                    max_notional=_raw(t, "max_notional", tw),  # type: ignore[arg-type]
+                    mmr=_raw(t, "mmr", tw),  # type: ignore[arg-type]
+                    maintenance_amount=_raw(t, "maintenance_amount", tw),  # type: ignore[arg-type]
+                    max_leverage=int(t.get("max_leverage", 1)),
+                )
+            )
+        if not tiers:
+            raise ConfigError(f"{where}: at least one tier is required")
+        if any(a.max_notional >= b.max_notional for a, b in itertools.pairwise(tiers)):
+            raise ConfigError(f"{where}: tiers must ascend by max_notional")
+        if any(not 0 < t.mmr < SCALE for t in tiers):
+            raise ConfigError(f"{where}: mmr must lie in (0, 1)")
+        out[symbol] = Instrument(
+            symbol=symbol,
+            fund=str(spec.get("fund", "default")),
+            profile=str(spec.get("profile", "bybit")),
+            tiers=tuple(tiers),
+        )
+    return out
+
+
+def load_instruments(path: str | Path) -> dict[str, Instrument]:
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read instruments file {path}: {exc}") from exc
+    return parse_instruments(doc)

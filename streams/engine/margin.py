@@ -1,0 +1,81 @@
+"""Margin formulas for linear (USDT-margined) perpetuals, over fixed-point integers.
+
+Notation: signed size ``q`` (+ long, - short), mark ``M``, entry ``E``, and the equity
+backing the position ``Q`` (the account's cross equity, or an isolated position's
+margin plus its unrealized PnL), all at the engine's ``SCALE``.
+
+Formulas (DESIGN.md section 8; Binance "How to Calculate Liquidation Price of USDⓈ-M
+Futures Contracts"):
+
+- unrealized PnL      = q * (M - E)                                   (floor)
+- notional            = |q| * M                                        (ceil)
+- maintenance margin  = notional * mmr - maintenance_amount, tier by notional (ceil)
+- bankruptcy price    B = M - Q / q      (other marks held fixed)
+- liquidation price   P solves Q + q*(P - M) = MM_other + |q|*P*mmr - cum, i.e.
+                      P = (q*M + MM_other - cum - Q) / (q - |q|*mmr)
+                      using the tier that holds |q|*P (Binance's note on tiers).
+
+Rounding is conservative: equity down, requirements up, and a long's thresholds
+rounded up (a short's down) so that a threshold is reached no later than exactly.
+"""
+
+from __future__ import annotations
+
+from streams.engine.fixed import SCALE, div_ceil, div_floor, mul_ceil
+from streams.engine.instruments import Instrument
+
+
+def unrealized_pnl(qty: int, entry_price: int, mark_price: int) -> int:
+    """q * (M - E), rounded down."""
+    return div_floor(qty * (mark_price - entry_price), SCALE)
+
+
+def notional(qty: int, price: int) -> int:
+    """|q| * P, rounded up (it drives requirements)."""
+    return div_ceil(abs(qty) * price, SCALE)
+
+
+def maintenance_margin(instrument: Instrument, notional_value: int) -> int:
+    """notional * mmr - maintenance_amount with the bracket holding ``notional_value``."""
+    if notional_value <= 0:
+        return 0
+    tier = instrument.tier_for(notional_value)
+    return max(0, mul_ceil(notional_value, tier.mmr) - tier.maintenance_amount)
+
+
+def bankruptcy_price(qty: int, mark_price: int, backing_equity: int) -> int | None:
+    """B = M - Q/q; ``None`` when no price can exhaust the backing equity (a long with B <= 0)."""
+    if qty == 0:
+        return None
+    if qty > 0:
+        price = mark_price - div_floor(backing_equity * SCALE, qty)  # long: round B up
+        return price if price > 0 else None
+    return max(0, mark_price + div_floor(backing_equity * SCALE, -qty))  # short: round B down
+
+
+def liquidation_price(
+    instrument: Instrument,
+    qty: int,
+    mark_price: int,
+    backing_equity: int,
+    other_maintenance: int = 0,
+) -> int | None:
+    """Price at which backing equity equals maintenance margin, other marks fixed.
+
+    Tries each bracket and keeps the price whose notional lies in that bracket, since the
+    rate at the liquidation price, not at the mark, is the one that applies.
+    """
+    if qty == 0:
+        return None
+    abs_qty = abs(qty)
+    for tier in instrument.tiers:
+        numerator = (
+            qty * mark_price * SCALE
+            + (other_maintenance - tier.maintenance_amount - backing_equity) * SCALE * SCALE
+        )
+        denominator = qty * SCALE - abs_qty * tier.mmr
+        # long: round up, short: round down -> reached no later than the exact price
+        price = div_ceil(numerator, denominator) if qty > 0 else div_floor(numerator, denominator)
+        if price > 0 and instrument.tier_for(notional(qty, price)) is tier:
+            return price
+    return None

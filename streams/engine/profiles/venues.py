@@ -1,0 +1,126 @@
+"""One profile per venue. Each docstring states the venue's formula and its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.engine.fixed import SCALE
+from streams.engine.profiles.base import (
+    AtBankruptcyPrice,
+    QuintileLights,
+    RankInput,
+    leveraged_pnl,
+)
+
+
+@dataclass(frozen=True)
+class BitmexProfile(QuintileLights, AtBankruptcyPrice):
+    """BitMEX auto-deleveraging ranking.
+
+    Source: BitMEX "Auto-Deleveraging" (Trading rules), the form most venues copied::
+
+        PnL percentage     = (mark value - avg entry value) / abs(avg entry value)
+        effective leverage = abs(mark value) / (mark value - bankrupt value)
+        ranking            = PnL% * effective leverage   if PnL% > 0
+                             PnL% / effective leverage   otherwise
+
+    ``mark value - bankrupt value`` is q*(M - B) = the equity backing the position.
+    Counterparties close at the bankruptcy price; no fee on the deleveraged side.
+    """
+
+    name: str = "bitmex"
+    adl_fee_rate: int = 0
+
+    def rank_score(self, row: RankInput) -> float:
+        return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
+
+
+@dataclass(frozen=True)
+class BybitProfile(BitmexProfile):
+    """Bybit ADL ranking (help center "What is Auto-Deleveraging (ADL)").
+
+    Same ranking as BitMEX::
+
+        ranking = PnL% * effective leverage (PnL% > 0), PnL% / effective leverage (else)
+        effective leverage = abs(mark value) / (mark value - bankrupt value)
+
+    Fee rule: "Maker fee will be charged to the positions of selected traders and Taker
+    fee will be charged to the liquidated orders" -> the deleveraged side pays the maker
+    fee (0.02% on USDT perpetuals, base tier).
+    """
+
+    name: str = "bybit"
+    adl_fee_rate: int = 2 * SCALE // 10_000  # 0.02% maker fee
+
+
+@dataclass(frozen=True)
+class BinanceProfile(BitmexProfile):
+    """Binance USDⓈ-M ADL ranking ("What Is Auto-Deleveraging (ADL) and How Does It Work").
+
+    Ranked by leveraged PnL with *account-level* effective leverage in cross margin::
+
+        PnL%               = unrealized PnL / abs(entry value)
+        effective leverage = abs(mark value) / account margin balance   (cross)
+                           = abs(mark value) / (isolated margin + unrealized PnL) (isolated)
+        ranking            = PnL% * leverage (PnL% > 0), PnL% / leverage (else)
+
+    "The trader's positions will be closed out at the bankruptcy price of the initial
+    liquidated order, no trading fee will be charged."
+    """
+
+    name: str = "binance"
+    adl_fee_rate: int = 0
+
+    def rank_score(self, row: RankInput) -> float:
+        isolated = row.backing_equity != row.account_equity
+        equity = row.backing_equity if isolated else row.account_equity
+        return leveraged_pnl(row.pnl_pct, row.effective_leverage(equity))
+
+
+@dataclass(frozen=True)
+class OkxProfile(BitmexProfile):
+    """OKX ADL ranking ("Auto-Deleveraging: what it is and how it affects your positions").
+
+    "Positions in the ADL queue are ranked based on the leverage PnL% = position's
+    PnL% x effective leverage", for gains and losses alike (unlike BitMEX, a loss is
+    multiplied, not divided, so deeply losing high-leverage positions rank last)::
+
+        ranking = PnL% * abs(mark value) / (equity backing the position)
+
+    When the security fund is nearly depleted deleveraged positions close at the
+    bankruptcy price (the case this monitor projects). OKX publishes no ADL fee: 0.
+    """
+
+    name: str = "okx"
+    adl_fee_rate: int = 0
+
+    def rank_score(self, row: RankInput) -> float:
+        return row.pnl_pct * row.effective_leverage(row.backing_equity)
+
+
+@dataclass(frozen=True)
+class HyperliquidProfile(QuintileLights):
+    """Hyperliquid ADL ranking (docs: Trading > Auto-deleveraging).
+
+    "The specific sorting index to determine the affected users in profit is
+    ``(mark_price / entry_price) * (notional_position / account_value)``. Those traders'
+    positions are closed at the previous mark price against the now underwater user."
+
+    For a short the price ratio is inverted (``entry_price / mark_price``) so that, as for
+    a long, a profitable position scores above 1 x its leverage: our reading, since the
+    docs print only the long form. ``account_value`` is the equity backing the position
+    (the account for cross, the position's margin for isolated). Execution at the mark
+    price, no fee. Hyperliquid shows no lights; we use quintiles like the others.
+    """
+
+    name: str = "hyperliquid"
+    adl_fee_rate: int = 0
+
+    def rank_score(self, row: RankInput) -> float:
+        ratio = row.mark_price / row.entry_price
+        if row.qty < 0:
+            ratio = 1 / ratio
+        return ratio * row.effective_leverage(row.backing_equity)
+
+    def adl_price(self, bankruptcy_price: int, mark_price: int) -> int:
+        return mark_price

@@ -1,0 +1,170 @@
+"""Evaluate an account at the current marks: equity, margins, thresholds, health.
+
+Cross positions share the cross wallet: equity = wallet + sum of their unrealized PnL;
+the account is liquidatable when equity <= sum of their maintenance margins.
+An isolated position is judged alone on ``isolated_margin + unrealized_pnl``.
+A position with no mark yet is valued at its entry price.
+
+Health, worst first: ``bankrupt`` (equity < 0; deficit = -equity), ``liquidatable``
+(equity <= maintenance), ``warning`` (maintenance / equity >= warning ratio), ``healthy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from streams.engine.account import AccountState, Position
+from streams.engine.fixed import SCALE
+from streams.engine.instruments import Instrument
+from streams.engine.margin import (
+    bankruptcy_price,
+    liquidation_price,
+    maintenance_margin,
+    notional,
+    unrealized_pnl,
+)
+
+DEFAULT_WARNING_RATIO = 7 * SCALE // 10  # maintenance / equity >= 70% -> warning
+
+
+class Health(IntEnum):
+    """Ordered so that ``max`` gives the worst."""
+
+    HEALTHY = 0
+    WARNING = 1
+    LIQUIDATABLE = 2
+    BANKRUPT = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRisk:
+    symbol: str
+    qty: int
+    entry_price: int
+    mark_price: int
+    unrealized_pnl: int
+    notional: int
+    maintenance_margin: int
+    backing_equity: int  # cross equity of the account, or isolated margin + upnl
+    liquidation_price: int | None
+    bankruptcy_price: int | None
+    isolated: bool
+    health: Health
+
+    @property
+    def deficit(self) -> int:
+        """Loss beyond the backing equity; for cross, the account's (shared) deficit."""
+        return max(0, -self.backing_equity)
+
+    @property
+    def side(self) -> str:
+        return "long" if self.qty > 0 else "short"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRisk:
+    account: str
+    wallet_balance: int
+    equity: int  # cross equity + isolated positions' equity
+    maintenance_margin: int
+    cross_equity: int
+    cross_maintenance: int
+    health: Health
+    deficit: int  # cross deficit + isolated deficits
+    positions: tuple[PositionRisk, ...]
+
+    @property
+    def margin_ratio(self) -> float | None:
+        """maintenance / equity; ``None`` with no requirement, ``inf`` at equity <= 0."""
+        if self.maintenance_margin == 0:
+            return 0.0 if self.equity >= 0 else float("inf")
+        if self.equity <= 0:
+            return float("inf")
+        return self.maintenance_margin / self.equity
+
+    @property
+    def cross_position_count(self) -> int:
+        return sum(1 for p in self.positions if not p.isolated)
+
+
+def health_of(equity: int, maintenance: int, warning_ratio: int) -> Health:
+    if equity < 0:
+        return Health.BANKRUPT
+    if maintenance > 0 and equity <= maintenance:
+        return Health.LIQUIDATABLE
+    if maintenance > 0 and maintenance * SCALE >= warning_ratio * equity:
+        return Health.WARNING
+    return Health.HEALTHY
+
+
+def evaluate(
+    state: AccountState,
+    marks: Mapping[str, int],
+    instruments: Mapping[str, Instrument],
+    warning_ratio: int = DEFAULT_WARNING_RATIO,
+) -> AccountRisk:
+    rows: list[tuple[Position, Instrument, int, int, int, int]] = []
+    cross_upnl = cross_mm = 0
+    for pos in state.positions:
+        inst = instruments[pos.symbol]
+        mark = marks.get(pos.symbol, pos.entry_price)
+        upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
+        value = notional(pos.qty, mark)
+        mm = maintenance_margin(inst, value)
+        rows.append((pos, inst, mark, upnl, value, mm))
+        if not pos.is_isolated:
+            cross_upnl += upnl
+            cross_mm += mm
+    cross_equity = state.wallet_balance + cross_upnl
+    cross_health = health_of(cross_equity, cross_mm, warning_ratio)
+    has_cross = any(not pos.is_isolated for pos in state.positions)
+
+    risks = []
+    equity = cross_equity
+    deficit = max(0, -cross_equity) if has_cross else 0
+    health = cross_health if has_cross else health_of(cross_equity, 0, warning_ratio)
+    for pos, inst, mark, upnl, value, mm in rows:
+        if pos.is_isolated:
+            backing = pos.isolated_margin + upnl
+            other_mm = 0
+            pos_health = health_of(backing, mm, warning_ratio)
+            equity += backing
+            deficit += max(0, -backing)
+            health = max(health, pos_health)
+        else:
+            backing = cross_equity
+            other_mm = cross_mm - mm
+            pos_health = cross_health
+        risks.append(
+            PositionRisk(
+                symbol=pos.symbol,
+                qty=pos.qty,
+                entry_price=pos.entry_price,
+                mark_price=mark,
+                unrealized_pnl=upnl,
+                notional=value,
+                maintenance_margin=mm,
+                backing_equity=backing,
+                liquidation_price=liquidation_price(inst, pos.qty, mark, backing, other_mm),
+                bankruptcy_price=bankruptcy_price(pos.qty, mark, backing),
+                isolated=pos.is_isolated,
+                health=pos_health,
+            )
+        )
+    return AccountRisk(
+        account=state.account,
+        wallet_balance=state.wallet_balance,
+        equity=equity,
+        maintenance_margin=sum(r[5] for r in rows),
+        cross_equity=cross_equity,
+        cross_maintenance=cross_mm,
+        health=health,
+        deficit=deficit,
+        positions=tuple(risks),
+    )

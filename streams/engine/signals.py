@@ -1,0 +1,121 @@
+"""Output signals: immutable values the engine returns; adapters turn them into files,
+topics, metrics and webhooks. Money is raw fixed point here; ``streams.engine.wire``
+renders it as decimal strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AdlStage(StrEnum):
+    IMMINENT = "imminent"
+    TRIGGERED = "triggered"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationDetected:
+    ts_ms: int
+    account: str
+    symbol: str
+    side: str
+    qty: int
+    mark_price: int
+    liquidation_price: int | None
+    bankruptcy_price: int | None
+    equity: int
+    maintenance_margin: int
+    isolated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BankruptcyDetected:
+    ts_ms: int
+    account: str
+    symbol: str
+    side: str
+    qty: int
+    mark_price: int
+    bankruptcy_price: int | None
+    deficit: int
+    isolated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BankruptPosition:
+    account: str
+    symbol: str
+    side: str
+    qty: int  # absolute
+    bankruptcy_price: int
+    deficit: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleverageStep:
+    account: str
+    symbol: str
+    side: str  # side of the deleveraged position
+    qty: int  # absolute quantity closed
+    price: int
+    rank_score: float
+    fee: int
+    against: str  # account of the bankrupt position it offsets
+
+
+@dataclass(frozen=True, slots=True)
+class AdlTriggered:
+    ts_ms: int
+    fund: str
+    symbol: str
+    stage: AdlStage
+    fund_balance: int
+    projected_loss: int
+    shortfall: int
+    coverage_ratio: float | None
+    adl_distance_pct: float | None  # smaller of the two sides
+    bankrupt: tuple[BankruptPosition, ...]
+    plan: tuple[DeleverageStep, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LadderPoint:
+    shock_pct: float
+    projected_loss: int
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolProjection:
+    symbol: str
+    mark_price: int | None
+    adl_distance_long_pct: float | None
+    adl_distance_short_pct: float | None
+    bankrupt_deficit: int
+    liquidatable_loss: int
+    ladder: tuple[LadderPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FundProjection:
+    ts_ms: int
+    fund: str
+    fund_balance: int
+    projected_loss: int
+    coverage_ratio: float | None
+    runway_seconds: float | None
+    symbols: tuple[SymbolProjection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RankAlert:
+    ts_ms: int
+    account: str
+    symbol: str
+    side: str
+    quantile: int
+    previous_quantile: int | None
+    rank_score: float
+
+
+Signal = LiquidationDetected | BankruptcyDetected | AdlTriggered | FundProjection | RankAlert

@@ -1,0 +1,1 @@
+"""Offline replay of an event file through the engine."""

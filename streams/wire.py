@@ -1,0 +1,196 @@
+"""Render engine values as JSON-ready dicts: the public payload contract.
+
+Money, prices and quantities are decimal strings; scores, ratios and percentages are
+JSON numbers (floats; ``null`` where undefined or infinite). The same payloads go to
+the ``replay`` files and to the Kafka output topics; ``schemas/`` describes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from streams.engine.engine import Engine, RankView
+from streams.engine.fixed import to_str
+from streams.engine.risk import AccountRisk, evaluate
+from streams.engine.signals import (
+    AdlTriggered,
+    BankruptcyDetected,
+    FundProjection,
+    LiquidationDetected,
+    RankAlert,
+    Signal,
+)
+
+
+def _money(raw: int | None) -> str | None:
+    return None if raw is None else to_str(raw)
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def liquidation(s: LiquidationDetected) -> dict[str, Any]:
+    return {
+        "ts": s.ts_ms,
+        "account": s.account,
+        "symbol": s.symbol,
+        "side": s.side,
+        "qty": to_str(s.qty),
+        "mark_price": to_str(s.mark_price),
+        "liquidation_price": _money(s.liquidation_price),
+        "bankruptcy_price": _money(s.bankruptcy_price),
+        "equity": to_str(s.equity),
+        "maintenance_margin": to_str(s.maintenance_margin),
+        "margin_mode": "isolated" if s.isolated else "cross",
+    }
+
+
+def bankruptcy(s: BankruptcyDetected) -> dict[str, Any]:
+    return {
+        "ts": s.ts_ms,
+        "account": s.account,
+        "symbol": s.symbol,
+        "side": s.side,
+        "qty": to_str(s.qty),
+        "mark_price": to_str(s.mark_price),
+        "bankruptcy_price": _money(s.bankruptcy_price),
+        "deficit": to_str(s.deficit),
+        "margin_mode": "isolated" if s.isolated else "cross",
+    }
+
+
+def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
+    return {
+        "ts": s.ts_ms,
+        "fund": s.fund,
+        "symbol": s.symbol,
+        "stage": s.stage.value,
+        "fund_balance": to_str(s.fund_balance),
+        "projected_loss": to_str(s.projected_loss),
+        "shortfall": to_str(s.shortfall),
+        "coverage_ratio": _num(s.coverage_ratio),
+        "adl_distance_pct": _num(s.adl_distance_pct),
+        "bankrupt": [
+            {
+                "account": b.account,
+                "symbol": b.symbol,
+                "side": b.side,
+                "qty": to_str(b.qty),
+                "bankruptcy_price": to_str(b.bankruptcy_price),
+                "deficit": to_str(b.deficit),
+            }
+            for b in s.bankrupt
+        ],
+        "plan": [
+            {
+                "account": p.account,
+                "symbol": p.symbol,
+                "side": p.side,
+                "qty": to_str(p.qty),
+                "price": to_str(p.price),
+                "rank_score": _num(p.rank_score),
+                "fee": to_str(p.fee),
+                "against": p.against,
+            }
+            for p in s.plan
+        ],
+    }
+
+
+def fund_projection(s: FundProjection) -> dict[str, Any]:
+    return {
+        "ts": s.ts_ms,
+        "fund": s.fund,
+        "fund_balance": to_str(s.fund_balance),
+        "projected_loss": to_str(s.projected_loss),
+        "coverage_ratio": _num(s.coverage_ratio),
+        "runway_seconds": _num(s.runway_seconds),
+        "symbols": [
+            {
+                "symbol": p.symbol,
+                "mark_price": _money(p.mark_price),
+                "adl_distance_long_pct": _num(p.adl_distance_long_pct),
+                "adl_distance_short_pct": _num(p.adl_distance_short_pct),
+                "bankrupt_deficit": to_str(p.bankrupt_deficit),
+                "liquidatable_loss": to_str(p.liquidatable_loss),
+                "ladder": [
+                    {"shock_pct": pt.shock_pct, "projected_loss": to_str(pt.projected_loss)}
+                    for pt in p.ladder
+                ],
+            }
+            for p in s.symbols
+        ],
+    }
+
+
+def rank_alert(s: RankAlert) -> dict[str, Any]:
+    return {
+        "ts": s.ts_ms,
+        "account": s.account,
+        "symbol": s.symbol,
+        "side": s.side,
+        "quantile": s.quantile,
+        "previous_quantile": s.previous_quantile,
+        "rank_score": _num(s.rank_score),
+    }
+
+
+def account_risk(risk: AccountRisk, ranks: dict[tuple[str, str], RankView]) -> dict[str, Any]:
+    positions = []
+    for p in risk.positions:
+        view = ranks.get((risk.account, p.symbol))
+        positions.append(
+            {
+                "symbol": p.symbol,
+                "side": p.side,
+                "margin_mode": "isolated" if p.isolated else "cross",
+                "qty": to_str(abs(p.qty)),
+                "entry_price": to_str(p.entry_price),
+                "mark_price": to_str(p.mark_price),
+                "unrealized_pnl": to_str(p.unrealized_pnl),
+                "maintenance_margin": to_str(p.maintenance_margin),
+                "liquidation_price": _money(p.liquidation_price),
+                "bankruptcy_price": _money(p.bankruptcy_price),
+                "state": p.health.label,
+                "rank_score": _num(view.score) if view and view.side == p.side else None,
+                "quantile": view.light if view and view.side == p.side else None,
+            }
+        )
+    return {
+        "account": risk.account,
+        "wallet_balance": to_str(risk.wallet_balance),
+        "equity": to_str(risk.equity),
+        "maintenance_margin": to_str(risk.maintenance_margin),
+        "margin_ratio": _num(risk.margin_ratio),
+        "state": risk.health.label,
+        "deficit": to_str(risk.deficit),
+        "positions": positions,
+    }
+
+
+def final_accounts(engine: Engine) -> list[dict[str, Any]]:
+    """Every account re-evaluated at the final marks, sorted by account id."""
+    out = []
+    for acct in sorted(engine.accounts):
+        risk = evaluate(
+            engine.accounts[acct], engine.marks, engine.instruments, engine.config.warning_ratio
+        )
+        out.append(account_risk(risk, engine.ranks))
+    return out
+
+
+RENDERERS: dict[type, tuple[str, Any]] = {
+    LiquidationDetected: ("liquidations", liquidation),
+    BankruptcyDetected: ("bankruptcies", bankruptcy),
+    AdlTriggered: ("adl_triggers", adl_trigger),
+    FundProjection: ("fund_projection", fund_projection),
+    RankAlert: ("rank_alerts", rank_alert),
+}
+
+
+def render(signal: Signal) -> tuple[str, dict[str, Any]]:
+    """(stream name, payload) of one signal."""
+    name, fn = RENDERERS[type(signal)]
+    return name, fn(signal)
