@@ -40,7 +40,7 @@ from streams.engine.fund import (
     ladder,
     shocked_price,
 )
-from streams.engine.index import DeficitIndex, ThresholdIndex
+from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import RankInput, VenueProfile, profile_named
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
@@ -233,16 +233,21 @@ class Engine:
                 continue
             st.holders.add(acct)
             is_long = pos.qty > 0
-            if multi and not pos.isolated:
+            if multi and not pos.isolated and pos.health >= Health.LIQUIDATABLE:
+                # under water with several marks: re-evaluated on every tick of its symbols
                 st.multi_cross.add(acct)
                 st.thresholds.remove(acct)
+            elif multi and not pos.isolated:
+                st.multi_cross.discard(acct)
+                st.thresholds.put(acct, self._band(new, pos), 0, pos.mark_price)
             else:
                 st.multi_cross.discard(acct)
+                thresholds = (pos.warning_price, pos.liquidation_price, pos.bankruptcy_price)
                 st.thresholds.put(
                     acct,
-                    tuple(
-                        p for p in (pos.liquidation_price, pos.bankruptcy_price) if p is not None
-                    ),
+                    tuple(p for p in thresholds if p is not None),
+                    rounding_tolerance(pos.qty),
+                    pos.mark_price,
                 )
             st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
             st.side_index(not is_long).remove(acct)
@@ -253,6 +258,22 @@ class Engine:
             signals.extend(_transitions(acct, before, pos, new, ts_ms))
         self._update_overcount(acct, new, multi)
         return signals
+
+    def _band(self, risk: AccountRisk, pos: PositionRisk) -> tuple[int, int]:
+        """Mark band within which a multi-symbol cross account cannot change health.
+
+        Each cross position j moves the account's boundary functions (equity, equity -
+        maintenance, w * equity - maintenance) by at most |q_j| * (1 + mmr_max_j) per unit
+        of its mark. Splitting the cushion evenly over the n cross positions, no mix of
+        moves that keeps every mark within +-cushion / (n * |q_j| * (1 + mmr_max_j)) can
+        reach a boundary, so the account is re-evaluated only when a mark leaves its band.
+        """
+        # less a few raw units per position: the rounded values may sit that far off
+        cushion = max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
+        mmr_max = max(t.mmr for t in self.instruments[pos.symbol].tiers)
+        n = risk.cross_position_count
+        half_width = div_floor(cushion * SCALE * SCALE, n * abs(pos.qty) * (SCALE + mmr_max))
+        return (pos.mark_price - half_width, pos.mark_price + half_width)
 
     def _update_overcount(self, acct: str, risk: AccountRisk, multi: bool) -> None:
         """A bankrupt account with n cross positions appears n times in the deficit

@@ -25,7 +25,7 @@ from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.index import DeficitIndex
 
 MAX_UP_MOVE = 10.0  # +1000%: a short's ADL distance beyond this is reported as none
-_SEARCH_STEPS = 48
+_SEARCH_STEPS = 32  # bisection of [0, 1] (or [0, 10]) to ~1e-9: far below a tick
 
 
 @dataclass(slots=True)

@@ -62,48 +62,71 @@ class Fenwick:
 
 
 class ThresholdIndex:
-    """Sorted (price, key) pairs of one symbol; a key may own several prices."""
+    """Health thresholds of one symbol's positions, each widened into a small zone.
 
-    __slots__ = ("_by_key", "_prices")
+    A position's health flips where its (rounded) equity crosses its (rounded)
+    requirement: within ``tolerance`` of the exact threshold price, not exactly on it.
+    Each threshold T is stored as the two ends of [T - tolerance, T + tolerance]; a
+    position whose mark sits inside one of its zones is kept in ``zone`` and re-evaluated
+    on every tick until it leaves. So a tick from m0 to m1 needs only the positions with
+    a zone end in [m0, m1] plus the (few) positions in a zone: O(log n + k), and no flip
+    is missed.
+    """
+
+    __slots__ = ("_by_key", "_ends", "zone")
 
     def __init__(self) -> None:
-        self._prices: Any = SortedList()
+        self._ends: Any = SortedList()  # (price, key)
         self._by_key: dict[str, tuple[int, ...]] = {}
+        self.zone: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def put(self, key: str, prices: tuple[int, ...]) -> None:
+    def put(self, key: str, thresholds: tuple[int, ...], tolerance: int, mark: int) -> None:
+        """Index ``key``'s thresholds as evaluated at ``mark``."""
+        ends = tuple(sorted({t + d for t in thresholds for d in (-tolerance, tolerance)}))
+        if any(t - tolerance <= mark <= t + tolerance for t in thresholds):
+            self.zone.add(key)
+        else:
+            self.zone.discard(key)
         old = self._by_key.get(key)
-        if old == prices:
+        if old == ends:
             return
         if old is not None:
             for price in old:
-                self._prices.remove((price, key))
-        if prices:
-            self._by_key[key] = prices
-            for price in prices:
-                self._prices.add((price, key))
+                self._ends.remove((price, key))
+        if ends:
+            self._by_key[key] = ends
+            for price in ends:
+                self._ends.add((price, key))
         else:
             self._by_key.pop(key, None)
 
     def remove(self, key: str) -> None:
-        self.put(key, ())
+        self.put(key, (), 0, 0)
 
     def crossed(self, low: int, high: int) -> set[str]:
-        """Keys with a threshold in [low, high]."""
+        """Keys with a zone end in [low, high], and keys whose mark is in a zone."""
         if high < low:
             low, high = high, low
-        out = set()
-        for _, key in self._prices.irange((low,), (high + 1,), inclusive=(True, False)):
+        out = set(self.zone)
+        for _, key in self._ends.irange((low,), (high + 1,), inclusive=(True, False)):
             out.add(key)
         return out
+
+
+def rounding_tolerance(qty: int) -> int:
+    """Raw price distance within which rounding may move a health flip: equity and
+    requirements are each off by at most a few raw money units (3), and the boundary
+    functions move by at least 0.2 * |q| per unit of price (warning ratio - max mmr)."""
+    return div_ceil(16 * SCALE, abs(qty)) + 1
 
 
 class DeficitIndex:
     """Bankruptcy prices of one (symbol, side) with exact prefix sums of q and q*B."""
 
-    __slots__ = ("_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb")
+    __slots__ = ("_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb", "_total_q", "_total_qb")
 
     def __init__(self, is_long: bool) -> None:
         self._is_long = is_long
@@ -111,6 +134,8 @@ class DeficitIndex:
         self._by_key: dict[str, tuple[int, int]] = {}
         self._sum_q = Fenwick(_BUCKET_COUNT)
         self._sum_qb = Fenwick(_BUCKET_COUNT)
+        self._total_q = 0  # running totals: the long query needs "all minus prefix"
+        self._total_qb = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -134,6 +159,8 @@ class DeficitIndex:
         bucket = price_bucket(price)
         self._sum_q.add(bucket, sign * abs_qty)
         self._sum_qb.add(bucket, sign * abs_qty * price)
+        self._total_q += sign * abs_qty
+        self._total_qb += sign * abs_qty * price
         if sign > 0:
             self._entries.add((price, key, abs_qty))
         else:
@@ -144,8 +171,8 @@ class DeficitIndex:
         bucket = price_bucket(price)
         if self._is_long:
             # buckets strictly above p's bucket, then p's own bucket entries with B > p
-            sum_q = self._sum_q.prefix(_BUCKET_COUNT) - self._sum_q.prefix(bucket)
-            sum_qb = self._sum_qb.prefix(_BUCKET_COUNT) - self._sum_qb.prefix(bucket)
+            sum_q = self._total_q - self._sum_q.prefix(bucket)
+            sum_qb = self._total_qb - self._sum_qb.prefix(bucket)
             for b, _, q in self._entries.irange((price + 1,)):
                 if price_bucket(b) != bucket:
                     break
@@ -171,4 +198,4 @@ class DeficitIndex:
 
     def total_exposure(self) -> tuple[int, int]:
         """(sum |q|, sum |q|*B) over all entries: the loss at price 0 for longs."""
-        return self._sum_q.prefix(_BUCKET_COUNT), self._sum_qb.prefix(_BUCKET_COUNT)
+        return self._total_q, self._total_qb

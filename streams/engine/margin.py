@@ -53,6 +53,45 @@ def bankruptcy_price(qty: int, mark_price: int, backing_equity: int) -> int | No
     return max(0, mark_price + div_floor(backing_equity * SCALE, -qty))  # short: round B down
 
 
+def threshold_price(
+    instrument: Instrument,
+    qty: int,
+    mark_price: int,
+    backing_equity: int,
+    other_maintenance: int = 0,
+    equity_weight: int = SCALE,
+) -> int | None:
+    """Price at which ``equity_weight * equity`` equals maintenance margin, other marks fixed.
+
+    ``equity_weight`` = 1 (``SCALE``) gives the liquidation price; the warning ratio gives
+    the price at which maintenance / equity reaches that ratio. Solves, with w the weight::
+
+        w * (Q + q*(P - M)) = MM_other + |q|*P*mmr - cum
+        P = (w*q*M + MM_other - cum - w*Q) / (w*q - |q|*mmr)
+
+    Tries each bracket and keeps the price whose notional lies in that bracket, since the
+    rate at the threshold price, not at the mark, is the one that applies.
+    """
+    if qty == 0:
+        return None
+    abs_qty = abs(qty)
+    w = equity_weight
+    for tier in instrument.tiers:
+        numerator = (
+            w * qty * mark_price
+            + (other_maintenance - tier.maintenance_amount) * SCALE * SCALE
+            - w * backing_equity * SCALE
+        )
+        denominator = w * qty - abs_qty * tier.mmr
+        if denominator == 0:
+            continue
+        # long: round up, short: round down -> reached no later than the exact price
+        price = div_ceil(numerator, denominator) if qty > 0 else div_floor(numerator, denominator)
+        if price > 0 and instrument.tier_for(notional(qty, price)) is tier:
+            return price
+    return None
+
+
 def liquidation_price(
     instrument: Instrument,
     qty: int,
@@ -60,22 +99,5 @@ def liquidation_price(
     backing_equity: int,
     other_maintenance: int = 0,
 ) -> int | None:
-    """Price at which backing equity equals maintenance margin, other marks fixed.
-
-    Tries each bracket and keeps the price whose notional lies in that bracket, since the
-    rate at the liquidation price, not at the mark, is the one that applies.
-    """
-    if qty == 0:
-        return None
-    abs_qty = abs(qty)
-    for tier in instrument.tiers:
-        numerator = (
-            qty * mark_price * SCALE
-            + (other_maintenance - tier.maintenance_amount - backing_equity) * SCALE * SCALE
-        )
-        denominator = qty * SCALE - abs_qty * tier.mmr
-        # long: round up, short: round down -> reached no later than the exact price
-        price = div_ceil(numerator, denominator) if qty > 0 else div_floor(numerator, denominator)
-        if price > 0 and instrument.tier_for(notional(qty, price)) is tier:
-            return price
-    return None
+    """Price at which backing equity equals maintenance margin, other marks fixed."""
+    return threshold_price(instrument, qty, mark_price, backing_equity, other_maintenance)

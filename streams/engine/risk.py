@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from streams.engine.account import AccountState, Position
-from streams.engine.fixed import SCALE
+from streams.engine.fixed import SCALE, div_floor
 from streams.engine.instruments import Instrument
 from streams.engine.margin import (
     bankruptcy_price,
     liquidation_price,
     maintenance_margin,
     notional,
+    threshold_price,
     unrealized_pnl,
 )
 
@@ -54,6 +55,7 @@ class PositionRisk:
     backing_equity: int  # cross equity of the account, or isolated margin + upnl
     liquidation_price: int | None
     bankruptcy_price: int | None
+    warning_price: int | None  # where maintenance / equity reaches the warning ratio
     isolated: bool
     health: Health
 
@@ -91,6 +93,12 @@ class AccountRisk:
     @property
     def cross_position_count(self) -> int:
         return sum(1 for p in self.positions if not p.isolated)
+
+    def cross_cushion(self, warning_ratio: int) -> int:
+        """Distance of the cross part from its nearest health boundary (quote, raw):
+        min |e*w - mm|, |e - mm|, |e| for cross equity e and maintenance mm."""
+        e, mm = self.cross_equity, self.cross_maintenance
+        return min(abs(div_floor(e * warning_ratio, SCALE) - mm), abs(e - mm), abs(e))
 
 
 def health_of(equity: int, maintenance: int, warning_ratio: int) -> Health:
@@ -153,6 +161,9 @@ def evaluate(
                 backing_equity=backing,
                 liquidation_price=liquidation_price(inst, pos.qty, mark, backing, other_mm),
                 bankruptcy_price=bankruptcy_price(pos.qty, mark, backing),
+                warning_price=threshold_price(
+                    inst, pos.qty, mark, backing, other_mm, equity_weight=warning_ratio
+                ),
                 isolated=pos.is_isolated,
                 health=pos_health,
             )

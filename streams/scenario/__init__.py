@@ -1,0 +1,1 @@
+"""Synthetic market scenarios (the bundled example cascade)."""
