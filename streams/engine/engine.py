@@ -482,6 +482,7 @@ class Engine:
                 mark_price=to_float(mark),
                 backing_equity=to_float(pos.backing_equity + move),
                 account_equity=to_float(risk.equity + move),
+                isolated=pos.isolated,
             )
             entries[pos.side].append(QueueEntry(acct, abs(pos.qty), profile.rank_score(row)))
         return {side: rank_queue(rows, profile) for side, rows in entries.items()}

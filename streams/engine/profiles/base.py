@@ -20,6 +20,7 @@ class RankInput:
     mark_price: float
     backing_equity: float  # equity that backs the position at this mark
     account_equity: float  # the whole account's equity (cross + isolated)
+    isolated: bool = False
 
     @property
     def pnl_pct(self) -> float:

@@ -72,8 +72,7 @@ class BinanceProfile(BitmexProfile):
     adl_fee_rate: int = 0
 
     def rank_score(self, row: RankInput) -> float:
-        isolated = row.backing_equity != row.account_equity
-        equity = row.backing_equity if isolated else row.account_equity
+        equity = row.backing_equity if row.isolated else row.account_equity
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(equity))
 
 

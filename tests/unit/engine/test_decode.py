@@ -1,0 +1,102 @@
+import pytest
+
+from streams.engine.decode import decode_event, decode_line
+from streams.engine.errors import InvalidEvent, UnknownSymbol
+from streams.engine.events import Depth, Fill, FillKind, Mark, Side
+from tests.helpers import raw
+
+SYMBOLS = {"BTCUSDT"}
+FILL = {
+    "type": "fill",
+    "fill_id": "f1",
+    "ts": 1,
+    "account": "a",
+    "symbol": "BTCUSDT",
+    "side": "buy",
+    "qty": "0.5",
+    "price": 60000.5,
+}
+
+
+def test_fill_accepts_numbers_and_decimal_strings():
+    event = decode_event(FILL, SYMBOLS)
+    assert isinstance(event, Fill)
+    assert event.qty == raw("0.5")
+    assert event.price == raw("60000.5")
+    assert event.fee == 0
+    assert event.side is Side.BUY
+    assert event.kind is FillKind.TRADE
+
+
+def test_json_float_keeps_the_written_digits():
+    event = decode_line(b'{"type":"mark","symbol":"BTCUSDT","ts":5,"mark_price":0.1}', SYMBOLS)
+    assert isinstance(event, Mark)
+    assert event.mark_price == 10_000_000  # not 0.1000000000000000055...
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"qty": None}, "qty"),
+        ({"qty": "0"}, "qty"),
+        ({"qty": "-1"}, "qty"),
+        ({"price": "NaN"}, "price"),
+        ({"price": float("inf")}, "price"),
+        ({"price": True}, "price"),
+        ({"side": "long"}, "side"),
+        ({"ts": "yesterday"}, "ts"),
+        ({"account": 7}, "account"),
+        ({"kind": "gift"}, "kind"),
+        ({"liquidity": "both"}, "liquidity"),
+        ({"qty": "0.000000001"}, "qty"),
+    ],
+)
+def test_bad_fields_are_named(change, field):
+    bad = {**FILL, **change}
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(bad, SYMBOLS)
+    assert info.value.field == field
+
+
+def test_unknown_symbol_is_its_own_error():
+    with pytest.raises(UnknownSymbol):
+        decode_event({**FILL, "symbol": "DOGEUSDT"}, SYMBOLS)
+
+
+def test_not_json_and_unknown_type():
+    with pytest.raises(InvalidEvent, match="not JSON"):
+        decode_line(b"{oops", SYMBOLS)
+    with pytest.raises(InvalidEvent) as info:
+        decode_event({"type": "trade"}, SYMBOLS)
+    assert info.value.field == "type"
+    with pytest.raises(InvalidEvent):
+        decode_line(b"[1, 2]", SYMBOLS)
+
+
+def test_depth_levels_are_sorted_best_first_and_validated():
+    event = decode_event(
+        {
+            "type": "depth",
+            "ts": 1,
+            "symbol": "BTCUSDT",
+            "bids": [["99", "1"], ["100", "2"]],
+            "asks": [["102", "1"], ["101", "3"]],
+        },
+        SYMBOLS,
+    )
+    assert isinstance(event, Depth)
+    assert [p for p, _ in event.bids] == [raw("100"), raw("99")]
+    assert [p for p, _ in event.asks] == [raw("101"), raw("102")]
+    with pytest.raises(InvalidEvent) as info:
+        decode_event({"type": "depth", "ts": 1, "symbol": "BTCUSDT", "bids": [["1"]], "asks": []})
+    assert info.value.field == "bids[0]"
+
+
+def test_leverage_below_one_is_refused():
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(
+            {"type": "position_config", "ts": 1, "account": "a", "symbol": "BTCUSDT",
+             "margin_mode": "isolated", "leverage": "0.5"},
+            SYMBOLS,
+        )
+    assert info.value.field == "leverage"

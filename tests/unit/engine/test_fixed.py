@@ -1,0 +1,50 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.engine.fixed import (
+    SCALE,
+    FixedPointError,
+    div_ceil,
+    div_floor,
+    mul_ceil,
+    mul_floor,
+    to_decimal,
+    to_raw,
+    to_str,
+)
+
+
+def test_decimal_strings_convert_exactly():
+    assert to_raw("0.1") == 10_000_000
+    assert to_raw("-12.34567891") == -1_234_567_891
+    assert to_raw("60000") == 60_000 * SCALE
+
+
+def test_more_than_eight_decimals_is_refused_not_rounded():
+    with pytest.raises(FixedPointError, match="more than 8 decimal places"):
+        to_raw("0.000000001")
+
+
+@pytest.mark.parametrize("bad", ["NaN", "inf", "-Infinity", "abc", ""])
+def test_non_numbers_are_refused(bad):
+    with pytest.raises(FixedPointError):
+        to_raw(bad)
+
+
+def test_rounding_directions_are_named():
+    assert div_floor(-7, 2) == -4
+    assert div_ceil(-7, 2) == -3
+    assert div_ceil(7, 2) == 4
+    # 1.5 * 0.00000001 = 1.5e-8 -> 1e-8 down, 2e-8 up
+    assert mul_floor(to_raw("1.5"), 1) == 1
+    assert mul_ceil(to_raw("1.5"), 1) == 2
+
+
+@given(st.decimals(min_value=-(10**9), max_value=10**9, places=8, allow_nan=False))
+def test_round_trip_through_string(value: Decimal):
+    raw = to_raw(value)
+    assert to_decimal(raw) == value
+    assert Decimal(to_str(raw)) == value

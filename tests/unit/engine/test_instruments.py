@@ -1,0 +1,48 @@
+"""Binance's published USDⓈ-M examples ("How to Calculate Liquidation Price of USDⓈ-M
+Futures Contracts") against the bundled brackets."""
+
+import pytest
+
+from streams.engine.errors import ConfigError
+from streams.engine.instruments import parse_instruments
+from tests.helpers import bundled_instruments, raw
+
+
+def test_binance_example_264000_usdt_position_uses_1_percent():
+    # "if the position of USDT-margined BTC/USDT Contract is 264,000 USDT, then the
+    #  maintenance margin rate would be 1% (or 0.01)"
+    btc = bundled_instruments()["BTCUSDT"]
+    assert btc.tier_for(raw("264000")).mmr == raw("0.01")
+
+
+def test_binance_example_500000_usdt_position_has_maintenance_amount_1300():
+    # "if the position ... is 500,000 USDT, then the maintenance amount would be 1,300 USDT"
+    # "= 250,000 * (1% - 0.5%) + 50 USDT = 1,300 USDT"
+    btc = bundled_instruments()["BTCUSDT"]
+    assert btc.tier_for(raw("500000")).maintenance_amount == raw("1300")
+    assert 250_000 * (0.01 - 0.005) + 50 == pytest.approx(1300)
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+def test_every_bracket_follows_binance_maintenance_amount_rule(symbol):
+    # cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}: margin is continuous at each floor
+    tiers = bundled_instruments()[symbol].tiers
+    assert tiers[0].maintenance_amount == 0
+    for prev, cur in zip(tiers, tiers[1:], strict=False):
+        floor = prev.max_notional
+        expected = floor * (cur.mmr - prev.mmr) // 10**8 + prev.maintenance_amount
+        assert cur.maintenance_amount == expected
+
+
+def test_bad_files_are_refused_with_the_place():
+    with pytest.raises(ConfigError, match="symbols"):
+        parse_instruments({})
+    with pytest.raises(ConfigError, match=r"tiers\[0\]: missing mmr"):
+        parse_instruments({"symbols": {"X": {"tiers": [{"max_notional": "1"}]}}})
+    with pytest.raises(ConfigError, match="ascend"):
+        parse_instruments(
+            {"symbols": {"X": {"tiers": [
+                {"max_notional": "10", "mmr": "0.01", "maintenance_amount": "0"},
+                {"max_notional": "5", "mmr": "0.02", "maintenance_amount": "0"},
+            ]}}}
+        )

@@ -1,0 +1,123 @@
+"""Margin formulas: hand calculations (written out below) and invariants."""
+
+from fractions import Fraction
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.engine.fixed import SCALE
+from streams.engine.margin import (
+    bankruptcy_price,
+    liquidation_price,
+    maintenance_margin,
+    notional,
+    threshold_price,
+    unrealized_pnl,
+)
+from tests.helpers import F, bundled_instruments, ceil_raw, floor_raw, one_tier, raw
+
+BTC = bundled_instruments()["BTCUSDT"]
+ETH = bundled_instruments()["ETHUSDT"]
+
+
+def test_isolated_long_10x_binance_formula():
+    # 1 BTC long at 10,000 with 10x: margin 1,000. Bracket 1: mmr 0.4%, cum 0.
+    # Binance: LP = (WB + cum - side*pos*EP) / (pos*MMR - side*pos)
+    #             = (1000 + 0 - 10000) / (0.004 - 1) = 9036.1445783...
+    # bankruptcy: B = E - margin/q = 10000 - 1000 = 9000
+    qty, entry, margin = raw("1"), raw("10000"), raw("1000")
+    expected_lp = ceil_raw((F(1000) - F(10000)) / (F("0.004") - 1))
+    assert liquidation_price(BTC, qty, entry, margin) == expected_lp == 903614457832
+    assert bankruptcy_price(qty, entry, margin) == raw("9000")
+
+
+def test_isolated_short_20x():
+    # 2 ETH short at 3,000 with 20x: margin 300; bracket 1: mmr 0.5%.
+    # 300 - 2*(P - 3000) = 2*P*0.005  ->  P = 6300 / 2.01 = 3134.328358...
+    # B = E - margin/q = 3000 + 150 = 3150
+    qty, entry, margin = raw("-2"), raw("3000"), raw("300")
+    assert liquidation_price(ETH, qty, entry, margin) == floor_raw(F(6300) / F("2.01"))
+    assert bankruptcy_price(qty, entry, margin) == raw("3150")
+
+
+def test_liquidation_uses_the_bracket_at_the_liquidation_price():
+    # 10 BTC long at 26,000 (notional 260,000: bracket 3, mmr 1%, cum 1,300), margin 26,000.
+    # With bracket 3: 26000 + 10P - 260000 = 0.1P - 1300 -> P = 23505.05 (notional 235,050:
+    # bracket 2, inconsistent). With bracket 2 (mmr 0.5%, cum 50):
+    # 26000 + 10P - 260000 = 0.05P - 50 -> P = 233950 / 9.95 (notional 235,125: bracket 2).
+    qty, entry, margin = raw("10"), raw("26000"), raw("26000")
+    assert liquidation_price(BTC, qty, entry, margin) == ceil_raw(F(233950) / F("9.95"))
+
+
+def test_cross_liquidation_price_holds_other_marks_fixed():
+    # wallet 10,000; long 1 BTC @ 50,000 (mark 48,000); short 10 ETH @ 3,000 (mark 3,100).
+    # equity = 10000 - 2000 - 1000 = 7000
+    # MM: BTC 48,000 * 0.4% = 192; ETH 31,000 * 0.65% - 15 = 186.5
+    # BTC LP = (q*M + MM_other - cum - equity) / (q - |q|*mmr) = (48000 + 186.5 - 7000) / 0.996
+    # BTC B = M - equity/q = 41,000; ETH B = 3100 + 7000/10 = 3,800
+    btc_mm = maintenance_margin(BTC, notional(raw("1"), raw("48000")))
+    eth_mm = maintenance_margin(ETH, notional(raw("-10"), raw("3100")))
+    assert (btc_mm, eth_mm) == (raw("192"), raw("186.5"))
+    equity = raw("7000")
+    lp = liquidation_price(BTC, raw("1"), raw("48000"), equity, other_maintenance=eth_mm)
+    assert lp == ceil_raw((F(48000) + F("186.5") - F(7000)) / F("0.996"))
+    assert bankruptcy_price(raw("1"), raw("48000"), equity) == raw("41000")
+    assert bankruptcy_price(raw("-10"), raw("3100"), equity) == raw("3800")
+
+
+def test_warning_price_is_where_the_ratio_reaches_the_level():
+    # one bracket, mmr 1%; 1 unit long at 100, margin 10 -> equity(P) = 10 + (P - 100)
+    # maintenance/equity = 0.5 at 0.01P = 0.5 * (P - 90) -> P = 45 / 0.49
+    inst = one_tier("0.01")["XUSDT"]
+    price = threshold_price(inst, raw("1"), raw("100"), raw("10"), equity_weight=SCALE // 2)
+    assert price == ceil_raw(F(45) / F("0.49"))
+
+
+def test_long_without_leverage_never_goes_bankrupt():
+    assert bankruptcy_price(raw("1"), raw("100"), raw("150")) is None
+    assert liquidation_price(BTC, raw("1"), raw("100"), raw("150")) is None
+
+
+def test_unrealized_pnl_rounds_down():
+    # 3 units * (1.00000001 - 1) = 3e-8 exactly; 1 unit short * 1e-8 rise = -1e-8
+    assert unrealized_pnl(raw("3"), raw("1"), raw("1.00000001")) == 3
+    assert unrealized_pnl(raw("0.5"), raw("1"), raw("1.00000001")) == 0  # 0.5e-8 -> 0
+    assert unrealized_pnl(raw("-0.5"), raw("1"), raw("1.00000001")) == -1  # -0.5e-8 -> -1e-8
+
+
+qty_st = st.integers(min_value=10**5, max_value=10**11)  # 0.001 .. 1,000 base units
+price_st = st.integers(min_value=10**8, max_value=10**13)  # 1 .. 100,000
+margin_st = st.integers(min_value=10**6, max_value=10**13)
+
+
+@given(qty=qty_st, short=st.booleans(), entry=price_st, margin=margin_st)
+def test_equity_at_the_bankruptcy_price_is_zero_within_one_price_unit(qty, short, entry, margin):
+    q = -qty if short else qty
+    b = bankruptcy_price(q, entry, margin)
+    if b is None:  # a long backed beyond its value
+        assert margin >= qty * entry // SCALE
+        return
+    exact_equity = Fraction(margin, SCALE) + Fraction(q, SCALE) * Fraction(b - entry, SCALE)
+    one_unit = Fraction(qty, SCALE) * Fraction(1, SCALE)  # |q| x one raw price unit
+    if b > 0:
+        assert 0 <= exact_equity <= one_unit  # rounded towards warning, by under one unit
+
+
+@given(
+    st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT"]),
+    st.integers(min_value=0, max_value=10**17),
+    st.integers(min_value=0, max_value=10**17),
+)
+def test_maintenance_margin_never_falls_as_notional_grows(symbol, a, b):
+    inst = bundled_instruments()[symbol]
+    low, high = sorted((a, b))
+    assert maintenance_margin(inst, low) <= maintenance_margin(inst, high)
+
+
+@given(qty=qty_st, short=st.booleans(), entry=price_st, margin=margin_st)
+def test_liquidation_comes_before_bankruptcy(qty, short, entry, margin):
+    q = -qty if short else qty
+    lp = liquidation_price(BTC, q, entry, margin)
+    b = bankruptcy_price(q, entry, margin)
+    if lp is not None and b is not None:
+        assert (lp >= b) if q > 0 else (lp <= b)
