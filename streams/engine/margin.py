@@ -44,13 +44,17 @@ def maintenance_margin(instrument: Instrument, notional_value: int) -> int:
 
 
 def bankruptcy_price(qty: int, mark_price: int, backing_equity: int) -> int | None:
-    """B = M - Q/q; ``None`` when no price can exhaust the backing equity (a long with B <= 0)."""
+    """B = M - Q/q; ``None`` when no price can exhaust the backing equity (a long with B <= 0).
+
+    A short's B may be zero or negative: it is bankrupt at any price."""
     if qty == 0:
         return None
     if qty > 0:
         price = mark_price - div_floor(backing_equity * SCALE, qty)  # long: round B up
         return price if price > 0 else None
-    return max(0, mark_price + div_floor(backing_equity * SCALE, -qty))  # short: round B down
+    # short: round B down. B <= 0 is kept: under water by more than the position's value,
+    # bankrupt at every price, and the deficit index needs the full distance.
+    return mark_price + div_floor(backing_equity * SCALE, -qty)
 
 
 def threshold_price(

@@ -1,0 +1,86 @@
+"""The indexes against brute force over the same positions."""
+
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.engine.fixed import SCALE
+from streams.engine.index import DeficitIndex, Fenwick, ThresholdIndex, price_bucket
+
+prices = st.integers(min_value=1, max_value=10**14)
+entry = st.tuples(st.text("abcdefgh", min_size=1, max_size=3), prices, st.integers(1, 10**12))
+
+
+def brute_deficit(entries: dict[str, tuple[int, int]], price: int, is_long: bool) -> int:
+    total = Fraction(0)
+    for b, q in entries.values():
+        gap = b - price if is_long else price - b
+        if gap > 0:
+            total += Fraction(q * gap, SCALE)
+    return -((-total.numerator) // total.denominator)  # ceil
+
+
+@settings(max_examples=200)
+@given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=10))
+def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for key, b, q in ops:
+        if key in truth and q % 3 == 0:  # some updates are removals
+            index.remove(key)
+            del truth[key]
+        else:
+            index.put(key, b, q)
+            truth[key] = (b, q)
+    # also query at the entries' own prices and their neighbours (bucket edges)
+    points = list(queries) + [b + d for b, _ in truth.values() for d in (-1, 0, 1)]
+    for p in points:
+        if p > 0:
+            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+
+
+def test_deficit_hand_example():
+    # longs: 2 @ B=100, 1 @ B=90. At p=95: 2 * (100 - 95) = 10. At 80: 2*20 + 1*10 = 50.
+    index = DeficitIndex(is_long=True)
+    index.put("a", 100 * SCALE, 2 * SCALE)
+    index.put("b", 90 * SCALE, 1 * SCALE)
+    assert index.deficit_at(95 * SCALE) == 10 * SCALE
+    assert index.deficit_at(80 * SCALE) == 50 * SCALE
+    assert index.deficit_at(100 * SCALE) == 0
+    assert [k for _, k, _ in index.beyond(95 * SCALE)] == ["a"]
+
+
+def test_fenwick_prefix_sums():
+    tree = Fenwick(10)
+    for slot, amount in [(0, 5), (3, 2), (9, 1), (3, -1)]:
+        tree.add(slot, amount)
+    assert [tree.prefix(i) for i in (-1, 0, 2, 3, 9)] == [0, 5, 5, 6, 7]
+
+
+@given(st.lists(prices, min_size=2, max_size=50))
+def test_price_buckets_are_monotone(values):
+    values.sort()
+    buckets = [price_bucket(v) for v in values]
+    assert buckets == sorted(buckets)
+
+
+@given(
+    st.dictionaries(st.text("abcdef", min_size=1, max_size=3),
+                    st.lists(prices, min_size=1, max_size=3), max_size=30),
+    prices,
+    prices,
+    st.integers(0, 10**6),
+)
+def test_threshold_crossings_match_brute_force(thresholds, m0, m1, tol):
+    index = ThresholdIndex()
+    for key, ts in thresholds.items():
+        index.put(key, tuple(ts), tol, m0)
+    low, high = sorted((m0, m1))
+    expected = {
+        k
+        for k, ts in thresholds.items()
+        for t in ts
+        if low <= t - tol <= high or low <= t + tol <= high or t - tol <= m0 <= t + tol
+    }
+    assert index.crossed(m0, m1) == expected

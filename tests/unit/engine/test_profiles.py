@@ -1,0 +1,95 @@
+"""Each venue's ranking formula, computed by hand from the venue's published text."""
+
+import pytest
+
+from streams.engine.adl import QueueEntry, deleverage_plan, rank_queue
+from streams.engine.profiles import PROFILES, RankInput, adl_fee, profile_named
+from streams.engine.signals import BankruptPosition
+from tests.helpers import raw
+
+# long 2 @ 100, mark 120, isolated margin 20 -> backing equity 20 + 40 = 60
+# PnL% = (240 - 200) / 200 = 0.2; effective leverage = 240 / 60 = 4
+PROFIT = RankInput(qty=2, entry_price=100, mark_price=120, backing_equity=60, account_equity=120)
+# long 2 @ 100, mark 90, backing 30: PnL% = -0.1; effective leverage = 180 / 30 = 6
+LOSS = RankInput(qty=2, entry_price=100, mark_price=90, backing_equity=30, account_equity=30)
+# short 2 @ 100, mark 80, backing 50: PnL% = (-160 + 200) / 200 = 0.2; leverage 160/50 = 3.2
+SHORT = RankInput(qty=-2, entry_price=100, mark_price=80, backing_equity=50, account_equity=50)
+
+
+@pytest.mark.parametrize("venue", ["bitmex", "bybit"])
+def test_bitmex_family(venue):
+    profile = profile_named(venue)
+    assert profile.rank_score(PROFIT) == pytest.approx(0.2 * 4)
+    assert profile.rank_score(LOSS) == pytest.approx(-0.1 / 6)  # losses divide
+    assert profile.rank_score(SHORT) == pytest.approx(0.2 * 3.2)
+
+
+def test_binance_uses_account_equity_in_cross_and_position_equity_in_isolated():
+    binance = profile_named("binance")
+    assert binance.rank_score(PROFIT) == pytest.approx(0.2 * 240 / 120)  # cross: account
+    iso = RankInput(2, 100, 120, 60, 120, isolated=True)
+    assert binance.rank_score(iso) == pytest.approx(0.2 * 240 / 60)
+
+
+def test_okx_multiplies_losses_too():
+    okx = profile_named("okx")
+    assert okx.rank_score(PROFIT) == pytest.approx(0.8)
+    assert okx.rank_score(LOSS) == pytest.approx(-0.1 * 6)
+
+
+def test_hyperliquid_sorting_index():
+    # (mark_price / entry_price) * (notional_position / account_value)
+    hl = profile_named("hyperliquid")
+    assert hl.rank_score(PROFIT) == pytest.approx(120 / 100 * 240 / 60)
+    assert hl.rank_score(SHORT) == pytest.approx(100 / 80 * 160 / 50)  # short: inverted ratio
+    assert hl.adl_price(bankruptcy_price=raw("650"), mark_price=raw("700")) == raw("700")
+
+
+def test_bybit_charges_the_maker_fee_to_the_deleveraged_side():
+    # "Maker fee will be charged to the positions of selected traders": 0.02% of 3 x 650
+    bybit = profile_named("bybit")
+    assert adl_fee(raw("3"), raw("650"), bybit.adl_fee_rate) == raw("0.39")
+    assert adl_fee(raw("3"), raw("650"), profile_named("binance").adl_fee_rate) == 0
+
+
+def test_lights_are_quintiles():
+    profile = profile_named("bybit")
+    assert [profile.light(i, 10) for i in range(10)] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert profile.light(0, 1) == 5
+
+
+def test_published_deleverage_example():
+    # SATIS docs, "ADL System": a short of 20 contracts is liquidated with bankruptcy price
+    # 650 USDC; accounts 2 and 5 (10 contracts each) are first in the long queue. "All of
+    # the 10 contracts that belong to Account 2 are closed. The remaining 10 is deducted
+    # from account 5."
+    queue = rank_queue(
+        [
+            QueueEntry("account-1", 30, 0.1),
+            QueueEntry("account-2", 10, 0.9),
+            QueueEntry("account-5", 10, 0.7),
+            QueueEntry("account-3", 40, 0.05),
+        ],
+        profile_named("bitmex"),
+    )
+    bankrupt = [BankruptPosition("account-9", "X", "short", 20, raw("650"), deficit=0)]
+    plan = deleverage_plan(bankrupt, {"long": queue}, profile_named("bitmex"), raw("700"))
+    assert [(s.account, s.qty, s.price) for s in plan] == [
+        ("account-2", 10, raw("650")),
+        ("account-5", 10, raw("650")),
+    ]
+
+
+def test_queue_ties_break_by_size_then_account():
+    queue = rank_queue(
+        [QueueEntry("b", 5, 1.0), QueueEntry("a", 5, 1.0), QueueEntry("c", 9, 1.0)],
+        profile_named("okx"),
+    )
+    assert [e.account for e in queue] == ["c", "a", "b"]
+
+
+def test_every_profile_is_registered_with_a_sourced_docstring():
+    assert set(PROFILES) == {"bitmex", "bybit", "binance", "okx", "hyperliquid"}
+    for profile in PROFILES.values():
+        doc = type(profile).__doc__ or ""
+        assert "ranking" in doc.lower() or "sorting index" in doc.lower()
