@@ -23,7 +23,9 @@ def raw(value: str | int) -> int:
     return to_raw(str(value))
 
 
-def one_tier(mmr: str = "0.01", profile: str = "bybit", symbol: str = "XUSDT") -> dict[str, Instrument]:
+def one_tier(
+    mmr: str = "0.01", profile: str = "bybit", symbol: str = "XUSDT"
+) -> dict[str, Instrument]:
     """A single-bracket instrument, for hand calculations."""
     return _parse(
         {
@@ -56,7 +58,7 @@ def floor_raw(value: Fraction) -> int:
     return scaled.numerator // scaled.denominator
 
 
-def F(value: str | int) -> Fraction:  # noqa: N802  # reads like a unit in formulas
+def F(value: str | int) -> Fraction:  # reads like a unit in formulas
     return Fraction(Decimal(str(value)))
 
 
@@ -64,10 +66,29 @@ def ev(event_type: str, **fields: Any) -> Event:
     return decode_event({"type": event_type, **fields})
 
 
-def fill(fid: str, account: str, side: str, qty: str, price: str, symbol: str = "BTCUSDT",
-         ts: int = 1, fee: str = "0", kind: str = "trade") -> Event:
-    return ev("fill", fill_id=fid, ts=ts, account=account, symbol=symbol, side=side, qty=qty,
-              price=price, fee=fee, kind=kind)
+def fill(
+    fid: str,
+    account: str,
+    side: str,
+    qty: str,
+    price: str,
+    symbol: str = "BTCUSDT",
+    ts: int = 1,
+    fee: str = "0",
+    kind: str = "trade",
+) -> Event:
+    return ev(
+        "fill",
+        fill_id=fid,
+        ts=ts,
+        account=account,
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        price=price,
+        fee=fee,
+        kind=kind,
+    )
 
 
 def mark(symbol: str, price: str, ts: int) -> Event:
@@ -79,8 +100,14 @@ def deposit(eid: str, account: str, amount: str, ts: int = 0) -> Event:
 
 
 def isolated(account: str, symbol: str, leverage: str, ts: int = 0) -> Event:
-    return ev("position_config", ts=ts, account=account, symbol=symbol, margin_mode="isolated",
-              leverage=leverage)
+    return ev(
+        "position_config",
+        ts=ts,
+        account=account,
+        symbol=symbol,
+        margin_mode="isolated",
+        leverage=leverage,
+    )
 
 
 def fund(balance: str, ts: int = 0, name: str = "USDT-M") -> Event:

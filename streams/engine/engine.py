@@ -383,6 +383,9 @@ class Engine:
         for is_long in (True, False):
             for price, acct, qty in st.side_index(is_long).beyond(mark):
                 gap = price - mark if is_long else mark - price
+                deficit = div_ceil(qty * gap, SCALE)
+                if acct in st.multi_cross:
+                    deficit = self._cross_share(acct, sym, deficit)
                 bankrupt.append(
                     BankruptPosition(
                         account=acct,
@@ -390,7 +393,7 @@ class Engine:
                         side="long" if is_long else "short",
                         qty=qty,
                         bankruptcy_price=price,
-                        deficit=div_ceil(qty * gap, SCALE),
+                        deficit=deficit,
                     )
                 )
         bankrupt.sort(key=lambda b: (-b.deficit, b.account, b.side))
@@ -419,6 +422,15 @@ class Engine:
             bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
             plan=plan,
         )
+
+    def _cross_share(self, acct: str, sym: str, account_deficit: int) -> int:
+        """A cross account's deficit split over its cross positions by notional, so
+        that a trigger's per-position deficits add up to the account's once."""
+        risk = self.risks[acct]
+        cross = [p for p in risk.positions if not p.isolated]
+        total = sum(p.notional for p in cross)
+        mine = next((p.notional for p in cross if p.symbol == sym), 0)
+        return div_ceil(account_deficit * mine, total) if total else account_deficit
 
     def projection(
         self,

@@ -72,12 +72,16 @@ def test_margin_settings_refuse_impossible_changes():
     with pytest.raises(InvalidEvent, match="flat"):
         run(isolated("a", "BTCUSDT", "5"), state=state)
     with pytest.raises(InvalidEvent, match="no isolated"):
-        run(ev("isolated_margin", event_id="m", ts=2, account="a", symbol="BTCUSDT",
-               amount="1"), state=state)
+        run(
+            ev("isolated_margin", event_id="m", ts=2, account="a", symbol="BTCUSDT", amount="1"),
+            state=state,
+        )
     iso = run(isolated("a", "BTCUSDT", "5"), fill("1", "a", "buy", "1", "100"))
     with pytest.raises(InvalidEvent, match="removes"):
-        run(ev("isolated_margin", event_id="m", ts=2, account="a", symbol="BTCUSDT",
-               amount="-21"), state=iso)
+        run(
+            ev("isolated_margin", event_id="m", ts=2, account="a", symbol="BTCUSDT", amount="-21"),
+            state=iso,
+        )
 
 
 def test_reducer_is_pure():

@@ -1,3 +1,5 @@
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,8 +25,8 @@ def test_rank_order_is_a_permutation_with_monotone_lights(rows, venue):
     ranked = rank_queue(rows, profile)
     assert sorted(e.account for e in ranked) == sorted(e.account for e in rows)
     assert [e.rank for e in ranked] == list(range(len(rows)))
-    assert all(a.score >= b.score for a, b in zip(ranked, ranked[1:], strict=False))
-    assert all(a.light >= b.light for a, b in zip(ranked, ranked[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(ranked))
+    assert all(a.light >= b.light for a, b in itertools.pairwise(ranked))
     assert all(1 <= e.light <= 5 for e in ranked)
 
 

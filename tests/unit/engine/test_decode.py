@@ -95,8 +95,14 @@ def test_depth_levels_are_sorted_best_first_and_validated():
 def test_leverage_below_one_is_refused():
     with pytest.raises(InvalidEvent) as info:
         decode_event(
-            {"type": "position_config", "ts": 1, "account": "a", "symbol": "BTCUSDT",
-             "margin_mode": "isolated", "leverage": "0.5"},
+            {
+                "type": "position_config",
+                "ts": 1,
+                "account": "a",
+                "symbol": "BTCUSDT",
+                "margin_mode": "isolated",
+                "leverage": "0.5",
+            },
             SYMBOLS,
         )
     assert info.value.field == "leverage"

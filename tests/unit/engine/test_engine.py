@@ -87,7 +87,7 @@ def test_imminent_before_triggered():
 def test_duplicate_fill_changes_nothing():
     events = cascade_events()
     engine_once, signals_once = run(events)
-    engine_twice, signals_twice = run(events[:4] + [events[3]] + events[4:])
+    engine_twice, signals_twice = run([*events[:4], events[3], *events[4:]])
     assert engine_twice.stats.duplicates == 1
     assert engine_once.accounts == engine_twice.accounts
     assert signals_once == signals_twice
@@ -111,8 +111,7 @@ def markets(draw):
         events.append(mark(sym, str(p), ts=1))
     ts = 2
     for j in range(draw(st.integers(1, 12))):
-        buyer, seller = draw(st.lists(st.sampled_from(names), min_size=2, max_size=2,
-                                      unique=True))
+        buyer, seller = draw(st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True))
         sym = draw(symbols)
         qty = draw(st.integers(1, 400)) / 100 * (60000 / START[sym]) / 10
         price = prices[sym]
@@ -167,8 +166,7 @@ def test_engine_is_deterministic_and_final_state_matches_naive(events):
     assert signals_a == signals_b
     for acct, state in engine_a.accounts.items():
         fresh = evaluate(state, engine_a.marks, INSTRUMENTS)
-        assert fresh.health == evaluate(engine_b.accounts[acct], engine_b.marks,
-                                        INSTRUMENTS).health
+        assert fresh.health == evaluate(engine_b.accounts[acct], engine_b.marks, INSTRUMENTS).health
     # with no book, the fund's loss now is the sum of account deficits, rounded up: each
     # position's bankruptcy price is rounded towards warning by under one raw price unit,
     # which adds under |q| raw money units (+1 for the ceiling) per position

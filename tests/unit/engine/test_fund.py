@@ -69,8 +69,12 @@ positions = st.lists(
 )
 
 
-@given(positions, st.tuples(st.integers(10**8, 10**12), st.integers(1, 10**10)),
-       st.integers(10**8, 10**12), st.integers(0, 10**14))
+@given(
+    positions,
+    st.tuples(st.integers(10**8, 10**12), st.integers(1, 10**10)),
+    st.integers(10**8, 10**12),
+    st.integers(0, 10**14),
+)
 def test_adding_a_bankruptcy_never_improves_the_projection(existing, extra, mark, fund):
     index = DeficitIndex(is_long=True)
     for i, (b, q) in enumerate(existing):

@@ -66,8 +66,11 @@ def test_price_buckets_are_monotone(values):
 
 
 @given(
-    st.dictionaries(st.text("abcdef", min_size=1, max_size=3),
-                    st.lists(prices, min_size=1, max_size=3), max_size=30),
+    st.dictionaries(
+        st.text("abcdef", min_size=1, max_size=3),
+        st.lists(prices, min_size=1, max_size=3),
+        max_size=30,
+    ),
     prices,
     prices,
     st.integers(0, 10**6),

@@ -1,6 +1,8 @@
 """Binance's published USDⓈ-M examples ("How to Calculate Liquidation Price of USDⓈ-M
 Futures Contracts") against the bundled brackets."""
 
+import itertools
+
 import pytest
 
 from streams.engine.errors import ConfigError
@@ -20,7 +22,7 @@ def test_binance_example_500000_usdt_position_has_maintenance_amount_1300():
     # "= 250,000 * (1% - 0.5%) + 50 USDT = 1,300 USDT"
     btc = bundled_instruments()["BTCUSDT"]
     assert btc.tier_for(raw("500000")).maintenance_amount == raw("1300")
-    assert 250_000 * (0.01 - 0.005) + 50 == pytest.approx(1300)
+    assert pytest.approx(1300) == 250_000 * (0.01 - 0.005) + 50
 
 
 @pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
@@ -28,7 +30,7 @@ def test_every_bracket_follows_binance_maintenance_amount_rule(symbol):
     # cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}: margin is continuous at each floor
     tiers = bundled_instruments()[symbol].tiers
     assert tiers[0].maintenance_amount == 0
-    for prev, cur in zip(tiers, tiers[1:], strict=False):
+    for prev, cur in itertools.pairwise(tiers):
         floor = prev.max_notional
         expected = floor * (cur.mmr - prev.mmr) // 10**8 + prev.maintenance_amount
         assert cur.maintenance_amount == expected
@@ -41,8 +43,14 @@ def test_bad_files_are_refused_with_the_place():
         parse_instruments({"symbols": {"X": {"tiers": [{"max_notional": "1"}]}}})
     with pytest.raises(ConfigError, match="ascend"):
         parse_instruments(
-            {"symbols": {"X": {"tiers": [
-                {"max_notional": "10", "mmr": "0.01", "maintenance_amount": "0"},
-                {"max_notional": "5", "mmr": "0.02", "maintenance_amount": "0"},
-            ]}}}
+            {
+                "symbols": {
+                    "X": {
+                        "tiers": [
+                            {"max_notional": "10", "mmr": "0.01", "maintenance_amount": "0"},
+                            {"max_notional": "5", "mmr": "0.02", "maintenance_amount": "0"},
+                        ]
+                    }
+                }
+            }
         )
