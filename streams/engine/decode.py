@@ -29,7 +29,7 @@ from streams.engine.events import (
     PositionConfig,
     Side,
 )
-from streams.engine.fixed import FixedPointError, to_raw
+from streams.engine.fixed import FixedPointError, MoneyRaw, PriceRaw, QtyRaw, to_raw
 
 E = TypeVar("E", bound=Enum)
 
@@ -128,9 +128,9 @@ def _fill(o: Mapping[str, Any], symbols: Collection[str] | None) -> Fill:
         account=_text(o, "account"),
         symbol=_symbol(o, symbols),
         side=_choice(o, "side", Side),
-        qty=_number(o, "qty", positive=True),  # type: ignore[arg-type]  # NewType of int
-        price=_number(o, "price", positive=True),  # type: ignore[arg-type]
-        fee=_number(o, "fee") if o.get("fee") is not None else 0,  # type: ignore[arg-type]
+        qty=QtyRaw(_number(o, "qty", positive=True)),
+        price=PriceRaw(_number(o, "price", positive=True)),
+        fee=MoneyRaw(_number(o, "fee") if o.get("fee") is not None else 0),
         liquidity=liquidity,
         kind=_choice(o, "kind", FillKind, FillKind.TRADE),
     )
@@ -141,8 +141,8 @@ def _mark(o: Mapping[str, Any], symbols: Collection[str] | None) -> Mark:
     return Mark(
         symbol=_symbol(o, symbols),
         ts_ms=_ts(o),
-        mark_price=_number(o, "mark_price", positive=True),  # type: ignore[arg-type]
-        index_price=None if index is None else _number(o, "index_price", positive=True),  # type: ignore[arg-type]
+        mark_price=PriceRaw(_number(o, "mark_price", positive=True)),
+        index_price=None if index is None else PriceRaw(_number(o, "index_price", positive=True)),
     )
 
 
@@ -151,7 +151,7 @@ def _balance(o: Mapping[str, Any], symbols: Collection[str] | None) -> Balance:
         event_id=_text(o, "event_id"),
         ts_ms=_ts(o),
         account=_text(o, "account"),
-        amount=_number(o, "amount"),  # type: ignore[arg-type]
+        amount=MoneyRaw(_number(o, "amount")),
         reason=_choice(o, "reason", BalanceReason),
     )
 
@@ -175,12 +175,14 @@ def _isolated_margin(o: Mapping[str, Any], symbols: Collection[str] | None) -> I
         ts_ms=_ts(o),
         account=_text(o, "account"),
         symbol=_symbol(o, symbols),
-        amount=_number(o, "amount"),  # type: ignore[arg-type]
+        amount=MoneyRaw(_number(o, "amount")),
     )
 
 
 def _insurance_fund(o: Mapping[str, Any], symbols: Collection[str] | None) -> InsuranceFund:
-    return InsuranceFund(ts_ms=_ts(o), fund=_text(o, "fund"), balance=_number(o, "balance"))  # type: ignore[arg-type]
+    return InsuranceFund(
+        ts_ms=_ts(o), fund=_text(o, "fund"), balance=MoneyRaw(_number(o, "balance"))
+    )
 
 
 def _depth(o: Mapping[str, Any], symbols: Collection[str] | None) -> Depth:

@@ -14,7 +14,7 @@ positions (their thresholds move with every mark), plus O(log n) fund queries
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from streams.engine import account as account_reducer
@@ -141,6 +141,13 @@ class Engine:
         self.stats.events += 1
         self.last_ts_ms = max(self.last_ts_ms, event.ts_ms)
         return signals
+
+    def restore(self, states: Iterable[AccountState]) -> None:
+        """Load account states in bulk (a snapshot, a recovered table): evaluated and
+        indexed at the current marks, with no signals and no fund checks."""
+        for state in states:
+            self.accounts[state.account] = state
+            self._reevaluate(state.account, state.last_ts_ms)
 
     def finish(self) -> list[Signal]:
         """Final ranking and projections at the last event time (end of a replay)."""

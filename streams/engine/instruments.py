@@ -71,9 +71,9 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
             tw = f"{where}.tiers[{i}]"
             tiers.append(
                 MarginTier(
-                    max_notional=_raw(t, "max_notional", tw),  # type: ignore[arg-type]
-                    mmr=_raw(t, "mmr", tw),  # type: ignore[arg-type]
-                    maintenance_amount=_raw(t, "maintenance_amount", tw),  # type: ignore[arg-type]
+                    max_notional=MoneyRaw(_raw(t, "max_notional", tw)),
+                    mmr=RateRaw(_raw(t, "mmr", tw)),
+                    maintenance_amount=MoneyRaw(_raw(t, "maintenance_amount", tw)),
                     max_leverage=int(t.get("max_leverage", 1)),
                 )
             )

@@ -1,0 +1,30 @@
+# The two commands of the README. Each creates .venv and installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench
+
+demo: $(STAMP)  ## the main job: replay the bundled liquidation cascade, print the summary
+	$(BIN)/adl-monitor replay --out replay-out
+
+test: $(STAMP) lint  ## lint + types + all tests
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check streams tests benchmarks
+	$(BIN)/ruff format --check streams tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## mark tick and ladder, indexed vs naive (prints figures, asserts nothing)
+	$(BIN)/python benchmarks/bench_mark_tick.py --sizes 10000 100000
+	$(BIN)/python benchmarks/bench_replay.py
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "adl-monitor needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
