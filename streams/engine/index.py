@@ -19,7 +19,9 @@ function places entries and queries, so the split is consistent.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -123,14 +125,54 @@ def rounding_tolerance(qty: int) -> int:
     return div_ceil(16 * SCALE, abs(qty)) + 1
 
 
-class DeficitIndex:
-    """Bankruptcy prices of one (symbol, side) with exact prefix sums of q and q*B."""
+class _Bucket:
+    """Entries of one price bucket, with prefix sums rebuilt lazily after a change."""
 
-    __slots__ = ("_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb", "_total_q", "_total_qb")
+    __slots__ = ("cum_q", "cum_qb", "dirty", "entries", "prices")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, str, int]] = []  # sorted (B, key, |q|)
+        self.dirty = True
+        self.prices: list[int] = []
+        self.cum_q: list[int] = []
+        self.cum_qb: list[int] = []
+
+    def sums_above(self, price: int) -> tuple[int, int]:
+        """(sum q, sum q*B) over entries with B > price."""
+        self._refresh()
+        i = bisect_right(self.prices, price)
+        return self.cum_q[-1] - self.cum_q[i], self.cum_qb[-1] - self.cum_qb[i]
+
+    def sums_below(self, price: int) -> tuple[int, int]:
+        """(sum q, sum q*B) over entries with B < price."""
+        self._refresh()
+        i = bisect_left(self.prices, price)
+        return self.cum_q[i], self.cum_qb[i]
+
+    def _refresh(self) -> None:
+        if not self.dirty:
+            return
+        self.prices = [b for b, _, _ in self.entries]
+        self.cum_q = [0, *accumulate(q for _, _, q in self.entries)]
+        self.cum_qb = [0, *accumulate(q * b for b, _, q in self.entries)]
+        self.dirty = False
+
+
+class DeficitIndex:
+    """Bankruptcy prices of one (symbol, side) with exact prefix sums of q and q*B.
+
+    Two levels: a Fenwick tree over price buckets for whole buckets, and per bucket a
+    sorted list with prefix sums (rebuilt only when that bucket changed) for the bucket
+    that holds the query price. A query is O(log buckets + log bucket size).
+    """
+
+    __slots__ = ("_buckets", "_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb",
+                 "_total_q", "_total_qb")  # fmt: skip
 
     def __init__(self, is_long: bool) -> None:
         self._is_long = is_long
-        self._entries: Any = SortedList()  # (bankruptcy_price, key, abs_qty)
+        self._entries: Any = SortedList()  # (bankruptcy_price, key, abs_qty), for beyond()
+        self._buckets: dict[int, _Bucket] = {}
         self._by_key: dict[str, tuple[int, int]] = {}
         self._sum_q = Fenwick(_BUCKET_COUNT)
         self._sum_qb = Fenwick(_BUCKET_COUNT)
@@ -156,38 +198,42 @@ class DeficitIndex:
         self.put(key, None, 0)
 
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
-        bucket = price_bucket(price)
-        self._sum_q.add(bucket, sign * abs_qty)
-        self._sum_qb.add(bucket, sign * abs_qty * price)
+        slot = price_bucket(price)
+        self._sum_q.add(slot, sign * abs_qty)
+        self._sum_qb.add(slot, sign * abs_qty * price)
         self._total_q += sign * abs_qty
         self._total_qb += sign * abs_qty * price
+        entry = (price, key, abs_qty)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = _Bucket()
         if sign > 0:
-            self._entries.add((price, key, abs_qty))
+            self._entries.add(entry)
+            insort(bucket.entries, entry)
         else:
-            self._entries.remove((price, key, abs_qty))
+            self._entries.remove(entry)
+            del bucket.entries[bisect_left(bucket.entries, entry)]
+            if not bucket.entries:
+                del self._buckets[slot]
+        bucket.dirty = True
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
-        bucket = price_bucket(price)
+        slot = price_bucket(price)
+        bucket = self._buckets.get(slot)
         if self._is_long:
-            # buckets strictly above p's bucket, then p's own bucket entries with B > p
-            sum_q = self._total_q - self._sum_q.prefix(bucket)
-            sum_qb = self._total_qb - self._sum_qb.prefix(bucket)
-            for b, _, q in self._entries.irange((price + 1,)):
-                if price_bucket(b) != bucket:
-                    break
-                sum_q += q
-                sum_qb += q * b
+            # buckets strictly above p's bucket, then p's own bucket's entries with B > p
+            sum_q = self._total_q - self._sum_q.prefix(slot)
+            sum_qb = self._total_qb - self._sum_qb.prefix(slot)
+            if bucket is not None:
+                q, qb = bucket.sums_above(price)
+                sum_q, sum_qb = sum_q + q, sum_qb + qb
             return div_ceil(sum_qb - price * sum_q, SCALE)
-        sum_q = self._sum_q.prefix(bucket - 1)
-        sum_qb = self._sum_qb.prefix(bucket - 1)
-        for b, _, q in self._entries.irange(
-            maximum=(price,), inclusive=(True, False), reverse=True
-        ):
-            if price_bucket(b) != bucket:
-                break
-            sum_q += q
-            sum_qb += q * b
+        sum_q = self._sum_q.prefix(slot - 1)
+        sum_qb = self._sum_qb.prefix(slot - 1)
+        if bucket is not None:
+            q, qb = bucket.sums_below(price)
+            sum_q, sum_qb = sum_q + q, sum_qb + qb
         return div_ceil(price * sum_q - sum_qb, SCALE)
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
