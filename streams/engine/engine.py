@@ -82,7 +82,8 @@ class _SymbolState:
     thresholds: ThresholdIndex = field(default_factory=ThresholdIndex)
     longs: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=True))
     shorts: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=False))
-    holders: set[str] = field(default_factory=set)
+    # account -> (its position here at the last evaluation, the account's equity then)
+    holders: dict[str, tuple[PositionRisk, int]] = field(default_factory=dict)
     multi_cross: set[str] = field(default_factory=set)
     # liquidatable but not bankrupt: account -> (bankruptcy price, signed qty)
     liquidatable: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -230,7 +231,7 @@ class Engine:
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
             if pos is None:
-                st.holders.discard(acct)
+                st.holders.pop(acct, None)
                 st.multi_cross.discard(acct)
                 st.thresholds.remove(acct)
                 st.longs.remove(acct)
@@ -238,7 +239,7 @@ class Engine:
                 st.liquidatable.pop(acct, None)
                 self.ranks.pop((acct, sym), None)
                 continue
-            st.holders.add(acct)
+            st.holders[acct] = (pos, new.equity)
             is_long = pos.qty > 0
             if multi and not pos.isolated and pos.health >= Health.LIQUIDATABLE:
                 # under water with several marks: re-evaluated on every tick of its symbols
@@ -485,22 +486,24 @@ class Engine:
 
     # ------------------------------------------------------------------ ranking
     def queues(self, sym: str, ts_ms: int) -> dict[str, list[RankedEntry]]:
-        """The ADL queue of each side of ``sym`` at the current mark."""
-        mark = self.marks[sym]
+        """The ADL queue of each side of ``sym`` at the current mark.
+
+        Each position's equity is carried from its last evaluation to the current mark
+        by its own PnL (exact for single-exposure positions; for several cross
+        positions, the other marks are those of the last evaluation).
+        """
+        mark = to_float(self.marks[sym])
         profile = self.profiles[sym]
         entries: dict[str, list[QueueEntry]] = {"long": [], "short": []}
-        for acct in self.symbols[sym].holders:
-            risk = self.risks[acct]
-            pos = _position(risk, sym)
-            if pos is None:
-                continue
-            move = div_floor(pos.qty * (mark - pos.mark_price), SCALE)
+        for acct, (pos, account_equity) in self.symbols[sym].holders.items():
+            qty = to_float(pos.qty)
+            move = qty * (mark - to_float(pos.mark_price))
             row = RankInput(
-                qty=to_float(pos.qty),
+                qty=qty,
                 entry_price=to_float(pos.entry_price),
-                mark_price=to_float(mark),
-                backing_equity=to_float(pos.backing_equity + move),
-                account_equity=to_float(risk.equity + move),
+                mark_price=mark,
+                backing_equity=to_float(pos.backing_equity) + move,
+                account_equity=to_float(account_equity) + move,
                 isolated=pos.isolated,
             )
             entries[pos.side].append(QueueEntry(acct, abs(pos.qty), profile.rank_score(row)))
@@ -530,13 +533,6 @@ def _dedupe_key(event: Event) -> str | None:
         return f"fill:{event.fill_id}"
     if isinstance(event, Balance | IsolatedMargin):
         return f"{type(event).__name__}:{event.event_id}"
-    return None
-
-
-def _position(risk: AccountRisk, sym: str) -> PositionRisk | None:
-    for pos in risk.positions:
-        if pos.symbol == sym:
-            return pos
     return None
 
 
