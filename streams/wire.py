@@ -31,7 +31,7 @@ def _num(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
-def liquidation(s: LiquidationDetected) -> dict[str, Any]:
+def _position_event(s: LiquidationDetected | BankruptcyDetected) -> dict[str, Any]:
     return {
         "ts": s.ts_ms,
         "account": s.account,
@@ -39,26 +39,22 @@ def liquidation(s: LiquidationDetected) -> dict[str, Any]:
         "side": s.side,
         "qty": to_str(s.qty),
         "mark_price": to_str(s.mark_price),
-        "liquidation_price": _money(s.liquidation_price),
         "bankruptcy_price": _money(s.bankruptcy_price),
+        "margin_mode": "isolated" if s.isolated else "cross",
+    }
+
+
+def liquidation(s: LiquidationDetected) -> dict[str, Any]:
+    return {
+        **_position_event(s),
+        "liquidation_price": _money(s.liquidation_price),
         "equity": to_str(s.equity),
         "maintenance_margin": to_str(s.maintenance_margin),
-        "margin_mode": "isolated" if s.isolated else "cross",
     }
 
 
 def bankruptcy(s: BankruptcyDetected) -> dict[str, Any]:
-    return {
-        "ts": s.ts_ms,
-        "account": s.account,
-        "symbol": s.symbol,
-        "side": s.side,
-        "qty": to_str(s.qty),
-        "mark_price": to_str(s.mark_price),
-        "bankruptcy_price": _money(s.bankruptcy_price),
-        "deficit": to_str(s.deficit),
-        "margin_mode": "isolated" if s.isolated else "cross",
-    }
+    return {**_position_event(s), "deficit": to_str(s.deficit)}
 
 
 def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
