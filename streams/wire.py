@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from streams.engine.engine import Engine, RankView
+from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
 from streams.engine.risk import AccountRisk, evaluate
 from streams.engine.signals import (
@@ -133,10 +133,10 @@ def rank_alert(s: RankAlert) -> dict[str, Any]:
     }
 
 
-def account_risk(risk: AccountRisk, ranks: dict[tuple[str, str], RankView]) -> dict[str, Any]:
+def account_risk(risk: AccountRisk, engine: Engine) -> dict[str, Any]:
     positions = []
     for p in risk.positions:
-        view = ranks.get((risk.account, p.symbol))
+        view = engine.rank_view(risk.account, p.symbol)
         positions.append(
             {
                 "symbol": p.symbol,
@@ -150,8 +150,8 @@ def account_risk(risk: AccountRisk, ranks: dict[tuple[str, str], RankView]) -> d
                 "liquidation_price": _money(p.liquidation_price),
                 "bankruptcy_price": _money(p.bankruptcy_price),
                 "state": p.health.label,
-                "rank_score": _num(view.score) if view and view.side == p.side else None,
-                "quantile": view.light if view and view.side == p.side else None,
+                "rank_score": None if view is None else _num(view[0]),
+                "quantile": None if view is None else view[1],
             }
         )
     return {
@@ -173,7 +173,7 @@ def final_accounts(engine: Engine) -> list[dict[str, Any]]:
         risk = evaluate(
             engine.accounts[acct], engine.marks, engine.instruments, engine.config.warning_ratio
         )
-        out.append(account_risk(risk, engine.ranks))
+        out.append(account_risk(risk, engine))
     return out
 
 

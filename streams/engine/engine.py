@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
-from streams.engine.adl import QueueEntry, RankedEntry, deleverage_plan, rank_queue
+from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
@@ -31,7 +31,7 @@ from streams.engine.events import (
     IsolatedMargin,
     Mark,
 )
-from streams.engine.fixed import SCALE, div_ceil, div_floor, to_float
+from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import (
     FundHistory,
     adl_distance,
@@ -42,7 +42,8 @@ from streams.engine.fund import (
 )
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.profiles import RankInput, VenueProfile, profile_named
+from streams.engine.profiles import VenueProfile, profile_named
+from streams.engine.queue import QueueTable
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.signals import (
     AdlStage,
@@ -67,27 +68,17 @@ class EngineStats:
     reevaluations: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RankView:
-    """Latest ranking of one position: its score, light and place in the queue."""
-
-    side: str
-    score: float
-    light: int
-    rank: int
-
-
 @dataclass(slots=True)
 class _SymbolState:
     thresholds: ThresholdIndex = field(default_factory=ThresholdIndex)
     longs: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=True))
     shorts: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=False))
-    # account -> (its position here at the last evaluation, the account's equity then)
-    holders: dict[str, tuple[PositionRisk, int]] = field(default_factory=dict)
+    queue: QueueTable = field(default_factory=QueueTable)  # open positions, for ranking
     multi_cross: set[str] = field(default_factory=set)
     # liquidatable but not bankrupt: account -> (bankruptcy price, signed qty)
     liquidatable: dict[str, tuple[int, int]] = field(default_factory=dict)
     mark_ts_ms: int = -1
+    bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
 
     def side_index(self, is_long: bool) -> DeficitIndex:
@@ -114,8 +105,7 @@ class Engine:
         self.symbols: dict[str, _SymbolState] = {s: _SymbolState() for s in self.instruments}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
         self.stages: dict[tuple[str, str], AdlStage] = {}
-        self.triggered_keys: dict[tuple[str, str], frozenset[str]] = {}
-        self.ranks: dict[tuple[str, str], RankView] = {}
+        self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
         self.projected_at_ms: dict[str, int] = {}
         self.seen_ids: set[str] = set()
         self.stats = EngineStats()
@@ -190,16 +180,15 @@ class Engine:
         new = event.mark_price
         self.marks[sym] = new
         if old is None:
-            affected = set(st.holders)
+            affected = set(st.queue.accounts)
         else:
             affected = st.thresholds.crossed(old, new) | st.multi_cross
         signals: list[Signal] = []
         for acct in sorted(affected):
             signals.extend(self._reevaluate(acct, event.ts_ms))
-        fund = self.instruments[sym].fund
-        signals.extend(self._check_fund(fund, event.ts_ms))
         if st.ranked_at_ms is None or event.ts_ms - st.ranked_at_ms >= self.config.rank_refresh_ms:
             signals.extend(self._rank(sym, event.ts_ms))
+        signals.extend(self._check_fund(self.instruments[sym].fund, event.ts_ms))
         return signals
 
     def _on_fund(self, event: InsuranceFund) -> list[Signal]:
@@ -231,15 +220,14 @@ class Engine:
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
             if pos is None:
-                st.holders.pop(acct, None)
+                st.queue.remove(acct)
                 st.multi_cross.discard(acct)
                 st.thresholds.remove(acct)
                 st.longs.remove(acct)
                 st.shorts.remove(acct)
                 st.liquidatable.pop(acct, None)
-                self.ranks.pop((acct, sym), None)
                 continue
-            st.holders[acct] = (pos, new.equity)
+            st.queue.put(acct, pos, new.equity)
             is_long = pos.qty > 0
             if multi and not pos.isolated and pos.health >= Health.LIQUIDATABLE:
                 # under water with several marks: re-evaluated on every tick of its symbols
@@ -263,7 +251,9 @@ class Engine:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
             else:
                 st.liquidatable.pop(acct, None)
-            signals.extend(_transitions(acct, before, pos, new, ts_ms))
+            changes = _transitions(acct, before, pos, new, ts_ms)
+            st.bankruptcies += sum(isinstance(c, BankruptcyDetected) for c in changes)
+            signals.extend(changes)
         self._update_overcount(acct, new, multi)
         return signals
 
@@ -346,25 +336,33 @@ class Engine:
                 stage = AdlStage.IMMINENT
             key = (fund, sym)
             previous = self.stages.get(key)
-            bankrupt_keys = frozenset(_bankrupt_accounts(st, mark)) if stage else frozenset()
-            grew = stage is AdlStage.TRIGGERED and not bankrupt_keys <= self.triggered_keys.get(
-                key, frozenset()
-            )
-            if stage is previous and not grew:
+            if stage is previous and not self._trigger_grew(key, st, stage, ts_ms):
                 continue
+            if stage is AdlStage.TRIGGERED and st.ranked_at_ms != ts_ms:
+                signals.extend(self._rank(sym, ts_ms))  # the plan needs today's queue
             if stage is None:
                 self.stages.pop(key, None)
-                self.triggered_keys.pop(key, None)
+                self.triggered.pop(key, None)
                 stage = AdlStage.CLEARED
             else:
                 self.stages[key] = stage
-                self.triggered_keys[key] = bankrupt_keys
+                self.triggered[key] = (st.bankruptcies, ts_ms)
             signals.append(self._trigger(fund, sym, stage, balance, loss, coverage, ts_ms))
             force_projection = True
         last = self.projected_at_ms.get(fund)
         if force_projection or last is None or ts_ms - last >= self.config.projection_interval_ms:
             signals.append(self.projection(fund, ts_ms, loss, per_symbol))
         return signals
+
+    def _trigger_grew(
+        self, key: tuple[str, str], st: _SymbolState, stage: AdlStage | None, ts_ms: int
+    ) -> bool:
+        """A triggered symbol is re-announced when new positions went bankrupt since its
+        last announcement, at most once per ``trigger_refresh_ms``."""
+        if stage is not AdlStage.TRIGGERED or key not in self.triggered:
+            return False
+        count, at_ms = self.triggered[key]
+        return st.bankruptcies > count and ts_ms - at_ms >= self.config.trigger_refresh_ms
 
     def _within_distance(self, loss: int, balance: int, st: _SymbolState, mark: int) -> bool:
         move = self.config.imminent_distance
@@ -407,7 +405,10 @@ class Engine:
         bankrupt.sort(key=lambda b: (-b.deficit, b.account, b.side))
         plan: tuple[DeleverageStep, ...] = ()
         if stage is AdlStage.TRIGGERED and bankrupt:
-            queues = self.queues(sym, ts_ms)
+            need = {"long": 0, "short": 0}
+            for b in bankrupt:
+                need["short" if b.side == "long" else "long"] += b.qty
+            queues = {side: self.queue(sym, side, qty) for side, qty in need.items() if qty}
             plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
         distances = [
             d
@@ -485,47 +486,29 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ ranking
-    def queues(self, sym: str, ts_ms: int) -> dict[str, list[RankedEntry]]:
-        """The ADL queue of each side of ``sym`` at the current mark.
-
-        Each position's equity is carried from its last evaluation to the current mark
-        by its own PnL (exact for single-exposure positions; for several cross
-        positions, the other marks are those of the last evaluation).
-        """
-        mark = to_float(self.marks[sym])
-        profile = self.profiles[sym]
-        entries: dict[str, list[QueueEntry]] = {"long": [], "short": []}
-        for acct, (pos, account_equity) in self.symbols[sym].holders.items():
-            qty = to_float(pos.qty)
-            move = qty * (mark - to_float(pos.mark_price))
-            row = RankInput(
-                qty=qty,
-                entry_price=to_float(pos.entry_price),
-                mark_price=mark,
-                backing_equity=to_float(pos.backing_equity) + move,
-                account_equity=to_float(account_equity) + move,
-                isolated=pos.isolated,
-            )
-            entries[pos.side].append(QueueEntry(acct, abs(pos.qty), profile.rank_score(row)))
-        return {side: rank_queue(rows, profile) for side, rows in entries.items()}
-
     def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
-        self.symbols[sym].ranked_at_ms = ts_ms
-        top = max(1, self.profiles[sym].light(0, 1))
-        signals: list[Signal] = []
-        for side, queue in self.queues(sym, ts_ms).items():
-            for entry in queue:
-                key = (entry.account, sym)
-                previous = self.ranks.get(key)
-                self.ranks[key] = RankView(side, entry.score, entry.light, entry.rank)
-                prev_light = previous.light if previous and previous.side == side else None
-                if entry.light == prev_light or (prev_light is None and entry.light < top):
-                    continue
-                signals.append(
-                    RankAlert(ts_ms, entry.account, sym, side, entry.light, prev_light, entry.score)
-                )
-        signals.sort(key=lambda s: (s.account, s.symbol) if isinstance(s, RankAlert) else ("", ""))
-        return signals
+        st = self.symbols[sym]
+        st.ranked_at_ms = ts_ms
+        changes = st.queue.rank(self.marks[sym], self.profiles[sym])
+        return [
+            RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score) for c in changes
+        ]
+
+    def queue(self, sym: str, side: str, qty_needed: int | None = None) -> list[RankedEntry]:
+        """The side's ADL queue at the last ranking, first to be deleveraged first; only as
+        far as ``qty_needed`` is covered when given."""
+        out: list[RankedEntry] = []
+        covered = 0
+        for entry in self.symbols[sym].queue.ranked(side):
+            out.append(entry)
+            covered += entry.qty
+            if qty_needed is not None and covered >= qty_needed:
+                break
+        return out
+
+    def rank_view(self, account: str, sym: str) -> tuple[float, int] | None:
+        """(score, light) of an account's position at the last ranking of its symbol."""
+        return self.symbols[sym].queue.view(account)
 
 
 def _dedupe_key(event: Event) -> str | None:
@@ -534,10 +517,6 @@ def _dedupe_key(event: Event) -> str | None:
     if isinstance(event, Balance | IsolatedMargin):
         return f"{type(event).__name__}:{event.event_id}"
     return None
-
-
-def _bankrupt_accounts(st: _SymbolState, mark: int) -> list[str]:
-    return [acct for is_long in (True, False) for _, acct, _ in st.side_index(is_long).beyond(mark)]
 
 
 def _transitions(

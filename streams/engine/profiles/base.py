@@ -5,39 +5,58 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from streams.engine.fixed import SCALE, div_ceil
 
 LIGHTS = 5  # rank indicator lights: 5 = first in the ADL queue
 MAX_EFFECTIVE_LEVERAGE = 1e9  # equity <= 0: leverage is unbounded; keep scores finite
 
 
+Floats = npt.NDArray[np.float64]
+
+
 @dataclass(frozen=True, slots=True)
 class RankInput:
-    """What every venue's ranking formula needs, at one mark (floats: a projection)."""
+    """What every venue's ranking formula needs, at one mark (floats: a projection).
 
-    qty: float  # signed base units
-    entry_price: float
-    mark_price: float
-    backing_equity: float  # equity that backs the position at this mark
-    account_equity: float  # the whole account's equity (cross + isolated)
-    isolated: bool = False
+    Each field is either one number (one position) or an array (one entry per position,
+    the same length for all): the formulas are written once, in numpy, for both.
+    """
+
+    qty: Floats | float  # signed base units
+    entry_price: Floats | float
+    mark_price: Floats | float
+    backing_equity: Floats | float  # equity that backs the position at this mark
+    account_equity: Floats | float  # the whole account's equity (cross + isolated)
+    isolated: npt.NDArray[np.bool_] | bool = False
 
     @property
-    def pnl_pct(self) -> float:
+    def mark_value(self) -> Floats:
+        return np.asarray(self.qty, dtype=np.float64) * self.mark_price
+
+    @property
+    def pnl_pct(self) -> Floats:
         """(mark value - entry value) / |entry value|."""
-        entry_value = self.qty * self.entry_price
-        return (self.qty * self.mark_price - entry_value) / abs(entry_value)
+        entry_value = np.asarray(self.qty, dtype=np.float64) * self.entry_price
+        return (self.mark_value - entry_value) / np.abs(entry_value)
 
-    def effective_leverage(self, equity: float) -> float:
-        """|mark value| / equity; for the backing equity this is |MV| / (MV - bankrupt value)."""
-        if equity <= 0:
-            return MAX_EFFECTIVE_LEVERAGE
-        return min(MAX_EFFECTIVE_LEVERAGE, abs(self.qty * self.mark_price) / equity)
+    def effective_leverage(self, equity: Floats | float) -> Floats:
+        """|mark value| / equity; for the backing equity this is |MV| / (MV - bankrupt value).
+        Equity <= 0 (under water) counts as the largest leverage."""
+        equity = np.asarray(equity, dtype=np.float64)
+        value = np.abs(self.mark_value)
+        leverage: Floats = np.full(np.broadcast(value, equity).shape, MAX_EFFECTIVE_LEVERAGE)
+        np.divide(value, equity, out=leverage, where=equity > 0)
+        capped: Floats = np.minimum(leverage, MAX_EFFECTIVE_LEVERAGE)
+        return capped
 
 
-def leveraged_pnl(pnl_pct: float, leverage: float) -> float:
+def leveraged_pnl(pnl_pct: Floats, leverage: Floats) -> Floats:
     """BitMEX-family score: pnl% * leverage when in profit, pnl% / leverage otherwise."""
-    return pnl_pct * leverage if pnl_pct > 0 else pnl_pct / leverage
+    score: Floats = np.where(pnl_pct > 0, pnl_pct * leverage, pnl_pct / leverage)
+    return score
 
 
 class VenueProfile(Protocol):
@@ -53,8 +72,8 @@ class VenueProfile(Protocol):
         """Scaled fee rate charged to the deleveraged position."""
         ...
 
-    def rank_score(self, row: RankInput) -> float:
-        """Higher scores are deleveraged first."""
+    def rank_score(self, row: RankInput) -> Floats:
+        """Higher scores are deleveraged first (one score per entry of ``row``)."""
         ...
 
     def light(self, rank: int, count: int) -> int:

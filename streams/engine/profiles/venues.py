@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from streams.engine.fixed import SCALE
 from streams.engine.profiles.base import (
     AtBankruptcyPrice,
+    Floats,
     QuintileLights,
     RankInput,
     leveraged_pnl,
@@ -31,7 +34,7 @@ class BitmexProfile(QuintileLights, AtBankruptcyPrice):
     name: str = "bitmex"
     adl_fee_rate: int = 0
 
-    def rank_score(self, row: RankInput) -> float:
+    def rank_score(self, row: RankInput) -> Floats:
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
 
 
@@ -71,8 +74,8 @@ class BinanceProfile(BitmexProfile):
     name: str = "binance"
     adl_fee_rate: int = 0
 
-    def rank_score(self, row: RankInput) -> float:
-        equity = row.backing_equity if row.isolated else row.account_equity
+    def rank_score(self, row: RankInput) -> Floats:
+        equity = np.where(row.isolated, row.backing_equity, row.account_equity)
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(equity))
 
 
@@ -93,7 +96,7 @@ class OkxProfile(BitmexProfile):
     name: str = "okx"
     adl_fee_rate: int = 0
 
-    def rank_score(self, row: RankInput) -> float:
+    def rank_score(self, row: RankInput) -> Floats:
         return row.pnl_pct * row.effective_leverage(row.backing_equity)
 
 
@@ -115,10 +118,9 @@ class HyperliquidProfile(QuintileLights):
     name: str = "hyperliquid"
     adl_fee_rate: int = 0
 
-    def rank_score(self, row: RankInput) -> float:
-        ratio = row.mark_price / row.entry_price
-        if row.qty < 0:
-            ratio = 1 / ratio
+    def rank_score(self, row: RankInput) -> Floats:
+        ratio = np.divide(row.mark_price, row.entry_price)
+        ratio = np.where(np.asarray(row.qty) < 0, 1 / ratio, ratio)
         return ratio * row.effective_leverage(row.backing_equity)
 
     def adl_price(self, bankruptcy_price: int, mark_price: int) -> int:

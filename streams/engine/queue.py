@@ -1,0 +1,161 @@
+"""The ADL queue of one symbol as columns, ranked in one vectorised pass.
+
+Ranking is O(n log n) per refresh, so it runs at most every ``rank_refresh_ms``; doing it
+with numpy over columns (not per-position Python objects) keeps a refresh of a hundred
+thousand positions in milliseconds. Each position's equity is carried from its last
+evaluation to the current mark by its own PnL (exact for single-exposure positions; for
+several cross positions, the other marks are those of the last evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.engine.adl import RankedEntry
+from streams.engine.fixed import SCALE
+from streams.engine.profiles import RankInput, VenueProfile
+from streams.engine.risk import PositionRisk
+
+
+@dataclass(frozen=True, slots=True)
+class LightChange:
+    account: str
+    side: str
+    light: int
+    previous: int | None
+    score: float
+
+
+class QueueTable:
+    """Open positions of one symbol: account, size, entry and equity at last evaluation."""
+
+    __slots__ = ("_accounts_array", "_order", "_row", "_scores", "accounts", "cols", "lights")
+
+    _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
+
+    def __init__(self) -> None:
+        self.accounts: list[str] = []
+        self._row: dict[str, int] = {}
+        self.cols: dict[str, list[float | int | bool]] = {c: [] for c in self._COLS}
+        self.lights: list[int] = []  # 0 until first ranked
+        self._scores: list[float] = []
+        self._order: dict[str, npt.NDArray[np.intp]] = {}
+        self._accounts_array: npt.NDArray[np.str_] | None = None
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self._row
+
+    def put(self, account: str, pos: PositionRisk, account_equity: int) -> None:
+        values = (
+            pos.qty / SCALE,
+            pos.entry_price / SCALE,
+            pos.mark_price / SCALE,
+            pos.backing_equity / SCALE,
+            account_equity / SCALE,
+            pos.isolated,
+            abs(pos.qty),
+        )
+        row = self._row.get(account)
+        if row is None:
+            self._row[account] = len(self.accounts)
+            self.accounts.append(account)
+            for name, value in zip(self._COLS, values, strict=True):
+                self.cols[name].append(value)
+            self.lights.append(0)
+            self._scores.append(0.0)
+            self._accounts_array = None
+            self._order.clear()
+            return
+        if (self.cols["qty"][row] > 0) != (pos.qty > 0):
+            self.lights[row] = 0  # flipped side: a new place in the other queue
+        for name, value in zip(self._COLS, values, strict=True):
+            self.cols[name][row] = value
+
+    def remove(self, account: str) -> None:
+        row = self._row.pop(account, None)
+        if row is None:
+            return
+        last = len(self.accounts) - 1
+        columns: list[list[Any]] = [*self.cols.values(), self.lights, self._scores, self.accounts]
+        for column in columns:
+            column[row] = column[last]  # swap-remove: O(1), rows are unordered
+            column.pop()
+        if row != last:
+            self._row[self.accounts[row]] = row
+        self._accounts_array = None
+        self._order.clear()
+
+    def view(self, account: str) -> tuple[float, int] | None:
+        """(score, light) of the account's position at the last ranking."""
+        row = self._row.get(account)
+        if row is None or self.lights[row] == 0:
+            return None
+        return self._scores[row], self.lights[row]
+
+    def rank(self, mark_price: int, profile: VenueProfile) -> list[LightChange]:
+        """Score and order both sides at ``mark_price``; return the lights that changed
+        (a new position is reported only when it enters at the top light)."""
+        if not self.accounts:
+            return []
+        qty = np.array(self.cols["qty"], dtype=np.float64)
+        mark = mark_price / SCALE
+        move = qty * (mark - np.array(self.cols["mark"], dtype=np.float64))
+        scores = profile.rank_score(
+            RankInput(
+                qty=qty,
+                entry_price=np.array(self.cols["entry"], dtype=np.float64),
+                mark_price=mark,
+                backing_equity=np.array(self.cols["backing"], dtype=np.float64) + move,
+                account_equity=np.array(self.cols["equity"], dtype=np.float64) + move,
+                isolated=np.array(self.cols["isolated"], dtype=np.bool_),
+            )
+        )
+        if self._accounts_array is None:
+            self._accounts_array = np.array(self.accounts)
+        abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)
+        lights = np.zeros(len(qty), dtype=np.int64)
+        for side, mask in (("long", qty > 0), ("short", qty < 0)):
+            rows = np.nonzero(mask)[0]
+            # score desc, then larger size, then account id
+            order = np.lexsort((self._accounts_array[rows], -abs_qty[rows], -scores[rows]))
+            ranked = rows[order]
+            lights[ranked] = profile.light(np.arange(len(ranked)), len(ranked))  # type: ignore[arg-type]  # lights are elementwise
+            self._order[side] = ranked
+        top = profile.light(0, 1)
+        previous = np.array(self.lights, dtype=np.int64)
+        changes = []
+        for row in np.nonzero(lights != previous)[0]:
+            before = int(previous[row])
+            if before == 0 and lights[row] < top:
+                continue
+            changes.append(
+                LightChange(
+                    account=self.accounts[row],
+                    side="long" if qty[row] > 0 else "short",
+                    light=int(lights[row]),
+                    previous=before or None,
+                    score=float(scores[row]),
+                )
+            )
+        self.lights = lights.tolist()
+        self._scores = scores.tolist()
+        return sorted(changes, key=lambda c: c.account)
+
+    def ranked(self, side: str) -> Iterator[RankedEntry]:
+        """The side's queue at the last ranking, first to be deleveraged first."""
+        for place, row in enumerate(self._order.get(side, ())):
+            yield RankedEntry(
+                account=self.accounts[row],
+                qty=int(self.cols["abs_qty"][row]),
+                score=self._scores[row],
+                rank=place,
+                light=self.lights[row],
+            )
