@@ -49,25 +49,25 @@ def deleverage_plan(
     profile: VenueProfile,
     mark_price: int,
 ) -> tuple[DeleverageStep, ...]:
-    """``queues`` maps a side ("long"/"short") to its ranked queue."""
-    used: dict[tuple[str, str], int] = {}
+    """``queues`` maps a side ("long"/"short") to its ranked queue.
+
+    One cursor per side: entries before it are used up, so each bankrupt position starts
+    where the previous one stopped: O(bankrupt + queue), not O(bankrupt x queue).
+    """
+    cursor = {"long": 0, "short": 0}
+    used_at_cursor = {"long": 0, "short": 0}  # taken from the entry under the cursor
     steps: list[DeleverageStep] = []
     for position in bankrupt:
         opposite = "short" if position.side == "long" else "long"
+        queue = queues.get(opposite, ())
         price = profile.adl_price(position.bankruptcy_price, mark_price)
         remaining = position.qty
-        for entry in queues.get(opposite, ()):
-            if remaining <= 0:
-                break
-            if entry.account == position.account:
-                continue  # one-way mode: an account cannot hold both sides of a symbol
-            key = (opposite, entry.account)
-            available = entry.qty - used.get(key, 0)
-            if available <= 0:
-                continue
-            take = min(remaining, available)
-            used[key] = used.get(key, 0) + take
+        i, used = cursor[opposite], used_at_cursor[opposite]
+        while remaining > 0 and i < len(queue):
+            entry = queue[i]  # never the bankrupt account: one-way mode holds one side
+            take = min(remaining, entry.qty - used)
             remaining -= take
+            used += take
             steps.append(
                 DeleverageStep(
                     account=entry.account,
@@ -80,4 +80,7 @@ def deleverage_plan(
                     against=position.account,
                 )
             )
+            if used == entry.qty:
+                i, used = i + 1, 0
+        cursor[opposite], used_at_cursor[opposite] = i, used
     return tuple(steps)

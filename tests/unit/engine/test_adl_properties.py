@@ -41,3 +41,31 @@ def test_plan_closes_min_of_remaining_and_available(rows, size):
     assert all(0 < s.qty <= by_account[s.account] for s in plan)
     order = [e.account for e in queue]
     assert [s.account for s in plan] == order[: len(plan)]
+
+
+def reference_plan(bankrupt, queue):
+    """Each bankrupt position walks the queue from the top, skipping what is used up."""
+    used: dict[str, int] = {}
+    out = []
+    for position in bankrupt:
+        remaining = position.qty
+        for entry in queue:
+            available = entry.qty - used.get(entry.account, 0)
+            if remaining <= 0:
+                break
+            if available <= 0:
+                continue
+            take = min(remaining, available)
+            used[entry.account] = used.get(entry.account, 0) + take
+            remaining -= take
+            out.append((entry.account, take, position.account))
+    return out
+
+
+@given(entries, st.lists(st.integers(1, 10**9), min_size=1, max_size=8))
+def test_plan_matches_the_reference_walk(rows, sizes):
+    profile = PROFILES["bitmex"]
+    queue = rank_queue(rows, profile)
+    bankrupt = [BankruptPosition(f"zz{i}", "X", "long", q, 10**10, 0) for i, q in enumerate(sizes)]
+    plan = deleverage_plan(bankrupt, {"short": queue}, profile, 10**10)
+    assert [(s.account, s.qty, s.against) for s in plan] == reference_plan(bankrupt, queue)
