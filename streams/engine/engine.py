@@ -108,6 +108,7 @@ class Engine:
         self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
         self.projected_at_ms: dict[str, int] = {}
         self.seen_ids: set[str] = set()
+        self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.stats = EngineStats()
         self.last_ts_ms = 0
 
@@ -160,6 +161,7 @@ class Engine:
         state = self.accounts.get(acct) or AccountState(acct)
         new_state = account_reducer.apply(state, event)
         self.accounts[acct] = new_state
+        self.touched.add(acct)
         signals = self._reevaluate(acct, event.ts_ms)
         touched = {p.symbol for p in state.positions} | {p.symbol for p in new_state.positions}
         symbol = getattr(event, "symbol", None)  # every account event but a balance has one
@@ -251,6 +253,8 @@ class Engine:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
             else:
                 st.liquidatable.pop(acct, None)
+            if before is None or before.health is not pos.health:
+                self.touched.add(acct)
             changes = _transitions(acct, before, pos, new, ts_ms)
             st.bankruptcies += sum(isinstance(c, BankruptcyDetected) for c in changes)
             signals.extend(changes)

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from streams.pipeline.sequencer import canonical_key
+
 START_PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0}
 CRASH_DEPTH = {"BTCUSDT": 0.15, "ETHUSDT": 0.25, "SOLUSDT": 0.35}
 PRICE_DP = {"BTCUSDT": 1, "ETHUSDT": 2, "SOLUSDT": 3}
@@ -194,12 +196,13 @@ def _depth(symbol: str, mark: float, ts: int, stress: float, rng: random.Random)
 
 
 def write(spec: CascadeSpec, path: Path) -> int:
-    count = 0
+    """Write the scenario in canonical order (``streams.pipeline.sequencer``), so that
+    ``replay`` of the file and the streaming worker apply the events alike."""
+    events = sorted(_events(spec), key=canonical_key)  # stable: ties keep generation order
     with path.open("wb") as out:
-        for event in _events(spec):
+        for event in events:
             out.write(orjson.dumps(event) + b"\n")
-            count += 1
-    return count
+    return len(events)
 
 
 def main() -> None:

@@ -76,8 +76,8 @@ def test_the_cascade_triggers_adl_with_a_plan(replayed):
 def test_bad_lines_go_to_dead_letters_with_reasons(replayed):
     out, result = replayed
     letters = rows(out, "dead_letters")
-    assert [d["field"] for d in letters] == ["mark_price", "symbol", "qty"]
-    assert "DOGEUSDT" in letters[1]["error"]
+    assert [d["field"] for d in letters] == ["qty", "mark_price", "symbol"]
+    assert "DOGEUSDT" in letters[2]["error"]
     assert result.summary["duplicates_ignored"] == 1
     assert result.summary["events_applied"] + len(letters) + 1 == result.summary["lines"]
 

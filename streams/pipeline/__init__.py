@@ -1,0 +1,1 @@
+"""The streaming pipeline: Kafka topics in, the engine, Kafka topics out."""
