@@ -1,0 +1,319 @@
+"""The streaming worker: input topics -> canonical order -> engine -> output topics.
+
+Processing guarantee: exactly-once effect on the output topics, by deterministic
+recomputation. On start the worker reads every input partition from the beginning and
+re-applies events in canonical order (``sequencer``), which rebuilds the engine exactly;
+every output message carries the sequence number of the input event that caused it,
+and each batch of outputs is written in one Kafka transaction together with a progress
+record (the last sequence written). After a crash, outputs up to the committed progress
+are recomputed but not written again; an aborted batch is invisible to read_committed
+consumers. So a SIGKILL at any point neither loses nor repeats an output.
+
+The cost is a start-up proportional to the input history (fine for the retention of a
+risk monitor's inputs; table snapshots would bound it, see the notes on the issue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams import wire
+from streams.engine.config import EngineConfig
+from streams.engine.decode import decode_event
+from streams.engine.engine import Engine
+from streams.engine.errors import AdlMonitorError, InvalidEvent
+from streams.engine.events import Event
+from streams.engine.instruments import Instrument
+from streams.engine.risk import evaluate
+from streams.engine.signals import Signal
+from streams.pipeline.sequencer import Sequencer, canonical_key
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics
+
+log = logging.getLogger("adl_monitor.worker")
+SEQ_HEADER = "adl-seq"
+PROGRESS_KEY = b"progress"
+_INPUT_TYPES = {spec.name: spec.event_types for spec in INPUTS}
+_OUTPUT_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
+
+
+@dataclass(slots=True)
+class Progress:
+    seq: int = 0  # last input sequence whose outputs are committed
+    dead: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last offset
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    consumed: int = 0
+    applied: int = 0
+    dead_letters: int = 0
+    outputs: int = 0
+    skipped_outputs: int = 0  # recomputed after a restart, already committed
+    late_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str  # base name
+    key: bytes | None
+    value: bytes
+    seq: int
+
+
+async def ensure_topics(settings: Settings, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                topics.name(spec.name),
+                num_partitions=1 if spec is PROGRESS else settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in topics.all_specs()
+            if topics.name(spec.name) not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+async def input_partitions(settings: Settings, topics: Topics) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics.inputs)
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    ]
+    return sorted(partitions)
+
+
+async def read_progress(settings: Settings, topics: Topics) -> Progress:
+    """The last committed progress record (read_committed), or a fresh start."""
+    consumer = AIOKafkaConsumer(
+        **settings.client_options(), isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topics.name(PROGRESS.name), 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        progress = Progress()
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for message in batch.get(tp, []):
+                if message.key == PROGRESS_KEY and message.value:
+                    raw = orjson.loads(message.value)
+                    progress = Progress(int(raw["seq"]), dict(raw["dead"]))
+            if not batch:
+                # a transaction marker ends the log: position stops short of ``end``
+                break
+        return progress
+    finally:
+        await consumer.stop()
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        instruments: dict[str, Instrument],
+        config: EngineConfig | None = None,
+        on_output: Callable[[Output], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.engine = Engine(instruments, config)
+        self.symbols = frozenset(instruments)
+        self.sequencer: Sequencer[tuple[Event, str]] = Sequencer()
+        self.stats = WorkerStats()
+        self.progress = Progress()
+        self.seq = 0
+        self.on_output = on_output
+        self._stop = asyncio.Event()
+        self._last_ts: dict[TopicPartition, int] = {}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ decoding
+    def _decode(self, topic: str, value: bytes | None) -> tuple[Event, dict[str, Any]]:
+        base = self.topics.base(topic)
+        try:
+            obj = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent("$", f"not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise InvalidEvent("$", f"expected a JSON object, got {type(obj).__name__}")
+        allowed = _INPUT_TYPES[base]
+        kind = obj.get("type", allowed[0] if len(allowed) == 1 else None)
+        if kind not in allowed:
+            raise InvalidEvent("type", f"topic {base} carries {'|'.join(allowed)}, got {kind!r}")
+        obj = {**obj, "type": kind}
+        return decode_event(obj, self.symbols, kind), obj
+
+    def _dead_letter(self, message: Any, error: AdlMonitorError) -> Output | None:
+        where = f"{message.topic}:{message.partition}"
+        self.stats.dead_letters += 1
+        if message.offset <= self.progress.dead.get(where, -1):
+            self.stats.skipped_outputs += 1
+            return None
+        self.progress.dead[where] = message.offset
+        payload = {
+            "error": str(error),
+            "field": getattr(error, "field", None),
+            "topic": self.topics.base(message.topic),
+            "partition": message.partition,
+            "offset": message.offset,
+            "input": (message.value or b"").decode("utf-8", "replace")[:1000],
+        }
+        return Output("dead_letters", None, orjson.dumps(payload), self.seq)
+
+    # ------------------------------------------------------------------ applying
+    def _apply(self, event: Event) -> list[Output]:
+        self.seq += 1
+        self.stats.applied += 1
+        try:
+            signals: list[Signal] = self.engine.apply(event)
+        except AdlMonitorError as exc:
+            signals = []
+            log.warning("event %d rejected by the engine: %s", self.seq, exc)
+        outputs = [self._output(*wire.render(s)) for s in signals]
+        for acct in sorted(self.engine.touched):
+            risk = evaluate(
+                self.engine.accounts[acct],
+                self.engine.marks,
+                self.engine.instruments,
+                self.engine.config.warning_ratio,
+            )
+            outputs.append(self._output("accounts", wire.account_risk(risk, self.engine)))
+        self.engine.touched.clear()
+        if self.seq <= self.progress.seq:
+            self.stats.skipped_outputs += len(outputs)
+            return []
+        return outputs
+
+    def _output(self, stream: str, payload: dict[str, Any]) -> Output:
+        topic = OUTPUT_FOR_FILE[stream]
+        key_field = _OUTPUT_KEYS[topic]
+        key = str(payload[key_field]).encode() if key_field else None
+        return Output(topic, key, orjson.dumps(payload), self.seq)
+
+    # ------------------------------------------------------------------ the loop
+    async def _watermark(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> int | None:
+        """Least recent event time among inputs with data still to deliver; ``None`` when
+        every input is caught up."""
+        pending = []
+        for tp in partitions:
+            end = consumer.last_stable_offset(tp)
+            if end is None or await consumer.position(tp) < end:
+                pending.append(self._last_ts.get(tp, -1))
+        return min(pending) if pending else None
+
+    async def run(self, stop_when_idle: bool = False) -> WorkerStats:
+        settings = self.settings
+        await ensure_topics(settings, self.topics)
+        self.progress = await read_progress(settings, self.topics)
+        consumer = AIOKafkaConsumer(
+            **settings.client_options(),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+        )
+        producer = AIOKafkaProducer(
+            **settings.client_options(),
+            transactional_id=f"{settings.topic_prefix}{settings.transactional_id}",
+            linger_ms=5,
+        )
+        await consumer.start()
+        await producer.start()
+        try:
+            partitions = await input_partitions(settings, self.topics)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            await self._loop(consumer, producer, partitions, stop_when_idle)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return self.stats
+
+    async def _loop(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        partitions: list[TopicPartition],
+        stop_when_idle: bool,
+    ) -> None:
+        idle_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+            outputs: list[Output] = []
+            for tp, messages in batch.items():
+                for message in messages:
+                    self.stats.consumed += 1
+                    try:
+                        event, obj = self._decode(message.topic, message.value)
+                    except AdlMonitorError as exc:
+                        dead = self._dead_letter(message, exc)
+                        outputs.extend([dead] if dead else [])
+                        continue
+                    self._last_ts[tp] = max(self._last_ts.get(tp, -1), event.ts_ms)
+                    key = (*canonical_key(obj), message.topic, message.partition, message.offset)
+                    self.sequencer.push(key, (event, message.topic))
+            watermark = await self._watermark(consumer, partitions)
+            release_all = False
+            if watermark is None:  # caught up: wait a moment for stragglers, then flush
+                now = loop.time()
+                idle_since = now if idle_since is None else idle_since
+                release_all = (now - idle_since) * 1000 >= self.settings.idle_flush_ms
+                watermark = None if release_all else min(self._last_ts.values(), default=-1)
+            else:
+                idle_since = None
+            for event, _topic in self.sequencer.release(watermark):
+                outputs.extend(self._apply(event))
+            if outputs:
+                await self._commit(producer, outputs)
+            if stop_when_idle and release_all and not batch and not len(self.sequencer):
+                return
+
+    async def _commit(self, producer: AIOKafkaProducer, outputs: list[Output]) -> None:
+        last_seq = max(self.progress.seq, max(o.seq for o in outputs))
+        progress = {"seq": last_seq, "dead": self.progress.dead}
+        async with producer.transaction():
+            for out in outputs:
+                await producer.send(
+                    self.topics.name(out.topic),
+                    value=out.value,
+                    key=out.key,
+                    headers=[(SEQ_HEADER, str(out.seq).encode())],
+                )
+                if self.on_output is not None:
+                    self.on_output(out)
+            await producer.send(
+                self.topics.name(PROGRESS.name), value=orjson.dumps(progress), key=PROGRESS_KEY
+            )
+        self.progress.seq = last_seq
+        self.stats.outputs += len(outputs)
