@@ -12,6 +12,7 @@ import orjson
 from streams.engine.config import EngineConfig
 from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import load_instruments
+from streams.pipeline.settings import Settings
 
 
 def bundled(name: str) -> Path:
@@ -38,6 +39,63 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from streams.pipeline.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(args)
+    instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
+    worker = Worker(settings, instruments, EngineConfig())
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        stats = await worker.run(stop_when_idle=args.exit_when_idle)
+        print(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
+
+    asyncio.run(run())
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.pipeline.producer import produce_file
+    from streams.pipeline.topics import Topics
+    from streams.pipeline.worker import ensure_topics
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        return await produce_file(settings, Path(args.events), args.rate)
+
+    sent = asyncio.run(run())
+    print(f"produced {sent} events to {settings.bootstrap}", file=sys.stderr)
+    return 0
+
+
+def bundled_toml() -> str:
+    return str(bundled("instruments.toml"))
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (env ADL_BOOTSTRAP)")
+    parser.add_argument("--topic-prefix", help="prefix of every topic (env ADL_TOPIC_PREFIX)")
+    parser.add_argument("--partitions", type=int, help="partitions of new topics (ADL_PARTITIONS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=_replay)
+
+    wk = sub.add_parser(
+        "worker",
+        help="run the streaming worker against a Kafka cluster",
+        description="Settings come from ADL_* environment variables (see README) or flags.",
+    )
+    _kafka_flags(wk)
+    wk.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
+    wk.add_argument("--exit-when-idle", action="store_true", help="stop once inputs are drained")
+    wk.set_defaults(func=_worker)
+
+    pr = sub.add_parser("produce", help="produce a JSONL event file to the input topics")
+    pr.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))
+    pr.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    _kafka_flags(pr)
+    pr.set_defaults(func=_produce)
     return parser
 
 

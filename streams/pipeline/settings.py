@@ -22,6 +22,7 @@ class Settings:
     sasl_password: str = ""
     ssl_cafile: str = ""
     idle_flush_ms: int = 500  # all inputs caught up this long: release what is buffered
+    max_poll_records: int = 5000  # input records per batch (and per output transaction)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -109,7 +109,10 @@ async def input_partitions(settings: Settings, topics: Topics) -> list[TopicPart
 async def read_progress(settings: Settings, topics: Topics) -> Progress:
     """The last committed progress record (read_committed), or a fresh start."""
     consumer = AIOKafkaConsumer(
-        **settings.client_options(), isolation_level="read_committed", enable_auto_commit=False
+        **settings.client_options(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -118,15 +121,15 @@ async def read_progress(settings: Settings, topics: Topics) -> Progress:
         end = (await consumer.end_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
         progress = Progress()
+        deadline = asyncio.get_running_loop().time() + 30
         while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
+            if asyncio.get_running_loop().time() > deadline:
+                raise AdlMonitorError(f"could not read {tp.topic} to its end ({end})")
+            batch = await consumer.getmany(tp, timeout_ms=500)
             for message in batch.get(tp, []):
                 if message.key == PROGRESS_KEY and message.value:
                     raw = orjson.loads(message.value)
                     progress = Progress(int(raw["seq"]), dict(raw["dead"]))
-            if not batch:
-                # a transaction marker ends the log: position stops short of ``end``
-                break
         return progress
     finally:
         await consumer.stop()
@@ -240,7 +243,7 @@ class Worker:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            max_poll_records=5000,
+            max_poll_records=settings.max_poll_records,
         )
         producer = AIOKafkaProducer(
             **settings.client_options(),
@@ -269,7 +272,9 @@ class Worker:
         idle_since: float | None = None
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+            batch = await consumer.getmany(
+                timeout_ms=100, max_records=self.settings.max_poll_records
+            )
             outputs: list[Output] = []
             for tp, messages in batch.items():
                 for message in messages:
@@ -317,3 +322,4 @@ class Worker:
             )
         self.progress.seq = last_seq
         self.stats.outputs += len(outputs)
+        log.info("committed %d outputs through input sequence %d", len(outputs), last_seq)

@@ -4,6 +4,12 @@ the engine gives over the file (what ``replay`` writes), nothing lost or repeate
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -44,8 +50,8 @@ def reference() -> dict[str, list[tuple[int, bytes]]]:
             signals = engine.apply(event)
         except AdlMonitorError:
             continue
-        for signal in signals:
-            stream, payload = wire.render(signal)
+        for produced in signals:
+            stream, payload = wire.render(produced)
             out[OUTPUT_FOR_FILE[stream]].append((seq, orjson.dumps(payload)))
     return out
 
@@ -111,3 +117,55 @@ def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected) -> Non
     letters = [orjson.loads(v) for _, v in got["dead_letters"]]
     assert {d["field"] for d in letters} == {"qty", "mark_price", "symbol"}
     assert all({"topic", "partition", "offset", "error"} <= d.keys() for d in letters)
+
+
+async def committed_seq(settings: Settings) -> int:
+    from streams.pipeline.worker import read_progress
+
+    return (await read_progress(settings, Topics(settings.topic_prefix))).seq
+
+
+def worker_process(settings: Settings, merge_logs: bool) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ADL_BOOTSTRAP": settings.bootstrap,
+        "ADL_TOPIC_PREFIX": settings.topic_prefix,
+        "ADL_PARTITIONS": str(settings.partitions),
+        "ADL_IDLE_FLUSH_MS": str(settings.idle_flush_ms),
+        "ADL_MAX_POLL_RECORDS": "100",  # many small transactions: a kill lands mid-stream
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_logs else subprocess.PIPE,
+    )
+
+
+def test_sigkill_mid_stream_loses_and_repeats_nothing(kafka: Broker, expected) -> None:
+    settings = settings_for(kafka)
+
+    async def prepare() -> None:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, CASCADE)
+
+    asyncio.run(prepare())
+    first = worker_process(settings, merge_logs=True)
+    seq = 0
+    assert first.stdout is not None
+    for line in first.stdout:  # the worker logs each committed transaction
+        match = re.search(rb"through input sequence (\d+)", line)
+        if match and int(match.group(1)) >= 2000:  # well into the stream (5,770 events)
+            seq = int(match.group(1))
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert 2000 <= seq < 5770
+    assert asyncio.run(committed_seq(settings)) >= seq
+    second = worker_process(settings, merge_logs=False)
+    out, logs = second.communicate(timeout=300)
+    assert second.returncode == 0, logs.decode()[-2000:]
+    stats = json.loads(out)
+    assert stats["skipped_outputs"] > 0  # recomputed, not written twice
+    got = asyncio.run(read_outputs(settings))
+    assert_same(got, expected)
