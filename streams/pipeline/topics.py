@@ -29,12 +29,12 @@ INPUTS = (
     TopicSpec("insurance_fund", "fund", "topic.insurance_fund", ("insurance_fund",)),
 )
 OUTPUTS = (
-    TopicSpec("account_risk", "account", "accounts", compacted=True),
-    TopicSpec("liquidations", "symbol", "liquidations"),
-    TopicSpec("bankruptcies", "symbol", "bankruptcies"),
-    TopicSpec("adl_triggers", "symbol", "adl_triggers"),
-    TopicSpec("rank_alerts", "account", "rank_alerts"),
-    TopicSpec("insurance_projection", "fund", "fund_projection"),
+    TopicSpec("account_risk", "account", "topic.account_risk", compacted=True),
+    TopicSpec("liquidations", "symbol", "topic.liquidations"),
+    TopicSpec("bankruptcies", "symbol", "topic.bankruptcies"),
+    TopicSpec("adl_triggers", "symbol", "topic.adl_triggers"),
+    TopicSpec("rank_alerts", "account", "topic.rank_alerts"),
+    TopicSpec("insurance_projection", "fund", "topic.insurance_projection"),
     TopicSpec("dead_letters", None, "topic.dead_letters"),
 )
 # the worker's own bookkeeping: the last output sequence committed (compacted)

@@ -4,6 +4,7 @@ the engine gives over the file (what ``replay`` writes), nothing lost or repeate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from jsonschema import Draft202012Validator
 
 from streams import wire
 from streams.brokers import Broker
@@ -33,6 +35,17 @@ from streams.pipeline.worker import SEQ_HEADER, Worker, ensure_topics
 CASCADE = Path(bundled("cascade.jsonl"))
 INSTRUMENTS = load_instruments(bundled("instruments.toml"))
 COMPARED = ("liquidations", "bankruptcies", "adl_triggers", "rank_alerts", "insurance_projection")
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def run_engine() -> Engine:
+    engine = Engine(INSTRUMENTS)
+    for line in CASCADE.read_bytes().splitlines():
+        with contextlib.suppress(AdlMonitorError):
+            engine.apply(decode_line(line, INSTRUMENTS))
+    return engine
 
 
 def reference() -> dict[str, list[tuple[int, bytes]]]:
@@ -114,6 +127,28 @@ def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected) -> Non
 
     got = asyncio.run(scenario())
     assert_same(got, expected)
+    # every message on every output topic matches the topic's schema
+    for spec in OUTPUTS:
+        check = Draft202012Validator(
+            json.loads((SCHEMAS / f"{spec.schema}.schema.json").read_text())
+        )
+        for _, value in got[spec.name]:
+            check.validate(orjson.loads(value))
+    # the last account_risk message per account agrees with the replay's final accounts
+    last: dict[str, dict] = {}
+    for _, value in sorted(got["account_risk"]):
+        row = orjson.loads(value)
+        last[row["account"]] = row
+    final = {row["account"]: row for row in wire.final_accounts(run_engine())}
+    assert last.keys() == final.keys()
+    for acct, row in final.items():
+        stream_row = last[acct]
+        assert stream_row["wallet_balance"] == row["wallet_balance"]
+        assert stream_row["state"] == row["state"], acct
+        stable = ("symbol", "side", "qty", "entry_price")
+        assert [{k: p[k] for k in stable} for p in stream_row["positions"]] == [
+            {k: p[k] for k in stable} for p in row["positions"]
+        ]
     letters = [orjson.loads(v) for _, v in got["dead_letters"]]
     assert {d["field"] for d in letters} == {"qty", "mark_price", "symbol"}
     assert all({"topic", "partition", "offset", "error"} <= d.keys() for d in letters)
