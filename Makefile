@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench
+.PHONY: demo replay test lint bench
 
-demo: $(STAMP)  ## the main job: replay the bundled liquidation cascade, print the summary
+demo: $(STAMP)  ## the main job: embedded broker + worker + producer of the bundled cascade
+	$(BIN)/adl-monitor demo
+
+replay: $(STAMP)  ## the engine offline over the bundled cascade, outputs in replay-out/
 	$(BIN)/adl-monitor replay --out replay-out
 
 test: $(STAMP) lint  ## lint + types + all tests

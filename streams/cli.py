@@ -88,6 +88,19 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.demo import run_demo
+
+    instruments = load_instruments(args.instruments or bundled_toml())
+    return asyncio.run(
+        run_demo(
+            Path(args.events), instruments, args.rate, args.metrics_port, args.exit_after_scenario
+        )
+    )
+
+
 def bundled_toml() -> str:
     return str(bundled("instruments.toml"))
 
@@ -141,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
     wk.add_argument("--exit-when-idle", action="store_true", help="stop once inputs are drained")
     wk.set_defaults(func=_worker)
+
+    dm = sub.add_parser(
+        "demo", help="the whole pipeline on this machine: embedded broker, worker, producer"
+    )
+    dm.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))
+    dm.add_argument("--instruments", help="instruments TOML (default: bundled)")
+    dm.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
+    dm.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port (9464)")
+    dm.add_argument(
+        "--exit-after-scenario", action="store_true", help="stop once the scenario is processed"
+    )
+    dm.set_defaults(func=_demo)
 
     pr = sub.add_parser("produce", help="produce a JSONL event file to the input topics")
     pr.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -26,9 +27,12 @@ def route(topics: Topics, line: bytes) -> tuple[str, bytes | None]:
 
 
 async def produce_file(
-    settings: Settings, path: Path, rate_per_s: float | None = None, start: int = 0
+    settings: Settings,
+    path: Path,
+    rate_per_s: float | None = None,
+    on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Send the file's lines (from line ``start``); ``rate_per_s`` paces them."""
+    """Send the file's lines; ``rate_per_s`` paces them; ``on_sent`` hears the count."""
     topics = Topics(settings.topic_prefix)
     producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5, acks="all")
     await producer.start()
@@ -36,12 +40,14 @@ async def produce_file(
     began = time.monotonic()
     try:
         with path.open("rb") as source:
-            for number, line in enumerate(source):
-                if number < start or not line.strip():
+            for line in source:
+                if not line.strip():
                     continue
                 topic, key = route(topics, line)
                 await producer.send(topic, value=line.rstrip(b"\n"), key=key)
                 sent += 1
+                if on_sent is not None:
+                    on_sent(sent)
                 if rate_per_s:
                     ahead = sent / rate_per_s - (time.monotonic() - began)
                     if ahead > 0:

@@ -16,6 +16,9 @@ class Settings:
     replication_factor: int = 1
     instruments: str = ""  # TOML path; empty = the bundled instruments
     transactional_id: str = "adl-monitor-worker"
+    # Kafka transactions: exactly-once outputs. Off for brokers without them (Tansu in
+    # `demo`): outputs are then at-least-once, each with its sequence header for dedupe.
+    transactions: bool = True
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str = ""  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str = ""
@@ -31,7 +34,12 @@ class Settings:
         for f in fields(cls):
             raw = env.get(f"ADL_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = int(raw) if f.type in ("int", int) else raw
+                if f.type in ("int", int):
+                    values[f.name] = int(raw)
+                elif f.type in ("bool", bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes")
+                else:
+                    values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

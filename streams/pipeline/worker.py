@@ -245,11 +245,12 @@ class Worker:
             auto_offset_reset="earliest",
             max_poll_records=settings.max_poll_records,
         )
-        producer = AIOKafkaProducer(
-            **settings.client_options(),
-            transactional_id=f"{settings.topic_prefix}{settings.transactional_id}",
-            linger_ms=5,
+        transactional = (
+            {"transactional_id": f"{settings.topic_prefix}{settings.transactional_id}"}
+            if settings.transactions
+            else {"acks": "all"}
         )
+        producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5, **transactional)
         await consumer.start()
         await producer.start()
         try:
@@ -297,8 +298,10 @@ class Worker:
                 watermark = None if release_all else min(self._last_ts.values(), default=-1)
             else:
                 idle_since = None
-            for event, _topic in self.sequencer.release(watermark):
+            for n, (event, _topic) in enumerate(self.sequencer.release(watermark), start=1):
                 outputs.extend(self._apply(event))
+                if n % 500 == 0:
+                    await asyncio.sleep(0)  # let the metrics and summary tasks run
             if outputs:
                 await self._commit(producer, outputs)
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
@@ -307,7 +310,9 @@ class Worker:
     async def _commit(self, producer: AIOKafkaProducer, outputs: list[Output]) -> None:
         last_seq = max(self.progress.seq, max(o.seq for o in outputs))
         progress = {"seq": last_seq, "dead": self.progress.dead}
-        async with producer.transaction():
+        async with (
+            producer.transaction() if self.settings.transactions else contextlib.nullcontext()
+        ):
             for out in outputs:
                 await producer.send(
                     self.topics.name(out.topic),
@@ -317,6 +322,8 @@ class Worker:
                 )
                 if self.on_output is not None:
                     self.on_output(out)
+            if not self.settings.transactions:
+                await producer.flush()  # outputs before the progress that covers them
             await producer.send(
                 self.topics.name(PROGRESS.name), value=orjson.dumps(progress), key=PROGRESS_KEY
             )
