@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -57,7 +58,14 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
-    worker = Worker(settings, instruments, EngineConfig())
+    from prometheus_client import start_http_server
+
+    from streams.pipeline.metrics import Metrics
+
+    metrics = Metrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_addr, registry=metrics.registry)
+    worker = Worker(settings, instruments, EngineConfig(), on_output=metrics.observe)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -153,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(wk)
     wk.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
     wk.add_argument("--exit-when-idle", action="store_true", help="stop once inputs are drained")
+    wk.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("ADL_METRICS_PORT", "0")),
+        help="serve Prometheus /metrics on this port (env ADL_METRICS_PORT; 0 = off)",
+    )  # fmt: skip
+    wk.add_argument(
+        "--metrics-addr", default=os.environ.get("ADL_METRICS_ADDR", "127.0.0.1"),
+        help="address for /metrics (env ADL_METRICS_ADDR; 0.0.0.0 in a container)",
+    )  # fmt: skip
     wk.set_defaults(func=_worker)
 
     dm = sub.add_parser(
