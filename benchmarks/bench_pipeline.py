@@ -143,9 +143,7 @@ async def latency(broker: Broker, flips: int, background_rate: float) -> None:
             fill = {"type": "fill", "fill_id": f"bg{n}", "ts": ts, "account": account,
                     "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
                     "price": "3000"}  # fmt: skip
-            await producer.send(
-                topics.name("fills"), orjson.dumps(fill), key=fill["account"].encode()
-            )  # type: ignore[union-attr]
+            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
             await asyncio.sleep(1 / background_rate)
 
     load = asyncio.create_task(background())
