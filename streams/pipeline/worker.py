@@ -34,7 +34,6 @@ from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Event
 from streams.engine.instruments import Instrument
-from streams.engine.risk import evaluate
 from streams.engine.signals import Signal
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
@@ -201,13 +200,8 @@ class Worker:
             signals = []
             log.warning("event %d rejected by the engine: %s", self.seq, exc)
         outputs = [self._output(*wire.render(s)) for s in signals]
-        for acct in sorted(self.engine.touched):
-            risk = evaluate(
-                self.engine.accounts[acct],
-                self.engine.marks,
-                self.engine.instruments,
-                self.engine.config.warning_ratio,
-            )
+        for acct in sorted(self.engine.touched):  # the engine's own latest evaluation
+            risk = self.engine.risks[acct]
             outputs.append(self._output("accounts", wire.account_risk(risk, self.engine)))
         self.engine.touched.clear()
         if self.seq <= self.progress.seq:
