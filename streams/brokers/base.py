@@ -66,8 +66,14 @@ class Broker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         self._log = self.log_path.open("wb")
+        # a session of its own: a Ctrl-C in the terminal reaches the demo, which stops
+        # the worker first and the broker last, not the broker under a running worker
         self.process = subprocess.Popen(  # noqa: S603  # our own argv, no shell
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         wait_for_port(self.port, self.process, timeout_s, self.log_path)
         return self
