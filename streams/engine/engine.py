@@ -527,37 +527,27 @@ def _transitions(
     acct: str, before: PositionRisk | None, pos: PositionRisk, risk: AccountRisk, ts_ms: int
 ) -> list[Signal]:
     old = before.health if before is not None else Health.HEALTHY
+    common = {
+        "ts_ms": ts_ms,
+        "account": acct,
+        "symbol": pos.symbol,
+        "side": pos.side,
+        "qty": abs(pos.qty),
+        "mark_price": pos.mark_price,
+        "bankruptcy_price": pos.bankruptcy_price,
+        "isolated": pos.isolated,
+    }
     out: list[Signal] = []
     if pos.health >= Health.LIQUIDATABLE > old:
+        maintenance = pos.maintenance_margin if pos.isolated else risk.cross_maintenance
         out.append(
             LiquidationDetected(
-                ts_ms=ts_ms,
-                account=acct,
-                symbol=pos.symbol,
-                side=pos.side,
-                qty=abs(pos.qty),
-                mark_price=pos.mark_price,
+                **common,  # type: ignore[arg-type]  # the shared fields, typed above
                 liquidation_price=pos.liquidation_price,
-                bankruptcy_price=pos.bankruptcy_price,
                 equity=pos.backing_equity,
-                maintenance_margin=pos.maintenance_margin
-                if pos.isolated
-                else risk.cross_maintenance,
-                isolated=pos.isolated,
+                maintenance_margin=maintenance,
             )
         )
     if pos.health is Health.BANKRUPT and old is not Health.BANKRUPT:
-        out.append(
-            BankruptcyDetected(
-                ts_ms=ts_ms,
-                account=acct,
-                symbol=pos.symbol,
-                side=pos.side,
-                qty=abs(pos.qty),
-                mark_price=pos.mark_price,
-                bankruptcy_price=pos.bankruptcy_price,
-                deficit=pos.deficit,
-                isolated=pos.isolated,
-            )
-        )
+        out.append(BankruptcyDetected(**common, deficit=pos.deficit))  # type: ignore[arg-type]
     return out
