@@ -109,6 +109,36 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _webhooks(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from streams.notify.webhooks import Dispatcher, WebhookConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    secret = args.secret or os.environ.get("ADL_WEBHOOK_SECRET", "")
+    config = WebhookConfig(
+        url=args.url,
+        secret=secret,
+        stages=frozenset(args.stages.split(",")),
+        min_light=args.min_light,
+        rank_alerts=not args.no_rank_alerts,
+        slack=args.slack,
+    )
+    dispatcher = Dispatcher(_settings(args), config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, dispatcher.stop)
+        stats = await dispatcher.run()
+        print(orjson.dumps(stats).decode())
+
+    asyncio.run(run())
+    return 0
+
+
 def bundled_toml() -> str:
     return str(bundled("instruments.toml"))
 
@@ -182,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-after-scenario", action="store_true", help="stop once the scenario is processed"
     )
     dm.set_defaults(func=_demo)
+
+    wh = sub.add_parser(
+        "webhooks", help="deliver ADL triggers and rank alerts to a webhook (signed, retried)"
+    )
+    wh.add_argument("--url", required=True, help="the receiver's URL")
+    wh.add_argument("--secret", help="whsec_... signing secret (env ADL_WEBHOOK_SECRET)")
+    wh.add_argument("--stages", default="imminent,triggered", help="ADL stages to send")
+    wh.add_argument("--min-light", type=int, default=5, help="rank alerts from this light up")
+    wh.add_argument("--no-rank-alerts", action="store_true", help="send ADL triggers only")
+    wh.add_argument("--slack", action="store_true", help="Slack-compatible bodies")
+    _kafka_flags(wh)
+    wh.set_defaults(func=_webhooks)
 
     pr = sub.add_parser("produce", help="produce a JSONL event file to the input topics")
     pr.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))

@@ -1,0 +1,1 @@
+"""Direct webhooks from the monitor: signed, retried, never lost."""
