@@ -62,7 +62,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from streams.pipeline.metrics import Metrics
 
-    metrics = Metrics()
+    metrics = Metrics(instruments)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_addr, registry=metrics.registry)
     worker = Worker(settings, instruments, EngineConfig(), on_output=metrics.observe)
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--instruments", help="instruments TOML (default: bundled)")
     dm.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
     dm.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port (9464)")
+    dm.add_argument("--delay", type=float, default=0.0, help="seconds before producing starts")
     dm.add_argument(
         "--exit-after-scenario", action="store_true", help="stop once the scenario is processed"
     )

@@ -53,9 +53,10 @@ async def run_demo(
     rate: float,
     metrics_port: int,
     exit_after_scenario: bool,
+    delay_s: float = 0.0,
 ) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="adl-demo-"))
-    metrics = Metrics()
+    metrics = Metrics(instruments)
     with Tansu(workdir) as broker:
         settings = Settings(
             bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
@@ -81,6 +82,7 @@ async def run_demo(
             sent = n
 
         async def produce() -> None:
+            await asyncio.sleep(delay_s)  # e.g. let Prometheus scrape the zeroed counters
             await produce_file(settings, events, rate, on_sent=count)
 
         async def report() -> None:

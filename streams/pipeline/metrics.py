@@ -1,12 +1,13 @@
 """Prometheus metrics fed by the worker's outputs (the engine never calls them).
 
 Bounded cardinality: labels are fund, symbol, side, stage, topic and the dead-letter
-reason (the offending field); never an account. The full set for the risk desk comes
+reason (one of a fixed few); never an account. The full set for the risk desk comes
 with the observability issue; these are what ``demo`` and the worker need now.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +30,23 @@ class DeskView:
     dead_letters: int = 0
 
 
+DEAD_LETTER_REASONS = ("invalid_json", "invalid_field", "unknown_symbol")
+STAGES = ("imminent", "triggered", "cleared")
+
+
+def dead_letter_reason(field: str | None, error: str) -> str:
+    """A small fixed set of reasons (the field itself is in the dead letter)."""
+    if field in (None, "$"):
+        return "invalid_json"
+    if "unknown symbol" in error:
+        return "unknown_symbol"
+    return "invalid_field"
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, symbols: Iterable[str] = (), registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.outputs = Counter("adl_outputs_total", "Messages written, by topic", ["topic"],
@@ -54,12 +70,19 @@ class Metrics:
             ["symbol", "side"], registry=r,
         )  # fmt: skip
         self.view = DeskView()
+        # every series exists from the start at 0, so increase() sees the first event
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for symbol in symbols:
+            for stage in STAGES:
+                self.triggers.labels(symbol, stage)
 
     def observe(self, out: Output) -> None:
         self.outputs.labels(out.topic).inc()
         if out.topic == "dead_letters":
             payload = orjson.loads(out.value)
-            self.dead_letters.labels(payload.get("field") or "unknown").inc()
+            reason = dead_letter_reason(payload.get("field"), payload.get("error", ""))
+            self.dead_letters.labels(reason).inc()
             self.view.dead_letters += 1
         elif out.topic == "adl_triggers":
             payload = orjson.loads(out.value)

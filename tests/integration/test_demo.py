@@ -42,7 +42,8 @@ def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
                 break
             time.sleep(0.5)
         assert 'adl_triggers_total{stage="triggered",symbol=' in body
-        assert 'adl_dead_letters_total{reason="qty"} 1.0' in body
+        assert 'adl_dead_letters_total{reason="invalid_field"} 2.0' in body
+        assert 'adl_dead_letters_total{reason="unknown_symbol"} 1.0' in body
         assert "adl_fund_balance_usd" in body
         demo.send_signal(signal.SIGINT)
         out, _ = demo.communicate(timeout=60)
