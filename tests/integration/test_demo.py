@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,10 @@ def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
                     body = r.read().decode()
             except OSError:
                 body = ""
-            if 'stage="triggered"' in body:
+            fired = re.search(
+                r'adl_triggers_total\{stage="triggered",symbol="\w+"\} ([0-9.]+)', body
+            )
+            if fired and float(fired.group(1)) > 0 and "dead_letters" in body:
                 break
             time.sleep(0.5)
         assert 'adl_triggers_total{stage="triggered",symbol=' in body
