@@ -65,7 +65,9 @@ def _worker(args: argparse.Namespace) -> int:
     metrics = Metrics(instruments)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_addr, registry=metrics.registry)
-    worker = Worker(settings, instruments, EngineConfig(), on_output=metrics.observe)
+    worker = Worker(
+        settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
+    )
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -70,7 +70,9 @@ async def run_demo(
             flush=True,
         )
         await ensure_topics(settings, Topics(settings.topic_prefix))
-        worker = Worker(settings, instruments, EngineConfig(), on_output=metrics.observe)
+        worker = Worker(
+            settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)

@@ -55,6 +55,7 @@ from streams.engine.signals import (
     LadderPoint,
     LiquidationDetected,
     RankAlert,
+    SideSummary,
     Signal,
     SymbolProjection,
 )
@@ -509,6 +510,22 @@ class Engine:
             if qty_needed is not None and covered >= qty_needed:
                 break
         return out
+
+    def side_summary(self, sym: str, side: str) -> SideSummary:
+        """Dashboard numbers of one side of a symbol: O(n) in numpy, for a metrics tick."""
+        st = self.symbols[sym]
+        is_long = side == "long"
+        open_interest, lights, top = st.queue.side_totals(side)
+        mark = self.marks.get(sym)
+        bankrupt = list(st.side_index(is_long).beyond(mark)) if mark is not None else []
+        return SideSummary(
+            open_interest=open_interest,
+            positions_by_light=lights,
+            liquidatable=sum(1 for _, q in st.liquidatable.values() if (q > 0) == is_long),
+            bankrupt=len(bankrupt),
+            bankrupt_deficit=st.side_index(is_long).deficit_at(mark) if mark else 0,
+            top_scores=top,
+        )
 
     def rank_view(self, account: str, sym: str) -> tuple[float, int] | None:
         """(score, light) of an account's position at the last ranking of its symbol."""

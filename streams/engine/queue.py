@@ -149,6 +149,15 @@ class QueueTable:
         self._scores = scores.tolist()
         return sorted(changes, key=lambda c: c.account)
 
+    def side_totals(self, side: str) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
+        """(open interest, positions per light 0..5, first five scores) of one side."""
+        qty = np.array(self.cols["qty"], dtype=np.float64)
+        mask = qty > 0 if side == "long" else qty < 0
+        abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)
+        lights = np.bincount(np.array(self.lights, dtype=np.int64)[mask], minlength=6)
+        top = [self._scores[row] for row in self._order.get(side, ())[:5]]
+        return int(abs_qty[mask].sum()), tuple(int(n) for n in lights[:6]), tuple(top)
+
     def ranked(self, side: str) -> Iterator[RankedEntry]:
         """The side's queue at the last ranking, first to be deleveraged first."""
         for place, row in enumerate(self._order.get(side, ())):

@@ -118,4 +118,16 @@ class RankAlert:
     rank_score: float
 
 
+@dataclass(frozen=True, slots=True)
+class SideSummary:
+    """One side of one symbol, for dashboards: sizes, counts, deficits, the queue's top."""
+
+    open_interest: int  # base units, scaled
+    positions_by_light: tuple[int, ...]  # index 0 = not ranked yet, 1..5 = lights
+    liquidatable: int
+    bankrupt: int
+    bankrupt_deficit: int  # quote, at the mark
+    top_scores: tuple[float, ...]  # ADL queue's first scores, best first
+
+
 Signal = LiquidationDetected | BankruptcyDetected | AdlTriggered | FundProjection | RankAlert

@@ -7,14 +7,17 @@ with the observability issue; these are what ``demo`` and the worker need now.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streams.pipeline.worker import Output
+from streams.engine.fixed import to_float
+from streams.engine.signals import SideSummary
+from streams.pipeline.worker import Output, Worker
 
 
 @dataclass(slots=True)
@@ -69,6 +72,35 @@ class Metrics:
             "adl_distance_ratio", "Adverse move that exhausts the fund (NaN: none)",
             ["symbol", "side"], registry=r,
         )  # fmt: skip
+        side = ["symbol", "side"]
+        self.open_interest = Gauge("adl_open_interest", "Open interest, base units", side,
+                                   registry=r)  # fmt: skip
+        self.positions = Gauge(
+            "adl_positions", "Open positions by ADL rank light (0: not ranked yet)",
+            [*side, "light"], registry=r,
+        )  # fmt: skip
+        self.liquidatable = Gauge("adl_liquidatable_positions", "Liquidatable, not bankrupt",
+                                  side, registry=r)  # fmt: skip
+        self.bankrupt = Gauge("adl_bankrupt_positions", "Past bankruptcy", side, registry=r)
+        self.bankrupt_deficit = Gauge(
+            "adl_bankrupt_deficit_usd", "Loss beyond bankruptcy at the mark", side, registry=r
+        )
+        self.top_score = Gauge(
+            "adl_top_candidate_score", "ADL queue's first scores, by place (not by account)",
+            [*side, "place"], registry=r,
+        )  # fmt: skip
+        self.mark_age = Gauge(
+            "adl_mark_price_age_seconds", "Since the symbol's last mark price arrived",
+            ["symbol"], registry=r,
+        )  # fmt: skip
+        self.lag = Gauge("adl_consumer_lag_messages", "Input not yet consumed", ["topic"],
+                         registry=r)  # fmt: skip
+        self.latency = Histogram(
+            "adl_event_latency_seconds", "Input arrival to outputs committed",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )  # fmt: skip
+        self._summarised_at = 0.0
         self.view = DeskView()
         # every series exists from the start at 0, so increase() sees the first event
         for reason in DEAD_LETTER_REASONS:
@@ -91,6 +123,35 @@ class Metrics:
             self.view.triggers += payload["stage"] == "triggered"
         elif out.topic == "insurance_projection":
             self._projection(orjson.loads(out.value))
+
+    def tick(self, worker: Worker, every_s: float = 1.0) -> None:
+        """Pipeline numbers on every loop; engine summaries at most every ``every_s``."""
+        for seconds in worker.latencies_s:
+            self.latency.observe(seconds)
+        worker.latencies_s.clear()
+        for topic, lag in worker.lag.items():
+            self.lag.labels(topic).set(lag)
+        now = time.time()
+        for symbol, at in worker.mark_arrived_at.items():
+            self.mark_age.labels(symbol).set(now - at)
+        if now - self._summarised_at < every_s:
+            return
+        self._summarised_at = now
+        engine = worker.engine
+        for symbol in sorted(engine.instruments):
+            for side in ("long", "short"):
+                self._side(symbol, side, engine.side_summary(symbol, side))
+
+    def _side(self, symbol: str, side: str, s: SideSummary) -> None:
+        self.open_interest.labels(symbol, side).set(to_float(s.open_interest))
+        for light, count in enumerate(s.positions_by_light):
+            self.positions.labels(symbol, side, str(light)).set(count)
+        self.liquidatable.labels(symbol, side).set(s.liquidatable)
+        self.bankrupt.labels(symbol, side).set(s.bankrupt)
+        self.bankrupt_deficit.labels(symbol, side).set(to_float(s.bankrupt_deficit))
+        for place in range(1, 6):
+            score = s.top_scores[place - 1] if place <= len(s.top_scores) else float("nan")
+            self.top_score.labels(symbol, side, str(place)).set(score)
 
     def _projection(self, p: dict[str, Any]) -> None:
         fund = p["fund"]

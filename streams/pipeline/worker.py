@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,18 +142,24 @@ class Worker:
         instruments: dict[str, Instrument],
         config: EngineConfig | None = None,
         on_output: Callable[[Output], None] | None = None,
+        on_tick: Callable[[Worker], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.engine = Engine(instruments, config)
         self.symbols = frozenset(instruments)
-        self.sequencer: Sequencer[tuple[Event, str]] = Sequencer()
+        self.sequencer: Sequencer[tuple[Event, float]] = Sequencer()  # (event, arrival s)
         self.stats = WorkerStats()
         self.progress = Progress()
         self.seq = 0
         self.on_output = on_output
+        self.on_tick = on_tick
+        self.mark_arrived_at: dict[str, float] = {}  # symbol -> wall time of its last mark
+        self.lag: dict[str, int] = {}  # input topic -> messages not yet consumed
+        self.latencies_s: list[float] = []  # arrival -> committed, since last drained
         self._stop = asyncio.Event()
         self._last_ts: dict[TopicPartition, int] = {}
+        self._next_offset: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -274,6 +281,7 @@ class Worker:
             for tp, messages in batch.items():
                 for message in messages:
                     self.stats.consumed += 1
+                    self._next_offset[tp] = message.offset + 1
                     try:
                         event, obj = self._decode(message.topic, message.value)
                     except AdlMonitorError as exc:
@@ -282,7 +290,10 @@ class Worker:
                         continue
                     self._last_ts[tp] = max(self._last_ts.get(tp, -1), event.ts_ms)
                     key = (*canonical_key(obj), message.topic, message.partition, message.offset)
-                    self.sequencer.push(key, (event, message.topic))
+                    arrived = loop.time()
+                    if obj["type"] == "mark":
+                        self.mark_arrived_at[event.symbol] = time.time()  # type: ignore[union-attr]
+                    self.sequencer.push(key, (event, arrived))
             watermark = await self._watermark(consumer, partitions)
             release_all = False
             if watermark is None:  # caught up: wait a moment for stragglers, then flush
@@ -292,14 +303,30 @@ class Worker:
                 watermark = None if release_all else min(self._last_ts.values(), default=-1)
             else:
                 idle_since = None
-            for n, (event, _topic) in enumerate(self.sequencer.release(watermark), start=1):
+            arrivals = []
+            for n, (event, arrived) in enumerate(self.sequencer.release(watermark), start=1):
                 outputs.extend(self._apply(event))
+                arrivals.append(arrived)
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
             if outputs:
                 await self._commit(producer, outputs)
+            done = loop.time()
+            self.latencies_s.extend(done - arrived for arrived in arrivals)
+            if self.on_tick is not None:
+                self._measure_lag(consumer, partitions)
+                self.on_tick(self)
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
                 return
+
+    def _measure_lag(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        lag: dict[str, int] = {}
+        for tp in partitions:
+            high = consumer.highwater(tp)
+            if high is not None:
+                base = self.topics.base(tp.topic)
+                lag[base] = lag.get(base, 0) + max(0, high - self._next_offset.get(tp, 0))
+        self.lag = lag
 
     async def _commit(self, producer: AIOKafkaProducer, outputs: list[Output]) -> None:
         last_seq = max(self.progress.seq, max(o.seq for o in outputs))

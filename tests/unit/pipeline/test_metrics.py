@@ -1,0 +1,46 @@
+"""Metric cardinality does not grow with the number of accounts (DESIGN.md section 5)."""
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from streams import wire
+from streams.pipeline.metrics import Metrics
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import OUTPUT_FOR_FILE
+from streams.pipeline.worker import Output, Worker
+from tests.helpers import bundled_instruments, deposit, fill, fund, mark
+
+INSTRUMENTS = bundled_instruments()
+
+
+def series_after(accounts: int) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    metrics = Metrics(INSTRUMENTS, CollectorRegistry())
+    worker = Worker(Settings(), INSTRUMENTS)
+    events = [fund("100000")]
+    for i in range(accounts):
+        events.append(deposit(f"d{i}", f"a{i}", "1000"))
+        side = "buy" if i % 2 else "sell"
+        events.append(fill(f"f{i}", f"a{i}", side, "0.1", "60000", ts=1))
+    for ts, price in enumerate(("60000", "57000", "52000", "50000"), start=2):
+        events.append(mark("BTCUSDT", price, ts=ts * 1000))
+    for event in events:
+        for signal in worker.engine.apply(event):
+            stream, payload = wire.render(signal)
+            metrics.observe(Output(OUTPUT_FOR_FILE[stream], None, orjson.dumps(payload), 0))
+    worker.latencies_s.extend([0.01, 0.2])
+    metrics.tick(worker, every_s=0)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in metrics.registry.collect()
+        for sample in family.samples
+    }
+
+
+def test_series_do_not_grow_with_accounts():
+    few, many = series_after(10), series_after(400)
+    assert few == many
+    assert len(many) < 400  # and no series per account
+    names = {name for name, _ in many}
+    assert "adl_positions" in names
+    assert "adl_top_candidate_score" in names
+    assert not any("account" in dict(labels) for _, labels in many)
