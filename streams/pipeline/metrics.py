@@ -72,6 +72,14 @@ class Metrics:
             "adl_distance_ratio", "Adverse move that exhausts the fund (NaN: none)",
             ["symbol", "side"], registry=r,
         )  # fmt: skip
+        self.runway = Gauge(
+            "adl_fund_runway_seconds", "Fund depletion at the recent drawdown rate (NaN: none)",
+            ["fund"], registry=r,
+        )  # fmt: skip
+        self.ladder = Gauge(
+            "adl_fund_ladder_loss_usd", "Projected loss if the symbol moved by shock_pct",
+            ["fund", "symbol", "shock_pct"], registry=r,
+        )  # fmt: skip
         side = ["symbol", "side"]
         self.open_interest = Gauge("adl_open_interest", "Open interest, base units", side,
                                    registry=r)  # fmt: skip
@@ -160,9 +168,14 @@ class Metrics:
         self.projected_loss.labels(fund).set(loss)
         cover = p["coverage_ratio"]
         self.coverage.labels(fund).set(float("inf") if cover is None else cover)
+        runway = p["runway_seconds"]
+        self.runway.labels(fund).set(float("nan") if runway is None else runway)
         self.view.fund_balance[fund], self.view.projected_loss[fund] = balance, loss
         self.view.coverage[fund] = cover
         for s in p["symbols"]:
+            for point in s["ladder"]:
+                shock = f"{point['shock_pct']:g}"
+                self.ladder.labels(fund, s["symbol"], shock).set(float(point["projected_loss"]))
             for side in ("long", "short"):
                 pct = s[f"adl_distance_{side}_pct"]
                 self.distance.labels(s["symbol"], side).set(

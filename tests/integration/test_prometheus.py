@@ -22,7 +22,7 @@ from streams.brokers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-TEMPLATE_VALUES = {"$fund": "USDT-M", "$symbol": ".*"}
+TEMPLATE_VALUES = {"$fund": "USDT-M", "$symbol": ".*", "$side": "long"}
 
 
 def need(tool: str) -> str:

@@ -47,8 +47,9 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules():
 
 
 def test_dashboards_query_metrics_the_worker_exports():
-    exported = {m.name for m in Metrics().registry.collect()}
-    exported |= {f"{name}_total" for name in exported}
+    families = {m.name for m in Metrics().registry.collect()}
+    suffixes = ("", "_total", "_bucket", "_count", "_sum")
+    exported = {f"{name}{suffix}" for name in families for suffix in suffixes}
     for path in (ROOT / "dashboards").glob("*.json"):
         dash = json.loads(path.read_text())
         assert dash["schemaVersion"] >= 36
