@@ -141,10 +141,19 @@ def test_rules_check_and_unit_tests() -> None:
     )  # fmt: skip
 
 
+# The alerts the bundled cascade makes true; the others (stale marks, consumer lag, a
+# runway under 15 minutes) need conditions the demo does not create: their firing is
+# covered by rules.test.yml, and here their expressions must evaluate without error.
+DEMO_FIRES = {"AdlTriggered", "AdlImminent", "DeadLettersRising", "AdlCoverageLow"}
+
+
 def test_every_panel_query_and_alert_expression_returns_data(scraped_demo) -> None:
     _, prom_url = scraped_demo
-    rules = yaml.safe_load(RULES.read_text())
-    alerts = [("rules.yml", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    alerts = [("rules.yml", r["expr"]) for r in rules if r["alert"] in DEMO_FIRES]
+    for rule in rules:
+        query(prom_url, rule["expr"])  # every one evaluates
+    assert {r["alert"] for r in rules} >= DEMO_FIRES
     empty = [(where, expr) for where, expr in dashboard_queries() + alerts
              if not query(prom_url, expr)]  # fmt: skip
     assert empty == [], "\n".join(f"{w}: {e}" for w, e in empty)
