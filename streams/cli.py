@@ -58,13 +58,10 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
-    from prometheus_client import start_http_server
-
     from streams.pipeline.metrics import Metrics
+    from streams.pipeline.web import build_app, serve
 
     metrics = Metrics(instruments)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_addr, registry=metrics.registry)
     worker = Worker(
         settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
     )
@@ -73,7 +70,14 @@ def _worker(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        stats = await worker.run(stop_when_idle=args.exit_when_idle)
+        runner = None
+        if args.metrics_port:  # /metrics and the read API
+            runner = await serve(build_app(worker, metrics), args.metrics_addr, args.metrics_port)
+        try:
+            stats = await worker.run(stop_when_idle=args.exit_when_idle)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
         print(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
 
     asyncio.run(run())
@@ -195,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--exit-when-idle", action="store_true", help="stop once inputs are drained")
     wk.add_argument(
         "--metrics-port", type=int, default=int(os.environ.get("ADL_METRICS_PORT", "0")),
-        help="serve Prometheus /metrics on this port (env ADL_METRICS_PORT; 0 = off)",
+        help="serve /metrics and the read API on this port (env ADL_METRICS_PORT; 0 = off)",
     )  # fmt: skip
     wk.add_argument(
         "--metrics-addr", default=os.environ.get("ADL_METRICS_ADDR", "127.0.0.1"),

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from prometheus_client import start_http_server
-
 from streams.brokers.tansu import Tansu
 from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
@@ -24,6 +22,7 @@ from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
+from streams.pipeline.web import build_app, serve
 from streams.pipeline.worker import Worker, ensure_topics
 
 
@@ -61,11 +60,8 @@ async def run_demo(
         settings = Settings(
             bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
         )
-        server, _thread = start_http_server(
-            metrics_port, addr="127.0.0.1", registry=metrics.registry
-        )
         print(
-            f"broker {broker.bootstrap} (Tansu) | metrics http://127.0.0.1:{metrics_port}/metrics"
+            f"broker {broker.bootstrap} (Tansu) | metrics and API http://127.0.0.1:{metrics_port}/"
             f" | replaying {events.name} at {rate:,.0f} events/s; Ctrl-C stops",
             flush=True,
         )
@@ -73,6 +69,7 @@ async def run_demo(
         worker = Worker(
             settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
         )
+        web_runner = await serve(build_app(worker, metrics), "127.0.0.1", metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
@@ -108,5 +105,5 @@ async def run_demo(
                 await task
         print(summary_line(metrics, worker, sent, started))
         print(f"stopped: {worker.stats}", file=sys.stderr)
-        server.shutdown()
+        await web_runner.cleanup()
     return 0

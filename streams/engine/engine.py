@@ -356,6 +356,7 @@ class Engine:
             force_projection = True
         last = self.projected_at_ms.get(fund)
         if force_projection or last is None or ts_ms - last >= self.config.projection_interval_ms:
+            self.projected_at_ms[fund] = ts_ms
             signals.append(self.projection(fund, ts_ms, loss, per_symbol))
         return signals
 
@@ -446,7 +447,7 @@ class Engine:
         mine = next((p.notional for p in cross if p.symbol == sym), 0)
         return div_ceil(account_deficit * mine, total) if total else account_deficit
 
-    def projection(
+    def projection(  # a pure read: the API may call it at any time
         self,
         fund: str,
         ts_ms: int,
@@ -457,7 +458,6 @@ class Engine:
             loss, per_symbol = self.loss_now(fund)
         history = self.funds[fund]
         balance = history.balance or 0
-        self.projected_at_ms[fund] = ts_ms
         symbols = []
         for sym in self.fund_symbols[fund]:
             st = self.symbols[sym]

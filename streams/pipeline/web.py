@@ -1,0 +1,105 @@
+"""The worker's web server: Prometheus ``/metrics`` and a read API over the engine.
+
+It runs on the worker's own event loop, so a request sees the engine between two events,
+never in the middle of one. The API is described in ``schemas/openapi.yaml``.
+One worker owns every partition today, so it answers for every account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import wire
+from streams.engine.fixed import to_str
+from streams.pipeline.metrics import Metrics
+from streams.pipeline.worker import Worker
+
+SIDES = ("long", "short")
+MAX_LIMIT = 1000
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def build_app(worker: Worker, metrics: Metrics) -> web.Application:
+    engine = worker.engine
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_: web.Request) -> web.Response:
+        return _json(
+            {
+                "status": "ok",
+                "events_applied": worker.stats.applied,
+                "dead_letters": worker.stats.dead_letters,
+                "last_event_ts": engine.last_ts_ms,
+                "consumer_lag": worker.lag,
+            }
+        )
+
+    async def fund(request: web.Request) -> web.Response:
+        name = request.match_info["fund"]
+        if name not in engine.funds:
+            return _error(404, f"unknown fund {name!r}")
+        return _json(wire.fund_projection(engine.projection(name, engine.last_ts_ms)))
+
+    async def queue(request: web.Request) -> web.Response:
+        symbol, side = request.match_info["symbol"], request.match_info["side"]
+        if side not in SIDES:
+            return _error(400, f"side must be long or short, got {side!r}")
+        if symbol not in engine.symbols:
+            return _error(404, f"unknown symbol {symbol!r}")
+        raw = request.query.get("limit", "20")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            return _error(400, f"limit must be an integer in 1..{MAX_LIMIT}, got {raw!r}")
+        entries = engine.queue(symbol, side)[: int(raw)]
+        return _json(
+            {
+                "symbol": symbol,
+                "side": side,
+                "ranked_at": engine.symbols[symbol].ranked_at_ms,
+                "queue": [
+                    {
+                        "rank": e.rank + 1,
+                        "account": e.account,
+                        "qty": to_str(e.qty),
+                        "rank_score": e.score,
+                        "quantile": e.light,
+                    }
+                    for e in entries
+                ],
+            }
+        )
+
+    async def account(request: web.Request) -> web.Response:
+        name = request.match_info["account"]
+        risk = engine.risks.get(name)
+        if risk is None:
+            return _error(404, f"unknown account {name!r}")
+        return _json(wire.account_risk(risk, engine))
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/health", health)
+    app.router.add_get("/funds/{fund}", fund)
+    app.router.add_get("/adl/{symbol}/{side}/queue", queue)
+    app.router.add_get("/accounts/{account}", account)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

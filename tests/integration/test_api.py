@@ -1,0 +1,95 @@
+"""The read API over real HTTP, after the worker drained the cascade from real Kafka;
+every answer checked against schemas/openapi.yaml."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from jsonschema import Draft202012Validator
+
+from streams.brokers import Broker, free_port
+from streams.cli import bundled
+from streams.engine.instruments import load_instruments
+from streams.pipeline.metrics import Metrics
+from streams.pipeline.producer import produce_file
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import Topics
+from streams.pipeline.web import build_app, serve
+from streams.pipeline.worker import Worker, ensure_topics
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+OPENAPI = yaml.safe_load((SCHEMAS / "openapi.yaml").read_text())
+
+
+def schema_for(path: str, status: str) -> dict[str, Any]:
+    responses = OPENAPI["paths"][path]["get"]["responses"]
+    response = responses[status]
+    if "$ref" in response:
+        response = OPENAPI["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    ref = response["content"]["application/json"]["schema"]["$ref"]
+    if ref.startswith("#/"):
+        return dict(OPENAPI["components"]["schemas"][ref.rsplit("/", 1)[1]])
+    return dict(json.loads((SCHEMAS / ref).read_text()))
+
+
+def test_read_api(kafka: Broker) -> None:
+    settings = Settings(bootstrap=kafka.bootstrap, topic_prefix=f"a{uuid.uuid4().hex[:6]}.",
+                        partitions=3, idle_flush_ms=300)  # fmt: skip
+    instruments = load_instruments(bundled("instruments.toml"))
+    port = free_port()
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, Path(bundled("cascade.jsonl")))
+        metrics = Metrics(instruments)
+        worker = Worker(settings, instruments, on_output=metrics.observe, on_tick=metrics.tick)
+        runner = await serve(build_app(worker, metrics), "127.0.0.1", port)
+        await worker.run(stop_when_idle=True)
+        answers = {}
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                for path in ("/health", "/funds/USDT-M", "/funds/nope",
+                             "/adl/BTCUSDT/short/queue?limit=3", "/adl/BTCUSDT/up/queue",
+                             "/adl/BTCUSDT/long/queue?limit=0", "/adl/XRPUSDT/long/queue",
+                             "/accounts/acct-00044", "/accounts/nobody", "/metrics"):  # fmt: skip
+                    async with http.get(base + path) as response:
+                        body = await response.read()
+                        is_json = response.content_type == "application/json"
+                        answers[path] = (response.status, json.loads(body) if is_json else body)
+        finally:
+            await runner.cleanup()
+        return answers
+
+    answers = asyncio.run(scenario())
+
+    def check(path: str, template: str, status: int) -> Any:
+        got_status, body = answers[path]
+        assert got_status == status, (path, body)
+        Draft202012Validator(schema_for(template, str(status))).validate(body)
+        return body
+
+    health = check("/health", "/health", 200)
+    assert health["events_applied"] == 5770
+    assert health["dead_letters"] == 3
+    fund = check("/funds/USDT-M", "/funds/{fund}", 200)
+    assert fund["fund"] == "USDT-M"
+    assert "unknown fund" in check("/funds/nope", "/funds/{fund}", 404)["error"]
+    queue = check("/adl/BTCUSDT/short/queue?limit=3", "/adl/{symbol}/{side}/queue", 200)
+    assert [e["rank"] for e in queue["queue"]] == [1, 2, 3]
+    scores = [e["rank_score"] for e in queue["queue"]]
+    assert scores == sorted(scores, reverse=True)
+    check("/adl/BTCUSDT/up/queue", "/adl/{symbol}/{side}/queue", 400)
+    check("/adl/BTCUSDT/long/queue?limit=0", "/adl/{symbol}/{side}/queue", 400)
+    check("/adl/XRPUSDT/long/queue", "/adl/{symbol}/{side}/queue", 404)
+    account = check("/accounts/acct-00044", "/accounts/{account}", 200)
+    assert account["account"] == "acct-00044"
+    check("/accounts/nobody", "/accounts/{account}", 404)
+    assert answers["/metrics"][0] == 200
+    assert b"adl_fund_balance_usd" in answers["/metrics"][1]
