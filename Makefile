@@ -16,8 +16,8 @@ test: $(STAMP) lint  ## lint + types + all tests
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams tests benchmarks
-	$(BIN)/ruff format --check streams tests benchmarks
+	$(BIN)/ruff check streams tests benchmarks tools
+	$(BIN)/ruff format --check streams tests benchmarks tools
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## mark tick and ladder, indexed vs naive (prints figures, asserts nothing)
