@@ -26,7 +26,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,7 +36,7 @@ VALUES = {"$fund": "USDT-M", "$symbol": ".*", "$side": "short"}
 
 
 def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # loopback
+    with urllib.request.urlopen(url, timeout=10) as response:  # loopback
         return json.loads(response.read())
 
 
