@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def _webhooks(args: argparse.Namespace) -> int:
         secret=secret,
         stages=frozenset(args.stages.split(",")),
         min_light=args.min_light,
+        min_notional=Decimal(args.min_notional),
         rank_alerts=not args.no_rank_alerts,
         slack=args.slack,
     )
@@ -227,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     wh.add_argument("--secret", help="whsec_... signing secret (env ADL_WEBHOOK_SECRET)")
     wh.add_argument("--stages", default="imminent,triggered", help="ADL stages to send")
     wh.add_argument("--min-light", type=int, default=5, help="rank alerts from this light up")
+    wh.add_argument("--min-notional", default="0", help="rank alerts of positions from this size")
     wh.add_argument("--no-rank-alerts", action="store_true", help="send ADL triggers only")
     wh.add_argument("--slack", action="store_true", help="Slack-compatible bodies")
     _kafka_flags(wh)

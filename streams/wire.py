@@ -130,6 +130,7 @@ def rank_alert(s: RankAlert) -> dict[str, Any]:
         "quantile": s.quantile,
         "previous_quantile": s.previous_quantile,
         "rank_score": _num(s.rank_score),
+        "notional": to_str(s.notional),
     }
 
 

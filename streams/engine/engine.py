@@ -496,7 +496,8 @@ class Engine:
         st.ranked_at_ms = ts_ms
         changes = st.queue.rank(self.marks[sym], self.profiles[sym])
         return [
-            RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score) for c in changes
+            RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score, c.notional)
+            for c in changes
         ]
 
     def queue(self, sym: str, side: str, qty_needed: int | None = None) -> list[RankedEntry]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.engine.adl import RankedEntry
-from streams.engine.fixed import SCALE
+from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
 
@@ -29,6 +29,7 @@ class LightChange:
     light: int
     previous: int | None
     score: float
+    notional: int  # |qty| * mark, quote currency (rounded up)
 
 
 class QueueTable:
@@ -143,6 +144,7 @@ class QueueTable:
                     light=int(lights[row]),
                     previous=before or None,
                     score=float(scores[row]),
+                    notional=div_ceil(int(abs_qty[row]) * mark_price, SCALE),
                 )
             )
         self.lights = lights.tolist()

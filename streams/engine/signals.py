@@ -116,6 +116,7 @@ class RankAlert:
     quantile: int
     previous_quantile: int | None
     rank_score: float
+    notional: int  # the position's |qty| * mark, quote currency
 
 
 @dataclass(frozen=True, slots=True)

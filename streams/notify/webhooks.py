@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,7 @@ class WebhookConfig:
     secret: str  # whsec_...
     stages: frozenset[str] = frozenset({"imminent", "triggered"})
     min_light: int = 1  # rank alerts with a light below this are not sent
+    min_notional: Decimal = Decimal(0)  # nor those of positions smaller than this (quote)
     rank_alerts: bool = True
     slack: bool = False  # Slack-compatible body: {"text": ...}
     timeout_s: float = 5.0
@@ -57,7 +59,11 @@ class DispatchStats:
 def selected(config: WebhookConfig, topic: str, payload: dict[str, Any]) -> bool:
     if topic == "adl_triggers":
         return str(payload.get("stage")) in config.stages
-    return config.rank_alerts and int(payload.get("quantile", 0)) >= config.min_light
+    return (
+        config.rank_alerts
+        and int(payload.get("quantile", 0)) >= config.min_light
+        and Decimal(str(payload.get("notional", "0"))) >= config.min_notional
+    )
 
 
 def slack_text(topic: str, p: dict[str, Any]) -> str:

@@ -57,6 +57,18 @@ class Metrics:
         self.dead_letters = Counter(
             "adl_dead_letters_total", "Rejected input messages, by field", ["reason"], registry=r
         )
+        self.liquidations = Counter(
+            "adl_liquidations_total", "Positions that became liquidatable", ["symbol", "side"],
+            registry=r,
+        )  # fmt: skip
+        self.bankruptcies = Counter(
+            "adl_bankruptcies_total", "Positions that went past bankruptcy", ["symbol", "side"],
+            registry=r,
+        )  # fmt: skip
+        self.rank_alerts = Counter(
+            "adl_rank_alerts_total", "Rank light changes, by the new light", ["symbol", "light"],
+            registry=r,
+        )  # fmt: skip
         self.triggers = Counter(
             "adl_triggers_total", "ADL stage changes", ["symbol", "stage"], registry=r
         )
@@ -80,22 +92,22 @@ class Metrics:
             "adl_fund_ladder_loss_usd", "Projected loss if the symbol moved by shock_pct",
             ["fund", "symbol", "shock_pct"], registry=r,
         )  # fmt: skip
-        side = ["symbol", "side"]
-        self.open_interest = Gauge("adl_open_interest", "Open interest, base units", side,
+        by_side = ["symbol", "side"]
+        self.open_interest = Gauge("adl_open_interest", "Open interest, base units", by_side,
                                    registry=r)  # fmt: skip
         self.positions = Gauge(
             "adl_positions", "Open positions by ADL rank light (0: not ranked yet)",
-            [*side, "light"], registry=r,
+            [*by_side, "light"], registry=r,
         )  # fmt: skip
         self.liquidatable = Gauge("adl_liquidatable_positions", "Liquidatable, not bankrupt",
-                                  side, registry=r)  # fmt: skip
-        self.bankrupt = Gauge("adl_bankrupt_positions", "Past bankruptcy", side, registry=r)
+                                  by_side, registry=r)  # fmt: skip
+        self.bankrupt = Gauge("adl_bankrupt_positions", "Past bankruptcy", by_side, registry=r)
         self.bankrupt_deficit = Gauge(
-            "adl_bankrupt_deficit_usd", "Loss beyond bankruptcy at the mark", side, registry=r
+            "adl_bankrupt_deficit_usd", "Loss beyond bankruptcy at the mark", by_side, registry=r
         )
         self.top_score = Gauge(
             "adl_top_candidate_score", "ADL queue's first scores, by place (not by account)",
-            [*side, "place"], registry=r,
+            [*by_side, "place"], registry=r,
         )  # fmt: skip
         self.mark_age = Gauge(
             "adl_mark_price_age_seconds", "Since the symbol's last mark price arrived",
@@ -108,6 +120,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )  # fmt: skip
+        self.commit_latency = Histogram(
+            "adl_commit_latency_seconds", "Writing one batch of outputs (a transaction)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )  # fmt: skip
         self._summarised_at = 0.0
         self.view = DeskView()
         # every series exists from the start at 0, so increase() sees the first event
@@ -116,6 +133,11 @@ class Metrics:
         for symbol in symbols:
             for stage in STAGES:
                 self.triggers.labels(symbol, stage)
+            for side in ("long", "short"):
+                self.liquidations.labels(symbol, side)
+                self.bankruptcies.labels(symbol, side)
+            for light in range(1, 6):
+                self.rank_alerts.labels(symbol, str(light))
 
     def observe(self, out: Output) -> None:
         self.outputs.labels(out.topic).inc()
@@ -131,12 +153,22 @@ class Metrics:
             self.view.triggers += payload["stage"] == "triggered"
         elif out.topic == "insurance_projection":
             self._projection(orjson.loads(out.value))
+        elif out.topic in ("liquidations", "bankruptcies"):
+            payload = orjson.loads(out.value)
+            counter = self.liquidations if out.topic == "liquidations" else self.bankruptcies
+            counter.labels(payload["symbol"], payload["side"]).inc()
+        elif out.topic == "rank_alerts":
+            payload = orjson.loads(out.value)
+            self.rank_alerts.labels(payload["symbol"], str(payload["quantile"])).inc()
 
     def tick(self, worker: Worker, every_s: float = 1.0) -> None:
         """Pipeline numbers on every loop; engine summaries at most every ``every_s``."""
         for seconds in worker.latencies_s:
             self.latency.observe(seconds)
         worker.latencies_s.clear()
+        for seconds in worker.commit_s:
+            self.commit_latency.observe(seconds)
+        worker.commit_s.clear()
         for topic, lag in worker.lag.items():
             self.lag.labels(topic).set(lag)
         now = time.time()

@@ -157,6 +157,7 @@ class Worker:
         self.mark_arrived_at: dict[str, float] = {}  # symbol -> wall time of its last mark
         self.lag: dict[str, int] = {}  # input topic -> messages not yet consumed
         self.latencies_s: list[float] = []  # arrival -> committed, since last drained
+        self.commit_s: list[float] = []  # duration of each output transaction
         self._stop = asyncio.Event()
         self._last_ts: dict[TopicPartition, int] = {}
         self._next_offset: dict[TopicPartition, int] = {}
@@ -310,7 +311,9 @@ class Worker:
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
             if outputs:
+                began = loop.time()
                 await self._commit(producer, outputs)
+                self.commit_s.append(loop.time() - began)
             done = loop.time()
             self.latencies_s.extend(done - arrived for arrived in arrivals)
             if self.on_tick is not None:
