@@ -148,7 +148,8 @@ class Worker:
         self.topics = Topics(settings.topic_prefix)
         self.engine = Engine(instruments, config)
         self.symbols = frozenset(instruments)
-        self.sequencer: Sequencer[tuple[Event, float]] = Sequencer()  # (event, arrival s)
+        # (event, arrival time, the Kafka message it came in)
+        self.sequencer: Sequencer[tuple[Event, float, Any]] = Sequencer()
         self.stats = WorkerStats()
         self.progress = Progress()
         self.seq = 0
@@ -181,33 +182,41 @@ class Worker:
         obj = {**obj, "type": kind}
         return decode_event(obj, self.symbols, kind), obj
 
+    def _dead_letter_payload(self, message: Any, error: AdlMonitorError) -> bytes:
+        return orjson.dumps(
+            {
+                "error": str(error),
+                "field": getattr(error, "field", None),
+                "topic": self.topics.base(message.topic),
+                "partition": message.partition,
+                "offset": message.offset,
+                "input": (message.value or b"").decode("utf-8", "replace")[:1000],
+            }
+        )
+
     def _dead_letter(self, message: Any, error: AdlMonitorError) -> Output | None:
+        """A message that does not decode: written once per offset (progress.dead)."""
         where = f"{message.topic}:{message.partition}"
         self.stats.dead_letters += 1
         if message.offset <= self.progress.dead.get(where, -1):
             self.stats.skipped_outputs += 1
             return None
         self.progress.dead[where] = message.offset
-        payload = {
-            "error": str(error),
-            "field": getattr(error, "field", None),
-            "topic": self.topics.base(message.topic),
-            "partition": message.partition,
-            "offset": message.offset,
-            "input": (message.value or b"").decode("utf-8", "replace")[:1000],
-        }
-        return Output("dead_letters", None, orjson.dumps(payload), self.seq)
+        return Output("dead_letters", None, self._dead_letter_payload(message, error), self.seq)
 
     # ------------------------------------------------------------------ applying
-    def _apply(self, event: Event) -> list[Output]:
+    def _apply(self, event: Event, message: Any) -> list[Output]:
         self.seq += 1
         self.stats.applied += 1
+        outputs = []
         try:
             signals: list[Signal] = self.engine.apply(event)
-        except AdlMonitorError as exc:
+        except AdlMonitorError as exc:  # valid alone, impossible for the account: rejected
             signals = []
-            log.warning("event %d rejected by the engine: %s", self.seq, exc)
-        outputs = [self._output(*wire.render(s)) for s in signals]
+            self.stats.dead_letters += 1
+            payload = self._dead_letter_payload(message, exc)
+            outputs.append(Output("dead_letters", None, payload, self.seq))
+        outputs += [self._output(*wire.render(s)) for s in signals]
         for acct in sorted(self.engine.touched):  # the engine's own latest evaluation
             risk = self.engine.risks[acct]
             outputs.append(self._output("accounts", wire.account_risk(risk, self.engine)))
@@ -294,7 +303,7 @@ class Worker:
                     arrived = loop.time()
                     if obj["type"] == "mark":
                         self.mark_arrived_at[event.symbol] = time.time()  # type: ignore[union-attr]
-                    self.sequencer.push(key, (event, arrived))
+                    self.sequencer.push(key, (event, arrived, message))
             watermark = await self._watermark(consumer, partitions)
             release_all = False
             if watermark is None:  # caught up: wait a moment for stragglers, then flush
@@ -305,8 +314,9 @@ class Worker:
             else:
                 idle_since = None
             arrivals = []
-            for n, (event, arrived) in enumerate(self.sequencer.release(watermark), start=1):
-                outputs.extend(self._apply(event))
+            released = self.sequencer.release(watermark)
+            for n, (event, arrived, message) in enumerate(released, start=1):
+                outputs.extend(self._apply(event, message))
                 arrivals.append(arrived)
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run

@@ -204,3 +204,33 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(kafka: Broker, expected) -
     assert stats["skipped_outputs"] > 0  # recomputed, not written twice
     got = asyncio.run(read_outputs(settings))
     assert_same(got, expected)
+
+
+def test_engine_rejections_are_dead_lettered_with_their_source(kafka: Broker, tmp_path) -> None:
+    settings = settings_for(kafka)
+    events = tmp_path / "events.jsonl"
+    lines = [
+        {"type": "balance", "event_id": "d", "ts": 1, "account": "a", "amount": "100",
+         "reason": "deposit"},
+        {"type": "fill", "fill_id": "f", "ts": 2, "account": "a", "symbol": "BTCUSDT",
+         "side": "buy", "qty": "0.001", "price": "60000"},
+        # valid alone, impossible here: the cross position is open
+        {"type": "position_config", "ts": 3, "account": "a", "symbol": "BTCUSDT",
+         "margin_mode": "isolated", "leverage": "5"},
+        {"type": "insurance_fund", "ts": 4, "fund": "nope", "balance": "1"},
+    ]  # fmt: skip
+    events.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+
+    async def scenario() -> dict[str, list[tuple[int, bytes]]]:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, events)
+        await Worker(settings, INSTRUMENTS).run(stop_when_idle=True)
+        return await read_outputs(settings)
+
+    letters = [orjson.loads(v) for _, v in asyncio.run(scenario())["dead_letters"]]
+    assert sorted((d["topic"], d["field"]) for d in letters) == [
+        ("insurance_fund", "fund"),
+        ("position_config", "margin_mode"),
+    ]
+    assert all(d["offset"] >= 0 for d in letters)
+    assert "flat" in next(d["error"] for d in letters if d["topic"] == "position_config")

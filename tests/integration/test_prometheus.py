@@ -73,13 +73,13 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         wait_for(lambda: bool(query(prom_url, 'up{job="adl-monitor"}')), 60)
         started = time.time()
         demo = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "demo", "--rate", "1000", "--delay", "4",
+            [sys.executable, "-m", "streams.cli", "demo", "--rate", "1000", "--delay", "10",
              "--metrics-port", str(metrics_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         # Prometheus scrapes the zeroed counters during the delay, so increase() sees the
         # first dead letter and the first trigger
-        wait_for(lambda: bool(query(prom_url, "adl_dead_letters_total == 0")), 4)
+        wait_for(lambda: bool(query(prom_url, "adl_dead_letters_total == 0")), 30)
         wait_for(lambda: bool(query(prom_url, 'adl_triggers_total{stage="triggered"} > 0')), 120)
         yield f"http://127.0.0.1:{metrics_port}/metrics", prom_url, started
     finally:
