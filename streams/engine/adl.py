@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from streams.engine.profiles import VenueProfile, adl_fee
 from streams.engine.signals import BankruptPosition, DeleverageStep
 
+# The score of a position whose own equity is gone: it is being liquidated, so it ranks
+# last and is never a counterparty in a deleverage plan.
+UNDERWATER_SCORE = -1e18
+
 
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
@@ -65,6 +69,8 @@ def deleverage_plan(
         i, used = cursor[opposite], used_at_cursor[opposite]
         while remaining > 0 and i < len(queue):
             entry = queue[i]  # never the bankrupt account: one-way mode holds one side
+            if entry.score <= UNDERWATER_SCORE:
+                break  # the rest of the queue is under water too
             take = min(remaining, entry.qty - used)
             remaining -= take
             used += take

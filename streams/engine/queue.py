@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streams.engine.adl import RankedEntry
+from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
@@ -109,16 +109,19 @@ class QueueTable:
         qty = np.array(self.cols["qty"], dtype=np.float64)
         mark = mark_price / SCALE
         move = qty * (mark - np.array(self.cols["mark"], dtype=np.float64))
+        backing = np.array(self.cols["backing"], dtype=np.float64) + move
         scores = profile.rank_score(
             RankInput(
                 qty=qty,
                 entry_price=np.array(self.cols["entry"], dtype=np.float64),
                 mark_price=mark,
-                backing_equity=np.array(self.cols["backing"], dtype=np.float64) + move,
+                backing_equity=backing,
                 account_equity=np.array(self.cols["equity"], dtype=np.float64) + move,
                 isolated=np.array(self.cols["isolated"], dtype=np.bool_),
             )
         )
+        # under water: being liquidated, not a counterparty; last in the queue
+        scores = np.where(backing <= 0, UNDERWATER_SCORE, scores)
         if self._accounts_array is None:
             self._accounts_array = np.array(self.accounts)
         abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)

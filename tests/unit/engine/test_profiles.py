@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.engine.adl import QueueEntry, deleverage_plan, rank_queue
+from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, deleverage_plan, rank_queue
 from streams.engine.profiles import PROFILES, RankInput, adl_fee, profile_named
 from streams.engine.signals import BankruptPosition
 from tests.helpers import raw
@@ -93,3 +93,14 @@ def test_every_profile_is_registered_with_a_sourced_docstring():
     for profile in PROFILES.values():
         doc = type(profile).__doc__ or ""
         assert "ranking" in doc.lower() or "sorting index" in doc.lower()
+
+
+def test_under_water_counterparties_are_never_deleveraged():
+    # account-u's own equity is gone (it is being liquidated): the plan stops before it
+    queue = rank_queue(
+        [QueueEntry("account-a", 5, 0.5), QueueEntry("account-u", 50, UNDERWATER_SCORE)],
+        profile_named("bitmex"),
+    )
+    bankrupt = [BankruptPosition("account-x", "X", "short", 20, raw("650"), deficit=0)]
+    plan = deleverage_plan(bankrupt, {"long": queue}, profile_named("bitmex"), raw("700"))
+    assert [(s.account, s.qty) for s in plan] == [("account-a", 5)]

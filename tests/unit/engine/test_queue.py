@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.engine.adl import QueueEntry, rank_queue
+from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
 from streams.engine.profiles import PROFILES, RankInput
 from streams.engine.queue import QueueTable
@@ -60,7 +60,10 @@ def test_vectorised_ranking_matches_the_reference(positions, venue, mark, data):
             move = qty / SCALE * (mark / SCALE - MARK / SCALE)
             row = RankInput(qty / SCALE, entry / SCALE, mark / SCALE, backing / SCALE + move,
                             backing / SCALE + move, iso)  # fmt: skip
-            entries.append(QueueEntry(acct, abs(qty), float(profile.rank_score(row))))
+            score = float(profile.rank_score(row))
+            if backing / SCALE + move <= 0:  # its own equity is gone: last, never chosen
+                score = UNDERWATER_SCORE
+            entries.append(QueueEntry(acct, abs(qty), score))
         expected = rank_queue(entries, profile)
         got = list(table.ranked(side))
         assert [(e.account, e.light) for e in got] == [(e.account, e.light) for e in expected]
