@@ -33,7 +33,7 @@ from streams.engine.config import EngineConfig
 from streams.engine.decode import decode_event
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError, InvalidEvent
-from streams.engine.events import Event
+from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
 from streams.pipeline.sequencer import Sequencer, canonical_key
@@ -60,7 +60,7 @@ class WorkerStats:
     dead_letters: int = 0
     outputs: int = 0
     skipped_outputs: int = 0  # recomputed after a restart, already committed
-    late_events: int = 0
+    late_events: int = 0  # arrived after later events were applied: applied out of order
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +162,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._last_ts: dict[TopicPartition, int] = {}
         self._next_offset: dict[TopicPartition, int] = {}
+        self._applied_ts = -1  # event time of the last event applied
 
     def stop(self) -> None:
         self._stop.set()
@@ -274,6 +275,28 @@ class Worker:
             await producer.stop()
         return self.stats
 
+    def _intake(self, batch: dict[TopicPartition, list[Any]], arrived: float) -> list[Output]:
+        """Decode a batch into the sequencer; what does not decode becomes a dead letter."""
+        outputs: list[Output] = []
+        for tp, messages in batch.items():
+            for message in messages:
+                self.stats.consumed += 1
+                self._next_offset[tp] = message.offset + 1
+                try:
+                    event, obj = self._decode(message.topic, message.value)
+                except AdlMonitorError as exc:
+                    dead = self._dead_letter(message, exc)
+                    outputs.extend([dead] if dead else [])
+                    continue
+                self._last_ts[tp] = max(self._last_ts.get(tp, -1), event.ts_ms)
+                if event.ts_ms < self._applied_ts:
+                    self.stats.late_events += 1
+                if isinstance(event, Mark):
+                    self.mark_arrived_at[event.symbol] = time.time()
+                key = (*canonical_key(obj), message.topic, message.partition, message.offset)
+                self.sequencer.push(key, (event, arrived, message))
+        return outputs
+
     async def _loop(
         self,
         consumer: AIOKafkaConsumer,
@@ -287,23 +310,7 @@ class Worker:
             batch = await consumer.getmany(
                 timeout_ms=100, max_records=self.settings.max_poll_records
             )
-            outputs: list[Output] = []
-            for tp, messages in batch.items():
-                for message in messages:
-                    self.stats.consumed += 1
-                    self._next_offset[tp] = message.offset + 1
-                    try:
-                        event, obj = self._decode(message.topic, message.value)
-                    except AdlMonitorError as exc:
-                        dead = self._dead_letter(message, exc)
-                        outputs.extend([dead] if dead else [])
-                        continue
-                    self._last_ts[tp] = max(self._last_ts.get(tp, -1), event.ts_ms)
-                    key = (*canonical_key(obj), message.topic, message.partition, message.offset)
-                    arrived = loop.time()
-                    if obj["type"] == "mark":
-                        self.mark_arrived_at[event.symbol] = time.time()  # type: ignore[union-attr]
-                    self.sequencer.push(key, (event, arrived, message))
+            outputs = self._intake(batch, loop.time())
             watermark = await self._watermark(consumer, partitions)
             release_all = False
             if watermark is None:  # caught up: wait a moment for stragglers, then flush
@@ -317,6 +324,7 @@ class Worker:
             released = self.sequencer.release(watermark)
             for n, (event, arrived, message) in enumerate(released, start=1):
                 outputs.extend(self._apply(event, message))
+                self._applied_ts = max(self._applied_ts, event.ts_ms)
                 arrivals.append(arrived)
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
