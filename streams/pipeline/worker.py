@@ -38,7 +38,7 @@ from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics
+from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics, TopicSpec
 
 log = logging.getLogger("adl_monitor.worker")
 SEQ_HEADER = "adl-seq"
@@ -81,7 +81,7 @@ async def ensure_topics(settings: Settings, topics: Topics) -> None:
                 topics.name(spec.name),
                 num_partitions=1 if spec is PROGRESS else settings.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                topic_configs=_topic_configs(spec),
             )
             for spec in topics.all_specs()
             if topics.name(spec.name) not in existing
@@ -91,6 +91,15 @@ async def ensure_topics(settings: Settings, topics: Topics) -> None:
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+def _topic_configs(spec: TopicSpec) -> dict[str, str]:
+    if spec.compacted:
+        return {"cleanup.policy": "compact"}
+    if spec in INPUTS:
+        # a restart recomputes the state from the whole input history: keep all of it
+        return {"retention.ms": "-1", "retention.bytes": "-1"}
+    return {}
 
 
 async def input_partitions(settings: Settings, topics: Topics) -> list[TopicPartition]:

@@ -234,3 +234,28 @@ def test_engine_rejections_are_dead_lettered_with_their_source(kafka: Broker, tm
     ]
     assert all(d["offset"] >= 0 for d in letters)
     assert "flat" in next(d["error"] for d in letters if d["topic"] == "position_config")
+
+
+def test_inputs_keep_their_whole_history(kafka: Broker) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    settings = settings_for(kafka)
+    topics = Topics(settings.topic_prefix)
+
+    async def configs() -> dict[str, str]:
+        await ensure_topics(settings, topics)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topics.name("fills"))]
+            )
+        finally:
+            await admin.close()
+        [resource] = response.resources
+        return {entry[0]: entry[1] for entry in resource[4]}
+
+    found = asyncio.run(configs())
+    assert found["retention.ms"] == "-1"
+    assert found["retention.bytes"] == "-1"
