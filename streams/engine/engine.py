@@ -75,7 +75,6 @@ class _SymbolState:
     longs: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=True))
     shorts: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=False))
     queue: QueueTable = field(default_factory=QueueTable)  # open positions, for ranking
-    multi_cross: set[str] = field(default_factory=set)
     # liquidatable but not bankrupt: account -> (bankruptcy price, signed qty)
     liquidatable: dict[str, tuple[int, int]] = field(default_factory=dict)
     mark_ts_ms: int = -1
@@ -182,10 +181,7 @@ class Engine:
         old = self.marks.get(sym)
         new = event.mark_price
         self.marks[sym] = new
-        if old is None:
-            affected = set(st.queue.accounts)
-        else:
-            affected = st.thresholds.crossed(old, new) | st.multi_cross
+        affected = set(st.queue.accounts) if old is None else st.thresholds.crossed(old, new)
         signals: list[Signal] = []
         for acct in sorted(affected):
             signals.extend(self._reevaluate(acct, event.ts_ms))
@@ -224,7 +220,6 @@ class Engine:
             before = old_positions.get(sym)
             if pos is None:
                 st.queue.remove(acct)
-                st.multi_cross.discard(acct)
                 st.thresholds.remove(acct)
                 st.longs.remove(acct)
                 st.shorts.remove(acct)
@@ -232,15 +227,10 @@ class Engine:
                 continue
             st.queue.put(acct, pos, new.equity)
             is_long = pos.qty > 0
-            if multi and not pos.isolated and pos.health >= Health.LIQUIDATABLE:
-                # under water with several marks: re-evaluated on every tick of its symbols
-                st.multi_cross.add(acct)
-                st.thresholds.remove(acct)
-            elif multi and not pos.isolated:
-                st.multi_cross.discard(acct)
+            if multi and not pos.isolated:
+                # several marks move its thresholds: re-evaluated when one leaves its band
                 st.thresholds.put(acct, self._band(new, pos), 0, pos.mark_price)
             else:
-                st.multi_cross.discard(acct)
                 thresholds = (pos.warning_price, pos.liquidation_price, pos.bankruptcy_price)
                 st.thresholds.put(
                     acct,
@@ -270,6 +260,12 @@ class Engine:
         of its mark. Splitting the cushion evenly over the n cross positions, no mix of
         moves that keeps every mark within +-cushion / (n * |q_j| * (1 + mmr_max_j)) can
         reach a boundary, so the account is re-evaluated only when a mark leaves its band.
+
+        This holds under water too (the cushion is then the distance to recovery), and the
+        fund's loss stays exact without re-evaluating: each of the account's n deficit-index
+        entries carries the deficit with only its own symbol moved, at least d0 - d0/n >= 0
+        within the band, so the n entries sum to the true deficit plus (n - 1) * d0, the
+        over-count fixed at evaluation (``_update_overcount``).
         """
         # less a few raw units per position: the rounded values may sit that far off
         cushion = max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
@@ -396,7 +392,7 @@ class Engine:
             for price, acct, qty in st.side_index(is_long).beyond(mark):
                 gap = price - mark if is_long else mark - price
                 deficit = div_ceil(qty * gap, SCALE)
-                if acct in st.multi_cross:
+                if self.risks[acct].cross_position_count >= 2:
                     deficit = self._cross_share(acct, sym, deficit)
                 bankrupt.append(
                     BankruptPosition(

@@ -169,13 +169,17 @@ def test_engine_is_deterministic_and_final_state_matches_naive(events):
         assert fresh.health == evaluate(engine_b.accounts[acct], engine_b.marks, INSTRUMENTS).health
     # with no book, the fund's loss now is the sum of account deficits, rounded up: each
     # position's bankruptcy price is rounded towards warning by under one raw price unit,
-    # which adds under |q| raw money units (+1 for the ceiling) per position
-    total_deficit = sum(
-        evaluate(s, engine_a.marks, INSTRUMENTS).deficit for s in engine_a.accounts.values()
-    )
-    rounding = sum(abs(p.qty) // 10**8 + 2 for s in engine_a.accounts.values() for p in s.positions)
-    loss, _ = engine_a.loss_now("USDT-M")
-    assert total_deficit <= loss <= total_deficit + rounding
+    # which adds under |q| raw money units (+1 for the ceiling) per position. Checked
+    # after every event: accounts with several cross positions are not re-evaluated on
+    # every tick, yet their deficits must stay exact.
+    engine = Engine(INSTRUMENTS)
+    for event in events:
+        engine.apply(event)
+        states = engine.accounts.values()
+        total_deficit = sum(evaluate(s, engine.marks, INSTRUMENTS).deficit for s in states)
+        rounding = sum(abs(p.qty) // 10**8 + 2 for s in states for p in s.positions)
+        loss, _ = engine.loss_now("USDT-M")
+        assert total_deficit <= loss <= total_deficit + rounding, event
 
 
 def test_config_is_immutable():
