@@ -38,7 +38,8 @@ from streams.engine.fund import (
     book_close_loss,
     coverage_ratio,
     ladder,
-    shocked_price,
+    loss_after_move,
+    symbol_deficit,
 )
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
@@ -298,7 +299,7 @@ class Engine:
         if mark is None:
             return 0, 0
         st = self.symbols[sym]
-        bankrupt = st.longs.deficit_at(mark) + st.shorts.deficit_at(mark)
+        bankrupt = symbol_deficit(st.longs, st.shorts, mark)
         depth = self.depth.get(sym)
         liquidatable = 0
         if depth is not None and st.liquidatable:
@@ -368,12 +369,10 @@ class Engine:
 
     def _within_distance(self, loss: int, balance: int, st: _SymbolState, mark: int) -> bool:
         move = self.config.imminent_distance
-        for is_long in (True, False):
-            index = st.side_index(is_long)
-            price = shocked_price(mark, -move if is_long else move)
-            if loss - index.deficit_at(mark) + index.deficit_at(price) > balance:
-                return True
-        return False
+        return any(
+            loss_after_move(loss, st.side_index(is_long), mark, move, is_long) > balance
+            for is_long in (True, False)
+        )
 
     def _trigger(
         self,

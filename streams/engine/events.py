@@ -106,5 +106,3 @@ class Depth:
 
 
 Event = Fill | Mark | Balance | PositionConfig | IsolatedMargin | InsuranceFund | Depth
-
-ACCOUNT_EVENTS = (Fill, Balance, PositionConfig, IsolatedMargin)

@@ -109,6 +109,14 @@ def ladder(
     return [(s, base + symbol_deficit(longs, shorts, shocked_price(mark, s))) for s in shocks]
 
 
+def loss_after_move(
+    loss_now: int, side_index: DeficitIndex, mark: int, move: float, is_long: bool
+) -> int:
+    """Projected loss if the symbol moved ``move`` (a fraction) against the side."""
+    price = shocked_price(mark, -move if is_long else move)
+    return loss_now - side_index.deficit_at(mark) + side_index.deficit_at(price)
+
+
 def adl_distance(
     loss_now: int, fund_balance: int, side_index: DeficitIndex, mark: int, is_long: bool
 ) -> float | None:
@@ -119,11 +127,9 @@ def adl_distance(
     """
     if loss_now > fund_balance:
         return 0.0
-    base = loss_now - side_index.deficit_at(mark)
 
     def exceeds(move: float) -> bool:
-        price = shocked_price(mark, -move if is_long else move)
-        return base + side_index.deficit_at(price) > fund_balance
+        return loss_after_move(loss_now, side_index, mark, move, is_long) > fund_balance
 
     high = 1.0 if is_long else MAX_UP_MOVE
     if not exceeds(high):

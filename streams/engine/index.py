@@ -241,7 +241,3 @@ class DeficitIndex:
         if self._is_long:
             return iter(self._entries.irange((price + 1,), reverse=True))
         return iter(self._entries.irange(maximum=(price,), inclusive=(True, False)))
-
-    def total_exposure(self) -> tuple[int, int]:
-        """(sum |q|, sum |q|*B) over all entries: the loss at price 0 for longs."""
-        return self._total_q, self._total_qb
