@@ -4,7 +4,6 @@ the engine gives over the file (what ``replay`` writes), nothing lost or repeate
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -40,16 +39,9 @@ COMPARED = ("liquidations", "bankruptcies", "adl_triggers", "rank_alerts", "insu
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
-def run_engine() -> Engine:
-    engine = Engine(INSTRUMENTS)
-    for line in CASCADE.read_bytes().splitlines():
-        with contextlib.suppress(AdlMonitorError):
-            engine.apply(decode_line(line, INSTRUMENTS))
-    return engine
-
-
-def reference() -> dict[str, list[tuple[int, bytes]]]:
-    """The engine over the file, in file order: (sequence, payload) per output topic."""
+def reference() -> tuple[dict[str, list[tuple[int, bytes]]], Engine]:
+    """The engine over the file, in file order: (sequence, payload) per output topic, and
+    the engine at the end."""
     engine = Engine(INSTRUMENTS)
     out: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
     seq = 0
@@ -66,7 +58,7 @@ def reference() -> dict[str, list[tuple[int, bytes]]]:
         for produced in signals:
             stream, payload = wire.render(produced)
             out[OUTPUT_FOR_FILE[stream]].append((seq, orjson.dumps(payload)))
-    return out
+    return out, engine
 
 
 async def read_outputs(settings: Settings) -> dict[str, list[tuple[int, bytes]]]:
@@ -105,8 +97,13 @@ def settings_for(kafka: Broker) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def expected() -> dict[str, list[tuple[int, bytes]]]:
+def replayed() -> tuple[dict[str, list[tuple[int, bytes]]], Engine]:
     return reference()
+
+
+@pytest.fixture(scope="module")
+def expected(replayed) -> dict[str, list[tuple[int, bytes]]]:
+    return replayed[0]
 
 
 def assert_same(got, expected) -> None:
@@ -115,7 +112,7 @@ def assert_same(got, expected) -> None:
     assert len(got["dead_letters"]) == 3
 
 
-def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected) -> None:
+def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected, replayed) -> None:
     settings = settings_for(kafka)
 
     async def scenario() -> dict[str, list[tuple[int, bytes]]]:
@@ -139,7 +136,7 @@ def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected) -> Non
     for _, value in sorted(got["account_risk"]):
         row = orjson.loads(value)
         last[row["account"]] = row
-    final = {row["account"]: row for row in wire.final_accounts(run_engine())}
+    final = {row["account"]: row for row in wire.final_accounts(replayed[1])}
     assert last.keys() == final.keys()
     for acct, row in final.items():
         stream_row = last[acct]
