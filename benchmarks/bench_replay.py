@@ -1,9 +1,10 @@
-"""Replay throughput on generated cascades, beside a decode-only pass over the same file.
+"""Replay throughput on simulated cascades, beside a decode-only pass over the same file.
 
 The decode-only pass (orjson + validation, no engine) is the baseline: the ratio says
-what share of the time the engine itself takes. Usage:
+what share of the time the engine itself takes. Scenarios come from ``simulate`` (the
+default 60-minute spec, or ``--small`` for the bundled 12-minute shape). Usage:
 
-    python benchmarks/bench_replay.py --accounts 400 10000
+    python benchmarks/bench_replay.py --accounts 400 10000 [--small]
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from streams.engine.decode import decode_line
 from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import load_instruments
 from streams.replay.runner import replay
-from streams.scenario.cascade import CascadeSpec, write
+from streams.scenario.simulate import simulate
+from streams.scenario.spec import BUNDLED, ScenarioSpec
 
 
 def decode_only(path: Path, symbols: frozenset[str]) -> float:
@@ -34,6 +36,7 @@ def decode_only(path: Path, symbols: frozenset[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, nargs="+", default=[400, 10_000])
+    parser.add_argument("--small", action="store_true", help="the bundled scenario's shape")
     args = parser.parse_args()
     instruments = load_instruments(bundled("instruments.toml"))
     print(
@@ -43,7 +46,8 @@ def main() -> None:
     for n in args.accounts:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "events.jsonl"
-            events = write(CascadeSpec(accounts=n), path)
+            spec = (BUNDLED if args.small else ScenarioSpec()).scaled(n)
+            events = simulate(spec, instruments, path, progress=False).events
             decode_s = decode_only(path, frozenset(instruments))
             result = replay(path, instruments, Path(tmp) / "out", progress=False)
             print(

@@ -8,11 +8,13 @@ import sys
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from streams.engine.config import EngineConfig
-from streams.engine.errors import AdlMonitorError
+from streams.engine.errors import AdlMonitorError, ConfigError
+from streams.engine.fixed import to_str
 from streams.engine.instruments import load_instruments
 from streams.pipeline.settings import Settings
 
@@ -40,6 +42,57 @@ def _replay(args: argparse.Namespace) -> int:
         f"({result.events_per_second:,.0f} events/s); outputs in {args.out}",
         file=sys.stderr,
     )
+    if args.report:
+        from streams.replay.report import write_report
+
+        print(f"report: {write_report(args.out, args.report)}", file=sys.stderr)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import resource
+    import time
+
+    from streams.scenario import spec as specs
+    from streams.scenario.simulate import simulate
+
+    base = specs.BUNDLED if args.bundled else specs.ScenarioSpec()
+    fields = ("seed", "accounts", "minutes", "crash_start_min", "crash_minutes", "rebound",
+              "crash_mark_ms", "calm_mark_ms", "fund_per_account")  # fmt: skip
+    chosen: dict[str, Any] = {
+        name: getattr(args, name) for name in fields if getattr(args, name) is not None
+    }
+    if args.symbols:
+        known = {s.symbol: s for s in specs.ALL_SYMBOLS}
+        unknown = sorted(set(args.symbols.split(",")) - set(known))
+        if unknown:
+            raise ConfigError(f"--symbols: unknown {unknown}; known: {sorted(known)}")
+        chosen["symbols"] = tuple(known[name] for name in args.symbols.split(","))
+    spec = dataclasses.replace(base, **chosen)
+    started = time.perf_counter()
+    out = Path(args.out)
+    result = simulate(
+        spec, load_instruments(args.instruments), out, progress=False if args.quiet else None
+    )
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stats = result.stats
+    print(
+        f"wrote {result.events:,} events to {out} in {elapsed:.1f} s (peak RSS {peak_mb:,.0f} MB): "
+        f"{stats.liquidations} liquidations through the book, {stats.deleveraged} positions "
+        f"auto-deleveraged against {stats.adl_fills} counterparties; insurance fund "
+        f"{to_str(result.fund_start)} -> {to_str(result.fund_end)}"
+        + (f"; {to_str(stats.uncovered)} neither could cover" if stats.uncovered else ""),
+        file=sys.stderr,
+    )
+    if args.bootstrap:
+        import asyncio
+
+        from streams.pipeline.producer import produce_file
+
+        sent = asyncio.run(produce_file(_settings(args), out, args.rate))
+        print(f"produced {sent:,} events to Kafka", file=sys.stderr)
     return 0
 
 
@@ -189,7 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="emit a fund projection at most this often per fund, in event time",
     )
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.add_argument("--report", metavar="DIR", help="also write an HTML report with plots to DIR")
     rp.set_defaults(func=_replay)
+
+    sm = sub.add_parser(
+        "simulate",
+        help="generate a seeded liquidation cascade as input events (file or Kafka)",
+        description="A crash like 10 October 2025 with the venue's liquidations, insurance "
+        "fund and ADL fills. Defaults: 10k accounts, 60 minutes, crash of 30 minutes.",
+    )
+    sm.add_argument("--out", default="scenario.jsonl", help="JSONL file (default scenario.jsonl)")
+    sm.add_argument("--bundled", action="store_true", help="start from the bundled small spec")
+    sm.add_argument("--seed", type=int)
+    sm.add_argument("--accounts", type=int, help="number of accounts (default 10000)")
+    sm.add_argument("--minutes", type=float, help="length of the scenario (default 60)")
+    sm.add_argument("--crash-start-min", type=float, help="crash starts at (default 10)")
+    sm.add_argument("--crash-minutes", type=float, help="crash lasts (default 30)")
+    sm.add_argument("--rebound", type=float, help="share of the fall recovered (default 0.4)")
+    sm.add_argument("--crash-mark-ms", type=int, help="mark interval in the crash (100)")
+    sm.add_argument("--calm-mark-ms", type=int, help="mark interval outside it (1000)")
+    sm.add_argument("--fund-per-account", type=float, help="initial fund per account (5)")
+    sm.add_argument("--symbols", help="comma list (default BTC,ETH,SOL,XRP,ADA USDT)")
+    sm.add_argument(
+        "--instruments", default=str(bundled("instruments.toml")), help="instruments TOML"
+    )
+    sm.add_argument("--quiet", action="store_true", help="no progress bar")
+    sm.add_argument("--rate", type=float, help="with --bootstrap: events per second")
+    _kafka_flags(sm)
+    sm.set_defaults(func=_simulate)
 
     wk = sub.add_parser(
         "worker",

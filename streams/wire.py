@@ -76,6 +76,7 @@ def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
                 "qty": to_str(b.qty),
                 "bankruptcy_price": to_str(b.bankruptcy_price),
                 "deficit": to_str(b.deficit),
+                "state": "liquidating" if b.liquidating else "bankrupt",
             }
             for b in s.bankrupt
         ],

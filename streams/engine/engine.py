@@ -404,6 +404,13 @@ class Engine:
                     )
                 )
         bankrupt.sort(key=lambda b: (-b.deficit, b.account, b.side))
+        # positions being liquidated: the fund takes over their close through the book;
+        # when it cannot pay, the venue deleverages them too, at their bankruptcy price
+        liquidating = [
+            BankruptPosition(acct, sym, "long" if q > 0 else "short", abs(q), price, 0, True)
+            for acct, (price, q) in st.liquidatable.items()
+        ]
+        bankrupt.extend(sorted(liquidating, key=lambda b: (-b.qty, b.account)))
         plan: tuple[DeleverageStep, ...] = ()
         if stage is AdlStage.TRIGGERED and bankrupt:
             need = {"long": 0, "short": 0}
@@ -494,6 +501,14 @@ class Engine:
             RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score, c.notional)
             for c in changes
         ]
+
+    def rerank(self, sym: str, ts_ms: int) -> list[Signal]:
+        """Rank the symbol's ADL queue now (a caller that needs today's queue between
+        refreshes); returns the rank alerts like a refresh would."""
+        return self._rank(sym, ts_ms)
+
+    def ranked_at_ms(self, sym: str) -> int | None:
+        return self.symbols[sym].ranked_at_ms
 
     def queue(self, sym: str, side: str, qty_needed: int | None = None) -> list[RankedEntry]:
         """The side's ADL queue at the last ranking, first to be deleveraged first; only as

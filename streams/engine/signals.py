@@ -50,6 +50,7 @@ class BankruptPosition:
     qty: int  # absolute
     bankruptcy_price: int
     deficit: int
+    liquidating: bool = False  # under maintenance, not yet past its bankruptcy price
 
 
 @dataclass(frozen=True, slots=True)

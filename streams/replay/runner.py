@@ -17,12 +17,17 @@ from typing import IO, Any
 import orjson
 
 from streams import wire
+from streams.engine.adl import RankedEntry
 from streams.engine.config import EngineConfig
 from streams.engine.decode import decode_line
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
-from streams.engine.fixed import to_str
+from streams.engine.events import Fill, FillKind
+from streams.engine.fixed import to_float, to_str
 from streams.engine.instruments import Instrument
+from streams.replay.score import score_warnings, summarize
+
+QUEUE_SNAPSHOT_SIZE = 25  # entries per side kept of the queue at the first trigger
 
 OUTPUTS = (
     "accounts",
@@ -87,6 +92,9 @@ def replay(
     outputs = _Outputs(out_dir)
     bar = _progress(events_path.stat().st_size, progress)
     first_trigger_ts: int | None = None
+    adl_fills: list[tuple[int, str]] = []
+    stages: list[tuple[int, str, str]] = []
+    queues: dict[str, Any] = {"first_trigger": None}  # -> timeline.json, for the report
     lines = 0
     started = time.perf_counter()
     try:
@@ -97,7 +105,8 @@ def replay(
                 if not raw.strip():
                     continue
                 try:
-                    signals = engine.apply(decode_line(raw, symbols))
+                    event = decode_line(raw, symbols)
+                    signals = engine.apply(event)
                 except AdlMonitorError as exc:
                     outputs.write(
                         "dead_letters",
@@ -109,10 +118,15 @@ def replay(
                         },
                     )
                     continue
+                if isinstance(event, Fill) and event.kind is FillKind.ADL:
+                    adl_fills.append((event.ts_ms, event.symbol))
                 for signal in signals:
                     name, payload = wire.render(signal)
-                    if name == "adl_triggers" and payload["stage"] == "triggered":
-                        first_trigger_ts = first_trigger_ts or payload["ts"]
+                    if name == "adl_triggers":
+                        stages.append((payload["ts"], payload["symbol"], payload["stage"]))
+                        if payload["stage"] == "triggered" and first_trigger_ts is None:
+                            first_trigger_ts = payload["ts"]
+                            queues["first_trigger"] = _queue_snapshot(engine, payload)
                     outputs.write(name, payload)
         for signal in engine.finish():
             outputs.write(*wire.render(signal))
@@ -126,10 +140,46 @@ def replay(
         outputs.close()
     elapsed = time.perf_counter() - started
     summary = _summary(engine, outputs.counts, health, lines, first_trigger_ts)
+    episodes = score_warnings(adl_fills, stages)
+    summary["adl_warning"] = summarize(episodes)
+    queues["adl_episodes"] = [
+        {"ts": e.ts_ms, "symbol": e.symbol, "warned": e.warned,
+         "warning_seconds": e.warning_seconds}
+        for e in episodes
+    ]  # fmt: skip
+    queues["final_lights"] = {
+        sym: {side: list(engine.side_summary(sym, side).positions_by_light) for side in SIDES}
+        for sym in sorted(engine.symbols)
+        if sym in engine.marks
+    }
+    (out_dir / "timeline.json").write_bytes(
+        orjson.dumps(queues, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
     return ReplayResult(summary, elapsed, outputs.counts)
+
+
+SIDES = ("long", "short")
+
+
+def _queue_snapshot(engine: Engine, trigger: dict[str, Any]) -> dict[str, Any]:
+    """The symbol's ADL queues (head of each side) when it first triggered."""
+    sym = trigger["symbol"]
+    return {
+        "ts": trigger["ts"],
+        "symbol": sym,
+        "sides": {
+            side: [_entry(e) for e in engine.queue(sym, side)[:QUEUE_SNAPSHOT_SIZE]]
+            for side in SIDES
+        },
+    }
+
+
+def _entry(e: RankedEntry) -> dict[str, Any]:
+    return {"account": e.account, "qty": to_float(e.qty), "score": e.score, "light": e.light,
+            "rank": e.rank}  # fmt: skip
 
 
 def _summary(

@@ -150,8 +150,9 @@ def test_rules_check_and_unit_tests() -> None:
     )  # fmt: skip
 
 
-# The one alert the bundled cascade cannot make true: a lag of 10,000 messages (the file
-# has 5,773). Its firing is covered by rules.test.yml; here it must evaluate.
+# The one alert the paced demo cannot make true: a lag of 10,000 messages (the worker
+# keeps up with 1,000 events/s). Its firing is covered by rules.test.yml; here it must
+# evaluate.
 DEMO_CANNOT_FIRE = {"AdlConsumerLagHigh"}
 
 

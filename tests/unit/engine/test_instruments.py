@@ -25,7 +25,7 @@ def test_binance_example_500000_usdt_position_has_maintenance_amount_1300():
     assert pytest.approx(1300) == 250_000 * (0.01 - 0.005) + 50
 
 
-@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"])
 def test_every_bracket_follows_binance_maintenance_amount_rule(symbol):
     # cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}: margin is continuous at each floor
     tiers = bundled_instruments()[symbol].tiers

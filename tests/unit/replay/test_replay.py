@@ -61,7 +61,11 @@ def test_the_cascade_triggers_adl_with_a_plan(replayed):
     assert Decimal(first["shortfall"]) == Decimal(first["projected_loss"]) - Decimal(
         first["fund_balance"]
     )
+    # the positions the fund must take over: bankrupt ones first, then those being
+    # liquidated (their close through the book is in the projected loss)
     assert first["bankrupt"]
+    states = [b["state"] for b in first["bankrupt"]]
+    assert states == sorted(states)  # "bankrupt" < "liquidating"
     assert first["plan"]
     # each bankrupt position is offset by at most its size, on the opposite side
     offset: dict[str, Decimal] = defaultdict(Decimal)

@@ -1,0 +1,219 @@
+"""``replay --report DIR``: a self-contained HTML report with PNG plots of a replay.
+
+Reads only the replay's output folder (the JSONL outputs, ``summary.json`` and
+``timeline.json``), so a report can be made again from old outputs. Every time axis
+marks the triggers (red: ``triggered``, orange: first ``imminent`` of a streak) and the
+real ADL episodes of the input (black ticks at the bottom).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.engine.adl import UNDERWATER_SCORE
+
+PLOTS = (
+    ("fund.png", "Insurance fund balance vs projected loss"),
+    ("adl_distance.png", "ADL distance per symbol (adverse move that exhausts the fund)"),
+    ("liquidations.png", "Liquidations and bankruptcies detected per minute"),
+    ("queue.png", "ADL queue at the first trigger"),
+    ("lights.png", "Rank-light distribution at the end"),
+)
+LIGHT_COLOURS = ("#bbbbbb", "#2e7d32", "#9ccc65", "#fdd835", "#fb8c00", "#c62828")
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    if path.exists():
+        with path.open("rb") as f:
+            for line in f:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _when(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+
+
+def _mark_events(ax: Any, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> None:
+    from matplotlib.dates import DateFormatter
+
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+    ax.set_xlabel("time (UTC)")
+    previous: dict[str, str] = {}
+    for t in triggers:
+        before = previous.get(t["symbol"], "cleared")
+        if t["stage"] == "triggered" and before != "triggered":
+            ax.axvline(_when(t["ts"]), color="#c62828", lw=0.8, alpha=0.6)
+        elif t["stage"] == "imminent" and before == "cleared":
+            ax.axvline(_when(t["ts"]), color="#fb8c00", lw=0.6, alpha=0.5, ls="--")
+        previous[t["symbol"]] = t["stage"]
+    episodes = timeline.get("adl_episodes", [])
+    if episodes:
+        ax.plot([_when(e["ts"]) for e in episodes], [0.0] * len(episodes), "|", color="black",
+                ms=14, transform=ax.get_xaxis_transform(), label="real ADL")  # fmt: skip
+
+
+def _fund(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> Any:
+    rows = list(_rows(out / "fund_projection.jsonl"))
+    fig, ax = plt.subplots(figsize=(11, 4))
+    by_fund: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_fund[r["fund"]].append(r)
+    for fund, fr in sorted(by_fund.items()):
+        times = [_when(r["ts"]) for r in fr]
+        ax.step(times, [float(r["fund_balance"]) for r in fr], where="post",
+                label=f"{fund} balance")  # fmt: skip
+        ax.step(times, [float(r["projected_loss"]) for r in fr], where="post",
+                label=f"{fund} projected loss now")  # fmt: skip
+    _mark_events(ax, timeline, triggers)
+    ax.set_ylabel("quote currency")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _distance(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> Any:
+    series: dict[str, tuple[list[datetime], list[float]]] = defaultdict(lambda: ([], []))
+    for r in _rows(out / "fund_projection.jsonl"):
+        for s in r["symbols"]:
+            sides = [d for d in (s["adl_distance_long_pct"], s["adl_distance_short_pct"]) if d]
+            if sides:
+                series[s["symbol"]][0].append(_when(r["ts"]))
+                series[s["symbol"]][1].append(min(sides))
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for sym, (times, values) in sorted(series.items()):
+        ax.step(times, values, where="post", label=sym)
+    _mark_events(ax, timeline, triggers)
+    ax.set_ylabel("% move to exhaust the fund (nearer side)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _per_minute(
+    plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str, Any]]
+) -> Any:
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for name, colour in (("liquidations", "#fb8c00"), ("bankruptcies", "#c62828")):
+        minutes = Counter(r["ts"] // 60_000 * 60_000 for r in _rows(out / f"{name}.jsonl"))
+        if minutes:
+            keys = sorted(minutes)
+            ax.bar([_when(k) for k in keys], [minutes[k] for k in keys], width=1 / 1440 * 0.9,
+                   align="edge", color=colour, alpha=0.7, label=name)  # fmt: skip
+    _mark_events(ax, timeline, triggers)
+    ax.set_ylabel("per minute")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _queue(plt: Any, timeline: dict[str, Any]) -> Any:
+    snap = timeline.get("first_trigger")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    if not snap:
+        fig.suptitle("no ADL trigger in this replay")
+        return fig
+    when = _when(snap["ts"])
+    fig.suptitle(f"{snap['symbol']} at {when:%H:%M:%S}.{when.microsecond // 1000:03d} UTC")
+    for ax, side in zip(axes, ("long", "short"), strict=True):
+        entries = snap["sides"][side]
+        names = [e["account"] for e in entries][::-1]
+        # a position under water ranks last with a sentinel score: drawn as 0
+        scores = [e["score"] if e["score"] > UNDERWATER_SCORE else 0.0 for e in entries][::-1]
+        colours = [LIGHT_COLOURS[e["light"]] for e in entries][::-1]
+        ax.barh(names, scores, color=colours)
+        ax.set_title(f"{side}s, first to be deleveraged at the top")
+        ax.set_xlabel("rank score (venue profile)")
+        ax.axvline(0, color="black", lw=0.5)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _lights(plt: Any, timeline: dict[str, Any]) -> Any:
+    lights = timeline.get("final_lights", {})
+    labels = [f"{sym} {side}" for sym in lights for side in lights[sym]]
+    counts = [lights[sym][side] for sym in lights for side in lights[sym]]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    bottoms = [0] * len(labels)
+    for light in range(1, 6):
+        values = [c[light] if len(c) > light else 0 for c in counts]
+        ax.bar(labels, values, bottom=bottoms, color=LIGHT_COLOURS[light],
+               label=f"light {light}")  # fmt: skip
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    ax.set_ylabel("open positions")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(out_dir: str | Path, report_dir: str | Path) -> Path:
+    """Render the plots and ``index.html`` into ``report_dir``; returns the HTML path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out, report = Path(out_dir), Path(report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    timeline = orjson.loads((out / "timeline.json").read_bytes())
+    triggers = list(_rows(out / "adl_triggers.jsonl"))
+    figures = {
+        "fund.png": _fund(plt, out, timeline, triggers),
+        "adl_distance.png": _distance(plt, out, timeline, triggers),
+        "liquidations.png": _per_minute(plt, out, timeline, triggers),
+        "queue.png": _queue(plt, timeline),
+        "lights.png": _lights(plt, timeline),
+    }
+    for name, fig in figures.items():
+        fig.savefig(report / name, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+    page = report / "index.html"
+    page.write_text(_html(summary, report), encoding="utf-8")
+    return page
+
+
+def _html(summary: dict[str, Any], report: Path) -> str:
+    warning = summary.get("adl_warning", {})
+    facts = [
+        ("events", summary["lines"]),
+        ("accounts", summary["accounts"]),
+        ("dead letters", summary["dead_letters"]),
+        ("first ADL trigger", _iso(summary.get("first_adl_trigger_ts"))),
+        ("real ADL episodes", warning.get("adl_episodes")),
+        ("episodes without a prior warning", warning.get("unwarned_episodes")),
+        ("shortest warning (s)", warning.get("warning_seconds_min")),
+        ("median warning (s)", warning.get("warning_seconds_median")),
+        *((f"outputs: {k}", v) for k, v in summary["outputs"].items()),
+    ]
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
+    )
+    figures = "".join(
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
+        f'{base64.b64encode((report / name).read_bytes()).decode()}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        for name, title in PLOTS
+    )
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>adl-monitor replay report</title>"
+        "<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1250px}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:left}figure{margin:2em 0}img{max-width:100%}</style>"
+        "<h1>adl-monitor replay report</h1>"
+        "<p>Red lines: ADL triggered; orange dashes: ADL imminent; black ticks: real ADL "
+        "fills in the input.</p>"
+        f"<table>{rows}</table>{figures}</html>\n"
+    )
+
+
+def _iso(ts_ms: int | None) -> str:
+    return "none" if ts_ms is None else _when(ts_ms).isoformat(timespec="milliseconds")
