@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--rebound", type=float, help="share of the fall recovered (default 0.4)")
     sm.add_argument("--crash-mark-ms", type=int, help="mark interval in the crash (100)")
     sm.add_argument("--calm-mark-ms", type=int, help="mark interval outside it (1000)")
-    sm.add_argument("--fund-per-account", type=float, help="initial fund per account (5)")
+    sm.add_argument("--fund-per-account", type=float, help="initial fund per account (1)")
     sm.add_argument("--symbols", help="comma list (default BTC,ETH,SOL,XRP,ADA USDT)")
     sm.add_argument(
         "--instruments", default=str(bundled("instruments.toml")), help="instruments TOML"

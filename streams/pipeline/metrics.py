@@ -8,6 +8,7 @@ with the observability issue; these are what ``demo`` and the worker need now.
 from __future__ import annotations
 
 import time
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class DeskView:
 
 DEAD_LETTER_REASONS = ("invalid_json", "invalid_field", "unknown_symbol")
 STAGES = ("imminent", "triggered", "cleared")
+COVERAGE_WINDOW_S = 15.0  # adl_fund_coverage_ratio_min_15s
 
 
 def dead_letter_reason(field: str | None, error: str) -> str:
@@ -80,6 +82,12 @@ class Metrics:
             "adl_fund_coverage_ratio", "Fund / projected loss (+Inf: no loss)", ["fund"],
             registry=r,
         )  # fmt: skip
+        self.coverage_min = Gauge(
+            "adl_fund_coverage_ratio_min_15s",
+            "Lowest fund / projected loss of the last 15 s: a dip between scrapes stays seen",
+            ["fund"], registry=r,
+        )  # fmt: skip
+        self._coverage_seen: dict[str, deque[tuple[float, float]]] = defaultdict(deque)
         self.distance = Gauge(
             "adl_distance_ratio", "Adverse move that exhausts the fund (NaN: none)",
             ["symbol", "side"], registry=r,
@@ -177,10 +185,19 @@ class Metrics:
         if now - self._summarised_at < every_s:
             return
         self._summarised_at = now
+        for fund in self._coverage_seen:
+            self._coverage_low(fund)
         engine = worker.engine
         for symbol in sorted(engine.instruments):
             for side in ("long", "short"):
                 self._side(symbol, side, engine.side_summary(symbol, side))
+
+    def _coverage_low(self, fund: str) -> None:
+        """The window's minimum; the newest value stays however old (it is current)."""
+        seen = self._coverage_seen[fund]
+        while len(seen) > 1 and time.monotonic() - seen[0][0] > COVERAGE_WINDOW_S:
+            seen.popleft()
+        self.coverage_min.labels(fund).set(min(value for _, value in seen))
 
     def _side(self, symbol: str, side: str, s: SideSummary) -> None:
         self.open_interest.labels(symbol, side).set(to_float(s.open_interest))
@@ -200,6 +217,9 @@ class Metrics:
         self.projected_loss.labels(fund).set(loss)
         cover = p["coverage_ratio"]
         self.coverage.labels(fund).set(float("inf") if cover is None else cover)
+        seen = self._coverage_seen[fund]
+        seen.append((time.monotonic(), float("inf") if cover is None else cover))
+        self._coverage_low(fund)
         runway = p["runway_seconds"]
         self.runway.labels(fund).set(float("nan") if runway is None else runway)
         self.view.fund_balance[fund], self.view.projected_loss[fund] = balance, loss

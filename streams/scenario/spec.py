@@ -76,6 +76,7 @@ BUNDLED = ScenarioSpec(
     minutes=12.0,
     crash_start_min=2.0,
     crash_minutes=4.0,
+    fund_per_account=5.0,
     bad_lines=True,
 )
 """The small scenario shipped in ``streams/data/cascade.jsonl`` for ``demo`` and tests."""

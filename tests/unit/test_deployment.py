@@ -55,6 +55,6 @@ def test_dashboards_query_metrics_the_worker_exports():
         assert dash["schemaVersion"] >= 36
         exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
         for expr in exprs:
-            for name in re.findall(r"\b(adl_[a-z_]+)", expr):
+            for name in re.findall(r"\b(adl_[a-z0-9_]+)", expr):
                 assert name in exported, (path.name, name)
             assert all(p["datasource"]["uid"] == "prometheus" for p in dash["panels"])
