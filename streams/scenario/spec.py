@@ -50,9 +50,7 @@ class ScenarioSpec:
     depth_every_marks: int = 10  # a book snapshot every n mark steps
     fund_snapshot_ms: int = 10_000
     fund: str = "USDT-M"
-    fund_per_account: float = (
-        5.0  # initial insurance fund, quote per account: thin, as in a stress case
-    )
+    fund_per_account: float = 1.0  # initial insurance fund per account: a thin one
     funding_interval_ms: int = 3_600_000  # hourly funding, on the hour
     funding_rate: float = 0.0001  # paid by longs to shorts at each funding time
     isolated_share: float = 0.25
