@@ -29,6 +29,7 @@ from sortedcontainers import SortedList
 from streams.engine.fixed import SCALE, div_ceil
 
 _BUCKETS_PER_E = 1 / math.log1p(5e-4)  # 0.05% price buckets
+_MEMO_SIZE = 256
 _BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw price fits
 
 
@@ -166,7 +167,7 @@ class DeficitIndex:
     that holds the query price. A query is O(log buckets + log bucket size).
     """
 
-    __slots__ = ("_buckets", "_by_key", "_entries", "_is_long", "_sum_q", "_sum_qb",
+    __slots__ = ("_buckets", "_by_key", "_entries", "_is_long", "_memo", "_sum_q", "_sum_qb",
                  "_total_q", "_total_qb")  # fmt: skip
 
     def __init__(self, is_long: bool) -> None:
@@ -178,6 +179,9 @@ class DeficitIndex:
         self._sum_qb = Fenwick(_BUCKET_COUNT)
         self._total_q = 0  # running totals: the long query needs "all minus prefix"
         self._total_qb = 0
+        # deficit_at answers since the last change: a fund check asks every symbol's index
+        # at its (unchanged) mark and shocked marks after each event of any one symbol
+        self._memo: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -198,6 +202,7 @@ class DeficitIndex:
         self.put(key, None, 0)
 
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
+        self._memo.clear()
         slot = price_bucket(price)
         self._sum_q.add(slot, sign * abs_qty)
         self._sum_qb.add(slot, sign * abs_qty * price)
@@ -219,6 +224,15 @@ class DeficitIndex:
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
+        known = self._memo.get(price)
+        if known is not None:
+            return known
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        deficit = self._memo[price] = self._deficit_at(price)
+        return deficit
+
+    def _deficit_at(self, price: int) -> int:
         slot = price_bucket(price)
         bucket = self._buckets.get(slot)
         if self._is_long:
