@@ -99,7 +99,11 @@ def _opening_trades(
         venue.emit({"type": "mark", "ts": t, "symbol": sym.symbol,
                     "mark_price": fmt(sym.start_price, sym.price_dp)})  # fmt: skip
     n = 0
-    for _ in range(round(spec.accounts * spec.trades_per_account)):
+    trades = round(spec.accounts * spec.trades_per_account)
+    for k in range(trades):
+        t = spec.start_ms + 1 + k * spec.opening_ms // trades  # spread over the opening
+        if k % 10_000 == 0 and isinstance(venue.sink, CanonicalWriter):
+            venue.sink.flush_before(t)  # a million accounts' trades need not sit in memory
         buyer, seller = rng.sample(names, 2)
         sym = rng.choices(spec.symbols, weights=weights)[0]
         price = sym.start_price * (1 + rng.uniform(-0.001, 0.001))
@@ -109,7 +113,6 @@ def _opening_trades(
             continue
         room[buyer] -= notional
         room[seller] -= notional
-        t += rng.randint(1, 20)
         for account, side, liquidity, fee_rate in (
             (buyer, "buy", "taker", 0.0005),
             (seller, "sell", "maker", 0.0002),
@@ -119,9 +122,10 @@ def _opening_trades(
                         "symbol": sym.symbol, "side": side, "qty": qty,
                         "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, 4),
                         "liquidity": liquidity, "kind": "trade"})  # fmt: skip
+    opened = spec.start_ms + spec.opening_ms
     for sym in spec.symbols:
-        _book(venue, sym, sym.start_price, 0.0, t, rng)
-    return t
+        _book(venue, sym, sym.start_price, 0.0, opened, rng)
+    return opened
 
 
 def _bad_lines(ts: int, names: list[str]) -> Iterator[dict[str, Any]]:

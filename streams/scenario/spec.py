@@ -55,6 +55,7 @@ class ScenarioSpec:
     funding_rate: float = 0.0001  # paid by longs to shorts at each funding time
     isolated_share: float = 0.25
     trades_per_account: float = 1.5
+    opening_ms: int = 60_000  # the opening trades are spread over the first minute
     max_leverage: float = 60.0
     liquidation_delay_ms: int = 500  # the venue's liquidation engine lags the marks
     maker_wallet: float = 1e9  # the book's market maker: takes the other side of closes
