@@ -32,10 +32,14 @@ class LightChange:
     notional: int  # |qty| * mark, quote currency (rounded up)
 
 
+ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
+
+
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts_array", "_order", "_row", "_scores", "accounts", "cols", "lights")
+    __slots__ = ("_accounts_array", "_order", "_row", "_scores", "accounts", "alerted", "cols",
+                 "lights")  # fmt: skip
 
     _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
 
@@ -44,6 +48,7 @@ class QueueTable:
         self._row: dict[str, int] = {}
         self.cols: dict[str, list[float | int | bool]] = {c: [] for c in self._COLS}
         self.lights: list[int] = []  # 0 until first ranked
+        self.alerted: list[int] = []  # the light last announced (0: none yet)
         self._scores: list[float] = []
         self._order: dict[str, npt.NDArray[np.intp]] = {}
         self._accounts_array: npt.NDArray[np.str_] | None = None
@@ -71,12 +76,13 @@ class QueueTable:
             for name, value in zip(self._COLS, values, strict=True):
                 self.cols[name].append(value)
             self.lights.append(0)
+            self.alerted.append(0)
             self._scores.append(0.0)
             self._accounts_array = None
             self._order.clear()
             return
         if (self.cols["qty"][row] > 0) != (pos.qty > 0):
-            self.lights[row] = 0  # flipped side: a new place in the other queue
+            self.lights[row] = self.alerted[row] = 0  # flipped: a new place, other queue
         for name, value in zip(self._COLS, values, strict=True):
             self.cols[name][row] = value
 
@@ -85,7 +91,8 @@ class QueueTable:
         if row is None:
             return
         last = len(self.accounts) - 1
-        columns: list[list[Any]] = [*self.cols.values(), self.lights, self._scores, self.accounts]
+        columns: list[list[Any]] = [*self.cols.values(), self.lights, self.alerted, self._scores,
+                                    self.accounts]  # fmt: skip
         for column in columns:
             column[row] = column[last]  # swap-remove: O(1), rows are unordered
             column.pop()
@@ -103,7 +110,11 @@ class QueueTable:
 
     def rank(self, mark_price: int, profile: VenueProfile) -> list[LightChange]:
         """Score and order both sides at ``mark_price``; return the lights that changed
-        (a new position is reported only when it enters at the top light)."""
+        (a new position is reported only when it enters at the top light).
+
+        Lights are exact; alerts are debounced: a change is announced once the position
+        sits ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a position
+        hovering on a quintile boundary does not page the desk on every re-rank."""
         if not self.accounts:
             return []
         qty = np.array(self.cols["qty"], dtype=np.float64)
@@ -126,18 +137,27 @@ class QueueTable:
             self._accounts_array = np.array(self.accounts)
         abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)
         lights = np.zeros(len(qty), dtype=np.int64)
+        settled = np.zeros(len(qty), dtype=np.bool_)
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
             rows = np.nonzero(mask)[0]
             # score desc, then larger size, then account id
             order = np.lexsort((self._accounts_array[rows], -abs_qty[rows], -scores[rows]))
             ranked = rows[order]
-            lights[ranked] = profile.light(np.arange(len(ranked)), len(ranked))  # type: ignore[arg-type]  # lights are elementwise
+            count = len(ranked)
+            places = np.arange(count)
+            lights[ranked] = profile.light(places, count)  # type: ignore[arg-type]  # lights are elementwise
+            # settled: the same light ALERT_MARGIN of the queue above and below the place
+            margin = int(count * ALERT_MARGIN)  # 0 below 100 positions: no debounce
+            above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
+            below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
+            settled[ranked] = np.asarray(above) == np.asarray(below)
             self._order[side] = ranked
         top = profile.light(0, 1)
-        previous = np.array(self.lights, dtype=np.int64)
+        alerted = np.array(self.alerted, dtype=np.int64)
         changes = []
-        for row in np.nonzero(lights != previous)[0]:
-            before = int(previous[row])
+        for row in np.nonzero((lights != alerted) & settled)[0]:
+            before = int(alerted[row])
+            alerted[row] = lights[row]
             if before == 0 and lights[row] < top:
                 continue
             changes.append(
@@ -150,6 +170,7 @@ class QueueTable:
                     notional=div_ceil(int(abs_qty[row]) * mark_price, SCALE),
                 )
             )
+        self.alerted = alerted.tolist()
         self.lights = lights.tolist()
         self._scores = scores.tolist()
         return sorted(changes, key=lambda c: c.account)

@@ -83,3 +83,32 @@ def test_lights_change_alerts():
     table.remove("a")
     changes = table.rank(110 * SCALE, profile)
     assert [(c.account, c.light, c.previous) for c in changes] == [("b", 5, 3)]
+
+
+def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
+    # 200 longs at entry 90, mark 100 (all in profit); backing i+1 -> leverage 100/(i+1),
+    # so the queue is ordered by backing, ascending. With "h" added there are 201: light
+    # = 5 - (5 * place) // 201, so places 0-40 are light 5 and 41-80 light 4; the debounce
+    # margin is int(1% of 201) = 2 places.
+    table = QueueTable()
+    profile = PROFILES["bitmex"]
+    for i in range(200):
+        table.put(f"p{i:03d}", position(SCALE, 90 * SCALE, (i + 1) * SCALE, True), (i + 1) * SCALE)
+    table.rank(MARK, profile)
+
+    def move_h(backing: float) -> list:
+        raw = int(backing * SCALE)
+        table.put("h", position(SCALE, 90 * SCALE, raw, True), raw)
+        return [(c.light, c.previous) for c in table.rank(MARK, profile) if c.account == "h"]
+
+    # backing 40.5 -> place 40 (light 5); 41.5 -> place 41 (light 4): on the boundary
+    lights, alerts = [], []
+    for backing in (40.5, 41.5, 40.5, 41.5):
+        alerts += move_h(backing)
+        lights.append(table.view("h")[1])
+    assert lights == [5, 4, 5, 4]  # the lights are exact
+    assert alerts == []  # but never settled: no alert
+    assert move_h(60) == []  # settles at light 4: a new position below the top is not news
+    for backing in (40.5, 41.5, 40.5):
+        assert move_h(backing) == []  # hovering again: still nothing
+    assert move_h(10) == [(5, 4)]  # settled at the top: one alert
