@@ -87,12 +87,7 @@ def _simulate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.bootstrap:
-        import asyncio
-
-        from streams.pipeline.producer import produce_file
-
-        sent = asyncio.run(produce_file(_settings(args), out, args.rate))
-        print(f"produced {sent:,} events to Kafka", file=sys.stderr)
+        _send(args, out)
     return 0
 
 
@@ -139,6 +134,12 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    _send(args, Path(args.events))
+    return 0
+
+
+def _send(args: argparse.Namespace, events: Path) -> int:
+    """Create the topics if needed and produce the file to them (``--rate`` paces)."""
     import asyncio
 
     from streams.pipeline.producer import produce_file
@@ -149,11 +150,11 @@ def _produce(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         await ensure_topics(settings, Topics(settings.topic_prefix))
-        return await produce_file(settings, Path(args.events), args.rate)
+        return await produce_file(settings, events, args.rate)
 
     sent = asyncio.run(run())
     print(f"produced {sent} events to {settings.bootstrap}", file=sys.stderr)
-    return 0
+    return sent
 
 
 def _demo(args: argparse.Namespace) -> int:
