@@ -38,10 +38,11 @@ ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to 
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts_array", "_order", "_row", "_scores", "accounts", "alerted", "cols",
-                 "lights")  # fmt: skip
+    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_order", "_row", "_scores", "accounts",
+                 "alerted", "cols", "lights")  # fmt: skip
 
     _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
+    _DTYPES = (np.float64, np.float64, np.float64, np.float64, np.float64, np.bool_, np.int64)
 
     def __init__(self) -> None:
         self.accounts: list[str] = []
@@ -52,6 +53,10 @@ class QueueTable:
         self._scores: list[float] = []
         self._order: dict[str, npt.NDArray[np.intp]] = {}
         self._accounts_array: npt.NDArray[np.str_] | None = None
+        # numpy copies of ``cols`` for ranking, patched row by row between rankings;
+        # rebuilt when rows are added or removed
+        self._arrays: dict[str, npt.NDArray[Any]] | None = None
+        self._dirty: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.accounts)
@@ -78,13 +83,15 @@ class QueueTable:
             self.lights.append(0)
             self.alerted.append(0)
             self._scores.append(0.0)
-            self._accounts_array = None
+            self._accounts_array = self._arrays = None
             self._order.clear()
             return
         if (self.cols["qty"][row] > 0) != (pos.qty > 0):
             self.lights[row] = self.alerted[row] = 0  # flipped: a new place, other queue
         for name, value in zip(self._COLS, values, strict=True):
             self.cols[name][row] = value
+        if self._arrays is not None:
+            self._dirty.add(row)
 
     def remove(self, account: str) -> None:
         row = self._row.pop(account, None)
@@ -98,8 +105,22 @@ class QueueTable:
             column.pop()
         if row != last:
             self._row[self.accounts[row]] = row
-        self._accounts_array = None
+        self._accounts_array = self._arrays = None
         self._order.clear()
+
+    def _columns(self) -> dict[str, npt.NDArray[Any]]:
+        if self._arrays is None:
+            self._arrays = {
+                name: np.array(self.cols[name], dtype=dtype)
+                for name, dtype in zip(self._COLS, self._DTYPES, strict=True)
+            }
+        elif self._dirty:
+            rows = np.fromiter(self._dirty, dtype=np.intp, count=len(self._dirty))
+            for name in self._COLS:
+                column = self.cols[name]
+                self._arrays[name][rows] = [column[r] for r in rows]
+        self._dirty.clear()
+        return self._arrays
 
     def view(self, account: str) -> tuple[float, int] | None:
         """(score, light) of the account's position at the last ranking."""
@@ -117,25 +138,26 @@ class QueueTable:
         hovering on a quintile boundary does not page the desk on every re-rank."""
         if not self.accounts:
             return []
-        qty = np.array(self.cols["qty"], dtype=np.float64)
+        col = self._columns()
+        qty = col["qty"]
         mark = mark_price / SCALE
-        move = qty * (mark - np.array(self.cols["mark"], dtype=np.float64))
-        backing = np.array(self.cols["backing"], dtype=np.float64) + move
+        move = qty * (mark - col["mark"])
+        backing = col["backing"] + move
         scores = profile.rank_score(
             RankInput(
                 qty=qty,
-                entry_price=np.array(self.cols["entry"], dtype=np.float64),
+                entry_price=col["entry"],
                 mark_price=mark,
                 backing_equity=backing,
-                account_equity=np.array(self.cols["equity"], dtype=np.float64) + move,
-                isolated=np.array(self.cols["isolated"], dtype=np.bool_),
+                account_equity=col["equity"] + move,
+                isolated=col["isolated"],
             )
         )
         # under water: being liquidated, not a counterparty; last in the queue
         scores = np.where(backing <= 0, UNDERWATER_SCORE, scores)
         if self._accounts_array is None:
             self._accounts_array = np.array(self.accounts)
-        abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)
+        abs_qty = col["abs_qty"]
         lights = np.zeros(len(qty), dtype=np.int64)
         settled = np.zeros(len(qty), dtype=np.bool_)
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
@@ -177,9 +199,9 @@ class QueueTable:
 
     def side_totals(self, side: str) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
         """(open interest, positions per light 0..5, first five scores) of one side."""
-        qty = np.array(self.cols["qty"], dtype=np.float64)
+        col = self._columns()
+        qty, abs_qty = col["qty"], col["abs_qty"]
         mask = qty > 0 if side == "long" else qty < 0
-        abs_qty = np.array(self.cols["abs_qty"], dtype=np.int64)
         lights = np.bincount(np.array(self.lights, dtype=np.int64)[mask], minlength=6)
         top = [self._scores[row] for row in self._order.get(side, ())[:5]]
         return int(abs_qty[mask].sum()), tuple(int(n) for n in lights[:6]), tuple(top)
