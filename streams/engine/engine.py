@@ -510,6 +510,10 @@ class Engine:
     def ranked_at_ms(self, sym: str) -> int | None:
         return self.symbols[sym].ranked_at_ms
 
+    def queue_changed(self, sym: str) -> bool:
+        """Whether positions of the symbol opened or closed since its last ranking."""
+        return self.symbols[sym].queue.structure_changed
+
     def queue(self, sym: str, side: str, qty_needed: int | None = None) -> list[RankedEntry]:
         """The side's ADL queue at the last ranking, first to be deleveraged first; only as
         far as ``qty_needed`` is covered when given."""

@@ -38,8 +38,8 @@ ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to 
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_order", "_row", "_scores", "accounts",
-                 "alerted", "cols", "lights")  # fmt: skip
+    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_ranking", "_row", "_scores",
+                 "accounts", "alerted", "cols", "lights", "structure_changed")  # fmt: skip
 
     _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
     _DTYPES = (np.float64, np.float64, np.float64, np.float64, np.float64, np.bool_, np.int64)
@@ -51,7 +51,11 @@ class QueueTable:
         self.lights: list[int] = []  # 0 until first ranked
         self.alerted: list[int] = []  # the light last announced (0: none yet)
         self._scores: list[float] = []
-        self._order: dict[str, npt.NDArray[np.intp]] = {}
+        # per side, the last ranking as it was then: (accounts, |qty|, scores, lights) in
+        # queue order. A snapshot, not row numbers: opening or closing a position moves
+        # rows, and the queue must stay readable until the next ranking.
+        self._ranking: dict[str, tuple[list[str], list[int], list[float], list[int]]] = {}
+        self.structure_changed = False  # a position opened or closed since the last ranking
         self._accounts_array: npt.NDArray[np.str_] | None = None
         # numpy copies of ``cols`` for ranking, patched row by row between rankings;
         # rebuilt when rows are added or removed
@@ -84,7 +88,7 @@ class QueueTable:
             self.alerted.append(0)
             self._scores.append(0.0)
             self._accounts_array = self._arrays = None
-            self._order.clear()
+            self.structure_changed = True
             return
         if (self.cols["qty"][row] > 0) != (pos.qty > 0):
             self.lights[row] = self.alerted[row] = 0  # flipped: a new place, other queue
@@ -106,7 +110,7 @@ class QueueTable:
         if row != last:
             self._row[self.accounts[row]] = row
         self._accounts_array = self._arrays = None
-        self._order.clear()
+        self.structure_changed = True
 
     def _columns(self) -> dict[str, npt.NDArray[Any]]:
         if self._arrays is None:
@@ -136,7 +140,9 @@ class QueueTable:
         Lights are exact; alerts are debounced: a change is announced once the position
         sits ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a position
         hovering on a quintile boundary does not page the desk on every re-rank."""
+        self.structure_changed = False
         if not self.accounts:
+            self._ranking.clear()
             return []
         col = self._columns()
         qty = col["qty"]
@@ -173,7 +179,12 @@ class QueueTable:
             above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
             below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
             settled[ranked] = np.asarray(above) == np.asarray(below)
-            self._order[side] = ranked
+            self._ranking[side] = (
+                self._accounts_array[ranked].tolist(),
+                abs_qty[ranked].tolist(),
+                scores[ranked].tolist(),
+                lights[ranked].tolist(),
+            )
         top = profile.light(0, 1)
         alerted = np.array(self.alerted, dtype=np.int64)
         changes = []
@@ -203,16 +214,14 @@ class QueueTable:
         qty, abs_qty = col["qty"], col["abs_qty"]
         mask = qty > 0 if side == "long" else qty < 0
         lights = np.bincount(np.array(self.lights, dtype=np.int64)[mask], minlength=6)
-        top = [self._scores[row] for row in self._order.get(side, ())[:5]]
+        top = self._ranking[side][2][:5] if side in self._ranking else []
         return int(abs_qty[mask].sum()), tuple(int(n) for n in lights[:6]), tuple(top)
 
     def ranked(self, side: str) -> Iterator[RankedEntry]:
-        """The side's queue at the last ranking, first to be deleveraged first."""
-        for place, row in enumerate(self._order.get(side, ())):
-            yield RankedEntry(
-                account=self.accounts[row],
-                qty=int(self.cols["abs_qty"][row]),
-                score=self._scores[row],
-                rank=place,
-                light=self.lights[row],
-            )
+        """The side's queue at the last ranking, first to be deleveraged first (sizes and
+        scores as they were then; a position closed since is still listed)."""
+        accounts, sizes, scores, lights = self._ranking.get(side, ([], [], [], []))
+        for place, (account, qty, score, light) in enumerate(
+            zip(accounts, sizes, scores, lights, strict=True)
+        ):
+            yield RankedEntry(account=account, qty=qty, score=score, rank=place, light=light)

@@ -195,9 +195,9 @@ class Venue:
         """The last ranking of the side, sizes cut to what each account holds now (earlier
         closes of this step may have reduced them)."""
         ranked_at = self.engine.ranked_at_ms(sym)
-        # an opened or closed position drops the order (rows move): rank again then too
+        # positions opened or closed since the ranking: the venue ranks again, too
         stale = ranked_at is None or ts_ms - ranked_at > QUEUE_MAX_AGE_MS
-        if stale or not self.engine.queue(sym, side, 1):
+        if stale or self.engine.queue_changed(sym):
             self.engine.rerank(sym, ts_ms)
         want = qty
         while True:

@@ -112,3 +112,22 @@ def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
     for backing in (40.5, 41.5, 40.5):
         assert move_h(backing) == []  # hovering again: still nothing
     assert move_h(10) == [(5, 4)]  # settled at the top: one alert
+
+
+def test_the_queue_stays_readable_between_rankings_when_positions_open_and_close():
+    # the read API and the metrics show the last ranking; before, any opened or closed
+    # position emptied it until the next re-rank
+    table = QueueTable()
+    profile = PROFILES["bitmex"]
+    table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
+    table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
+    table.rank(110 * SCALE, profile)
+    assert not table.structure_changed
+    table.remove("a")
+    table.put("c", position(SCALE, 100 * SCALE, 20 * SCALE, True), 20 * SCALE)
+    assert table.structure_changed
+    assert [e.account for e in table.ranked("long")] == ["a", "b"]  # as ranked then
+    assert table.side_totals("long")[2] == tuple(e.score for e in table.ranked("long"))
+    table.rank(110 * SCALE, profile)
+    assert [e.account for e in table.ranked("long")] == ["c", "b"]  # c: lower backing
+    assert not table.structure_changed
