@@ -192,6 +192,14 @@ def _html(summary: dict[str, Any], report: Path) -> str:
         ("episodes without a prior warning", warning.get("unwarned_episodes")),
         ("shortest warning (s)", warning.get("warning_seconds_min")),
         ("median warning (s)", warning.get("warning_seconds_median")),
+        *(
+            (
+                f"first real ADL on {sym}",
+                f"{_iso(first['ts'])}, warned "
+                + (f"{first['warning_seconds']} s before" if first["warned"] else "NOT warned"),
+            )
+            for sym, first in warning.get("first_adl_by_symbol", {}).items()
+        ),  # fmt: skip
         *((f"outputs: {k}", v) for k, v in summary["outputs"].items()),
     ]
     rows = "".join(
