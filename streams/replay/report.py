@@ -183,6 +183,7 @@ def write_report(out_dir: str | Path, report_dir: str | Path) -> Path:
 
 def _html(summary: dict[str, Any], report: Path) -> str:
     warning = summary.get("adl_warning", {})
+    firsts = warning.get("first_adl_by_symbol", {})
     facts = [
         ("events", summary["lines"]),
         ("accounts", summary["accounts"]),
@@ -192,14 +193,7 @@ def _html(summary: dict[str, Any], report: Path) -> str:
         ("episodes without a prior warning", warning.get("unwarned_episodes")),
         ("shortest warning (s)", warning.get("warning_seconds_min")),
         ("median warning (s)", warning.get("warning_seconds_median")),
-        *(
-            (
-                f"first real ADL on {sym}",
-                f"{_iso(first['ts'])}, warned "
-                + (f"{first['warning_seconds']} s before" if first["warned"] else "NOT warned"),
-            )
-            for sym, first in warning.get("first_adl_by_symbol", {}).items()
-        ),  # fmt: skip
+        *((f"first real ADL on {sym}", _warned(first)) for sym, first in firsts.items()),
         *((f"outputs: {k}", v) for k, v in summary["outputs"].items()),
     ]
     rows = "".join(
@@ -221,6 +215,13 @@ def _html(summary: dict[str, Any], report: Path) -> str:
         "fills in the input.</p>"
         f"<table>{rows}</table>{figures}</html>\n"
     )
+
+
+def _warned(first: dict[str, Any]) -> str:
+    when = _iso(first["ts"])
+    if not first["warned"]:
+        return f"{when}, NOT warned"
+    return f"{when}, warned {first['warning_seconds']} s before"
 
 
 def _iso(ts_ms: int | None) -> str:
