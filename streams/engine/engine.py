@@ -514,12 +514,16 @@ class Engine:
         """Whether positions of the symbol opened or closed since its last ranking."""
         return self.symbols[sym].queue.structure_changed
 
-    def queue(self, sym: str, side: str, qty_needed: int | None = None) -> list[RankedEntry]:
+    def queue(
+        self, sym: str, side: str, qty_needed: int | None = None, limit: int | None = None
+    ) -> list[RankedEntry]:
         """The side's ADL queue at the last ranking, first to be deleveraged first; only as
-        far as ``qty_needed`` is covered when given."""
+        far as ``qty_needed`` is covered, or ``limit`` entries, when given."""
         out: list[RankedEntry] = []
         covered = 0
         for entry in self.symbols[sym].queue.ranked(side):
+            if limit is not None and len(out) >= limit:
+                break
             out.append(entry)
             covered += entry.qty
             if qty_needed is not None and covered >= qty_needed:

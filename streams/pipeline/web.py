@@ -63,7 +63,7 @@ def build_app(worker: Worker, metrics: Metrics) -> web.Application:
         raw = request.query.get("limit", "20")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
             return _error(400, f"limit must be an integer in 1..{MAX_LIMIT}, got {raw!r}")
-        entries = engine.queue(symbol, side)[: int(raw)]
+        entries = engine.queue(symbol, side, limit=int(raw))  # not the whole queue: O(limit)
         return _json(
             {
                 "symbol": symbol,
