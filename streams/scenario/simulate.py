@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -66,7 +66,9 @@ class CanonicalWriter:
         self.written += len(ready)
 
 
-def _population(spec: ScenarioSpec, rng: random.Random, venue: Venue) -> dict[str, float]:
+def _population(
+    spec: ScenarioSpec, rng: random.Random, venue: Venue, tick: Callable[[int], None]
+) -> dict[str, float]:
     t = spec.start_ms
     venue.emit({"type": "insurance_fund", "ts": t, "fund": spec.fund,
                 "balance": to_str(venue.fund_balance)})  # fmt: skip
@@ -79,6 +81,8 @@ def _population(spec: ScenarioSpec, rng: random.Random, venue: Venue) -> dict[st
         wallet = round(min(250_000.0, 500 * rng.paretovariate(1.3)), 2)
         leverage = min(spec.max_leverage, 2.0 * rng.paretovariate(1.1))
         room[name] = wallet * leverage  # the account's appetite, total notional
+        if i % 1000 == 999:
+            tick(1000)
         venue.emit({"type": "balance", "event_id": f"dep-{i}", "ts": t, "account": name,
                     "amount": fmt(wallet, 2), "reason": "deposit"})  # fmt: skip
         if rng.random() < spec.isolated_share:
@@ -86,11 +90,16 @@ def _population(spec: ScenarioSpec, rng: random.Random, venue: Venue) -> dict[st
             venue.emit({"type": "position_config", "ts": t, "account": name,
                         "symbol": rng.choice(spec.symbols).symbol, "margin_mode": "isolated",
                         "leverage": min(100, math.ceil(leverage))})  # fmt: skip
+    tick(spec.accounts % 1000)
     return room
 
 
 def _opening_trades(
-    spec: ScenarioSpec, rng: random.Random, venue: Venue, room: dict[str, float]
+    spec: ScenarioSpec,
+    rng: random.Random,
+    venue: Venue,
+    room: dict[str, float],
+    tick: Callable[[int], None],
 ) -> int:
     names = list(room)
     weights = [s.weight for s in spec.symbols]
@@ -104,6 +113,8 @@ def _opening_trades(
         t = spec.start_ms + 1 + k * spec.opening_ms // trades  # spread over the opening
         if k % 10_000 == 0 and isinstance(venue.sink, CanonicalWriter):
             venue.sink.flush_before(t)  # a million accounts' trades need not sit in memory
+        if k % 1000 == 999:
+            tick(1000)
         buyer, seller = rng.sample(names, 2)
         sym = rng.choices(spec.symbols, weights=weights)[0]
         price = sym.start_price * (1 + rng.uniform(-0.001, 0.001))
@@ -122,6 +133,7 @@ def _opening_trades(
                         "symbol": sym.symbol, "side": side, "qty": qty,
                         "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, 4),
                         "liquidity": liquidity, "kind": "trade"})  # fmt: skip
+    tick(trades % 1000)
     opened = spec.start_ms + spec.opening_ms
     for sym in spec.symbols:
         _book(venue, sym, sym.start_price, 0.0, opened, rng)
@@ -178,7 +190,9 @@ def _book(
     venue.set_book(sym.symbol, raw_levels(depth_bids), raw_levels(depth_asks))
 
 
-def _market(spec: ScenarioSpec, rng: random.Random, venue: Venue, t0: int, bar: Any) -> None:
+def _market(
+    spec: ScenarioSpec, rng: random.Random, venue: Venue, t0: int, tick: Callable[[int], None]
+) -> None:
     market = Market(spec, rng)
     by_symbol: dict[str, SymbolSpec] = {s.symbol: s for s in spec.symbols}
     last_fund_ms = t0
@@ -204,8 +218,7 @@ def _market(spec: ScenarioSpec, rng: random.Random, venue: Venue, t0: int, bar: 
                         "index_price": fmt(mark * (1 + rng.gauss(0, 0.0002)),
                                            by_symbol[symbol].price_dp)})  # fmt: skip
         venue.act(ts)
-        if bar is not None:
-            bar.update(1)
+        tick(1)
 
 
 def simulate(
@@ -224,14 +237,15 @@ def simulate(
         fund_start = int(Decimal(repr(spec.fund_per_account)) * spec.accounts * SCALE)
         venue = Venue({s.symbol: instruments[s.symbol] for s in spec.symbols}, spec.fund,
                       fund_start, writer, delay_ms=spec.liquidation_delay_ms)  # fmt: skip
-        room = _population(spec, rng, venue)
-        t = _opening_trades(spec, rng, venue, room)
-        if spec.bad_lines:
-            for bad in _bad_lines(t, list(room)):
-                writer(bad)  # written, not applied: the venue never sees bad input
         bar = _progress(spec, progress)
+        tick = bar.update if bar is not None else _no_tick
         try:
-            _market(spec, rng, venue, t, bar)
+            room = _population(spec, rng, venue, tick)
+            t = _opening_trades(spec, rng, venue, room, tick)
+            if spec.bad_lines:
+                for bad in _bad_lines(t, list(room)):
+                    writer(bad)  # written, not applied: the venue never sees bad input
+            _market(spec, rng, venue, t, tick)
         finally:
             if bar is not None:
                 bar.close()
@@ -239,11 +253,19 @@ def simulate(
     return SimulationResult(writer.written, venue.stats, fund_start, venue.fund_balance)
 
 
+def _no_tick(_: int) -> None:
+    pass
+
+
 def _progress(spec: ScenarioSpec, enabled: bool | None) -> Any:
+    """One bar over accounts, opening trades and market steps (a 1M-account opening
+    alone takes minutes)."""
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show:
         return None
     from tqdm import tqdm
 
-    steps = sum(1 for _ in _steps(spec, spec.start_ms))
-    return tqdm(total=steps, unit="step", desc="simulate", file=sys.stderr)
+    steps = sum(1 for _ in _steps(spec, spec.start_ms + spec.opening_ms + spec.calm_mark_ms))
+    trades = round(spec.accounts * spec.trades_per_account)
+    return tqdm(total=spec.accounts + trades + steps, unit="item", unit_scale=True,
+                desc="simulate", file=sys.stderr)  # fmt: skip
