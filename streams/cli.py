@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sm.add_argument("--out", default="scenario.jsonl", help="JSONL file (default scenario.jsonl)")
     sm.add_argument("--bundled", action="store_true", help="start from the bundled small spec")
-    sm.add_argument("--seed", type=int)
+    sm.add_argument("--seed", type=int, help="random seed (default 7): same seed, same bytes")
     sm.add_argument("--accounts", type=int, help="number of accounts (default 10000)")
     sm.add_argument("--minutes", type=float, help="length of the scenario (default 60)")
     sm.add_argument("--crash-start-min", type=float, help="crash starts at (default 10)")
