@@ -2,7 +2,8 @@
 
 The venue keeps its own copy of every account (an ``Engine`` fed with every event the
 scenario emits, its own included) and, after each mark step, closes the accounts that
-crossed maintenance margin, as USDⓈ-M venues do:
+crossed maintenance margin at least ``delay_ms`` earlier (its liquidation engine's
+latency: the price runs on meanwhile), as USDⓈ-M venues do:
 
 - the liquidation engine takes the position over at its **bankruptcy price** (for a cross
   account with several positions: the most losing one at its bankruptcy price, the others
@@ -14,7 +15,8 @@ crossed maintenance margin, as USDⓈ-M venues do:
   of each book trade, so open interest stays zero-sum between the accounts;
 - when the fund cannot pay a position's loss, that position is **auto-deleveraged**
   instead: the opposite side's ADL queue (the venue profile's ranking, re-ranked when
-  older than a second) is closed against it at its takeover price
+  older than a second or when positions opened or closed since) is closed against it at
+  its takeover price
   (``adl.deleverage_plan``), and the fund pays nothing; positions are closed gains
   first, so a cross account's winners help pay for its losers;
 - a wallet left below zero by rounding is topped up from the fund (``transfer``).
