@@ -164,3 +164,26 @@ def test_marks_come_every_100_ms_in_the_crash_and_every_second_outside(scenario)
     for a, b in itertools.pairwise(times[1:]):
         if crash_start + 1000 < a < crash_end - 1000:
             assert b - a == 100
+
+
+def test_command_line_writes_the_bundled_file_and_refuses_unknown_symbols(tmp_path):
+    import subprocess
+    import sys
+
+    from streams.cli import bundled
+
+    out = tmp_path / "bundled.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--bundled", "--quiet",
+         "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.read_bytes() == bundled("cascade.jsonl").read_bytes()  # the shipped file
+    assert "liquidations through the book" in done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--symbols", "BTCUSDT,DOGEUSDT",
+         "--out", str(tmp_path / "x.jsonl")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "DOGEUSDT" in bad.stderr
