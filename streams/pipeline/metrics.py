@@ -216,9 +216,9 @@ class Metrics:
         self.fund_balance.labels(fund).set(balance)
         self.projected_loss.labels(fund).set(loss)
         cover = p["coverage_ratio"]
-        self.coverage.labels(fund).set(float("inf") if cover is None else cover)
-        seen = self._coverage_seen[fund]
-        seen.append((time.monotonic(), float("inf") if cover is None else cover))
+        coverage = float("inf") if cover is None else cover
+        self.coverage.labels(fund).set(coverage)
+        self._coverage_seen[fund].append((time.monotonic(), coverage))
         self._coverage_low(fund)
         runway = p["runway_seconds"]
         self.runway.labels(fund).set(float("nan") if runway is None else runway)

@@ -94,7 +94,7 @@ def replay(
     first_trigger_ts: int | None = None
     adl_fills: list[tuple[int, str]] = []
     stages: list[tuple[int, str, str]] = []
-    queues: dict[str, Any] = {"first_trigger": None}  # -> timeline.json, for the report
+    timeline: dict[str, Any] = {"first_trigger": None}  # -> timeline.json, for the report
     lines = 0
     started = time.perf_counter()
     try:
@@ -126,7 +126,7 @@ def replay(
                         stages.append((payload["ts"], payload["symbol"], payload["stage"]))
                         if payload["stage"] == "triggered" and first_trigger_ts is None:
                             first_trigger_ts = payload["ts"]
-                            queues["first_trigger"] = _queue_snapshot(engine, payload)
+                            timeline["first_trigger"] = _queue_snapshot(engine, payload)
                     outputs.write(name, payload)
         for signal in engine.finish():
             outputs.write(*wire.render(signal))
@@ -142,18 +142,18 @@ def replay(
     summary = _summary(engine, outputs.counts, health, lines, first_trigger_ts)
     episodes = score_warnings(adl_fills, stages)
     summary["adl_warning"] = summarize(episodes)
-    queues["adl_episodes"] = [
+    timeline["adl_episodes"] = [
         {"ts": e.ts_ms, "symbol": e.symbol, "warned": e.warned,
          "warning_seconds": e.warning_seconds}
         for e in episodes
     ]  # fmt: skip
-    queues["final_lights"] = {
+    timeline["final_lights"] = {
         sym: {side: list(engine.side_summary(sym, side).positions_by_light) for side in SIDES}
         for sym in sorted(engine.symbols)
         if sym in engine.marks
     }
     (out_dir / "timeline.json").write_bytes(
-        orjson.dumps(queues, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        orjson.dumps(timeline, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

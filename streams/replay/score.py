@@ -45,10 +45,11 @@ def score_warnings(
         else:
             start[symbol] = first_trigger[symbol] = None
         streaks[symbol].append((ts, stage, start.get(symbol), first_trigger.get(symbol)))
+    times = {symbol: [h[0] for h in history] for symbol, history in streaks.items()}
     episodes = []
     for ts, symbol in sorted(set(adl_fills)):
         history = streaks.get(symbol, [])
-        i = bisect.bisect_left([h[0] for h in history], ts) - 1  # strictly before
+        i = bisect.bisect_left(times.get(symbol, []), ts) - 1  # strictly before
         if i < 0 or history[i][1] not in WARNED_STAGES:
             episodes.append(Episode(ts, symbol, False, None, None))
             continue

@@ -98,6 +98,7 @@ def _opening_trades(
     spec: ScenarioSpec,
     rng: random.Random,
     venue: Venue,
+    writer: CanonicalWriter,
     room: dict[str, float],
     tick: Callable[[int], None],
 ) -> int:
@@ -111,8 +112,8 @@ def _opening_trades(
     trades = round(spec.accounts * spec.trades_per_account)
     for k in range(trades):
         t = spec.start_ms + 1 + k * spec.opening_ms // trades  # spread over the opening
-        if k % 10_000 == 0 and isinstance(venue.sink, CanonicalWriter):
-            venue.sink.flush_before(t)  # a million accounts' trades need not sit in memory
+        if k % 10_000 == 0:
+            writer.flush_before(t)  # a million accounts' trades need not sit in memory
         if k % 1000 == 999:
             tick(1000)
         buyer, seller = rng.sample(names, 2)
@@ -191,15 +192,18 @@ def _book(
 
 
 def _market(
-    spec: ScenarioSpec, rng: random.Random, venue: Venue, t0: int, tick: Callable[[int], None]
+    spec: ScenarioSpec,
+    rng: random.Random,
+    venue: Venue,
+    writer: CanonicalWriter,
+    t0: int,
+    tick: Callable[[int], None],
 ) -> None:
     market = Market(spec, rng)
     by_symbol: dict[str, SymbolSpec] = {s.symbol: s for s in spec.symbols}
     last_fund_ms = t0
-    writer = venue.sink
     for step_no, ts in enumerate(_steps(spec, t0 + spec.calm_mark_ms)):
-        if isinstance(writer, CanonicalWriter):
-            writer.flush_before(ts)
+        writer.flush_before(ts)
         t_min = (ts - spec.start_ms) / 60_000
         marks = market.step(t_min)
         if ts - last_fund_ms >= spec.fund_snapshot_ms:
@@ -241,11 +245,11 @@ def simulate(
         tick = bar.update if bar is not None else _no_tick
         try:
             room = _population(spec, rng, venue, tick)
-            t = _opening_trades(spec, rng, venue, room, tick)
+            t = _opening_trades(spec, rng, venue, writer, room, tick)
             if spec.bad_lines:
                 for bad in _bad_lines(t, list(room)):
                     writer(bad)  # written, not applied: the venue never sees bad input
-            _market(spec, rng, venue, t, tick)
+            _market(spec, rng, venue, writer, t, tick)
         finally:
             if bar is not None:
                 bar.close()

@@ -136,7 +136,7 @@ class Venue:
             self.stats.uncovered += -wallet - paid
             if paid == 0:
                 return
-            self._pay(paid)
+            self._account_pnl(-paid)
             self.emit(
                 {
                     "type": "balance",
@@ -162,11 +162,8 @@ class Venue:
             if self.fund_balance + fund_pnl < 0:
                 self._deleverage(acct, p, takeover, ts_ms)
                 continue
-            book = self._walk(p.symbol, -p.qty, commit=True)  # same levels as the peek
-            self._fill(acct, p.symbol, -p.qty, takeover, ts_ms, "liquidation")
-            self._fill(MAKER, p.symbol, p.qty, book, ts_ms, "trade")
+            self._account_pnl(self._through_book(acct, p.symbol, p.qty, takeover, ts_ms))
             self.stats.liquidations += 1
-            self._account_pnl(fund_pnl)
 
     def _deleverage(self, acct: str, p: PositionRisk, price: int, ts_ms: int) -> None:
         opposite = "short" if p.qty > 0 else "long"
@@ -184,12 +181,17 @@ class Venue:
         self.stats.deleveraged += 1
         rest = abs(p.qty) - closed
         if rest > 0:  # not enough healthy counterparties: the book, whatever it costs
-            book = self._walk(p.symbol, -sign * rest, commit=True)
-            self._fill(acct, p.symbol, -sign * rest, price, ts_ms, "liquidation")
-            self._fill(MAKER, p.symbol, sign * rest, book, ts_ms, "trade")
-            loss = div_floor(sign * rest * (book - price), SCALE)
+            loss = self._through_book(acct, p.symbol, sign * rest, price, ts_ms)
             self.stats.uncovered += max(0, -loss - self.fund_balance)
             self._account_pnl(max(loss, -self.fund_balance))
+
+    def _through_book(self, acct: str, symbol: str, qty: int, takeover: int, ts_ms: int) -> int:
+        """Close ``qty`` (the account's signed position) at ``takeover`` and sell it on
+        through the book to the maker; returns the fund's gain (+) or loss (-)."""
+        book = self._walk(symbol, -qty, commit=True)
+        self._fill(acct, symbol, -qty, takeover, ts_ms, "liquidation")
+        self._fill(MAKER, symbol, qty, book, ts_ms, "trade")
+        return div_floor(qty * (book - takeover), SCALE)
 
     def _live_queue(
         self, sym: str, side: str, qty: int, exclude: str, ts_ms: int
@@ -267,9 +269,6 @@ class Venue:
         else:
             self.stats.fund_paid += -pnl
         self.fund_balance += pnl
-
-    def _pay(self, amount: int) -> None:
-        self._account_pnl(-amount)
 
 
 def _takeover_price(p: PositionRisk, is_anchor: bool) -> int:
