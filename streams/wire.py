@@ -135,10 +135,12 @@ def rank_alert(s: RankAlert) -> dict[str, Any]:
     }
 
 
-def account_risk(risk: AccountRisk, engine: Engine) -> dict[str, Any]:
+def account_risk(risk: AccountRisk, engine: Engine | None) -> dict[str, Any]:
+    """``engine`` gives the positions' ranks; ``None`` where no ranking is known (stage A
+    of the partitioned worker: ranks need every account)."""
     positions = []
     for p in risk.positions:
-        view = engine.rank_view(risk.account, p.symbol)
+        view = None if engine is None else engine.rank_view(risk.account, p.symbol)
         positions.append(
             {
                 "symbol": p.symbol,

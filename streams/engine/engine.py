@@ -552,10 +552,12 @@ class Engine:
 
 
 def _dedupe_key(event: Event) -> str | None:
+    # per account: venues give both sides of a trade the same id (Binance's tradeId), and
+    # a partitioned worker sees only its own accounts
     if isinstance(event, Fill):
-        return f"fill:{event.fill_id}"
+        return f"fill:{event.account}:{event.fill_id}"
     if isinstance(event, Balance | IsolatedMargin):
-        return f"{type(event).__name__}:{event.event_id}"
+        return f"{type(event).__name__}:{event.account}:{event.event_id}"
     return None
 
 

@@ -69,3 +69,10 @@ class Sequencer(Generic[T]):
         while self._heap and (watermark_ts is None or self._heap[0].key[0] < watermark_ts):
             out.append(heapq.heappop(self._heap).item)
         return out
+
+    def release_through(self, bound: tuple[Any, ...] | None) -> list[T]:
+        """Items whose key is at most ``bound`` (all of them for ``None``), in order."""
+        out = []
+        while self._heap and (bound is None or self._heap[0].key <= bound):
+            out.append(heapq.heappop(self._heap).item)
+        return out

@@ -101,8 +101,10 @@ def _opening_trades(
     writer: CanonicalWriter,
     room: dict[str, float],
     tick: Callable[[int], None],
-) -> int:
+) -> tuple[int, dict[str, Any]]:
+    """Pairs of accounts open positions over the opening; (last time, the first fill)."""
     names = list(room)
+    first_fill: dict[str, Any] = {}
     weights = [s.weight for s in spec.symbols]
     t = spec.start_ms
     for sym in spec.symbols:
@@ -130,22 +132,23 @@ def _opening_trades(
             (seller, "sell", "maker", 0.0002),
         ):
             n += 1
-            venue.emit({"type": "fill", "fill_id": f"f-{n}", "ts": t, "account": account,
-                        "symbol": sym.symbol, "side": side, "qty": qty,
-                        "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, 4),
-                        "liquidity": liquidity, "kind": "trade"})  # fmt: skip
+            fill = {"type": "fill", "fill_id": f"f-{n}", "ts": t, "account": account,
+                    "symbol": sym.symbol, "side": side, "qty": qty,
+                    "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, 4),
+                    "liquidity": liquidity, "kind": "trade"}  # fmt: skip
+            first_fill = first_fill or fill
+            venue.emit(fill)
     tick(trades % 1000)
     opened = spec.start_ms + spec.opening_ms
     for sym in spec.symbols:
         _book(venue, sym, sym.start_price, 0.0, opened, rng)
-    return opened
+    return opened, first_fill
 
 
-def _bad_lines(ts: int, names: list[str]) -> Iterator[dict[str, Any]]:
-    """What the dead-letter path must catch: a duplicate fill id, a NaN mark, an unknown
-    symbol, a negative quantity."""
-    yield {"type": "fill", "fill_id": "f-1", "ts": ts, "account": names[0], "symbol": "BTCUSDT",
-           "side": "buy", "qty": "1", "price": "1", "fee": "0"}  # fmt: skip
+def _bad_lines(ts: int, names: list[str], first_fill: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """What the input path must catch: the venue re-sending its first fill (same id, same
+    account: ignored), a NaN mark, an unknown symbol, a negative quantity (dead letters)."""
+    yield {**first_fill, "ts": ts}
     yield {"type": "mark", "ts": ts, "symbol": "BTCUSDT", "mark_price": "NaN"}
     yield {"type": "mark", "ts": ts, "symbol": "DOGEUSDT", "mark_price": "0.2"}
     yield {"type": "fill", "fill_id": "bad-qty", "ts": ts, "account": names[1],
@@ -245,9 +248,9 @@ def simulate(
         tick = bar.update if bar is not None else _no_tick
         try:
             room = _population(spec, rng, venue, tick)
-            t = _opening_trades(spec, rng, venue, writer, room, tick)
+            t, first_fill = _opening_trades(spec, rng, venue, writer, room, tick)
             if spec.bad_lines:
-                for bad in _bad_lines(t, list(room)):
+                for bad in _bad_lines(t, list(room), first_fill):
                     writer(bad)  # written, not applied: the venue never sees bad input
             _market(spec, rng, venue, writer, t, tick)
         finally:

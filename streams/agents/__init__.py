@@ -1,0 +1,1 @@
+"""Faust agents: stage A of the partitioned design (DESIGN.md section 2)."""

@@ -1,0 +1,202 @@
+"""Stage A for one partition, without Faust: the accounts hashed to the partition and
+every mark, applied in canonical order (``pipeline.sequencer``) by an ``Engine`` that
+never ranks and never projects the fund (both need every account: stage B's job).
+
+Marks are the clock. The mark fan-out writes every mark, in time order, to every
+partition of ``account_marks``; an account event is applied once a mark at or after its
+time has been seen, and once every account input of the partition that still has data
+to deliver has moved past it. So the order equals ``replay``'s whatever the lag between
+the account topics and the marks. A heartbeat on ``account_marks`` (sent by the fan-out
+when marks stop) releases what is left when the account inputs are caught up.
+
+Re-delivery after a crash is recognised per account (the last offset of each source
+topic-partition applied to it, kept in its changelog row) and per symbol for marks, so
+an event is applied at most once to the state. Outputs are at-least-once: each carries
+the source offset and its index among that event's outputs, a consumer's dedupe key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from streams import wire
+from streams.engine.account import AccountState
+from streams.engine.config import EngineConfig
+from streams.engine.engine import Engine
+from streams.engine.errors import AdlMonitorError
+from streams.engine.events import Event, Mark
+from streams.engine.instruments import Instrument
+from streams.engine.signals import BankruptcyDetected, LiquidationDetected
+from streams.pipeline.sequencer import TYPE_RANK, Sequencer, canonical_key
+
+NEVER_MS = 1 << 62  # rank refresh period of an engine that must not rank
+ACCOUNT_TOPICS = ("fills", "balances", "position_config")
+CLOCK_TOPIC = "account_marks"
+T = TypeVar("T")
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str  # base name
+    partition: int
+    offset: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def header(self) -> bytes:
+        return f"{self.topic}:{self.partition}:{self.offset}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending(Generic[T]):
+    key: Key  # canonical order
+    event: Event
+    source: Source
+    token: T  # what the adapter needs back (its message, to acknowledge it)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    stream: str  # replay file name: accounts | liquidations | bankruptcies | dead_letters
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outputs: list[Output]
+    accounts: list[str]  # accounts whose changelog row must be written
+    mark_symbol: str | None  # the mark whose offset must be written
+
+
+@dataclass(slots=True)
+class ShardStats:
+    applied: int = 0
+    redelivered: int = 0  # already applied before a restart: skipped
+    late: int = 0  # arrived after later events were applied: applied out of order
+    rejected: int = 0  # valid alone, impossible for the account (to dead letters)
+
+
+@dataclass(slots=True)
+class Shard(Generic[T]):
+    partition: int
+    instruments: Mapping[str, Instrument]
+    engine: Engine = field(init=False)
+    sequencer: Sequencer[Pending[T]] = field(default_factory=Sequencer)
+    applied: dict[str, dict[str, int]] = field(default_factory=dict)  # acct -> where -> offset
+    mark_offsets: dict[str, int] = field(default_factory=dict)  # symbol -> clock offset
+    last_ts: dict[str, int] = field(default_factory=dict)  # account source -> last event time
+    clock_key: Key | None = None  # canonical key of the last mark seen
+    applied_key: Key | None = None
+    stats: ShardStats = field(default_factory=ShardStats)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=NEVER_MS))
+
+    # ------------------------------------------------------------------ recovery
+    def restore(
+        self,
+        accounts: Iterable[tuple[AccountState, dict[str, int]]],
+        marks: Iterable[tuple[str, int, int, int]],
+    ) -> None:
+        """From the changelog: (state, applied offsets) per account, and (symbol, time,
+        price, clock offset) of the last mark applied per symbol."""
+        engine = self.engine
+        for symbol, ts_ms, price, offset in marks:
+            engine.marks[symbol] = price
+            engine.symbols[symbol].mark_ts_ms = ts_ms
+            self.mark_offsets[symbol] = offset
+        states = []
+        for state, applied in accounts:
+            self.applied[state.account] = dict(applied)
+            states.append(state)
+        engine.restore(states)
+        engine.touched.clear()
+
+    # ------------------------------------------------------------------ intake
+    def push(self, event: Event, raw: Mapping[str, Any], source: Source, token: T) -> bool:
+        """Buffer a decoded event; ``False`` if it was applied before (re-delivered)."""
+        if isinstance(event, Mark):
+            if source.offset <= self.mark_offsets.get(event.symbol, -1):
+                self.stats.redelivered += 1
+                return False
+        else:
+            account = getattr(event, "account", None)
+            if account is not None and source.offset <= self.applied.get(account, {}).get(
+                source.where, -1
+            ):
+                self.stats.redelivered += 1
+                return False
+        key = (*canonical_key(raw), source.topic, source.offset)
+        if self.applied_key is not None and key < self.applied_key:
+            self.stats.late += 1
+        if source.topic == CLOCK_TOPIC:
+            self.clock_key = key
+        else:
+            self.last_ts[source.where] = max(self.last_ts.get(source.where, -1), event.ts_ms)
+        self.sequencer.push(key, Pending(key, event, source, token))
+        return True
+
+    def tick(self, ts_ms: int) -> None:
+        """A heartbeat on the clock: marks have moved past ``ts_ms``."""
+        key = (ts_ms, len(TYPE_RANK), "")  # after every event of that time
+        if self.clock_key is None or key > self.clock_key:
+            self.clock_key = key
+
+    def release(self, pending_sources: Iterable[str], flush: bool = False) -> list[Pending[T]]:
+        """Events now safe to apply, in canonical order. ``pending_sources``: account
+        inputs ("topic:partition") with data not yet delivered; ``flush``: the inputs are
+        caught up and the clock is idle, release everything."""
+        if flush:
+            return self.sequencer.release_through(None)
+        if self.clock_key is None:
+            return []
+        bound: Key = self.clock_key
+        for where in pending_sources:
+            if where in self.last_ts:
+                bound = min(bound, (self.last_ts[where], -1))
+            else:
+                return []  # nothing seen yet from an input with data: wait for it
+        return self.sequencer.release_through(bound)
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, item: Pending[T]) -> Applied:
+        event, source = item.event, item.source
+        self.stats.applied += 1
+        self.applied_key = item.key if self.applied_key is None else max(self.applied_key, item.key)
+        outputs: list[Output] = []
+        try:
+            signals = self.engine.apply(event)
+        except AdlMonitorError as exc:
+            self.stats.rejected += 1
+            signals = []
+            outputs.append(
+                Output("dead_letters", {"error": str(exc), "field": getattr(exc, "field", None)})
+            )
+        outputs.extend(
+            Output(*wire.render(signal))
+            for signal in signals
+            if isinstance(signal, LiquidationDetected | BankruptcyDetected)
+        )
+        for acct in sorted(self.engine.touched):
+            risk = self.engine.risks[acct]
+            outputs.append(Output("accounts", wire.account_risk(risk, None)))
+        self.engine.touched.clear()
+        if isinstance(event, Mark):
+            self.mark_offsets[event.symbol] = source.offset
+            return Applied(outputs, [], event.symbol)
+        account = getattr(event, "account", None)
+        if account is None:
+            return Applied(outputs, [], None)
+        self.applied.setdefault(account, {})[source.where] = source.offset
+        return Applied(outputs, [account], None)
+
+    def mark_row(self, symbol: str) -> tuple[int, int, int]:
+        """(time, price, clock offset) of the last mark applied for ``symbol``."""
+        st = self.engine.symbols[symbol]
+        return st.mark_ts_ms, self.engine.marks[symbol], self.mark_offsets[symbol]
