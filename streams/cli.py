@@ -157,6 +157,24 @@ def _send(args: argparse.Namespace, events: Path) -> int:
     return sent
 
 
+def _account_agents(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from faust.worker import Worker as FaustWorker
+
+    from streams.agents.app import CLOCK_SPEC, AccountAgents
+    from streams.pipeline.topics import Topics
+    from streams.pipeline.worker import ensure_topics
+
+    settings = _settings(args)
+    instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
+    asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), (CLOCK_SPEC,)))
+    agents = AccountAgents(settings, instruments)
+    worker = FaustWorker(agents.app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()  # returns on SIGINT/SIGTERM
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -289,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="address for /metrics (env ADL_METRICS_ADDR; 0.0.0.0 in a container)",
     )  # fmt: skip
     wk.set_defaults(func=_worker)
+
+    aa = sub.add_parser(
+        "account-agents",
+        help="stage A as Faust agents: per-account margin tables, partitioned by account",
+        description="Liquidations, bankruptcies and account risk from the account and mark "
+        "topics, one Faust worker per process (run several to share the partitions). "
+        "Settings as for `worker` (ADL_* environment variables or flags).",
+    )
+    _kafka_flags(aa)
+    aa.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
+    aa.add_argument("--loglevel", default="warning", help="Faust worker log level")
+    aa.set_defaults(func=_account_agents)
 
     dm = sub.add_parser(
         "demo", help="the whole pipeline on this machine: embedded broker, worker, producer"

@@ -10,9 +10,10 @@ the account topics and the marks. A heartbeat on ``account_marks`` (sent by the 
 when marks stop) releases what is left when the account inputs are caught up.
 
 Re-delivery after a crash is recognised per account (the last offset of each source
-topic-partition applied to it, kept in its changelog row) and per symbol for marks, so
-an event is applied at most once to the state. Outputs are at-least-once: each carries
-the source offset and its index among that event's outputs, a consumer's dedupe key.
+topic-partition applied to it, kept in its changelog row) and per symbol for marks (the
+last mark time), so an event is applied at most once to the state. Outputs are
+at-least-once: each carries the source offset and its index among that event's outputs,
+a consumer's dedupe key.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Shard(Generic[T]):
     engine: Engine = field(init=False)
     sequencer: Sequencer[Pending[T]] = field(default_factory=Sequencer)
     applied: dict[str, dict[str, int]] = field(default_factory=dict)  # acct -> where -> offset
-    mark_offsets: dict[str, int] = field(default_factory=dict)  # symbol -> clock offset
+    mark_seen_ms: dict[str, int] = field(default_factory=dict)  # symbol -> last mark time
     last_ts: dict[str, int] = field(default_factory=dict)  # account source -> last event time
     clock_key: Key | None = None  # canonical key of the last mark seen
     applied_key: Key | None = None
@@ -102,15 +103,15 @@ class Shard(Generic[T]):
     def restore(
         self,
         accounts: Iterable[tuple[AccountState, dict[str, int]]],
-        marks: Iterable[tuple[str, int, int, int]],
+        marks: Iterable[tuple[str, int, int]],
     ) -> None:
         """From the changelog: (state, applied offsets) per account, and (symbol, time,
-        price, clock offset) of the last mark applied per symbol."""
+        price) of the last mark applied per symbol."""
         engine = self.engine
-        for symbol, ts_ms, price, offset in marks:
+        for symbol, ts_ms, price in marks:
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
-            self.mark_offsets[symbol] = offset
+            self.mark_seen_ms[symbol] = ts_ms
         states = []
         for state, applied in accounts:
             self.applied[state.account] = dict(applied)
@@ -122,9 +123,12 @@ class Shard(Generic[T]):
     def push(self, event: Event, raw: Mapping[str, Any], source: Source, token: T) -> bool:
         """Buffer a decoded event; ``False`` if it was applied before (re-delivered)."""
         if isinstance(event, Mark):
-            if source.offset <= self.mark_offsets.get(event.symbol, -1):
+            # one symbol's marks come in time order: one not after the last is a copy (the
+            # fan-out is at-least-once too: a copy has a new offset, not a new time)
+            if event.ts_ms <= self.mark_seen_ms.get(event.symbol, -1):
                 self.stats.redelivered += 1
                 return False
+            self.mark_seen_ms[event.symbol] = event.ts_ms
         else:
             account = getattr(event, "account", None)
             if account is not None and source.offset <= self.applied.get(account, {}).get(
@@ -188,7 +192,6 @@ class Shard(Generic[T]):
             outputs.append(Output("accounts", wire.account_risk(risk, None)))
         self.engine.touched.clear()
         if isinstance(event, Mark):
-            self.mark_offsets[event.symbol] = source.offset
             return Applied(outputs, [], event.symbol)
         account = getattr(event, "account", None)
         if account is None:
@@ -196,7 +199,6 @@ class Shard(Generic[T]):
         self.applied.setdefault(account, {})[source.where] = source.offset
         return Applied(outputs, [account], None)
 
-    def mark_row(self, symbol: str) -> tuple[int, int, int]:
-        """(time, price, clock offset) of the last mark applied for ``symbol``."""
-        st = self.engine.symbols[symbol]
-        return st.mark_ts_ms, self.engine.marks[symbol], self.mark_offsets[symbol]
+    def mark_row(self, symbol: str) -> tuple[int, int]:
+        """(time, price) of the last mark applied for ``symbol``."""
+        return self.engine.symbols[symbol].mark_ts_ms, self.engine.marks[symbol]

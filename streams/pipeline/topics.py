@@ -18,13 +18,14 @@ class TopicSpec:
     schema: str  # file in schemas/
     event_types: tuple[str, ...] = ()  # inputs: what the topic may carry
     compacted: bool = False
+    single_partition: bool = False  # a clock: its order across keys matters
 
 
 INPUTS = (
     TopicSpec("fills", "account", "topic.fills", ("fill",)),
     TopicSpec("balances", "account", "topic.balances", ("balance", "isolated_margin")),
     TopicSpec("position_config", "account", "topic.position_config", ("position_config",)),
-    TopicSpec("mark_prices", "symbol", "topic.mark_prices", ("mark",)),
+    TopicSpec("mark_prices", "symbol", "topic.mark_prices", ("mark",), single_partition=True),
     TopicSpec("book_depth", "symbol", "topic.book_depth", ("depth",)),
     TopicSpec("insurance_fund", "fund", "topic.insurance_fund", ("insurance_fund",)),
 )

@@ -30,12 +30,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams import wire
 from streams.engine.config import EngineConfig
-from streams.engine.decode import decode_event
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError, InvalidEvent
+from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
+from streams.pipeline.intake import dead_letter_payload, decode_message
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics, TopicSpec
@@ -43,7 +43,6 @@ from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, 
 log = logging.getLogger("adl_monitor.worker")
 SEQ_HEADER = "adl-seq"
 PROGRESS_KEY = b"progress"
-_INPUT_TYPES = {spec.name: spec.event_types for spec in INPUTS}
 _OUTPUT_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
 
 
@@ -71,7 +70,10 @@ class Output:
     seq: int
 
 
-async def ensure_topics(settings: Settings, topics: Topics) -> None:
+async def ensure_topics(
+    settings: Settings, topics: Topics, extra: tuple[TopicSpec, ...] = ()
+) -> None:
+    """Create the topics that do not exist yet (``extra``: a consumer's own)."""
     admin = AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
     try:
@@ -79,11 +81,13 @@ async def ensure_topics(settings: Settings, topics: Topics) -> None:
         wanted = [
             NewTopic(
                 topics.name(spec.name),
-                num_partitions=1 if spec is PROGRESS else settings.partitions,
+                num_partitions=1
+                if spec is PROGRESS or spec.single_partition
+                else settings.partitions,
                 replication_factor=settings.replication_factor,
                 topic_configs=_topic_configs(spec),
             )
-            for spec in topics.all_specs()
+            for spec in (*topics.all_specs(), *extra)
             if topics.name(spec.name) not in existing
         ]
         if wanted:
@@ -178,31 +182,10 @@ class Worker:
 
     # ------------------------------------------------------------------ decoding
     def _decode(self, topic: str, value: bytes | None) -> tuple[Event, dict[str, Any]]:
-        base = self.topics.base(topic)
-        try:
-            obj = orjson.loads(value or b"")
-        except orjson.JSONDecodeError as exc:
-            raise InvalidEvent("$", f"not JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise InvalidEvent("$", f"expected a JSON object, got {type(obj).__name__}")
-        allowed = _INPUT_TYPES[base]
-        kind = obj.get("type", allowed[0] if len(allowed) == 1 else None)
-        if kind not in allowed:
-            raise InvalidEvent("type", f"topic {base} carries {'|'.join(allowed)}, got {kind!r}")
-        obj = {**obj, "type": kind}
-        return decode_event(obj, self.symbols, kind), obj
+        return decode_message(self.topics.base(topic), value, self.symbols)
 
     def _dead_letter_payload(self, message: Any, error: AdlMonitorError) -> bytes:
-        return orjson.dumps(
-            {
-                "error": str(error),
-                "field": getattr(error, "field", None),
-                "topic": self.topics.base(message.topic),
-                "partition": message.partition,
-                "offset": message.offset,
-                "input": (message.value or b"").decode("utf-8", "replace")[:1000],
-            }
-        )
+        return dead_letter_payload(self.topics.base(message.topic), message, error)
 
     def _dead_letter(self, message: Any, error: AdlMonitorError) -> Output | None:
         """A message that does not decode: written once per offset (progress.dead)."""

@@ -127,7 +127,7 @@ def test_restart_from_rows_applies_nothing_twice(expected: dict[str, list[bytes]
         decode_account(encode_account(first.engine.accounts[a], first.applied[a], partition))
         for a in first.applied
     ]
-    marks = [(s, *first.mark_row(s)) for s in first.mark_offsets]
+    marks = [(s, *first.mark_row(s)) for s in first.mark_seen_ms]
     second: Shard[None] = Shard(partition, bundled_instruments())
     second.restore(((state, applied) for state, applied, _ in rows), marks)
     after, _ = run(second, feed, random.Random(8))

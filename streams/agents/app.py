@@ -1,0 +1,307 @@
+"""Stage A as Faust agents (DESIGN.md section 2): partitioned by account, one ``Shard``
+per partition, its accounts in a changelog-backed Faust Table.
+
+    mark_prices (1 partition, time order) --> [mark_fanout] --> account_marks (every partition)
+    fills, balances, position_config (key account) --+
+    account_marks -----------------------------------+--> [accounts] --> account_risk,
+                                                           liquidations, bankruptcies,
+                                                           dead_letters
+
+``accounts`` reads the four co-partitioned topics as one stream: partition p of each
+goes to the same worker, and the changelog rows it writes while handling a partition-p
+event land in changelog partition p, so a restarted or re-assigned partition finds its
+accounts there. Acks are manual: an event is acknowledged once applied and its outputs
+delivered and its row written, so the committed offset never passes an event still
+waiting in the shard's buffer (at-least-once; re-delivered events are recognised by the
+shard, see ``shard``).
+
+Faust's own ``exactly_once`` is not used: faust-streaming 0.15 binds each output send to
+the transaction of the *output* partition's number (``TransactionManager.send``), which
+is another input partition's transaction whenever output keys hash elsewhere.
+
+Ranks, fund projections and triggers need every account: stage B (not built yet; the
+single-process ``worker`` gives them today).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP, EventT, StreamT
+
+from streams.agents.codec import decode_account, encode_account
+from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Output, Pending, Shard, Source
+from streams.engine.errors import AdlMonitorError
+from streams.engine.instruments import Instrument
+from streams.pipeline.intake import dead_letter_payload, decode_message
+from streams.pipeline.metrics import dead_letter_reason
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
+
+log = logging.getLogger("adl_monitor.agents")
+SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
+INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
+TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
+_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
+CLOCK_SPEC = TopicSpec(CLOCK_TOPIC, "symbol", "topic.mark_prices")  # marks, every partition
+
+
+@dataclass(slots=True)
+class AgentStats:
+    consumed: int = 0
+    applied: int = 0
+    redelivered: int = 0
+    dead_letters: int = 0
+    outputs: int = 0
+    marks_fanned_out: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{host}" for host in bootstrap.split(","))
+
+
+def credentials(settings: Settings) -> Any:
+    """Faust's form of the SASL/TLS settings (``None`` for PLAINTEXT)."""
+    ssl_context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=settings.ssl_cafile or None)
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            ssl_context=ssl_context,
+            mechanism=settings.sasl_mechanism,
+        )
+    return None if ssl_context is None else faust.SSLCredentials(ssl_context)
+
+
+class AccountAgents:
+    """The Faust app of stage A and its state (shards per assigned partition)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        instruments: Mapping[str, Instrument],
+        idle_tick_s: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.instruments = dict(instruments)
+        self.symbols = frozenset(instruments)
+        self.topics = Topics(settings.topic_prefix)
+        self.idle_tick_s = idle_tick_s
+        self.stats = AgentStats()
+        self.shards: dict[int, Shard[EventT]] = {}
+        self.next_offset: dict[TP, int] = {}
+        self.last_mark_at = 0.0  # wall time of the last mark fanned out
+        self.app = faust.App(
+            f"{settings.topic_prefix}adl-monitor-accounts",
+            broker=broker_url(settings.bootstrap),
+            broker_credentials=credentials(settings),
+            store="memory://",
+            processing_guarantee="at_least_once",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=False,
+            # buffered events are not acknowledged: on shutdown, do not wait for them
+            # (they are re-delivered to the next owner of the partition)
+            stream_wait_empty=False,
+            # a dead worker's partitions move after 10 s (Faust's default: 60 s)
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
+            autodiscover=False,
+        )
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        table = {"default": None, "partitions": settings.partitions}
+        self.account_rows = self.app.Table("accounts", key_type=bytes, value_type=bytes, **table)
+        self.mark_rows = self.app.Table("marks", key_type=bytes, value_type=bytes, **table)
+        name = self.topics.name
+        self.marks_topic_name = name("mark_prices")
+        self.marks_topic = self.app.topic(self.marks_topic_name, **raw)
+        self.clock_topic = self.app.topic(name(CLOCK_TOPIC), partitions=settings.partitions, **raw)
+        self.account_inputs = self.app.topic(
+            *[name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)], **raw
+        )
+        self.outputs = {t: self.app.topic(name(t), **raw) for t in _KEYS}
+        self.app.agent(self.marks_topic, name="mark_fanout")(self._fan_out)
+        self.app.agent(self.account_inputs, name="accounts")(self._accounts)
+        self.app.timer(idle_tick_s)(self._tick_when_idle)
+        self.app.timer(10.0)(self._report)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    # ------------------------------------------------------------------ marks
+    async def _fan_out(self, stream: StreamT[bytes]) -> None:
+        """Every valid mark to every partition of the clock, in arrival order (the
+        mark topic has one partition: arrival order is time order)."""
+        async for event in stream.events():
+            message = event.message
+            self.next_offset[message.tp] = message.offset + 1
+            self.stats.consumed += 1
+            try:
+                decode_message("mark_prices", message.value, self.symbols)
+            except AdlMonitorError as exc:
+                await self._dead_letter("mark_prices", message, exc)
+                continue
+            sends = [
+                await self.clock_topic.send(key=message.key, value=message.value, partition=p)
+                for p in range(self.settings.partitions)
+            ]
+            await asyncio.gather(*sends)  # delivered before the source offset is acked
+            self.stats.marks_fanned_out += 1
+            self.last_mark_at = time.monotonic()
+
+    async def _tick_when_idle(self) -> None:
+        """Marks idle and every mark forwarded: tell the account partitions (a tick
+        before the fan-out caught up would release account events ahead of marks)."""
+        if time.monotonic() - self.last_mark_at < self.idle_tick_s:
+            return
+        mine = [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
+        if not mine or any(self._behind(tp) for tp in mine):
+            return
+        for p in range(self.settings.partitions):
+            await self.clock_topic.send(value=TICK, partition=p)
+
+    async def _report(self) -> None:
+        for p, shard in sorted(self.shards.items()):
+            clock = None if shard.clock_key is None else shard.clock_key[0]
+            offsets = {
+                topic: (self.next_offset.get(tp), self.app.consumer.highwater(tp))
+                for topic in (*ACCOUNT_TOPICS, CLOCK_TOPIC)
+                for tp in [TP(self.topics.name(topic), p)]
+            }
+            log.info(
+                "partition %d: %d buffered, clock at %s, waiting on %s, %s, (next, end) %s",
+                p, len(shard.sequencer), clock, self._pending(p), shard.stats, offsets,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ accounts
+    async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:  # the partition's state moves with its changelog
+            self.shards.pop(tp.partition, None)
+            self.next_offset.pop(tp, None)
+
+    def _shard(self, partition: int) -> Shard[EventT]:
+        shard = self.shards.get(partition)
+        if shard is None:
+            shard = Shard(partition, self.instruments)
+            accounts = []
+            for raw in self.account_rows.values():
+                state, applied, p = decode_account(raw)
+                if p == partition:
+                    accounts.append((state, applied))
+            marks = []
+            for key, raw in self.mark_rows.items():
+                p, symbol = key.decode().split(":", 1)
+                if int(p) == partition:
+                    marks.append((symbol, *orjson.loads(raw)))
+            shard.restore(accounts, marks)
+            log.info("partition %d: restored %d accounts", partition, len(accounts))
+            self.shards[partition] = shard
+        return shard
+
+    def _behind(self, tp: TP) -> bool:
+        """Data in ``tp`` not yet delivered to this worker's agents."""
+        high = self.app.consumer.highwater(tp)
+        # before anything is delivered, the partition resumes at its committed offset
+        # (Faust keeps it in a private map, filled when it seeks at assignment)
+        committed = self.app.consumer._committed_offset.get(tp) or 0
+        return high is None or high > max(self.next_offset.get(tp, 0), committed)
+
+    def _pending(self, partition: int, clock: bool = False) -> list[str]:
+        """Account inputs of the partition (and the clock) with data not yet delivered."""
+        topics = (*ACCOUNT_TOPICS, CLOCK_TOPIC) if clock else ACCOUNT_TOPICS
+        return [
+            f"{topic}:{partition}"
+            for topic in topics
+            if self._behind(TP(self.topics.name(topic), partition))
+        ]
+
+    async def _accounts(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.noack().events():
+            message = event.message
+            base = self.topics.base(message.topic)
+            shard = self._shard(message.partition)
+            self.next_offset[message.tp] = message.offset + 1
+            self.stats.consumed += 1
+            flush = False
+            if base == CLOCK_TOPIC and message.value == TICK:
+                flush = True
+            else:
+                try:
+                    topic = "mark_prices" if base == CLOCK_TOPIC else base
+                    decoded, obj = decode_message(topic, message.value, self.symbols)
+                except AdlMonitorError as exc:
+                    await self._dead_letter(base, message, exc)
+                    await stream.ack(event)
+                    continue
+                source = Source(base, message.partition, message.offset)
+                if not shard.push(decoded, obj, source, event):
+                    self.stats.redelivered += 1
+                    await stream.ack(event)
+                    continue
+            pending = self._pending(message.partition, clock=flush)
+            # a tick flushes only as the latest thing said: a tick replayed from the past
+            # (written while the fan-out paused) is followed by marks still to come
+            released = shard.release(pending, flush=flush and not pending)
+            await self._apply(shard, released)
+            for item in released:
+                await stream.ack(item.token)
+            if flush:
+                await stream.ack(event)
+
+    async def _apply(self, shard: Shard[EventT], released: list[Pending[EventT]]) -> None:
+        if not released:
+            return
+        accounts: set[str] = set()
+        symbols: set[str] = set()
+        sends = []
+        for item in released:
+            applied = shard.apply(item)
+            self.stats.applied += 1
+            accounts.update(applied.accounts)
+            if applied.mark_symbol is not None:
+                symbols.add(applied.mark_symbol)
+            for n, out in enumerate(applied.outputs):
+                sends.append(await self._send(out, item.source, n))
+        await asyncio.gather(*sends)  # outputs delivered before the rows that cover them
+        p = shard.partition
+        for account in sorted(accounts):
+            state = shard.engine.accounts[account]
+            row = encode_account(state, shard.applied[account], p)
+            self.account_rows[account.encode()] = row
+        for symbol in sorted(symbols):
+            self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
+
+    async def _send(self, out: Output, source: Source, index: int) -> Any:
+        topic = OUTPUT_FOR_FILE[out.stream]
+        if topic == "dead_letters":  # rejected by the engine: the input goes with the reason
+            self.stats.dead_letters += 1
+        key_field = _KEYS[topic]
+        key = None if key_field is None else str(out.payload[key_field]).encode()
+        self.stats.outputs += 1
+        headers = [(SOURCE_HEADER, source.header), (INDEX_HEADER, str(index).encode())]
+        return await self.outputs[topic].send(
+            key=key, value=orjson.dumps(out.payload), headers=headers
+        )
+
+    async def _dead_letter(self, base: str, message: Any, error: AdlMonitorError) -> None:
+        payload = dead_letter_payload(base, message, error)
+        reason = dead_letter_reason(getattr(error, "field", None), str(error))
+        self.stats.dead_letters += 1
+        self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
+        source = Source(base, message.partition, message.offset)
+        fut = await self.outputs["dead_letters"].send(
+            value=payload, headers=[(SOURCE_HEADER, source.header), (INDEX_HEADER, b"0")]
+        )
+        await fut
