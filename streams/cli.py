@@ -91,6 +91,17 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("ADL_METRICS_PORT", "0")),
+        help="serve /metrics on this port (env ADL_METRICS_PORT; 0 = off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-addr", default=os.environ.get("ADL_METRICS_ADDR", "127.0.0.1"),
+        help="address for /metrics (env ADL_METRICS_ADDR; 0.0.0.0 in a container)",
+    )  # fmt: skip
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
@@ -170,6 +181,10 @@ def _account_agents(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
     asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), (CLOCK_SPEC,)))
     agents = AccountAgents(settings, instruments)
+    if args.metrics_port:
+        from streams.agents.metrics import serve_metrics
+
+        serve_metrics(agents, args.metrics_addr, args.metrics_port)
     worker = FaustWorker(agents.app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()  # returns on SIGINT/SIGTERM
     return 0
@@ -298,14 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(wk)
     wk.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
     wk.add_argument("--exit-when-idle", action="store_true", help="stop once inputs are drained")
-    wk.add_argument(
-        "--metrics-port", type=int, default=int(os.environ.get("ADL_METRICS_PORT", "0")),
-        help="serve /metrics and the read API on this port (env ADL_METRICS_PORT; 0 = off)",
-    )  # fmt: skip
-    wk.add_argument(
-        "--metrics-addr", default=os.environ.get("ADL_METRICS_ADDR", "127.0.0.1"),
-        help="address for /metrics (env ADL_METRICS_ADDR; 0.0.0.0 in a container)",
-    )  # fmt: skip
+    _metrics_flags(wk)
     wk.set_defaults(func=_worker)
 
     aa = sub.add_parser(
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(aa)
     aa.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
     aa.add_argument("--loglevel", default="warning", help="Faust worker log level")
+    _metrics_flags(aa)
     aa.set_defaults(func=_account_agents)
 
     dm = sub.add_parser(

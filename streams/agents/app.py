@@ -59,9 +59,16 @@ class AgentStats:
     applied: int = 0
     redelivered: int = 0
     dead_letters: int = 0
-    outputs: int = 0
     marks_fanned_out: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    outputs_by_topic: dict[str, int] = field(default_factory=dict)
+
+    def count_output(self, topic: str, payload: dict[str, Any]) -> None:
+        self.outputs_by_topic[topic] = self.outputs_by_topic.get(topic, 0) + 1
+        if topic == "dead_letters":
+            self.dead_letters += 1
+            reason = dead_letter_reason(payload.get("field"), str(payload.get("error", "")))
+            self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
 
 
 def broker_url(bootstrap: str) -> str:
@@ -285,11 +292,9 @@ class AccountAgents:
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:
         topic = OUTPUT_FOR_FILE[out.stream]
-        if topic == "dead_letters":  # rejected by the engine: the input goes with the reason
-            self.stats.dead_letters += 1
         key_field = _KEYS[topic]
         key = None if key_field is None else str(out.payload[key_field]).encode()
-        self.stats.outputs += 1
+        self.stats.count_output(topic, out.payload)
         headers = [(SOURCE_HEADER, source.header), (INDEX_HEADER, str(index).encode())]
         return await self.outputs[topic].send(
             key=key, value=orjson.dumps(out.payload), headers=headers
@@ -297,9 +302,7 @@ class AccountAgents:
 
     async def _dead_letter(self, base: str, message: Any, error: AdlMonitorError) -> None:
         payload = dead_letter_payload(base, message, error)
-        reason = dead_letter_reason(getattr(error, "field", None), str(error))
-        self.stats.dead_letters += 1
-        self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
+        self.stats.count_output("dead_letters", orjson.loads(payload))
         source = Source(base, message.partition, message.offset)
         fut = await self.outputs["dead_letters"].send(
             value=payload, headers=[(SOURCE_HEADER, source.header), (INDEX_HEADER, b"0")]

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.agents.app import CLOCK_SPEC, INDEX_HEADER, SOURCE_HEADER
 from streams.brokers import Broker
+from streams.brokers.base import free_port
 from streams.cli import bundled
 from streams.engine.instruments import load_instruments
 from streams.pipeline.producer import produce_file
@@ -59,7 +62,7 @@ def prepared(kafka: Broker) -> Settings:
     return settings
 
 
-def agents_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def agents_process(settings: Settings, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ADL_BOOTSTRAP": settings.bootstrap,
@@ -67,7 +70,16 @@ def agents_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "ADL_PARTITIONS": str(settings.partitions),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "account-agents", "--loglevel", "info"],
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "account-agents",
+            "--loglevel",
+            "info",
+            "--metrics-port",
+            str(metrics_port),
+        ],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -150,9 +162,16 @@ def complete(expected: dict[str, list[dict[str, Any]]]) -> Any:
 
 def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tmp_path) -> None:
     settings = prepared(kafka)
-    worker = agents_process(settings, tmp_path / "worker.log")
+    port = free_port()
+    worker = agents_process(settings, tmp_path / "worker.log", port)
     try:
         got, _ = asyncio.run(read_until(settings, complete(expected)))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            scraped = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(r.read().decode())
+                for sample in family.samples
+            }
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -160,6 +179,13 @@ def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tm
     letters = got["dead_letters"]
     assert sorted(d["field"] for d in letters) == ["mark_price", "qty", "symbol"]
     assert all(d["offset"] >= 0 and d["topic"] in ("fills", "mark_prices") for d in letters)
+    # the counter went up with each: a negative qty and a NaN mark, an unknown symbol
+    dead = {
+        labels[0][1]: v for (name, labels), v in scraped.items() if name == "adl_dead_letters_total"
+    }
+    assert dead == {"invalid_field": 2, "unknown_symbol": 1, "invalid_json": 0}
+    applied = sum(v for (name, _), v in scraped.items() if name == "adl_agent_events_applied_total")
+    assert applied > 0
 
 
 def test_sigkill_and_restart_from_the_changelog(kafka: Broker, expected, tmp_path) -> None:

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the account agents, read from their counters at scrape time (one
+source of truth: the agents' own stats). Names match the single-process worker's where
+they mean the same thing, so the dashboards and alert rules apply to both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from streams.pipeline.metrics import DEAD_LETTER_REASONS
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from streams.agents.app import AccountAgents
+
+
+class AgentCollector(Collector):
+    def __init__(self, agents: AccountAgents) -> None:
+        self.agents = agents
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.agents.stats
+        dead = CounterMetricFamily(
+            "adl_dead_letters", "Rejected input messages, by reason", labels=["reason"]
+        )
+        for reason in sorted({*DEAD_LETTER_REASONS, *stats.dead_letter_reasons}):
+            dead.add_metric([reason], stats.dead_letter_reasons.get(reason, 0))
+        yield dead
+        outputs = CounterMetricFamily("adl_outputs", "Messages written, by topic", labels=["topic"])
+        for topic, n in sorted(stats.outputs_by_topic.items()):
+            outputs.add_metric([topic], n)
+        yield outputs
+        per_partition = {
+            "applied": ("adl_agent_events_applied", "Input events applied to the state"),
+            "redelivered": ("adl_agent_events_redelivered", "Events seen again and skipped"),
+            "late": ("adl_agent_events_late", "Events applied after later ones (out of order)"),
+        }
+        shards = sorted(self.agents.shards.items())
+        for field, (name, doc) in per_partition.items():
+            family = CounterMetricFamily(name, doc, labels=["partition"])
+            for p, shard in shards:
+                family.add_metric([str(p)], getattr(shard.stats, field))
+            yield family
+        buffered = GaugeMetricFamily(
+            "adl_agent_buffered_events",
+            "Events waiting for the clock (marks) or a slower input",
+            labels=["partition"],
+        )
+        for p, shard in shards:
+            buffered.add_metric([str(p)], len(shard.sequencer))
+        yield buffered
+        yield CounterMetricFamily(
+            "adl_agent_marks_fanned_out", "Marks copied to every account partition",
+            value=stats.marks_fanned_out,
+        )  # fmt: skip
+
+
+def serve_metrics(agents: AccountAgents, addr: str, port: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(agents))
+    start_http_server(port, addr, registry=registry)
+    return registry
