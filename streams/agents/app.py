@@ -141,6 +141,9 @@ class AccountAgents:
             *[name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)], **raw
         )
         self.outputs = {t: self.app.topic(name(t), **raw) for t in _KEYS}
+        # Faust holds a table write at 100 buffered changelog messages until they drain
+        # (with a warning): a released batch writes one row per account it touched
+        self.app.producer.buffer.max_messages = 10_000
         self.app.agent(self.marks_topic, name="mark_fanout")(self._fan_out)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
