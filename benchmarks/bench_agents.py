@@ -1,4 +1,5 @@
-"""Stage A (Faust account agents) throughput on a real broker, beside its baseline.
+"""Stage A (Faust account agents) on a real broker: throughput beside its baseline, and
+latency from a mark price to the liquidation it causes being readable.
 
 N fills between accounts (with their deposits and a mark every 500 fills: marks are the
 agents' clock) on the input topics; a bare aiokafka consumer reads and decodes (orjson)
@@ -8,7 +9,12 @@ outputs delivered, changelog rows written, manual acks. Its rate is taken from i
 ``/metrics`` between the first and the last event applied (Faust's start-up and group
 join excluded, printed apart).
 
-Usage: python benchmarks/bench_agents.py [--fills 50000] [--partitions 4]
+Latency: with the agents running live and a background fill load on other accounts, a
+mark that makes one account bankrupt (then one that makes it healthy again) is
+produced; the time until its ``liquidations``/``bankruptcies`` message is readable is
+measured (mark -> fan-out -> account partition -> output), p50/p99.
+
+Usage: python benchmarks/bench_agents.py [--fills 50000] [--partitions 4] [--flips 30]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +31,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench_pipeline import bare_consumer_rate, fill_events, produce
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,6 +56,19 @@ def with_marks(events: list[dict[str, object]], every: int) -> list[dict[str, ob
     last = int(str(events[-1]["ts"])) + 1
     out.append({"type": "mark", "ts": last, "symbol": "BTCUSDT", "mark_price": "60000"})
     return out
+
+
+def agents_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ADL_BOOTSTRAP": settings.bootstrap,
+        "ADL_TOPIC_PREFIX": settings.topic_prefix,
+        "ADL_PARTITIONS": str(settings.partitions),
+    }
+    return subprocess.Popen(  # noqa: S603 (our own command)
+        [sys.executable, "-m", "streams.cli", "account-agents", "--metrics-port", str(port)],
+        env=env,
+    )
 
 
 def applied(port: int) -> float:
@@ -75,17 +97,8 @@ async def throughput(bootstrap: str, fills: int, partitions: int) -> None:
     # each mark is applied once per partition
     expected = len(events) - marks + marks * partitions
     port = free_port()
-    env = {
-        **os.environ,
-        "ADL_BOOTSTRAP": settings.bootstrap,
-        "ADL_TOPIC_PREFIX": settings.topic_prefix,
-        "ADL_PARTITIONS": str(partitions),
-    }
     started = time.perf_counter()
-    worker = subprocess.Popen(  # noqa: S603 (our own command)
-        [sys.executable, "-m", "streams.cli", "account-agents", "--metrics-port", str(port)],
-        env=env,
-    )
+    worker = agents_process(settings, port)
     try:
         first = None
         while (done := applied(port)) < expected:
@@ -106,20 +119,95 @@ async def throughput(bootstrap: str, fills: int, partitions: int) -> None:
           f"{raw_rate / rate:.1f}x", flush=True)  # fmt: skip
 
 
+async def latency(bootstrap: str, partitions: int, flips: int, background_rate: float) -> None:
+    settings = Settings(bootstrap=bootstrap, topic_prefix=f"g{uuid.uuid4().hex[:5]}.",
+                        partitions=partitions)  # fmt: skip
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, topics, (CLOCK_SPEC,))
+    setup = [
+        {"type": "balance", "event_id": "a", "ts": 1, "account": "A", "amount": "1000",
+         "reason": "deposit"},
+        {"type": "fill", "fill_id": "1", "ts": 2, "account": "A", "symbol": "BTCUSDT",
+         "side": "buy", "qty": "0.5", "price": "20000"},
+        {"type": "mark", "ts": 3, "symbol": "BTCUSDT", "mark_price": "20000"},
+    ]  # fmt: skip
+    await produce(settings, setup)
+    port = free_port()
+    worker = agents_process(settings, port)
+    consumer = AIOKafkaConsumer(topics.name("liquidations"), topics.name("bankruptcies"),
+                                **settings.client_options(), group_id=None,
+                                auto_offset_reset="latest")  # fmt: skip
+    producer = AIOKafkaProducer(**settings.client_options(), linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    ts = 10
+
+    async def background() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            account = f"bg{n % 50}"
+            fill = {"type": "fill", "fill_id": f"bg{n}", "ts": ts, "account": account,
+                    "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
+                    "price": "3000"}  # fmt: skip
+            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
+            await asyncio.sleep(1 / background_rate)
+
+    samples = []
+    try:
+        while applied(port) < len(setup):  # the agents are up and caught up
+            await asyncio.sleep(0.2)
+        load = asyncio.create_task(background())
+        await asyncio.sleep(2)
+        for i in range(flips * 2):
+            ts += 1000
+            price = "15000" if i % 2 == 0 else "20000"  # bankrupt / healthy again
+            mark = {"type": "mark", "ts": ts, "symbol": "BTCUSDT", "mark_price": price}
+            sent = time.perf_counter()
+            await producer.send_and_wait(
+                topics.name("mark_prices"), orjson.dumps(mark), key=b"BTCUSDT"
+            )
+            if i % 2 == 0:
+                got = await asyncio.wait_for(consumer.getone(), 60)
+                samples.append(time.perf_counter() - sent)
+                assert orjson.loads(got.value)["account"] == "A"
+                await asyncio.sleep(0.3)
+                consumer.seek_to_end()  # the flip's other message (liquidation + bankruptcy)
+            else:
+                await asyncio.sleep(0.3)
+        stop.set()
+        await load
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        await consumer.stop()
+        await producer.stop()
+    ms = sorted(s * 1000 for s in samples)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"latency mark -> liquidation readable: p50 {statistics.median(ms):.1f} ms, "
+          f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} flips, background "
+          f"{background_rate:.0f} fills/s", flush=True)  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fills", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--flips", type=int, default=30)
+    parser.add_argument("--background-rate", type=float, default=500.0)
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
     args = parser.parse_args()
     if args.bootstrap:
         await throughput(args.bootstrap, args.fills, args.partitions)
+        await latency(args.bootstrap, args.partitions, args.flips, args.background_rate)
         return
     workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
     broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)
     with broker:
         print(f"broker: {type(broker).__name__} at {broker.bootstrap}", flush=True)
         await throughput(broker.bootstrap, args.fills, args.partitions)
+        await latency(broker.bootstrap, args.partitions, args.flips, args.background_rate)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,19 @@ class AccountAgents:
         committed = self.app.consumer._committed_offset.get(tp) or 0
         return high is None or high > max(self.next_offset.get(tp, 0), committed)
 
+    def caught_up(self) -> bool:
+        """Every input delivered and applied: the fan-out's marks, each partition's
+        account inputs and clock, nothing buffered (a shard exists per partition)."""
+        marks = [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
+        return (
+            len(self.shards) == self.settings.partitions
+            and not any(self._behind(tp) for tp in marks)
+            and all(
+                not len(shard.sequencer) and not self._pending(p, clock=True)
+                for p, shard in list(self.shards.items())
+            )
+        )
+
     def _pending(self, partition: int, clock: bool = False) -> list[str]:
         """Account inputs of the partition (and the clock) with data not yet delivered."""
         topics = (*ACCOUNT_TOPICS, CLOCK_TOPIC) if clock else ACCOUNT_TOPICS

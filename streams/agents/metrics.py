@@ -54,6 +54,11 @@ class AgentCollector(Collector):
         for p, shard in shards:
             buffered.add_metric([str(p)], len(shard.sequencer))
         yield buffered
+        yield GaugeMetricFamily(
+            "adl_agent_caught_up",
+            "1 when every input of this worker is delivered and applied (single worker)",
+            value=1.0 if self.agents.caught_up() else 0.0,
+        )
         yield CounterMetricFamily(
             "adl_agent_marks_fanned_out", "Marks copied to every account partition",
             value=stats.marks_fanned_out,

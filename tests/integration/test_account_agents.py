@@ -151,11 +151,27 @@ def assert_same_as_replay(got: Outputs, expected: dict[str, list[dict[str, Any]]
     assert all(p["rank_score"] is None for row in last.values() for p in row["positions"])
 
 
-def complete(expected: dict[str, list[dict[str, Any]]]) -> Any:
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:  # not serving yet
+        return {}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def complete(expected: dict[str, list[dict[str, Any]]], port: int) -> Any:
+    """The worker says it applied every input, and the outputs are all there."""
     want = len(expected["liquidations"]), len(expected["bankruptcies"])
 
     def done(out: Outputs) -> bool:
-        return (len(out["liquidations"]), len(out["bankruptcies"])) == want
+        if (len(out["liquidations"]), len(out["bankruptcies"])) != want:
+            return False
+        return scrape(port).get(("adl_agent_caught_up", ())) == 1.0
 
     return done
 
@@ -165,13 +181,8 @@ def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tm
     port = free_port()
     worker = agents_process(settings, tmp_path / "worker.log", port)
     try:
-        got, _ = asyncio.run(read_until(settings, complete(expected)))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            scraped = {
-                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(r.read().decode())
-                for sample in family.samples
-            }
+        got, _ = asyncio.run(read_until(settings, complete(expected, port)))
+        scraped = scrape(port)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -201,9 +212,10 @@ def test_sigkill_and_restart_from_the_changelog(kafka: Broker, expected, tmp_pat
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    second = agents_process(settings, log)
+    port = free_port()
+    second = agents_process(settings, log, port)
     try:
-        got, duplicates = asyncio.run(read_until(settings, complete(expected)))
+        got, duplicates = asyncio.run(read_until(settings, complete(expected, port)))
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)
