@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_pipeline import bare_consumer_rate, fill_events, produce
+from bench_pipeline import bare_consumer_rate, fill_events, fill_load, print_latency, produce
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.agents.app import CLOCK_SPEC
@@ -148,22 +147,11 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
     stop = asyncio.Event()
     ts = 10
 
-    async def background() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            account = f"bg{n % 50}"
-            fill = {"type": "fill", "fill_id": f"bg{n}", "ts": ts, "account": account,
-                    "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
-                    "price": "3000"}  # fmt: skip
-            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
-            await asyncio.sleep(1 / background_rate)
-
     samples = []
     try:
         while applied(port) < len(setup):  # the agents are up and caught up
             await asyncio.sleep(0.2)
-        load = asyncio.create_task(background())
+        load = asyncio.create_task(fill_load(producer, topics, background_rate, stop, lambda: ts))
         await asyncio.sleep(2)
         for i in range(flips * 2):
             ts += 1000
@@ -187,11 +175,7 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
         worker.wait(timeout=60)
         await consumer.stop()
         await producer.stop()
-    ms = sorted(s * 1000 for s in samples)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    print(f"latency mark -> liquidation readable: p50 {statistics.median(ms):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} flips, background "
-          f"{background_rate:.0f} fills/s", flush=True)  # fmt: skip
+    print_latency("liquidation", samples, background_rate)
 
 
 async def main() -> None:

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -66,6 +67,34 @@ async def produce(settings: Settings, events: list[dict[str, object]]) -> None:
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def fill_load(
+    producer: AIOKafkaProducer,
+    topics: Topics,
+    rate: float,
+    stop: asyncio.Event,
+    clock: Callable[[], int],
+) -> None:
+    """Background fills between 50 accounts on ETHUSDT at ``rate`` per second, at the
+    event time ``clock()`` gives, until ``stop``."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        account = f"bg{n % 50}"
+        fill = {"type": "fill", "fill_id": f"bg{n}", "ts": clock(), "account": account,
+                "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
+                "price": "3000"}  # fmt: skip
+        await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
+        await asyncio.sleep(1 / rate)
+
+
+def print_latency(output: str, samples_s: list[float], background_rate: float) -> None:
+    ms = sorted(s * 1000 for s in samples_s)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"latency mark -> {output} readable: p50 {statistics.median(ms):.1f} ms, "
+          f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} flips, background "
+          f"{background_rate:.0f} fills/s", flush=True)  # fmt: skip
 
 
 async def bare_consumer_rate(settings: Settings, expected: int) -> float:
@@ -134,19 +163,9 @@ async def latency(broker: Broker, flips: int, background_rate: float) -> None:
     await producer.start()
     stop_background = asyncio.Event()
     ts = 10
-
-    async def background() -> None:
-        n = 0
-        while not stop_background.is_set():
-            n += 1
-            account = f"bg{n % 50}"
-            fill = {"type": "fill", "fill_id": f"bg{n}", "ts": ts, "account": account,
-                    "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
-                    "price": "3000"}  # fmt: skip
-            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
-            await asyncio.sleep(1 / background_rate)
-
-    load = asyncio.create_task(background())
+    load = asyncio.create_task(
+        fill_load(producer, topics, background_rate, stop_background, lambda: ts)
+    )
     samples = []
     await asyncio.sleep(2)
     for i in range(flips):
@@ -164,11 +183,7 @@ async def latency(broker: Broker, flips: int, background_rate: float) -> None:
     await running
     await consumer.stop()
     await producer.stop()
-    ms = sorted(s * 1000 for s in samples)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    print(f"latency mark -> adl_triggers readable: p50 {statistics.median(ms):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} flips, background "
-          f"{background_rate:.0f} fills/s", flush=True)  # fmt: skip
+    print_latency("adl_triggers", samples, background_rate)
 
 
 async def main() -> None:
