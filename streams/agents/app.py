@@ -40,7 +40,7 @@ from streams.agents.codec import decode_account, encode_account
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Output, Pending, Shard, Source
 from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import Instrument
-from streams.pipeline.intake import dead_letter_payload, decode_message
+from streams.pipeline.intake import dead_letter, decode_message
 from streams.pipeline.metrics import dead_letter_reason
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
@@ -317,10 +317,6 @@ class AccountAgents:
         )
 
     async def _dead_letter(self, base: str, message: Any, error: AdlMonitorError) -> None:
-        payload = dead_letter_payload(base, message, error)
-        self.stats.count_output("dead_letters", orjson.loads(payload))
         source = Source(base, message.partition, message.offset)
-        fut = await self.outputs["dead_letters"].send(
-            value=payload, headers=[(SOURCE_HEADER, source.header), (INDEX_HEADER, b"0")]
-        )
-        await fut
+        letter = dead_letter(base, message.partition, message.offset, message.value, error)
+        await (await self._send(Output("dead_letters", letter), source, 0))

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from streams import wire
 from streams.engine.account import AccountState
 from streams.engine.config import EngineConfig
@@ -30,6 +32,7 @@ from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
+from streams.pipeline.intake import dead_letter
 from streams.pipeline.sequencer import TYPE_RANK, Sequencer, canonical_key
 
 NEVER_MS = 1 << 62  # rank refresh period of an engine that must not rank
@@ -58,6 +61,7 @@ class Source:
 class Pending(Generic[T]):
     key: Key  # canonical order
     event: Event
+    raw: Mapping[str, Any]  # the input object, for a dead letter if the engine rejects it
     source: Source
     token: T  # what the adapter needs back (its message, to acknowledge it)
 
@@ -143,7 +147,7 @@ class Shard(Generic[T]):
             self.clock_key = key
         else:
             self.last_ts[source.where] = max(self.last_ts.get(source.where, -1), event.ts_ms)
-        self.sequencer.push(key, Pending(key, event, source, token))
+        self.sequencer.push(key, Pending(key, event, raw, source, token))
         return True
 
     def tick(self, ts_ms: int) -> None:
@@ -179,9 +183,9 @@ class Shard(Generic[T]):
         except AdlMonitorError as exc:
             self.stats.rejected += 1
             signals = []
-            outputs.append(
-                Output("dead_letters", {"error": str(exc), "field": getattr(exc, "field", None)})
-            )
+            value = orjson.dumps(item.raw)
+            letter = dead_letter(source.topic, source.partition, source.offset, value, exc)
+            outputs.append(Output("dead_letters", letter))
         outputs.extend(
             Output(*wire.render(signal))
             for signal in signals

@@ -33,15 +33,22 @@ def decode_message(
     return decode_event(obj, symbols, kind), obj
 
 
-def dead_letter_payload(base_topic: str, message: Any, error: AdlMonitorError) -> bytes:
+def dead_letter(
+    base_topic: str, partition: int, offset: int, value: bytes | None, error: AdlMonitorError
+) -> dict[str, Any]:
     """The rejected message with the reason and where it was (topic, partition, offset)."""
+    return {
+        "error": str(error),
+        "field": getattr(error, "field", None),
+        "topic": base_topic,
+        "partition": partition,
+        "offset": offset,
+        "input": (value or b"").decode("utf-8", "replace")[:1000],
+    }
+
+
+def dead_letter_payload(base_topic: str, message: Any, error: AdlMonitorError) -> bytes:
+    """``dead_letter`` of a consumed message, serialised."""
     return orjson.dumps(
-        {
-            "error": str(error),
-            "field": getattr(error, "field", None),
-            "topic": base_topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "input": (message.value or b"").decode("utf-8", "replace")[:1000],
-        }
+        dead_letter(base_topic, message.partition, message.offset, message.value, error)
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from streams.agents.codec import decode_account, encode_account
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
@@ -145,3 +146,38 @@ def test_row_codec_round_trips_exactly() -> None:
     for account, applied in shard.applied.items():
         state = shard.engine.accounts[account]
         assert decode_account(encode_account(state, applied, 1)) == (state, applied, 1)
+
+
+def test_an_engine_rejection_is_a_dead_letter_with_its_source() -> None:
+    """Valid alone, impossible for the account (isolated margin asked for an open cross
+    position): the dead letter names the input and where it came from, per the schema."""
+    instruments = bundled_instruments()
+    shard: Shard[None] = Shard(0, instruments)
+    lines = [
+        ("balances", {"type": "balance", "event_id": "d", "ts": 1, "account": "a",
+                      "amount": "100", "reason": "deposit"}),
+        ("fills", {"type": "fill", "fill_id": "f", "ts": 2, "account": "a",
+                   "symbol": "BTCUSDT", "side": "buy", "qty": "0.001", "price": "60000"}),
+        ("position_config", {"type": "position_config", "ts": 3, "account": "a",
+                             "symbol": "BTCUSDT", "margin_mode": "isolated", "leverage": "5"}),
+        (CLOCK_TOPIC, {"type": "mark", "ts": 4, "symbol": "BTCUSDT", "mark_price": "60000"}),
+    ]  # fmt: skip
+    for offset, (topic, obj) in enumerate(lines):
+        event = decode_event(obj, frozenset(instruments), obj["type"])
+        shard.push(event, obj, Source(topic, 0, 10 + offset), None)
+    letters = [
+        o.payload
+        for item in shard.release([])
+        for o in shard.apply(item).outputs
+        if o.stream == "dead_letters"
+    ]
+    schema = orjson.loads(Path("schemas/topic.dead_letters.schema.json").read_bytes())
+    assert len(letters) == 1
+    Draft202012Validator(schema).validate(letters[0])
+    assert (letters[0]["topic"], letters[0]["partition"], letters[0]["offset"]) == (
+        "position_config",
+        0,
+        12,
+    )
+    assert letters[0]["field"] == "margin_mode"
+    assert orjson.loads(letters[0]["input"])["margin_mode"] == "isolated"
