@@ -55,10 +55,8 @@ CLOCK_SPEC = TopicSpec(CLOCK_TOPIC, "symbol", "topic.mark_prices")  # marks, eve
 
 @dataclass(slots=True)
 class AgentStats:
-    consumed: int = 0
-    applied: int = 0
-    redelivered: int = 0
-    dead_letters: int = 0
+    """The agents' own counts; per-partition ones are in each shard's ``ShardStats``."""
+
     marks_fanned_out: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     outputs_by_topic: dict[str, int] = field(default_factory=dict)
@@ -66,7 +64,6 @@ class AgentStats:
     def count_output(self, topic: str, payload: dict[str, Any]) -> None:
         self.outputs_by_topic[topic] = self.outputs_by_topic.get(topic, 0) + 1
         if topic == "dead_letters":
-            self.dead_letters += 1
             reason = dead_letter_reason(payload.get("field"), str(payload.get("error", "")))
             self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
 
@@ -157,7 +154,6 @@ class AccountAgents:
         async for event in stream.events():
             message = event.message
             self.next_offset[message.tp] = message.offset + 1
-            self.stats.consumed += 1
             try:
                 decode_message("mark_prices", message.value, self.symbols)
             except AdlMonitorError as exc:
@@ -176,7 +172,7 @@ class AccountAgents:
         before the fan-out caught up would release account events ahead of marks)."""
         if time.monotonic() - self.last_mark_at < self.idle_tick_s:
             return
-        mine = [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
+        mine = self._mark_partitions()
         if not mine or any(self._behind(tp) for tp in mine):
             return
         for p in range(self.settings.partitions):
@@ -220,6 +216,10 @@ class AccountAgents:
             self.shards[partition] = shard
         return shard
 
+    def _mark_partitions(self) -> list[TP]:
+        """The ``mark_prices`` partitions this worker's fan-out owns (none or the one)."""
+        return [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
+
     def _behind(self, tp: TP) -> bool:
         """Data in ``tp`` not yet delivered to this worker's agents."""
         high = self.app.consumer.highwater(tp)
@@ -231,10 +231,9 @@ class AccountAgents:
     def caught_up(self) -> bool:
         """Every input delivered and applied: the fan-out's marks, each partition's
         account inputs and clock, nothing buffered (a shard exists per partition)."""
-        marks = [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
         return (
             len(self.shards) == self.settings.partitions
-            and not any(self._behind(tp) for tp in marks)
+            and not any(self._behind(tp) for tp in self._mark_partitions())
             and all(
                 not len(shard.sequencer) and not self._pending(p, clock=True)
                 for p, shard in list(self.shards.items())
@@ -256,7 +255,6 @@ class AccountAgents:
             base = self.topics.base(message.topic)
             shard = self._shard(message.partition)
             self.next_offset[message.tp] = message.offset + 1
-            self.stats.consumed += 1
             flush = False
             if base == CLOCK_TOPIC and message.value == TICK:
                 flush = True
@@ -269,8 +267,7 @@ class AccountAgents:
                     await stream.ack(event)
                     continue
                 source = Source(base, message.partition, message.offset)
-                if not shard.push(decoded, obj, source, event):
-                    self.stats.redelivered += 1
+                if not shard.push(decoded, obj, source, event):  # counted by the shard
                     await stream.ack(event)
                     continue
             pending = self._pending(message.partition, clock=flush)
@@ -291,7 +288,6 @@ class AccountAgents:
         sends = []
         for item in released:
             applied = shard.apply(item)
-            self.stats.applied += 1
             accounts.update(applied.accounts)
             if applied.mark_symbol is not None:
                 symbols.add(applied.mark_symbol)

@@ -26,16 +26,15 @@ import orjson
 
 from streams import wire
 from streams.engine.account import AccountState
-from streams.engine.config import EngineConfig
+from streams.engine.config import NEVER_MS, EngineConfig
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
 from streams.pipeline.intake import dead_letter
-from streams.pipeline.sequencer import TYPE_RANK, Sequencer, canonical_key
+from streams.pipeline.sequencer import Sequencer, canonical_key
 
-NEVER_MS = 1 << 62  # rank refresh period of an engine that must not rank
 ACCOUNT_TOPICS = ("fills", "balances", "position_config")
 CLOCK_TOPIC = "account_marks"
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class Output:
 class Applied:
     outputs: list[Output]
     accounts: list[str]  # accounts whose changelog row must be written
-    mark_symbol: str | None  # the mark whose offset must be written
+    mark_symbol: str | None  # the symbol whose mark row (time, price) must be written
 
 
 @dataclass(slots=True)
@@ -149,12 +148,6 @@ class Shard(Generic[T]):
             self.last_ts[source.where] = max(self.last_ts.get(source.where, -1), event.ts_ms)
         self.sequencer.push(key, Pending(key, event, raw, source, token))
         return True
-
-    def tick(self, ts_ms: int) -> None:
-        """A heartbeat on the clock: marks have moved past ``ts_ms``."""
-        key = (ts_ms, len(TYPE_RANK), "")  # after every event of that time
-        if self.clock_key is None or key > self.clock_key:
-            self.clock_key = key
 
     def release(self, pending_sources: Iterable[str], flush: bool = False) -> list[Pending[T]]:
         """Events now safe to apply, in canonical order. ``pending_sources``: account

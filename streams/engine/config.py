@@ -10,6 +10,7 @@ DEFAULT_SHOCKS = (
     -0.5, -0.4, -0.3, -0.2, -0.15, -0.1, -0.05, -0.02, -0.01,
     0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
 )  # fmt: skip
+NEVER_MS = 1 << 62  # a refresh period that never comes (an engine that must not rank)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.engine.adl import RankedEntry, deleverage_plan
-from streams.engine.config import EngineConfig
+from streams.engine.config import NEVER_MS, EngineConfig
 from streams.engine.decode import decode_event
 from streams.engine.engine import Engine
 from streams.engine.events import Event, Fill
@@ -42,7 +42,6 @@ from streams.engine.risk import Health, PositionRisk
 from streams.engine.signals import BankruptcyDetected, BankruptPosition, LiquidationDetected
 
 MAKER = "mm-book"  # the market maker behind the simulated order book
-NEVER_MS = 1 << 62
 QUEUE_MAX_AGE_MS = 1_000  # the venue re-ranks a queue older than this before using it
 BEYOND_BOOK_PENALTY = 100  # 1% beyond the last level, in basis points of its price
 Levels = list[list[int]]  # [[price, qty], ...] best first, raw fixed point; eaten in place
