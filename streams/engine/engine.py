@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
-from streams.engine.adl import RankedEntry, deleverage_plan
+from streams.engine.adl import RankedEntry
 from streams.engine.config import EngineConfig
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
@@ -32,34 +32,22 @@ from streams.engine.events import (
     Mark,
 )
 from streams.engine.fixed import SCALE, div_ceil, div_floor
-from streams.engine.fund import (
-    FundHistory,
-    adl_distance,
-    book_close_loss,
-    coverage_ratio,
-    ladder,
-    loss_after_move,
-    symbol_deficit,
-)
+from streams.engine.fund import Curve, index_curve
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import VenueProfile, profile_named
 from streams.engine.queue import QueueTable
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.signals import (
-    AdlStage,
-    AdlTriggered,
     BankruptcyDetected,
     BankruptPosition,
-    DeleverageStep,
     FundProjection,
-    LadderPoint,
     LiquidationDetected,
     RankAlert,
     SideSummary,
     Signal,
-    SymbolProjection,
 )
+from streams.engine.watch import FundWatch
 
 
 @dataclass(slots=True)
@@ -99,15 +87,12 @@ class Engine:
         self.accounts: dict[str, AccountState] = {}
         self.risks: dict[str, AccountRisk] = {}
         self.marks: dict[str, int] = {}
-        self.depth: dict[str, Depth] = {}
-        self.funds: dict[str, FundHistory] = {
-            fund: FundHistory(self.config.runway_window_ms) for fund in self.fund_symbols
-        }
+        self.watch = FundWatch(self.fund_symbols, self.profiles, self.config)
+        self.view = _IndexView(self)
+        self.funds = self.watch.funds
+        self.depth = self.watch.depth
         self.symbols: dict[str, _SymbolState] = {s: _SymbolState() for s in self.instruments}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
-        self.stages: dict[tuple[str, str], AdlStage] = {}
-        self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
-        self.projected_at_ms: dict[str, int] = {}
         self.seen_ids: set[str] = set()
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.stats = EngineStats()
@@ -194,7 +179,7 @@ class Engine:
     def _on_fund(self, event: InsuranceFund) -> list[Signal]:
         if event.fund not in self.funds:
             raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {sorted(self.funds)}")
-        self.funds[event.fund].record(event.ts_ms, event.balance)
+        self.watch.record(event)
         return self._check_fund(event.fund, event.ts_ms, force_projection=True)
 
     # ------------------------------------------------------------------ accounts
@@ -293,98 +278,31 @@ class Engine:
         }
 
     # ------------------------------------------------------------------ fund
-    def _symbol_losses(self, sym: str) -> tuple[int, int]:
-        """(bankrupt deficit at the mark, loss of closing liquidatable positions)."""
-        mark = self.marks.get(sym)
-        if mark is None:
-            return 0, 0
-        st = self.symbols[sym]
-        bankrupt = symbol_deficit(st.longs, st.shorts, mark)
-        depth = self.depth.get(sym)
-        liquidatable = 0
-        if depth is not None and st.liquidatable:
-            longs = [(b, q) for b, q in st.liquidatable.values() if q > 0]
-            shorts = [(b, -q) for b, q in st.liquidatable.values() if q < 0]
-            liquidatable = book_close_loss(longs, depth.bids, True) + book_close_loss(
-                shorts, depth.asks, False
-            )
-        return bankrupt, liquidatable
-
     def loss_now(self, fund: str) -> tuple[int, dict[str, tuple[int, int]]]:
-        per_symbol = {sym: self._symbol_losses(sym) for sym in self.fund_symbols[fund]}
-        excess = sum(parts.get(fund, 0) for parts in self.overcount.values())
-        return sum(b + liq for b, liq in per_symbol.values()) - excess, per_symbol
+        return self.watch.loss_now(self.view, fund)
 
     def _check_fund(self, fund: str, ts_ms: int, force_projection: bool = False) -> list[Signal]:
-        history = self.funds[fund]
-        balance = history.balance
-        if balance is None:
+        return self.watch.check(self.view, fund, ts_ms, force_projection)
+
+    def projection(self, fund: str, ts_ms: int) -> FundProjection:
+        """A pure read: the API may call it at any time."""
+        return self.watch.projection(self.view, fund, ts_ms)
+
+    def _cross_share(self, acct: str, sym: str, account_deficit: int) -> int:
+        """A cross account's deficit split over its cross positions by notional, so
+        that a trigger's per-position deficits add up to the account's once."""
+        risk = self.risks[acct]
+        cross = [p for p in risk.positions if not p.isolated]
+        total = sum(p.notional for p in cross)
+        mine = next((p.notional for p in cross if p.symbol == sym), 0)
+        return div_ceil(account_deficit * mine, total) if total else account_deficit
+
+    def bankrupt_positions(self, sym: str) -> list[BankruptPosition]:
+        """Positions of ``sym`` past their bankruptcy price at the mark, each with its
+        deficit (a cross account's shared by notional over its cross positions)."""
+        mark = self.marks.get(sym)
+        if mark is None:
             return []
-        loss, per_symbol = self.loss_now(fund)
-        coverage = coverage_ratio(balance, loss)
-        signals: list[Signal] = []
-        for sym in self.fund_symbols[fund]:
-            mark = self.marks.get(sym)
-            if mark is None:
-                continue
-            sym_loss = sum(per_symbol[sym])
-            st = self.symbols[sym]
-            stage: AdlStage | None = None
-            if loss > balance and sym_loss > 0:
-                stage = AdlStage.TRIGGERED
-            elif (
-                sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
-            ) or self._within_distance(loss, balance, st, mark):
-                stage = AdlStage.IMMINENT
-            key = (fund, sym)
-            previous = self.stages.get(key)
-            if stage is previous and not self._trigger_grew(key, st, stage, ts_ms):
-                continue
-            if stage is AdlStage.TRIGGERED and st.ranked_at_ms != ts_ms:
-                signals.extend(self._rank(sym, ts_ms))  # the plan needs today's queue
-            if stage is None:
-                self.stages.pop(key, None)
-                self.triggered.pop(key, None)
-                stage = AdlStage.CLEARED
-            else:
-                self.stages[key] = stage
-                self.triggered[key] = (st.bankruptcies, ts_ms)
-            signals.append(self._trigger(fund, sym, stage, balance, loss, coverage, ts_ms))
-            force_projection = True
-        last = self.projected_at_ms.get(fund)
-        if force_projection or last is None or ts_ms - last >= self.config.projection_interval_ms:
-            self.projected_at_ms[fund] = ts_ms
-            signals.append(self.projection(fund, ts_ms, loss, per_symbol))
-        return signals
-
-    def _trigger_grew(
-        self, key: tuple[str, str], st: _SymbolState, stage: AdlStage | None, ts_ms: int
-    ) -> bool:
-        """A triggered symbol is re-announced when new positions went bankrupt since its
-        last announcement, at most once per ``trigger_refresh_ms``."""
-        if stage is not AdlStage.TRIGGERED or key not in self.triggered:
-            return False
-        count, at_ms = self.triggered[key]
-        return st.bankruptcies > count and ts_ms - at_ms >= self.config.trigger_refresh_ms
-
-    def _within_distance(self, loss: int, balance: int, st: _SymbolState, mark: int) -> bool:
-        move = self.config.imminent_distance
-        return any(
-            loss_after_move(loss, st.side_index(is_long), mark, move, is_long) > balance
-            for is_long in (True, False)
-        )
-
-    def _trigger(
-        self,
-        fund: str,
-        sym: str,
-        stage: AdlStage,
-        balance: int,
-        loss: int,
-        coverage: float | None,
-        ts_ms: int,
-    ) -> AdlTriggered:
-        mark = self.marks[sym]
         st = self.symbols[sym]
         bankrupt: list[BankruptPosition] = []
         for is_long in (True, False):
@@ -403,94 +321,7 @@ class Engine:
                         deficit=deficit,
                     )
                 )
-        bankrupt.sort(key=lambda b: (-b.deficit, b.account, b.side))
-        # positions being liquidated: the fund takes over their close through the book;
-        # when it cannot pay, the venue deleverages them too, at their bankruptcy price
-        liquidating = [
-            BankruptPosition(acct, sym, "long" if q > 0 else "short", abs(q), price, 0, True)
-            for acct, (price, q) in st.liquidatable.items()
-        ]
-        bankrupt.extend(sorted(liquidating, key=lambda b: (-b.qty, b.account)))
-        plan: tuple[DeleverageStep, ...] = ()
-        if stage is AdlStage.TRIGGERED and bankrupt:
-            need = {"long": 0, "short": 0}
-            for b in bankrupt:
-                need["short" if b.side == "long" else "long"] += b.qty
-            queues = {side: self.queue(sym, side, qty) for side, qty in need.items() if qty}
-            plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
-        distances = [
-            d
-            for d in (
-                adl_distance(loss, balance, st.longs, mark, True),
-                adl_distance(loss, balance, st.shorts, mark, False),
-            )
-            if d is not None
-        ]
-        return AdlTriggered(
-            ts_ms=ts_ms,
-            fund=fund,
-            symbol=sym,
-            stage=stage,
-            fund_balance=balance,
-            projected_loss=loss,
-            shortfall=max(0, loss - balance),
-            coverage_ratio=coverage,
-            adl_distance_pct=min(distances) * 100 if distances else None,
-            bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
-            plan=plan,
-        )
-
-    def _cross_share(self, acct: str, sym: str, account_deficit: int) -> int:
-        """A cross account's deficit split over its cross positions by notional, so
-        that a trigger's per-position deficits add up to the account's once."""
-        risk = self.risks[acct]
-        cross = [p for p in risk.positions if not p.isolated]
-        total = sum(p.notional for p in cross)
-        mine = next((p.notional for p in cross if p.symbol == sym), 0)
-        return div_ceil(account_deficit * mine, total) if total else account_deficit
-
-    def projection(  # a pure read: the API may call it at any time
-        self,
-        fund: str,
-        ts_ms: int,
-        loss: int | None = None,
-        per_symbol: dict[str, tuple[int, int]] | None = None,
-    ) -> FundProjection:
-        if loss is None or per_symbol is None:
-            loss, per_symbol = self.loss_now(fund)
-        history = self.funds[fund]
-        balance = history.balance or 0
-        symbols = []
-        for sym in self.fund_symbols[fund]:
-            st = self.symbols[sym]
-            mark = self.marks.get(sym)
-            bankrupt, liquidatable = per_symbol[sym]
-            if mark is None:
-                symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
-                continue
-            long_d = adl_distance(loss, balance, st.longs, mark, True)
-            short_d = adl_distance(loss, balance, st.shorts, mark, False)
-            points = ladder(loss, st.longs, st.shorts, mark, self.config.shocks)
-            symbols.append(
-                SymbolProjection(
-                    symbol=sym,
-                    mark_price=mark,
-                    adl_distance_long_pct=None if long_d is None else long_d * 100,
-                    adl_distance_short_pct=None if short_d is None else short_d * 100,
-                    bankrupt_deficit=bankrupt,
-                    liquidatable_loss=liquidatable,
-                    ladder=tuple(LadderPoint(s * 100, v) for s, v in points),
-                )
-            )
-        return FundProjection(
-            ts_ms=ts_ms,
-            fund=fund,
-            fund_balance=balance,
-            projected_loss=loss,
-            coverage_ratio=coverage_ratio(balance, loss),
-            runway_seconds=history.runway_seconds(),
-            symbols=tuple(symbols),
-        )
+        return bankrupt
 
     # ------------------------------------------------------------------ ranking
     def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
@@ -589,3 +420,41 @@ def _transitions(
     if pos.health is Health.BANKRUPT and old is not Health.BANKRUPT:
         out.append(BankruptcyDetected(**common, deficit=pos.deficit))  # type: ignore[arg-type]
     return out
+
+
+class _IndexView:
+    """The engine's indexes as the fund watch's ``MarketView``: exact curves."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def mark(self, symbol: str) -> int | None:
+        return self._engine.marks.get(symbol)
+
+    def curve(self, symbol: str, is_long: bool) -> Curve:
+        return index_curve(
+            self._engine.symbols[symbol].side_index(is_long), self._engine.marks[symbol]
+        )
+
+    def liquidatable(self, symbol: str) -> list[tuple[str, int, int]]:
+        liquidatable = self._engine.symbols[symbol].liquidatable
+        return [(acct, price, qty) for acct, (price, qty) in liquidatable.items()]
+
+    def bankrupt(self, symbol: str) -> list[BankruptPosition]:
+        return self._engine.bankrupt_positions(symbol)
+
+    def bankruptcies(self, symbol: str) -> int:
+        return self._engine.symbols[symbol].bankruptcies
+
+    def overcount(self, fund: str) -> int:
+        return sum(parts.get(fund, 0) for parts in self._engine.overcount.values())
+
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+        if self._engine.ranked_at_ms(symbol) == ts_ms:
+            return []
+        return self._engine.rerank(symbol, ts_ms)
+
+    def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
+        return self._engine.queue(symbol, side, qty_needed)

@@ -18,7 +18,7 @@ units (exact sums, conservative rounding); ratios, distances and runway are floa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streams.engine.fixed import SCALE, div_ceil
@@ -93,33 +93,30 @@ def shocked_price(mark: int, shock: float) -> int:
     return max(1, round(mark * (1.0 + shock)))
 
 
-def symbol_deficit(longs: DeficitIndex, shorts: DeficitIndex, price: int) -> int:
-    return longs.deficit_at(price) + shorts.deficit_at(price)
+Curve = Callable[[float], int]
+"""One side's deficit (quote, raw) with its symbol moved by a signed fraction of the
+mark: ``curve(0.0)`` is the deficit at the mark, ``curve(-0.1)`` after a 10% fall."""
+
+
+def index_curve(index: DeficitIndex, mark: int) -> Curve:
+    """The exact curve of a ``DeficitIndex`` around ``mark``."""
+    return lambda move: index.deficit_at(shocked_price(mark, move))
 
 
 def ladder(
-    loss_now: int,
-    longs: DeficitIndex,
-    shorts: DeficitIndex,
-    mark: int,
-    shocks: Sequence[float],
+    loss_now: int, longs: Curve, shorts: Curve, shocks: Sequence[float]
 ) -> list[tuple[float, int]]:
     """(shock, projected loss) with symbol X moved by ``shock`` and the rest held."""
-    base = loss_now - symbol_deficit(longs, shorts, mark)
-    return [(s, base + symbol_deficit(longs, shorts, shocked_price(mark, s))) for s in shocks]
+    base = loss_now - longs(0.0) - shorts(0.0)
+    return [(s, base + longs(s) + shorts(s)) for s in shocks]
 
 
-def loss_after_move(
-    loss_now: int, side_index: DeficitIndex, mark: int, move: float, is_long: bool
-) -> int:
+def loss_after_move(loss_now: int, side: Curve, move: float, is_long: bool) -> int:
     """Projected loss if the symbol moved ``move`` (a fraction) against the side."""
-    price = shocked_price(mark, -move if is_long else move)
-    return loss_now - side_index.deficit_at(mark) + side_index.deficit_at(price)
+    return loss_now - side(0.0) + side(-move if is_long else move)
 
 
-def adl_distance(
-    loss_now: int, fund_balance: int, side_index: DeficitIndex, mark: int, is_long: bool
-) -> float | None:
+def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -> float | None:
     """Smallest adverse move (0.05 = 5%) at which the projected loss exceeds the fund.
 
     Longs lose on a fall, shorts on a rise. ``0.0`` when the fund is already short;
@@ -129,7 +126,7 @@ def adl_distance(
         return 0.0
 
     def exceeds(move: float) -> bool:
-        return loss_after_move(loss_now, side_index, mark, move, is_long) > fund_balance
+        return loss_after_move(loss_now, side, move, is_long) > fund_balance
 
     high = 1.0 if is_long else MAX_UP_MOVE
     if not exceeds(high):

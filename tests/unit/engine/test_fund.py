@@ -10,6 +10,7 @@ from streams.engine.fund import (
     adl_distance,
     book_close_loss,
     coverage_ratio,
+    index_curve,
     ladder,
 )
 from streams.engine.index import DeficitIndex
@@ -37,10 +38,14 @@ def test_adl_distance_single_long():
     # loss > 1000 once 18000 - p > 1000, i.e. p < 17000: a 15% fall
     longs = DeficitIndex(is_long=True)
     longs.put("a", 18_000 * U, U)
-    assert adl_distance(0, 1_000 * U, longs, 20_000 * U, True) == pytest.approx(0.15, abs=1e-6)
+    assert adl_distance(0, 1_000 * U, index_curve(longs, 20_000 * U), True) == pytest.approx(
+        0.15, abs=1e-6
+    )
     shorts = DeficitIndex(is_long=False)
-    assert adl_distance(0, 1_000 * U, shorts, 20_000 * U, False) is None  # nobody short
-    assert adl_distance(2_000 * U, 1_000 * U, longs, 20_000 * U, True) == 0.0
+    assert (
+        adl_distance(0, 1_000 * U, index_curve(shorts, 20_000 * U), False) is None
+    )  # nobody short
+    assert adl_distance(2_000 * U, 1_000 * U, index_curve(longs, 20_000 * U), True) == 0.0
 
 
 def test_ladder_moves_one_symbol_both_sides():
@@ -49,7 +54,9 @@ def test_ladder_moves_one_symbol_both_sides():
     longs, shorts = DeficitIndex(True), DeficitIndex(False)
     longs.put("l", 90 * U, U)
     shorts.put("s", 110 * U, U)
-    points = ladder(5 * U, longs, shorts, 100 * U, (-0.2, 0.0, 0.2))
+    points = ladder(
+        5 * U, index_curve(longs, 100 * U), index_curve(shorts, 100 * U), (-0.2, 0.0, 0.2)
+    )
     assert points == [(-0.2, 15 * U), (0.0, 5 * U), (0.2, 15 * U)]
 
 
@@ -80,12 +87,13 @@ def test_adding_a_bankruptcy_never_improves_the_projection(existing, extra, mark
     for i, (b, q) in enumerate(existing):
         index.put(f"p{i}", b, q)
     before_loss = index.deficit_at(mark)
-    before_ladder = ladder(before_loss, index, DeficitIndex(False), mark, (-0.3, -0.1, 0.1))
-    before_distance = adl_distance(before_loss, fund, index, mark, True)
+    no_shorts = index_curve(DeficitIndex(False), mark)
+    before_ladder = ladder(before_loss, index_curve(index, mark), no_shorts, (-0.3, -0.1, 0.1))
+    before_distance = adl_distance(before_loss, fund, index_curve(index, mark), True)
     index.put("extra", *extra)
     after_loss = index.deficit_at(mark)
-    after_ladder = ladder(after_loss, index, DeficitIndex(False), mark, (-0.3, -0.1, 0.1))
-    after_distance = adl_distance(after_loss, fund, index, mark, True)
+    after_ladder = ladder(after_loss, index_curve(index, mark), no_shorts, (-0.3, -0.1, 0.1))
+    after_distance = adl_distance(after_loss, fund, index_curve(index, mark), True)
     assert after_loss >= before_loss
     assert all(a[1] >= b[1] for a, b in zip(after_ladder, before_ladder, strict=True))
     if before_distance is not None:

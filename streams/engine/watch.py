@@ -1,0 +1,285 @@
+"""The fund's end of the waterfall: loss now, ADL stages, trigger payloads, projections.
+
+``FundWatch`` decides from a ``MarketView``: what it needs of each symbol's positions
+(the mark, each side's deficit curve, the liquidatable and bankrupt positions, the ADL
+queue's head). Two views exist: the engine's own indexes (one process holds every
+account) and the merge of stage A's per-partition summaries (``engine.summary``, the
+fund agent of stage B). The decisions are the same code either way.
+
+Stage of a symbol (fund F, balance b, loss now L, the symbol's own loss l):
+    triggered  L > b and l > 0
+    imminent   l > 0 and b / L < ``imminent_coverage``, or an adverse move of
+               ``imminent_distance`` of the symbol would make L > b
+    cleared    announced once when a symbol leaves imminent/triggered
+A triggered symbol is re-announced when more of its positions went bankrupt since, at
+most every ``trigger_refresh_ms``; every stage change forces a fund projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from streams.engine.adl import RankedEntry, deleverage_plan
+from streams.engine.config import EngineConfig
+from streams.engine.events import Depth, InsuranceFund
+from streams.engine.fund import (
+    Curve,
+    FundHistory,
+    adl_distance,
+    book_close_loss,
+    coverage_ratio,
+    ladder,
+    loss_after_move,
+)
+from streams.engine.profiles import VenueProfile
+from streams.engine.signals import (
+    AdlStage,
+    AdlTriggered,
+    BankruptPosition,
+    DeleverageStep,
+    FundProjection,
+    LadderPoint,
+    Signal,
+    SymbolProjection,
+)
+
+PerSymbol = dict[str, tuple[int, int]]  # symbol -> (bankrupt deficit, liquidatable loss)
+
+
+class MarketView(Protocol):
+    """What the fund needs to know of one fund's positions, symbol by symbol."""
+
+    def mark(self, symbol: str) -> int | None: ...
+
+    def curve(self, symbol: str, is_long: bool) -> Curve: ...
+
+    def liquidatable(self, symbol: str) -> Iterable[tuple[str, int, int]]:
+        """(account, bankruptcy price, signed qty) of positions under maintenance, not
+        bankrupt."""
+        ...
+
+    def bankrupt(self, symbol: str) -> list[BankruptPosition]:
+        """Positions past their bankruptcy price at the mark (cross deficits shared)."""
+        ...
+
+    def bankruptcies(self, symbol: str) -> int:
+        """Positions of the symbol that went bankrupt, ever (a counter)."""
+        ...
+
+    def overcount(self, fund: str) -> int:
+        """Deficit counted more than once by accounts with several cross positions."""
+        ...
+
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+        """Before a triggered symbol's plan: bring its ADL queue up to ``ts_ms`` (the
+        rank alerts that re-ranking gives, if any)."""
+        ...
+
+    def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
+        """The side's ADL queue, first to be deleveraged first, covering ``qty_needed``."""
+        ...
+
+
+class FundWatch:
+    """Stages, announcements and projections of every fund; state is the funds' balance
+    history, the last books and what was announced."""
+
+    def __init__(
+        self,
+        fund_symbols: Mapping[str, Sequence[str]],
+        profiles: Mapping[str, VenueProfile],
+        config: EngineConfig,
+    ) -> None:
+        self.fund_symbols = {fund: list(symbols) for fund, symbols in fund_symbols.items()}
+        self.profiles = dict(profiles)
+        self.config = config
+        self.funds = {fund: FundHistory(config.runway_window_ms) for fund in self.fund_symbols}
+        self.depth: dict[str, Depth] = {}
+        self.stages: dict[tuple[str, str], AdlStage] = {}
+        self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
+        self.projected_at_ms: dict[str, int] = {}
+
+    def record(self, event: InsuranceFund) -> None:
+        self.funds[event.fund].record(event.ts_ms, event.balance)
+
+    # ------------------------------------------------------------------ loss
+    def symbol_losses(self, view: MarketView, sym: str) -> tuple[int, int]:
+        """(bankrupt deficit at the mark, loss of closing liquidatable positions)."""
+        if view.mark(sym) is None:
+            return 0, 0
+        bankrupt = view.curve(sym, True)(0.0) + view.curve(sym, False)(0.0)
+        depth = self.depth.get(sym)
+        liquidatable = 0
+        if depth is not None:
+            positions = list(view.liquidatable(sym))
+            if positions:
+                longs = [(b, q) for _, b, q in positions if q > 0]
+                shorts = [(b, -q) for _, b, q in positions if q < 0]
+                liquidatable = book_close_loss(longs, depth.bids, True) + book_close_loss(
+                    shorts, depth.asks, False
+                )
+        return bankrupt, liquidatable
+
+    def loss_now(self, view: MarketView, fund: str) -> tuple[int, PerSymbol]:
+        per_symbol = {sym: self.symbol_losses(view, sym) for sym in self.fund_symbols[fund]}
+        return sum(b + liq for b, liq in per_symbol.values()) - view.overcount(fund), per_symbol
+
+    # ------------------------------------------------------------------ stages
+    def check(
+        self, view: MarketView, fund: str, ts_ms: int, force_projection: bool = False
+    ) -> list[Signal]:
+        """Stage changes of the fund's symbols (as triggers) and, when due or forced, a
+        projection."""
+        balance = self.funds[fund].balance
+        if balance is None:
+            return []
+        loss, per_symbol = self.loss_now(view, fund)
+        coverage = coverage_ratio(balance, loss)
+        signals: list[Signal] = []
+        for sym in self.fund_symbols[fund]:
+            mark = view.mark(sym)
+            if mark is None:
+                continue
+            sym_loss = sum(per_symbol[sym])
+            stage: AdlStage | None = None
+            if loss > balance and sym_loss > 0:
+                stage = AdlStage.TRIGGERED
+            elif (
+                sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
+            ) or self._within_distance(view, sym, loss, balance):
+                stage = AdlStage.IMMINENT
+            key = (fund, sym)
+            bankruptcies = view.bankruptcies(sym)
+            if stage is self.stages.get(key) and not self._grew(key, stage, bankruptcies, ts_ms):
+                continue
+            if stage is AdlStage.TRIGGERED:
+                signals.extend(view.prepare_queue(sym, ts_ms))  # the plan needs today's queue
+            if stage is None:
+                self.stages.pop(key, None)
+                self.triggered.pop(key, None)
+                stage = AdlStage.CLEARED
+            else:
+                self.stages[key] = stage
+                self.triggered[key] = (bankruptcies, ts_ms)
+            signals.append(
+                self._trigger(view, fund, sym, mark, stage, balance, loss, coverage, ts_ms)
+            )
+            force_projection = True
+        last = self.projected_at_ms.get(fund)
+        if force_projection or last is None or ts_ms - last >= self.config.projection_interval_ms:
+            self.projected_at_ms[fund] = ts_ms
+            signals.append(self.projection(view, fund, ts_ms, loss, per_symbol))
+        return signals
+
+    def _grew(
+        self, key: tuple[str, str], stage: AdlStage | None, bankruptcies: int, ts_ms: int
+    ) -> bool:
+        """A triggered symbol is re-announced when new positions went bankrupt since its
+        last announcement, at most once per ``trigger_refresh_ms``."""
+        if stage is not AdlStage.TRIGGERED or key not in self.triggered:
+            return False
+        count, at_ms = self.triggered[key]
+        return bankruptcies > count and ts_ms - at_ms >= self.config.trigger_refresh_ms
+
+    def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
+        move = self.config.imminent_distance
+        return any(
+            loss_after_move(loss, view.curve(sym, is_long), move, is_long) > balance
+            for is_long in (True, False)
+        )
+
+    def _trigger(
+        self,
+        view: MarketView,
+        fund: str,
+        sym: str,
+        mark: int,
+        stage: AdlStage,
+        balance: int,
+        loss: int,
+        coverage: float | None,
+        ts_ms: int,
+    ) -> AdlTriggered:
+        bankrupt = sorted(view.bankrupt(sym), key=lambda b: (-b.deficit, b.account, b.side))
+        # positions being liquidated: the fund takes over their close through the book;
+        # when it cannot pay, the venue deleverages them too, at their bankruptcy price
+        liquidating = [
+            BankruptPosition(acct, sym, "long" if q > 0 else "short", abs(q), price, 0, True)
+            for acct, price, q in view.liquidatable(sym)
+        ]
+        bankrupt.extend(sorted(liquidating, key=lambda b: (-b.qty, b.account)))
+        plan: tuple[DeleverageStep, ...] = ()
+        if stage is AdlStage.TRIGGERED and bankrupt:
+            need = {"long": 0, "short": 0}
+            for b in bankrupt:
+                need["short" if b.side == "long" else "long"] += b.qty
+            queues = {side: view.queue(sym, side, qty) for side, qty in need.items() if qty}
+            plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
+        distances = [
+            d
+            for d in (
+                adl_distance(loss, balance, view.curve(sym, True), True),
+                adl_distance(loss, balance, view.curve(sym, False), False),
+            )
+            if d is not None
+        ]
+        return AdlTriggered(
+            ts_ms=ts_ms,
+            fund=fund,
+            symbol=sym,
+            stage=stage,
+            fund_balance=balance,
+            projected_loss=loss,
+            shortfall=max(0, loss - balance),
+            coverage_ratio=coverage,
+            adl_distance_pct=min(distances) * 100 if distances else None,
+            bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
+            plan=plan,
+        )
+
+    # ------------------------------------------------------------------ projection
+    def projection(
+        self,
+        view: MarketView,
+        fund: str,
+        ts_ms: int,
+        loss: int | None = None,
+        per_symbol: PerSymbol | None = None,
+    ) -> FundProjection:
+        """A pure read: callers may ask at any time."""
+        if loss is None or per_symbol is None:
+            loss, per_symbol = self.loss_now(view, fund)
+        history = self.funds[fund]
+        balance = history.balance or 0
+        symbols = []
+        for sym in self.fund_symbols[fund]:
+            mark = view.mark(sym)
+            bankrupt, liquidatable = per_symbol[sym]
+            if mark is None:
+                symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
+                continue
+            longs, shorts = view.curve(sym, True), view.curve(sym, False)
+            long_d = adl_distance(loss, balance, longs, True)
+            short_d = adl_distance(loss, balance, shorts, False)
+            points = ladder(loss, longs, shorts, self.config.shocks)
+            symbols.append(
+                SymbolProjection(
+                    symbol=sym,
+                    mark_price=mark,
+                    adl_distance_long_pct=None if long_d is None else long_d * 100,
+                    adl_distance_short_pct=None if short_d is None else short_d * 100,
+                    bankrupt_deficit=bankrupt,
+                    liquidatable_loss=liquidatable,
+                    ladder=tuple(LadderPoint(s * 100, v) for s, v in points),
+                )
+            )
+        return FundProjection(
+            ts_ms=ts_ms,
+            fund=fund,
+            fund_balance=balance,
+            projected_loss=loss,
+            coverage_ratio=coverage_ratio(balance, loss),
+            runway_seconds=history.runway_seconds(),
+            symbols=tuple(symbols),
+        )
