@@ -32,6 +32,7 @@ from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
+from streams.engine.summary import Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
 from streams.pipeline.sequencer import Sequencer, canonical_key
 
@@ -98,9 +99,17 @@ class Shard(Generic[T]):
     clock_key: Key | None = None  # canonical key of the last mark seen
     applied_key: Key | None = None
     stats: ShardStats = field(default_factory=ShardStats)
+    summary_interval_ms: int | None = None  # stage B: a fund summary per interval, at marks
+    summarizer: Summarizer | None = field(init=False, default=None)
+    fund_mark_ms: dict[str, int] = field(default_factory=dict)  # fund -> last mark time
+    due_summaries: dict[str, Key] = field(default_factory=dict)  # fund -> its mark group
 
     def __post_init__(self) -> None:
-        self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=NEVER_MS))
+        # ranked (for the summaries' queue heads) only when stage B listens
+        refresh = NEVER_MS if self.summary_interval_ms is None else EngineConfig().rank_refresh_ms
+        self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=refresh))
+        if self.summary_interval_ms is not None:
+            self.summarizer = Summarizer(self.engine, self.partition, self.summary_interval_ms)
 
     # ------------------------------------------------------------------ recovery
     def restore(
@@ -115,6 +124,8 @@ class Shard(Generic[T]):
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
             self.mark_seen_ms[symbol] = ts_ms
+            fund = self.instruments[symbol].fund
+            self.fund_mark_ms[fund] = max(self.fund_mark_ms.get(fund, ts_ms), ts_ms)
         states = []
         for state, applied in accounts:
             self.applied[state.account] = dict(applied)
@@ -170,7 +181,7 @@ class Shard(Generic[T]):
         event, source = item.event, item.source
         self.stats.applied += 1
         self.applied_key = item.key if self.applied_key is None else max(self.applied_key, item.key)
-        outputs: list[Output] = []
+        outputs = self.summaries(before=item.key)
         try:
             signals = self.engine.apply(event)
         except AdlMonitorError as exc:
@@ -189,12 +200,40 @@ class Shard(Generic[T]):
             outputs.append(Output("accounts", wire.account_risk(risk, None)))
         self.engine.touched.clear()
         if isinstance(event, Mark):
+            self._note_mark(event, item.key)
             return Applied(outputs, [], event.symbol)
         account = getattr(event, "account", None)
         if account is None:
             return Applied(outputs, [], None)
         self.applied.setdefault(account, {})[source.where] = source.offset
         return Applied(outputs, [account], None)
+
+    def _note_mark(self, mark: Mark, key: Key) -> None:
+        """A summary of the mark's fund is due after this mark's group (the marks at its
+        time: in canonical order nothing else comes at that time after a mark) if the
+        group opens a new summary interval."""
+        fund = self.instruments[mark.symbol].fund
+        previous = self.fund_mark_ms.get(fund)
+        self.fund_mark_ms[fund] = mark.ts_ms
+        due = self.due_summaries.get(fund)
+        if due is not None and due[0] == mark.ts_ms:
+            self.due_summaries[fund] = key  # a later mark of the same group
+        elif self.summarizer is not None and self.summarizer.due(fund, mark.ts_ms, previous):
+            self.due_summaries[fund] = key
+
+    def summaries(self, before: Key | None = None) -> list[Output]:
+        """The summaries due once the state has passed their mark group: before applying
+        an event at a later time (``before``), or all of them (``None``: caught up)."""
+        if self.summarizer is None:
+            return []
+        out = []
+        for fund, key in sorted(self.due_summaries.items(), key=lambda kv: kv[1]):
+            if before is not None and before[0] <= key[0]:
+                continue
+            del self.due_summaries[fund]
+            summary = self.summarizer.summary(fund, (key[0], key[1], key[2]))
+            out.append(Output("risk_summaries", to_wire(summary, len(self.summarizer.grid))))
+        return out
 
     def mark_row(self, symbol: str) -> tuple[int, int]:
         """(time, price) of the last mark applied for ``symbol``."""

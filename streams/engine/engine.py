@@ -14,7 +14,7 @@ positions (their thresholds move with every mark), plus O(log n) fund queries
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.engine import account as account_reducer
@@ -32,7 +32,7 @@ from streams.engine.events import (
     Mark,
 )
 from streams.engine.fixed import SCALE, div_ceil, div_floor
-from streams.engine.fund import Curve, index_curve
+from streams.engine.fund import Curve, index_curve, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import VenueProfile, profile_named
@@ -69,6 +69,7 @@ class _SymbolState:
     mark_ts_ms: int = -1
     bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
+    changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         return self.longs if is_long else self.shorts
@@ -164,6 +165,7 @@ class Engine:
             self.stats.stale_marks += 1
             return []
         st.mark_ts_ms = event.ts_ms
+        st.changes += 1
         old = self.marks.get(sym)
         new = event.mark_price
         self.marks[sym] = new
@@ -202,6 +204,7 @@ class Engine:
         signals: list[Signal] = []
         for sym in sorted(old_positions.keys() | new_positions.keys()):
             st = self.symbols[sym]
+            st.changes += 1
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
             if pos is None:
@@ -338,6 +341,31 @@ class Engine:
         refreshes); returns the rank alerts like a refresh would."""
         return self._rank(sym, ts_ms)
 
+    def symbol_changes(self, sym: str) -> int:
+        """A counter that moves whenever the symbol's mark or one of its positions does."""
+        return self.symbols[sym].changes
+
+    def liquidatable(self, sym: str) -> list[tuple[str, int, int]]:
+        """(account, bankruptcy price, signed qty) of the symbol's liquidatable positions."""
+        rows = self.symbols[sym].liquidatable
+        return [(acct, price, qty) for acct, (price, qty) in rows.items()]
+
+    def side_curve(self, sym: str, is_long: bool) -> Curve:
+        """The exact deficit curve of one side around the mark."""
+        return index_curve(self.symbols[sym].side_index(is_long), self.marks[sym])
+
+    def side_deficits(self, sym: str, is_long: bool, moves: Sequence[float]) -> list[int]:
+        """One side's deficit with the mark moved by each of ``moves`` (ascending)."""
+        mark = self.marks[sym]
+        prices = [shocked_price(mark, m) for m in moves]
+        return self.symbols[sym].side_index(is_long).deficits_at(prices)
+
+    def bankruptcies(self, sym: str) -> int:
+        return self.symbols[sym].bankruptcies
+
+    def fund_overcount(self, fund: str) -> int:
+        return sum(parts.get(fund, 0) for parts in self.overcount.values())
+
     def ranked_at_ms(self, sym: str) -> int | None:
         return self.symbols[sym].ranked_at_ms
 
@@ -434,22 +462,19 @@ class _IndexView:
         return self._engine.marks.get(symbol)
 
     def curve(self, symbol: str, is_long: bool) -> Curve:
-        return index_curve(
-            self._engine.symbols[symbol].side_index(is_long), self._engine.marks[symbol]
-        )
+        return self._engine.side_curve(symbol, is_long)
 
     def liquidatable(self, symbol: str) -> list[tuple[str, int, int]]:
-        liquidatable = self._engine.symbols[symbol].liquidatable
-        return [(acct, price, qty) for acct, (price, qty) in liquidatable.items()]
+        return self._engine.liquidatable(symbol)
 
     def bankrupt(self, symbol: str) -> list[BankruptPosition]:
         return self._engine.bankrupt_positions(symbol)
 
     def bankruptcies(self, symbol: str) -> int:
-        return self._engine.symbols[symbol].bankruptcies
+        return self._engine.bankruptcies(symbol)
 
     def overcount(self, fund: str) -> int:
-        return sum(parts.get(fund, 0) for parts in self._engine.overcount.values())
+        return self._engine.fund_overcount(fund)
 
     def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
         if self._engine.ranked_at_ms(symbol) == ts_ms:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -249,6 +249,35 @@ class DeficitIndex:
             q, qb = bucket.sums_below(price)
             sum_q, sum_qb = sum_q + q, sum_qb + qb
         return div_ceil(price * sum_q - sum_qb, SCALE)
+
+    def deficits_at(self, prices: Sequence[int]) -> list[int]:
+        """``deficit_at`` of many prices: one pass over the non-empty buckets, then a
+        bisection per price (a summary's whole curve, not one Fenwick walk per point)."""
+        slots = sorted(self._buckets)
+        cum_q, cum_qb = [0], [0]
+        for slot in slots:
+            q, qb = self._buckets[slot].sums_above(-1)
+            cum_q.append(cum_q[-1] + q)
+            cum_qb.append(cum_qb[-1] + qb)
+        out = []
+        for price in prices:
+            slot = price_bucket(price)
+            bucket = self._buckets.get(slot)
+            if self._is_long:  # buckets above p's, then p's own entries with B > p
+                i = bisect_right(slots, slot)
+                sum_q, sum_qb = cum_q[-1] - cum_q[i], cum_qb[-1] - cum_qb[i]
+                if bucket is not None:
+                    q, qb = bucket.sums_above(price)
+                    sum_q, sum_qb = sum_q + q, sum_qb + qb
+                out.append(div_ceil(sum_qb - price * sum_q, SCALE))
+            else:
+                i = bisect_left(slots, slot)
+                sum_q, sum_qb = cum_q[i], cum_qb[i]
+                if bucket is not None:
+                    q, qb = bucket.sums_below(price)
+                    sum_q, sum_qb = sum_q + q, sum_qb + qb
+                out.append(div_ceil(price * sum_q - sum_qb, SCALE))
+        return out
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
         """Entries already past bankruptcy at ``price``: (B, key, |q|), worst first."""

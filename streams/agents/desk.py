@@ -1,0 +1,162 @@
+"""Stage B without Faust: the fund desk merges the partitions' summaries (``risk_summaries``)
+with the fund balances and order books, and decides stages, triggers and projections
+with the same ``FundWatch`` as the single-process engine.
+
+Order: a mark's summaries count once every partition has sent its own (a barrier: every
+partition sees every mark, see ``engine.summary``); complete marks, fund updates and
+books are applied in canonical order, released like the shard's inputs (an input with
+data still to deliver holds back what comes after its last event). Between two complete
+marks the fund and the books move on their own; the accounts are as of the last one.
+A summary at or before the last complete mark of its fund is a re-delivered copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from streams.engine.config import EngineConfig
+from streams.engine.events import Depth, InsuranceFund
+from streams.engine.instruments import Instrument
+from streams.engine.profiles import profile_named
+from streams.engine.signals import Signal
+from streams.engine.summary import MergedView, RiskSummary, move_grid
+from streams.engine.watch import FundWatch
+from streams.pipeline.sequencer import Sequencer, canonical_key
+
+T = TypeVar("T")
+Key = tuple[Any, ...]
+SUMMARY_TOPIC = "risk_summaries"
+
+
+@dataclass(frozen=True, slots=True)
+class DeskItem(Generic[T]):
+    key: Key
+    event: InsuranceFund | Depth | None  # None: a complete mark (``summaries``)
+    summaries: tuple[RiskSummary, ...]
+    tokens: tuple[T, ...]  # what the adapter acknowledges once applied
+
+
+@dataclass(slots=True)
+class DeskStats:
+    marks: int = 0  # complete marks applied
+    summaries: int = 0
+    redelivered: int = 0
+
+
+@dataclass(slots=True)
+class FundDesk(Generic[T]):
+    instruments: Mapping[str, Instrument]
+    partitions: int
+    config: EngineConfig = field(default_factory=EngineConfig)
+    watch: FundWatch = field(init=False)
+    grid: tuple[float, ...] = field(init=False)
+    sequencer: Sequencer[DeskItem[T]] = field(default_factory=Sequencer)
+    # fund -> partition -> summaries not yet complete, in mark order
+    waiting: dict[str, dict[int, list[tuple[Key, RiskSummary, T]]]] = field(default_factory=dict)
+    latest: dict[str, tuple[RiskSummary, ...]] = field(default_factory=dict)  # fund -> mark
+    complete_key: dict[str, Key] = field(default_factory=dict)  # fund -> last complete mark
+    clock_key: Key | None = None  # the last complete mark of any fund
+    last_ts: dict[str, int] = field(default_factory=dict)  # fund/book source -> last time
+    fund_moved: set[str] = field(default_factory=set)  # balance changed since last check
+    stats: DeskStats = field(default_factory=DeskStats)
+
+    def __post_init__(self) -> None:
+        fund_symbols: dict[str, list[str]] = {}
+        for sym in sorted(self.instruments):
+            fund_symbols.setdefault(self.instruments[sym].fund, []).append(sym)
+        profiles = {sym: profile_named(i.profile) for sym, i in self.instruments.items()}
+        self.watch = FundWatch(fund_symbols, profiles, self.config)
+        self.grid = move_grid(self.config)
+
+    # ------------------------------------------------------------------ intake
+    def push_summary(self, summary: RiskSummary, token: T) -> bool:
+        """Hold a partition's summary until every partition has reported this mark or a
+        later one; ``False`` for a copy of one already counted."""
+        fund = summary.fund
+        key: Key = (*summary.clock, SUMMARY_TOPIC, 0)
+        done = self.complete_key.get(fund)
+        if done is not None and key <= done:
+            self.stats.redelivered += 1
+            return False
+        self.stats.summaries += 1
+        queue = self.waiting.setdefault(fund, {}).setdefault(summary.partition, [])
+        if queue and key <= queue[-1][0]:
+            self.stats.redelivered += 1
+            return False
+        queue.append((key, summary, token))
+        self._complete(fund)
+        return True
+
+    def _complete(self, fund: str) -> None:
+        """Marks every partition has reached, oldest first. A partition that skipped a
+        mark (it was applied before a restart, its summary not yet sent) counts with
+        its next summary."""
+        queues = self.waiting[fund]
+        while len(queues) == self.partitions and all(queues.values()):
+            key = min(q[0][0] for q in queues.values())
+            if any(q[-1][0] < key for q in queues.values()):
+                return
+            parts = []
+            for p in sorted(queues):
+                queue = queues[p]
+                item = next(entry for entry in queue if entry[0] >= key)
+                parts.append(item)
+                if queue[0][0] == key:
+                    queue.pop(0)
+            self.complete_key[fund] = key
+            self.clock_key = key if self.clock_key is None else max(self.clock_key, key)
+            summaries = tuple(summary for _, summary, _ in parts)
+            tokens = tuple(token for k, _, token in parts if k == key)
+            self.sequencer.push(key, DeskItem(key, None, summaries, tokens))
+
+    def push_event(
+        self,
+        event: InsuranceFund | Depth,
+        raw: Mapping[str, Any],
+        where: str,
+        offset: int,
+        token: T,
+    ) -> None:
+        key = (*canonical_key(raw), where, offset)
+        self.last_ts[where] = max(self.last_ts.get(where, -1), event.ts_ms)
+        self.sequencer.push(key, DeskItem(key, event, (), (token,)))
+
+    def release(self, pending_sources: Iterable[str], flush: bool = False) -> list[DeskItem[T]]:
+        """What is safe to apply, in order; ``pending_sources``: fund/book inputs with
+        data not yet delivered; ``flush``: every input is caught up."""
+        if flush:
+            return self.sequencer.release_through(None)
+        if self.clock_key is None:
+            return []
+        bound: Key = self.clock_key
+        for where in pending_sources:
+            if where not in self.last_ts:
+                return []
+            bound = min(bound, (self.last_ts[where], -1))
+        return self.sequencer.release_through(bound)
+
+    # ------------------------------------------------------------------ applying
+    def view(self, fund: str) -> MergedView:
+        return MergedView(self.latest.get(fund, ()), self.grid)
+
+    def apply(self, item: DeskItem[T]) -> list[Signal]:
+        """Fund updates and books are recorded and judged at the next complete mark: the
+        accounts they would be judged against are as of the last mark, and the venue's
+        fills between (closing the positions the fund paid for) would be missing."""
+        event = item.event
+        if isinstance(event, InsuranceFund):
+            if event.fund in self.watch.funds:
+                self.watch.record(event)
+                self.fund_moved.add(event.fund)
+            return []
+        if isinstance(event, Depth):
+            self.watch.depth[event.symbol] = event
+            return []
+        fund = item.summaries[0].fund
+        self.latest[fund] = item.summaries
+        self.stats.marks += 1
+        force = fund in self.fund_moved
+        self.fund_moved.discard(fund)
+        return self.watch.check(self.view(fund), fund, item.summaries[0].ts_ms, force)

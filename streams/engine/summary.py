@@ -1,0 +1,287 @@
+"""Stage A's summary of one partition for one fund, and the merge that stage B decides on.
+
+A partition holds a share of the accounts; the fund's decisions (``engine.watch``) need
+all of them. What they need is mergeable, so each partition sends, per symbol:
+
+- each side's deficit curve on a fixed grid of moves (``move_grid``): sums, so the
+  partitions' curves add up. The grid holds 0, the ladder's shocks and the imminent
+  distance, so loss now, the ladder and the imminent test are exact at the fund (up to
+  one raw unit of rounding per partition, upwards). Between grid points the merged
+  curve is the chord: the curve is convex (a sum of hinges), so the chord lies above it
+  and the ADL distance read from it is never larger than the true one (conservative,
+  off by at most one grid step);
+- the liquidatable positions and the bankrupt ones (a book walk and a trigger's list are
+  not additive; both are few: the venue closes them);
+- the bankruptcy counter and the fund's cross over-count (sums);
+- the head of each side's ADL queue: the ``top_k`` first of the partition's own ranking.
+  The global first k are among the partitions' first k, so the merged head is exact as
+  far as k reaches.
+
+Summaries are taken at marks, at most one per ``interval_ms`` bucket of event time per
+fund (the first mark of each bucket): every partition sees the same marks, so every
+partition summarises at the same marks and the fund can wait for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streams.engine.adl import QueueEntry, RankedEntry
+from streams.engine.config import EngineConfig
+from streams.engine.engine import Engine
+from streams.engine.fund import MAX_UP_MOVE, Curve
+from streams.engine.signals import BankruptPosition, Signal
+
+DEFAULT_TOP_K = 64
+
+
+def move_grid(config: EngineConfig) -> tuple[float, ...]:
+    """Moves at which curves are sent: 0, the shocks, +-the imminent distance, and a
+    grid for the ADL distance: 1% steps to 10%, 2.5% to 30%, 10% to 100%, then 50% to
+    +1000% (a short's distance is searched that far)."""
+    steps = [i * 0.01 for i in range(1, 11)]
+    steps += [i * 0.025 for i in range(5, 13)]
+    steps += [i * 0.1 for i in range(4, 11)]
+    ups = [1.0 + i * 0.5 for i in range(1, int((MAX_UP_MOVE - 1.0) / 0.5) + 1)]
+    moves = {0.0, *config.shocks, config.imminent_distance, -config.imminent_distance}
+    moves.update(round(s, 6) for s in steps)
+    moves.update(-round(s, 6) for s in steps)
+    moves.update(ups)
+    return tuple(sorted(moves))
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolDigest:
+    symbol: str
+    mark_price: int
+    changes: int  # the engine's change counter when taken (a cache key, not sent)
+    bankruptcies: int
+    long_deficits: tuple[int, ...]  # on the move grid
+    short_deficits: tuple[int, ...]
+    liquidatable: tuple[tuple[str, int, int], ...]  # (account, bankruptcy price, signed qty)
+    bankrupt: tuple[BankruptPosition, ...]
+    long_head: tuple[QueueEntry, ...]  # the partition's ADL queue, first first
+    short_head: tuple[QueueEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSummary:
+    fund: str
+    partition: int
+    clock: tuple[int, int, str]  # canonical key of the mark it was taken at
+    overcount: int
+    symbols: tuple[SymbolDigest, ...]  # the fund's symbols that have a mark
+
+    @property
+    def ts_ms(self) -> int:
+        return self.clock[0]
+
+
+def digest(engine: Engine, sym: str, grid: Sequence[float], top_k: int) -> SymbolDigest:
+    mark = engine.marks[sym]
+
+    def head(side: str) -> tuple[QueueEntry, ...]:
+        return tuple(
+            QueueEntry(e.account, e.qty, e.score) for e in engine.queue(sym, side, limit=top_k)
+        )
+
+    return SymbolDigest(
+        symbol=sym,
+        mark_price=mark,
+        changes=engine.symbol_changes(sym),
+        bankruptcies=engine.bankruptcies(sym),
+        long_deficits=tuple(engine.side_deficits(sym, True, grid)),
+        short_deficits=tuple(engine.side_deficits(sym, False, grid)),
+        liquidatable=tuple(engine.liquidatable(sym)),
+        bankrupt=tuple(engine.bankrupt_positions(sym)),
+        long_head=head("long"),
+        short_head=head("short"),
+    )
+
+
+class Summarizer:
+    """Takes one partition's summaries; re-digests only symbols that changed since."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        partition: int,
+        interval_ms: int,
+        top_k: int = DEFAULT_TOP_K,
+    ) -> None:
+        self.engine = engine
+        self.partition = partition
+        self.interval_ms = interval_ms
+        self.top_k = top_k
+        self.grid = move_grid(engine.config)
+        self._digests: dict[str, SymbolDigest] = {}
+
+    def due(self, fund: str, ts_ms: int, previous_mark_ms: int | None) -> bool:
+        """Whether the fund's mark at ``ts_ms`` opens a new interval (the previous mark
+        of any of the fund's symbols was at ``previous_mark_ms``)."""
+        return previous_mark_ms is None or (
+            ts_ms // self.interval_ms != previous_mark_ms // self.interval_ms
+        )
+
+    def summary(self, fund: str, clock: tuple[int, int, str]) -> RiskSummary:
+        engine = self.engine
+        digests = []
+        for sym in engine.fund_symbols[fund]:
+            if sym not in engine.marks:
+                continue
+            cached = self._digests.get(sym)
+            if cached is None or cached.changes != engine.symbol_changes(sym):
+                if engine.ranked_at_ms(sym) != clock[0]:
+                    engine.rerank(sym, clock[0])  # the head as of the summary, like a trigger's
+                cached = self._digests[sym] = digest(engine, sym, self.grid, self.top_k)
+            digests.append(cached)
+        return RiskSummary(fund, self.partition, clock, engine.fund_overcount(fund), tuple(digests))
+
+
+# ---------------------------------------------------------------------- merged view
+@dataclass(frozen=True, slots=True)
+class GridCurve:
+    """A deficit curve known on a grid: exact there, the chord in between (above the
+    convex curve: conservative), flat beyond the ends."""
+
+    grid: Sequence[float]
+    values: Sequence[int]
+
+    def __call__(self, move: float) -> int:
+        grid = self.grid
+        i = bisect_left(grid, move)
+        if i < len(grid) and grid[i] == move:
+            return self.values[i]
+        if i == 0:
+            return self.values[0]
+        if i == len(grid):
+            return self.values[-1]
+        m0, m1 = grid[i - 1], grid[i]
+        v0, v1 = self.values[i - 1], self.values[i]
+        return v0 + math.ceil((v1 - v0) * ((move - m0) / (m1 - m0)))
+
+
+class MergedView:
+    """Every partition's summary of one fund at one mark, as the watch's ``MarketView``."""
+
+    def __init__(self, summaries: Iterable[RiskSummary], grid: Sequence[float]) -> None:
+        self.summaries = list(summaries)
+        self.grid = grid
+        self._by_symbol: dict[str, list[SymbolDigest]] = {}
+        for summary in self.summaries:
+            for d in summary.symbols:
+                self._by_symbol.setdefault(d.symbol, []).append(d)
+        self._curves: dict[tuple[str, bool], Curve] = {}
+
+    def mark(self, symbol: str) -> int | None:
+        digests = self._by_symbol.get(symbol)
+        return digests[0].mark_price if digests else None
+
+    def curve(self, symbol: str, is_long: bool) -> Curve:
+        curve = self._curves.get((symbol, is_long))
+        if curve is None:
+            columns = [
+                d.long_deficits if is_long else d.short_deficits
+                for d in self._by_symbol.get(symbol, [])
+            ]
+            values = [sum(col) for col in zip(*columns, strict=True)] or [0] * len(self.grid)
+            curve = self._curves[(symbol, is_long)] = GridCurve(self.grid, values)
+        return curve
+
+    def liquidatable(self, symbol: str) -> list[tuple[str, int, int]]:
+        return [row for d in self._by_symbol.get(symbol, []) for row in d.liquidatable]
+
+    def bankrupt(self, symbol: str) -> list[BankruptPosition]:
+        return [b for d in self._by_symbol.get(symbol, []) for b in d.bankrupt]
+
+    def bankruptcies(self, symbol: str) -> int:
+        return sum(d.bankruptcies for d in self._by_symbol.get(symbol, []))
+
+    def overcount(self, fund: str) -> int:
+        return sum(s.overcount for s in self.summaries if s.fund == fund)
+
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+        return []  # the heads are as of each partition's last ranking
+
+    def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
+        entries = [
+            e
+            for d in self._by_symbol.get(symbol, [])
+            for e in (d.long_head if side == "long" else d.short_head)
+        ]
+        entries.sort(key=lambda e: (-e.score, -e.qty, e.account))
+        out: list[RankedEntry] = []
+        covered = 0
+        for place, e in enumerate(entries):
+            out.append(RankedEntry(e.account, e.qty, e.score, place, 0))
+            covered += e.qty
+            if covered >= qty_needed:
+                break
+        return out
+
+
+# ---------------------------------------------------------------------- wire
+def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
+    """JSON form; integers as decimal strings of raw units (they may pass 2**63)."""
+    return {
+        "fund": summary.fund,
+        "partition": summary.partition,
+        "clock": list(summary.clock),
+        "overcount": str(summary.overcount),
+        "grid_size": grid_size,
+        "symbols": [
+            {
+                "symbol": d.symbol,
+                "mark_price": str(d.mark_price),
+                "bankruptcies": d.bankruptcies,
+                "long_deficits": [str(v) for v in d.long_deficits],
+                "short_deficits": [str(v) for v in d.short_deficits],
+                "liquidatable": [[a, str(b), str(q)] for a, b, q in d.liquidatable],
+                "bankrupt": [
+                    [b.account, b.side, str(b.qty), str(b.bankruptcy_price), str(b.deficit)]
+                    for b in d.bankrupt
+                ],
+                "long_head": [[e.account, str(e.qty), e.score] for e in d.long_head],
+                "short_head": [[e.account, str(e.qty), e.score] for e in d.short_head],
+            }
+            for d in summary.symbols
+        ],
+    }
+
+
+def from_wire(obj: dict[str, Any]) -> RiskSummary:
+    def head(rows: list[list[Any]]) -> tuple[QueueEntry, ...]:
+        return tuple(QueueEntry(a, int(q), float(s)) for a, q, s in rows)
+
+    symbols = []
+    for d in obj["symbols"]:
+        sym = d["symbol"]
+        symbols.append(
+            SymbolDigest(
+                symbol=sym,
+                mark_price=int(d["mark_price"]),
+                changes=-1,
+                bankruptcies=int(d["bankruptcies"]),
+                long_deficits=tuple(int(v) for v in d["long_deficits"]),
+                short_deficits=tuple(int(v) for v in d["short_deficits"]),
+                liquidatable=tuple((a, int(b), int(q)) for a, b, q in d["liquidatable"]),
+                bankrupt=tuple(
+                    BankruptPosition(a, sym, side, int(q), int(b), int(deficit))
+                    for a, side, q, b, deficit in d["bankrupt"]
+                ),
+                long_head=head(d["long_head"]),
+                short_head=head(d["short_head"]),
+            )
+        )
+    ts, rank, key = obj["clock"]
+    return RiskSummary(
+        fund=obj["fund"],
+        partition=int(obj["partition"]),
+        clock=(int(ts), int(rank), str(key)),
+        overcount=int(obj["overcount"]),
+        symbols=tuple(symbols),
+    )
