@@ -100,7 +100,11 @@ mark: ``curve(0.0)`` is the deficit at the mark, ``curve(-0.1)`` after a 10% fal
 
 def index_curve(index: DeficitIndex, mark: int) -> Curve:
     """The exact curve of a ``DeficitIndex`` around ``mark``."""
-    return lambda move: index.deficit_at(shocked_price(mark, move))
+
+    def curve(move: float) -> int:  # the mark itself is asked most: no float round trip
+        return index.deficit_at(mark if move == 0.0 else shocked_price(mark, move))
+
+    return curve
 
 
 def ladder(
