@@ -173,14 +173,14 @@ def _account_agents(args: argparse.Namespace) -> int:
 
     from faust.worker import Worker as FaustWorker
 
-    from streams.agents.app import CLOCK_SPEC, AccountAgents
+    from streams.agents.app import INTERNAL, AccountAgents
     from streams.pipeline.topics import Topics
     from streams.pipeline.worker import ensure_topics
 
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
-    asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), (CLOCK_SPEC,)))
-    agents = AccountAgents(settings, instruments)
+    asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL))
+    agents = AccountAgents(settings, instruments, summary_interval_ms=args.summary_interval_ms)
     if args.metrics_port:
         from streams.agents.metrics import serve_metrics
 
@@ -318,14 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     aa = sub.add_parser(
         "account-agents",
-        help="stage A as Faust agents: per-account margin tables, partitioned by account",
+        help="Faust agents: per-account margin tables partitioned by account (stage A), "
+        "fund desk (stage B)",
         description="Liquidations, bankruptcies and account risk from the account and mark "
-        "topics, one Faust worker per process (run several to share the partitions). "
-        "Settings as for `worker` (ADL_* environment variables or flags).",
+        "topics; fund projections and ADL triggers from the partitions' summaries. One Faust "
+        "worker per process (run several to share the partitions). Settings as for `worker` "
+        "(ADL_* environment variables or flags).",
     )
     _kafka_flags(aa)
     aa.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")
     aa.add_argument("--loglevel", default="warning", help="Faust worker log level")
+    aa.add_argument(
+        "--summary-interval-ms",
+        type=int,
+        default=100,
+        help="event time between a partition's fund summaries (default 100: at most one "
+        "per mark group of the bundled cascade's crash)",
+    )
     _metrics_flags(aa)
     aa.set_defaults(func=_account_agents)
 

@@ -36,10 +36,14 @@ import faust
 import orjson
 from faust.types import TP, EventT, StreamT
 
-from streams.agents.codec import decode_account, encode_account
+from streams import wire
+from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
+from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Output, Pending, Shard, Source
-from streams.engine.errors import AdlMonitorError
+from streams.engine.errors import AdlMonitorError, InvalidEvent
+from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
+from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
 from streams.pipeline.metrics import dead_letter_reason
 from streams.pipeline.settings import Settings
@@ -49,8 +53,13 @@ log = logging.getLogger("adl_monitor.agents")
 SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
-_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
 CLOCK_SPEC = TopicSpec(CLOCK_TOPIC, "symbol", "topic.mark_prices")  # marks, every partition
+# stage A -> stage B: one partition, the desk reads it whole and in order
+SUMMARY_SPEC = TopicSpec(SUMMARY_TOPIC, "fund", "topic.risk_summaries", single_partition=True)
+INTERNAL = (CLOCK_SPEC, SUMMARY_SPEC)
+_KEYS = {spec.name: spec.key_field for spec in (*OUTPUTS, SUMMARY_SPEC)}
+_TOPIC_FOR = {**OUTPUT_FOR_FILE, SUMMARY_TOPIC: SUMMARY_TOPIC}  # output stream -> topic
+DESK_INPUTS = (SUMMARY_TOPIC, "insurance_fund", "book_depth")
 
 
 @dataclass(slots=True)
@@ -97,8 +106,11 @@ class AccountAgents:
         settings: Settings,
         instruments: Mapping[str, Instrument],
         idle_tick_s: float = 0.5,
+        summary_interval_ms: int = 100,
     ) -> None:
         self.settings = settings
+        self.summary_interval_ms = summary_interval_ms
+        self.desk: FundDesk[EventT] = FundDesk(instruments, settings.partitions)
         self.instruments = dict(instruments)
         self.symbols = frozenset(instruments)
         self.topics = Topics(settings.topic_prefix)
@@ -130,6 +142,9 @@ class AccountAgents:
         table = {"default": None, "partitions": settings.partitions}
         self.account_rows = self.app.Table("accounts", key_type=bytes, value_type=bytes, **table)
         self.mark_rows = self.app.Table("marks", key_type=bytes, value_type=bytes, **table)
+        # the desk's inputs have one partition: so has its table's changelog
+        self.desk_rows = self.app.Table("desk", key_type=bytes, value_type=bytes, partitions=1)
+        self.desk_restored = False
         name = self.topics.name
         self.marks_topic_name = name("mark_prices")
         self.marks_topic = self.app.topic(self.marks_topic_name, **raw)
@@ -143,6 +158,8 @@ class AccountAgents:
         self.app.producer.buffer.max_messages = 10_000
         self.app.agent(self.marks_topic, name="mark_fanout")(self._fan_out)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
+        self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
+        self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
         self.app.on_partitions_revoked.connect(self._on_revoked)
@@ -179,6 +196,8 @@ class AccountAgents:
             await self.clock_topic.send(value=TICK, partition=p)
 
     async def _report(self) -> None:
+        if self.desk.stats.summaries:
+            log.info("fund desk: %s, caught up %s", self.desk.stats, self.desk_caught_up())
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
             offsets = {
@@ -200,7 +219,7 @@ class AccountAgents:
     def _shard(self, partition: int) -> Shard[EventT]:
         shard = self.shards.get(partition)
         if shard is None:
-            shard = Shard(partition, self.instruments)
+            shard = Shard(partition, self.instruments, summary_interval_ms=self.summary_interval_ms)
             accounts = []
             for raw in self.account_rows.values():
                 state, applied, p = decode_account(raw)
@@ -230,15 +249,34 @@ class AccountAgents:
 
     def caught_up(self) -> bool:
         """Every input delivered and applied: the fan-out's marks, each partition's
-        account inputs and clock, nothing buffered (a shard exists per partition)."""
+        account inputs and clock, nothing buffered (a shard exists per partition); the
+        desk's summaries all in and every complete mark applied."""
         return (
             len(self.shards) == self.settings.partitions
             and not any(self._behind(tp) for tp in self._mark_partitions())
             and all(
-                not len(shard.sequencer) and not self._pending(p, clock=True)
+                not len(shard.sequencer)
+                and not self._pending(p, clock=True)
+                and not shard.due_summaries
                 for p, shard in list(self.shards.items())
             )
+            and self.desk_caught_up()
         )
+
+    def desk_caught_up(self) -> bool:
+        """The desk's inputs delivered, no mark group waiting for a partition or for
+        the fund and books (what is left are fund or book updates after the last mark)."""
+        mine = [tp for tp in self.app.consumer.assignment() if tp in self._desk_partitions()]
+        desk = self.desk
+        return (
+            len(mine) == len(DESK_INPUTS)
+            and not any(self._behind(tp) for tp in mine)
+            and not any(q for queues in desk.waiting.values() for q in queues.values())
+            and all(item.event is not None for item in desk.sequencer.items())
+        )
+
+    def _desk_partitions(self) -> set[TP]:
+        return {TP(self.topics.name(t), 0) for t in DESK_INPUTS}
 
     def _pending(self, partition: int, clock: bool = False) -> list[str]:
         """Account inputs of the partition (and the clock) with data not yet delivered."""
@@ -273,8 +311,13 @@ class AccountAgents:
             pending = self._pending(message.partition, clock=flush)
             # a tick flushes only as the latest thing said: a tick replayed from the past
             # (written while the fan-out paused) is followed by marks still to come
-            released = shard.release(pending, flush=flush and not pending)
+            flushed = flush and not pending
+            released = shard.release(pending, flush=flushed)
             await self._apply(shard, released)
+            if flushed:  # caught up: the last mark group's summaries are due now
+                source = Source(base, message.partition, message.offset)
+                sends = [await self._send(o, source, n) for n, o in enumerate(shard.summaries())]
+                await asyncio.gather(*sends)
             for item in released:
                 await stream.ack(item.token)
             if flush:
@@ -303,7 +346,7 @@ class AccountAgents:
             self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:
-        topic = OUTPUT_FOR_FILE[out.stream]
+        topic = _TOPIC_FOR[out.stream]
         key_field = _KEYS[topic]
         key = None if key_field is None else str(out.payload[key_field]).encode()
         self.stats.count_output(topic, out.payload)
@@ -316,3 +359,60 @@ class AccountAgents:
         source = Source(base, message.partition, message.offset)
         letter = dead_letter(base, message.partition, message.offset, message.value, error)
         await (await self._send(Output("dead_letters", letter), source, 0))
+
+    # ------------------------------------------------------------------ fund desk
+    async def _fund_desk(self, stream: StreamT[bytes]) -> None:
+        """Stage B: every partition's summaries, the fund and the books, in order."""
+        desk = self.desk
+        async for event in stream.noack().events():
+            if not self.desk_restored:  # the table is recovered before the stream starts
+                for raw in self.desk_rows.values():
+                    restore_desk(desk, raw)
+                log.info("fund desk: restored %d funds", len(desk.complete_key))
+                self.desk_restored = True
+            message = event.message
+            base = self.topics.base(message.topic)
+            self.next_offset[message.tp] = message.offset + 1
+            try:
+                if base == SUMMARY_TOPIC:
+                    counted = desk.push_summary(_summary(message.value), event)
+                else:
+                    decoded, obj = decode_message(base, message.value, self.symbols)
+                    if not isinstance(decoded, InsuranceFund | Depth):
+                        raise InvalidEvent("type", f"{base} carries no {type(decoded).__name__}")
+                    desk.push_event(decoded, obj, base, message.offset, event)
+                    counted = True
+            except AdlMonitorError as exc:
+                await self._dead_letter(base, message, exc)
+                counted = False
+            if not counted:
+                await stream.ack(event)
+            pending = [t for t in DESK_INPUTS[1:] if self._behind(TP(self.topics.name(t), 0))]
+            await self._desk_apply(stream, desk.release(pending))
+
+    async def _desk_apply(self, stream: StreamT[bytes], released: list[DeskItem[EventT]]) -> None:
+        for item in released:
+            signals = self.desk.apply(item)
+            last = item.tokens[-1].message if item.tokens else None
+            source = Source(
+                self.topics.base(last.topic) if last else SUMMARY_TOPIC,
+                last.partition if last else 0,
+                last.offset if last else -1,
+            )
+            sends = [
+                await self._send(Output(*wire.render(signal)), source, n)
+                for n, signal in enumerate(signals)
+            ]
+            await asyncio.gather(*sends)  # delivered before the row and the acks
+            fund = self.desk.fund_of(item)
+            self.desk_rows[fund.encode()] = encode_desk(self.desk, fund)
+            for token in item.tokens:
+                await stream.ack(token)
+
+
+def _summary(value: bytes) -> Any:
+    """A ``risk_summaries`` message; malformed (another writer, a bad deploy) -> rejected."""
+    try:
+        return from_wire(orjson.loads(value))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidEvent("summary", f"not a risk summary: {exc}") from exc

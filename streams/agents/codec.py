@@ -1,6 +1,6 @@
-"""An account's state as a changelog row: exact integers in JSON (orjson), plus the
-input offsets already applied to it, so a re-delivered event is recognised after a
-restart."""
+"""Changelog rows, exact integers in JSON (orjson): an account's state plus the input
+offsets already applied to it, so a re-delivered event is recognised after a restart;
+and the fund desk's state per fund."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any
 
 import orjson
 
+from streams.agents.desk import FundDesk
 from streams.engine.account import AccountState, Position, PositionSetting
-from streams.engine.events import MarginMode
+from streams.engine.events import Depth, MarginMode
+from streams.engine.fixed import PriceRaw, QtyRaw
+from streams.engine.signals import AdlStage
 
 
 def encode_account(state: AccountState, applied: dict[str, int], partition: int) -> bytes:
@@ -49,3 +52,54 @@ def decode_account(raw: bytes) -> tuple[AccountState, dict[str, int], int]:
         last_ts_ms=row["last_ts_ms"],
     )
     return state, dict(row["applied"]), int(row["p"])
+
+
+def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
+    """The fund desk's state for one fund: what it announced, the fund's recent balances,
+    the books of its symbols and the last complete mark (to know a re-delivered summary)."""
+    watch = desk.watch
+    symbols = watch.fund_symbols[fund]
+    books = [watch.depth[s] for s in symbols if s in watch.depth]
+    return orjson.dumps(
+        {
+            "fund": fund,
+            "balances": list(watch.funds[fund].snapshots),
+            "stages": {
+                s: watch.stages[(fund, s)].value for s in symbols if (fund, s) in watch.stages
+            },
+            "triggered": {
+                s: watch.triggered[(fund, s)] for s in symbols if (fund, s) in watch.triggered
+            },
+            "projected_at_ms": watch.projected_at_ms.get(fund),
+            "books": [[d.symbol, d.ts_ms, d.bids, d.asks] for d in books],
+            "complete": desk.complete_key.get(fund),
+            "fund_moved": fund in desk.fund_moved,
+        }
+    )
+
+
+def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
+    row = orjson.loads(raw)
+    fund = row["fund"]
+    watch = desk.watch
+    history = watch.funds[fund]
+    history.snapshots.clear()
+    history.snapshots.extend((int(t), int(b)) for t, b in row["balances"])
+    for s, stage in row["stages"].items():
+        watch.stages[(fund, s)] = AdlStage(stage)
+    for s, (count, ts) in row["triggered"].items():
+        watch.triggered[(fund, s)] = (int(count), int(ts))
+    if row["projected_at_ms"] is not None:
+        watch.projected_at_ms[fund] = int(row["projected_at_ms"])
+    for symbol, ts, bids, asks in row["books"]:
+        watch.depth[symbol] = Depth(int(ts), symbol, _levels(bids), _levels(asks))
+    if row["complete"] is not None:
+        key = tuple(row["complete"])
+        desk.complete_key[fund] = key
+        desk.clock_key = key if desk.clock_key is None else max(desk.clock_key, key)
+    if row["fund_moved"]:
+        desk.fund_moved.add(fund)
+
+
+def _levels(rows: list[list[int]]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:
+    return tuple((PriceRaw(int(p)), QtyRaw(int(q))) for p, q in rows)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from streams.engine.config import EngineConfig
+from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import profile_named
@@ -119,6 +120,9 @@ class FundDesk(Generic[T]):
         offset: int,
         token: T,
     ) -> None:
+        if isinstance(event, InsuranceFund) and event.fund not in self.watch.funds:
+            known = sorted(self.watch.funds)
+            raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {known}")
         key = (*canonical_key(raw), where, offset)
         self.last_ts[where] = max(self.last_ts.get(where, -1), event.ts_ms)
         self.sequencer.push(key, DeskItem(key, event, (), (token,)))
@@ -141,15 +145,22 @@ class FundDesk(Generic[T]):
     def view(self, fund: str) -> MergedView:
         return MergedView(self.latest.get(fund, ()), self.grid)
 
+    def fund_of(self, item: DeskItem[T]) -> str:
+        event = item.event
+        if isinstance(event, InsuranceFund):
+            return event.fund
+        if isinstance(event, Depth):
+            return self.instruments[event.symbol].fund
+        return item.summaries[0].fund
+
     def apply(self, item: DeskItem[T]) -> list[Signal]:
         """Fund updates and books are recorded and judged at the next complete mark: the
         accounts they would be judged against are as of the last mark, and the venue's
         fills between (closing the positions the fund paid for) would be missing."""
         event = item.event
         if isinstance(event, InsuranceFund):
-            if event.fund in self.watch.funds:
-                self.watch.record(event)
-                self.fund_moved.add(event.fund)
+            self.watch.record(event)
+            self.fund_moved.add(event.fund)
             return []
         if isinstance(event, Depth):
             self.watch.depth[event.symbol] = event

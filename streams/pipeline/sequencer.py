@@ -60,6 +60,10 @@ class Sequencer(Generic[T]):
     def __len__(self) -> int:
         return len(self._heap)
 
+    def items(self) -> list[T]:
+        """What is buffered, in no particular order."""
+        return [entry.item for entry in self._heap]
+
     def push(self, key: tuple[Any, ...], item: T) -> None:
         heapq.heappush(self._heap, _Item(key, item))
 

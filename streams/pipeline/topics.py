@@ -26,8 +26,11 @@ INPUTS = (
     TopicSpec("balances", "account", "topic.balances", ("balance", "isolated_margin")),
     TopicSpec("position_config", "account", "topic.position_config", ("position_config",)),
     TopicSpec("mark_prices", "symbol", "topic.mark_prices", ("mark",), single_partition=True),
-    TopicSpec("book_depth", "symbol", "topic.book_depth", ("depth",)),
-    TopicSpec("insurance_fund", "fund", "topic.insurance_fund", ("insurance_fund",)),
+    # the fund desk (stage B) reads these whole, in order: one partition each
+    TopicSpec("book_depth", "symbol", "topic.book_depth", ("depth",), single_partition=True),
+    TopicSpec(
+        "insurance_fund", "fund", "topic.insurance_fund", ("insurance_fund",), single_partition=True
+    ),
 )
 OUTPUTS = (
     TopicSpec("account_risk", "account", "topic.account_risk", compacted=True),

@@ -1,6 +1,7 @@
-"""Stage A as Faust agents on a real Kafka: the bundled cascade in; out, per account,
-what ``replay`` finds over the whole file; after a SIGKILL and a restart from the
-changelog, nothing lost and nothing applied twice."""
+"""The Faust agents on a real Kafka: the bundled cascade in; out, per account, what
+``replay`` finds over the whole file (stage A), and the fund desk's stages and plans
+following replay's (stage B); after a SIGKILL and a restart from the changelog, nothing
+lost and nothing applied twice."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.agents.app import CLOCK_SPEC, INDEX_HEADER, SOURCE_HEADER
+from streams.agents.app import INDEX_HEADER, INTERNAL, SOURCE_HEADER
 from streams.brokers import Broker
 from streams.brokers.base import free_port
 from streams.cli import bundled
@@ -32,10 +33,13 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.worker import ensure_topics
 from streams.replay.runner import replay
+from tests.helpers import assert_stages_follow
 
 CASCADE = Path(bundled("cascade.jsonl"))
 STREAMS = {"liquidations": "liquidations", "bankruptcies": "bankruptcies",
-           "account_risk": "accounts", "dead_letters": "dead_letters"}  # fmt: skip
+           "account_risk": "accounts", "dead_letters": "dead_letters",
+           "adl_triggers": "adl_triggers", "insurance_projection": "fund_projection"}  # fmt: skip
+SUMMARY_INTERVAL_MS = 100  # the command's default
 Outputs = dict[str, list[dict[str, Any]]]
 
 
@@ -55,7 +59,7 @@ def prepared(kafka: Broker) -> Settings:
     )
 
     async def prepare() -> None:
-        await ensure_topics(settings, Topics(settings.topic_prefix), (CLOCK_SPEC,))
+        await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
         await produce_file(settings, CASCADE)
 
     asyncio.run(prepare())
@@ -143,7 +147,12 @@ def held(account: dict[str, Any]) -> tuple[Any, ...]:
     return account["account"], account["wallet_balance"], account["state"], positions
 
 
-def assert_same_as_replay(got: Outputs, expected: dict[str, list[dict[str, Any]]]) -> None:
+def assert_same_as_replay(
+    got: Outputs, expected: dict[str, list[dict[str, Any]]], restarted: bool = False
+) -> None:
+    want = expected["adl_triggers"]
+    assert_stages_follow(want, got["adl_triggers"], SUMMARY_INTERVAL_MS, restarted)
+    assert got["insurance_projection"], "the desk projects the fund"
     assert canonical(got["liquidations"]) == canonical(expected["liquidations"])
     assert canonical(got["bankruptcies"]) == canonical(expected["bankruptcies"])
     last = {row["account"]: row for row in got["account_risk"]}  # one partition per account
@@ -219,7 +228,7 @@ def test_sigkill_and_restart_from_the_changelog(kafka: Broker, expected, tmp_pat
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)
-    assert_same_as_replay(got, expected)
+    assert_same_as_replay(got, expected, restarted=True)
     restored = [int(n) for n in re.findall(r"restored (\d+) accounts", log.read_text())]
     assert max(restored) > 0, "the second life started from the changelog, not from nothing"
     print(f"duplicates dropped by the consumer: {duplicates}")
