@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -45,9 +47,10 @@ from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
-from streams.pipeline.metrics import dead_letter_reason
+from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
+from streams.pipeline.worker import Output as Sent
 
 log = logging.getLogger("adl_monitor.agents")
 SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
@@ -64,17 +67,10 @@ DESK_INPUTS = (SUMMARY_TOPIC, "insurance_fund", "book_depth")
 
 @dataclass(slots=True)
 class AgentStats:
-    """The agents' own counts; per-partition ones are in each shard's ``ShardStats``."""
+    """The agents' own counts; per-partition ones are in each shard's ``ShardStats``,
+    outputs (and the fund figures they carry) in the worker's ``Metrics``."""
 
     marks_fanned_out: int = 0
-    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
-    outputs_by_topic: dict[str, int] = field(default_factory=dict)
-
-    def count_output(self, topic: str, payload: dict[str, Any]) -> None:
-        self.outputs_by_topic[topic] = self.outputs_by_topic.get(topic, 0) + 1
-        if topic == "dead_letters":
-            reason = dead_letter_reason(payload.get("field"), str(payload.get("error", "")))
-            self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
 
 
 def broker_url(bootstrap: str) -> str:
@@ -116,6 +112,8 @@ class AccountAgents:
         self.topics = Topics(settings.topic_prefix)
         self.idle_tick_s = idle_tick_s
         self.stats = AgentStats()
+        # the single-process worker's output metrics: same names, same dashboards
+        self.metrics = Metrics(instruments)
         self.shards: dict[int, Shard[EventT]] = {}
         self.next_offset: dict[TP, int] = {}
         self.last_mark_at = 0.0  # wall time of the last mark fanned out
@@ -130,6 +128,8 @@ class AccountAgents:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             web_enabled=False,
+            # Faust makes a data directory even for the memory store: not in the cwd
+            datadir=str(Path(tempfile.gettempdir()) / "{conf.id}-data"),
             # buffered events are not acknowledged: on shutdown, do not wait for them
             # (they are re-delivered to the next owner of the partition)
             stream_wait_empty=False,
@@ -349,11 +349,10 @@ class AccountAgents:
         topic = _TOPIC_FOR[out.stream]
         key_field = _KEYS[topic]
         key = None if key_field is None else str(out.payload[key_field]).encode()
-        self.stats.count_output(topic, out.payload)
+        value = orjson.dumps(out.payload)
+        self.metrics.observe(Sent(topic, key, value, 0))
         headers = [(SOURCE_HEADER, source.header), (INDEX_HEADER, str(index).encode())]
-        return await self.outputs[topic].send(
-            key=key, value=orjson.dumps(out.payload), headers=headers
-        )
+        return await self.outputs[topic].send(key=key, value=value, headers=headers)
 
     async def _dead_letter(self, base: str, message: Any, error: AdlMonitorError) -> None:
         source = Source(base, message.partition, message.offset)

@@ -1,6 +1,7 @@
-"""Prometheus metrics of the account agents, read from their counters at scrape time (one
-source of truth: the agents' own stats). Names match the single-process worker's where
-they mean the same thing, so the dashboards and alert rules apply to both."""
+"""Prometheus metrics of the agents: their own counters, read at scrape time, beside the
+single-process worker's output metrics (``pipeline.metrics.Metrics``, fed with every
+message the agents write: dead letters, triggers, the fund's projection), so the
+dashboards and alert rules apply to both."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from streams.pipeline.metrics import DEAD_LETTER_REASONS
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -25,16 +24,6 @@ class AgentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.agents.stats
-        dead = CounterMetricFamily(
-            "adl_dead_letters", "Rejected input messages, by reason", labels=["reason"]
-        )
-        for reason in sorted({*DEAD_LETTER_REASONS, *stats.dead_letter_reasons}):
-            dead.add_metric([reason], stats.dead_letter_reasons.get(reason, 0))
-        yield dead
-        outputs = CounterMetricFamily("adl_outputs", "Messages written, by topic", labels=["topic"])
-        for topic, n in sorted(stats.outputs_by_topic.items()):
-            outputs.add_metric([topic], n)
-        yield outputs
         per_partition = {
             "applied": ("adl_agent_events_applied", "Input events applied to the state"),
             "redelivered": ("adl_agent_events_redelivered", "Events seen again and skipped"),
@@ -66,7 +55,8 @@ class AgentCollector(Collector):
 
 
 def serve_metrics(agents: AccountAgents, addr: str, port: int) -> CollectorRegistry:
-    registry = CollectorRegistry()
+    """The agents' collector beside the outputs' metrics (``agents.metrics``)."""
+    registry = agents.metrics.registry
     registry.register(AgentCollector(agents))
     start_http_server(port, addr, registry=registry)
     return registry

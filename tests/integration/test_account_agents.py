@@ -206,6 +206,15 @@ def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tm
     assert dead == {"invalid_field": 2, "unknown_symbol": 1, "invalid_json": 0}
     applied = sum(v for (name, _), v in scraped.items() if name == "adl_agent_events_applied_total")
     assert applied > 0
+    # the desk's figures, under the single-process worker's names
+    triggered = sum(
+        v
+        for (name, labels), v in scraped.items()
+        if name == "adl_triggers_total" and ("stage", "triggered") in labels
+    )
+    assert triggered == sum(t["stage"] == "triggered" for t in got["adl_triggers"])
+    balance = got["insurance_projection"][-1]["fund_balance"]
+    assert scraped[("adl_fund_balance_usd", (("fund", "USDT-M"),))] == float(balance)
 
 
 def test_sigkill_and_restart_from_the_changelog(kafka: Broker, expected, tmp_path) -> None:
