@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench_pipeline import bare_consumer_rate, fill_events, fill_load, print_latency, produce
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.agents.app import CLOCK_SPEC
+from streams.agents.app import INTERNAL
 from streams.brokers import Broker, apache, tansu
 from streams.brokers.base import free_port
 from streams.pipeline.settings import Settings
@@ -57,7 +57,9 @@ def with_marks(events: list[dict[str, object]], every: int) -> list[dict[str, ob
     return out
 
 
-def agents_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+def agents_process(
+    settings: Settings, port: int, summary_interval_ms: int = 100
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ADL_BOOTSTRAP": settings.bootstrap,
@@ -65,7 +67,16 @@ def agents_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
         "ADL_PARTITIONS": str(settings.partitions),
     }
     return subprocess.Popen(  # noqa: S603 (our own command)
-        [sys.executable, "-m", "streams.cli", "account-agents", "--metrics-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "account-agents",
+            "--metrics-port",
+            str(port),
+            "--summary-interval-ms",
+            str(summary_interval_ms),
+        ],
         env=env,
     )
 
@@ -84,12 +95,14 @@ def applied(port: int) -> float:
     )
 
 
-async def throughput(bootstrap: str, fills: int, partitions: int) -> None:
+async def throughput(
+    bootstrap: str, fills: int, partitions: int, interval_ms: int, mark_every: int
+) -> None:
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:5]}.",
                         partitions=partitions)  # fmt: skip
-    await ensure_topics(settings, Topics(settings.topic_prefix), (CLOCK_SPEC,))
-    events = with_marks(fill_events(fills, accounts=max(100, fills // 20)), every=500)
-    events = [e for e in events if e["type"] != "insurance_fund"]  # stage B's
+    await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
+    events = with_marks(fill_events(fills, accounts=max(100, fills // 20)), every=mark_every)
+    events = [e for e in events if e["type"] != "insurance_fund"]  # the desk's, not counted
     marks = sum(e["type"] == "mark" for e in events)
     await produce(settings, events)
     raw_rate = await bare_consumer_rate(settings, len(events))
@@ -97,7 +110,7 @@ async def throughput(bootstrap: str, fills: int, partitions: int) -> None:
     expected = len(events) - marks + marks * partitions
     port = free_port()
     started = time.perf_counter()
-    worker = agents_process(settings, port)
+    worker = agents_process(settings, port, interval_ms)
     try:
         first = None
         while (done := applied(port)) < expected:
@@ -112,7 +125,8 @@ async def throughput(bootstrap: str, fills: int, partitions: int) -> None:
         worker.wait(timeout=60)
     first = first or finished
     rate = expected / (finished - first)
-    print(f"account-agents: {expected:,} events applied ({fills:,} fills, {marks} marks x "
+    print(f"account-agents (summary every {interval_ms:,} ms of event time): "
+          f"{expected:,} events applied ({fills:,} fills, {marks} marks x "
           f"{partitions} partitions) | start-up to first event {first - started:.1f} s | "
           f"{rate:,.0f} ev/s | bare consumer+orjson {raw_rate:,.0f} ev/s | ratio "
           f"{raw_rate / rate:.1f}x", flush=True)  # fmt: skip
@@ -122,7 +136,7 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"g{uuid.uuid4().hex[:5]}.",
                         partitions=partitions)  # fmt: skip
     topics = Topics(settings.topic_prefix)
-    await ensure_topics(settings, topics, (CLOCK_SPEC,))
+    await ensure_topics(settings, topics, INTERNAL)
     setup = [
         {"type": "balance", "event_id": "a", "ts": 1, "account": "A", "amount": "1000",
          "reason": "deposit"},
@@ -184,17 +198,28 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--flips", type=int, default=30)
     parser.add_argument("--background-rate", type=float, default=500.0)
+    parser.add_argument("--mark-every", type=int, default=500, help="fills between marks")
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
+    parser.add_argument(
+        "--summary-intervals",
+        default="100,1000000000000",
+        help="stage B summary intervals to run, comma list (a huge one: stage B idle)",
+    )
     args = parser.parse_args()
+    intervals = [int(v) for v in args.summary_intervals.split(",")]
     if args.bootstrap:
-        await throughput(args.bootstrap, args.fills, args.partitions)
+        for interval in intervals:
+            await throughput(args.bootstrap, args.fills, args.partitions, interval, args.mark_every)
         await latency(args.bootstrap, args.partitions, args.flips, args.background_rate)
         return
     workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
     broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)
     with broker:
         print(f"broker: {type(broker).__name__} at {broker.bootstrap}", flush=True)
-        await throughput(broker.bootstrap, args.fills, args.partitions)
+        for interval in intervals:
+            await throughput(
+                broker.bootstrap, args.fills, args.partitions, interval, args.mark_every
+            )
         await latency(broker.bootstrap, args.partitions, args.flips, args.background_rate)
 
 
