@@ -11,13 +11,14 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from streams import wire
+from streams.agents.codec import encode_desk, restore_desk
 from streams.agents.desk import FundDesk
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
 from streams.engine.decode import decode_event
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Depth, InsuranceFund, Mark
-from streams.engine.signals import FundProjection
+from streams.engine.signals import AdlTriggered, FundProjection
 from streams.engine.summary import from_wire
 from streams.pipeline.sequencer import canonical_key
 from streams.pipeline.topics import Topics
@@ -141,3 +142,24 @@ def test_stages_follow_replay_within_one_interval(
         if name == "adl_triggers"
     ]
     assert_stages_follow(want, got, INTERVAL_MS)
+
+
+def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
+    """A restarted desk reads its row: the same stages, announcements, balances, books
+    and last complete mark, so it neither re-announces nor takes an old summary."""
+    _, applied, _ = stage_b
+    fund = "USDT-M"
+    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    for item, _, _ in applied:  # again, up to the first trigger: mid-cascade
+        signals = desk.apply(item)
+        if any(isinstance(s, AdlTriggered) and s.stage == "triggered" for s in signals):
+            break
+    fresh: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    restore_desk(fresh, encode_desk(desk, fund))
+    old, new = desk.watch, fresh.watch
+    assert any(stage == "triggered" for stage in old.stages.values())
+    assert new.stages == old.stages
+    assert new.triggered == old.triggered
+    assert list(new.funds[fund].snapshots) == list(old.funds[fund].snapshots)
+    assert new.depth == old.depth
+    assert new.projected_at_ms == old.projected_at_ms
