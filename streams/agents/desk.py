@@ -24,7 +24,7 @@ from streams.engine.profiles import profile_named
 from streams.engine.signals import Signal
 from streams.engine.summary import MergedView, RiskSummary, move_grid
 from streams.engine.watch import FundWatch
-from streams.pipeline.sequencer import Sequencer, canonical_key
+from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
 T = TypeVar("T")
 Key = tuple[Any, ...]
@@ -132,14 +132,8 @@ class FundDesk(Generic[T]):
         data not yet delivered; ``flush``: every input is caught up."""
         if flush:
             return self.sequencer.release_through(None)
-        if self.clock_key is None:
-            return []
-        bound: Key = self.clock_key
-        for where in pending_sources:
-            if where not in self.last_ts:
-                return []
-            bound = min(bound, (self.last_ts[where], -1))
-        return self.sequencer.release_through(bound)
+        bound = clock_bound(self.clock_key, self.last_ts, pending_sources)
+        return [] if bound is None else self.sequencer.release_through(bound)
 
     # ------------------------------------------------------------------ applying
     def view(self, fund: str) -> MergedView:

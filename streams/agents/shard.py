@@ -34,7 +34,7 @@ from streams.engine.instruments import Instrument
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
 from streams.engine.summary import Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
-from streams.pipeline.sequencer import Sequencer, canonical_key
+from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
 ACCOUNT_TOPICS = ("fills", "balances", "position_config")
 CLOCK_TOPIC = "account_marks"
@@ -166,15 +166,8 @@ class Shard(Generic[T]):
         caught up and the clock is idle, release everything."""
         if flush:
             return self.sequencer.release_through(None)
-        if self.clock_key is None:
-            return []
-        bound: Key = self.clock_key
-        for where in pending_sources:
-            if where in self.last_ts:
-                bound = min(bound, (self.last_ts[where], -1))
-            else:
-                return []  # nothing seen yet from an input with data: wait for it
-        return self.sequencer.release_through(bound)
+        bound = clock_bound(self.clock_key, self.last_ts, pending_sources)
+        return [] if bound is None else self.sequencer.release_through(bound)
 
     # ------------------------------------------------------------------ applying
     def apply(self, item: Pending[T]) -> Applied:

@@ -13,7 +13,7 @@ least recent time among inputs that still have data to deliver) has passed them.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -80,3 +80,20 @@ class Sequencer(Generic[T]):
         while self._heap and (bound is None or self._heap[0].key <= bound):
             out.append(heapq.heappop(self._heap).item)
         return out
+
+
+def clock_bound(
+    clock_key: tuple[Any, ...] | None, last_ts: Mapping[str, int], pending: Iterable[str]
+) -> tuple[Any, ...] | None:
+    """How far a clock-driven consumer may release: up to the clock's last key, and
+    before the last event time of each input that still has data to deliver (its next
+    events may come at that time). ``None``: nothing yet (no clock, or an input with
+    data that has shown nothing)."""
+    if clock_key is None:
+        return None
+    bound = clock_key
+    for where in pending:
+        if where not in last_ts:
+            return None
+        bound = min(bound, (last_ts[where], -1))
+    return bound
