@@ -137,7 +137,8 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
                         partitions=partitions)  # fmt: skip
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, topics, INTERNAL)
-    setup = [
+    setup = [  # A bankrupt at 15,000: 0.5 x 3,000 = 1,500 lost > the fund's 100: triggered
+        {"type": "insurance_fund", "ts": 1, "fund": "USDT-M", "balance": "100"},
         {"type": "balance", "event_id": "a", "ts": 1, "account": "A", "amount": "1000",
          "reason": "deposit"},
         {"type": "fill", "fill_id": "1", "ts": 2, "account": "A", "symbol": "BTCUSDT",
@@ -152,7 +153,7 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
     await produce(settings, setup)
     port = free_port()
     worker = agents_process(settings, port)
-    consumer = AIOKafkaConsumer(topics.name("liquidations"), topics.name("bankruptcies"),
+    consumer = AIOKafkaConsumer(topics.name("liquidations"), topics.name("adl_triggers"),
                                 **settings.client_options(), group_id=None,
                                 auto_offset_reset="latest")  # fmt: skip
     producer = AIOKafkaProducer(**settings.client_options(), linger_ms=0)
@@ -161,9 +162,9 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
     stop = asyncio.Event()
     ts = 10
 
-    samples = []
+    samples: dict[str, list[float]] = {"liquidations": [], "adl_triggers": []}
     try:
-        while applied(port) < len(setup):  # the agents are up and caught up
+        while applied(port) < len(setup) - 1:  # up and caught up (the fund: the desk's)
             await asyncio.sleep(0.2)
         load = asyncio.create_task(fill_load(producer, topics, background_rate, stop, lambda: ts))
         await asyncio.sleep(2)
@@ -175,12 +176,15 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
             await producer.send_and_wait(
                 topics.name("mark_prices"), orjson.dumps(mark), key=b"BTCUSDT"
             )
-            if i % 2 == 0:  # the first output this very mark caused
-                while True:
-                    got = orjson.loads((await asyncio.wait_for(consumer.getone(), 60)).value)
-                    if got["ts"] == ts and got["account"] == "A":
-                        break
-                samples.append(time.perf_counter() - sent)
+            if i % 2 == 0:  # A's liquidation and the trigger this very mark caused
+                waiting = set(samples)
+                while waiting:
+                    message = await asyncio.wait_for(consumer.getone(), 60)
+                    topic = topics.base(message.topic)
+                    got = orjson.loads(message.value)
+                    if topic in waiting and got["ts"] == ts and got.get("stage") != "cleared":
+                        samples[topic].append(time.perf_counter() - sent)
+                        waiting.discard(topic)
             await asyncio.sleep(0.2)
         stop.set()
         await load
@@ -189,7 +193,8 @@ async def latency(bootstrap: str, partitions: int, flips: int, background_rate: 
         worker.wait(timeout=60)
         await consumer.stop()
         await producer.stop()
-    print_latency("liquidation", samples, background_rate)
+    print_latency("liquidation", samples["liquidations"], background_rate)
+    print_latency("ADL trigger (stage B)", samples["adl_triggers"], background_rate)
 
 
 async def main() -> None:

@@ -175,6 +175,8 @@ class Shard(Generic[T]):
         self.stats.applied += 1
         self.applied_key = item.key if self.applied_key is None else max(self.applied_key, item.key)
         outputs = self.summaries(before=item.key)
+        # a symbol's first mark: others may still get theirs at this time
+        first_mark = isinstance(event, Mark) and event.symbol not in self.engine.marks
         try:
             signals = self.engine.apply(event)
         except AdlMonitorError as exc:
@@ -194,6 +196,8 @@ class Shard(Generic[T]):
         self.engine.touched.clear()
         if isinstance(event, Mark):
             self._note_mark(event, item.key)
+            if not first_mark:
+                outputs.extend(self._group_complete(event))
             return Applied(outputs, [], event.symbol)
         account = getattr(event, "account", None)
         if account is None:
@@ -214,6 +218,25 @@ class Shard(Generic[T]):
         elif self.summarizer is not None and self.summarizer.due(fund, mark.ts_ms, previous):
             self.due_summaries[fund] = key
 
+    def _group_complete(self, mark: Mark) -> list[Output]:
+        """The mark's fund summary at once when every symbol of the fund that has a mark
+        has one at this time (venues mark all symbols on one tick): no need to wait for
+        a later event to know the group is over."""
+        fund = self.instruments[mark.symbol].fund
+        key = self.due_summaries.get(fund)
+        engine = self.engine
+        marked = [s for s in engine.fund_symbols[fund] if s in engine.marks]
+        if key is None or any(engine.symbols[s].mark_ts_ms != mark.ts_ms for s in marked):
+            return []
+        del self.due_summaries[fund]
+        return self._take(fund, key)
+
+    def _take(self, fund: str, key: Key) -> list[Output]:
+        if self.summarizer is None:  # never due without one
+            return []
+        summary = self.summarizer.summary(fund, (key[0], key[1], key[2]))
+        return [Output("risk_summaries", to_wire(summary, len(self.summarizer.grid)))]
+
     def summaries(self, before: Key | None = None) -> list[Output]:
         """The summaries due once the state has passed their mark group: before applying
         an event at a later time (``before``), or all of them (``None``: caught up)."""
@@ -224,8 +247,7 @@ class Shard(Generic[T]):
             if before is not None and before[0] <= key[0]:
                 continue
             del self.due_summaries[fund]
-            summary = self.summarizer.summary(fund, (key[0], key[1], key[2]))
-            out.append(Output("risk_summaries", to_wire(summary, len(self.summarizer.grid))))
+            out.extend(self._take(fund, key))
         return out
 
     def mark_row(self, symbol: str) -> tuple[int, int]:
