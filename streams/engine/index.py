@@ -234,17 +234,22 @@ class DeficitIndex:
 
     def _deficit_at(self, price: int) -> int:
         slot = price_bucket(price)
-        bucket = self._buckets.get(slot)
-        if self._is_long:
-            # buckets strictly above p's bucket, then p's own bucket's entries with B > p
+        if self._is_long:  # whole buckets strictly above p's
             sum_q = self._total_q - self._sum_q.prefix(slot)
             sum_qb = self._total_qb - self._sum_qb.prefix(slot)
+        else:  # whole buckets strictly below p's
+            sum_q, sum_qb = self._sum_q.prefix(slot - 1), self._sum_qb.prefix(slot - 1)
+        return self._finish(price, slot, sum_q, sum_qb)
+
+    def _finish(self, price: int, slot: int, sum_q: int, sum_qb: int) -> int:
+        """The deficit at ``price`` from the sums (q, q*B) of the whole buckets beyond
+        its bucket ``slot``, plus the entries of its own bucket beyond it."""
+        bucket = self._buckets.get(slot)
+        if self._is_long:
             if bucket is not None:
                 q, qb = bucket.sums_above(price)
                 sum_q, sum_qb = sum_q + q, sum_qb + qb
             return div_ceil(sum_qb - price * sum_q, SCALE)
-        sum_q = self._sum_q.prefix(slot - 1)
-        sum_qb = self._sum_qb.prefix(slot - 1)
         if bucket is not None:
             q, qb = bucket.sums_below(price)
             sum_q, sum_qb = sum_q + q, sum_qb + qb
@@ -262,21 +267,13 @@ class DeficitIndex:
         out = []
         for price in prices:
             slot = price_bucket(price)
-            bucket = self._buckets.get(slot)
-            if self._is_long:  # buckets above p's, then p's own entries with B > p
+            if self._is_long:
                 i = bisect_right(slots, slot)
                 sum_q, sum_qb = cum_q[-1] - cum_q[i], cum_qb[-1] - cum_qb[i]
-                if bucket is not None:
-                    q, qb = bucket.sums_above(price)
-                    sum_q, sum_qb = sum_q + q, sum_qb + qb
-                out.append(div_ceil(sum_qb - price * sum_q, SCALE))
             else:
                 i = bisect_left(slots, slot)
                 sum_q, sum_qb = cum_q[i], cum_qb[i]
-                if bucket is not None:
-                    q, qb = bucket.sums_below(price)
-                    sum_q, sum_qb = sum_q + q, sum_qb + qb
-                out.append(div_ceil(price * sum_q - sum_qb, SCALE))
+            out.append(self._finish(price, slot, sum_q, sum_qb))
         return out
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
