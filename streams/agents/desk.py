@@ -20,7 +20,6 @@ from streams.engine.config import EngineConfig
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
-from streams.engine.profiles import profile_named
 from streams.engine.signals import Signal
 from streams.engine.summary import MergedView, RiskSummary, move_grid
 from streams.engine.watch import FundWatch
@@ -64,11 +63,7 @@ class FundDesk(Generic[T]):
     stats: DeskStats = field(default_factory=DeskStats)
 
     def __post_init__(self) -> None:
-        fund_symbols: dict[str, list[str]] = {}
-        for sym in sorted(self.instruments):
-            fund_symbols.setdefault(self.instruments[sym].fund, []).append(sym)
-        profiles = {sym: profile_named(i.profile) for sym, i in self.instruments.items()}
-        self.watch = FundWatch(fund_symbols, profiles, self.config)
+        self.watch = FundWatch.for_instruments(self.instruments, self.config)
         self.grid = move_grid(self.config)
 
     # ------------------------------------------------------------------ intake

@@ -35,7 +35,6 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.profiles import VenueProfile, profile_named
 from streams.engine.queue import QueueTable
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.signals import (
@@ -79,16 +78,12 @@ class Engine:
     def __init__(self, instruments: Mapping[str, Instrument], config: EngineConfig | None = None):
         self.instruments = dict(instruments)
         self.config = config or EngineConfig()
-        self.profiles: dict[str, VenueProfile] = {
-            sym: profile_named(inst.profile) for sym, inst in self.instruments.items()
-        }
-        self.fund_symbols: dict[str, list[str]] = defaultdict(list)
-        for sym in sorted(self.instruments):
-            self.fund_symbols[self.instruments[sym].fund].append(sym)
+        self.watch = FundWatch.for_instruments(self.instruments, self.config)
+        self.profiles = self.watch.profiles
+        self.fund_symbols = self.watch.fund_symbols
         self.accounts: dict[str, AccountState] = {}
         self.risks: dict[str, AccountRisk] = {}
         self.marks: dict[str, int] = {}
-        self.watch = FundWatch(self.fund_symbols, self.profiles, self.config)
         self.view = _IndexView(self)
         self.funds = self.watch.funds
         self.depth = self.watch.depth

@@ -32,7 +32,8 @@ from streams.engine.fund import (
     ladder,
     loss_after_move,
 )
-from streams.engine.profiles import VenueProfile
+from streams.engine.instruments import Instrument
+from streams.engine.profiles import VenueProfile, profile_named
 from streams.engine.signals import (
     AdlStage,
     AdlTriggered,
@@ -99,6 +100,18 @@ class FundWatch:
         self.stages: dict[tuple[str, str], AdlStage] = {}
         self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
         self.projected_at_ms: dict[str, int] = {}
+
+    @classmethod
+    def for_instruments(
+        cls, instruments: Mapping[str, Instrument], config: EngineConfig
+    ) -> FundWatch:
+        """Each fund's symbols (sorted) and each symbol's venue profile, from the
+        instruments file."""
+        fund_symbols: dict[str, list[str]] = {}
+        for sym in sorted(instruments):
+            fund_symbols.setdefault(instruments[sym].fund, []).append(sym)
+        profiles = {sym: profile_named(inst.profile) for sym, inst in instruments.items()}
+        return cls(fund_symbols, profiles, config)
 
     def record(self, event: InsuranceFund) -> None:
         self.funds[event.fund].record(event.ts_ms, event.balance)
