@@ -316,8 +316,7 @@ class AccountAgents:
             await self._apply(shard, released)
             if flushed:  # caught up: the last mark group's summaries are due now
                 source = Source(base, message.partition, message.offset)
-                sends = [await self._send(o, source, n) for n, o in enumerate(shard.summaries())]
-                await asyncio.gather(*sends)
+                await self._deliver(shard.summaries(), source)
             for item in released:
                 await stream.ack(item.token)
             if flush:
@@ -357,7 +356,12 @@ class AccountAgents:
     async def _dead_letter(self, base: str, message: Any, error: AdlMonitorError) -> None:
         source = Source(base, message.partition, message.offset)
         letter = dead_letter(base, message.partition, message.offset, message.value, error)
-        await (await self._send(Output("dead_letters", letter), source, 0))
+        await self._deliver([Output("dead_letters", letter)], source)
+
+    async def _deliver(self, outputs: list[Output], source: Source) -> None:
+        """Send the outputs of one input (each with its index) and wait for delivery."""
+        sends = [await self._send(out, source, n) for n, out in enumerate(outputs)]
+        await asyncio.gather(*sends)
 
     # ------------------------------------------------------------------ fund desk
     async def _fund_desk(self, stream: StreamT[bytes]) -> None:
@@ -392,17 +396,10 @@ class AccountAgents:
     async def _desk_apply(self, stream: StreamT[bytes], released: list[DeskItem[EventT]]) -> None:
         for item in released:
             signals = self.desk.apply(item)
-            last = item.tokens[-1].message if item.tokens else None
-            source = Source(
-                self.topics.base(last.topic) if last else SUMMARY_TOPIC,
-                last.partition if last else 0,
-                last.offset if last else -1,
-            )
-            sends = [
-                await self._send(Output(*wire.render(signal)), source, n)
-                for n, signal in enumerate(signals)
-            ]
-            await asyncio.gather(*sends)  # delivered before the row and the acks
+            last = item.tokens[-1].message  # a complete mark has its own summaries' tokens
+            source = Source(self.topics.base(last.topic), last.partition, last.offset)
+            # delivered before the row and the acks
+            await self._deliver([Output(*wire.render(signal)) for signal in signals], source)
             fund = self.desk.fund_of(item)
             self.desk_rows[fund.encode()] = encode_desk(self.desk, fund)
             for token in item.tokens:

@@ -76,11 +76,11 @@ class FundDesk(Generic[T]):
         if done is not None and key <= done:
             self.stats.redelivered += 1
             return False
-        self.stats.summaries += 1
         queue = self.waiting.setdefault(fund, {}).setdefault(summary.partition, [])
         if queue and key <= queue[-1][0]:
             self.stats.redelivered += 1
             return False
+        self.stats.summaries += 1
         queue.append((key, summary, token))
         self._complete(fund)
         return True
@@ -91,14 +91,10 @@ class FundDesk(Generic[T]):
         its next summary."""
         queues = self.waiting[fund]
         while len(queues) == self.partitions and all(queues.values()):
+            # every partition's oldest summary is at or after the oldest mark waiting
             key = min(q[0][0] for q in queues.values())
-            if any(q[-1][0] < key for q in queues.values()):
-                return
-            parts = []
-            for p in sorted(queues):
-                queue = queues[p]
-                item = next(entry for entry in queue if entry[0] >= key)
-                parts.append(item)
+            parts = [queues[p][0] for p in sorted(queues)]
+            for queue in queues.values():
                 if queue[0][0] == key:
                     queue.pop(0)
             self.complete_key[fund] = key

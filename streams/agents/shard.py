@@ -101,7 +101,6 @@ class Shard(Generic[T]):
     stats: ShardStats = field(default_factory=ShardStats)
     summary_interval_ms: int | None = None  # stage B: a fund summary per interval, at marks
     summarizer: Summarizer | None = field(init=False, default=None)
-    fund_mark_ms: dict[str, int] = field(default_factory=dict)  # fund -> last mark time
     due_summaries: dict[str, Key] = field(default_factory=dict)  # fund -> its mark group
 
     def __post_init__(self) -> None:
@@ -124,8 +123,6 @@ class Shard(Generic[T]):
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
             self.mark_seen_ms[symbol] = ts_ms
-            fund = self.instruments[symbol].fund
-            self.fund_mark_ms[fund] = max(self.fund_mark_ms.get(fund, ts_ms), ts_ms)
         states = []
         for state, applied in accounts:
             self.applied[state.account] = dict(applied)
@@ -175,8 +172,12 @@ class Shard(Generic[T]):
         self.stats.applied += 1
         self.applied_key = item.key if self.applied_key is None else max(self.applied_key, item.key)
         outputs = self.summaries(before=item.key)
-        # a symbol's first mark: others may still get theirs at this time
-        first_mark = isinstance(event, Mark) and event.symbol not in self.engine.marks
+        # as they were before a mark: the fund's last mark time, and whether it is the
+        # symbol's first (others may still get theirs at this time)
+        previous_mark_ms, first_mark = None, False
+        if isinstance(event, Mark):
+            previous_mark_ms = self._fund_mark_ms(self.instruments[event.symbol].fund)
+            first_mark = event.symbol not in self.engine.marks
         try:
             signals = self.engine.apply(event)
         except AdlMonitorError as exc:
@@ -195,7 +196,7 @@ class Shard(Generic[T]):
             outputs.append(Output("accounts", wire.account_risk(risk, None)))
         self.engine.touched.clear()
         if isinstance(event, Mark):
-            self._note_mark(event, item.key)
+            self._note_mark(event, item.key, previous_mark_ms)
             if not first_mark:
                 outputs.extend(self._group_complete(event))
             return Applied(outputs, [], event.symbol)
@@ -205,17 +206,23 @@ class Shard(Generic[T]):
         self.applied.setdefault(account, {})[source.where] = source.offset
         return Applied(outputs, [account], None)
 
-    def _note_mark(self, mark: Mark, key: Key) -> None:
+    def _fund_mark_ms(self, fund: str) -> int | None:
+        """Time of the fund's last mark (of any of its symbols)."""
+        engine = self.engine
+        times = [
+            engine.symbols[s].mark_ts_ms for s in engine.fund_symbols[fund] if s in engine.marks
+        ]
+        return max(times, default=None)
+
+    def _note_mark(self, mark: Mark, key: Key, previous_mark_ms: int | None) -> None:
         """A summary of the mark's fund is due after this mark's group (the marks at its
         time: in canonical order nothing else comes at that time after a mark) if the
         group opens a new summary interval."""
         fund = self.instruments[mark.symbol].fund
-        previous = self.fund_mark_ms.get(fund)
-        self.fund_mark_ms[fund] = mark.ts_ms
         due = self.due_summaries.get(fund)
         if due is not None and due[0] == mark.ts_ms:
             self.due_summaries[fund] = key  # a later mark of the same group
-        elif self.summarizer is not None and self.summarizer.due(fund, mark.ts_ms, previous):
+        elif self.summarizer is not None and self.summarizer.due(mark.ts_ms, previous_mark_ms):
             self.due_summaries[fund] = key
 
     def _group_complete(self, mark: Mark) -> list[Output]:

@@ -120,8 +120,8 @@ class Summarizer:
         self.grid = move_grid(engine.config)
         self._digests: dict[str, SymbolDigest] = {}
 
-    def due(self, fund: str, ts_ms: int, previous_mark_ms: int | None) -> bool:
-        """Whether the fund's mark at ``ts_ms`` opens a new interval (the previous mark
+    def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
+        """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark
         of any of the fund's symbols was at ``previous_mark_ms``)."""
         return previous_mark_ms is None or (
             ts_ms // self.interval_ms != previous_mark_ms // self.interval_ms
