@@ -13,51 +13,30 @@ from jsonschema import Draft202012Validator
 from streams import wire
 from streams.agents.codec import encode_desk, restore_desk
 from streams.agents.desk import FundDesk
-from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
-from streams.engine.decode import decode_event
+from streams.agents.shard import Shard
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Depth, InsuranceFund, Mark
 from streams.engine.signals import AdlTriggered, FundProjection
 from streams.engine.summary import from_wire
 from streams.pipeline.sequencer import canonical_key
-from streams.pipeline.topics import Topics
 from streams.replay.runner import replay
 from tests.helpers import assert_stages_follow, bundled_instruments
-from tests.unit.agents.test_shard import BUNDLED, PARTITIONS, partition_of
+from tests.unit.agents.test_shard import BUNDLED, PARTITIONS, bundled_events, feeds
 
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
-
-
-def lines() -> list[tuple[Any, dict[str, Any], str]]:
-    instruments = frozenset(bundled_instruments())
-    out = []
-    for line in BUNDLED.read_bytes().splitlines():
-        try:
-            obj = orjson.loads(line)
-            event = decode_event(obj, instruments, obj["type"])
-        except AdlMonitorError:
-            continue
-        out.append((event, obj, Topics().base(Topics().input_for(obj)[0])))
-    return out
 
 
 @pytest.fixture(scope="module")
 def stage_b() -> tuple[FundDesk[None], list[tuple[Any, list[Any]]], list[dict[str, Any]]]:
     """Shards fed their accounts and every mark; the desk fed their summaries (in the
     order the partitions finished, not interleaved) and the fund and books."""
-    events = lines()
+    events = bundled_events()
     summaries: list[dict[str, Any]] = []
     for p in range(PARTITIONS):
         shard: Shard[None] = Shard(p, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
-        offsets = dict.fromkeys((*ACCOUNT_TOPICS, CLOCK_TOPIC), 0)
-        for event, obj, topic in events:
-            if topic == "mark_prices":
-                topic = CLOCK_TOPIC
-            elif topic not in ACCOUNT_TOPICS or partition_of(obj["account"]) != p:
-                continue
-            shard.push(event, obj, Source(topic, p, offsets[topic]), None)
-            offsets[topic] += 1
+        for feed in feeds(p).values():
+            for event, obj, source in feed:
+                shard.push(event, obj, source, None)
         outputs = [o for item in shard.release([], flush=True) for o in shard.apply(item).outputs]
         outputs += shard.summaries()
         summaries += [o.payload for o in outputs if o.stream == "risk_summaries"]
@@ -100,7 +79,7 @@ def test_merged_loss_and_ladder_equal_one_engine_at_every_summary(stage_b: Any) 
     _, applied, _ = stage_b
     engine = Engine(bundled_instruments())
     reference: dict[tuple[Any, ...], tuple[int, list[tuple[float, int]]]] = {}
-    events = lines()
+    events = bundled_events()
     for i, (event, obj, _) in enumerate(events):
         engine.apply(event)
         following = events[i + 1][0].ts_ms if i + 1 < len(events) else None

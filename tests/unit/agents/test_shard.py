@@ -30,18 +30,26 @@ def partition_of(account: str) -> int:  # any fixed assignment will do for the s
     return zlib.crc32(account.encode()) % PARTITIONS
 
 
-def feeds(partition: int) -> Feed:
-    """The shard's inputs: its accounts' events per account topic, every mark on the
-    clock, each in file order (what Kafka keeps per partition)."""
-    instruments = bundled_instruments()
-    out: Feed = {t: [] for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
+def bundled_events() -> list[tuple[Event, dict[str, Any], str]]:
+    """The bundled file's valid events, in file order, with their input topic (the
+    file's deliberate bad lines are dead letters, not the shard's)."""
+    names = frozenset(bundled_instruments())
+    out = []
     for line in BUNDLED.read_bytes().splitlines():
         try:
             obj = orjson.loads(line)
-            event = decode_event(obj, frozenset(instruments), obj["type"])
-        except AdlMonitorError:  # the file's deliberate bad lines: dead letters, not the shard's
+            event = decode_event(obj, names, obj["type"])
+        except AdlMonitorError:
             continue
-        topic = Topics().base(Topics().input_for(obj)[0])
+        out.append((event, obj, Topics().base(Topics().input_for(obj)[0])))
+    return out
+
+
+def feeds(partition: int) -> Feed:
+    """The shard's inputs: its accounts' events per account topic, every mark on the
+    clock, each in file order (what Kafka keeps per partition)."""
+    out: Feed = {t: [] for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
+    for event, obj, topic in bundled_events():
         if topic == "mark_prices":
             topic = CLOCK_TOPIC
         elif topic not in ACCOUNT_TOPICS or partition_of(obj["account"]) != partition:
