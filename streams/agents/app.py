@@ -41,10 +41,19 @@ from faust.types import TP, EventT, StreamT
 from streams import wire
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
-from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Output, Pending, Shard, Source
+from streams.agents.shard import (
+    ACCOUNT_TOPICS,
+    BOUNDARY_TOPIC,
+    CLOCK_TOPIC,
+    Output,
+    Pending,
+    Shard,
+    Source,
+)
 from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
+from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
 from streams.pipeline.metrics import Metrics
@@ -59,7 +68,9 @@ TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is b
 CLOCK_SPEC = TopicSpec(CLOCK_TOPIC, "symbol", "topic.mark_prices")  # marks, every partition
 # stage A -> stage B: one partition, the desk reads it whole and in order
 SUMMARY_SPEC = TopicSpec(SUMMARY_TOPIC, "fund", "topic.risk_summaries", single_partition=True)
-INTERNAL = (CLOCK_SPEC, SUMMARY_SPEC)
+# stage B -> stage A: each message to every partition
+BOUNDARY_SPEC = TopicSpec(BOUNDARY_TOPIC, "symbol", "topic.rank_boundaries")
+INTERNAL = (CLOCK_SPEC, SUMMARY_SPEC, BOUNDARY_SPEC)
 _KEYS = {spec.name: spec.key_field for spec in (*OUTPUTS, SUMMARY_SPEC)}
 _TOPIC_FOR = {**OUTPUT_FOR_FILE, SUMMARY_TOPIC: SUMMARY_TOPIC}  # output stream -> topic
 DESK_INPUTS = (SUMMARY_TOPIC, "insurance_fund", "book_depth")
@@ -149,8 +160,11 @@ class AccountAgents:
         self.marks_topic_name = name("mark_prices")
         self.marks_topic = self.app.topic(self.marks_topic_name, **raw)
         self.clock_topic = self.app.topic(name(CLOCK_TOPIC), partitions=settings.partitions, **raw)
+        self.boundary_topic = self.app.topic(
+            name(BOUNDARY_TOPIC), partitions=settings.partitions, **raw
+        )
         self.account_inputs = self.app.topic(
-            *[name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)], **raw
+            *[name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC, BOUNDARY_TOPIC)], **raw
         )
         self.outputs = {t: self.app.topic(name(t), **raw) for t in _KEYS}
         # Faust holds a table write at 100 buffered changelog messages until they drain
@@ -257,6 +271,7 @@ class AccountAgents:
             and all(
                 not len(shard.sequencer)
                 and not self._pending(p, clock=True)
+                and not self._behind(TP(self.topics.name(BOUNDARY_TOPIC), p))
                 and not shard.due_summaries
                 for p, shard in list(self.shards.items())
             )
@@ -293,6 +308,10 @@ class AccountAgents:
             base = self.topics.base(message.topic)
             shard = self._shard(message.partition)
             self.next_offset[message.tp] = message.offset + 1
+            if base == BOUNDARY_TOPIC:
+                await self._light(shard, message)
+                await stream.ack(event)
+                continue
             flush = False
             if base == CLOCK_TOPIC and message.value == TICK:
                 flush = True
@@ -321,6 +340,17 @@ class AccountAgents:
                 await stream.ack(item.token)
             if flush:
                 await stream.ack(event)
+
+    async def _light(self, shard: Shard[EventT], message: Any) -> None:
+        """Stage B's light boundaries: the partition's rank alerts (not sequenced: they
+        describe a ranking the partition already summarised)."""
+        try:
+            cuts = _cuts(message.value)
+        except AdlMonitorError as exc:
+            await self._dead_letter(BOUNDARY_TOPIC, message, exc)
+            return
+        source = Source(BOUNDARY_TOPIC, message.partition, message.offset)
+        await self._deliver(shard.light(cuts), source)
 
     async def _apply(self, shard: Shard[EventT], released: list[Pending[EventT]]) -> None:
         if not released:
@@ -395,15 +425,32 @@ class AccountAgents:
 
     async def _desk_apply(self, stream: StreamT[bytes], released: list[DeskItem[EventT]]) -> None:
         for item in released:
-            signals = self.desk.apply(item)
+            result = self.desk.apply(item)
             last = item.tokens[-1].message  # a complete mark has its own summaries' tokens
             source = Source(self.topics.base(last.topic), last.partition, last.offset)
             # delivered before the row and the acks
-            await self._deliver([Output(*wire.render(signal)) for signal in signals], source)
+            outputs = [Output(*wire.render(signal)) for signal in result.signals]
+            sends = [
+                await self.boundary_topic.send(
+                    key=cuts.symbol.encode(), value=orjson.dumps(cuts_to_wire(cuts)), partition=p
+                )
+                for cuts in result.cuts
+                for p in range(self.settings.partitions)
+            ]
+            await self._deliver(outputs, source)
+            await asyncio.gather(*sends)
             fund = self.desk.fund_of(item)
             self.desk_rows[fund.encode()] = encode_desk(self.desk, fund)
             for token in item.tokens:
                 await stream.ack(token)
+
+
+def _cuts(value: bytes) -> RankCuts:
+    """A ``rank_boundaries`` message; malformed -> rejected."""
+    try:
+        return cuts_from_wire(orjson.loads(value))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent("boundaries", f"not rank boundaries: {exc}") from exc
 
 
 def _summary(value: bytes) -> Any:

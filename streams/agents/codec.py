@@ -56,7 +56,8 @@ def decode_account(raw: bytes) -> tuple[AccountState, dict[str, int], int]:
 
 def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
     """The fund desk's state for one fund: what it announced, the fund's recent balances,
-    the books of its symbols and the last complete mark (to know a re-delivered summary)."""
+    the books of its symbols, the last complete mark (to know a re-delivered summary) and
+    when each symbol was last lit (the re-ranking schedule)."""
     watch = desk.watch
     symbols = watch.fund_symbols[fund]
     books = [watch.depth[s] for s in symbols if s in watch.depth]
@@ -74,6 +75,7 @@ def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
             "books": [[d.symbol, d.ts_ms, d.bids, d.asks] for d in books],
             "complete": desk.complete_key.get(fund),
             "fund_moved": fund in desk.fund_moved,
+            "lights_at": {s: desk.lights_at_ms[s] for s in symbols if s in desk.lights_at_ms},
         }
     )
 
@@ -99,6 +101,7 @@ def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
         desk.clock_key = key if desk.clock_key is None else max(desk.clock_key, key)
     if row["fund_moved"]:
         desk.fund_moved.add(fund)
+    desk.lights_at_ms.update((s, int(ts)) for s, ts in row.get("lights_at", {}).items())
 
 
 def _levels(rows: list[list[int]]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:

@@ -8,6 +8,11 @@ books are applied in canonical order, released like the shard's inputs (an input
 data still to deliver holds back what comes after its last event). Between two complete
 marks the fund and the books move on their own; the accounts are as of the last one.
 A summary at or before the last complete mark of its fund is a re-delivered copy.
+
+Rank lights: the desk re-ranks a symbol when ``replay``'s engine would (at its mark, at
+most every ``rank_refresh_ms``, and when a trigger's plan needs today's queue) and sends
+the light boundaries of the partitions' merged score histograms (``engine.quantiles``)
+to every partition, which lights the ranking it summarised.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from streams.engine.config import EngineConfig
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
+from streams.engine.quantiles import RankCuts, side_cuts
+from streams.engine.queue import ALERT_MARGIN
 from streams.engine.signals import Signal
 from streams.engine.summary import MergedView, RiskSummary, move_grid
 from streams.engine.watch import FundWatch
@@ -36,6 +43,12 @@ class DeskItem(Generic[T]):
     event: InsuranceFund | Depth | None  # None: a complete mark (``summaries``)
     summaries: tuple[RiskSummary, ...]
     tokens: tuple[T, ...]  # what the adapter acknowledges once applied
+
+
+@dataclass(frozen=True, slots=True)
+class DeskResult:
+    signals: list[Signal]  # adl_triggers, insurance_projection
+    cuts: list[RankCuts]  # light boundaries, for every partition
 
 
 @dataclass(slots=True)
@@ -60,6 +73,7 @@ class FundDesk(Generic[T]):
     clock_key: Key | None = None  # the last complete mark of any fund
     last_ts: dict[str, int] = field(default_factory=dict)  # fund/book source -> last time
     fund_moved: set[str] = field(default_factory=set)  # balance changed since last check
+    lights_at_ms: dict[str, int] = field(default_factory=dict)  # symbol -> last lights sent
     stats: DeskStats = field(default_factory=DeskStats)
 
     def __post_init__(self) -> None:
@@ -138,7 +152,7 @@ class FundDesk(Generic[T]):
             return self.instruments[event.symbol].fund
         return item.summaries[0].fund
 
-    def apply(self, item: DeskItem[T]) -> list[Signal]:
+    def apply(self, item: DeskItem[T]) -> DeskResult:
         """Fund updates and books are recorded and judged at the next complete mark: the
         accounts they would be judged against are as of the last mark, and the venue's
         fills between (closing the positions the fund paid for) would be missing."""
@@ -146,13 +160,39 @@ class FundDesk(Generic[T]):
         if isinstance(event, InsuranceFund):
             self.watch.record(event)
             self.fund_moved.add(event.fund)
-            return []
+            return DeskResult([], [])
         if isinstance(event, Depth):
             self.watch.depth[event.symbol] = event
-            return []
+            return DeskResult([], [])
         fund = item.summaries[0].fund
+        ts_ms = item.summaries[0].ts_ms
         self.latest[fund] = item.summaries
         self.stats.marks += 1
         force = fund in self.fund_moved
         self.fund_moved.discard(fund)
-        return self.watch.check(self.view(fund), fund, item.summaries[0].ts_ms, force)
+        view = self.view(fund)
+        signals = self.watch.check(view, fund, ts_ms, force)
+        return DeskResult(signals, self._rank_cuts(view, fund, ts_ms))
+
+    def _rank_cuts(self, view: MergedView, fund: str, ts_ms: int) -> list[RankCuts]:
+        """Light boundaries of the symbols re-ranked now: at their mark once
+        ``rank_refresh_ms`` has passed, or for a trigger's plan (``prepare_queue``)."""
+        out = []
+        for sym in self.watch.fund_symbols[fund]:
+            digests = view.digests(sym)
+            if not digests:
+                continue
+            last = self.lights_at_ms.get(sym)
+            refresh = digests[0].mark_ts_ms == ts_ms and (
+                last is None or ts_ms - last >= self.config.rank_refresh_ms
+            )
+            if not refresh and (sym not in view.prepared or last == ts_ms):
+                continue
+            self.lights_at_ms[sym] = ts_ms
+            profile = self.watch.profiles[sym]
+            sides = {
+                side: side_cuts((d.scores(side) for d in digests), profile, ALERT_MARGIN)
+                for side in ("long", "short")
+            }
+            out.append(RankCuts(sym, ts_ms, sides))
+        return out

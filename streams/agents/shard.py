@@ -1,6 +1,7 @@
 """Stage A for one partition, without Faust: the accounts hashed to the partition and
 every mark, applied in canonical order (``pipeline.sequencer``) by an ``Engine`` that
-never ranks and never projects the fund (both need every account: stage B's job).
+never projects the fund and ranks only for its summaries (the fund and the lights need
+every account: stage B's job; the lights come back as boundaries, ``light``).
 
 Marks are the clock. The mark fan-out writes every mark, in time order, to every
 partition of ``account_marks``; an account event is applied once a mark at or after its
@@ -31,6 +32,7 @@ from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
+from streams.engine.quantiles import RankCuts, places_from_cuts
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
 from streams.engine.summary import Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
@@ -38,6 +40,7 @@ from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
 ACCOUNT_TOPICS = ("fills", "balances", "position_config")
 CLOCK_TOPIC = "account_marks"
+BOUNDARY_TOPIC = "rank_boundaries"  # stage B -> every partition: light boundaries
 T = TypeVar("T")
 Key = tuple[Any, ...]
 
@@ -85,6 +88,7 @@ class ShardStats:
     redelivered: int = 0  # already applied before a restart: skipped
     late: int = 0  # arrived after later events were applied: applied out of order
     rejected: int = 0  # valid alone, impossible for the account (to dead letters)
+    unlit: int = 0  # light boundaries for a ranking no longer kept (summarised before a restart)
 
 
 @dataclass(slots=True)
@@ -104,9 +108,10 @@ class Shard(Generic[T]):
     due_summaries: dict[str, Key] = field(default_factory=dict)  # fund -> its mark group
 
     def __post_init__(self) -> None:
-        # ranked (for the summaries' queue heads) only when stage B listens
-        refresh = NEVER_MS if self.summary_interval_ms is None else EngineConfig().rank_refresh_ms
-        self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=refresh))
+        # ranked by the summaries only (their queue heads and score histograms); lit by
+        # the boundaries the desk sends back
+        config = EngineConfig(rank_refresh_ms=NEVER_MS, light_locally=False)
+        self.engine = Engine(self.instruments, config)
         if self.summary_interval_ms is not None:
             self.summarizer = Summarizer(self.engine, self.partition, self.summary_interval_ms)
 
@@ -193,7 +198,8 @@ class Shard(Generic[T]):
         )
         for acct in sorted(self.engine.touched):
             risk = self.engine.risks[acct]
-            outputs.append(Output("accounts", wire.account_risk(risk, None)))
+            # ranks as last lit (none until stage B's boundaries come back)
+            outputs.append(Output("accounts", wire.account_risk(risk, self.engine)))
         self.engine.touched.clear()
         if isinstance(event, Mark):
             self._note_mark(event, item.key, previous_mark_ms)
@@ -256,6 +262,27 @@ class Shard(Generic[T]):
             del self.due_summaries[fund]
             out.extend(self._take(fund, key))
         return out
+
+    def light(self, cuts: RankCuts) -> list[Output]:
+        """Light the ranking this partition summarised for ``cuts``' time by the
+        boundaries of every partition's: the rank alerts that gives."""
+        ranking = (
+            None if self.summarizer is None else self.summarizer.ranking_at(cuts.symbol, cuts.ts_ms)
+        )
+        if ranking is None:
+            self.stats.unlit += 1
+            return []
+        signals = []
+        for side, (side_ranking, buckets) in ranking.sides.items():
+            boundaries = cuts.sides.get(side)
+            if boundaries is None:
+                continue
+            places = places_from_cuts(buckets, boundaries)
+            signals += self.engine.light(
+                cuts.symbol, side_ranking, places, boundaries.count, cuts.ts_ms
+            )
+        signals.sort(key=lambda s: s.account)
+        return [Output(*wire.render(signal)) for signal in signals]
 
     def mark_row(self, symbol: str) -> tuple[int, int]:
         """(time, price) of the last mark applied for ``symbol``."""

@@ -21,5 +21,7 @@ class EngineConfig:
     imminent_distance: float = 0.05  # an adverse move this small exhausts the fund -> imminent
     projection_interval_ms: int = 1_000  # fund projections at most this often per fund
     rank_refresh_ms: int = 1_000  # ADL queue re-ranked at most this often per symbol
+    # False: a partition's engine, whose positions' places (lights) need every partition's
+    light_locally: bool = True
     trigger_refresh_ms: int = 1_000  # a triggered symbol re-announced at most this often
     runway_window_ms: int = 300_000  # drawdown rate measured over this window

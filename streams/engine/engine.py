@@ -17,6 +17,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
 from streams.engine.adl import RankedEntry
@@ -35,7 +38,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.queue import QueueTable
+from streams.engine.queue import LightChange, QueueTable, SideRanking
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.signals import (
     BankruptcyDetected,
@@ -325,11 +328,25 @@ class Engine:
     def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
         st = self.symbols[sym]
         st.ranked_at_ms = ts_ms
-        changes = st.queue.rank(self.marks[sym], self.profiles[sym])
-        return [
-            RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score, c.notional)
-            for c in changes
-        ]
+        changes = st.queue.rank(self.marks[sym], self.profiles[sym], self.config.light_locally)
+        return list(_rank_alerts(ts_ms, sym, changes))
+
+    def ranking(self, sym: str, side: str) -> SideRanking | None:
+        """The side's queue at the symbol's last ranking."""
+        return self.symbols[sym].queue.ranking(side)
+
+    def light(
+        self,
+        sym: str,
+        ranking: SideRanking,
+        places: npt.NDArray[np.int64],
+        count: int,
+        ts_ms: int,
+    ) -> list[RankAlert]:
+        """Light an earlier ranking of the symbol by its positions' places among
+        ``count`` (every partition's); the rank alerts that gives, at ``ts_ms``."""
+        changes = self.symbols[sym].queue.light_at(ranking, places, count, self.profiles[sym])
+        return _rank_alerts(ts_ms, sym, changes)
 
     def rerank(self, sym: str, ts_ms: int) -> list[Signal]:
         """Rank the symbol's ADL queue now (a caller that needs today's queue between
@@ -403,6 +420,13 @@ class Engine:
     def rank_view(self, account: str, sym: str) -> tuple[float, int] | None:
         """(score, light) of an account's position at the last ranking of its symbol."""
         return self.symbols[sym].queue.view(account)
+
+
+def _rank_alerts(ts_ms: int, sym: str, changes: list[LightChange]) -> list[RankAlert]:
+    return [
+        RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score, c.notional)
+        for c in changes
+    ]
 
 
 def _dedupe_key(event: Event) -> str | None:

@@ -32,14 +32,30 @@ class LightChange:
     notional: int  # |qty| * mark, quote currency (rounded up)
 
 
+@dataclass(frozen=True, slots=True)
+class SideRanking:
+    """One side's queue as it was ranked, first to be deleveraged first. A snapshot, not
+    row numbers: opening or closing a position moves rows, and the queue must stay
+    readable (and, on the partitioned path, lit later) until the next ranking."""
+
+    side: str
+    accounts: list[str]
+    sizes: list[int]  # |qty|, raw units
+    scores: list[float]
+    opened: list[int]  # each position's opening number: a flip or a reopen is a new one
+    mark_price: int
+    lights: list[int]  # 0 until lit
+
+
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
 
 
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_ranking", "_row", "_scores",
-                 "accounts", "alerted", "cols", "lights", "structure_changed")  # fmt: skip
+    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_opened_count", "_ranking", "_row",
+                 "_scores", "accounts", "alerted", "announced", "cols", "lights", "opened",
+                 "structure_changed")  # fmt: skip
 
     _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
     _DTYPES = (np.float64, np.float64, np.float64, np.float64, np.float64, np.bool_, np.int64)
@@ -48,13 +64,14 @@ class QueueTable:
         self.accounts: list[str] = []
         self._row: dict[str, int] = {}
         self.cols: dict[str, list[float | int | bool]] = {c: [] for c in self._COLS}
-        self.lights: list[int] = []  # 0 until first ranked
+        self.lights: list[int] = []  # 0 until first lit
         self.alerted: list[int] = []  # the light last announced (0: none yet)
+        # the same when lights come later (``light_at``): account -> (opening, light)
+        self.announced: dict[str, tuple[int, int]] = {}
+        self.opened: list[int] = []  # the position's opening number (see SideRanking)
+        self._opened_count = 0
         self._scores: list[float] = []
-        # per side, the last ranking as it was then: (accounts, |qty|, scores, lights) in
-        # queue order. A snapshot, not row numbers: opening or closing a position moves
-        # rows, and the queue must stay readable until the next ranking.
-        self._ranking: dict[str, tuple[list[str], list[int], list[float], list[int]]] = {}
+        self._ranking: dict[str, SideRanking] = {}  # per side, the last ranking
         self.structure_changed = False  # a position opened or closed since the last ranking
         self._accounts_array: npt.NDArray[np.str_] | None = None
         # numpy copies of ``cols`` for ranking, patched row by row between rankings;
@@ -86,12 +103,17 @@ class QueueTable:
                 self.cols[name].append(value)
             self.lights.append(0)
             self.alerted.append(0)
+            self._opened_count += 1
+            self.opened.append(self._opened_count)
             self._scores.append(0.0)
             self._accounts_array = self._arrays = None
             self.structure_changed = True
             return
         if (self.cols["qty"][row] > 0) != (pos.qty > 0):
-            self.lights[row] = self.alerted[row] = 0  # flipped: a new place, other queue
+            # flipped: a new place, other queue
+            self.lights[row] = self.alerted[row] = 0
+            self._opened_count += 1
+            self.opened[row] = self._opened_count
         for name, value in zip(self._COLS, values, strict=True):
             self.cols[name][row] = value
         if self._arrays is not None:
@@ -102,8 +124,8 @@ class QueueTable:
         if row is None:
             return
         last = len(self.accounts) - 1
-        columns: list[list[Any]] = [*self.cols.values(), self.lights, self.alerted, self._scores,
-                                    self.accounts]  # fmt: skip
+        columns: list[list[Any]] = [*self.cols.values(), self.lights, self.alerted, self.opened,
+                                    self._scores, self.accounts]  # fmt: skip
         for column in columns:
             column[row] = column[last]  # swap-remove: O(1), rows are unordered
             column.pop()
@@ -127,19 +149,20 @@ class QueueTable:
         return self._arrays
 
     def view(self, account: str) -> tuple[float, int] | None:
-        """(score, light) of the account's position at the last ranking."""
+        """(score, light) of the account's position at the last ranking that lit it."""
         row = self._row.get(account)
         if row is None or self.lights[row] == 0:
             return None
         return self._scores[row], self.lights[row]
 
-    def rank(self, mark_price: int, profile: VenueProfile) -> list[LightChange]:
-        """Score and order both sides at ``mark_price``; return the lights that changed
-        (a new position is reported only when it enters at the top light).
+    def ranking(self, side: str) -> SideRanking | None:
+        """The side's last ranking."""
+        return self._ranking.get(side)
 
-        Lights are exact; alerts are debounced: a change is announced once the position
-        sits ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a position
-        hovering on a quintile boundary does not page the desk on every re-rank."""
+    def rank(self, mark_price: int, profile: VenueProfile, light: bool = True) -> list[LightChange]:
+        """Score and order both sides at ``mark_price``; with ``light``, give every
+        position its light by its place and return the lights that changed (``light_at``).
+        Without, the ranking waits for places known elsewhere (every partition's)."""
         self.structure_changed = False
         if not self.accounts:
             self._ranking.clear()
@@ -164,49 +187,102 @@ class QueueTable:
         if self._accounts_array is None:
             self._accounts_array = np.array(self.accounts)
         abs_qty = col["abs_qty"]
-        lights = np.zeros(len(qty), dtype=np.int64)
-        settled = np.zeros(len(qty), dtype=np.bool_)
+        opened = np.array(self.opened, dtype=np.int64)
+        ranked_rows = {}
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
             rows = np.nonzero(mask)[0]
             # score desc, then larger size, then account id
             order = np.lexsort((self._accounts_array[rows], -abs_qty[rows], -scores[rows]))
-            ranked = rows[order]
-            count = len(ranked)
-            places = np.arange(count)
-            lights[ranked] = profile.light(places, count)  # type: ignore[arg-type]  # lights are elementwise
-            # settled: the same light ALERT_MARGIN of the queue above and below the place
-            margin = int(count * ALERT_MARGIN)  # 0 below 100 positions: no debounce
-            above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
-            below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
-            settled[ranked] = np.asarray(above) == np.asarray(below)
-            self._ranking[side] = (
-                self._accounts_array[ranked].tolist(),
-                abs_qty[ranked].tolist(),
-                scores[ranked].tolist(),
-                lights[ranked].tolist(),
+            ranked = ranked_rows[side] = rows[order]
+            self._ranking[side] = SideRanking(
+                side=side,
+                accounts=self._accounts_array[ranked].tolist(),
+                sizes=abs_qty[ranked].tolist(),
+                scores=scores[ranked].tolist(),
+                opened=opened[ranked].tolist(),
+                mark_price=mark_price,
+                lights=[0] * len(ranked),
             )
-        top = profile.light(0, 1)
-        alerted = np.array(self.alerted, dtype=np.int64)
-        changes = []
-        for row in np.nonzero((lights != alerted) & settled)[0]:
-            before = int(alerted[row])
-            alerted[row] = lights[row]
-            if before == 0 and lights[row] < top:
-                continue
-            changes.append(
-                LightChange(
-                    account=self.accounts[row],
-                    side="long" if qty[row] > 0 else "short",
-                    light=int(lights[row]),
-                    previous=before or None,
-                    score=float(scores[row]),
-                    notional=div_ceil(int(abs_qty[row]) * mark_price, SCALE),
-                )
-            )
-        self.alerted = alerted.tolist()
-        self.lights = lights.tolist()
         self._scores = scores.tolist()
+        if not light:
+            return []
+        alerted = np.array(self.alerted, dtype=np.int64)
+        row_lights = np.zeros(len(qty), dtype=np.int64)
+        changes = []
+        for side, ranked in ranked_rows.items():
+            count = len(ranked)
+            lights, changed, side_changes = self._light(
+                self._ranking[side], np.arange(count), count, profile, alerted[ranked]
+            )
+            row_lights[ranked] = lights
+            alerted[ranked[changed]] = lights[changed]
+            changes += side_changes
+        self.alerted = alerted.tolist()
+        self.lights = row_lights.tolist()
         return sorted(changes, key=lambda c: c.account)
+
+    def light_at(
+        self, ranking: SideRanking, places: npt.NDArray[np.int64], count: int, profile: VenueProfile
+    ) -> list[LightChange]:
+        """Light an earlier ranking of this table by its positions' places among
+        ``count`` (every partition's), however late: what was announced is kept per
+        (account, opening), not per row, so a position closed or flipped since the
+        ranking is judged as it was then."""
+        announced = self.announced
+        before = np.array(
+            [
+                light if opened == then else 0
+                for account, then in zip(ranking.accounts, ranking.opened, strict=True)
+                for opened, light in [announced.get(account, (0, 0))]
+            ],
+            dtype=np.int64,
+        )
+        lights, changed, changes = self._light(ranking, places, count, profile, before)
+        for i in changed:
+            announced[ranking.accounts[i]] = (ranking.opened[i], int(lights[i]))
+        rows = np.array([self._row.get(a, -1) for a in ranking.accounts], dtype=np.int64)
+        opened = np.array([*self.opened, -1], dtype=np.int64)  # row -1: no position now
+        live = opened[rows] == np.array(ranking.opened, dtype=np.int64)
+        row_lights = np.array(self.lights, dtype=np.int64)
+        row_lights[rows[live]] = lights[live]
+        self.lights = row_lights.tolist()
+        return sorted(changes, key=lambda c: c.account)
+
+    @staticmethod
+    def _light(
+        ranking: SideRanking,
+        places: npt.NDArray[np.int64],
+        count: int,
+        profile: VenueProfile,
+        before: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[LightChange]]:
+        """Lights by place (``ranking.lights`` set); alerts debounced: a change from the
+        light last announced (``before``, 0: none) is announced once the position sits
+        ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a
+        position hovering on a quintile boundary does not page the desk on every re-rank.
+        Returns (lights, entries whose announced light changed, alerts)."""
+        lights = np.asarray(profile.light(places, count), dtype=np.int64)  # type: ignore[arg-type]  # lights are elementwise
+        # settled: the same light ALERT_MARGIN of the queue above and below the place
+        margin = int(count * ALERT_MARGIN)  # 0 below 100 positions: no debounce
+        above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
+        below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
+        settled = np.asarray(above) == np.asarray(below)
+        ranking.lights[:] = lights.tolist()
+        top = profile.light(0, 1)
+        changed = np.nonzero((lights != before) & settled)[0]
+        changes = [
+            LightChange(
+                account=ranking.accounts[i],
+                side=ranking.side,
+                light=int(lights[i]),
+                previous=int(before[i]) or None,
+                score=ranking.scores[i],
+                notional=div_ceil(ranking.sizes[i] * ranking.mark_price, SCALE),
+            )
+            for i in changed
+            if before[i] != 0 or lights[i] >= top  # a new position: only entering at the top
+        ]
+        return lights, changed, changes
 
     def side_totals(self, side: str) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
         """(open interest, positions per light 0..5, first five scores) of one side."""
@@ -214,14 +290,16 @@ class QueueTable:
         qty, abs_qty = col["qty"], col["abs_qty"]
         mask = qty > 0 if side == "long" else qty < 0
         lights = np.bincount(np.array(self.lights, dtype=np.int64)[mask], minlength=6)
-        top = self._ranking[side][2][:5] if side in self._ranking else []
+        top = self._ranking[side].scores[:5] if side in self._ranking else []
         return int(abs_qty[mask].sum()), tuple(int(n) for n in lights[:6]), tuple(top)
 
     def ranked(self, side: str) -> Iterator[RankedEntry]:
         """The side's queue at the last ranking, first to be deleveraged first (sizes and
         scores as they were then; a position closed since is still listed)."""
-        accounts, sizes, scores, lights = self._ranking.get(side, ([], [], [], []))
+        ranking = self._ranking.get(side)
+        if ranking is None:
+            return
         for place, (account, qty, score, light) in enumerate(
-            zip(accounts, sizes, scores, lights, strict=True)
+            zip(ranking.accounts, ranking.sizes, ranking.scores, ranking.lights, strict=True)
         ):
             yield RankedEntry(account=account, qty=qty, score=score, rank=place, light=light)

@@ -15,7 +15,10 @@ all of them. What they need is mergeable, so each partition sends, per symbol:
 - the bankruptcy counter and the fund's cross over-count (sums);
 - the head of each side's ADL queue: the ``top_k`` first of the partition's own ranking.
   The global first k are among the partitions' first k, so the merged head is exact as
-  far as k reaches.
+  far as k reaches;
+- each side's histogram of ranking scores (``engine.quantiles``): the desk turns the
+  merged one into light boundaries, and the partition lights the ranking it summarised
+  (kept until then: ``Summarizer.ranking_at``).
 
 Summaries are taken at marks, at most one per ``interval_ms`` bucket of event time per
 fund (the first mark of each bucket): every partition sees the same marks, so every
@@ -25,18 +28,25 @@ partition summarises at the same marks and the fund can wait for all of them.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from streams.engine.adl import QueueEntry, RankedEntry
 from streams.engine.config import EngineConfig
 from streams.engine.engine import Engine
 from streams.engine.fund import MAX_UP_MOVE, Curve
+from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
+from streams.engine.queue import SideRanking
 from streams.engine.signals import BankruptPosition, Signal
 
 DEFAULT_TOP_K = 64
+KEPT_RANKINGS = 64  # per symbol, summarised rankings kept for their lights
+SIDES = ("long", "short")
 
 
 def move_grid(config: EngineConfig) -> tuple[float, ...]:
@@ -58,6 +68,7 @@ def move_grid(config: EngineConfig) -> tuple[float, ...]:
 class SymbolDigest:
     symbol: str
     mark_price: int
+    mark_ts_ms: int
     changes: int  # the engine's change counter when taken (a cache key, not sent)
     bankruptcies: int
     long_deficits: tuple[int, ...]  # on the move grid
@@ -66,6 +77,11 @@ class SymbolDigest:
     bankrupt: tuple[BankruptPosition, ...]
     long_head: tuple[QueueEntry, ...]  # the partition's ADL queue, first first
     short_head: tuple[QueueEntry, ...]
+    long_scores: Histogram  # of the partition's ranking, best bucket first
+    short_scores: Histogram
+
+    def scores(self, side: str) -> Histogram:
+        return self.long_scores if side == "long" else self.short_scores
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +97,26 @@ class RiskSummary:
         return self.clock[0]
 
 
-def digest(engine: Engine, sym: str, grid: Sequence[float], top_k: int) -> SymbolDigest:
+@dataclass(frozen=True, slots=True)
+class SummarisedRanking:
+    """A ranking a summary described: each side's queue and its positions' buckets."""
+
+    ranked_at_ms: int
+    sides: dict[str, tuple[SideRanking, npt.NDArray[np.int64]]]
+
+
+def summarised_ranking(engine: Engine, sym: str, accuracy: float) -> SummarisedRanking:
+    sides = {}
+    for side in SIDES:
+        ranking = engine.ranking(sym, side)
+        if ranking is not None:
+            sides[side] = (ranking, score_buckets(ranking.scores, accuracy))
+    return SummarisedRanking(engine.ranked_at_ms(sym) or 0, sides)
+
+
+def digest(
+    engine: Engine, sym: str, grid: Sequence[float], top_k: int, ranking: SummarisedRanking
+) -> SymbolDigest:
     mark = engine.marks[sym]
 
     def head(side: str) -> tuple[QueueEntry, ...]:
@@ -92,6 +127,7 @@ def digest(engine: Engine, sym: str, grid: Sequence[float], top_k: int) -> Symbo
     return SymbolDigest(
         symbol=sym,
         mark_price=mark,
+        mark_ts_ms=engine.symbols[sym].mark_ts_ms,
         changes=engine.symbol_changes(sym),
         bankruptcies=engine.bankruptcies(sym),
         long_deficits=tuple(engine.side_deficits(sym, True, grid)),
@@ -100,6 +136,8 @@ def digest(engine: Engine, sym: str, grid: Sequence[float], top_k: int) -> Symbo
         bankrupt=tuple(engine.bankrupt_positions(sym)),
         long_head=head("long"),
         short_head=head("short"),
+        long_scores=histogram(ranking.sides["long"][1]) if "long" in ranking.sides else (),
+        short_scores=histogram(ranking.sides["short"][1]) if "short" in ranking.sides else (),
     )
 
 
@@ -112,13 +150,27 @@ class Summarizer:
         partition: int,
         interval_ms: int,
         top_k: int = DEFAULT_TOP_K,
+        accuracy: float = DEFAULT_ACCURACY,
     ) -> None:
         self.engine = engine
         self.partition = partition
         self.interval_ms = interval_ms
         self.top_k = top_k
+        self.accuracy = accuracy
         self.grid = move_grid(engine.config)
         self._digests: dict[str, SymbolDigest] = {}
+        self._rankings: dict[str, list[SummarisedRanking]] = {}  # per symbol, oldest first
+        self.kept_rankings = KEPT_RANKINGS  # until the desk's boundaries come back
+
+    def ranking_at(self, sym: str, ts_ms: int) -> SummarisedRanking | None:
+        """The last ranking of ``sym`` summarised at or before ``ts_ms`` (the one the
+        fund's summaries at ``ts_ms`` described); older ones are dropped."""
+        kept = self._rankings.get(sym, [])
+        i = bisect_right([r.ranked_at_ms for r in kept], ts_ms)
+        if i == 0:
+            return None  # summarised before a restart
+        del kept[: i - 1]
+        return kept[0]
 
     def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
         """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark
@@ -137,7 +189,11 @@ class Summarizer:
             if cached is None or cached.changes != engine.symbol_changes(sym):
                 if engine.ranked_at_ms(sym) != clock[0]:
                     engine.rerank(sym, clock[0])  # the head as of the summary, like a trigger's
-                cached = self._digests[sym] = digest(engine, sym, self.grid, self.top_k)
+                ranking = summarised_ranking(engine, sym, self.accuracy)
+                kept = self._rankings.setdefault(sym, [])
+                kept.append(ranking)
+                del kept[: -self.kept_rankings]
+                cached = self._digests[sym] = digest(engine, sym, self.grid, self.top_k, ranking)
             digests.append(cached)
         return RiskSummary(fund, self.partition, clock, engine.fund_overcount(fund), tuple(digests))
 
@@ -176,6 +232,10 @@ class MergedView:
             for d in summary.symbols:
                 self._by_symbol.setdefault(d.symbol, []).append(d)
         self._curves: dict[tuple[str, bool], Curve] = {}
+        self.prepared: set[str] = set()  # symbols whose queue a decision asked for
+
+    def digests(self, symbol: str) -> list[SymbolDigest]:
+        return self._by_symbol.get(symbol, [])
 
     def mark(self, symbol: str) -> int | None:
         digests = self._by_symbol.get(symbol)
@@ -205,7 +265,10 @@ class MergedView:
         return sum(s.overcount for s in self.summaries if s.fund == fund)
 
     def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
-        return []  # the heads are as of each partition's last ranking
+        # the heads are as of each partition's summary; the lights of that ranking are
+        # the desk's to send (``FundDesk``)
+        self.prepared.add(symbol)
+        return []
 
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         entries = [
@@ -237,6 +300,7 @@ def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
             {
                 "symbol": d.symbol,
                 "mark_price": str(d.mark_price),
+                "mark_ts": d.mark_ts_ms,
                 "bankruptcies": d.bankruptcies,
                 "long_deficits": [str(v) for v in d.long_deficits],
                 "short_deficits": [str(v) for v in d.short_deficits],
@@ -247,6 +311,8 @@ def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
                 ],
                 "long_head": [[e.account, str(e.qty), e.score] for e in d.long_head],
                 "short_head": [[e.account, str(e.qty), e.score] for e in d.short_head],
+                "long_scores": [list(b) for b in d.long_scores],
+                "short_scores": [list(b) for b in d.short_scores],
             }
             for d in summary.symbols
         ],
@@ -264,6 +330,7 @@ def from_wire(obj: dict[str, Any]) -> RiskSummary:
             SymbolDigest(
                 symbol=sym,
                 mark_price=int(d["mark_price"]),
+                mark_ts_ms=int(d["mark_ts"]),
                 changes=-1,
                 bankruptcies=int(d["bankruptcies"]),
                 long_deficits=tuple(int(v) for v in d["long_deficits"]),
@@ -275,6 +342,8 @@ def from_wire(obj: dict[str, Any]) -> RiskSummary:
                 ),
                 long_head=head(d["long_head"]),
                 short_head=head(d["short_head"]),
+                long_scores=tuple((int(b), int(n)) for b, n in d["long_scores"]),
+                short_scores=tuple((int(b), int(n)) for b, n in d["short_scores"]),
             )
         )
     ts, rank, key = obj["clock"]

@@ -1,5 +1,6 @@
 """The vectorised queue against the one-position-at-a-time ranking (adl.rank_queue)."""
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -131,3 +132,47 @@ def test_the_queue_stays_readable_between_rankings_when_positions_open_and_close
     table.rank(110 * SCALE, profile)
     assert [e.account for e in table.ranked("long")] == ["c", "b"]  # c: lower backing
     assert not table.structure_changed
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            st.sampled_from("abcdefgh"),
+            st.integers(-3, 3).filter(bool),
+            st.integers(1, 60),
+        ),
+        st.tuples(st.just("remove"), st.sampled_from("abcdefgh"), st.just(0), st.just(0)),
+        st.tuples(st.just("rank"), st.just(""), st.just(0), st.integers(90, 110)),
+    ),
+    max_size=60,
+)
+
+
+@given(operations)
+def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
+    """The partitioned path ranks now and lights later (``light_at``, when every
+    partition's places are known), after more positions opened, closed and flipped:
+    the alerts must be those of lighting at each ranking (the single-process path)."""
+    profile = PROFILES["bitmex"]
+    at_once, later = QueueTable(), QueueTable()
+    want, rankings = [], []
+    for op, acct, qty, value in ops:
+        for table in (at_once, later):
+            if op == "put":
+                table.put(acct, position(qty * SCALE, 100 * SCALE, value * SCALE, False), 0)
+            elif op == "remove":
+                table.remove(acct)
+        if op == "rank":
+            want.append(at_once.rank(value * SCALE, profile))
+            later.rank(value * SCALE, profile, light=False)
+            rankings.append([later.ranking(side) for side in ("long", "short")])
+    got = []
+    for sides in rankings:  # every ranking lit after all the changes
+        changes = []
+        for ranking in sides:
+            if ranking is not None:
+                count = len(ranking.accounts)
+                changes += later.light_at(ranking, np.arange(count), count, profile)
+        got.append(sorted(changes, key=lambda c: c.account))
+    assert got == want
