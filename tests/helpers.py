@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -171,3 +172,26 @@ def assert_stages_follow(
             assert sizes(got[j]) == sizes(want[i])
         elif i in triggered:
             assert steps(got[j]) == steps(want[i])
+
+
+RANK_ALERT_FIELDS = ("ts", "account", "symbol", "side", "quantile", "previous_quantile")
+
+
+def rank_alerts_matched(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> int:
+    """How many of ``want`` (replay's rank alerts) ``got`` has, identical in time,
+    position, light and previous light."""
+    key = lambda a: tuple(a[f] for f in RANK_ALERT_FIELDS)  # noqa: E731
+    return sum((Counter(map(key, want)) & Counter(map(key, got))).values())
+
+
+def assert_rank_alerts_follow(
+    want: list[dict[str, Any]], got: list[dict[str, Any]], share: float = 0.99
+) -> None:
+    """The partitioned path's rank alerts are replay's but for a known ~1%: scores of
+    several partitions within the sketch's accuracy of a light boundary (each partition
+    spreads its own through the bucket), and replay's re-rank at a fill for a trigger's
+    plan (the desk sees marks only: its re-rank comes at the next mark)."""
+    assert len(want) > 1_000
+    matched = rank_alerts_matched(want, got)
+    assert matched >= share * len(want), (matched, len(want), len(got))
+    assert abs(len(got) - len(want)) <= (1 - share) * len(want), (len(got), len(want))

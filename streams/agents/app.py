@@ -29,7 +29,7 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,9 +236,9 @@ class AccountAgents:
             shard = Shard(partition, self.instruments, summary_interval_ms=self.summary_interval_ms)
             accounts = []
             for raw in self.account_rows.values():
-                state, applied, p = decode_account(raw)
-                if p == partition:
-                    accounts.append((state, applied))
+                row = decode_account(raw)
+                if row.partition == partition:
+                    accounts.append(row)
             marks = []
             for key, raw in self.mark_rows.items():
                 p, symbol = key.decode().split(":", 1)
@@ -350,7 +350,9 @@ class AccountAgents:
             await self._dead_letter(BOUNDARY_TOPIC, message, exc)
             return
         source = Source(BOUNDARY_TOPIC, message.partition, message.offset)
-        await self._deliver(shard.light(cuts), source)
+        lit = shard.light(cuts)
+        await self._deliver(lit.outputs, source)
+        self._write_rows(shard, lit.accounts, ())
 
     async def _apply(self, shard: Shard[EventT], released: list[Pending[EventT]]) -> None:
         if not released:
@@ -366,11 +368,14 @@ class AccountAgents:
             for n, out in enumerate(applied.outputs):
                 sends.append(await self._send(out, item.source, n))
         await asyncio.gather(*sends)  # outputs delivered before the rows that cover them
+        self._write_rows(shard, accounts, symbols)
+
+    def _write_rows(
+        self, shard: Shard[EventT], accounts: Iterable[str], symbols: Iterable[str]
+    ) -> None:
         p = shard.partition
         for account in sorted(accounts):
-            state = shard.engine.accounts[account]
-            row = encode_account(state, shard.applied[account], p)
-            self.account_rows[account.encode()] = row
+            self.account_rows[account.encode()] = encode_account(shard.row(account))
         for symbol in sorted(symbols):
             self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
 

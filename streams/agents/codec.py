@@ -1,5 +1,6 @@
 """Changelog rows, exact integers in JSON (orjson): an account's state plus the input
-offsets already applied to it, so a re-delivered event is recognised after a restart;
+offsets already applied to it, so a re-delivered event is recognised after a restart,
+and the lights announced for its positions (so a restart does not announce them anew);
 and the fund desk's state per fund."""
 
 from __future__ import annotations
@@ -9,17 +10,18 @@ from typing import Any
 import orjson
 
 from streams.agents.desk import FundDesk
+from streams.agents.shard import AccountRow
 from streams.engine.account import AccountState, Position, PositionSetting
 from streams.engine.events import Depth, MarginMode
 from streams.engine.fixed import PriceRaw, QtyRaw
 from streams.engine.signals import AdlStage
 
 
-def encode_account(state: AccountState, applied: dict[str, int], partition: int) -> bytes:
-    """``applied``: source "topic:partition" -> last offset applied to this account."""
+def encode_account(row: AccountRow) -> bytes:
+    state = row.state
     return orjson.dumps(
         {
-            "p": partition,
+            "p": row.partition,
             "account": state.account,
             "wallet_balance": state.wallet_balance,
             "positions": [
@@ -30,12 +32,13 @@ def encode_account(state: AccountState, applied: dict[str, int], partition: int)
             "realized_pnl": state.realized_pnl,
             "fees_paid": state.fees_paid,
             "last_ts_ms": state.last_ts_ms,
-            "applied": applied,
+            "applied": row.applied,
+            "lights": row.lights,
         }
     )
 
 
-def decode_account(raw: bytes) -> tuple[AccountState, dict[str, int], int]:
+def decode_account(raw: bytes) -> AccountRow:
     row: dict[str, Any] = orjson.loads(raw)
     state = AccountState(
         account=row["account"],
@@ -51,7 +54,7 @@ def decode_account(raw: bytes) -> tuple[AccountState, dict[str, int], int]:
         fees_paid=row["fees_paid"],
         last_ts_ms=row["last_ts_ms"],
     )
-    return state, dict(row["applied"]), int(row["p"])
+    return AccountRow(state, dict(row["applied"]), int(row["p"]), dict(row.get("lights", {})))
 
 
 def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:

@@ -9,10 +9,10 @@ data still to deliver holds back what comes after its last event). Between two c
 marks the fund and the books move on their own; the accounts are as of the last one.
 A summary at or before the last complete mark of its fund is a re-delivered copy.
 
-Rank lights: the desk re-ranks a symbol when ``replay``'s engine would (at its mark, at
-most every ``rank_refresh_ms``, and when a trigger's plan needs today's queue) and sends
-the light boundaries of the partitions' merged score histograms (``engine.quantiles``)
-to every partition, which lights the ranking it summarised.
+Rank lights: when ``replay``'s engine lights a symbol (its first mark of every
+``rank_refresh_ms`` of event time, ``refresh_due``) the desk sends the light boundaries
+of the partitions' merged score histograms (``engine.quantiles``) to every partition,
+which lights the ranking it summarised at that mark (``Summarizer.ranking_at``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from streams.engine.config import EngineConfig
+from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
 from streams.engine.quantiles import RankCuts, side_cuts
 from streams.engine.queue import ALERT_MARGIN
 from streams.engine.signals import Signal
-from streams.engine.summary import MergedView, RiskSummary, move_grid
+from streams.engine.summary import SIDES, MergedView, RiskSummary, move_grid
 from streams.engine.watch import FundWatch
 from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
@@ -175,24 +175,19 @@ class FundDesk(Generic[T]):
         return DeskResult(signals, self._rank_cuts(view, fund, ts_ms))
 
     def _rank_cuts(self, view: MergedView, fund: str, ts_ms: int) -> list[RankCuts]:
-        """Light boundaries of the symbols re-ranked now: at their mark once
-        ``rank_refresh_ms`` has passed, or for a trigger's plan (``prepare_queue``)."""
+        """Light boundaries of the symbols whose refresh is due at this mark."""
         out = []
         for sym in self.watch.fund_symbols[fund]:
             digests = view.digests(sym)
-            if not digests:
+            if not digests or digests[0].mark_ts_ms != ts_ms:
                 continue
-            last = self.lights_at_ms.get(sym)
-            refresh = digests[0].mark_ts_ms == ts_ms and (
-                last is None or ts_ms - last >= self.config.rank_refresh_ms
-            )
-            if not refresh and (sym not in view.prepared or last == ts_ms):
+            if not refresh_due(ts_ms, self.lights_at_ms.get(sym), self.config.rank_refresh_ms):
                 continue
             self.lights_at_ms[sym] = ts_ms
             profile = self.watch.profiles[sym]
             sides = {
                 side: side_cuts((d.scores(side) for d in digests), profile, ALERT_MARGIN)
-                for side in ("long", "short")
+                for side in SIDES
             }
             out.append(RankCuts(sym, ts_ms, sides))
         return out

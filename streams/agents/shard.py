@@ -61,6 +61,16 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountRow:
+    """What the changelog keeps of an account (``agents.codec``)."""
+
+    state: AccountState
+    applied: dict[str, int]  # source "topic:partition" -> last offset applied to it
+    partition: int
+    lights: dict[str, int]  # symbol -> light last announced for its position there
+
+
+@dataclass(frozen=True, slots=True)
 class Pending(Generic[T]):
     key: Key  # canonical order
     event: Event
@@ -108,32 +118,41 @@ class Shard(Generic[T]):
     due_summaries: dict[str, Key] = field(default_factory=dict)  # fund -> its mark group
 
     def __post_init__(self) -> None:
-        # ranked by the summaries only (their queue heads and score histograms); lit by
-        # the boundaries the desk sends back
-        config = EngineConfig(rank_refresh_ms=NEVER_MS, light_locally=False)
+        # ranked when replay's engine ranks (the lit marks) and at summaries (the queue
+        # heads); lit by the boundaries the desk sends back for the lit marks
+        refresh = NEVER_MS if self.summary_interval_ms is None else EngineConfig().rank_refresh_ms
+        config = EngineConfig(rank_refresh_ms=refresh, light_locally=False)
         self.engine = Engine(self.instruments, config)
         if self.summary_interval_ms is not None:
             self.summarizer = Summarizer(self.engine, self.partition, self.summary_interval_ms)
 
     # ------------------------------------------------------------------ recovery
     def restore(
-        self,
-        accounts: Iterable[tuple[AccountState, dict[str, int]]],
-        marks: Iterable[tuple[str, int, int]],
+        self, accounts: Iterable[AccountRow], marks: Iterable[tuple[str, int, int]]
     ) -> None:
-        """From the changelog: (state, applied offsets) per account, and (symbol, time,
-        price) of the last mark applied per symbol."""
+        """From the changelog: each account's row, and (symbol, time, price) of the
+        last mark applied per symbol."""
         engine = self.engine
         for symbol, ts_ms, price in marks:
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
             self.mark_seen_ms[symbol] = ts_ms
-        states = []
-        for state, applied in accounts:
-            self.applied[state.account] = dict(applied)
-            states.append(state)
-        engine.restore(states)
+        rows = list(accounts)
+        for row in rows:
+            self.applied[row.state.account] = dict(row.applied)
+        engine.restore(row.state for row in rows)
+        for row in rows:
+            engine.restore_announced(row.state.account, row.lights)
         engine.touched.clear()
+
+    def row(self, account: str) -> AccountRow:
+        engine = self.engine
+        return AccountRow(
+            engine.accounts[account],
+            self.applied.get(account, {}),
+            self.partition,
+            engine.announced_lights(account),
+        )
 
     # ------------------------------------------------------------------ intake
     def push(self, event: Event, raw: Mapping[str, Any], source: Source, token: T) -> bool:
@@ -263,15 +282,15 @@ class Shard(Generic[T]):
             out.extend(self._take(fund, key))
         return out
 
-    def light(self, cuts: RankCuts) -> list[Output]:
+    def light(self, cuts: RankCuts) -> Applied:
         """Light the ranking this partition summarised for ``cuts``' time by the
-        boundaries of every partition's: the rank alerts that gives."""
-        ranking = (
-            None if self.summarizer is None else self.summarizer.ranking_at(cuts.symbol, cuts.ts_ms)
-        )
+        boundaries of every partition's: the rank alerts that gives, and the accounts
+        whose row must be written (what was announced to them changed)."""
+        summarizer = self.summarizer
+        ranking = None if summarizer is None else summarizer.ranking_at(cuts.symbol, cuts.ts_ms)
         if ranking is None:
             self.stats.unlit += 1
-            return []
+            return Applied([], [], None)
         signals = []
         for side, (side_ranking, buckets) in ranking.sides.items():
             boundaries = cuts.sides.get(side)
@@ -282,7 +301,9 @@ class Shard(Generic[T]):
                 cuts.symbol, side_ranking, places, boundaries.count, cuts.ts_ms
             )
         signals.sort(key=lambda s: s.account)
-        return [Output(*wire.render(signal)) for signal in signals]
+        lit = sorted(self.engine.lit)
+        self.engine.lit.clear()
+        return Applied([Output(*wire.render(signal)) for signal in signals], lit, None)
 
     def mark_row(self, symbol: str) -> tuple[int, int]:
         """(time, price) of the last mark applied for ``symbol``."""

@@ -20,8 +20,17 @@ class EngineConfig:
     imminent_coverage: float = 1.5  # fund / projected loss below this -> imminent
     imminent_distance: float = 0.05  # an adverse move this small exhausts the fund -> imminent
     projection_interval_ms: int = 1_000  # fund projections at most this often per fund
-    rank_refresh_ms: int = 1_000  # ADL queue re-ranked at most this often per symbol
+    rank_refresh_ms: int = 1_000  # ADL queue re-ranked and lit this often per symbol
     # False: a partition's engine, whose positions' places (lights) need every partition's
     light_locally: bool = True
     trigger_refresh_ms: int = 1_000  # a triggered symbol re-announced at most this often
     runway_window_ms: int = 300_000  # drawdown rate measured over this window
+
+
+def refresh_due(ts_ms: int, last_ms: int | None, period_ms: int) -> bool:
+    """A periodic refresh at ``ts_ms``: the first event of each ``period_ms`` of event
+    time (a grid, not "period since the last": every partition, and a restarted one,
+    refreshes at the same events). ``NEVER_MS``: never."""
+    if period_ms >= NEVER_MS:
+        return False
+    return last_ms is None or ts_ms // period_ms != last_ms // period_ms

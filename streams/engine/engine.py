@@ -8,7 +8,8 @@ tick), but are only touched here, and replaying the same events gives the same s
 Cost of a mark tick: the positions whose liquidation or bankruptcy price lies between
 the old and the new mark (``ThresholdIndex``), plus accounts with several cross
 positions (their thresholds move with every mark), plus O(log n) fund queries
-(``DeficitIndex``). The ADL queue is re-ranked at most every ``rank_refresh_ms``.
+(``DeficitIndex``). The ADL queue is re-ranked and lit at the first mark of every
+``rank_refresh_ms`` of event time (``refresh_due``), and for a trigger's plan.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy.typing as npt
 from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
 from streams.engine.adl import RankedEntry
-from streams.engine.config import EngineConfig
+from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
     Balance,
@@ -71,6 +72,7 @@ class _SymbolState:
     mark_ts_ms: int = -1
     bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
+    lit_at_ms: int | None = None  # the last periodic ranking (the refresh grid)
     changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
 
     def side_index(self, is_long: bool) -> DeficitIndex:
@@ -94,6 +96,7 @@ class Engine:
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
         self.seen_ids: set[str] = set()
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
+        self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same
         self.stats = EngineStats()
         self.last_ts_ms = 0
 
@@ -171,7 +174,8 @@ class Engine:
         signals: list[Signal] = []
         for acct in sorted(affected):
             signals.extend(self._reevaluate(acct, event.ts_ms))
-        if st.ranked_at_ms is None or event.ts_ms - st.ranked_at_ms >= self.config.rank_refresh_ms:
+        if refresh_due(event.ts_ms, st.lit_at_ms, self.config.rank_refresh_ms):
+            st.lit_at_ms = event.ts_ms
             signals.extend(self._rank(sym, event.ts_ms))
         signals.extend(self._check_fund(self.instruments[sym].fund, event.ts_ms))
         return signals
@@ -345,8 +349,23 @@ class Engine:
     ) -> list[RankAlert]:
         """Light an earlier ranking of the symbol by its positions' places among
         ``count`` (every partition's); the rank alerts that gives, at ``ts_ms``."""
-        changes = self.symbols[sym].queue.light_at(ranking, places, count, self.profiles[sym])
+        queue = self.symbols[sym].queue
+        changes, changed = queue.light_at(ranking, places, count, self.profiles[sym])
+        self.lit.update(a for a in changed if a in queue)
         return _rank_alerts(ts_ms, sym, changes)
+
+    def announced_lights(self, account: str) -> dict[str, int]:
+        """Symbol -> light last announced for each of the account's positions (``light``)."""
+        risk = self.risks.get(account)
+        positions = () if risk is None else risk.positions
+        lights = {
+            p.symbol: self.symbols[p.symbol].queue.announced_light(account) for p in positions
+        }
+        return {s: light for s, light in lights.items() if light}
+
+    def restore_announced(self, account: str, lights: Mapping[str, int]) -> None:
+        for sym, light in lights.items():
+            self.symbols[sym].queue.restore_announced(account, light)
 
     def rerank(self, sym: str, ts_ms: int) -> list[Signal]:
         """Rank the symbol's ADL queue now (a caller that needs today's queue between

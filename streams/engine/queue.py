@@ -155,6 +155,18 @@ class QueueTable:
             return None
         return self._scores[row], self.lights[row]
 
+    def announced_light(self, account: str) -> int:
+        """The light last announced (``light_at``) for the account's position (0: none)."""
+        row = self._row.get(account)
+        opened, light = self.announced.get(account, (0, 0))
+        return light if row is not None and self.opened[row] == opened else 0
+
+    def restore_announced(self, account: str, light: int) -> None:
+        """After a restart: the light announced for the account's (restored) position."""
+        row = self._row.get(account)
+        if row is not None:
+            self.announced[account] = (self.opened[row], light)
+
     def ranking(self, side: str) -> SideRanking | None:
         """The side's last ranking."""
         return self._ranking.get(side)
@@ -223,11 +235,12 @@ class QueueTable:
 
     def light_at(
         self, ranking: SideRanking, places: npt.NDArray[np.int64], count: int, profile: VenueProfile
-    ) -> list[LightChange]:
+    ) -> tuple[list[LightChange], list[str]]:
         """Light an earlier ranking of this table by its positions' places among
         ``count`` (every partition's), however late: what was announced is kept per
         (account, opening), not per row, so a position closed or flipped since the
-        ranking is judged as it was then."""
+        ranking is judged as it was then. Returns the alerts and the accounts whose
+        announced light changed (alerted or not)."""
         announced = self.announced
         before = np.array(
             [
@@ -246,7 +259,7 @@ class QueueTable:
         row_lights = np.array(self.lights, dtype=np.int64)
         row_lights[rows[live]] = lights[live]
         self.lights = row_lights.tolist()
-        return sorted(changes, key=lambda c: c.account)
+        return sorted(changes, key=lambda c: c.account), [ranking.accounts[i] for i in changed]
 
     @staticmethod
     def _light(

@@ -16,9 +16,10 @@ all of them. What they need is mergeable, so each partition sends, per symbol:
 - the head of each side's ADL queue: the ``top_k`` first of the partition's own ranking.
   The global first k are among the partitions' first k, so the merged head is exact as
   far as k reaches;
-- each side's histogram of ranking scores (``engine.quantiles``): the desk turns the
-  merged one into light boundaries, and the partition lights the ranking it summarised
-  (kept until then: ``Summarizer.ranking_at``).
+- each side's histogram of ranking scores (``engine.quantiles``): at the marks where a
+  symbol is lit (``refresh_due``) the desk turns the merged one into light boundaries
+  and the partition lights the ranking it summarised there (kept until then, within a
+  budget of ``KEPT_ENTRIES`` positions: ``Summarizer.ranking_at``).
 
 Summaries are taken at marks, at most one per ``interval_ms`` bucket of event time per
 fund (the first mark of each bucket): every partition sees the same marks, so every
@@ -28,7 +29,7 @@ partition summarises at the same marks and the fund can wait for all of them.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.engine.adl import QueueEntry, RankedEntry
-from streams.engine.config import EngineConfig
+from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.engine import Engine
 from streams.engine.fund import MAX_UP_MOVE, Curve
 from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
@@ -45,7 +46,9 @@ from streams.engine.queue import SideRanking
 from streams.engine.signals import BankruptPosition, Signal
 
 DEFAULT_TOP_K = 64
-KEPT_RANKINGS = 64  # per symbol, summarised rankings kept for their lights
+# positions of the rankings kept for their lights (the desk's boundaries come back as
+# far behind as the desk lags: a backlog); beyond, the oldest are dropped (unlit)
+KEPT_ENTRIES = 4_000_000
 SIDES = ("long", "short")
 
 
@@ -101,17 +104,21 @@ class RiskSummary:
 class SummarisedRanking:
     """A ranking a summary described: each side's queue and its positions' buckets."""
 
-    ranked_at_ms: int
+    ranked_at_ms: int  # the summary's mark
     sides: dict[str, tuple[SideRanking, npt.NDArray[np.int64]]]
 
+    @property
+    def size(self) -> int:
+        return sum(len(buckets) for _, buckets in self.sides.values())
 
-def summarised_ranking(engine: Engine, sym: str, accuracy: float) -> SummarisedRanking:
+
+def summarised_ranking(engine: Engine, sym: str, accuracy: float, ts_ms: int) -> SummarisedRanking:
     sides = {}
     for side in SIDES:
         ranking = engine.ranking(sym, side)
         if ranking is not None:
             sides[side] = (ranking, score_buckets(ranking.scores, accuracy))
-    return SummarisedRanking(engine.ranked_at_ms(sym) or 0, sides)
+    return SummarisedRanking(ts_ms, sides)
 
 
 def digest(
@@ -159,25 +166,33 @@ class Summarizer:
         self.accuracy = accuracy
         self.grid = move_grid(engine.config)
         self._digests: dict[str, SymbolDigest] = {}
-        self._rankings: dict[str, list[SummarisedRanking]] = {}  # per symbol, oldest first
-        self.kept_rankings = KEPT_RANKINGS  # until the desk's boundaries come back
+        # per symbol, the rankings at its lit marks, oldest first, until lit
+        self._rankings: dict[str, list[SummarisedRanking]] = {}
+        self.kept_entries = KEPT_ENTRIES
+        self.dropped = 0  # rankings dropped over the budget: never lit
 
     def ranking_at(self, sym: str, ts_ms: int) -> SummarisedRanking | None:
-        """The last ranking of ``sym`` summarised at or before ``ts_ms`` (the one the
-        fund's summaries at ``ts_ms`` described); older ones are dropped."""
+        """The ranking of ``sym`` summarised at its lit mark ``ts_ms`` (and forget it
+        and older ones): ``None`` if not kept (summarised before a restart, or dropped)."""
         kept = self._rankings.get(sym, [])
-        i = bisect_right([r.ranked_at_ms for r in kept], ts_ms)
-        if i == 0:
-            return None  # summarised before a restart
-        del kept[: i - 1]
-        return kept[0]
+        while kept and kept[0].ranked_at_ms <= ts_ms:
+            ranking = kept.pop(0)
+            if ranking.ranked_at_ms == ts_ms:
+                return ranking
+        return None
+
+    def _keep(self, sym: str, ranking: SummarisedRanking) -> None:
+        self._rankings.setdefault(sym, []).append(ranking)
+        entries = sum(r.size for kept in self._rankings.values() for r in kept)
+        while entries > self.kept_entries:
+            oldest = min((k for k in self._rankings.values() if k), key=lambda k: k[0].ranked_at_ms)
+            entries -= oldest.pop(0).size
+            self.dropped += 1
 
     def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
         """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark
         of any of the fund's symbols was at ``previous_mark_ms``)."""
-        return previous_mark_ms is None or (
-            ts_ms // self.interval_ms != previous_mark_ms // self.interval_ms
-        )
+        return refresh_due(ts_ms, previous_mark_ms, self.interval_ms)
 
     def summary(self, fund: str, clock: tuple[int, int, str]) -> RiskSummary:
         engine = self.engine
@@ -189,10 +204,9 @@ class Summarizer:
             if cached is None or cached.changes != engine.symbol_changes(sym):
                 if engine.ranked_at_ms(sym) != clock[0]:
                     engine.rerank(sym, clock[0])  # the head as of the summary, like a trigger's
-                ranking = summarised_ranking(engine, sym, self.accuracy)
-                kept = self._rankings.setdefault(sym, [])
-                kept.append(ranking)
-                del kept[: -self.kept_rankings]
+                ranking = summarised_ranking(engine, sym, self.accuracy, clock[0])
+                if engine.symbols[sym].lit_at_ms == clock[0]:  # the desk lights this one
+                    self._keep(sym, ranking)
                 cached = self._digests[sym] = digest(engine, sym, self.grid, self.top_k, ranking)
             digests.append(cached)
         return RiskSummary(fund, self.partition, clock, engine.fund_overcount(fund), tuple(digests))
@@ -232,7 +246,6 @@ class MergedView:
             for d in summary.symbols:
                 self._by_symbol.setdefault(d.symbol, []).append(d)
         self._curves: dict[tuple[str, bool], Curve] = {}
-        self.prepared: set[str] = set()  # symbols whose queue a decision asked for
 
     def digests(self, symbol: str) -> list[SymbolDigest]:
         return self._by_symbol.get(symbol, [])
@@ -265,10 +278,7 @@ class MergedView:
         return sum(s.overcount for s in self.summaries if s.fund == fund)
 
     def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
-        # the heads are as of each partition's summary; the lights of that ranking are
-        # the desk's to send (``FundDesk``)
-        self.prepared.add(symbol)
-        return []
+        return []  # the heads are as of each partition's summary
 
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         entries = [

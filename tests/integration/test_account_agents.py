@@ -33,12 +33,13 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.worker import ensure_topics
 from streams.replay.runner import replay
-from tests.helpers import assert_stages_follow
+from tests.helpers import assert_rank_alerts_follow, assert_stages_follow, rank_alerts_matched
 
 CASCADE = Path(bundled("cascade.jsonl"))
 STREAMS = {"liquidations": "liquidations", "bankruptcies": "bankruptcies",
            "account_risk": "accounts", "dead_letters": "dead_letters",
-           "adl_triggers": "adl_triggers", "insurance_projection": "fund_projection"}  # fmt: skip
+           "adl_triggers": "adl_triggers", "insurance_projection": "fund_projection",
+           "rank_alerts": "rank_alerts"}  # fmt: skip
 SUMMARY_INTERVAL_MS = 100  # the command's default
 Outputs = dict[str, list[dict[str, Any]]]
 
@@ -139,7 +140,7 @@ def canonical(rows: list[dict[str, Any]]) -> list[bytes]:
 def held(account: dict[str, Any]) -> tuple[Any, ...]:
     """What an account's last evaluation shares with replay's evaluation at the final
     marks: balances, positions and health (not mark-dependent figures: an account
-    whose thresholds no mark crossed is not re-evaluated; not ranks: stage B's)."""
+    whose thresholds no mark crossed is not re-evaluated; not ranks: lit later)."""
     positions = tuple(
         (p["symbol"], p["side"], p["margin_mode"], p["qty"], p["entry_price"], p["state"])
         for p in account["positions"]
@@ -157,7 +158,15 @@ def assert_same_as_replay(
     assert canonical(got["bankruptcies"]) == canonical(expected["bankruptcies"])
     last = {row["account"]: row for row in got["account_risk"]}  # one partition per account
     assert sorted(map(held, last.values())) == sorted(map(held, expected["accounts"]))
-    assert all(p["rank_score"] is None for row in last.values() for p in row["positions"])
+    want_alerts, got_alerts = expected["rank_alerts"], got["rank_alerts"]
+    print(f"rank alerts: replay {len(want_alerts)}, agents {len(got_alerts)}, identical "
+          f"{rank_alerts_matched(want_alerts, got_alerts)}")  # fmt: skip
+    assert_rank_alerts_follow(want_alerts, got_alerts, 0.95 if restarted else 0.99)
+    # lit by stage B's boundaries: the light of a position's last ranking lit before
+    # its last evaluation (replay's: of its last ranking)
+    ranked = [p for row in last.values() for p in row["positions"] if p["quantile"] is not None]
+    assert ranked
+    assert all(p["quantile"] in range(1, 6) for p in ranked)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from streams.agents.codec import decode_account, encode_account
-from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
+from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, AccountRow, Shard, Source
 from streams.engine.decode import decode_event
 from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event
@@ -132,13 +132,10 @@ def test_restart_from_rows_applies_nothing_twice(expected: dict[str, list[bytes]
     first: Shard[None] = Shard(partition, bundled_instruments())
     before, delivered = run(first, feed, random.Random(7), stop_after=4000)
     assert 0 < delivered < sum(map(len, feed.values()))
-    rows = [
-        decode_account(encode_account(first.engine.accounts[a], first.applied[a], partition))
-        for a in first.applied
-    ]
+    rows = [decode_account(encode_account(first.row(a))) for a in first.applied]
     marks = [(s, *first.mark_row(s)) for s in first.mark_seen_ms]
     second: Shard[None] = Shard(partition, bundled_instruments())
-    second.restore(((state, applied) for state, applied, _ in rows), marks)
+    second.restore(rows, marks)
     after, _ = run(second, feed, random.Random(8))
     assert second.stats.redelivered > 0
     # events still buffered in the first life were lost with it and are applied now
@@ -151,9 +148,12 @@ def test_restart_from_rows_applies_nothing_twice(expected: dict[str, list[bytes]
 def test_row_codec_round_trips_exactly() -> None:
     shard: Shard[None] = Shard(1, bundled_instruments())
     run(shard, feeds(1), random.Random(3))
-    for account, applied in shard.applied.items():
-        state = shard.engine.accounts[account]
-        assert decode_account(encode_account(state, applied, 1)) == (state, applied, 1)
+    for account in shard.applied:
+        row = shard.row(account)
+        assert row.partition == 1
+        assert decode_account(encode_account(row)) == row
+    lit = AccountRow(row.state, row.applied, 1, {"BTCUSDT": 4, "SOLUSDT": 1})
+    assert decode_account(encode_account(lit)) == lit
 
 
 def test_an_engine_rejection_is_a_dead_letter_with_its_source() -> None:

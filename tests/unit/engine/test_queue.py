@@ -173,6 +173,40 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
         for ranking in sides:
             if ranking is not None:
                 count = len(ranking.accounts)
-                changes += later.light_at(ranking, np.arange(count), count, profile)
+                changes += later.light_at(ranking, np.arange(count), count, profile)[0]
         got.append(sorted(changes, key=lambda c: c.account))
     assert got == want
+
+
+def test_announced_lights_survive_a_restore():
+    """A restarted partition rebuilds its tables from the changelog; the lights it had
+    announced come back with the rows (``restore_announced``), so the next lighting
+    announces only what changed since, with the right previous light."""
+    profile = PROFILES["bitmex"]
+    backings = {"a": 10, "b": 20, "c": 30, "d": 40, "e": 50}  # a ranks first, e last
+
+    def table_with(backing: dict[str, int]) -> QueueTable:
+        table = QueueTable()
+        for acct, value in backing.items():
+            table.put(acct, position(SCALE, 90 * SCALE, value * SCALE, True), value * SCALE)
+        return table
+
+    def light(table: QueueTable) -> list[tuple[str, int, int | None]]:
+        table.rank(MARK, profile, light=False)
+        ranking = table.ranking("long")
+        count = len(ranking.accounts)
+        changes, _ = table.light_at(ranking, np.arange(count), count, profile)
+        return [(c.account, c.light, c.previous) for c in changes]
+
+    before = table_with(backings)
+    assert light(before) == [("a", 5, None)]  # five places: lights 5, 4, 3, 2, 1
+    announced = {acct: before.announced_light(acct) for acct in backings}
+    assert announced == {"a": 5, "b": 4, "c": 3, "d": 2, "e": 1}
+    moved = {**backings, "e": 5}  # e now ranks first: everyone else one light down
+    restored, fresh = table_with(moved), table_with(moved)
+    for acct, value in announced.items():
+        restored.restore_announced(acct, value)
+    assert light(restored) == [
+        ("a", 4, 5), ("b", 3, 4), ("c", 2, 3), ("d", 1, 2), ("e", 5, 1)
+    ]  # fmt: skip
+    assert light(fresh) == [("e", 5, None)]  # without the rows: the moves are lost
