@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank-refresh-ms",
         type=int,
         default=EngineConfig().rank_refresh_ms,
-        help="re-rank the ADL queue at most this often, in event time (default 1000)",
+        help="rank and light the ADL queue at the first mark of every this many ms of event "
+        "time (default 1000)",
     )
     rp.add_argument(
         "--projection-interval-ms",
