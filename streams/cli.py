@@ -193,13 +193,12 @@ def _account_agents(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.demo import run_demo
+    from streams.demo import run_agents_demo, run_demo
 
     instruments = load_instruments(args.instruments or bundled_toml())
+    run = run_agents_demo if args.agents else run_demo
     return asyncio.run(
-        run_demo(
-            Path(args.events), instruments, args.rate, args.metrics_port, args.exit_after_scenario
-        )
+        run(Path(args.events), instruments, args.rate, args.metrics_port, args.exit_after_scenario)
     )
 
 
@@ -349,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--delay", type=float, default=0.0, help="seconds before producing starts")
     dm.add_argument(
         "--exit-after-scenario", action="store_true", help="stop once the scenario is processed"
+    )
+    dm.add_argument(
+        "--agents",
+        action="store_true",
+        help="run the partitioned Faust path (account-agents, 3 partitions) instead of the "
+        "single-process worker",
     )
     dm.set_defaults(func=_demo)
 

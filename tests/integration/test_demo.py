@@ -8,8 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
+
+import orjson
 
 from streams.brokers import free_port, tansu
+from streams.cli import bundled, bundled_toml
+from streams.engine.instruments import load_instruments
+from streams.replay.runner import replay
 
 
 def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
@@ -58,3 +64,45 @@ def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
     text = out.decode()
     assert "triggers" in text
     assert "stopped:" in text
+
+
+def test_demo_agents_runs_the_faust_path_to_replays_triggers(tmp_path) -> None:
+    """``demo --agents``: the partitioned Faust path on the embedded broker serves its
+    metrics while it runs and, once the scenario is done, has announced as many
+    ``triggered`` stages and dead letters as ``replay`` finds in the same file."""
+    replay(
+        Path(bundled("cascade.jsonl")), load_instruments(bundled_toml()), tmp_path, progress=False
+    )
+    triggers = [
+        orjson.loads(x) for x in (tmp_path / "adl_triggers.jsonl").read_bytes().splitlines()
+    ]
+    want_triggered = sum(t["stage"] == "triggered" for t in triggers)
+    want_letters = len((tmp_path / "dead_letters.jsonl").read_bytes().splitlines())
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "demo", "--agents", "--rate", "5000",
+         "--exit-after-scenario", "--metrics-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        served = False
+        deadline = time.monotonic() + 240
+        while demo.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    served = served or "adl_agent_events_applied_total" in r.read().decode()
+            except OSError:
+                pass
+            time.sleep(1.0)
+        out, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    text = out.decode()
+    assert demo.returncode == 0, text[-2000:]
+    assert served, "the agents served their metrics while running"
+    last = [line for line in text.splitlines() if line.startswith("[")][-1]
+    assert f"triggers {want_triggered} |" in last, last
+    assert last.endswith(f"dead letters {want_letters}"), last
+    assert "stopped: account agents exited with 0" in text
