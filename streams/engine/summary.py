@@ -16,8 +16,8 @@ all of them. What they need is mergeable, so each partition sends, per symbol:
 - the head of each side's ADL queue: the ``top_k`` first of the partition's own ranking.
   The global first k are among the partitions' first k, so the merged head is exact as
   far as k reaches;
-- each side's histogram of ranking scores (``engine.quantiles``): at the marks where a
-  symbol is lit (``refresh_due``) the desk turns the merged one into light boundaries
+- at the marks where a symbol is lit (``refresh_due``), each side's histogram of
+  ranking scores (``engine.quantiles``): the desk turns the merged one into boundaries
   and the partition lights the ranking it summarised there (kept until then, within a
   budget of ``KEPT_ENTRIES`` positions: ``Summarizer.ranking_at``).
 
@@ -122,9 +122,15 @@ def summarised_ranking(engine: Engine, sym: str, accuracy: float, ts_ms: int) ->
 
 
 def digest(
-    engine: Engine, sym: str, grid: Sequence[float], top_k: int, ranking: SummarisedRanking
+    engine: Engine,
+    sym: str,
+    grid: Sequence[float],
+    top_k: int,
+    ranking: SummarisedRanking | None,
 ) -> SymbolDigest:
+    """``ranking``: at a lit mark, the ranking whose score histograms go with it."""
     mark = engine.marks[sym]
+    sides = {} if ranking is None else ranking.sides
 
     def head(side: str) -> tuple[QueueEntry, ...]:
         return tuple(
@@ -143,8 +149,8 @@ def digest(
         bankrupt=tuple(engine.bankrupt_positions(sym)),
         long_head=head("long"),
         short_head=head("short"),
-        long_scores=histogram(ranking.sides["long"][1]) if "long" in ranking.sides else (),
-        short_scores=histogram(ranking.sides["short"][1]) if "short" in ranking.sides else (),
+        long_scores=histogram(sides["long"][1]) if "long" in sides else (),
+        short_scores=histogram(sides["short"][1]) if "short" in sides else (),
     )
 
 
@@ -204,8 +210,9 @@ class Summarizer:
             if cached is None or cached.changes != engine.symbol_changes(sym):
                 if engine.ranked_at_ms(sym) != clock[0]:
                     engine.rerank(sym, clock[0])  # the head as of the summary, like a trigger's
-                ranking = summarised_ranking(engine, sym, self.accuracy, clock[0])
+                ranking = None
                 if engine.symbols[sym].lit_at_ms == clock[0]:  # the desk lights this one
+                    ranking = summarised_ranking(engine, sym, self.accuracy, clock[0])
                     self._keep(sym, ranking)
                 cached = self._digests[sym] = digest(engine, sym, self.grid, self.top_k, ranking)
             digests.append(cached)
