@@ -73,6 +73,8 @@ class _SymbolState:
     bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
     lit_at_ms: int | None = None  # the last periodic ranking (the refresh grid)
+    # accounts with positions on other symbols too: their equity moves with those marks
+    with_others: set[str] = field(default_factory=set)
     changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
 
     def side_index(self, is_long: bool) -> DeficitIndex:
@@ -210,6 +212,7 @@ class Engine:
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
             if pos is None:
+                st.with_others.discard(acct)
                 st.queue.remove(acct)
                 st.thresholds.remove(acct)
                 st.longs.remove(acct)
@@ -217,6 +220,10 @@ class Engine:
                 st.liquidatable.pop(acct, None)
                 continue
             st.queue.put(acct, pos, new.equity)
+            if len(new_positions) >= 2:
+                st.with_others.add(acct)
+            else:
+                st.with_others.discard(acct)
             is_long = pos.qty > 0
             if multi and not pos.isolated:
                 # several marks move its thresholds: re-evaluated when one leaves its band
@@ -332,8 +339,30 @@ class Engine:
     def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
         st = self.symbols[sym]
         st.ranked_at_ms = ts_ms
-        changes = st.queue.rank(self.marks[sym], self.profiles[sym], self.config.light_locally)
+        # an account's equity moves with all its positions' marks, not just this symbol's:
+        # without this, its score would depend on when it was last evaluated
+        other_moves = {acct: self._other_moves(acct, sym) for acct in st.with_others}
+        changes = st.queue.rank(
+            self.marks[sym], self.profiles[sym], self.config.light_locally, other_moves
+        )
         return list(_rank_alerts(ts_ms, sym, changes))
+
+    def _other_moves(self, acct: str, sym: str) -> tuple[float, float]:
+        """PnL since the account's last evaluation of its positions on other symbols:
+        (its cross ones: what moved the equity backing a cross position here, all of
+        them: what moved the account's equity); quote currency, floats (ranking inputs)."""
+        marks = self.marks
+        cross = every = 0.0
+        isolated_here = False
+        for p in self.risks[acct].positions:
+            if p.symbol == sym:
+                isolated_here = p.isolated
+                continue
+            move = (p.qty / SCALE) * ((marks[p.symbol] - p.mark_price) / SCALE)
+            every += move
+            if not p.isolated:
+                cross += move
+        return (0.0 if isolated_here else cross), every
 
     def ranking(self, sym: str, side: str) -> SideRanking | None:
         """The side's queue at the symbol's last ranking."""

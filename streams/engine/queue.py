@@ -9,7 +9,7 @@ several cross positions, the other marks are those of the last evaluation).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,10 +171,19 @@ class QueueTable:
         """The side's last ranking."""
         return self._ranking.get(side)
 
-    def rank(self, mark_price: int, profile: VenueProfile, light: bool = True) -> list[LightChange]:
+    def rank(
+        self,
+        mark_price: int,
+        profile: VenueProfile,
+        light: bool = True,
+        other_moves: Mapping[str, tuple[float, float]] | None = None,
+    ) -> list[LightChange]:
         """Score and order both sides at ``mark_price``; with ``light``, give every
         position its light by its place and return the lights that changed (``light_at``).
-        Without, the ranking waits for places known elsewhere (every partition's)."""
+        Without, the ranking waits for places known elsewhere (every partition's).
+        ``other_moves``: per account with positions on other symbols, their PnL since
+        its last evaluation: (moving the equity backing this position, moving the
+        account's equity)."""
         self.structure_changed = False
         if not self.accounts:
             self._ranking.clear()
@@ -182,15 +191,21 @@ class QueueTable:
         col = self._columns()
         qty = col["qty"]
         mark = mark_price / SCALE
-        move = qty * (mark - col["mark"])
+        move = qty * (mark - col["mark"])  # equity's move since each last evaluation
         backing = col["backing"] + move
+        equity = col["equity"] + move
+        if other_moves:
+            rows = np.fromiter((self._row[a] for a in other_moves), np.intp, len(other_moves))
+            moves = np.array(list(other_moves.values()), dtype=np.float64)
+            backing[rows] += moves[:, 0]
+            equity[rows] += moves[:, 1]
         scores = profile.rank_score(
             RankInput(
                 qty=qty,
                 entry_price=col["entry"],
                 mark_price=mark,
                 backing_equity=backing,
-                account_equity=col["equity"] + move,
+                account_equity=equity,
                 isolated=col["isolated"],
             )
         )

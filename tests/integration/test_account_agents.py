@@ -161,7 +161,12 @@ def assert_same_as_replay(
     want_alerts, got_alerts = expected["rank_alerts"], got["rank_alerts"]
     print(f"rank alerts: replay {len(want_alerts)}, agents {len(got_alerts)}, identical "
           f"{rank_alerts_matched(want_alerts, got_alerts)}")  # fmt: skip
-    assert_rank_alerts_follow(want_alerts, got_alerts, 0.95 if restarted else 0.99)
+    if restarted:
+        # the lights of marks the first life summarised but its desk had not lit yet are
+        # lost (the rankings died with it); the rest of the run gives replay's alerts
+        assert rank_alerts_matched(want_alerts[-100:], got_alerts) >= 90
+    else:
+        assert_rank_alerts_follow(want_alerts, got_alerts)
     # lit by stage B's boundaries: the light of a position's last ranking lit before
     # its last evaluation (replay's: of its last ranking)
     ranked = [p for row in last.values() for p in row["positions"] if p["quantile"] is not None]
