@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
@@ -65,9 +66,7 @@ async def run_demo(
     workdir = Path(tempfile.mkdtemp(prefix="adl-demo-"))
     metrics = Metrics(instruments)
     with Tansu(workdir) as broker:
-        settings = Settings(
-            bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
-        )
+        settings = _settings(broker)
         print(
             f"broker {broker.bootstrap} (Tansu) | metrics and API http://127.0.0.1:{metrics_port}/"
             f" | replaying {events.name} at {rate:,.0f} events/s; Ctrl-C stops",
@@ -107,14 +106,25 @@ async def run_demo(
             await asyncio.sleep(1.0)  # the idle flush
             worker.stop()
         await running
-        for task in (producer, reporter):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel([producer, reporter])
         print(summary_line(metrics, _applied(worker), sent, started))
         print(f"stopped: {worker.stats}", file=sys.stderr)
         await web_runner.cleanup()
     return 0
+
+
+def _settings(broker: Tansu) -> Settings:
+    """The demo's topics on the embedded broker (no transactions: Tansu has none)."""
+    return Settings(
+        bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
+    )
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _applied(worker: Worker) -> str:
@@ -134,9 +144,7 @@ async def run_agents_demo(
     workdir = Path(tempfile.mkdtemp(prefix="adl-demo-"))
     metrics = Metrics(instruments, registry=CollectorRegistry())  # for the summary line
     with Tansu(workdir) as broker:
-        settings = Settings(
-            bootstrap=broker.bootstrap, topic_prefix="demo.", partitions=3, transactions=False
-        )
+        settings = _settings(broker)
         topics = Topics(settings.topic_prefix)
         log = workdir / "agents.log"
         print(
@@ -195,19 +203,15 @@ async def run_agents_demo(
 
         producer = asyncio.create_task(produce_file(settings, events, rate, on_sent=count))
         tasks = [producer, asyncio.create_task(read_outputs()), asyncio.create_task(report())]
-        waiting = asyncio.create_task(stop.wait())
         if exit_after_scenario:
             await producer
             while not stop.is_set() and time.monotonic() - last_output < quiet_s:
                 await asyncio.sleep(0.5)
             stop.set()
-        await waiting
+        await stop.wait()
         agents.terminate()
         code = await agents.wait()
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(tasks)
         print(summary_line(metrics, f"outputs {outputs:>5}", sent, started))
         print(f"stopped: account agents exited with {code}", file=sys.stderr)
     return 0

@@ -29,10 +29,10 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -53,7 +53,7 @@ from streams.agents.shard import (
 from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
-from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
+from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
 from streams.pipeline.metrics import Metrics
@@ -62,6 +62,7 @@ from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
 from streams.pipeline.worker import Output as Sent
 
 log = logging.getLogger("adl_monitor.agents")
+T = TypeVar("T")
 SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
@@ -345,7 +346,7 @@ class AccountAgents:
         """Stage B's light boundaries: the partition's rank alerts (not sequenced: they
         describe a ranking the partition already summarised)."""
         try:
-            cuts = _cuts(message.value)
+            cuts = _internal(message.value, cuts_from_wire, "boundaries", "rank boundaries")
         except AdlMonitorError as exc:
             await self._dead_letter(BOUNDARY_TOPIC, message, exc)
             return
@@ -413,7 +414,8 @@ class AccountAgents:
             self.next_offset[message.tp] = message.offset + 1
             try:
                 if base == SUMMARY_TOPIC:
-                    counted = desk.push_summary(_summary(message.value), event)
+                    summary = _internal(message.value, from_wire, "summary", "a risk summary")
+                    counted = desk.push_summary(summary, event)
                 else:
                     decoded, obj = decode_message(base, message.value, self.symbols)
                     if not isinstance(decoded, InsuranceFund | Depth):
@@ -450,17 +452,10 @@ class AccountAgents:
                 await stream.ack(token)
 
 
-def _cuts(value: bytes) -> RankCuts:
-    """A ``rank_boundaries`` message; malformed -> rejected."""
-    try:
-        return cuts_from_wire(orjson.loads(value))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidEvent("boundaries", f"not rank boundaries: {exc}") from exc
-
-
-def _summary(value: bytes) -> Any:
-    """A ``risk_summaries`` message; malformed (another writer, a bad deploy) -> rejected."""
+def _internal(value: bytes, from_wire: Callable[[Any], T], field: str, what: str) -> T:
+    """A message of an internal topic (``risk_summaries``, ``rank_boundaries``);
+    malformed (another writer, a bad deploy) -> rejected."""
     try:
         return from_wire(orjson.loads(value))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidEvent("summary", f"not a risk summary: {exc}") from exc
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent(field, f"not {what}: {exc}") from exc

@@ -3,8 +3,8 @@
 Ranking is O(n log n) per refresh, so it runs at most every ``rank_refresh_ms``; doing it
 with numpy over columns (not per-position Python objects) keeps a refresh of a hundred
 thousand positions in milliseconds. Each position's equity is carried from its last
-evaluation to the current mark by its own PnL (exact for single-exposure positions; for
-several cross positions, the other marks are those of the last evaluation).
+evaluation to the current mark by its own PnL, plus, for an account with positions on
+other symbols, their PnL since then (``rank(other_moves=...)``, from the engine).
 """
 
 from __future__ import annotations

@@ -175,7 +175,6 @@ class Summarizer:
         # per symbol, the rankings at its lit marks, oldest first, until lit
         self._rankings: dict[str, list[SummarisedRanking]] = {}
         self.kept_entries = KEPT_ENTRIES
-        self.dropped = 0  # rankings dropped over the budget: never lit
 
     def ranking_at(self, sym: str, ts_ms: int) -> SummarisedRanking | None:
         """The ranking of ``sym`` summarised at its lit mark ``ts_ms`` (and forget it
@@ -193,7 +192,6 @@ class Summarizer:
         while entries > self.kept_entries:
             oldest = min((k for k in self._rankings.values() if k), key=lambda k: k[0].ranked_at_ms)
             entries -= oldest.pop(0).size
-            self.dropped += 1
 
     def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
         """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark
