@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from streams.engine.errors import ConfigError
-from streams.engine.fixed import SCALE, FixedPointError, MoneyRaw, RateRaw, to_raw
+from streams.engine.fixed import (
+    SCALE,
+    FixedPointError,
+    MoneyRaw,
+    RateRaw,
+    div_floor,
+    to_raw,
+    to_str,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,22 @@ def _raw(table: Mapping[str, Any], key: str, where: str) -> int:
         raise ConfigError(f"{where}.{key}: {exc}") from exc
 
 
+def _check_continuous(tiers: list[MarginTier], where: str) -> None:
+    """Maintenance margin must not jump at a bracket's edge: each bracket's amount is
+    ``cum_n = floor_n * (mmr_n - mmr_{n-1}) + cum_{n-1}`` (Binance's rule), where
+    ``floor_n`` is the previous bracket's ``max_notional``. A jump would leave prices
+    at which no bracket's liquidation price holds."""
+    for i, (prev, cur) in enumerate(itertools.pairwise(tiers), start=1):
+        expected = div_floor(prev.max_notional * (cur.mmr - prev.mmr), SCALE)
+        expected += prev.maintenance_amount
+        if cur.maintenance_amount != expected:
+            raise ConfigError(
+                f"{where}.tiers[{i}]: maintenance_amount {to_str(cur.maintenance_amount)} "
+                f"makes the requirement jump at {to_str(prev.max_notional)}; continuous "
+                f"brackets need {to_str(expected)}"
+            )
+
+
 def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
     symbols = doc.get("symbols")
     if not isinstance(symbols, dict) or not symbols:
@@ -83,6 +107,7 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
             raise ConfigError(f"{where}: tiers must ascend by max_notional")
         if any(not 0 < t.mmr < SCALE for t in tiers):
             raise ConfigError(f"{where}: mmr must lie in (0, 1)")
+        _check_continuous(tiers, where)
         out[symbol] = Instrument(
             symbol=symbol,
             fund=str(spec.get("fund", "default")),

@@ -1,5 +1,7 @@
 """Position accounting, by hand: average entry, realized PnL, flips, fees, isolated margin."""
 
+import dataclasses
+
 import pytest
 
 from streams.engine import account
@@ -86,6 +88,11 @@ def test_margin_settings_refuse_impossible_changes():
 
 def test_reducer_is_pure():
     before = run(deposit("d", "a", "10"))
+    copy = dataclasses.replace(before)
     after = account.apply(before, fill("1", "a", "buy", "1", "100"))
+    assert before == copy  # the input state is unchanged, field by field
     assert before.positions == ()
-    assert after is not before
+    assert before.wallet_balance == raw("10")
+    assert after.position("BTCUSDT").qty == raw("1")  # the change is in the new value only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.wallet_balance = 0  # type: ignore[misc]  # states are frozen values

@@ -3,6 +3,7 @@ re-evaluation of every account on every event."""
 
 import dataclasses
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -184,4 +185,6 @@ def test_engine_is_deterministic_and_final_state_matches_naive(events):
 
 def test_config_is_immutable():
     engine = Engine(INSTRUMENTS)
-    assert dataclasses.is_dataclass(engine.config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        engine.config.rank_refresh_ms = 1  # type: ignore[misc]  # the point of the test
+    assert engine.config.rank_refresh_ms == 1_000

@@ -66,7 +66,13 @@ def test_buckets_keep_the_order_of_scores_and_their_width_is_the_accuracy() -> N
     assert list(buckets) == sorted(buckets, reverse=True)
     assert buckets[1] > buckets[2]  # 2x the accuracy apart: different buckets
     assert len(set(score_buckets([1e-13, 0.0, -1e-13], ACCURACY))) == 1  # below 1e-12: one
-    assert len(set(score_buckets([5.0, 5.0 * (1 + ACCURACY / 10)], ACCURACY))) <= 2
+    # bucket k + 1 holds |score| in [1e-12 (1 + a)^k, 1e-12 (1 + a)^(k + 1)): a score in the
+    # middle of bucket 1001 and one a tenth of a bucket above it share it; one whole
+    # bucket above is the next; the same magnitudes negative mirror them
+    middle = 1e-12 * (1 + ACCURACY) ** 1000.5
+    near = [middle, middle * (1 + ACCURACY / 10), middle * (1 + ACCURACY)]
+    assert list(score_buckets(near, ACCURACY)) == [1001, 1001, 1002]
+    assert list(score_buckets([-x for x in near], ACCURACY)) == [-1001, -1001, -1002]
 
 
 def test_hand_example_two_partitions_interleaved() -> None:

@@ -1,0 +1,67 @@
+"""Golden outputs: ``replay`` gives byte-identical files to those captured before the
+columnar rebuild (commit c232a44), for the bundled cascade (the files are fixtures,
+gzipped) and for a seeded 10k-account scenario (its command and a sha256 per file).
+
+An intentional change of an output names itself here, with its reason, and the fixture
+is captured again; nothing else may move a byte.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.cli import bundled, main
+from streams.engine.instruments import load_instruments
+from streams.replay.runner import replay
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+
+
+def first_difference(want: bytes, got: bytes) -> str:
+    for number, (a, b) in enumerate(
+        zip(want.splitlines(), got.splitlines(), strict=False), start=1
+    ):
+        if a != b:
+            return f"line {number}:\n  want {a[:400]!r}\n  got  {b[:400]!r}"
+    return f"same lines, {len(want.splitlines())} wanted, {len(got.splitlines())} got"
+
+
+def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
+    replay(bundled("cascade.jsonl"), load_instruments(bundled("instruments.toml")), tmp_path)
+    fixtures = sorted((GOLDEN / "bundled").glob("*.gz"))
+    assert {f.name.removesuffix(".gz") for f in fixtures} == {p.name for p in tmp_path.iterdir()}
+    for fixture in fixtures:
+        want = gzip.decompress(fixture.read_bytes())
+        got = (tmp_path / fixture.name.removesuffix(".gz")).read_bytes()
+        assert got == want, f"{fixture.name}: {first_difference(want, got)}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def scenario_10k(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    golden = json.loads((GOLDEN / "scenario_10k.json").read_text())
+    events = tmp_path_factory.mktemp("s10k") / "events.jsonl"
+    assert main(["simulate", *golden["simulate"], "--out", str(events)]) == 0
+    return golden, events
+
+
+def test_10k_scenario_is_the_captured_one(scenario_10k: tuple[dict, Path]) -> None:
+    golden, events = scenario_10k
+    assert sha256(events) == golden["events"]["sha256"]
+
+
+def test_10k_scenario_replays_byte_identical(
+    scenario_10k: tuple[dict, Path], tmp_path: Path
+) -> None:
+    golden, events = scenario_10k
+    replay(events, load_instruments(bundled("instruments.toml")), tmp_path, progress=False)
+    got = {p.name: sha256(p) for p in sorted(tmp_path.iterdir())}
+    assert got == golden["outputs"]
