@@ -39,7 +39,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.queue import LightChange, QueueTable, SideRanking
+from streams.engine.queue import NO_MARK, LightChange, OtherPosition, QueueTable, SideRanking
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.signals import (
     BankruptcyDetected,
@@ -73,8 +73,6 @@ class _SymbolState:
     bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
     lit_at_ms: int | None = None  # the last periodic ranking (the refresh grid)
-    # accounts with positions on other symbols too: their equity moves with those marks
-    with_others: set[str] = field(default_factory=set)
     changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
 
     def side_index(self, is_long: bool) -> DeficitIndex:
@@ -95,6 +93,8 @@ class Engine:
         self.funds = self.watch.funds
         self.depth = self.watch.depth
         self.symbols: dict[str, _SymbolState] = {s: _SymbolState() for s in self.instruments}
+        self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
+        self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
         self.seen_ids: set[str] = set()
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
@@ -212,18 +212,20 @@ class Engine:
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
             if pos is None:
-                st.with_others.discard(acct)
                 st.queue.remove(acct)
                 st.thresholds.remove(acct)
                 st.longs.remove(acct)
                 st.shorts.remove(acct)
                 st.liquidatable.pop(acct, None)
                 continue
-            st.queue.put(acct, pos, new.equity)
-            if len(new_positions) >= 2:
-                st.with_others.add(acct)
-            else:
-                st.with_others.discard(acct)
+            others = [
+                OtherPosition(
+                    self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated
+                )
+                for p in new.positions
+                if p.symbol != sym
+            ]
+            st.queue.put(acct, pos, new.equity, others)
             is_long = pos.qty > 0
             if multi and not pos.isolated:
                 # several marks move its thresholds: re-evaluated when one leaves its band
@@ -341,28 +343,11 @@ class Engine:
         st.ranked_at_ms = ts_ms
         # an account's equity moves with all its positions' marks, not just this symbol's:
         # without this, its score would depend on when it was last evaluated
-        other_moves = {acct: self._other_moves(acct, sym) for acct in st.with_others}
+        marks = np.array([self.marks.get(s, NO_MARK) for s in self.symbol_names], dtype=np.int64)
         changes = st.queue.rank(
-            self.marks[sym], self.profiles[sym], self.config.light_locally, other_moves
+            self.marks[sym], self.profiles[sym], self.config.light_locally, marks
         )
         return list(_rank_alerts(ts_ms, sym, changes))
-
-    def _other_moves(self, acct: str, sym: str) -> tuple[float, float]:
-        """PnL since the account's last evaluation of its positions on other symbols:
-        (its cross ones: what moved the equity backing a cross position here, all of
-        them: what moved the account's equity); quote currency, floats (ranking inputs)."""
-        marks = self.marks
-        cross = every = 0.0
-        isolated_here = False
-        for p in self.risks[acct].positions:
-            if p.symbol == sym:
-                isolated_here = p.isolated
-                continue
-            move = (p.qty / SCALE) * ((marks[p.symbol] - p.mark_price) / SCALE)
-            every += move
-            if not p.isolated:
-                cross += move
-        return (0.0 if isolated_here else cross), every
 
     def ranking(self, sym: str, side: str) -> SideRanking | None:
         """The side's queue at the symbol's last ranking."""

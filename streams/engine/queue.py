@@ -1,15 +1,21 @@
 """The ADL queue of one symbol as columns, ranked in one vectorised pass.
 
-Ranking is O(n log n) per refresh, so it runs at most every ``rank_refresh_ms``; doing it
-with numpy over columns (not per-position Python objects) keeps a refresh of a hundred
-thousand positions in milliseconds. Each position's equity is carried from its last
-evaluation to the current mark by its own PnL, plus, for an account with positions on
-other symbols, their PnL since then (``rank(other_moves=...)``, from the engine).
+``QueueTable`` owns the columns (numpy arrays, one row per open position, a slot map from
+account to row, swap-remove): nothing is converted per ranking, and a ranking has no
+Python loop per position. Each position's equity is carried from its last evaluation
+to the current mark by its own PnL, plus, for an account with positions on other
+symbols, their PnL since then: each row keeps those other positions (symbol index,
+size, mark at the evaluation, cross or not) in padded columns, in the account's order,
+and the moves are summed column by column, so the float sums are the ones a loop over
+the account's positions gives (``other_moves``).
+
+Cost of a ranking of n positions: numpy scores and one ``lexsort`` per side (O(n log n)),
+plus the snapshot lists of ``SideRanking``; ``benchmarks/bench_rank.py`` measures it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +26,8 @@ from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
+
+NO_MARK = np.iinfo(np.int64).min  # a symbol without a mark yet: its positions did not move
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,194 +55,248 @@ class SideRanking:
     lights: list[int]  # 0 until lit
 
 
+@dataclass(frozen=True, slots=True)
+class OtherPosition:
+    """One of the account's positions on another symbol, as evaluated."""
+
+    symbol_index: int
+    qty: float  # signed base units (raw / SCALE)
+    mark_price: int  # raw, at the evaluation
+    cross: bool
+
+
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
+
+_FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "score")
+_INT_COLS = ("abs_qty", "light", "alerted", "opened")
 
 
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts_array", "_arrays", "_dirty", "_opened_count", "_ranking", "_row",
-                 "_scores", "accounts", "alerted", "announced", "cols", "lights", "opened",
-                 "structure_changed")  # fmt: skip
-
-    _COLS = ("qty", "entry", "mark", "backing", "equity", "isolated", "abs_qty")
-    _DTYPES = (np.float64, np.float64, np.float64, np.float64, np.float64, np.bool_, np.int64)
+    __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
+                 "_other_cross", "_other_mark", "_other_n", "_other_qty", "_other_sym",
+                 "_ranking", "_row", "announced", "structure_changed")  # fmt: skip
 
     def __init__(self) -> None:
-        self.accounts: list[str] = []
+        self._n = 0
+        self._cap = 0
         self._row: dict[str, int] = {}
-        self.cols: dict[str, list[float | int | bool]] = {c: [] for c in self._COLS}
-        self.lights: list[int] = []  # 0 until first lit
-        self.alerted: list[int] = []  # the light last announced (0: none yet)
-        # the same when lights come later (``light_at``): account -> (opening, light)
+        self._accounts: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+        self._f: dict[str, npt.NDArray[np.float64]] = {}
+        self._i: dict[str, npt.NDArray[np.int64]] = {}
+        self._isolated = np.empty(0, dtype=np.bool_)
+        # the account's positions on other symbols, padded to the widest account
+        self._other_n = np.empty(0, dtype=np.int64)
+        self._other_sym = np.empty((0, 0), dtype=np.int64)
+        self._other_qty = np.empty((0, 0), dtype=np.float64)
+        self._other_mark = np.empty((0, 0), dtype=np.int64)
+        self._other_cross = np.empty((0, 0), dtype=np.bool_)
+        self._grow(64, 1)
+        # lights announced when lights come later (``light_at``): account -> (opening, light)
         self.announced: dict[str, tuple[int, int]] = {}
-        self.opened: list[int] = []  # the position's opening number (see SideRanking)
         self._opened_count = 0
-        self._scores: list[float] = []
         self._ranking: dict[str, SideRanking] = {}  # per side, the last ranking
         self.structure_changed = False  # a position opened or closed since the last ranking
-        self._accounts_array: npt.NDArray[np.str_] | None = None
-        # numpy copies of ``cols`` for ranking, patched row by row between rankings;
-        # rebuilt when rows are added or removed
-        self._arrays: dict[str, npt.NDArray[Any]] | None = None
-        self._dirty: set[int] = set()
+
+    def _grow(self, rows: int, width: int) -> None:
+        cap = max(rows, self._cap)
+        old_width = self._other_sym.shape[1]
+        width = max(width, old_width)
+        n = self._n
+
+        def grown(a: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
+            out = np.zeros(shape, dtype=a.dtype)
+            out[tuple(slice(0, s) for s in a.shape)] = a
+            return out
+
+        self._accounts = grown(self._accounts, (cap,))
+        self._f = {c: grown(self._f.get(c, np.zeros(0)), (cap,)) for c in _FLOAT_COLS}
+        self._i = {c: grown(self._i.get(c, np.zeros(0, dtype=np.int64)), (cap,)) for c in _INT_COLS}
+        self._isolated = grown(self._isolated, (cap,))
+        self._other_n = grown(self._other_n, (cap,))
+        self._other_sym = grown(self._other_sym[:n], (cap, width))
+        self._other_qty = grown(self._other_qty[:n], (cap, width))
+        self._other_mark = grown(self._other_mark[:n], (cap, width))
+        self._other_cross = grown(self._other_cross[:n], (cap, width))
+        self._cap = cap
 
     def __len__(self) -> int:
-        return len(self.accounts)
+        return self._n
 
     def __contains__(self, account: object) -> bool:
         return account in self._row
 
-    def put(self, account: str, pos: PositionRisk, account_equity: int) -> None:
-        values = (
-            pos.qty / SCALE,
-            pos.entry_price / SCALE,
-            pos.mark_price / SCALE,
-            pos.backing_equity / SCALE,
-            account_equity / SCALE,
-            pos.isolated,
-            abs(pos.qty),
-        )
+    @property
+    def accounts(self) -> list[str]:
+        return list(self._accounts[: self._n])
+
+    def put(
+        self,
+        account: str,
+        pos: PositionRisk,
+        account_equity: int,
+        others: Sequence[OtherPosition] = (),
+    ) -> None:
+        """Set the account's position as evaluated; ``others``: its positions on other
+        symbols, in the account's order (their moves since move its equity)."""
         row = self._row.get(account)
+        if len(others) > self._other_sym.shape[1] or (row is None and self._n == self._cap):
+            self._grow(2 * self._cap if self._n == self._cap else self._cap, len(others))
+        f, i = self._f, self._i
         if row is None:
-            self._row[account] = len(self.accounts)
-            self.accounts.append(account)
-            for name, value in zip(self._COLS, values, strict=True):
-                self.cols[name].append(value)
-            self.lights.append(0)
-            self.alerted.append(0)
+            row = self._row[account] = self._n
+            self._n += 1
+            self._accounts[row] = account
+            i["light"][row] = i["alerted"][row] = 0
             self._opened_count += 1
-            self.opened.append(self._opened_count)
-            self._scores.append(0.0)
-            self._accounts_array = self._arrays = None
+            i["opened"][row] = self._opened_count
+            f["score"][row] = 0.0
             self.structure_changed = True
-            return
-        if (self.cols["qty"][row] > 0) != (pos.qty > 0):
+        elif (f["qty"][row] > 0) != (pos.qty > 0):
             # flipped: a new place, other queue
-            self.lights[row] = self.alerted[row] = 0
+            i["light"][row] = i["alerted"][row] = 0
             self._opened_count += 1
-            self.opened[row] = self._opened_count
-        for name, value in zip(self._COLS, values, strict=True):
-            self.cols[name][row] = value
-        if self._arrays is not None:
-            self._dirty.add(row)
+            i["opened"][row] = self._opened_count
+        f["qty"][row] = pos.qty / SCALE
+        f["entry"][row] = pos.entry_price / SCALE
+        f["mark"][row] = pos.mark_price / SCALE
+        f["backing"][row] = pos.backing_equity / SCALE
+        f["equity"][row] = account_equity / SCALE
+        self._isolated[row] = pos.isolated
+        i["abs_qty"][row] = abs(pos.qty)
+        self._other_n[row] = len(others)
+        for k, other in enumerate(others):
+            self._other_sym[row, k] = other.symbol_index
+            self._other_qty[row, k] = other.qty
+            self._other_mark[row, k] = other.mark_price
+            self._other_cross[row, k] = other.cross
 
     def remove(self, account: str) -> None:
         row = self._row.pop(account, None)
         if row is None:
             return
-        last = len(self.accounts) - 1
-        columns: list[list[Any]] = [*self.cols.values(), self.lights, self.alerted, self.opened,
-                                    self._scores, self.accounts]  # fmt: skip
-        for column in columns:
-            column[row] = column[last]  # swap-remove: O(1), rows are unordered
-            column.pop()
-        if row != last:
-            self._row[self.accounts[row]] = row
-        self._accounts_array = self._arrays = None
+        last = self._n - 1
+        if row != last:  # swap-remove: O(1), rows are unordered
+            moved = self._accounts[last]
+            self._row[moved] = row
+            for a in (self._accounts, self._isolated, self._other_n, *self._f.values(),
+                      *self._i.values()):  # fmt: skip
+                a[row] = a[last]
+            for a2 in (self._other_sym, self._other_qty, self._other_mark, self._other_cross):
+                a2[row] = a2[last]
+        self._accounts[last] = None
+        self._n = last
         self.structure_changed = True
-
-    def _columns(self) -> dict[str, npt.NDArray[Any]]:
-        if self._arrays is None:
-            self._arrays = {
-                name: np.array(self.cols[name], dtype=dtype)
-                for name, dtype in zip(self._COLS, self._DTYPES, strict=True)
-            }
-        elif self._dirty:
-            rows = np.fromiter(self._dirty, dtype=np.intp, count=len(self._dirty))
-            for name in self._COLS:
-                column = self.cols[name]
-                self._arrays[name][rows] = [column[r] for r in rows]
-        self._dirty.clear()
-        return self._arrays
 
     def view(self, account: str) -> tuple[float, int] | None:
         """(score, light) of the account's position at the last ranking that lit it."""
         row = self._row.get(account)
-        if row is None or self.lights[row] == 0:
+        if row is None or self._i["light"][row] == 0:
             return None
-        return self._scores[row], self.lights[row]
+        return float(self._f["score"][row]), int(self._i["light"][row])
 
     def announced_light(self, account: str) -> int:
         """The light last announced (``light_at``) for the account's position (0: none)."""
         row = self._row.get(account)
         opened, light = self.announced.get(account, (0, 0))
-        return light if row is not None and self.opened[row] == opened else 0
+        return light if row is not None and self._i["opened"][row] == opened else 0
 
     def restore_announced(self, account: str, light: int) -> None:
         """After a restart: the light announced for the account's (restored) position."""
         row = self._row.get(account)
         if row is not None:
-            self.announced[account] = (self.opened[row], light)
+            self.announced[account] = (int(self._i["opened"][row]), light)
 
     def ranking(self, side: str) -> SideRanking | None:
         """The side's last ranking."""
         return self._ranking.get(side)
+
+    def other_moves(
+        self, marks_by_index: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Rows of accounts with positions on other symbols, and those positions' PnL
+        since the evaluation: (moving the equity backing this position: the cross ones,
+        none for an isolated one; moving the account's equity: all), quote currency.
+        Summed in the account's order, one padded column at a time."""
+        rows = np.flatnonzero(self._other_n[: self._n])
+        counts = self._other_n[rows]
+        cross = np.zeros(len(rows))
+        every = np.zeros(len(rows))
+        for k in range(int(counts.max(initial=0))):
+            has = counts > k
+            at = rows[has]
+            now = marks_by_index[self._other_sym[at, k]]
+            diff = np.where(now == NO_MARK, 0, now - self._other_mark[at, k])
+            move = self._other_qty[at, k] * (diff / SCALE)
+            every[has] += move
+            cross[has] += np.where(self._other_cross[at, k], move, 0.0)
+        return rows, cross, every
 
     def rank(
         self,
         mark_price: int,
         profile: VenueProfile,
         light: bool = True,
-        other_moves: Mapping[str, tuple[float, float]] | None = None,
+        marks_by_index: npt.NDArray[np.int64] | None = None,
     ) -> list[LightChange]:
         """Score and order both sides at ``mark_price``; with ``light``, give every
         position its light by its place and return the lights that changed (``light_at``).
         Without, the ranking waits for places known elsewhere (every partition's).
-        ``other_moves``: per account with positions on other symbols, their PnL since
-        its last evaluation: (moving the equity backing this position, moving the
-        account's equity)."""
+        ``marks_by_index``: every symbol's mark (``NO_MARK``: none yet), for the moves of
+        accounts' positions on other symbols since their evaluation."""
         self.structure_changed = False
-        if not self.accounts:
+        n = self._n
+        if not n:
             self._ranking.clear()
             return []
-        col = self._columns()
-        qty = col["qty"]
+        f, i = self._f, self._i
+        qty = f["qty"][:n]
         mark = mark_price / SCALE
-        move = qty * (mark - col["mark"])  # equity's move since each last evaluation
-        backing = col["backing"] + move
-        equity = col["equity"] + move
-        if other_moves:
-            rows = np.fromiter((self._row[a] for a in other_moves), np.intp, len(other_moves))
-            moves = np.array(list(other_moves.values()), dtype=np.float64)
-            backing[rows] += moves[:, 0]
-            equity[rows] += moves[:, 1]
+        move = qty * (mark - f["mark"][:n])  # equity's move since each last evaluation
+        backing = f["backing"][:n] + move
+        equity = f["equity"][:n] + move
+        if marks_by_index is not None:
+            rows, cross, every = self.other_moves(marks_by_index)
+            backing[rows] += np.where(self._isolated[rows], 0.0, cross)
+            equity[rows] += every
+        isolated = self._isolated[:n]
         scores = profile.rank_score(
             RankInput(
                 qty=qty,
-                entry_price=col["entry"],
+                entry_price=f["entry"][:n],
                 mark_price=mark,
                 backing_equity=backing,
                 account_equity=equity,
-                isolated=col["isolated"],
+                isolated=isolated,
             )
         )
         # under water: being liquidated, not a counterparty; last in the queue
         scores = np.where(backing <= 0, UNDERWATER_SCORE, scores)
-        if self._accounts_array is None:
-            self._accounts_array = np.array(self.accounts)
-        abs_qty = col["abs_qty"]
-        opened = np.array(self.opened, dtype=np.int64)
+        accounts = self._accounts[:n]
+        abs_qty = i["abs_qty"][:n]
+        opened = i["opened"][:n]
         ranked_rows = {}
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
-            rows = np.nonzero(mask)[0]
+            rows = np.flatnonzero(mask)
             # score desc, then larger size, then account id
-            order = np.lexsort((self._accounts_array[rows], -abs_qty[rows], -scores[rows]))
+            names = accounts[rows].astype(str)
+            order = np.lexsort((names, -abs_qty[rows], -scores[rows]))
             ranked = ranked_rows[side] = rows[order]
             self._ranking[side] = SideRanking(
                 side=side,
-                accounts=self._accounts_array[ranked].tolist(),
+                accounts=names[order].tolist(),
                 sizes=abs_qty[ranked].tolist(),
                 scores=scores[ranked].tolist(),
                 opened=opened[ranked].tolist(),
                 mark_price=mark_price,
                 lights=[0] * len(ranked),
             )
-        self._scores = scores.tolist()
+        f["score"][:n] = scores
         if not light:
             return []
-        alerted = np.array(self.alerted, dtype=np.int64)
-        row_lights = np.zeros(len(qty), dtype=np.int64)
+        alerted = i["alerted"]
+        row_lights = np.zeros(n, dtype=np.int64)
         changes = []
         for side, ranked in ranked_rows.items():
             count = len(ranked)
@@ -244,8 +306,7 @@ class QueueTable:
             row_lights[ranked] = lights
             alerted[ranked[changed]] = lights[changed]
             changes += side_changes
-        self.alerted = alerted.tolist()
-        self.lights = row_lights.tolist()
+        i["light"][:n] = row_lights
         return sorted(changes, key=lambda c: c.account)
 
     def light_at(
@@ -266,15 +327,14 @@ class QueueTable:
             dtype=np.int64,
         )
         lights, changed, changes = self._light(ranking, places, count, profile, before)
-        for i in changed:
-            announced[ranking.accounts[i]] = (ranking.opened[i], int(lights[i]))
+        for k in changed:
+            announced[ranking.accounts[k]] = (ranking.opened[k], int(lights[k]))
         rows = np.array([self._row.get(a, -1) for a in ranking.accounts], dtype=np.int64)
-        opened = np.array([*self.opened, -1], dtype=np.int64)  # row -1: no position now
+        n = self._n
+        opened = np.append(self._i["opened"][:n], -1)  # row -1: no position now
         live = opened[rows] == np.array(ranking.opened, dtype=np.int64)
-        row_lights = np.array(self.lights, dtype=np.int64)
-        row_lights[rows[live]] = lights[live]
-        self.lights = row_lights.tolist()
-        return sorted(changes, key=lambda c: c.account), [ranking.accounts[i] for i in changed]
+        self._i["light"][rows[live]] = lights[live]
+        return sorted(changes, key=lambda c: c.account), [ranking.accounts[k] for k in changed]
 
     @staticmethod
     def _light(
@@ -300,26 +360,30 @@ class QueueTable:
         changed = np.nonzero((lights != before) & settled)[0]
         changes = [
             LightChange(
-                account=ranking.accounts[i],
+                account=ranking.accounts[k],
                 side=ranking.side,
-                light=int(lights[i]),
-                previous=int(before[i]) or None,
-                score=ranking.scores[i],
-                notional=div_ceil(ranking.sizes[i] * ranking.mark_price, SCALE),
+                light=int(lights[k]),
+                previous=int(before[k]) or None,
+                score=ranking.scores[k],
+                notional=div_ceil(ranking.sizes[k] * ranking.mark_price, SCALE),
             )
-            for i in changed
-            if before[i] != 0 or lights[i] >= top  # a new position: only entering at the top
+            for k in changed
+            if before[k] != 0 or lights[k] >= top  # a new position: only entering at the top
         ]
         return lights, changed, changes
 
     def side_totals(self, side: str) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
         """(open interest, positions per light 0..5, first five scores) of one side."""
-        col = self._columns()
-        qty, abs_qty = col["qty"], col["abs_qty"]
+        n = self._n
+        qty = self._f["qty"][:n]
         mask = qty > 0 if side == "long" else qty < 0
-        lights = np.bincount(np.array(self.lights, dtype=np.int64)[mask], minlength=6)
+        lights = np.bincount(self._i["light"][:n][mask], minlength=6)
         top = self._ranking[side].scores[:5] if side in self._ranking else []
-        return int(abs_qty[mask].sum()), tuple(int(n) for n in lights[:6]), tuple(top)
+        return (
+            int(self._i["abs_qty"][:n][mask].sum()),
+            tuple(int(c) for c in lights[:6]),
+            tuple(top),
+        )
 
     def ranked(self, side: str) -> Iterator[RankedEntry]:
         """The side's queue at the last ranking, first to be deleveraged first (sizes and
