@@ -34,7 +34,9 @@ SMALLEST_SCORE = 1e-12  # |score| below: one bucket (0)
 Histogram = tuple[tuple[int, int], ...]  # (bucket, positions), best bucket first
 
 
-def score_buckets(scores: Sequence[float], accuracy: float) -> npt.NDArray[np.int64]:
+def score_buckets(
+    scores: Sequence[float] | npt.NDArray[np.float64], accuracy: float
+) -> npt.NDArray[np.int64]:
     """Bucket of each score: order-preserving (a better score never gets a lower
     bucket), 0 for |score| < SMALLEST_SCORE, negative for negative scores."""
     values = np.asarray(scores, dtype=np.float64)

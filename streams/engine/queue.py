@@ -47,12 +47,12 @@ class SideRanking:
     readable (and, on the partitioned path, lit later) until the next ranking."""
 
     side: str
-    accounts: list[str]
-    sizes: list[int]  # |qty|, raw units
-    scores: list[float]
-    opened: list[int]  # each position's opening number: a flip or a reopen is a new one
+    accounts: npt.NDArray[np.str_]
+    sizes: npt.NDArray[np.int64]  # |qty|, raw units
+    scores: npt.NDArray[np.float64]
+    opened: npt.NDArray[np.int64]  # each position's opening number: a flip or a reopen is new
     mark_price: int
-    lights: list[int]  # 0 until lit
+    lights: npt.NDArray[np.int64]  # 0 until lit
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class QueueTable:
         self._n = 0
         self._cap = 0
         self._row: dict[str, int] = {}
-        self._accounts: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+        self._accounts: npt.NDArray[np.str_] = np.empty(0, dtype="<U16")
         self._f: dict[str, npt.NDArray[np.float64]] = {}
         self._i: dict[str, npt.NDArray[np.int64]] = {}
         self._isolated = np.empty(0, dtype=np.bool_)
@@ -129,7 +129,8 @@ class QueueTable:
 
     @property
     def accounts(self) -> list[str]:
-        return list(self._accounts[: self._n])
+        names: list[str] = self._accounts[: self._n].tolist()
+        return names
 
     def put(
         self,
@@ -145,6 +146,8 @@ class QueueTable:
             self._grow(2 * self._cap if self._n == self._cap else self._cap, len(others))
         f, i = self._f, self._i
         if row is None:
+            if len(account) > self._accounts.itemsize // 4:  # 4 bytes per character
+                self._accounts = self._accounts.astype(f"<U{len(account)}")
             row = self._row[account] = self._n
             self._n += 1
             self._accounts[row] = account
@@ -178,14 +181,12 @@ class QueueTable:
             return
         last = self._n - 1
         if row != last:  # swap-remove: O(1), rows are unordered
-            moved = self._accounts[last]
-            self._row[moved] = row
+            self._row[str(self._accounts[last])] = row
             for a in (self._accounts, self._isolated, self._other_n, *self._f.values(),
                       *self._i.values()):  # fmt: skip
                 a[row] = a[last]
             for a2 in (self._other_sym, self._other_qty, self._other_mark, self._other_cross):
                 a2[row] = a2[last]
-        self._accounts[last] = None
         self._n = last
         self.structure_changed = True
 
@@ -280,17 +281,16 @@ class QueueTable:
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
             rows = np.flatnonzero(mask)
             # score desc, then larger size, then account id
-            names = accounts[rows].astype(str)
-            order = np.lexsort((names, -abs_qty[rows], -scores[rows]))
+            order = np.lexsort((accounts[rows], -abs_qty[rows], -scores[rows]))
             ranked = ranked_rows[side] = rows[order]
             self._ranking[side] = SideRanking(
                 side=side,
-                accounts=names[order].tolist(),
-                sizes=abs_qty[ranked].tolist(),
-                scores=scores[ranked].tolist(),
-                opened=opened[ranked].tolist(),
+                accounts=accounts[ranked],
+                sizes=abs_qty[ranked],
+                scores=scores[ranked],
+                opened=opened[ranked],
                 mark_price=mark_price,
-                lights=[0] * len(ranked),
+                lights=np.zeros(len(ranked), dtype=np.int64),
             )
         f["score"][:n] = scores
         if not light:
@@ -318,23 +318,24 @@ class QueueTable:
         ranking is judged as it was then. Returns the alerts and the accounts whose
         announced light changed (alerted or not)."""
         announced = self.announced
+        accounts = ranking.accounts.tolist()
         before = np.array(
             [
                 light if opened == then else 0
-                for account, then in zip(ranking.accounts, ranking.opened, strict=True)
+                for account, then in zip(accounts, ranking.opened.tolist(), strict=True)
                 for opened, light in [announced.get(account, (0, 0))]
             ],
             dtype=np.int64,
         )
         lights, changed, changes = self._light(ranking, places, count, profile, before)
         for k in changed:
-            announced[ranking.accounts[k]] = (ranking.opened[k], int(lights[k]))
-        rows = np.array([self._row.get(a, -1) for a in ranking.accounts], dtype=np.int64)
+            announced[accounts[k]] = (int(ranking.opened[k]), int(lights[k]))
+        rows = np.array([self._row.get(a, -1) for a in accounts], dtype=np.int64)
         n = self._n
         opened = np.append(self._i["opened"][:n], -1)  # row -1: no position now
-        live = opened[rows] == np.array(ranking.opened, dtype=np.int64)
+        live = opened[rows] == ranking.opened
         self._i["light"][rows[live]] = lights[live]
-        return sorted(changes, key=lambda c: c.account), [ranking.accounts[k] for k in changed]
+        return sorted(changes, key=lambda c: c.account), [accounts[k] for k in changed]
 
     @staticmethod
     def _light(
@@ -355,17 +356,17 @@ class QueueTable:
         above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
         below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
         settled = np.asarray(above) == np.asarray(below)
-        ranking.lights[:] = lights.tolist()
+        ranking.lights[:] = lights
         top = profile.light(0, 1)
         changed = np.nonzero((lights != before) & settled)[0]
         changes = [
             LightChange(
-                account=ranking.accounts[k],
+                account=str(ranking.accounts[k]),
                 side=ranking.side,
                 light=int(lights[k]),
                 previous=int(before[k]) or None,
-                score=ranking.scores[k],
-                notional=div_ceil(ranking.sizes[k] * ranking.mark_price, SCALE),
+                score=float(ranking.scores[k]),
+                notional=div_ceil(int(ranking.sizes[k]) * ranking.mark_price, SCALE),
             )
             for k in changed
             if before[k] != 0 or lights[k] >= top  # a new position: only entering at the top
@@ -378,7 +379,7 @@ class QueueTable:
         qty = self._f["qty"][:n]
         mask = qty > 0 if side == "long" else qty < 0
         lights = np.bincount(self._i["light"][:n][mask], minlength=6)
-        top = self._ranking[side].scores[:5] if side in self._ranking else []
+        top = self._ranking[side].scores[:5].tolist() if side in self._ranking else []
         return (
             int(self._i["abs_qty"][:n][mask].sum()),
             tuple(int(c) for c in lights[:6]),
@@ -391,7 +392,11 @@ class QueueTable:
         ranking = self._ranking.get(side)
         if ranking is None:
             return
-        for place, (account, qty, score, light) in enumerate(
-            zip(ranking.accounts, ranking.sizes, ranking.scores, ranking.lights, strict=True)
-        ):
-            yield RankedEntry(account=account, qty=qty, score=score, rank=place, light=light)
+        for place in range(len(ranking.accounts)):
+            yield RankedEntry(
+                account=str(ranking.accounts[place]),
+                qty=int(ranking.sizes[place]),
+                score=float(ranking.scores[place]),
+                rank=place,
+                light=int(ranking.lights[place]),
+            )
