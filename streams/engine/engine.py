@@ -510,6 +510,9 @@ class _IndexView:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    def version(self, symbol: str) -> int:
+        return self._engine.symbol_changes(symbol)
+
     def mark(self, symbol: str) -> int | None:
         return self._engine.marks.get(symbol)
 

@@ -255,6 +255,9 @@ class MergedView:
     def digests(self, symbol: str) -> list[SymbolDigest]:
         return self._by_symbol.get(symbol, [])
 
+    def version(self, symbol: str) -> None:
+        return None  # one view per mark group: nothing to keep across them
+
     def mark(self, symbol: str) -> int | None:
         digests = self._by_symbol.get(symbol)
         return digests[0].mark_price if digests else None

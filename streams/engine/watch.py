@@ -17,7 +17,8 @@ most every ``trigger_refresh_ms``; every stage change forces a fund projection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from streams.engine.adl import RankedEntry, deleverage_plan
@@ -30,7 +31,6 @@ from streams.engine.fund import (
     book_close_loss,
     coverage_ratio,
     ladder,
-    loss_after_move,
 )
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import VenueProfile, profile_named
@@ -48,8 +48,24 @@ from streams.engine.signals import (
 PerSymbol = dict[str, tuple[int, int]]  # symbol -> (bankrupt deficit, liquidatable loss)
 
 
+@dataclass(frozen=True, slots=True)
+class _SymbolFacts:
+    """What every fund check reads of one symbol, at one version of it and its book."""
+
+    version: Hashable
+    depth: Depth | None
+    losses: tuple[int, int]  # (bankrupt deficit, liquidatable loss)
+    at_mark: tuple[int, int]  # (long, short) deficit at the mark
+    after_move: tuple[int, int]  # (long, short) deficit after an adverse imminent move
+
+
 class MarketView(Protocol):
     """What the fund needs to know of one fund's positions, symbol by symbol."""
+
+    def version(self, symbol: str) -> Hashable | None:
+        """Changes whenever the symbol's mark or positions do (``None``: unknown, ask
+        again every time); the watch keeps what it read of a symbol until then."""
+        ...
 
     def mark(self, symbol: str) -> int | None: ...
 
@@ -100,6 +116,7 @@ class FundWatch:
         self.stages: dict[tuple[str, str], AdlStage] = {}
         self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
         self.projected_at_ms: dict[str, int] = {}
+        self._facts: dict[str, _SymbolFacts] = {}
 
     @classmethod
     def for_instruments(
@@ -134,8 +151,32 @@ class FundWatch:
                 )
         return bankrupt, liquidatable
 
+    def _read(self, view: MarketView, sym: str) -> _SymbolFacts:
+        """The symbol's losses and imminent-move deficits, read again only when the
+        symbol or its book changed since (a fund check follows every event of any of
+        the fund's symbols; most symbols did not move)."""
+        version = view.version(sym)
+        depth = self.depth.get(sym)
+        known = self._facts.get(sym)
+        if (
+            known is not None
+            and version is not None
+            and known.version == version
+            and known.depth is depth
+        ):
+            return known
+        move = self.config.imminent_distance
+        at_mark = after_move = (0, 0)
+        if view.mark(sym) is not None:
+            longs, shorts = view.curve(sym, True), view.curve(sym, False)
+            at_mark, after_move = (longs(0.0), shorts(0.0)), (longs(-move), shorts(move))
+        facts = _SymbolFacts(version, depth, self.symbol_losses(view, sym), at_mark, after_move)
+        if version is not None:
+            self._facts[sym] = facts
+        return facts
+
     def loss_now(self, view: MarketView, fund: str) -> tuple[int, PerSymbol]:
-        per_symbol = {sym: self.symbol_losses(view, sym) for sym in self.fund_symbols[fund]}
+        per_symbol = {sym: self._read(view, sym).losses for sym in self.fund_symbols[fund]}
         return sum(b + liq for b, liq in per_symbol.values()) - view.overcount(fund), per_symbol
 
     # ------------------------------------------------------------------ stages
@@ -196,10 +237,12 @@ class FundWatch:
         return bankruptcies > count and ts_ms - at_ms >= self.config.trigger_refresh_ms
 
     def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
-        move = self.config.imminent_distance
+        """An adverse move of ``imminent_distance`` of the symbol makes the loss exceed
+        the fund (``loss_after_move`` per side, from the symbol's facts)."""
+        facts = self._read(view, sym)
         return any(
-            loss_after_move(loss, view.curve(sym, is_long), move, is_long) > balance
-            for is_long in (True, False)
+            loss - at_mark + after > balance
+            for at_mark, after in zip(facts.at_mark, facts.after_move, strict=True)
         )
 
     def _trigger(
