@@ -74,6 +74,9 @@ class _SymbolState:
     ranked_at_ms: int | None = None
     lit_at_ms: int | None = None  # the last periodic ranking (the refresh grid)
     changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
+    # bumped when what the fund reads changes: the mark, the deficit indexes, the
+    # liquidatable positions, the bankruptcy count (``FundWatch`` keeps its reads till then)
+    fund_changes: int = 0
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         return self.longs if is_long else self.shorts
@@ -169,6 +172,7 @@ class Engine:
             return []
         st.mark_ts_ms = event.ts_ms
         st.changes += 1
+        st.fund_changes += 1
         old = self.marks.get(sym)
         new = event.mark_price
         self.marks[sym] = new
@@ -217,6 +221,7 @@ class Engine:
                 st.longs.remove(acct)
                 st.shorts.remove(acct)
                 st.liquidatable.pop(acct, None)
+                st.fund_changes += 1
                 continue
             others = [
                 OtherPosition(
@@ -238,16 +243,22 @@ class Engine:
                     rounding_tolerance(pos.qty),
                     pos.mark_price,
                 )
-            st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
-            st.side_index(not is_long).remove(acct)
+            moved = st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
+            moved |= st.side_index(not is_long).remove(acct)
+            before_liquidatable = st.liquidatable.get(acct)
             if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
             else:
                 st.liquidatable.pop(acct, None)
+            if moved or st.liquidatable.get(acct) != before_liquidatable:
+                st.fund_changes += 1
             if before is None or before.health is not pos.health:
                 self.touched.add(acct)
             changes = _transitions(acct, before, pos, new, ts_ms)
-            st.bankruptcies += sum(isinstance(c, BankruptcyDetected) for c in changes)
+            bankrupt = sum(isinstance(c, BankruptcyDetected) for c in changes)
+            if bankrupt:
+                st.bankruptcies += bankrupt
+                st.fund_changes += 1
             signals.extend(changes)
         self._update_overcount(acct, new, multi)
         return signals
@@ -511,7 +522,7 @@ class _IndexView:
         self._engine = engine
 
     def version(self, symbol: str) -> int:
-        return self._engine.symbol_changes(symbol)
+        return self._engine.symbols[symbol].fund_changes
 
     def mark(self, symbol: str) -> int | None:
         return self._engine.marks.get(symbol)

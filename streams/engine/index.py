@@ -186,20 +186,22 @@ class DeficitIndex:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def put(self, key: str, bankruptcy_price: int | None, abs_qty: int) -> None:
+    def put(self, key: str, bankruptcy_price: int | None, abs_qty: int) -> bool:
+        """Set ``key``'s entry; whether anything changed."""
         new = None if bankruptcy_price is None or abs_qty == 0 else (bankruptcy_price, abs_qty)
         old = self._by_key.get(key)
         if old == new:
-            return
+            return False
         if old is not None:
             self._apply(old[0], key, old[1], -1)
             del self._by_key[key]
         if new is not None:
             self._apply(new[0], key, new[1], +1)
             self._by_key[key] = new
+        return True
 
-    def remove(self, key: str) -> None:
-        self.put(key, None, 0)
+    def remove(self, key: str) -> bool:
+        return self.put(key, None, 0)
 
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
         self._memo.clear()
