@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.engine.dedupe import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS
 from streams.engine.risk import DEFAULT_WARNING_RATIO
 
 DEFAULT_SHOCKS = (
@@ -25,6 +26,9 @@ class EngineConfig:
     light_locally: bool = True
     trigger_refresh_ms: int = 1_000  # a triggered symbol re-announced at most this often
     runway_window_ms: int = 300_000  # drawdown rate measured over this window
+    # fill and balance ids remembered this long (event time) and at most this many
+    dedupe_window_ms: int = DEFAULT_WINDOW_MS
+    dedupe_max_ids: int = DEFAULT_MAX_IDS
 
 
 def refresh_due(ts_ms: int, last_ms: int | None, period_ms: int) -> bool:

@@ -25,6 +25,7 @@ from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
 from streams.engine.adl import RankedEntry
 from streams.engine.config import EngineConfig, refresh_due
+from streams.engine.dedupe import DedupeWindow
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
     Balance,
@@ -99,7 +100,7 @@ class Engine:
         self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
         self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
-        self.seen_ids: set[str] = set()
+        self.seen_ids = DedupeWindow(self.config.dedupe_window_ms, self.config.dedupe_max_ids)
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same
         self.stats = EngineStats()
@@ -122,7 +123,7 @@ class Engine:
         else:
             signals = self._on_account_event(event)
         if dedupe is not None:
-            self.seen_ids.add(dedupe)
+            self.seen_ids.add(dedupe, event.ts_ms)
         self.stats.events += 1
         self.last_ts_ms = max(self.last_ts_ms, event.ts_ms)
         return signals
