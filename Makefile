@@ -20,9 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check streams tests benchmarks tools
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## mark tick and ladder, indexed vs naive (prints figures, asserts nothing)
+bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, asserts nothing)
 	$(BIN)/python benchmarks/bench_mark_tick.py --sizes 10000 100000
-	$(BIN)/python benchmarks/bench_replay.py
+	$(BIN)/python benchmarks/bench_rank.py --sizes 10000 100000 1000000
+	$(BIN)/python benchmarks/bench_replay.py --accounts 10000
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -167,12 +167,11 @@ class DeficitIndex:
     that holds the query price. A query is O(log buckets + log bucket size).
     """
 
-    __slots__ = ("_buckets", "_by_key", "_entries", "_is_long", "_memo", "_sum_q", "_sum_qb",
-                 "_total_q", "_total_qb")  # fmt: skip
+    __slots__ = ("_buckets", "_by_key", "_is_long", "_memo", "_sum_q", "_sum_qb", "_total_q",
+                 "_total_qb")  # fmt: skip
 
     def __init__(self, is_long: bool) -> None:
         self._is_long = is_long
-        self._entries: Any = SortedList()  # (bankruptcy_price, key, abs_qty), for beyond()
         self._buckets: dict[int, _Bucket] = {}
         self._by_key: dict[str, tuple[int, int]] = {}
         self._sum_q = Fenwick(_BUCKET_COUNT)
@@ -215,10 +214,8 @@ class DeficitIndex:
         if bucket is None:
             bucket = self._buckets[slot] = _Bucket()
         if sign > 0:
-            self._entries.add(entry)
             insort(bucket.entries, entry)
         else:
-            self._entries.remove(entry)
             del bucket.entries[bisect_left(bucket.entries, entry)]
             if not bucket.entries:
                 del self._buckets[slot]
@@ -280,6 +277,13 @@ class DeficitIndex:
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
         """Entries already past bankruptcy at ``price``: (B, key, |q|), worst first."""
+        # buckets are in price order (the bucket of a price never falls as it rises): walk
+        # the ones on the far side of the price's own, worst first (rare: triggers, metrics)
+        slot = price_bucket(price)
         if self._is_long:
-            return iter(self._entries.irange((price + 1,), reverse=True))
-        return iter(self._entries.irange(maximum=(price,), inclusive=(True, False)))
+            for s in sorted((s for s in self._buckets if s >= slot), reverse=True):
+                entries = self._buckets[s].entries
+                yield from (e for e in reversed(entries) if e[0] > price)
+        else:
+            for s in sorted(s for s in self._buckets if s <= slot):
+                yield from (e for e in self._buckets[s].entries if e[0] < price)
