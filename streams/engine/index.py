@@ -38,30 +38,34 @@ def price_bucket(price: int) -> int:
 
 
 class Fenwick:
-    """Binary indexed tree of exact integer sums over a fixed number of slots."""
+    """Binary indexed tree of two exact integer sums side by side (the deficit index's
+    sum of q and sum of q*B) over a fixed number of slots: one walk answers both."""
 
-    __slots__ = ("_tree",)
+    __slots__ = ("_first", "_second")
 
     def __init__(self, size: int) -> None:
-        self._tree = [0] * (size + 1)
+        self._first = [0] * (size + 1)
+        self._second = [0] * (size + 1)
 
-    def add(self, slot: int, amount: int) -> None:
+    def add(self, slot: int, first: int, second: int) -> None:
         i = slot + 1
-        tree = self._tree
-        n = len(tree)
+        a, b = self._first, self._second
+        n = len(a)
         while i < n:
-            tree[i] += amount
+            a[i] += first
+            b[i] += second
             i += i & -i
 
-    def prefix(self, slot: int) -> int:
-        """Sum of slots 0..slot inclusive (0 for slot < 0)."""
-        i = min(slot + 1, len(self._tree) - 1)
-        tree = self._tree
-        total = 0
+    def prefix(self, slot: int) -> tuple[int, int]:
+        """Both sums over slots 0..slot inclusive ((0, 0) for slot < 0)."""
+        a, b = self._first, self._second
+        i = min(slot + 1, len(a) - 1)
+        first = second = 0
         while i > 0:
-            total += tree[i]
+            first += a[i]
+            second += b[i]
             i -= i & -i
-        return total
+        return first, second
 
 
 class ThresholdIndex:
@@ -167,15 +171,13 @@ class DeficitIndex:
     that holds the query price. A query is O(log buckets + log bucket size).
     """
 
-    __slots__ = ("_buckets", "_by_key", "_is_long", "_memo", "_sum_q", "_sum_qb", "_total_q",
-                 "_total_qb")  # fmt: skip
+    __slots__ = ("_buckets", "_by_key", "_is_long", "_memo", "_sums", "_total_q", "_total_qb")
 
     def __init__(self, is_long: bool) -> None:
         self._is_long = is_long
         self._buckets: dict[int, _Bucket] = {}
         self._by_key: dict[str, tuple[int, int]] = {}
-        self._sum_q = Fenwick(_BUCKET_COUNT)
-        self._sum_qb = Fenwick(_BUCKET_COUNT)
+        self._sums = Fenwick(_BUCKET_COUNT)  # per bucket: sum q, sum q*B
         self._total_q = 0  # running totals: the long query needs "all minus prefix"
         self._total_qb = 0
         # deficit_at answers since the last change: a fund check asks every symbol's index
@@ -205,8 +207,7 @@ class DeficitIndex:
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
         self._memo.clear()
         slot = price_bucket(price)
-        self._sum_q.add(slot, sign * abs_qty)
-        self._sum_qb.add(slot, sign * abs_qty * price)
+        self._sums.add(slot, sign * abs_qty, sign * abs_qty * price)
         self._total_q += sign * abs_qty
         self._total_qb += sign * abs_qty * price
         entry = (price, key, abs_qty)
@@ -234,10 +235,10 @@ class DeficitIndex:
     def _deficit_at(self, price: int) -> int:
         slot = price_bucket(price)
         if self._is_long:  # whole buckets strictly above p's
-            sum_q = self._total_q - self._sum_q.prefix(slot)
-            sum_qb = self._total_qb - self._sum_qb.prefix(slot)
+            below_q, below_qb = self._sums.prefix(slot)
+            sum_q, sum_qb = self._total_q - below_q, self._total_qb - below_qb
         else:  # whole buckets strictly below p's
-            sum_q, sum_qb = self._sum_q.prefix(slot - 1), self._sum_qb.prefix(slot - 1)
+            sum_q, sum_qb = self._sums.prefix(slot - 1)
         return self._finish(price, slot, sum_q, sum_qb)
 
     def _finish(self, price: int, slot: int, sum_q: int, sum_qb: int) -> int:

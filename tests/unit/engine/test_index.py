@@ -52,10 +52,12 @@ def test_deficit_hand_example():
 
 
 def test_fenwick_prefix_sums():
+    # slot 0: (5, 50); slot 3: (2, 20) then (-1, -10) -> (1, 10); slot 9: (1, 100)
     tree = Fenwick(10)
-    for slot, amount in [(0, 5), (3, 2), (9, 1), (3, -1)]:
-        tree.add(slot, amount)
-    assert [tree.prefix(i) for i in (-1, 0, 2, 3, 9)] == [0, 5, 5, 6, 7]
+    for slot, amount, weighted in [(0, 5, 50), (3, 2, 20), (9, 1, 100), (3, -1, -10)]:
+        tree.add(slot, amount, weighted)
+    prefixes = [tree.prefix(i) for i in (-1, 0, 2, 3, 9)]
+    assert prefixes == [(0, 0), (5, 50), (5, 50), (6, 60), (7, 160)]
 
 
 @given(st.lists(prices, min_size=2, max_size=50))
