@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
 from streams.engine.profiles import PROFILES, RankInput
-from streams.engine.queue import QueueTable
+from streams.engine.queue import NO_MARK, OtherPosition, QueueTable
 from streams.engine.risk import Health, PositionRisk
 
 MARK = 100 * SCALE
@@ -210,3 +210,51 @@ def test_announced_lights_survive_a_restore():
         ("a", 4, 5), ("b", 3, 4), ("c", 2, 3), ("d", 1, 2), ("e", 5, 1)
     ]  # fmt: skip
     assert light(fresh) == [("e", 5, None)]  # without the rows: the moves are lost
+
+
+others_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # symbol index
+        st.integers(-(10**10), 10**10).filter(bool),  # qty, raw
+        st.integers(50 * SCALE, 150 * SCALE),  # mark at the evaluation, raw
+        st.booleans(),  # cross
+    ),
+    max_size=4,
+)
+
+
+@given(
+    st.dictionaries(
+        st.text("abcdef", min_size=1, max_size=2),
+        st.tuples(st.booleans(), others_strategy),
+        max_size=30,
+    ),
+    st.lists(st.one_of(st.none(), st.integers(50 * SCALE, 150 * SCALE)), min_size=4, max_size=4),
+)
+def test_other_symbols_moves_equal_a_loop_over_the_accounts_positions(accounts, marks_now):
+    # reference: the loop the engine ran per account before the columns, in the account's
+    # order: move = qty * ((mark now - mark then) / SCALE), summed from 0.0; a symbol with
+    # no mark yet did not move; the cross sum only for a cross position here
+    table = QueueTable()
+    for acct, (isolated_here, others) in accounts.items():
+        table.put(
+            acct,
+            position(SCALE, MARK, 10 * SCALE, isolated_here),
+            10 * SCALE,
+            [OtherPosition(s, q / SCALE, m, c) for s, q, m, c in others],
+        )
+    marks = np.array([NO_MARK if m is None else m for m in marks_now], dtype=np.int64)
+    rows, cross, every = table.other_moves(marks)
+    got = {table.accounts[r]: (c, e) for r, c, e in zip(rows, cross, every, strict=True)}
+    want = {}
+    for acct, (_isolated_here, others) in accounts.items():
+        if not others:
+            continue
+        cross_sum = every_sum = 0.0
+        for s, q, m, c in others:
+            move = (q / SCALE) * ((0 if marks_now[s] is None else marks_now[s] - m) / SCALE)
+            every_sum += move
+            if c:
+                cross_sum += move
+        want[acct] = (cross_sum, every_sum)  # isolated here: applied as 0.0 by rank()
+    assert got == want
