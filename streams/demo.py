@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -131,16 +132,34 @@ def _applied(worker: Worker) -> str:
     return f"applied {worker.stats.applied:>5}"
 
 
+async def _agents_caught_up(metrics_port: int) -> bool:
+    """Whether the agents' metrics say every input was applied (False while unreachable)."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+        ):
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return any(line.startswith("adl_agent_caught_up 1") for line in text.splitlines())
+
+
 async def run_agents_demo(
     events: Path,
     instruments: dict[str, Instrument],
     rate: float,
     metrics_port: int,
     exit_after_scenario: bool,
-    quiet_s: float = 10.0,
+    quiet_s: float = 3.0,
+    give_up_s: float = 600.0,
 ) -> int:
     """The Faust path on the embedded broker; with ``exit_after_scenario``, stops once
-    the scenario is produced and no output came for ``quiet_s``."""
+    the scenario is produced, the agents say they caught up (``adl_agent_caught_up`` on
+    their metrics: every input applied, the desk's included) and no output came for
+    ``quiet_s`` (the outputs' reader is behind the agents by a poll). A quiet spell
+    alone is not enough: the shards may race ahead of the desk for tens of seconds
+    with nothing new on the output topics. ``give_up_s`` bounds the wait."""
     workdir = Path(tempfile.mkdtemp(prefix="adl-demo-"))
     metrics = Metrics(instruments, registry=CollectorRegistry())  # for the summary line
     with Tansu(workdir) as broker:
@@ -205,8 +224,15 @@ async def run_agents_demo(
         tasks = [producer, asyncio.create_task(read_outputs()), asyncio.create_task(report())]
         if exit_after_scenario:
             await producer
-            while not stop.is_set() and time.monotonic() - last_output < quiet_s:
+            give_up = time.monotonic() + give_up_s
+            while not stop.is_set() and time.monotonic() < give_up:
+                quiet = time.monotonic() - last_output >= quiet_s
+                if quiet and await _agents_caught_up(metrics_port):
+                    break
                 await asyncio.sleep(0.5)
+            else:
+                if not stop.is_set():
+                    print(f"the agents did not catch up in {give_up_s:.0f} s", file=sys.stderr)
             stop.set()
         await stop.wait()
         agents.terminate()

@@ -488,6 +488,8 @@ def _transitions(
     acct: str, before: PositionRisk | None, pos: PositionRisk, risk: AccountRisk, ts_ms: int
 ) -> list[Signal]:
     old = before.health if before is not None else Health.HEALTHY
+    if pos.health is old or pos.health < Health.LIQUIDATABLE:
+        return []  # nothing to announce: most re-evaluations
     common = {
         "ts_ms": ts_ms,
         "account": acct,

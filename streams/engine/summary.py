@@ -174,6 +174,8 @@ class Summarizer:
         self._digests: dict[str, SymbolDigest] = {}
         # per symbol, the rankings at its lit marks, oldest first, until lit
         self._rankings: dict[str, list[SummarisedRanking]] = {}
+        self._kept = 0  # positions in the kept rankings (a running total: a sum over
+        # them per summary grew with the backlog and starved the desk of the event loop)
         self.kept_entries = KEPT_ENTRIES
 
     def ranking_at(self, sym: str, ts_ms: int) -> SummarisedRanking | None:
@@ -182,16 +184,17 @@ class Summarizer:
         kept = self._rankings.get(sym, [])
         while kept and kept[0].ranked_at_ms <= ts_ms:
             ranking = kept.pop(0)
+            self._kept -= ranking.size
             if ranking.ranked_at_ms == ts_ms:
                 return ranking
         return None
 
     def _keep(self, sym: str, ranking: SummarisedRanking) -> None:
         self._rankings.setdefault(sym, []).append(ranking)
-        entries = sum(r.size for kept in self._rankings.values() for r in kept)
-        while entries > self.kept_entries:
+        self._kept += ranking.size
+        while self._kept > self.kept_entries:
             oldest = min((k for k in self._rankings.values() if k), key=lambda k: k[0].ranked_at_ms)
-            entries -= oldest.pop(0).size
+            self._kept -= oldest.pop(0).size
 
     def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
         """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark
