@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
 import numpy as np
+from bench_mark_tick import timed
 
 from streams.engine.fixed import SCALE
 from streams.engine.profiles import PROFILES, RankInput
@@ -49,15 +48,6 @@ def table(n: int, seed: int = 1) -> QueueTable:
         ]
         queue.put(f"acct-{i:07d}", pos, backing, others)
     return queue
-
-
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def floor(n: int, seed: int = 2) -> Callable[[], object]:
