@@ -33,6 +33,11 @@ from streams.engine.fixed import FixedPointError, MoneyRaw, PriceRaw, QtyRaw, to
 
 E = TypeVar("E", bound=Enum)
 
+# Prices and quantities (the positive fields) are held in int64 columns (the ADL queue's
+# sizes and marks: engine.queue): at most 10^10 units (raw 10^18 < 2^63 ~ 9.2e18), with
+# room for a position built of several such fills. Larger is refused, not wrapped.
+MAX_PRICE_OR_QTY_RAW = 10**18
+
 
 def _present(obj: Mapping[str, Any], field: str) -> Any:
     if field not in obj or obj[field] is None:
@@ -63,6 +68,8 @@ def _number_value(value: Any, field: str, *, positive: bool = False) -> int:
         raise InvalidEvent(field, str(exc)) from exc
     if positive and raw <= 0:
         raise InvalidEvent(field, f"must be > 0, got {value!r}")
+    if positive and raw > MAX_PRICE_OR_QTY_RAW:
+        raise InvalidEvent(field, f"must be at most 10000000000 (1e10), got {text[:40]!r}")
     return raw
 
 

@@ -106,3 +106,18 @@ def test_leverage_below_one_is_refused():
             SYMBOLS,
         )
     assert info.value.field == "leverage"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("qty", "10000000000.00000001"), ("price", "1e11"), ("qty", 10**40), ("price", "92233720369")],
+)
+def test_prices_and_quantities_beyond_1e10_units_are_refused(field, value):
+    # the engine's columns hold raw units (1e-8) in int64: 1e10 units = 1e18 raw is the
+    # documented bound (2^63 ~ 9.2e18); 92,233,720,369 units is just past what int64 holds
+    fields = {"fill_id": "f", "ts": 1, "account": "a", "symbol": "BTCUSDT", "side": "buy",
+              "qty": "1", "price": "100", field: value}  # fmt: skip
+    with pytest.raises(InvalidEvent, match=field):
+        decode_event({"type": "fill", **fields})
+    fields[field] = "10000000000"  # exactly the bound: accepted
+    assert decode_event({"type": "fill", **fields}) is not None
