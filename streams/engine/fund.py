@@ -129,8 +129,10 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
     if loss_now > fund_balance:
         return 0.0
 
-    def exceeds(move: float) -> bool:
-        return loss_after_move(loss_now, side, move, is_long) > fund_balance
+    rest = loss_now - side(0.0)  # the loss but this side's at the mark: read once
+
+    def exceeds(move: float) -> bool:  # loss_after_move(loss_now, side, move, is_long) > fund
+        return rest + side(-move if is_long else move) > fund_balance
 
     high = 1.0 if is_long else MAX_UP_MOVE
     if not exceeds(high):
