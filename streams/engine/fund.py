@@ -115,11 +115,6 @@ def ladder(
     return [(s, base + longs(s) + shorts(s)) for s in shocks]
 
 
-def loss_after_move(loss_now: int, side: Curve, move: float, is_long: bool) -> int:
-    """Projected loss if the symbol moved ``move`` (a fraction) against the side."""
-    return loss_now - side(0.0) + side(-move if is_long else move)
-
-
 def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -> float | None:
     """Smallest adverse move (0.05 = 5%) at which the projected loss exceeds the fund.
 
@@ -131,7 +126,7 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
 
     rest = loss_now - side(0.0)  # the loss but this side's at the mark: read once
 
-    def exceeds(move: float) -> bool:  # loss_after_move(loss_now, side, move, is_long) > fund
+    def exceeds(move: float) -> bool:  # the loss with the side moved adversely > fund
         return rest + side(-move if is_long else move) > fund_balance
 
     high = 1.0 if is_long else MAX_UP_MOVE

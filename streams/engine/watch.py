@@ -238,7 +238,8 @@ class FundWatch:
 
     def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
         """An adverse move of ``imminent_distance`` of the symbol makes the loss exceed
-        the fund (``loss_after_move`` per side, from the symbol's facts)."""
+        the fund: loss - deficit at the mark + deficit after the move, per side, from the
+        symbol's facts."""
         facts = self._read(view, sym)
         return any(
             loss - at_mark + after > balance
