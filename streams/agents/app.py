@@ -1,7 +1,7 @@
 """Stage A as Faust agents (DESIGN.md section 2): partitioned by account, one ``Shard``
 per partition, its accounts in a changelog-backed Faust Table.
 
-    mark_prices (1 partition, time order) --> [mark_fanout] --> account_marks (every partition)
+    mark_prices (1 partition, time order) --> [fanout] --> account_marks (every partition)
     fills, balances, position_config (key account) --+
     account_marks -----------------------------------+--> [accounts] --> account_risk,
                                                            liquidations, bankruptcies,
@@ -14,6 +14,12 @@ accounts there. Acks are manual: an event is acknowledged once applied and its o
 delivered and its row written, so the committed offset never passes an event still
 waiting in the shard's buffer (at-least-once; re-delivered events are recognised by the
 shard, see ``shard``).
+
+The mark fan-out is not a Faust agent but a plain consumer (``fanout``: Faust acknowledges
+events it drops at a rebalance, and marks were lost that way). Each forwarded mark names
+the mark forwarded before it: an account partition checks the chain and counts a break
+(``adl_agent_mark_gaps_total``, alert ``AdlMarksLost``), which is how a mark lost on its
+own (Faust-read) input shows.
 
 Faust's own ``exactly_once`` is not used: faust-streaming 0.15 binds each output send to
 the transaction of the *output* partition's number (``TransactionManager.send``), which
@@ -30,7 +36,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +47,7 @@ from faust.types import TP, EventT, StreamT
 from streams import wire
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
+from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER, MarkFanOut
 from streams.agents.shard import (
     ACCOUNT_TOPICS,
     BOUNDARY_TOPIC,
@@ -62,8 +69,11 @@ from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
 from streams.pipeline.worker import Output as Sent
 
 log = logging.getLogger("adl_monitor.agents")
+# a dead process's partitions move after the session timeout (Faust's default: 60 s);
+# heartbeats at a third of it, as Kafka advises
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 3.0
 T = TypeVar("T")
-SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
 CLOCK_SPEC = TopicSpec(CLOCK_TOPIC, "symbol", "topic.mark_prices")  # marks, every partition
@@ -79,10 +89,12 @@ DESK_INPUTS = (SUMMARY_TOPIC, "insurance_fund", "book_depth")
 
 @dataclass(slots=True)
 class AgentStats:
-    """The agents' own counts; per-partition ones are in each shard's ``ShardStats``,
-    outputs (and the fund figures they carry) in the worker's ``Metrics``."""
+    """The agents' own counts (the fan-out's are its own); per-partition ones are in each
+    shard's ``ShardStats``, outputs (and the fund figures they carry) in ``Metrics``."""
 
-    marks_fanned_out: int = 0
+    # account partition -> marks received whose predecessor never arrived (kept across
+    # a partition's moves: the shard's own stats go with it)
+    mark_gaps: dict[int, int] = field(default_factory=dict)
 
 
 def broker_url(bootstrap: str) -> str:
@@ -128,7 +140,7 @@ class AccountAgents:
         self.metrics = Metrics(instruments)
         self.shards: dict[int, Shard[EventT]] = {}
         self.next_offset: dict[TP, int] = {}
-        self.last_mark_at = 0.0  # wall time of the last mark fanned out
+        self.chain_last: dict[int, int] = {}  # partition -> highest mark_prices offset seen
         self.app = faust.App(
             f"{settings.topic_prefix}adl-monitor-accounts",
             broker=broker_url(settings.bootstrap),
@@ -146,20 +158,20 @@ class AccountAgents:
             # (they are re-delivered to the next owner of the partition)
             stream_wait_empty=False,
             # a dead worker's partitions move after 10 s (Faust's default: 60 s)
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=3.0,
+            broker_session_timeout=SESSION_TIMEOUT_S,
+            broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
             autodiscover=False,
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         table = {"default": None, "partitions": settings.partitions}
         self.account_rows = self.app.Table("accounts", key_type=bytes, value_type=bytes, **table)
         self.mark_rows = self.app.Table("marks", key_type=bytes, value_type=bytes, **table)
+        # partition -> the highest mark_prices offset among the marks it received
+        self.chain_rows = self.app.Table("mark_chain", key_type=bytes, value_type=bytes, **table)
         # the desk's inputs have one partition: so has its table's changelog
         self.desk_rows = self.app.Table("desk", key_type=bytes, value_type=bytes, partitions=1)
         self.desk_restored = False
         name = self.topics.name
-        self.marks_topic_name = name("mark_prices")
-        self.marks_topic = self.app.topic(self.marks_topic_name, **raw)
         self.clock_topic = self.app.topic(name(CLOCK_TOPIC), partitions=settings.partitions, **raw)
         self.boundary_topic = self.app.topic(
             name(BOUNDARY_TOPIC), partitions=settings.partitions, **raw
@@ -171,7 +183,17 @@ class AccountAgents:
         # Faust holds a table write at 100 buffered changelog messages until they drain
         # (with a warning): a released batch writes one row per account it touched
         self.app.producer.buffer.max_messages = 10_000
-        self.app.agent(self.marks_topic, name="mark_fanout")(self._fan_out)
+        self.fan_out = MarkFanOut(
+            settings,
+            name("mark_prices"),
+            group_id=f"{self.app.conf.id}-mark-fanout",
+            symbols=self.symbols,
+            send=self._send_mark,
+            dead_letter=lambda record, exc: self._dead_letter("mark_prices", record, exc),
+            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
+            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
+        )
+        self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
@@ -180,32 +202,20 @@ class AccountAgents:
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     # ------------------------------------------------------------------ marks
-    async def _fan_out(self, stream: StreamT[bytes]) -> None:
-        """Every valid mark to every partition of the clock, in arrival order (the
-        mark topic has one partition: arrival order is time order)."""
-        async for event in stream.events():
-            message = event.message
-            self.next_offset[message.tp] = message.offset + 1
-            try:
-                decode_message("mark_prices", message.value, self.symbols)
-            except AdlMonitorError as exc:
-                await self._dead_letter("mark_prices", message, exc)
-                continue
-            sends = [
-                await self.clock_topic.send(key=message.key, value=message.value, partition=p)
-                for p in range(self.settings.partitions)
-            ]
-            await asyncio.gather(*sends)  # delivered before the source offset is acked
-            self.stats.marks_fanned_out += 1
-            self.last_mark_at = time.monotonic()
+    async def _send_mark(
+        self, key: bytes | None, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+    ) -> Any:
+        return await self.clock_topic.send(
+            key=key, value=value, partition=partition, headers=headers
+        )
 
     async def _tick_when_idle(self) -> None:
         """Marks idle and every mark forwarded: tell the account partitions (a tick
         before the fan-out caught up would release account events ahead of marks)."""
-        if time.monotonic() - self.last_mark_at < self.idle_tick_s:
+        fan_out = self.fan_out
+        if time.monotonic() - fan_out.last_mark_at < self.idle_tick_s:
             return
-        mine = self._mark_partitions()
-        if not mine or any(self._behind(tp) for tp in mine):
+        if not fan_out.assignment() or not fan_out.caught_up():
             return
         for p in range(self.settings.partitions):
             await self.clock_topic.send(value=TICK, partition=p)
@@ -230,6 +240,7 @@ class AccountAgents:
         for tp in revoked:  # the partition's state moves with its changelog
             self.shards.pop(tp.partition, None)
             self.next_offset.pop(tp, None)
+            self.chain_last.pop(tp.partition, None)
 
     def _shard(self, partition: int) -> Shard[EventT]:
         shard = self.shards.get(partition)
@@ -250,10 +261,6 @@ class AccountAgents:
             self.shards[partition] = shard
         return shard
 
-    def _mark_partitions(self) -> list[TP]:
-        """The ``mark_prices`` partitions this worker's fan-out owns (none or the one)."""
-        return [tp for tp in self.app.consumer.assignment() if tp.topic == self.marks_topic_name]
-
     def _behind(self, tp: TP) -> bool:
         """Data in ``tp`` not yet delivered to this worker's agents."""
         high = self.app.consumer.highwater(tp)
@@ -268,7 +275,7 @@ class AccountAgents:
         desk's summaries all in and every complete mark applied."""
         return (
             len(self.shards) == self.settings.partitions
-            and not any(self._behind(tp) for tp in self._mark_partitions())
+            and self.fan_out.caught_up()
             and all(
                 not len(shard.sequencer)
                 and not self._pending(p, clock=True)
@@ -317,6 +324,8 @@ class AccountAgents:
             if base == CLOCK_TOPIC and message.value == TICK:
                 flush = True
             else:
+                if base == CLOCK_TOPIC:
+                    self._check_chain(message)
                 try:
                     topic = "mark_prices" if base == CLOCK_TOPIC else base
                     decoded, obj = decode_message(topic, message.value, self.symbols)
@@ -341,6 +350,32 @@ class AccountAgents:
                 await stream.ack(item.token)
             if flush:
                 await stream.ack(event)
+
+    def _check_chain(self, message: Any) -> None:
+        """A forwarded mark whose predecessor (``adl-prev``) this partition never saw:
+        marks were lost on the way (counted, logged with the missing source range).
+        The highest source offset seen is written with the marks' rows (changelog)."""
+        headers = dict(message.headers or ())
+        source = headers.get(SOURCE_HEADER)
+        if source is None:  # not from the fan-out (an older version, a hand-made copy)
+            return
+        offset = int(source.rsplit(b":", 1)[1])
+        p = message.partition
+        if p not in self.chain_last:  # (re)assigned: the last life's, from the changelog
+            row = self.chain_rows.get(str(p).encode())
+            if row is not None:
+                self.chain_last[p] = int(row)
+        last = self.chain_last.get(p)
+        prev = headers.get(PREV_HEADER)
+        if last is not None and prev is not None and int(prev) > last:
+            gaps = self.stats.mark_gaps
+            gaps[message.partition] = gaps.get(message.partition, 0) + 1
+            log.error(
+                "partition %d: marks lost: mark_prices offsets %d-%d were forwarded and "
+                "never received", message.partition, last + 1, int(prev),
+            )  # fmt: skip
+        if last is None or offset > last:
+            self.chain_last[p] = offset
 
     async def _light(self, shard: Shard[EventT], message: Any) -> None:
         """Stage B's light boundaries: the partition's rank alerts (not sequenced: they
@@ -379,6 +414,8 @@ class AccountAgents:
             self.account_rows[account.encode()] = encode_account(shard.row(account))
         for symbol in sorted(symbols):
             self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
+        if symbols and p in self.chain_last:
+            self.chain_rows[str(p).encode()] = str(self.chain_last[p]).encode()
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:
         topic = _TOPIC_FOR[out.stream]

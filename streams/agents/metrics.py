@@ -48,10 +48,24 @@ class AgentCollector(Collector):
             "1 when every input of this worker is delivered and applied (single worker)",
             value=1.0 if self.agents.caught_up() else 0.0,
         )
+        fan_out = self.agents.fan_out
         yield CounterMetricFamily(
             "adl_agent_marks_fanned_out", "Marks copied to every account partition",
-            value=stats.marks_fanned_out,
+            value=fan_out.marks_fanned_out,
         )  # fmt: skip
+        yield CounterMetricFamily(
+            "adl_agent_fanout_commits_refused",
+            "Fan-out batches whose commit a rebalance refused (re-read: copies, no loss)",
+            value=fan_out.commits_refused,
+        )
+        gaps = CounterMetricFamily(
+            "adl_agent_mark_gaps",
+            "Marks received by an account partition whose forwarded predecessor never arrived",
+            labels=["partition"],
+        )
+        for p in range(self.agents.settings.partitions):
+            gaps.add_metric([str(p)], stats.mark_gaps.get(p, 0))
+        yield gaps
 
 
 def serve_metrics(agents: AccountAgents, addr: str, port: int) -> CollectorRegistry:

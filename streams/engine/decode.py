@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
+from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -33,9 +34,12 @@ from streams.engine.fixed import FixedPointError, MoneyRaw, PriceRaw, QtyRaw, to
 
 E = TypeVar("E", bound=Enum)
 
-# Prices and quantities (the positive fields) are held in int64 columns (the ADL queue's
-# sizes and marks: engine.queue): at most 10^10 units (raw 10^18 < 2^63 ~ 9.2e18), with
-# room for a position built of several such fills. Larger is refused, not wrapped.
+# Every number is at most 10^10 units in magnitude (raw 10^18 < 2^63 ~ 9.2e18): prices
+# and quantities are held in int64 columns (the ADL queue's sizes and marks:
+# engine.queue), with room for a position built of several such fills; money (balances,
+# fees, the fund, margins) stays in Python ints, bounded alike ($10 billion: above any
+# venue's insurance fund) so that one absurd amount cannot carry the desk's figures.
+# Larger is refused, not wrapped.
 MAX_PRICE_OR_QTY_RAW = 10**18
 
 
@@ -52,24 +56,24 @@ def _number(obj: Mapping[str, Any], field: str, *, positive: bool = False) -> in
 def _number_value(value: Any, field: str, *, positive: bool = False) -> int:
     if isinstance(value, bool):
         raise InvalidEvent(field, f"expected a number, got {value!r}")
+    number: str | int | Decimal
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidEvent(field, f"not a finite number: {value!r}")
-        text = repr(value)
-    elif isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
+        number = Decimal(repr(value))  # the shortest decimal that reads back as the float
+    elif isinstance(value, int | str):
+        number = value  # a string: the strict grammar of fixed.DECIMAL_STRING
     else:
         raise InvalidEvent(field, f"expected a number or decimal string, got {value!r}")
     try:
-        raw = to_raw(text)
+        raw = to_raw(number)
     except FixedPointError as exc:
         raise InvalidEvent(field, str(exc)) from exc
     if positive and raw <= 0:
         raise InvalidEvent(field, f"must be > 0, got {value!r}")
-    if positive and raw > MAX_PRICE_OR_QTY_RAW:
-        raise InvalidEvent(field, f"must be at most 10000000000 (1e10), got {text[:40]!r}")
+    if abs(raw) > MAX_PRICE_OR_QTY_RAW:
+        shown = value[:40] if isinstance(value, str) else value
+        raise InvalidEvent(field, f"must be at most 10000000000 (1e10) in magnitude, got {shown!r}")
     return raw
 
 

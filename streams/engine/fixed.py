@@ -10,7 +10,8 @@ so the monitor errs towards warning.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import NewType
 
 SCALE_DIGITS = 8
@@ -24,6 +25,18 @@ RateRaw = NewType("RateRaw", int)  # dimensionless ratio (0.005 = 0.5%), scaled 
 
 class FixedPointError(ValueError):
     """A value cannot be represented exactly at the engine's scale."""
+
+
+# The grammar of a decimal string: ASCII digits, an optional leading '-', an optional
+# '.' with digits after it; no exponent, sign '+', '_', spaces or other scripts' digits
+# (Python's int() and Decimal() take those). Digits past the 8th decimal must be zeros.
+DECIMAL_STRING = re.compile(r"(-?)([0-9]*)(?:\.([0-9]+))?", re.ASCII)
+MAX_DECIMAL_CHARS = 64  # longer strings are refused before they are parsed
+_NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})  # named in the error
+# A Decimal (or float) of magnitude 10^30 or more is refused before it is scaled: no
+# ledger value comes near (the decoder's bounds are far lower) and 1e999999 would
+# otherwise be expanded to a million digits.
+MAX_DECIMAL_EXPONENT = 30
 
 
 def div_floor(numerator: int, denominator: int) -> int:
@@ -47,19 +60,63 @@ def mul_ceil(a: int, b: int) -> int:
 
 
 def to_raw(value: Decimal | str | int) -> int:
-    """Exact conversion of a decimal value to scaled units; refuses to round."""
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation as exc:
-        raise FixedPointError(f"not a decimal number: {value!r}") from exc
-    if not dec.is_finite():
+    """Exact conversion of a decimal value to scaled units; refuses to round.
+
+    A string must follow ``DECIMAL_STRING`` (at most ``MAX_DECIMAL_CHARS`` long) and is
+    converted with integer arithmetic only; a ``Decimal`` is converted from its digits
+    and exponent (never through a context that could round it)."""
+    if isinstance(value, str):
+        return _string_to_raw(value)
+    if isinstance(value, bool):
+        raise FixedPointError(f"not a decimal number: {value!r}")
+    if isinstance(value, int):
+        return value * SCALE
+    if isinstance(value, Decimal):
+        return _decimal_to_raw(value)
+    raise FixedPointError(f"not a decimal number: {value!r}")
+
+
+def _string_to_raw(text: str) -> int:
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise FixedPointError(f"a decimal string of at most {MAX_DECIMAL_CHARS} characters, "
+                              f"got {len(text)}: {text[:24]!r}...")  # fmt: skip
+    match = DECIMAL_STRING.fullmatch(text)
+    if match is None or not (match[2] or match[3]):
+        if text.lstrip("+-").lower() in _NOT_FINITE:
+            raise FixedPointError(f"not a finite number: {text!r}")
+        raise FixedPointError(f"not a plain decimal number (ASCII digits, '-', '.'): {text!r}")
+    sign, whole, fraction = match.groups(default="")
+    if len(fraction) > SCALE_DIGITS:
+        if fraction[SCALE_DIGITS:].strip("0"):
+            raise FixedPointError(
+                f"{text!r} has more than {SCALE_DIGITS} decimal places; the ledger is exact"
+            )
+        fraction = fraction[:SCALE_DIGITS]
+    raw = int(whole or "0") * SCALE + int(fraction.ljust(SCALE_DIGITS, "0"))
+    return -raw if sign else raw
+
+
+def _decimal_to_raw(value: Decimal) -> int:
+    if not value.is_finite():
         raise FixedPointError(f"not a finite number: {value!r}")
-    scaled = dec.scaleb(SCALE_DIGITS)
-    if scaled != scaled.to_integral_value():
+    if value and value.adjusted() >= MAX_DECIMAL_EXPONENT:
+        raise FixedPointError(f"magnitude 1e{MAX_DECIMAL_EXPONENT} or more: {value:.3e}")
+    sign, digits, exponent = value.as_tuple()
+    exponent = int(exponent)  # finite: an int ('n', 'N', 'F' only for NaN and infinity)
+    if len(digits) > MAX_DECIMAL_CHARS:
+        raise FixedPointError(f"more than {MAX_DECIMAL_CHARS} digits: {value:.3e}")
+    coefficient = int("".join(map(str, digits)))
+    shift = exponent + SCALE_DIGITS
+    if shift >= 0:
+        whole: int = coefficient * 10**shift
+        return -whole if sign else whole
+    # every digit past the 8th decimal (a short coefficient, a tiny exponent): 0 or refused
+    raw, rest = (0, coefficient) if -shift > len(digits) else divmod(coefficient, 10**-shift)
+    if rest:
         raise FixedPointError(
             f"{value!r} has more than {SCALE_DIGITS} decimal places; the ledger is exact"
         )
-    return int(scaled)
+    return -raw if sign else raw
 
 
 def to_decimal(raw: int) -> Decimal:

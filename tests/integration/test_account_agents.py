@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.agents.app import INDEX_HEADER, INTERNAL, SOURCE_HEADER
+from streams.agents.app import INDEX_HEADER, INTERNAL
+from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER
+from streams.agents.shard import CLOCK_TOPIC
 from streams.brokers import Broker
 from streams.brokers.base import free_port
 from streams.cli import bundled
@@ -54,14 +56,16 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     }
 
 
-def prepared(kafka: Broker) -> Settings:
+def prepared(kafka: Broker, produce: bool = True) -> Settings:
+    """Fresh topics (a prefix per test), the bundled cascade in them unless not ``produce``."""
     settings = Settings(
         bootstrap=kafka.bootstrap, topic_prefix=f"a{uuid.uuid4().hex[:6]}.", partitions=3
     )
 
     async def prepare() -> None:
         await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
-        await produce_file(settings, CASCADE)
+        if produce:
+            await produce_file(settings, CASCADE)
 
     asyncio.run(prepare())
     return settings
@@ -198,6 +202,38 @@ def complete(expected: dict[str, list[dict[str, Any]]], port: int) -> Any:
     return done
 
 
+def forge_a_lost_mark(settings: Settings, port: int) -> dict[str, float]:
+    """Write to account partition 0 a mark whose forwarded predecessor (by its headers)
+    is far past anything the fan-out forwarded, as if the marks between were lost on the
+    way; the partitions' gap counters once the agents counted it."""
+    topics = Topics(settings.topic_prefix)
+    mark = b'{"type":"mark","ts":1760130900000,"symbol":"BTCUSDT","mark_price":"100000"}'
+    headers = [(SOURCE_HEADER, b"mark_prices:0:1000001"), (PREV_HEADER, b"1000000")]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**settings.client_options())
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topics.name(CLOCK_TOPIC), mark, partition=0, headers=headers
+            )
+        finally:
+            await producer.stop()
+
+    def gaps() -> dict[str, float]:
+        return {
+            dict(labels)["partition"]: v
+            for (name, labels), v in scrape(port).items()
+            if name == "adl_agent_mark_gaps_total"
+        }
+
+    asyncio.run(send())
+    deadline = time.monotonic() + 60
+    while gaps().get("0", 0.0) == 0.0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return gaps()
+
+
 def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tmp_path) -> None:
     settings = prepared(kafka)
     port = free_port()
@@ -205,10 +241,17 @@ def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tm
     try:
         got, _ = asyncio.run(read_until(settings, complete(expected, port)))
         scraped = scrape(port)
+        gaps_after_forgery = forge_a_lost_mark(settings, port)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     assert_same_as_replay(got, expected)
+    # every mark forwarded reached every partition: no break in the chain of marks
+    assert [v for (name, _), v in scraped.items() if name == "adl_agent_mark_gaps_total"] == [
+        0.0
+    ] * settings.partitions
+    assert gaps_after_forgery == {"0": 1.0, "1": 0.0, "2": 0.0}
+    assert "partition 0: marks lost: mark_prices offsets" in (tmp_path / "worker.log").read_text()
     letters = got["dead_letters"]
     assert sorted(d["field"] for d in letters) == ["mark_price", "qty", "symbol"]
     assert all(d["offset"] >= 0 and d["topic"] in ("fills", "mark_prices") for d in letters)

@@ -121,3 +121,42 @@ def test_prices_and_quantities_beyond_1e10_units_are_refused(field, value):
         decode_event({"type": "fill", **fields})
     fields[field] = "10000000000"  # exactly the bound: accepted
     assert decode_event({"type": "fill", **fields}) is not None
+
+
+# The hostile numbers of issue 12, each with what a strict decoder must answer: a value
+# written exactly, or a dead letter naming the field (never another exception).
+HOSTILE_MARKS = [
+    ("1e5000", None),  # exponent notation: not a plain decimal
+    ("1e999999", None),  # was decimal.Overflow, a crash at every restart
+    ("9" * 5_000_000, None),  # a 5-million-digit price: refused before it is parsed
+    ("0.010000000000000000000000000001", None),  # was rounded to 0.01 in silence
+    ("٠.٠١", None),  # Arabic-Indic digits (Python's int() and Decimal() read them)
+    ("0.0_1", None),  # digit grouping (the same)
+    (" 100", None),  # padding
+    ("+100", None),
+    ("100.", None),
+    ("0.0100000000000", 1_000_000),  # zeros past the 8th decimal change nothing: exact
+    (".5", 50_000_000),  # as the JSON Schemas' pattern allows
+    (1e-05, 1_000),  # a JSON float: its shortest decimal (repr "1e-05") is 0.00001
+    (1e-09, None),  # ... and 0.000000001 has 9 decimals
+]
+
+
+@pytest.mark.parametrize(("value", "raw"), HOSTILE_MARKS, ids=lambda v: repr(v)[:20])
+def test_hostile_numbers_are_exact_or_dead_letters(value, raw):
+    mark = {"type": "mark", "symbol": "BTCUSDT", "ts": 5, "mark_price": value}
+    if raw is None:
+        with pytest.raises(InvalidEvent, match="mark_price"):
+            decode_event(mark)
+    else:
+        event = decode_event(mark)
+        assert isinstance(event, Mark) and event.mark_price == raw
+
+
+@pytest.mark.parametrize("amount", ["-1" + "0" * 40, "10000000000.00000001", -(10**11)])
+def test_money_is_bounded_like_prices(amount):
+    # a balance of -10^40 would otherwise bankrupt its account past any fund (issue 12)
+    balance = {"type": "balance", "event_id": "e", "ts": 1, "account": "a", "amount": amount,
+               "reason": "deposit"}  # fmt: skip
+    with pytest.raises(InvalidEvent, match="amount"):
+        decode_event(balance)

@@ -1,4 +1,4 @@
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -48,3 +48,37 @@ def test_round_trip_through_string(value: Decimal):
     raw = to_raw(value)
     assert to_decimal(raw) == value
     assert Decimal(to_str(raw)) == value
+
+
+def reference_raw(text: str) -> int | None:
+    """An independent reading of a decimal string: Python's Decimal at 200 digits of
+    precision (no rounding at these lengths), the grammar checked character by character."""
+    body = text[1:] if text.startswith("-") else text
+    whole, dot, fraction = body.partition(".")
+    plain = set(whole + fraction) <= set("0123456789") and (whole or fraction)
+    if not plain or (dot and not fraction) or len(text) > 64:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 200
+        scaled = Decimal(text) * SCALE
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+@given(st.text(alphabet="0123456789-.e+_ \u0660\u0661", max_size=70) | st.text(max_size=30))
+def test_any_string_is_exact_or_refused(text: str):
+    try:
+        raw = to_raw(text)
+    except FixedPointError:
+        raw = None
+    assert raw == reference_raw(text)
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True))
+def test_any_decimal_is_exact_or_refused(value: Decimal):
+    try:
+        raw = to_raw(value)
+    except FixedPointError:
+        return
+    with localcontext() as ctx:
+        ctx.prec = 200
+        assert Decimal(raw) == value * SCALE
