@@ -150,7 +150,8 @@ def test_hostile_numbers_are_exact_or_dead_letters(value, raw):
             decode_event(mark)
     else:
         event = decode_event(mark)
-        assert isinstance(event, Mark) and event.mark_price == raw
+        assert isinstance(event, Mark)
+        assert event.mark_price == raw
 
 
 @pytest.mark.parametrize("amount", ["-1" + "0" * 40, "10000000000.00000001", -(10**11)])
