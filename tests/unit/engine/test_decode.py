@@ -1,4 +1,9 @@
+import contextlib
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.engine.decode import decode_event, decode_line
 from streams.engine.errors import InvalidEvent, UnknownSymbol
@@ -161,3 +166,35 @@ def test_money_is_bounded_like_prices(amount):
                "reason": "deposit"}  # fmt: skip
     with pytest.raises(InvalidEvent, match="amount"):
         decode_event(balance)
+
+
+HOSTILE_TEXTS = ["BTCUSDT", "1e999999", "9" * 100, "NaN", "-0", "٠", "0.0_1", "", "buy",
+                 "deposit", "cross", "isolated", "1", "0.5"]  # fmt: skip
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_FIELDS = ["ts", "fill_id", "event_id", "account", "symbol", "side", "qty", "price",
+           "fee", "kind", "mark_price", "index_price", "amount", "reason", "fund", "balance",
+           "bids", "asks", "leverage", "margin_mode", "liquidity", "margin"]  # fmt: skip
+_TYPES = ["fill", "mark", "balance", "position_config", "isolated_margin", "insurance_fund",
+          "depth", "other"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(_TYPES)},
+            optional={f: _JSON_VALUES | st.sampled_from(HOSTILE_TEXTS) for f in _FIELDS},
+        ).map(lambda o: json.dumps(o).encode()),
+    )
+)
+def test_any_input_decodes_or_is_a_dead_letter(line: bytes) -> None:
+    # the worker and replay dead-letter InvalidEvent; anything else would stop them
+    with contextlib.suppress(InvalidEvent):
+        decode_line(line, SYMBOLS)
