@@ -93,13 +93,21 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _metrics_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--metrics-port", type=int, default=int(os.environ.get("ADL_METRICS_PORT", "0")),
+        "--metrics-port", type=_port, default=os.environ.get("ADL_METRICS_PORT", "0"),
         help="serve /metrics on this port (env ADL_METRICS_PORT; 0 = off)",
     )  # fmt: skip
     parser.add_argument(
         "--metrics-addr", default=os.environ.get("ADL_METRICS_ADDR", "127.0.0.1"),
         help="address for /metrics (env ADL_METRICS_ADDR; 0.0.0.0 in a container)",
     )  # fmt: skip
+
+
+def _port(raw: str) -> int:
+    """A TCP port (argparse applies it to the env default too: a bad value is one line)."""
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"a port number 0-65535, got {raw!r}")
+    return int(text)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

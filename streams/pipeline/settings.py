@@ -7,6 +7,27 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from streams.engine.errors import ConfigError
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(name: str, raw: str) -> bool:
+    """Strict: a typo (``flase``) must not switch exactly-once off in silence."""
+    word = raw.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ConfigError(f"{name}: expected one of {'/'.join(_TRUE + _FALSE)}, got {raw!r}")
+    return word in _TRUE
+
+
+def _int(name: str, raw: str) -> int:
+    """ASCII digits only (Python's int() also takes '١٢', '1_0' and spaces)."""
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}")
+    return int(text)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -32,15 +53,19 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"ADL_{f.name.upper()}")
+            name = f"ADL_{f.name.upper()}"
+            raw = env.get(name)
             if raw is not None:
                 if f.type in ("int", int):
-                    values[f.name] = int(raw)
+                    values[f.name] = _int(name, raw)
                 elif f.type in ("bool", bool):
-                    values[f.name] = raw.lower() in ("1", "true", "yes")
+                    values[f.name] = _bool(name, raw)
                 else:
                     values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("partitions", "replication_factor", "max_poll_records"):
+            if values.get(name, 1) < 1:
+                raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
         return cls(**values)
 
     def client_options(self) -> dict[str, Any]:
