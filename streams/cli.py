@@ -16,7 +16,7 @@ from streams.engine.config import EngineConfig
 from streams.engine.errors import AdlMonitorError, ConfigError
 from streams.engine.fixed import to_str
 from streams.engine.instruments import load_instruments
-from streams.pipeline.settings import Settings
+from streams.pipeline.settings import Settings, whole_number
 
 
 def bundled(name: str) -> Path:
@@ -104,10 +104,10 @@ def _metrics_flags(parser: argparse.ArgumentParser) -> None:
 
 def _port(raw: str) -> int:
     """A TCP port (argparse applies it to the env default too: a bad value is one line)."""
-    text = raw.strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535):
+    port = whole_number(raw.strip(), max_digits=5)
+    if port is None or port > 65535:
         raise argparse.ArgumentTypeError(f"a port number 0-65535, got {raw!r}")
-    return int(text)
+    return port
 
 
 def _settings(args: argparse.Namespace) -> Settings:

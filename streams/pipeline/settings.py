@@ -21,12 +21,19 @@ def _bool(name: str, raw: str) -> bool:
     return word in _TRUE
 
 
-def _int(name: str, raw: str) -> int:
-    """ASCII digits only (Python's int() also takes '١٢', '1_0' and spaces)."""
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise ConfigError(f"{name}: expected a whole number, got {raw!r}")
+def whole_number(text: str, max_digits: int = 9) -> int | None:
+    """``text`` as a whole number written in at most ``max_digits`` ASCII digits, else
+    ``None`` (Python's int() also takes '١٢', '²'.isdigit() is true, '1_0', spaces)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= max_digits):
+        return None
     return int(text)
+
+
+def _int(name: str, raw: str) -> int:
+    value = whole_number(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

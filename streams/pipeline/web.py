@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams import wire
 from streams.engine.fixed import to_str
 from streams.pipeline.metrics import Metrics
+from streams.pipeline.settings import whole_number
 from streams.pipeline.worker import Worker
 
 SIDES = ("long", "short")
@@ -61,9 +62,10 @@ def build_app(worker: Worker, metrics: Metrics) -> web.Application:
         if symbol not in engine.symbols:
             return _error(404, f"unknown symbol {symbol!r}")
         raw = request.query.get("limit", "20")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            return _error(400, f"limit must be an integer in 1..{MAX_LIMIT}, got {raw!r}")
-        entries = engine.queue(symbol, side, limit=int(raw))  # not the whole queue: O(limit)
+        limit = whole_number(raw, max_digits=6)
+        if limit is None or not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be an integer in 1..{MAX_LIMIT}, got {raw[:40]!r}")
+        entries = engine.queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
         return _json(
             {
                 "symbol": symbol,

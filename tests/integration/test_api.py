@@ -8,6 +8,7 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import yaml
@@ -25,6 +26,11 @@ from streams.pipeline.worker import Worker, ensure_topics
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI = yaml.safe_load((SCHEMAS / "openapi.yaml").read_text())
+
+# limits a strict parser refuses (superscript two, circled one, Arabic-Indic 5, 5,000 digits)
+HOSTILE_LIMITS = tuple(
+    f"/adl/BTCUSDT/long/queue?limit={quote(v)}" for v in ("²", "①", "٥", "9" * 5000, "-1", " 3")
+)
 
 
 def schema_for(path: str, status: str) -> dict[str, Any]:
@@ -58,7 +64,8 @@ def test_read_api(kafka: Broker) -> None:
                 for path in ("/health", "/funds/USDT-M", "/funds/nope",
                              "/adl/BTCUSDT/short/queue?limit=3", "/adl/BTCUSDT/up/queue",
                              "/adl/BTCUSDT/long/queue?limit=0", "/adl/DOGEUSDT/long/queue",
-                             "/accounts/acct-00044", "/accounts/nobody", "/metrics"):  # fmt: skip
+                             "/accounts/acct-00044", "/accounts/nobody", "/metrics",
+                             *HOSTILE_LIMITS):  # fmt: skip
                     async with http.get(base + path) as response:
                         body = await response.read()
                         is_json = response.content_type == "application/json"
@@ -90,6 +97,8 @@ def test_read_api(kafka: Broker) -> None:
     assert scores == sorted(scores, reverse=True)
     check("/adl/BTCUSDT/up/queue", "/adl/{symbol}/{side}/queue", 400)
     check("/adl/BTCUSDT/long/queue?limit=0", "/adl/{symbol}/{side}/queue", 400)
+    for path in HOSTILE_LIMITS:  # each answered 500 before (int() of a digit str.isdigit took)
+        check(path, "/adl/{symbol}/{side}/queue", 400)
     check("/adl/DOGEUSDT/long/queue", "/adl/{symbol}/{side}/queue", 404)
     account = check("/accounts/acct-00044", "/accounts/{account}", 200)
     assert account["account"] == "acct-00044"
