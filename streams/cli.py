@@ -215,20 +215,26 @@ def _webhooks(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from streams.notify.signing import webhook_secret
     from streams.notify.webhooks import Dispatcher, WebhookConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    secret = args.secret or os.environ.get("ADL_WEBHOOK_SECRET", "")
     config = WebhookConfig(
         url=args.url,
-        secret=secret,
+        secret=webhook_secret(os.environ),
         stages=frozenset(args.stages.split(",")),
         min_light=args.min_light,
         min_notional=Decimal(args.min_notional),
         rank_alerts=not args.no_rank_alerts,
         slack=args.slack,
+        max_age_s=args.max_age_s,
     )
     dispatcher = Dispatcher(_settings(args), config)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        registry = dispatcher.metrics.registry
+        start_http_server(args.metrics_port, args.metrics_addr, registry=registry)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -369,12 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
         "webhooks", help="deliver ADL triggers and rank alerts to a webhook (signed, retried)"
     )
     wh.add_argument("--url", required=True, help="the receiver's URL")
-    wh.add_argument("--secret", help="whsec_... signing secret (env ADL_WEBHOOK_SECRET)")
+    # the secret is never a flag (flags show in `ps`): ADL_WEBHOOK_SECRET or a file
     wh.add_argument("--stages", default="imminent,triggered", help="ADL stages to send")
     wh.add_argument("--min-light", type=int, default=5, help="rank alerts from this light up")
     wh.add_argument("--min-notional", default="0", help="rank alerts of positions from this size")
     wh.add_argument("--no-rank-alerts", action="store_true", help="send ADL triggers only")
     wh.add_argument("--slack", action="store_true", help="Slack-compatible bodies")
+    wh.add_argument(
+        "--max-age-s", type=float, default=900.0,
+        help="dead-letter a message still failing this long after its first try (900)",
+    )  # fmt: skip
+    _metrics_flags(wh)
     _kafka_flags(wh)
     wh.set_defaults(func=_webhooks)
 

@@ -5,17 +5,53 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from streams.engine.errors import ConfigError
 
 PREFIX = "whsec_"
+
+
+MIN_SECRET_BYTES = 16  # an empty or toy key signs nothing worth verifying
 
 
 def secret_bytes(secret: str) -> bytes:
     if not secret.startswith(PREFIX):
         raise ValueError("a Standard Webhooks secret starts with whsec_")
-    return base64.b64decode(secret[len(PREFIX) :])
+    try:
+        key = base64.b64decode(secret[len(PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the secret after whsec_ is not base64: {exc}") from exc
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"the secret's key is {len(key)} bytes: at least {MIN_SECRET_BYTES}")
+    return key
+
+
+def webhook_secret(environ: Mapping[str, str]) -> str:
+    """The signing secret from ``ADL_WEBHOOK_SECRET`` or the file named by
+    ``ADL_WEBHOOK_SECRET_FILE`` (a mounted secret), checked before anything starts."""
+    value, path = environ.get("ADL_WEBHOOK_SECRET"), environ.get("ADL_WEBHOOK_SECRET_FILE")
+    if value and path:
+        raise ConfigError("set ADL_WEBHOOK_SECRET or ADL_WEBHOOK_SECRET_FILE, not both")
+    where = "ADL_WEBHOOK_SECRET"
+    if path:
+        where = f"ADL_WEBHOOK_SECRET_FILE ({path})"
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError("no webhook secret: set ADL_WEBHOOK_SECRET or ADL_WEBHOOK_SECRET_FILE")
+    try:
+        secret_bytes(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return value
 
 
 def new_secret() -> str:

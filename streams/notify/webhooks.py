@@ -8,11 +8,19 @@ exponential backoff and full jitter, and commits a partition's offset only after
 receiver accepted the message. A restart resumes from the last commit, so nothing is
 lost; a message posted but not committed before a crash is posted again with the same
 ``webhook-id``, which the receiver uses to drop the repeat.
+
+Nothing is dropped in silence: a final no (a 4xx other than 408/425/429, or any
+redirect: not followed, the URL is wrong) and a message still failing ``max_age_s``
+after its first attempt are written to ``webhook_dead_letters`` (status, the answer's
+first 512 characters, attempts; schema ``topic.webhook_dead_letters``) before the offset
+is committed, and counted (``adl_webhook_dead_letters_total{reason}``, alert
+``AdlWebhookUndelivered``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -22,14 +30,19 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import CollectorRegistry, Counter
 
 from streams.notify.signing import headers
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import Topics
+from streams.pipeline.topics import WEBHOOK_DEAD_LETTERS, Topics
+from streams.pipeline.worker import ensure_topics
 
 log = logging.getLogger("adl_monitor.webhooks")
 RETRY_STATUSES = {408, 425, 429}
+EXCERPT_CHARS = 512  # of the receiver's answer, in a dead letter
+KAFKA_WAIT_MAX_S = 30.0  # backoff cap while the broker is unreachable at start-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +57,22 @@ class WebhookConfig:
     timeout_s: float = 5.0
     backoff_base_s: float = 0.2
     backoff_max_s: float = 30.0
+    # a message still failing this long after its first attempt is dead-lettered (the
+    # partition behind it moves on): an ADL page 15 minutes late is another incident
+    max_age_s: float = 900.0
     group_id: str = "adl-monitor-webhooks"
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """Why a message was given up: ``refused`` (a final answer) or ``expired``."""
+
+    reason: str
+    status: int  # the last answer's HTTP status; 0: no answer (timeout, connection)
+    answer: str  # the last answer's body (or the error), at most EXCERPT_CHARS
+    attempts: int
+    first_attempt_ms: int
+    last_attempt_ms: int
 
 
 @dataclass(slots=True)
@@ -53,7 +81,29 @@ class DispatchStats:
     attempts: int = 0
     filtered: int = 0
     retries: int = 0
+    dead_letters: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+class DispatchMetrics:
+    """The dispatcher's Prometheus counters (its own registry: one per dispatcher)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.answers = Counter(
+            "adl_webhook_answers", "Webhook posts by answer (HTTP status, or the error)",
+            ["status"], registry=self.registry,
+        )  # fmt: skip
+        self.delivered = Counter(
+            "adl_webhook_delivered", "Messages the receiver accepted", registry=self.registry
+        )
+        self.dead_letters = Counter(
+            "adl_webhook_dead_letters",
+            "Messages given up (refused: a final answer; expired: past max_age_s)",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
+        for reason in ("refused", "expired"):
+            self.dead_letters.labels(reason)
 
 
 def selected(config: WebhookConfig, topic: str, payload: dict[str, Any]) -> bool:
@@ -90,35 +140,88 @@ class Dispatcher:
         self.config = config
         self.topics = Topics(settings.topic_prefix)
         self.stats = DispatchStats()
+        self.metrics = DispatchMetrics()
+        self._producer: AIOKafkaProducer | None = None
         self._rng = random.Random(seed)  # noqa: S311  # retry jitter, not cryptography
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
-    async def deliver(self, session: aiohttp.ClientSession, msg_id: str, body: bytes) -> None:
-        """Post until the receiver accepts (2xx) or gives a final no (other 4xx)."""
+    async def deliver(
+        self, session: aiohttp.ClientSession, msg_id: str, body: bytes
+    ) -> Undelivered | None:
+        """Post until the receiver accepts (2xx: ``None``), gives a final no (a redirect,
+        a 4xx but 408/425/429) or ``max_age_s`` passes: then why, for the dead letter."""
         attempt = 0
+        first_ms = int(time.time() * 1000)
         while not self._stop.is_set():
             self.stats.attempts += 1
             signed = headers(self.config.secret, msg_id, int(time.time()), body)
             try:
-                async with session.post(self.config.url, data=body, headers=signed) as resp:
+                async with session.post(
+                    self.config.url, data=body, headers=signed, allow_redirects=False
+                ) as resp:
                     status = resp.status
+                    answer = (await resp.text(errors="replace"))[:EXCERPT_CHARS]
             except (TimeoutError, aiohttp.ClientError) as exc:
-                status, reason = 0, type(exc).__name__
-            else:
-                reason = str(status)
-            self.stats.by_status[reason] = self.stats.by_status.get(reason, 0) + 1
+                status, answer = 0, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
+            label = str(status) if status else answer.split(":", 1)[0]
+            self.stats.by_status[label] = self.stats.by_status.get(label, 0) + 1
+            self.metrics.answers.labels(label).inc()
             if 200 <= status < 300:
-                return
-            if 400 <= status < 500 and status not in RETRY_STATUSES:
-                log.error("webhook %s refused with %d: dropped", msg_id, status)
-                return
+                return None
+            now_ms = int(time.time() * 1000)
+            final = 300 <= status < 500 and status not in RETRY_STATUSES
+            if final or now_ms - first_ms >= self.config.max_age_s * 1000:
+                reason = "refused" if final else "expired"
+                return Undelivered(reason, status, answer, attempt + 1, first_ms, now_ms)
             self.stats.retries += 1
             await asyncio.sleep(backoff_s(self.config, attempt, self._rng))
             attempt += 1
         raise asyncio.CancelledError  # stopping: not delivered, so not committed
+
+    async def _dead_letter(self, tp: TopicPartition, message: Any, why: Undelivered) -> None:
+        """Written (acks=all) before the source offset is committed."""
+        msg_id = f"{self.topics.base(tp.topic)}-{tp.partition}-{message.offset}"
+        letter = {
+            "webhook_id": msg_id,
+            "topic": self.topics.base(tp.topic),
+            "partition": tp.partition,
+            "offset": message.offset,
+            "url": self.config.url,
+            "reason": why.reason,
+            "status": why.status,
+            "answer": why.answer,
+            "attempts": why.attempts,
+            "first_attempt_ms": why.first_attempt_ms,
+            "last_attempt_ms": why.last_attempt_ms,
+        }
+        assert self._producer is not None  # noqa: S101  # started in run()
+        await self._producer.send_and_wait(
+            self.topics.name(WEBHOOK_DEAD_LETTERS.name), orjson.dumps(letter), key=msg_id.encode()
+        )
+        self.stats.dead_letters += 1
+        self.metrics.dead_letters.labels(why.reason).inc()
+        log.error("webhook %s %s (status %d, %d attempts): dead-lettered",
+                  msg_id, why.reason, why.status, why.attempts)  # fmt: skip
+
+    async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer) -> bool:
+        """Start a Kafka client, waiting for the broker with capped backoff (one line per
+        try); ``False`` if stopped meanwhile."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                await client.start()
+                return True
+            except KafkaConnectionError as exc:
+                wait_s = min(KAFKA_WAIT_MAX_S, 0.5 * 2**attempt)
+                log.warning("Kafka at %s not reachable (%s): retrying in %.1f s",
+                            self.settings.bootstrap, exc, wait_s)  # fmt: skip
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait_s)
+        return False
 
     async def run(self, stop_when_idle: bool = False) -> DispatchStats:
         names = [self.topics.name("adl_triggers")]
@@ -133,7 +236,16 @@ class Dispatcher:
             isolation_level="read_committed",
         )
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
-        await consumer.start()
+        self._producer = producer = AIOKafkaProducer(
+            **self.settings.client_options(), acks="all", enable_idempotence=True
+        )
+        if not await self._start(producer):
+            return self.stats
+        if not await self._start(consumer):
+            await producer.stop()
+            return self.stats
+        await ensure_topics(self.settings, self.topics, (WEBHOOK_DEAD_LETTERS,))
+        log.info("webhooks: reading %s, posting to %s", ", ".join(names), self.config.url)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 while not self._stop.is_set():
@@ -147,6 +259,7 @@ class Dispatcher:
                 raise
         finally:
             await consumer.stop()
+            await producer.stop()
         return self.stats
 
     async def _partition(
@@ -164,8 +277,12 @@ class Dispatcher:
                 if self.config.slack:
                     body = orjson.dumps({"text": slack_text(topic, payload)})
                 msg_id = f"{topic}-{tp.partition}-{message.offset}"
-                await self.deliver(session, msg_id, body)
-                self.stats.delivered += 1
+                undelivered = await self.deliver(session, msg_id, body)
+                if undelivered is None:
+                    self.stats.delivered += 1
+                    self.metrics.delivered.inc()
+                else:
+                    await self._dead_letter(tp, message, undelivered)
             else:
                 self.stats.filtered += 1
             await consumer.commit({tp: message.offset + 1})

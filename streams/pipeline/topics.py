@@ -41,6 +41,8 @@ OUTPUTS = (
     TopicSpec("insurance_projection", "fund", "topic.insurance_projection"),
     TopicSpec("dead_letters", None, "topic.dead_letters"),
 )
+# the webhook dispatcher's: messages it gave up on (notify.webhooks)
+WEBHOOK_DEAD_LETTERS = TopicSpec("webhook_dead_letters", "webhook_id", "topic.webhook_dead_letters")
 # the worker's own bookkeeping: the last output sequence committed (compacted)
 PROGRESS = TopicSpec("worker_progress", None, "", compacted=True)
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from streams.engine.errors import ConfigError
+from streams.notify.signing import new_secret, webhook_secret
 from streams.pipeline.settings import Settings
 
 
@@ -60,3 +61,45 @@ def test_a_bad_metrics_port_is_one_line_too() -> None:
     assert done.returncode == 2
     assert "--metrics-port: a port number 0-65535, got '٩٤٦٤'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_webhook_secret_comes_from_env_or_a_file(tmp_path) -> None:
+    good = new_secret()
+    assert webhook_secret({"ADL_WEBHOOK_SECRET": good}) == good
+    (tmp_path / "secret").write_text(good + "\n")
+    assert webhook_secret({"ADL_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")}) == good
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        ({}, "no webhook secret"),
+        ({"ADL_WEBHOOK_SECRET": "whsec_"}, "0 bytes: at least 16"),  # an empty key
+        ({"ADL_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "5 bytes"),  # b"short"
+        ({"ADL_WEBHOOK_SECRET": "whsec_not base64!"}, "not base64"),
+        ({"ADL_WEBHOOK_SECRET": "hunter2"}, "starts with whsec_"),
+        ({"ADL_WEBHOOK_SECRET_FILE": "/nonexistent/secret"}, "No such file"),
+        ({"ADL_WEBHOOK_SECRET": "x", "ADL_WEBHOOK_SECRET_FILE": "y"}, "not both"),
+    ],
+)
+def test_a_bad_webhook_secret_is_refused_before_start(environ: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        webhook_secret(environ)
+
+
+def test_the_dispatcher_has_no_secret_flag() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADL_WEBHOOK")}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "webhooks", "--url", "http://127.0.0.1:9/"],
+        env={**env, "ADL_WEBHOOK_SECRET": "whsec_"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "adl-monitor: ADL_WEBHOOK_SECRET: the secret's key is 0 bytes: at least 16"
+    ]
+    flag = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "webhooks", "--url", "x", "--secret", new_secret()],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert flag.returncode == 2
+    assert "unrecognized arguments: --secret" in flag.stderr
