@@ -19,6 +19,7 @@ a consumer's dedupe key.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -29,7 +30,7 @@ from streams import wire
 from streams.engine.account import AccountState
 from streams.engine.config import NEVER_MS, EngineConfig
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError
+from streams.engine.errors import AdlMonitorError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.quantiles import RankCuts, places_from_cuts
@@ -38,6 +39,7 @@ from streams.engine.summary import Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
 from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
+log = logging.getLogger("adl_monitor.agents.shard")
 ACCOUNT_TOPICS = ("fills", "balances", "position_config")
 CLOCK_TOPIC = "account_marks"
 BOUNDARY_TOPIC = "rank_boundaries"  # stage B -> every partition: light boundaries
@@ -204,11 +206,15 @@ class Shard(Generic[T]):
             first_mark = event.symbol not in self.engine.marks
         try:
             signals = self.engine.apply(event)
-        except AdlMonitorError as exc:
+        except Exception as exc:  # contained: see EventFailed
+            error = exc if isinstance(exc, AdlMonitorError) else EventFailed(exc)
+            if isinstance(error, EventFailed):
+                log.exception("partition %d: applying %s failed: dead-lettered",
+                              self.partition, source.header.decode())  # fmt: skip
             self.stats.rejected += 1
             signals = []
             value = orjson.dumps(item.raw)
-            letter = dead_letter(source.topic, source.partition, source.offset, value, exc)
+            letter = dead_letter(source.topic, source.partition, source.offset, value, error)
             outputs.append(Output("dead_letters", letter))
         outputs.extend(
             Output(*wire.render(signal))

@@ -41,6 +41,17 @@ E = TypeVar("E", bound=Enum)
 # venue's insurance fund) so that one absurd amount cannot carry the desk's figures.
 # Larger is refused, not wrapped.
 MAX_PRICE_OR_QTY_RAW = 10**18
+# Refused before parsing: a message (line) longer than this, an id or name longer than
+# MAX_ID_CHARS. A venue's event is a few hundred bytes; a book of 10,000 levels ~400 KB.
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_ID_CHARS = 256
+MAX_DEPTH_LEVELS = 10_000  # per side of one book_depth message
+
+
+def check_size(message: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """``InvalidEvent`` (field ``$size``) for a message too large to parse."""
+    if len(message) > max_bytes:
+        raise InvalidEvent("$size", f"{len(message)} bytes: at most {max_bytes}, not parsed")
 
 
 def _present(obj: Mapping[str, Any], field: str) -> Any:
@@ -81,6 +92,8 @@ def _text(obj: Mapping[str, Any], field: str) -> str:
     value = _present(obj, field)
     if not isinstance(value, str) or not value:
         raise InvalidEvent(field, f"expected a non-empty string, got {value!r}")
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidEvent(field, f"at most {MAX_ID_CHARS} characters, got {len(value)}")
     return value
 
 
@@ -115,6 +128,8 @@ def _levels(obj: Mapping[str, Any], field: str) -> tuple[tuple[Any, Any], ...]:
     value = _present(obj, field)
     if not isinstance(value, list):
         raise InvalidEvent(field, "expected a list of [price, qty]")
+    if len(value) > MAX_DEPTH_LEVELS:
+        raise InvalidEvent(field, f"at most {MAX_DEPTH_LEVELS} levels, got {len(value)}")
     levels = []
     for i, level in enumerate(value):
         name = f"{field}[{i}]"
@@ -233,8 +248,11 @@ def decode_event(
     return decoder(obj, symbols)
 
 
-def decode_line(line: bytes | str, symbols: Collection[str] | None = None) -> Event:
-    """Parse one JSONL line and validate it."""
+def decode_line(
+    line: bytes | str, symbols: Collection[str] | None = None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Event:
+    """Parse one JSONL line and validate it (refused unparsed past ``max_bytes``)."""
+    check_size(line, max_bytes)
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

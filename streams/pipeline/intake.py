@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from streams.engine.decode import decode_event
+from streams.engine.decode import MAX_MESSAGE_BYTES, check_size, decode_event
 from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Event
 from streams.pipeline.topics import INPUTS
@@ -15,10 +15,14 @@ INPUT_TYPES = {spec.name: spec.event_types for spec in INPUTS}
 
 
 def decode_message(
-    base_topic: str, value: bytes | None, symbols: frozenset[str]
+    base_topic: str,
+    value: bytes | None,
+    symbols: frozenset[str],
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[Event, dict[str, Any]]:
     """(event, raw object) of a message on input topic ``base_topic`` (unprefixed);
     ``InvalidEvent`` names the field when it does not decode."""
+    check_size(value or b"", max_bytes)
     try:
         obj = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:

@@ -34,7 +34,13 @@ class DeskView:
     dead_letters: int = 0
 
 
-DEAD_LETTER_REASONS = ("invalid_json", "invalid_field", "unknown_symbol")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "invalid_field",
+    "unknown_symbol",
+    "too_large",
+    "internal_error",
+)
 STAGES = ("imminent", "triggered", "cleared")
 COVERAGE_WINDOW_S = 15.0  # adl_fund_coverage_ratio_min_15s
 
@@ -43,6 +49,10 @@ def dead_letter_reason(field: str | None, error: str) -> str:
     """A small fixed set of reasons (the field itself is in the dead letter)."""
     if field in (None, "$"):
         return "invalid_json"
+    if field == "$size":
+        return "too_large"
+    if field == "$apply":
+        return "internal_error"
     if "unknown symbol" in error:
         return "unknown_symbol"
     return "invalid_field"

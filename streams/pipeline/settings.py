@@ -54,6 +54,8 @@ class Settings:
     ssl_cafile: str = ""
     idle_flush_ms: int = 500  # all inputs caught up this long: release what is buffered
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
+    # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
+    max_message_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -70,7 +72,7 @@ class Settings:
                 else:
                     values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("partitions", "replication_factor", "max_poll_records"):
+        for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes"):
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
         return cls(**values)

@@ -31,7 +31,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams import wire
 from streams.engine.config import EngineConfig
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError
+from streams.engine.errors import AdlMonitorError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
@@ -182,7 +182,9 @@ class Worker:
 
     # ------------------------------------------------------------------ decoding
     def _decode(self, topic: str, value: bytes | None) -> tuple[Event, dict[str, Any]]:
-        return decode_message(self.topics.base(topic), value, self.symbols)
+        return decode_message(
+            self.topics.base(topic), value, self.symbols, self.settings.max_message_bytes
+        )
 
     def _dead_letter_payload(self, message: Any, error: AdlMonitorError) -> bytes:
         return dead_letter_payload(self.topics.base(message.topic), message, error)
@@ -204,10 +206,15 @@ class Worker:
         outputs = []
         try:
             signals: list[Signal] = self.engine.apply(event)
-        except AdlMonitorError as exc:  # valid alone, impossible for the account: rejected
+        except Exception as exc:  # contained: see EventFailed
+            # AdlMonitorError: valid alone, impossible for the account: rejected
+            error = exc if isinstance(exc, AdlMonitorError) else EventFailed(exc)
+            if isinstance(error, EventFailed):
+                log.exception("applying %s:%s:%s failed: dead-lettered", message.topic,
+                              message.partition, message.offset)  # fmt: skip
             signals = []
             self.stats.dead_letters += 1
-            payload = self._dead_letter_payload(message, exc)
+            payload = self._dead_letter_payload(message, error)
             outputs.append(Output("dead_letters", None, payload, self.seq))
         outputs += [self._output(*wire.render(s)) for s in signals]
         for acct in sorted(self.engine.touched):  # the engine's own latest evaluation

@@ -7,9 +7,11 @@ with the line number and the reason; the replay goes on.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,12 +21,13 @@ import orjson
 from streams import wire
 from streams.engine.adl import RankedEntry
 from streams.engine.config import EngineConfig
-from streams.engine.decode import decode_line
+from streams.engine.decode import MAX_MESSAGE_BYTES, decode_line
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError
-from streams.engine.events import Fill, FillKind
+from streams.engine.errors import AdlMonitorError, EventFailed
+from streams.engine.events import Event, Fill, FillKind
 from streams.engine.fixed import to_float, to_str
 from streams.engine.instruments import Instrument
+from streams.engine.signals import Signal
 from streams.replay.score import score_warnings, summarize
 
 QUEUE_SNAPSHOT_SIZE = 25  # entries per side kept of the queue at the first trigger
@@ -70,6 +73,36 @@ class _Outputs:
             f.close()
 
 
+log = logging.getLogger("adl_monitor.replay")
+CHUNK_BYTES = 1 << 16
+
+
+def bounded_lines(source: IO[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[bytes]:
+    """The file's lines, each held to ``max_bytes + 1`` bytes: a longer line is yielded
+    cut there (the decoder refuses it by its size) and the rest skipped unread into
+    memory, so a 50 MB line costs 1 MB, not 50."""
+    while line := source.readline(max_bytes + 1):
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while (rest := source.readline(CHUNK_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def _apply_line(
+    engine: Engine, raw: bytes, symbols: frozenset[str], line: int
+) -> tuple[Event, list[Signal]] | AdlMonitorError:
+    """The line's event and signals, or why it is a dead letter (every exception is
+    contained: one that is not bad input is a bug, logged with its traceback)."""
+    try:
+        event = decode_line(raw, symbols)
+        return event, engine.apply(event)
+    except AdlMonitorError as exc:
+        return exc
+    except Exception as exc:  # see EventFailed
+        log.exception("line %d: applying the event failed: dead-lettered", line)
+        return EventFailed(exc)
+
+
 def _progress(total_bytes: int, enabled: bool | None) -> Any:
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show:
@@ -99,25 +132,24 @@ def replay(
     started = time.perf_counter()
     try:
         with events_path.open("rb") as source:
-            for lines, raw in enumerate(source, start=1):
+            for lines, raw in enumerate(bounded_lines(source), start=1):
                 if bar is not None:
                     bar.update(len(raw))
                 if not raw.strip():
                     continue
-                try:
-                    event = decode_line(raw, symbols)
-                    signals = engine.apply(event)
-                except AdlMonitorError as exc:
+                applied = _apply_line(engine, raw, symbols, lines)
+                if isinstance(applied, AdlMonitorError):
                     outputs.write(
                         "dead_letters",
                         {
                             "line": lines,
-                            "error": str(exc),
-                            "field": getattr(exc, "field", None),
+                            "error": str(applied),
+                            "field": getattr(applied, "field", None),
                             "input": raw.decode("utf-8", "replace").strip()[:1000],
                         },
                     )
                     continue
+                event, signals = applied
                 if isinstance(event, Fill) and event.kind is FillKind.ADL:
                     adl_fills.append((event.ts_ms, event.symbol))
                 for signal in signals:
