@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
@@ -187,3 +188,58 @@ def assert_rank_alerts_follow(
     matched = rank_alerts_matched(want, got)
     assert matched >= share * len(want), (matched, len(want), len(got))
     assert abs(len(got) - len(want)) <= (1 - share) * len(want), (len(got), len(want))
+
+
+# Hostile input lines of issue 12, each with the field its dead letter names: each one
+# crashed replay or the worker, was accepted in silence, or cost seconds or 100s of MB.
+FILL = {"type": "fill", "fill_id": "h", "ts": 1760129500000, "account": "acct-00001",
+        "symbol": "BTCUSDT", "side": "buy", "qty": "0.01", "price": "60000"}  # fmt: skip
+MARK = {"type": "mark", "ts": 1760129500000, "symbol": "BTCUSDT", "mark_price": "60000"}
+
+
+def line(base: dict[str, object], **change: object) -> bytes:
+    return json.dumps({**base, **change}).encode()
+
+
+def hostile_lines() -> list[tuple[bytes, str]]:
+    """Built on call: three of them weigh 65 MB."""
+    return [
+        (line(FILL, qty=10**40), "qty"),
+        (line(FILL, qty="92233720369"), "qty"),
+        (line(FILL, qty="1e5000"), "qty"),
+        (line(FILL, qty="1e999999"), "qty"),
+        (line(MARK, mark_price="9" * 5_000_000), "$size"),  # 5 MB: refused unparsed
+        (line(MARK, mark_price="9" * 60), "mark_price"),
+        (line(MARK, mark_price="0.010000000000000000000000000001"), "mark_price"),
+        (line(MARK, mark_price="٠.٠١"), "mark_price"),
+        (line(MARK, mark_price="0.0_1"), "mark_price"),
+        (line(MARK, mark_price="1" + "0" * 40), "mark_price"),
+        (line(FILL, fill_id="f" * 10_000_000), "$size"),
+        (line(FILL, account="a" * 100_000), "account"),
+        (b'{"type":"mark","pad":"' + b"x" * 50_000_000 + b'"}', "$size"),
+        (
+            line(
+                {
+                    "type": "depth",
+                    "ts": 1760129500000,
+                    "symbol": "BTCUSDT",
+                    "bids": [["1", "1"]] * 20_000,
+                    "asks": [],
+                }
+            ),
+            "bids",
+        ),
+        (
+            line(
+                {
+                    "type": "balance",
+                    "event_id": "h",
+                    "ts": 1760129500000,
+                    "account": "acct-00001",
+                    "amount": "-1" + "0" * 40,
+                    "reason": "deposit",
+                }
+            ),
+            "amount",
+        ),
+    ]

@@ -4,6 +4,7 @@ the engine gives over the file (what ``replay`` writes), nothing lost or repeate
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics
 from streams.pipeline.worker import SEQ_HEADER, Worker, ensure_topics
+from tests.helpers import hostile_lines
 
 CASCADE = Path(bundled("cascade.jsonl"))
 INSTRUMENTS = load_instruments(bundled("instruments.toml"))
@@ -256,3 +258,34 @@ def test_inputs_keep_their_whole_history(kafka: Broker) -> None:
     found = asyncio.run(configs())
     assert found["retention.ms"] == "-1"
     assert found["retention.bytes"] == "-1"
+
+
+def test_poison_in_the_history_survives_three_restarts(kafka: Broker, expected, tmp_path) -> None:
+    # the worker rebuilds from the whole input history at every start: one message that
+    # crashes it stops the monitor for good. Hostile lines (those the broker takes: up to
+    # its 1 MB message limit) mixed into the cascade; a message limit of 500 KB here.
+    settings = dataclasses.replace(settings_for(kafka), max_message_bytes=500_000)
+    poison = [(b, field) for b, field in hostile_lines() if len(b) < 900_000]
+    poison.append((b'{"type":"mark","pad":"' + b"x" * 600_000 + b'"}', "$size"))
+    lines = CASCADE.read_bytes().splitlines()
+    for n, (b, _) in enumerate(poison):
+        lines.insert(1000 + 500 * n, b)
+    events = tmp_path / "poisoned.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+
+    async def scenario() -> dict[str, list[tuple[int, bytes]]]:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, events)
+        for _ in range(4):  # the first life and three restarts, each over the whole history
+            await Worker(settings, INSTRUMENTS).run(stop_when_idle=True)
+        return await read_outputs(settings)
+
+    got = asyncio.run(scenario())
+    for topic in COMPARED:  # the poison changed nothing and no restart repeated anything
+        assert sorted(got[topic]) == sorted(expected[topic]), topic
+    letters = [orjson.loads(v) for _, v in got["dead_letters"]]
+    assert len(letters) == 3 + len(poison)  # each once, whatever the restarts
+    assert sorted(d["field"] for d in letters) == sorted(
+        ["qty", "mark_price", "symbol"] + [field for _, field in poison]
+    )
+    assert max(len(v) for _, v in got["dead_letters"]) < 2_000

@@ -14,59 +14,9 @@ import pytest
 from streams.cli import bundled
 from streams.engine.instruments import load_instruments
 from streams.replay.runner import OUTPUTS, replay
+from tests.helpers import hostile_lines
 
 VALID = Path(bundled("cascade.jsonl")).read_bytes().splitlines()
-FILL = {"type": "fill", "fill_id": "h", "ts": 1760129500000, "account": "acct-00001",
-        "symbol": "BTCUSDT", "side": "buy", "qty": "0.01", "price": "60000"}  # fmt: skip
-MARK = {"type": "mark", "ts": 1760129500000, "symbol": "BTCUSDT", "mark_price": "60000"}
-
-
-def line(base: dict[str, object], **change: object) -> bytes:
-    return json.dumps({**base, **change}).encode()
-
-
-# (line, the dead letter's field): each one crashed replay, was accepted in silence, or
-# cost seconds or hundreds of MB before
-HOSTILE = [
-    (line(FILL, qty=10**40), "qty"),
-    (line(FILL, qty="92233720369"), "qty"),
-    (line(FILL, qty="1e5000"), "qty"),
-    (line(FILL, qty="1e999999"), "qty"),
-    (line(MARK, mark_price="9" * 5_000_000), "$size"),  # 5 MB: refused unparsed
-    (line(MARK, mark_price="9" * 60), "mark_price"),
-    (line(MARK, mark_price="0.010000000000000000000000000001"), "mark_price"),
-    (line(MARK, mark_price="٠.٠١"), "mark_price"),
-    (line(MARK, mark_price="0.0_1"), "mark_price"),
-    (line(MARK, mark_price="1" + "0" * 40), "mark_price"),
-    (line(FILL, fill_id="f" * 10_000_000), "$size"),
-    (line(FILL, account="a" * 100_000), "account"),
-    (b'{"type":"mark","pad":"' + b"x" * 50_000_000 + b'"}', "$size"),
-    (
-        line(
-            {
-                "type": "depth",
-                "ts": 1760129500000,
-                "symbol": "BTCUSDT",
-                "bids": [["1", "1"]] * 20_000,
-                "asks": [],
-            }
-        ),
-        "bids",
-    ),
-    (
-        line(
-            {
-                "type": "balance",
-                "event_id": "h",
-                "ts": 1760129500000,
-                "account": "acct-00001",
-                "amount": "-1" + "0" * 40,
-                "reason": "deposit",
-            }
-        ),
-        "amount",
-    ),
-]
 
 
 def fuzzed(rng: random.Random, n: int) -> list[bytes]:
@@ -97,7 +47,7 @@ def fuzzed(rng: random.Random, n: int) -> list[bytes]:
 def replays(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
     work = tmp_path_factory.mktemp("hostile")
     rng = random.Random(12)
-    bad = [b for b, _ in HOSTILE] + fuzzed(rng, 10_000)
+    bad = [b for b, _ in hostile_lines()] + fuzzed(rng, 10_000)
     mixed = list(VALID)
     for b in bad:  # anywhere in the file
         mixed.insert(rng.randrange(len(mixed) + 1), b)
@@ -123,6 +73,6 @@ def test_every_hostile_line_is_a_bounded_dead_letter(replays: tuple[Path, Path, 
     assert len(letters) == before + n_bad
     assert max(len(json.dumps(d)) for d in letters) < 2_000  # bounded: input and reason cut
     fields = [d["field"] for d in letters]
-    for hostile, field in HOSTILE:  # each named by its own field, in file order
+    for hostile, field in hostile_lines():  # each named by its own field
         assert field in fields, (hostile[:80], field)
     assert fields.count("$size") >= 3
