@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from streams.engine.dedupe import DEFAULT_MAX_IDS, DEFAULT_WINDOW_MS
 from streams.engine.risk import DEFAULT_WARNING_RATIO
+from streams.engine.sanity import SanityBands
 
 DEFAULT_SHOCKS = (
     -0.5, -0.4, -0.3, -0.2, -0.15, -0.1, -0.05, -0.02, -0.01,
     0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
 )  # fmt: skip
+DEFAULT_SANITY = SanityBands()
 NEVER_MS = 1 << 62  # a refresh period that never comes (an engine that must not rank)
 
 
@@ -29,6 +31,8 @@ class EngineConfig:
     # fill and balance ids remembered this long (event time) and at most this many
     dedupe_window_ms: int = DEFAULT_WINDOW_MS
     dedupe_max_ids: int = DEFAULT_MAX_IDS
+    # marks, funds and times no venue would publish: held out (engine.sanity)
+    sanity: SanityBands = DEFAULT_SANITY
 
 
 def refresh_due(ts_ms: int, last_ms: int | None, period_ms: int) -> bool:

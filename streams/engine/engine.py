@@ -42,6 +42,7 @@ from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_toleranc
 from streams.engine.instruments import Instrument
 from streams.engine.queue import NO_MARK, LightChange, OtherPosition, QueueTable, SideRanking
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
+from streams.engine.sanity import MarketSanity
 from streams.engine.signals import (
     BankruptcyDetected,
     BankruptPosition,
@@ -101,6 +102,7 @@ class Engine:
         self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
         self.seen_ids = DedupeWindow(self.config.dedupe_window_ms, self.config.dedupe_max_ids)
+        self.sanity = MarketSanity(self.config.sanity)
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same
         self.stats = EngineStats()
@@ -113,6 +115,7 @@ class Engine:
         if dedupe is not None and dedupe in self.seen_ids:
             self.stats.duplicates += 1
             return []
+        self.sanity.check(event, self.last_ts_ms if self.stats.events else None)
         if isinstance(event, Mark):
             signals = self._on_mark(event)
         elif isinstance(event, InsuranceFund):
@@ -171,6 +174,7 @@ class Engine:
         if event.ts_ms < st.mark_ts_ms:
             self.stats.stale_marks += 1
             return []
+        self.sanity.check_mark(event, self.marks.get(sym))
         st.mark_ts_ms = event.ts_ms
         st.changes += 1
         st.fund_changes += 1

@@ -53,6 +53,8 @@ def dead_letter_reason(field: str | None, error: str) -> str:
         return "too_large"
     if field == "$apply":
         return "internal_error"
+    if ": implausible: " in error:  # engine.sanity
+        return "implausible"
     if "unknown symbol" in error:
         return "unknown_symbol"
     return "invalid_field"

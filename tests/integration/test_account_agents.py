@@ -260,7 +260,7 @@ def test_account_agents_give_replays_account_outputs(kafka: Broker, expected, tm
         labels[0][1]: v for (name, labels), v in scraped.items() if name == "adl_dead_letters_total"
     }
     assert dead == {"invalid_field": 2, "unknown_symbol": 1, "invalid_json": 0, "too_large": 0,
-                    "internal_error": 0}  # fmt: skip
+                    "internal_error": 0, "implausible": 0}  # fmt: skip
     applied = sum(v for (name, _), v in scraped.items() if name == "adl_agent_events_applied_total")
     assert applied > 0
     # the desk's figures, under the single-process worker's names
