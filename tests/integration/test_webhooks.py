@@ -59,11 +59,31 @@ class Receiver:
         return web.Response(status=204)
 
 
-def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
-    settings = Settings(
+def fresh_settings(kafka: Broker) -> Settings:
+    """Topics of their own (a prefix per test)."""
+    return Settings(
         bootstrap=kafka.bootstrap, topic_prefix=f"w{uuid.uuid4().hex[:6]}.", partitions=3,
         idle_flush_ms=300,
     )  # fmt: skip
+
+
+async def serving(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def cascade_outputs(settings: Settings, on_output: Any = None) -> None:
+    """The bundled cascade through the worker: ADL triggers and rank alerts to post."""
+    await ensure_topics(settings, Topics(settings.topic_prefix))
+    await produce_file(settings, Path(bundled("cascade.jsonl")))
+    instruments = load_instruments(bundled("instruments.toml"))
+    await Worker(settings, instruments, on_output=on_output).run(stop_when_idle=True)
+
+
+def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
+    settings = fresh_settings(kafka)
     secret = new_secret()
     receiver = Receiver(secret)
     port = free_port()
@@ -85,14 +105,9 @@ def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
     async def scenario() -> tuple[int, int]:
         app = web.Application()
         app.router.add_post("/hook", receiver.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner = await serving(app, port)
         try:
-            await ensure_topics(settings, Topics(settings.topic_prefix))
-            await produce_file(settings, Path(bundled("cascade.jsonl")))
-            instruments = load_instruments(bundled("instruments.toml"))
-            await Worker(settings, instruments, on_output=record).run(stop_when_idle=True)
+            await cascade_outputs(settings, record)
             first = Dispatcher(settings, config, seed=1)
             task = asyncio.create_task(first.run())
             assert sum(expected.values()) > 10
@@ -181,10 +196,7 @@ def dead_lettered(dispatcher: Dispatcher, reason: str) -> float | None:
 
 
 def test_every_answer_class_is_delivered_or_dead_lettered(kafka: Broker) -> None:
-    settings = Settings(
-        bootstrap=kafka.bootstrap, topic_prefix=f"c{uuid.uuid4().hex[:6]}.", partitions=3,
-        idle_flush_ms=300,
-    )  # fmt: skip
+    settings = fresh_settings(kafka)
     secret = new_secret()
     port = free_port()
     receiver = Classes()
@@ -198,14 +210,9 @@ def test_every_answer_class_is_delivered_or_dead_lettered(kafka: Broker) -> None
         )  # fmt: skip
 
     async def scenario() -> tuple[int, dict[str, Dispatcher], list[dict[str, Any]]]:
-        runner = web.AppRunner(receiver.app())
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner = await serving(receiver.app(), port)
         try:
-            await ensure_topics(settings, Topics(settings.topic_prefix))
-            await produce_file(settings, Path(bundled("cascade.jsonl")))
-            instruments = load_instruments(bundled("instruments.toml"))
-            await Worker(settings, instruments).run(stop_when_idle=True)
+            await cascade_outputs(settings)
             triggers = await read_all(settings, "adl_triggers")
             selected = sum(t["stage"] in ("imminent", "triggered") for t in triggers)
             paths = [f"/final/{c}" for c in FINAL] + [f"/flaky/{c}" for c in RETRIED]

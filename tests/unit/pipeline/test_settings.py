@@ -40,12 +40,17 @@ def test_integers_in_ascii_digits() -> None:
     assert (settings.partitions, settings.replication_factor) == (12, 3)
 
 
-def test_the_command_says_it_in_one_line_and_exits_2() -> None:
-    env = {**os.environ, "ADL_TRANSACTIONS": "flase"}
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        env=env, capture_output=True, text=True, timeout=60,
+def command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``adl-monitor ARGS`` with ``env`` over this environment (no ADL_WEBHOOK_*)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ADL_WEBHOOK")}
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env={**base, **env}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def test_the_command_says_it_in_one_line_and_exits_2() -> None:
+    done = command("worker", ADL_TRANSACTIONS="flase")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "adl-monitor: ADL_TRANSACTIONS: expected one of 1/true/yes/on/0/false/no/off, got 'flase'"
@@ -53,11 +58,7 @@ def test_the_command_says_it_in_one_line_and_exits_2() -> None:
 
 
 def test_a_bad_metrics_port_is_one_line_too() -> None:
-    env = {**os.environ, "ADL_METRICS_PORT": "٩٤٦٤"}
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = command("worker", ADL_METRICS_PORT="٩٤٦٤")
     assert done.returncode == 2
     assert "--metrics-port: a port number 0-65535, got '٩٤٦٤'" in done.stderr
     assert "Traceback" not in done.stderr
@@ -88,18 +89,12 @@ def test_a_bad_webhook_secret_is_refused_before_start(environ: dict[str, str], s
 
 
 def test_the_dispatcher_has_no_secret_flag() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADL_WEBHOOK")}
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "webhooks", "--url", "http://127.0.0.1:9/"],
-        env={**env, "ADL_WEBHOOK_SECRET": "whsec_"}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    empty = "whsec_"  # the prefix and no key
+    done = command("webhooks", "--url", "http://127.0.0.1:9/", ADL_WEBHOOK_SECRET=empty)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "adl-monitor: ADL_WEBHOOK_SECRET: the secret's key is 0 bytes: at least 16"
     ]
-    flag = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "webhooks", "--url", "x", "--secret", new_secret()],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    flag = command("webhooks", "--url", "x", "--secret", new_secret())
     assert flag.returncode == 2
     assert "unrecognized arguments: --secret" in flag.stderr
