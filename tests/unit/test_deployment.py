@@ -58,3 +58,43 @@ def test_dashboards_query_metrics_the_worker_exports():
             for name in re.findall(r"\b(adl_[a-z0-9_]+)", expr):
                 assert name in exported, (path.name, name)
             assert all(p["datasource"]["uid"] == "prometheus" for p in dash["panels"])
+
+
+def test_kafka_keeps_its_data_and_stays_inside():
+    # the image's default log dir is not the volume: without KAFKA_LOG_DIRS a recreated
+    # container lost the input history the worker rebuilds from (issue 14)
+    kafka = COMPOSE["services"]["kafka"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}
+    data = kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert mounts[data] in COMPOSE["volumes"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", kafka["environment"]["CLUSTER_ID"])
+    assert "ports" not in kafka  # not published to the host (issue 12)
+    assert kafka["healthcheck"]["test"]
+
+
+def test_services_wait_for_a_healthy_kafka_and_grafana_wants_a_login():
+    services = COMPOSE["services"]
+    for name in ("worker", "webhooks", "account-agents"):
+        assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy", name
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in grafana
+
+
+def test_the_webhook_dispatcher_runs_with_its_secret_from_a_file():
+    hooks = COMPOSE["services"]["webhooks"]
+    args = build_parser().parse_args(
+        [a.replace("${ADL_WEBHOOK_URL:-}", "https://desk.example/hooks") for a in hooks["command"]]
+    )
+    assert args.url == "https://desk.example/hooks"
+    assert "--secret" not in hooks["command"]
+    mounted = "/run/secrets/webhook_secret"  # where compose mounts the secret named so
+    assert hooks["environment"]["ADL_WEBHOOK_SECRET_FILE"] == mounted
+    secret_files = [s["file"] for s in COMPOSE["secrets"].values()]
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert all(f.removeprefix("./").split("/")[0] + "/" in ignored for f in secret_files)
+
+
+def test_the_image_is_built_without_local_state():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".cache", ".git", "secrets"} <= set(ignored)
