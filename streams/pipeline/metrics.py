@@ -40,6 +40,7 @@ DEAD_LETTER_REASONS = (
     "unknown_symbol",
     "too_large",
     "internal_error",
+    "implausible",
 )
 STAGES = ("imminent", "triggered", "cleared")
 COVERAGE_WINDOW_S = 15.0  # adl_fund_coverage_ratio_min_15s

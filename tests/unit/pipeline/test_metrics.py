@@ -44,3 +44,13 @@ def test_series_do_not_grow_with_accounts():
     assert "adl_positions" in names
     assert "adl_top_candidate_score" in names
     assert not any("account" in dict(labels) for _, labels in many)
+
+
+def test_every_dead_letter_reason_is_exported_from_the_start() -> None:
+    # a reason's counter exists at 0 before its first dead letter (rate() and alerts need it)
+    from streams.pipeline.metrics import DEAD_LETTER_REASONS, dead_letter_reason
+
+    examples = [(None, ""), ("$", ""), ("qty", "qty: bad"), ("symbol", "unknown symbol"),
+                ("$size", ""), ("$apply", ""), ("ts", "ts: implausible: ahead")]  # fmt: skip
+    reasons = {dead_letter_reason(field, error) for field, error in examples}
+    assert reasons == set(DEAD_LETTER_REASONS)
