@@ -40,6 +40,7 @@ log = logging.getLogger("adl_monitor.agents.fanout")
 SOURCE_HEADER = "adl-source"  # topic:partition:offset of the input that caused the output
 PREV_HEADER = "adl-prev"  # source offset of the mark forwarded before this one (same run)
 BATCH_MARKS = 500  # marks read, forwarded and committed together
+RESTART_MIN_S, RESTART_MAX_S = 0.5, 30.0  # pause before the fan-out starts again
 
 # (key, value, partition, headers) -> awaitable delivery
 Send = Callable[[bytes | None, bytes, int, list[tuple[str, bytes]]], Awaitable[Awaitable[Any]]]
@@ -98,6 +99,7 @@ class MarkFanOut:
         self.next_offset: dict[TopicPartition, int] = {}  # every offset before: delivered
         self.marks_fanned_out = 0
         self.commits_refused = 0  # a rebalance took the partition mid-batch: re-read
+        self.restarts = 0  # runs ended by an error (logged)
         self.last_mark_at = 0.0  # wall time of the last mark forwarded
 
     def assignment(self) -> set[TopicPartition]:
@@ -117,10 +119,31 @@ class MarkFanOut:
         return True
 
     async def run(self) -> None:
+        """Forward until cancelled. A Faust task is not supervised (an agent is): an
+        error (the broker away, a send refused) is logged and the fan-out starts again
+        from the committed offset after a pause, instead of stopping every mark."""
+        pause_s = RESTART_MIN_S
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # logged; the next life re-reads the batch
+                self.restarts += 1
+                log.exception("mark fan-out failed: starting again in %.1f s", pause_s)
+            if time.monotonic() - started > RESTART_MAX_S:
+                pause_s = RESTART_MIN_S  # it ran a while: not a crash loop
+            await asyncio.sleep(pause_s)
+            pause_s = min(RESTART_MAX_S, pause_s * 2)
+
+    async def _run_once(self) -> None:
         self.consumer = consumer = AIOKafkaConsumer(**self.options)
-        await consumer.start()
-        consumer.subscribe([self.marks_topic], listener=_Restart(self))
+        self.prev_offset.clear()  # a new run: nothing forwarded yet
+        self.next_offset.clear()
         try:
+            await consumer.start()
+            consumer.subscribe([self.marks_topic], listener=_Restart(self))
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=BATCH_MARKS)
                 for tp, records in batch.items():

@@ -58,6 +58,11 @@ class AgentCollector(Collector):
             "Fan-out batches whose commit a rebalance refused (re-read: copies, no loss)",
             value=fan_out.commits_refused,
         )
+        yield CounterMetricFamily(
+            "adl_agent_fanout_restarts",
+            "Mark fan-out runs ended by an error and started again (see the log)",
+            value=fan_out.restarts,
+        )
         gaps = CounterMetricFamily(
             "adl_agent_mark_gaps",
             "Marks received by an account partition whose forwarded predecessor never arrived",
