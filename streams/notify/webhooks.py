@@ -163,7 +163,9 @@ class Dispatcher:
                     self.config.url, data=body, headers=signed, allow_redirects=False
                 ) as resp:
                     status = resp.status
-                    answer = (await resp.text(errors="replace"))[:EXCERPT_CHARS]
+                    # at most 4 bytes a character: a huge answer is not read whole
+                    head = await resp.content.read(4 * EXCERPT_CHARS)
+                    answer = head.decode("utf-8", "replace")[:EXCERPT_CHARS]
             except (TimeoutError, aiohttp.ClientError) as exc:
                 status, answer = 0, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
             label = str(status) if status else answer.split(":", 1)[0]
