@@ -16,7 +16,7 @@ from streams.engine.config import EngineConfig
 from streams.engine.errors import AdlMonitorError, ConfigError
 from streams.engine.fixed import to_str
 from streams.engine.instruments import load_instruments
-from streams.pipeline.settings import Settings, whole_number
+from streams.pipeline.settings import Settings, secret_from_env, whole_number
 
 
 def bundled(name: str) -> Path:
@@ -130,6 +130,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.pipeline.web import build_app, serve
 
     metrics = Metrics(instruments)
+    token = secret_from_env(os.environ, "ADL_API_TOKEN")  # the read API's, if any
     worker = Worker(
         settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
     )
@@ -140,7 +141,8 @@ def _worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, worker.stop)
         runner = None
         if args.metrics_port:  # /metrics and the read API
-            runner = await serve(build_app(worker, metrics), args.metrics_addr, args.metrics_port)
+            app = build_app(worker, metrics, token)
+            runner = await serve(app, args.metrics_addr, args.metrics_port)
         try:
             stats = await worker.run(stop_when_idle=args.exit_when_idle)
         finally:

@@ -10,9 +10,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from pathlib import Path
 
 from streams.engine.errors import ConfigError
+from streams.pipeline.settings import secret_from_env
 
 PREFIX = "whsec_"
 
@@ -35,22 +35,13 @@ def secret_bytes(secret: str) -> bytes:
 def webhook_secret(environ: Mapping[str, str]) -> str:
     """The signing secret from ``ADL_WEBHOOK_SECRET`` or the file named by
     ``ADL_WEBHOOK_SECRET_FILE`` (a mounted secret), checked before anything starts."""
-    value, path = environ.get("ADL_WEBHOOK_SECRET"), environ.get("ADL_WEBHOOK_SECRET_FILE")
-    if value and path:
-        raise ConfigError("set ADL_WEBHOOK_SECRET or ADL_WEBHOOK_SECRET_FILE, not both")
-    where = "ADL_WEBHOOK_SECRET"
-    if path:
-        where = f"ADL_WEBHOOK_SECRET_FILE ({path})"
-        try:
-            value = Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}: {exc.strerror}") from exc
-    if not value:
+    value = secret_from_env(environ, "ADL_WEBHOOK_SECRET")
+    if value is None:
         raise ConfigError("no webhook secret: set ADL_WEBHOOK_SECRET or ADL_WEBHOOK_SECRET_FILE")
     try:
         secret_bytes(value)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(f"ADL_WEBHOOK_SECRET: {exc}") from exc
     return value
 
 

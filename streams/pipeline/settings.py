@@ -4,7 +4,9 @@ topic prefix and partitions. Every name is ``ADL_`` + the field in upper case.""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from streams.engine.errors import ConfigError
@@ -19,6 +21,22 @@ def _bool(name: str, raw: str) -> bool:
     if word not in _TRUE + _FALSE:
         raise ConfigError(f"{name}: expected one of {'/'.join(_TRUE + _FALSE)}, got {raw!r}")
     return word in _TRUE
+
+
+def secret_from_env(environ: Mapping[str, str], name: str) -> str | None:
+    """A secret from the variable ``name`` or from the file ``name``_FILE names (a mounted
+    secret; never a flag: flags show in ``ps``); ``None`` if neither is set."""
+    value, path = environ.get(name), environ.get(f"{name}_FILE")
+    if value and path:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE ({path}): {exc.strerror}") from exc
+        if not value:
+            raise ConfigError(f"{name}_FILE ({path}) is empty")
+    return value or None
 
 
 def whole_number(text: str, max_digits: int = 9) -> int | None:

@@ -7,10 +7,12 @@ One worker owns every partition today, so it answers for every account.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import wire
@@ -31,7 +33,29 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
-def build_app(worker: Worker, metrics: Metrics) -> web.Application:
+OPEN_PATHS = ("/metrics", "/health")  # no account in them: scraped without the token
+
+
+def bearer_guard(token: str) -> Middleware:
+    """Middleware: every path but ``OPEN_PATHS`` wants ``Authorization: Bearer <token>``
+    (compared in constant time); else 401."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = _error(401, "a bearer token is required (ADL_API_TOKEN)")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return await handler(request)
+
+    return guard
+
+
+def build_app(worker: Worker, metrics: Metrics, token: str | None = None) -> web.Application:
+    """The read API; with ``token``, account, queue and fund reads need it."""
     engine = worker.engine
 
     async def get_metrics(_: web.Request) -> web.Response:
@@ -91,7 +115,7 @@ def build_app(worker: Worker, metrics: Metrics) -> web.Application:
             return _error(404, f"unknown account {name!r}")
         return _json(wire.account_risk(risk, engine))
 
-    app = web.Application()
+    app = web.Application(middlewares=[bearer_guard(token)] if token else [])
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/funds/{fund}", fund)

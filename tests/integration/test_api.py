@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,3 +108,44 @@ def test_read_api(kafka: Broker) -> None:
     check("/accounts/nobody", "/accounts/{account}", 404)
     assert answers["/metrics"][0] == 200
     assert b"adl_fund_balance_usd" in answers["/metrics"][1]
+
+
+def test_a_token_guards_every_read_but_metrics_and_health() -> None:
+    instruments = load_instruments(bundled("instruments.toml"))
+    port = free_port()
+
+    async def scenario() -> dict[tuple[str, str | None], tuple[int, str | None]]:
+        worker = Worker(Settings(), instruments)  # not run: the guard is in front of it
+        runner = await serve(build_app(worker, Metrics(instruments), "t0ken"), "127.0.0.1", port)
+        answers = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                for path in ("/accounts/acct-00044", "/funds/USDT-M", "/adl/BTCUSDT/long/queue",
+                             "/metrics", "/health"):  # fmt: skip
+                    for auth in (None, "Bearer nope", "Bearer t0ken", "t0ken"):
+                        headers = {} if auth is None else {"Authorization": auth}
+                        async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
+                            answers[path, auth] = (r.status, r.headers.get("WWW-Authenticate"))
+        finally:
+            await runner.cleanup()
+        return answers
+
+    answers = asyncio.run(scenario())
+    for path in ("/accounts/acct-00044", "/funds/USDT-M", "/adl/BTCUSDT/long/queue"):
+        for auth in (None, "Bearer nope", "t0ken"):
+            assert answers[path, auth] == (401, "Bearer"), (path, auth)
+        assert answers[path, "Bearer t0ken"][0] != 401  # past the guard (404: nothing applied)
+    for path in ("/metrics", "/health"):
+        assert {answers[path, auth][0] for auth in (None, "Bearer nope")} == {200}
+
+
+def test_a_missing_token_file_stops_the_worker_at_start() -> None:
+    env = {**os.environ, "ADL_API_TOKEN_FILE": "/nonexistent/token"}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--metrics-port", "0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "adl-monitor: ADL_API_TOKEN_FILE (/nonexistent/token): No such file or directory"
+    ]

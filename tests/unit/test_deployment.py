@@ -34,7 +34,7 @@ def test_worker_command_and_settings_are_real():
     fields = set(Settings.__dataclass_fields__)
     for key in worker["environment"]:
         name = key.removeprefix("ADL_").lower()
-        assert name in fields or name in {"metrics_port", "metrics_addr"}, key
+        assert name in fields or name in {"metrics_port", "metrics_addr", "api_token_file"}, key
 
 
 def test_prometheus_scrapes_the_worker_and_loads_the_rules():
