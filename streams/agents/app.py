@@ -369,10 +369,10 @@ class AccountAgents:
         prev = headers.get(PREV_HEADER)
         if last is not None and prev is not None and int(prev) > last:
             gaps = self.stats.mark_gaps
-            gaps[message.partition] = gaps.get(message.partition, 0) + 1
+            gaps[p] = gaps.get(p, 0) + 1
             log.error(
                 "partition %d: marks lost: mark_prices offsets %d-%d were forwarded and "
-                "never received", message.partition, last + 1, int(prev),
+                "never received", p, last + 1, int(prev),
             )  # fmt: skip
         if last is None or offset > last:
             self.chain_last[p] = offset

@@ -54,12 +54,13 @@ class _Restart(ConsumerRebalanceListener):  # type: ignore[misc]
         self.fan_out = fan_out
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self.fan_out.prev_offset.pop(tp, None)
-            self.fan_out.next_offset.pop(tp, None)
+        self._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
+        self._forget(assigned)
+
+    def _forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
             self.fan_out.prev_offset.pop(tp, None)
             self.fan_out.next_offset.pop(tp, None)
 

@@ -183,12 +183,13 @@ class Dispatcher:
             attempt += 1
         raise asyncio.CancelledError  # stopping: not delivered, so not committed
 
-    async def _dead_letter(self, tp: TopicPartition, message: Any, why: Undelivered) -> None:
-        """Written (acks=all) before the source offset is committed."""
-        msg_id = f"{self.topics.base(tp.topic)}-{tp.partition}-{message.offset}"
+    async def _dead_letter(
+        self, msg_id: str, topic: str, tp: TopicPartition, message: Any, why: Undelivered
+    ) -> None:
+        """Written (acks=all) before the source offset is committed; ``topic`` unprefixed."""
         letter = {
             "webhook_id": msg_id,
-            "topic": self.topics.base(tp.topic),
+            "topic": topic,
             "partition": tp.partition,
             "offset": message.offset,
             "url": self.config.url,
@@ -284,7 +285,7 @@ class Dispatcher:
                     self.stats.delivered += 1
                     self.metrics.delivered.inc()
                 else:
-                    await self._dead_letter(tp, message, undelivered)
+                    await self._dead_letter(msg_id, topic, tp, message, undelivered)
             else:
                 self.stats.filtered += 1
             await consumer.commit({tp: message.offset + 1})
