@@ -221,6 +221,13 @@ class AccountAgents:
             await self.clock_topic.send(value=TICK, partition=p)
 
     async def _report(self) -> None:
+        fan_out = self.fan_out
+        if fan_out.marks_fanned_out or fan_out.assignment():
+            log.info(
+                "mark fan-out: %d forwarded, %d commits refused, %d restarts, (next, end) %s",
+                fan_out.marks_fanned_out, fan_out.commits_refused, fan_out.restarts,
+                fan_out.positions(),
+            )  # fmt: skip
         if self.desk.stats.summaries:
             log.info("fund desk: %s, caught up %s", self.desk.stats, self.desk_caught_up())
         for p, shard in sorted(self.shards.items()):

@@ -119,6 +119,16 @@ class MarkFanOut:
                 return False
         return True
 
+    def positions(self) -> dict[int, tuple[int | None, int | None]]:
+        """Partition -> (next offset to forward, end of the partition) of what it holds."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        return {
+            tp.partition: (self.next_offset.get(tp), consumer.highwater(tp))
+            for tp in self.assignment()
+        }
+
     async def run(self) -> None:
         """Forward until cancelled. A Faust task is not supervised (an agent is): an
         error (the broker away, a send refused) is logged and the fan-out starts again

@@ -68,6 +68,17 @@ async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int
         await consumer.stop()
 
 
+def log_tails(logs: list[Path], lines: int = 12) -> str:
+    """The last status lines, warnings and errors of each process's log."""
+    keep = ("partition ", "fund desk", "mark fan-out", "WARNING", "ERROR", "Traceback", "Error")
+    out = []
+    for log in logs:
+        text = log.read_text(errors="replace").splitlines()
+        tail = [line[:400] for line in text if any(k in line for k in keep)][-lines:]
+        out.append(f"== {log.name} ({len(text)} lines)\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
 def fan_out_owner(ports: list[int]) -> int | None:
     """Index of the process forwarding marks (its counter moved), if one does yet."""
     for i, port in enumerate(ports):
@@ -116,7 +127,11 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         again = tmp_path / f"agents-{killed}-again.log"
         procs[killed] = agents_process(settings, again, ports[killed])
         producer.join()
-        got, _ = asyncio.run(read_until(settings, done, settle_s=5.0, timeout_s=420.0))
+        try:
+            got, _ = asyncio.run(read_until(settings, done, settle_s=5.0, timeout_s=420.0))
+        except AssertionError as stalled:  # say where each process stood
+            tails = log_tails(sorted(tmp_path.glob("*.log")))
+            raise AssertionError(f"{stalled}\n{tails}") from None
         topics = Topics(settings.topic_prefix)
         marks = asyncio.run(read_topic(settings, topics.name("mark_prices")))
         clock = asyncio.run(read_topic(settings, topics.name(CLOCK_TOPIC)))

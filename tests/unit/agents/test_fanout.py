@@ -37,3 +37,4 @@ def test_the_fan_out_starts_again_after_an_error(caplog: pytest.LogCaptureFixtur
     assert fan_out.restarts >= 2  # 0.5 s, then 1 s, ...
     assert "mark fan-out failed: starting again in 0.5 s" in caplog.text
     assert fan_out.assignment() == set()  # it holds nothing: another process may
+    assert fan_out.positions() == {}
