@@ -65,7 +65,22 @@ class Broker:
     def start(self, timeout_s: float = 60.0) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.prepare()
-        self._log = self.log_path.open("wb")
+        return self._spawn(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash: nothing flushed, no controlled shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def restart(self, timeout_s: float = 60.0) -> Self:
+        """Start again on the same ports and data (after ``kill`` or ``stop``)."""
+        return self._spawn(timeout_s)
+
+    def _spawn(self, timeout_s: float) -> Self:
+        self._log = self.log_path.open("ab")
         # a session of its own: a Ctrl-C in the terminal reaches the demo, which stops
         # the worker first and the broker last, not the broker under a running worker
         self.process = subprocess.Popen(  # noqa: S603  # our own argv, no shell

@@ -159,7 +159,11 @@ async def committed_seq(settings: Settings) -> int:
     return (await read_progress(settings, Topics(settings.topic_prefix))).seq
 
 
-def worker_process(settings: Settings, merge_logs: bool) -> subprocess.Popen[bytes]:
+def worker_process(
+    settings: Settings, merge_logs: bool, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The worker with many small transactions (a kill lands mid-stream); its output
+    piped, or appended to ``log`` (stdout and stderr) when given."""
     env = {
         **os.environ,
         "ADL_BOOTSTRAP": settings.bootstrap,
@@ -168,8 +172,12 @@ def worker_process(settings: Settings, merge_logs: bool) -> subprocess.Popen[byt
         "ADL_IDLE_FLUSH_MS": str(settings.idle_flush_ms),
         "ADL_MAX_POLL_RECORDS": "100",  # many small transactions: a kill lands mid-stream
     }
+    argv = [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"]
+    if log is not None:
+        with log.open("ab") as out:
+            return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"],
+        argv,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_logs else subprocess.PIPE,

@@ -1,0 +1,124 @@
+"""Faults under the streaming worker, on a real Apache Kafka: the broker itself killed
+(SIGKILL, no controlled shutdown) and started again mid-stream; the worker SIGKILLed at
+ten random points of one run. Each time the outputs equal the engine's over the file
+(what ``replay`` writes): nothing lost, nothing written twice.
+
+The broker here is the test's own (the session's broker serves every other test)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.brokers import Broker, apache
+from streams.pipeline.producer import produce_file
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import Topics
+from streams.pipeline.worker import ensure_topics
+from tests.integration.test_pipeline import (
+    CASCADE,
+    assert_same,
+    expected,  # noqa: F401  (the fixture: the engine's outputs over the file)
+    read_outputs,
+    replayed,  # noqa: F401  (the fixture it is made from)
+    settings_for,
+    worker_process,
+)
+
+COMMITTED = re.compile(rb"through input sequence (\d+)")
+CASCADE_EVENTS = len(CASCADE.read_bytes().splitlines())
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[apache.ApacheKafka]:
+    if not apache.available():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI requires Apache Kafka: install Java 17+ and Maven")
+        pytest.skip("the broker-kill test needs Apache Kafka (Java and Maven)")
+    with apache.ApacheKafka(tmp_path / "broker", partitions=3) as broker:
+        yield broker
+
+
+def produced(settings: Settings) -> Settings:
+    async def prepare() -> None:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, CASCADE)
+
+    asyncio.run(prepare())
+    return settings
+
+
+def wait_for_commit(log: Path, proc: subprocess.Popen[bytes], at_least: int) -> int:
+    """The first committed input sequence >= ``at_least`` the worker logs (0: it ended)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        seqs = [int(m) for m in COMMITTED.findall(log.read_bytes())]
+        reached = [s for s in seqs if s >= at_least]
+        if reached:
+            return reached[0]
+        if proc.poll() is not None:
+            return 0
+        time.sleep(0.05)
+    raise AssertionError(f"the worker never committed sequence {at_least}")
+
+
+def test_the_broker_killed_and_restarted_mid_stream(
+    own_kafka: apache.ApacheKafka,
+    expected,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    settings = produced(settings_for(own_kafka))
+    log = tmp_path / "worker.log"
+    worker = worker_process(settings, True, log)
+    try:
+        assert wait_for_commit(log, worker, 3000) > 0
+        own_kafka.kill()
+        time.sleep(5)  # the worker meets a dead broker
+        own_kafka.restart()
+        worker.wait(timeout=300)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    text = log.read_text(errors="replace")
+    assert worker.returncode == 0, text[-3000:]
+    got = asyncio.run(read_outputs(settings))
+    assert_same(got, expected)
+
+
+def test_the_worker_killed_at_ten_random_points(
+    kafka: Broker,
+    expected,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    settings = produced(settings_for(kafka))
+    points = sorted(random.Random(12).sample(range(500, CASCADE_EVENTS - 500), 10))
+    killed_at = []
+    for life, point in enumerate(points):
+        log = tmp_path / f"worker-{life}.log"
+        worker = worker_process(settings, True, log)
+        try:
+            killed_at.append(wait_for_commit(log, worker, point))
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    # every kill landed mid-stream, each life went further than the last
+    assert all(0 < a < b for a, b in itertools.pairwise(killed_at)), killed_at
+    assert killed_at[-1] < CASCADE_EVENTS
+    last = tmp_path / "worker-last.log"
+    worker = worker_process(settings, True, last)
+    assert worker.wait(timeout=300) == 0, last.read_text(errors="replace")[-3000:]
+    text = last.read_text()
+    stats = json.loads(text[text.rindex("\n{") :])  # the stats it prints when it ends
+    assert stats["skipped_outputs"] > 0  # recomputed from the history, not written again
+    assert_same(asyncio.run(read_outputs(settings)), expected)
