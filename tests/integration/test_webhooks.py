@@ -82,7 +82,7 @@ async def cascade_outputs(settings: Settings, on_output: Any = None) -> None:
     await Worker(settings, instruments, on_output=on_output).run(stop_when_idle=True)
 
 
-def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
+def test_webhooks_survive_a_receiver_down_failures_and_a_restart(kafka: Broker) -> None:
     settings = fresh_settings(kafka)
     secret = new_secret()
     receiver = Receiver(secret)
@@ -105,11 +105,12 @@ def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
     async def scenario() -> tuple[int, int]:
         app = web.Application()
         app.router.add_post("/hook", receiver.handle)
+        await cascade_outputs(settings, record)
+        first = Dispatcher(settings, config, seed=1)
+        task = asyncio.create_task(first.run())
+        await asyncio.sleep(3.0)  # the receiver is down: connections refused meanwhile
         runner = await serving(app, port)
         try:
-            await cascade_outputs(settings, record)
-            first = Dispatcher(settings, config, seed=1)
-            task = asyncio.create_task(first.run())
             assert sum(expected.values()) > 10
             while len(receiver.accepted) < sum(expected.values()) // 2:  # stop it part-way
                 await asyncio.sleep(0.05)
@@ -122,7 +123,7 @@ def test_webhooks_survive_failures_and_a_restart(kafka: Broker) -> None:
             await runner.cleanup()
 
     retries, delivered_after_restart = asyncio.run(scenario())
-    assert retries >= 3  # two 500s and one timeout were retried
+    assert retries >= 10  # refused while down (0.05 s doubling to 0.2 s), two 500s, a timeout
     assert delivered_after_restart > 0
     assert receiver.bad_signatures == 0
     got = Counter(orjson.dumps(orjson.loads(b)).decode() for b in receiver.bodies.values())
