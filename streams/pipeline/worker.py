@@ -330,10 +330,11 @@ class Worker:
             if outputs:
                 began = loop.time()
                 await self._commit(producer, outputs)
-                self.commit_s.append(loop.time() - began)
-            done = loop.time()
-            self.latencies_s.extend(done - arrived for arrived in arrivals)
+                if self.on_tick is not None:  # it drains them (metrics): else none are kept
+                    self.commit_s.append(loop.time() - began)
             if self.on_tick is not None:
+                done = loop.time()
+                self.latencies_s.extend(done - arrived for arrived in arrivals)
                 self._measure_lag(consumer, partitions)
                 self.on_tick(self)
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
