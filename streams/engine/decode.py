@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -46,6 +46,57 @@ MAX_PRICE_OR_QTY_RAW = 10**18
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_ID_CHARS = 256
 MAX_DEPTH_LEVELS = 10_000  # per side of one book_depth message
+
+
+# What each input type may carry (``type`` included), and which of its fields are
+# numbers of which kind. The JSON Schemas in ``schemas/`` say the same (a test holds
+# them to these tables and to ``number_pattern``); anything else is refused, so that a
+# misspelt optional field ("liquidty") cannot silently become its default.
+NumberKind = Literal["positive", "signed", "at_least_one"]
+NUMBER_FIELDS: dict[str, dict[str, NumberKind]] = {
+    "fill": {"qty": "positive", "price": "positive", "fee": "signed"},
+    "mark": {"mark_price": "positive", "index_price": "positive"},
+    "balance": {"amount": "signed"},
+    "position_config": {"leverage": "at_least_one"},
+    "isolated_margin": {"amount": "signed"},
+    "insurance_fund": {"balance": "signed"},
+    "depth": {"bids": "positive", "asks": "positive"},  # each level's price and qty
+}
+FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset({"type", *numbers, *others})
+    for kind, numbers, others in (
+        ("fill", NUMBER_FIELDS["fill"],
+         ("fill_id", "ts", "account", "symbol", "side", "liquidity", "kind")),
+        ("mark", NUMBER_FIELDS["mark"], ("symbol", "ts")),
+        ("balance", NUMBER_FIELDS["balance"], ("event_id", "ts", "account", "reason")),
+        ("position_config", NUMBER_FIELDS["position_config"],
+         ("ts", "account", "symbol", "margin_mode")),
+        ("isolated_margin", NUMBER_FIELDS["isolated_margin"],
+         ("event_id", "ts", "account", "symbol")),
+        ("insurance_fund", NUMBER_FIELDS["insurance_fund"], ("ts", "fund")),
+        ("depth", NUMBER_FIELDS["depth"], ("ts", "symbol")),
+    )
+}  # fmt: skip
+
+
+def number_pattern(kind: NumberKind) -> str:
+    """The decimal-string grammar of ``fixed.to_raw`` with the decoder's bounds, as a
+    JSON Schema (ECMA-262) pattern: ASCII digits, an optional '.' with digits after
+    it, digits past the 8th decimal only zeros, at most 10^10 in magnitude; '-' only
+    for ``signed``; ``positive`` needs a non-zero digit, ``at_least_one`` a value >= 1.
+    (With ``maxLength`` ``MAX_DECIMAL_CHARS``.)"""
+    fraction = r"\.[0-9]{1,8}0*"
+    whole = r"0*[0-9]{1,10}(?:" + fraction + r")?|0*" + fraction  # below 10^10
+    from_one = r"0*[1-9][0-9]{0,9}(?:" + fraction + r")?"  # 1 <= x < 10^10
+    # below 1, above 0: a non-zero digit among the first 8 decimals, zeros after them
+    tiny = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{7 - k}}}" for k in range(8))
+    ten_billion = r"0*10000000000(?:\.0+)?"
+    body = {
+        "signed": f"-?(?:{whole}|{ten_billion})",
+        "positive": rf"{from_one}|0*\.(?:{tiny})0*|{ten_billion}",
+        "at_least_one": f"{from_one}|{ten_billion}",
+    }[kind]
+    return f"^(?:{body})$"
 
 
 def check_size(message: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
@@ -242,9 +293,13 @@ def decode_event(
     if not isinstance(obj, dict):
         raise InvalidEvent("$", f"expected a JSON object, got {type(obj).__name__}")
     kind = event_type if event_type is not None else obj.get("type")
-    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
-    if decoder is None:
+    if not isinstance(kind, str) or kind not in _DECODERS:
         raise InvalidEvent("type", f"expected one of {'|'.join(EVENT_TYPES)}, got {kind!r}")
+    decoder = _DECODERS[kind]
+    unknown = obj.keys() - FIELDS[kind]
+    if unknown:
+        shown = ", ".join(repr(f[:40]) for f in sorted(unknown)[:5])
+        raise InvalidEvent("$fields", f"unknown field(s) of {kind}: {shown}")
     return decoder(obj, symbols)
 
 
