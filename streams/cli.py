@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import ssl
 import sys
 from decimal import Decimal
 from importlib import resources
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from streams.engine.config import EngineConfig
 from streams.engine.errors import AdlMonitorError, ConfigError
@@ -111,9 +114,12 @@ def _port(raw: str) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
+    settings = Settings.from_env(
         bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
     )
+    for warning in settings.security_warnings():
+        print(f"adl-monitor: warning: {warning}", file=sys.stderr)
+    return settings
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -399,12 +405,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LastKafkaError(logging.Handler):
+    """Remembers aiokafka's last error log: why a connection failed (its exception only
+    says that none succeeded)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()[:300]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    kafka_errors = _LastKafkaError()
+    logging.getLogger("aiokafka").addHandler(kafka_errors)
     try:
         return int(args.func(args))
     except AdlMonitorError as exc:
         print(f"adl-monitor: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, ssl.SSLError) as exc:  # unreachable, refused credentials or certificate
+        where = os.environ.get("ADL_BOOTSTRAP") or getattr(args, "bootstrap", None) or "?"
+        protocol = os.environ.get("ADL_SECURITY_PROTOCOL", "PLAINTEXT")
+        reason = f" ({kafka_errors.last})" if kafka_errors.last else ""
+        print(f"adl-monitor: cannot use Kafka at {where} with {protocol}: {exc}{reason}",
+              file=sys.stderr)  # fmt: skip
         return 2
 
 

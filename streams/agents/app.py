@@ -103,12 +103,8 @@ def broker_url(bootstrap: str) -> str:
 
 def credentials(settings: Settings) -> Any:
     """Faust's form of the SASL/TLS settings (``None`` for PLAINTEXT)."""
-    ssl_context = None
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        ssl_context = create_ssl_context(cafile=settings.ssl_cafile or None)
-    if settings.sasl_mechanism:
+    ssl_context = settings.ssl_context()
+    if settings.security_protocol.startswith("SASL_"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password,

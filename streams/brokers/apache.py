@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from streams.brokers.base import Broker, BrokerError, free_port
@@ -84,12 +85,32 @@ class ApacheKafka(Broker):
 
     name = "kafka"
 
-    def __init__(self, workdir: Path, cache: Path = DEFAULT_CACHE, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        cache: Path = DEFAULT_CACHE,
+        partitions: int = 4,
+        secured: Sequence[str] = (),
+        properties: Mapping[str, str] | None = None,
+        scram_users: Sequence[str] = (),
+    ) -> None:
+        """``secured``: more client listeners, each named by its security protocol
+        (``SASL_PLAINTEXT``, ``SSL``, ``SASL_SSL``) with a free port of its own
+        (``ports``); ``properties``: more server settings (their keystores, SASL
+        mechanisms); ``scram_users``: ``--add-scram`` arguments of the storage format
+        (KRaft keeps SCRAM credentials in its metadata from the start)."""
         super().__init__(workdir)
         self.controller_port = free_port()
         self.cache = cache
         self.partitions = partitions
+        self.ports = {protocol: free_port() for protocol in secured}
+        self.properties = dict(properties or {})
+        self.scram_users = list(scram_users)
         self.libs: Path | None = None
+
+    def address(self, protocol: str) -> str:
+        """Bootstrap address of the listener of ``protocol`` (PLAINTEXT: ``bootstrap``)."""
+        return self.bootstrap if protocol == "PLAINTEXT" else f"127.0.0.1:{self.ports[protocol]}"
 
     def _java(self, *args: str) -> list[str]:
         if self.libs is None:
@@ -106,16 +127,19 @@ class ApacheKafka(Broker):
     def prepare(self) -> None:
         self.libs = ensure_jars(self.cache)
         (self.workdir / "log4j2.yaml").write_text(LOG4J2)
+        clients = {"PLAINTEXT": self.port, **self.ports}
+        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in clients.items())
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-            f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(
+                ["CONTROLLER:PLAINTEXT", *(f"{name}:{name}" for name in clients)]
+            ),
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": str(self.partitions),
             "auto.create.topics.enable": "false",
@@ -128,12 +152,19 @@ class ApacheKafka(Broker):
             "log.flush.interval.messages": "1000000",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
+            **self.properties,
         }
         config = self.workdir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         done = subprocess.run(  # noqa: S603
             self._java(
-                "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(config)
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                uuid.uuid4().hex[:22],
+                "-c",
+                str(config),
+                *(arg for user in self.scram_users for arg in ("--add-scram", user)),
             ),
             capture_output=True,
             text=True,

@@ -11,6 +11,8 @@ from typing import Any
 
 from streams.engine.errors import ConfigError
 
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -69,7 +71,9 @@ class Settings:
     sasl_mechanism: str = ""  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str = ""
     sasl_password: str = ""
-    ssl_cafile: str = ""
+    ssl_cafile: str = ""  # CA bundle the broker's certificate is checked against
+    ssl_certfile: str = ""  # this client's certificate (PEM), for brokers requiring mTLS
+    ssl_keyfile: str = ""  # its private key (PEM)
     idle_flush_ms: int = 500  # all inputs caught up this long: release what is buffered
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
@@ -89,11 +93,73 @@ class Settings:
                     values[f.name] = _bool(name, raw)
                 else:
                     values[f.name] = raw
+        password = secret_from_env(env, "ADL_SASL_PASSWORD")  # or ADL_SASL_PASSWORD_FILE
+        if password is not None:
+            values["sasl_password"] = password
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes"):
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
-        return cls(**values)
+        settings = cls(**values)
+        settings.check_security()
+        return settings
+
+    def check_security(self) -> None:
+        """One ``ConfigError`` line for a security setting that cannot work."""
+        if self.security_protocol not in PROTOCOLS:
+            allowed = "/".join(PROTOCOLS)
+            got = self.security_protocol
+            raise ConfigError(f"ADL_SECURITY_PROTOCOL: one of {allowed}, got {got!r}")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism not in MECHANISMS:
+            raise ConfigError(
+                f"ADL_SASL_MECHANISM: one of {'/'.join(MECHANISMS)} with "
+                f"{self.security_protocol}, got {self.sasl_mechanism!r}"
+            )
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise ConfigError(
+                f"{self.security_protocol} needs ADL_SASL_USERNAME and ADL_SASL_PASSWORD "
+                "(or ADL_SASL_PASSWORD_FILE)"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("ADL_SSL_CERTFILE and ADL_SSL_KEYFILE go together (mTLS)")
+        if self.security_protocol.endswith("SSL"):
+            for name, path in (
+                ("ADL_SSL_CAFILE", self.ssl_cafile),
+                ("ADL_SSL_CERTFILE", self.ssl_certfile),
+                ("ADL_SSL_KEYFILE", self.ssl_keyfile),
+            ):
+                if path and not Path(path).is_file():
+                    raise ConfigError(f"{name}: no such file: {path}")
+
+    def security_warnings(self) -> list[str]:
+        """Settings that work but are probably not what was meant (logged at start)."""
+        out = []
+        sasl = self.security_protocol.startswith("SASL_")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            out.append(
+                f"SASL settings are ignored with ADL_SECURITY_PROTOCOL={self.security_protocol}"
+            )
+        if not self.security_protocol.endswith("SSL") and (
+            self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile
+        ):
+            out.append(f"TLS files are ignored with ADL_SECURITY_PROTOCOL={self.security_protocol}")
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            out.append("SASL PLAIN over SASL_PLAINTEXT sends the password in clear: use SASL_SSL")
+        return out
+
+    def ssl_context(self) -> Any:
+        """The TLS context for SSL and SASL_SSL (the CA; this client's certificate for
+        mTLS), ``None`` otherwise."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=self.ssl_cafile or None,
+            certfile=self.ssl_certfile or None,
+            keyfile=self.ssl_keyfile or None,
+        )
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka connection options (security) shared by every client."""
@@ -101,14 +167,13 @@ class Settings:
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
+        if self.security_protocol.startswith("SASL_"):
             options |= {
                 "sasl_mechanism": self.sasl_mechanism,
                 "sasl_plain_username": self.sasl_username,
                 "sasl_plain_password": self.sasl_password,
             }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None)
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
         return options

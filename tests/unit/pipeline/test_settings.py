@@ -98,3 +98,68 @@ def test_the_dispatcher_has_no_secret_flag() -> None:
     flag = command("webhooks", "--url", "x", "--secret", new_secret())
     assert flag.returncode == 2
     assert "unrecognized arguments: --secret" in flag.stderr
+
+
+SCRAM = {"ADL_SECURITY_PROTOCOL": "SASL_SSL", "ADL_SASL_MECHANISM": "SCRAM-SHA-512",
+         "ADL_SASL_USERNAME": "u", "ADL_SASL_PASSWORD": "p"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"ADL_SECURITY_PROTOCOL": "TLS"}, "ADL_SECURITY_PROTOCOL: one of"),
+        ({**SCRAM, "ADL_SASL_MECHANISM": "SCRAM-SHA-1"}, "ADL_SASL_MECHANISM: one of"),
+        ({**SCRAM, "ADL_SASL_MECHANISM": ""}, "ADL_SASL_MECHANISM: one of"),
+        ({**SCRAM, "ADL_SASL_PASSWORD": ""}, "needs ADL_SASL_USERNAME and ADL_SASL_PASSWORD"),
+        ({"ADL_SECURITY_PROTOCOL": "SSL", "ADL_SSL_CERTFILE": "/etc/hostname"},
+         "ADL_SSL_CERTFILE and ADL_SSL_KEYFILE go together"),
+        ({"ADL_SECURITY_PROTOCOL": "SSL", "ADL_SSL_CAFILE": "/nonexistent/ca.pem"},
+         "ADL_SSL_CAFILE: no such file"),
+        ({**SCRAM, "ADL_SASL_PASSWORD": "", "ADL_SASL_PASSWORD_FILE": "/nonexistent"},
+         "ADL_SASL_PASSWORD_FILE"),
+    ],
+)  # fmt: skip
+def test_security_settings_that_cannot_work_are_one_line(env: dict[str, str], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        Settings.from_env({k: v for k, v in env.items() if v})
+
+
+def test_the_sasl_password_from_a_file(tmp_path) -> None:
+    secret = tmp_path / "password"
+    written = "from-a-file"
+    secret.write_text(written + "\n")
+    env = {**SCRAM, "ADL_SASL_PASSWORD": "", "ADL_SASL_PASSWORD_FILE": str(secret)}
+    settings = Settings.from_env({k: v for k, v in env.items() if v})
+    assert settings.sasl_password == written
+    assert settings.client_options()["sasl_plain_password"] == written
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"ADL_SASL_USERNAME": "u"}, "SASL settings are ignored"),
+        ({"ADL_SSL_CAFILE": "/etc/hostname"}, "TLS files are ignored"),
+        ({**SCRAM, "ADL_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ADL_SASL_MECHANISM": "PLAIN"},
+         "password in clear"),
+    ],
+)  # fmt: skip
+def test_settings_that_work_but_mislead_are_warned(env: dict[str, str], warned: str) -> None:
+    [warning] = Settings.from_env(env).security_warnings()
+    assert warned in warning
+
+
+def test_a_warning_is_printed_by_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "produce", "/nonexistent.jsonl"],
+        env={**os.environ, "ADL_SASL_USERNAME": "u", "ADL_BOOTSTRAP": "127.0.0.1:1"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "adl-monitor: warning: SASL settings are ignored with" in done.stderr
+
+
+def test_scram_over_tls_sets_every_client_option() -> None:
+    options = Settings.from_env(SCRAM).client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["ssl_context"] is not None
+    assert "sasl_mechanism" not in Settings.from_env({"ADL_SASL_USERNAME": "u"}).client_options()
