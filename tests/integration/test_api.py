@@ -114,7 +114,7 @@ def test_a_token_guards_every_read_but_metrics_and_health() -> None:
     instruments = load_instruments(bundled("instruments.toml"))
     port = free_port()
 
-    async def scenario() -> dict[tuple[str, str | None], tuple[int, str | None]]:
+    async def scenario() -> dict[tuple[str, str | None], tuple[int, str | None, Any]]:
         worker = Worker(Settings(), instruments)  # not run: the guard is in front of it
         runner = await serve(build_app(worker, Metrics(instruments), "t0ken"), "127.0.0.1", port)
         answers = {}
@@ -125,16 +125,24 @@ def test_a_token_guards_every_read_but_metrics_and_health() -> None:
                     for auth in (None, "Bearer nope", "Bearer t0ken", "t0ken"):
                         headers = {} if auth is None else {"Authorization": auth}
                         async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
-                            answers[path, auth] = (r.status, r.headers.get("WWW-Authenticate"))
+                            body = await r.json() if r.status == 401 else None
+                            answers[path, auth] = (r.status, r.headers.get("WWW-Authenticate"),
+                                                   body)  # fmt: skip
         finally:
             await runner.cleanup()
         return answers
 
     answers = asyncio.run(scenario())
-    for path in ("/accounts/acct-00044", "/funds/USDT-M", "/adl/BTCUSDT/long/queue"):
+    guarded = {"/accounts/acct-00044": "/accounts/{account}", "/funds/USDT-M": "/funds/{fund}",
+               "/adl/BTCUSDT/long/queue": "/adl/{symbol}/{side}/queue"}  # fmt: skip
+    for path, template in guarded.items():
+        unauthorized = Draft202012Validator(schema_for(template, "401"))  # as documented
         for auth in (None, "Bearer nope", "t0ken"):
-            assert answers[path, auth] == (401, "Bearer"), (path, auth)
+            status, challenge, body = answers[path, auth]
+            assert (status, challenge) == (401, "Bearer"), (path, auth)
+            unauthorized.validate(body)
         assert answers[path, "Bearer t0ken"][0] != 401  # past the guard (404: nothing applied)
+    assert OPENAPI["paths"]["/health"]["get"]["security"] == []  # documented as open
     for path in ("/metrics", "/health"):
         assert {answers[path, auth][0] for auth in (None, "Bearer nope")} == {200}
 
