@@ -30,7 +30,7 @@ from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
-from streams.pipeline.settings import Settings
+from streams.pipeline.settings import Settings, secret_from_env
 from streams.pipeline.topics import OUTPUTS, Topics
 from streams.pipeline.web import build_app, serve
 from streams.pipeline.worker import Output, Worker, ensure_topics
@@ -77,7 +77,8 @@ async def run_demo(
         worker = Worker(
             settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
         )
-        web_runner = await serve(build_app(worker, metrics), "127.0.0.1", metrics_port)
+        token = secret_from_env(os.environ, "ADL_API_TOKEN")  # as the worker's API, if set
+        web_runner = await serve(build_app(worker, metrics, token), "127.0.0.1", metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
