@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -56,6 +59,72 @@ def summary_line(metrics: Metrics, progress: str, sent: int, started: float) -> 
     )
 
 
+class StageBoard:
+    """Prints each ADL stage change the moment its output is seen (a 1 s summary line
+    misses most trigger windows), remembers when the first ``triggered`` came, and
+    sums up at the end: what a desk would have been told, and when."""
+
+    PLAN_ROWS = 3
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.first_trigger_s: float | None = None
+        self.stages: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def observe(self, out: Output) -> None:
+        self.counts[out.topic] = self.counts.get(out.topic, 0) + 1
+        if out.topic != "adl_triggers":
+            return
+        trigger = orjson.loads(out.value)
+        stage = trigger["stage"]
+        self.stages[stage] = self.stages.get(stage, 0) + 1
+        elapsed = time.monotonic() - self.started
+        if stage == "triggered" and self.first_trigger_s is None:
+            self.first_trigger_s = elapsed
+        print(stage_line(trigger, elapsed, self.PLAN_ROWS), flush=True)
+
+    def closing(self) -> str:
+        stages = ", ".join(f"{n} {stage}" for stage, n in sorted(self.stages.items())) or "none"
+        first = "never" if self.first_trigger_s is None else f"{self.first_trigger_s:.1f} s"
+        counted = ", ".join(
+            f"{self.counts.get(topic, 0)} {topic}"
+            for topic in ("liquidations", "bankruptcies", "rank_alerts", "dead_letters")
+        )
+        return f"summary: ADL stages announced: {stages}; first triggered after {first}; {counted}"
+
+
+def stage_line(trigger: dict[str, Any], elapsed_s: float, plan_rows: int) -> str:
+    """One ADL stage change as a desk reads it: when, what, how short the fund is, and
+    who would be deleveraged first."""
+    fund = trigger["fund"]
+    line = (
+        f"[{elapsed_s:5.1f}s] ADL {trigger['stage'].upper():9} {trigger['symbol']:9}"
+        f" at {_clock(trigger['ts'])} | fund {fund} {_fmt_decimal(trigger['fund_balance'])}"
+        f" loss {_fmt_decimal(trigger['projected_loss'])}"
+        f" shortfall {_fmt_decimal(trigger['shortfall'])}"
+        f" | {len(trigger['bankrupt'])} positions to close"
+    )
+    plan = trigger["plan"]
+    if plan:
+        steps = "; ".join(
+            f"{p['account']} {p['side']} {p['qty']} @ {p['price']}" for p in plan[:plan_rows]
+        )
+        more = f" (+{len(plan) - plan_rows} more)" if len(plan) > plan_rows else ""
+        line += f"\n         plan: {steps}{more}"
+    return line
+
+
+def _clock(ts_ms: int) -> str:
+    """Event time as the desk's clock shows it (UTC, milliseconds)."""
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.strftime("%H:%M:%S.") + f"{ts_ms % 1000:03d} UTC"
+
+
+def _fmt_decimal(text: str) -> str:
+    return f"{float(text):,.2f}"
+
+
 async def run_demo(
     events: Path,
     instruments: dict[str, Instrument],
@@ -74,15 +143,21 @@ async def run_demo(
             flush=True,
         )
         await ensure_topics(settings, Topics(settings.topic_prefix))
+        board = StageBoard(time.monotonic())
+
+        def observe(out: Output) -> None:
+            metrics.observe(out)
+            board.observe(out)
+
         worker = Worker(
-            settings, instruments, EngineConfig(), on_output=metrics.observe, on_tick=metrics.tick
+            settings, instruments, EngineConfig(), on_output=observe, on_tick=metrics.tick
         )
         token = secret_from_env(os.environ, "ADL_API_TOKEN")  # as the worker's API, if set
         web_runner = await serve(build_app(worker, metrics, token), "127.0.0.1", metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        started = time.monotonic()
+        started = board.started
         sent = 0
 
         def count(n: int) -> None:
@@ -110,8 +185,10 @@ async def run_demo(
         await running
         await _cancel([producer, reporter])
         print(summary_line(metrics, _applied(worker), sent, started))
+        print(board.closing(), flush=True)
         print(f"stopped: {worker.stats}", file=sys.stderr)
         await web_runner.cleanup()
+    shutil.rmtree(workdir, ignore_errors=True)  # the broker's data: the demo keeps nothing
     return 0
 
 
@@ -191,6 +268,7 @@ async def run_agents_demo(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         started = time.monotonic()
+        board = StageBoard(started)
         sent = 0
         outputs = 0
         last_output = time.monotonic()
@@ -210,7 +288,9 @@ async def run_agents_demo(
             await consumer.start()
             try:
                 async for m in consumer:
-                    metrics.observe(Output(topics.base(m.topic), m.key, m.value, 0))
+                    out = Output(topics.base(m.topic), m.key, m.value, 0)
+                    metrics.observe(out)
+                    board.observe(out)
                     outputs += 1
                     last_output = time.monotonic()
             finally:
@@ -240,5 +320,8 @@ async def run_agents_demo(
         code = await agents.wait()
         await _cancel(tasks)
         print(summary_line(metrics, f"outputs {outputs:>5}", sent, started))
+        print(board.closing(), flush=True)
         print(f"stopped: account agents exited with {code}", file=sys.stderr)
+    if code == 0:  # the broker's data and the agents' log; kept to read when they failed
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0

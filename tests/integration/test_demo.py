@@ -64,6 +64,11 @@ def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
     text = out.decode()
     assert "triggers" in text
     assert "stopped:" in text
+    # each stage change printed as it came, with its plan; the first trigger timed
+    assert re.search(r"ADL TRIGGERED \w+ +at \d\d:\d\d:\d\d\.\d{3} UTC \| fund USDT-M", text)
+    assert "         plan: acct-" in text
+    assert re.search(r"summary: ADL stages announced: .*\d+ triggered.*; first triggered after "
+                     r"\d+\.\d s", text)  # fmt: skip
 
 
 def test_demo_agents_runs_the_faust_path_to_replays_triggers(tmp_path) -> None:
@@ -106,3 +111,6 @@ def test_demo_agents_runs_the_faust_path_to_replays_triggers(tmp_path) -> None:
     assert f"triggers {want_triggered} |" in last, last
     assert last.endswith(f"dead letters {want_letters}"), last
     assert "stopped: account agents exited with 0" in text
+    printed = len(re.findall(r"ADL TRIGGERED", text))  # outputs are at-least-once here
+    assert printed >= want_triggered
+    assert f"{printed} triggered" in text  # the closing summary counts what it printed
