@@ -30,6 +30,7 @@ from streams.engine.fixed import SCALE, div_ceil
 
 _BUCKETS_PER_E = 1 / math.log1p(5e-4)  # 0.05% price buckets
 _MEMO_SIZE = 256
+_MEMO_KEPT_ON_CHANGE = 16  # more answers kept (a projection's ladder): forgotten instead
 _BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw price fits
 
 
@@ -180,8 +181,10 @@ class DeficitIndex:
         self._sums = Fenwick(_BUCKET_COUNT)  # per bucket: sum q, sum q*B
         self._total_q = 0  # running totals: the long query needs "all minus prefix"
         self._total_qb = 0
-        # deficit_at answers since the last change: a fund check asks every symbol's index
-        # at its (unchanged) mark and shocked marks after each event of any one symbol
+        # price -> exact numerator (sum of |q| * distance past bankruptcy, raw * SCALE) of
+        # deficit_at answers: a fund check asks every symbol's index at its mark and
+        # shocked marks after each event. A change updates the few prices kept (each is
+        # one entry's term; exact integers) instead of forgetting them.
         self._memo: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -205,7 +208,17 @@ class DeficitIndex:
         return self.put(key, None, 0)
 
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
-        self._memo.clear()
+        memo = self._memo
+        if len(memo) > _MEMO_KEPT_ON_CHANGE:
+            memo.clear()
+        elif self._is_long:
+            for at in memo:  # the entry adds |q| * (B - p) where its price B is above p
+                if price > at:
+                    memo[at] += sign * abs_qty * (price - at)
+        else:
+            for at in memo:  # and |q| * (p - B) where B is below p
+                if price < at:
+                    memo[at] += sign * abs_qty * (at - price)
         slot = price_bucket(price)
         self._sums.add(slot, sign * abs_qty, sign * abs_qty * price)
         self._total_q += sign * abs_qty
@@ -224,15 +237,14 @@ class DeficitIndex:
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
-        known = self._memo.get(price)
-        if known is not None:
-            return known
-        if len(self._memo) >= _MEMO_SIZE:
-            self._memo.clear()
-        deficit = self._memo[price] = self._deficit_at(price)
-        return deficit
+        numerator = self._memo.get(price)
+        if numerator is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            numerator = self._memo[price] = self._numerator_at(price)
+        return div_ceil(numerator, SCALE)
 
-    def _deficit_at(self, price: int) -> int:
+    def _numerator_at(self, price: int) -> int:
         slot = price_bucket(price)
         if self._is_long:  # whole buckets strictly above p's
             below_q, below_qb = self._sums.prefix(slot)
@@ -242,18 +254,19 @@ class DeficitIndex:
         return self._finish(price, slot, sum_q, sum_qb)
 
     def _finish(self, price: int, slot: int, sum_q: int, sum_qb: int) -> int:
-        """The deficit at ``price`` from the sums (q, q*B) of the whole buckets beyond
-        its bucket ``slot``, plus the entries of its own bucket beyond it."""
+        """The deficit's numerator at ``price`` (raw * SCALE, exact) from the sums
+        (q, q*B) of the whole buckets beyond its bucket ``slot``, plus the entries of
+        its own bucket beyond it."""
         bucket = self._buckets.get(slot)
         if self._is_long:
             if bucket is not None:
                 q, qb = bucket.sums_above(price)
                 sum_q, sum_qb = sum_q + q, sum_qb + qb
-            return div_ceil(sum_qb - price * sum_q, SCALE)
+            return sum_qb - price * sum_q
         if bucket is not None:
             q, qb = bucket.sums_below(price)
             sum_q, sum_qb = sum_q + q, sum_qb + qb
-        return div_ceil(price * sum_q - sum_qb, SCALE)
+        return price * sum_q - sum_qb
 
     def deficits_at(self, prices: Sequence[int]) -> list[int]:
         """``deficit_at`` of many prices: one pass over the non-empty buckets, then a
@@ -273,7 +286,7 @@ class DeficitIndex:
             else:
                 i = bisect_left(slots, slot)
                 sum_q, sum_qb = cum_q[i], cum_qb[i]
-            out.append(self._finish(price, slot, sum_q, sum_qb))
+            out.append(div_ceil(self._finish(price, slot, sum_q, sum_qb), SCALE))
         return out
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:

@@ -40,6 +40,24 @@ def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
             assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
 
 
+@settings(max_examples=200)
+@given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=20))
+def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
+    # a fund check asks the same few prices after every event: the answers kept are
+    # updated by each change (up to 16 prices; past that they are forgotten)
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for key, b, q in ops:
+        if key in truth and q % 3 == 0:
+            index.remove(key)
+            del truth[key]
+        else:
+            index.put(key, b, q)
+            truth[key] = (b, q)
+        for p in watched:
+            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+
+
 def test_deficit_hand_example():
     # longs: 2 @ B=100, 1 @ B=90. At p=95: 2 * (100 - 95) = 10. At 80: 2*20 + 1*10 = 50.
     index = DeficitIndex(is_long=True)
