@@ -30,7 +30,7 @@ from streams.engine.fixed import SCALE, div_ceil
 
 _BUCKETS_PER_E = 1 / math.log1p(5e-4)  # 0.05% price buckets
 _MEMO_SIZE = 256
-_MEMO_KEPT_ON_CHANGE = 16  # more answers kept (a projection's ladder): forgotten instead
+_MEMO_KEPT_ON_CHANGE = 16  # more prices asked between two changes: all forgotten
 _BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw price fits
 
 
@@ -172,7 +172,16 @@ class DeficitIndex:
     that holds the query price. A query is O(log buckets + log bucket size).
     """
 
-    __slots__ = ("_buckets", "_by_key", "_is_long", "_memo", "_sums", "_total_q", "_total_qb")
+    __slots__ = (
+        "_asked",
+        "_buckets",
+        "_by_key",
+        "_is_long",
+        "_memo",
+        "_sums",
+        "_total_q",
+        "_total_qb",
+    )
 
     def __init__(self, is_long: bool) -> None:
         self._is_long = is_long
@@ -183,9 +192,11 @@ class DeficitIndex:
         self._total_qb = 0
         # price -> exact numerator (sum of |q| * distance past bankruptcy, raw * SCALE) of
         # deficit_at answers: a fund check asks every symbol's index at its mark and
-        # shocked marks after each event. A change updates the few prices kept (each is
-        # one entry's term; exact integers) instead of forgetting them.
+        # shocked marks after each event. A change keeps the prices asked since the last
+        # change (the fund check's few, not a projection's ladder or search: those are
+        # asked once) and updates them by the entry's own term (exact integers).
         self._memo: dict[int, int] = {}
+        self._asked: set[int] = set()  # prices asked since the last change
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -196,6 +207,7 @@ class DeficitIndex:
         old = self._by_key.get(key)
         if old == new:
             return False
+        self._retain_asked()
         if old is not None:
             self._apply(old[0], key, old[1], -1)
             del self._by_key[key]
@@ -207,11 +219,18 @@ class DeficitIndex:
     def remove(self, key: str) -> bool:
         return self.put(key, None, 0)
 
+    def _retain_asked(self) -> None:
+        """Before a change: forget the answers not asked since the previous one."""
+        asked, memo = self._asked, self._memo
+        if len(asked) > _MEMO_KEPT_ON_CHANGE:
+            memo.clear()
+        elif len(memo) > len(asked):
+            self._memo = {p: memo[p] for p in asked if p in memo}
+        asked.clear()
+
     def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
         memo = self._memo
-        if len(memo) > _MEMO_KEPT_ON_CHANGE:
-            memo.clear()
-        elif self._is_long:
+        if self._is_long:
             for at in memo:  # the entry adds |q| * (B - p) where its price B is above p
                 if price > at:
                     memo[at] += sign * abs_qty * (price - at)
@@ -237,6 +256,8 @@ class DeficitIndex:
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
+        if len(self._asked) <= _MEMO_KEPT_ON_CHANGE:  # past it, all is forgotten anyway
+            self._asked.add(price)
         numerator = self._memo.get(price)
         if numerator is None:
             if len(self._memo) >= _MEMO_SIZE:
