@@ -13,7 +13,7 @@ process (``adl-monitor worker`` with its metrics port), as deployed.
 Prints a line per minute (events sent, RSS, lag) and at the end the RSS change from the
 end of the warm-up to the end of the run. A benchmark: it asserts nothing.
 
-Usage: python benchmarks/bench_soak.py [--minutes 30] [--rate 1000] [--warmup-min 5]
+Usage: python benchmarks/bench_soak.py [--minutes 30] [--rate 1000] [--warmup-min 16]
 """
 
 from __future__ import annotations
@@ -186,7 +186,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--rate", type=int, default=1000, help="events per second")
     parser.add_argument("--accounts", type=int, default=2000)
-    parser.add_argument("--warmup-min", type=int, default=5)
+    # the dedupe window (15 minutes of event time by default) fills up first
+    parser.add_argument("--warmup-min", type=int, default=16)
     args = parser.parse_args()
     if not apache.available():
         raise SystemExit("the soak needs Apache Kafka (Java 17+ and Maven)")
