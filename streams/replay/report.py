@@ -20,14 +20,21 @@ import orjson
 
 from streams.engine.adl import UNDERWATER_SCORE
 
+DISTANCE_CLIP_PCT = 20  # the distance plot's top: a spike to 350% flattens 0-10%
 PLOTS = (
     ("fund.png", "Insurance fund balance vs projected loss"),
-    ("adl_distance.png", "ADL distance per symbol (adverse move that exhausts the fund)"),
+    (
+        "adl_distance.png",
+        "ADL distance per symbol (adverse move that exhausts the fund), "
+        f"0-{DISTANCE_CLIP_PCT}%: the region where ADL decisions are made; farther is clipped",
+    ),
     ("liquidations.png", "Liquidations and bankruptcies detected per minute"),
     ("queue.png", "ADL queue at the first trigger"),
     ("lights.png", "Rank-light distribution at the end"),
 )
 LIGHT_COLOURS = ("#bbbbbb", "#2e7d32", "#9ccc65", "#fdd835", "#fb8c00", "#c62828")
+TABLE_ROWS = 200  # triggers listed in the HTML (the rest counted)
+PLAN_STEPS = 3  # first steps of a trigger's deleverage plan shown
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -43,9 +50,11 @@ def _when(ts_ms: int) -> datetime:
 
 
 def _mark_events(ax: Any, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> None:
-    from matplotlib.dates import DateFormatter
+    from matplotlib.dates import AutoDateLocator, DateFormatter
 
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+    # seconds on the ticks: a 12-minute cascade ticked every 30 s would repeat "21:13"
+    ax.xaxis.set_major_locator(AutoDateLocator(tz=UTC, maxticks=12))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S", tz=UTC))  # type: ignore[no-untyped-call]
     ax.set_xlabel("time (UTC)")
     previous: dict[str, str] = {}
     for t in triggers:
@@ -74,9 +83,15 @@ def _fund(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str
         ax.step(times, [float(r["projected_loss"]) for r in fr], where="post",
                 label=f"{fund} projected loss now")  # fmt: skip
     _mark_events(ax, timeline, triggers)
-    ax.set_ylabel("quote currency")
+    ax.set_ylabel(", ".join(f"{fund} ({fund_currency(fund)})" for fund in sorted(by_fund)))
     ax.legend(loc="upper right")
+    fig.tight_layout()
     return fig
+
+
+def fund_currency(fund: str) -> str:
+    """The currency a fund is kept in, from its name (``USDT-M`` -> USDT, ``BTC`` -> BTC)."""
+    return fund.split("-", 1)[0]
 
 
 def _distance(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> Any:
@@ -92,8 +107,13 @@ def _distance(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict
         ax.step(times, values, where="post", label=sym)
     _mark_events(ax, timeline, triggers)
     ax.set_ylabel("% move to exhaust the fund (nearer side)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, DISTANCE_CLIP_PCT)
+    samples = [v for _, values in series.values() for v in values]
+    beyond = sum(v > DISTANCE_CLIP_PCT for v in samples)
+    ax.set_title(f"clipped at {DISTANCE_CLIP_PCT}%: {beyond:,} of {len(samples):,} samples "
+                 "above (far from ADL)", fontsize=9, loc="left")  # fmt: skip
     ax.legend(loc="upper right")
+    fig.tight_layout()
     return fig
 
 
@@ -110,10 +130,11 @@ def _per_minute(
     _mark_events(ax, timeline, triggers)
     ax.set_ylabel("per minute")
     ax.legend(loc="upper right")
+    fig.tight_layout()
     return fig
 
 
-def _queue(plt: Any, timeline: dict[str, Any]) -> Any:
+def _queue(plt: Any, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> Any:
     snap = timeline.get("first_trigger")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     if not snap:
@@ -121,6 +142,13 @@ def _queue(plt: Any, timeline: dict[str, Any]) -> Any:
         return fig
     when = _when(snap["ts"])
     fig.suptitle(f"{snap['symbol']} at {when:%H:%M:%S}.{when.microsecond // 1000:03d} UTC")
+    # the side its plan closes: the counterparties of the bankrupt positions
+    deleveraged = {
+        step["side"]
+        for t in triggers
+        if t["stage"] == "triggered" and t["symbol"] == snap["symbol"] and t["ts"] == snap["ts"]
+        for step in t["plan"]
+    }
     for ax, side in zip(axes, ("long", "short"), strict=True):
         entries = snap["sides"][side]
         names = [e["account"] for e in entries][::-1]
@@ -128,7 +156,13 @@ def _queue(plt: Any, timeline: dict[str, Any]) -> Any:
         scores = [e["score"] if e["score"] > UNDERWATER_SCORE else 0.0 for e in entries][::-1]
         colours = [LIGHT_COLOURS[e["light"]] for e in entries][::-1]
         ax.barh(names, scores, color=colours)
-        ax.set_title(f"{side}s, first to be deleveraged at the top")
+        other = "short" if side == "long" else "long"
+        role = (
+            f"DELEVERAGED against the bankrupt {other}s"
+            if side in deleveraged
+            else "not deleveraged by this trigger"
+        )
+        ax.set_title(f"{side}s: {role}\n(first in the queue at the top)", fontsize=10)
         ax.set_xlabel("rank score (venue profile)")
         ax.axvline(0, color="black", lw=0.5)
         ax.tick_params(axis="y", labelsize=7)
@@ -170,18 +204,44 @@ def write_report(out_dir: str | Path, report_dir: str | Path) -> Path:
         "fund.png": _fund(plt, out, timeline, triggers),
         "adl_distance.png": _distance(plt, out, timeline, triggers),
         "liquidations.png": _per_minute(plt, out, timeline, triggers),
-        "queue.png": _queue(plt, timeline),
+        "queue.png": _queue(plt, timeline, triggers),
         "lights.png": _lights(plt, timeline),
     }
     for name, fig in figures.items():
         fig.savefig(report / name, dpi=110, metadata={"Software": None})
         plt.close(fig)
     page = report / "index.html"
-    page.write_text(_html(summary, report), encoding="utf-8")
+    page.write_text(_html(summary, report, triggers), encoding="utf-8")
     return page
 
 
-def _html(summary: dict[str, Any], report: Path) -> str:
+def _triggers_table(triggers: list[dict[str, Any]]) -> str:
+    """Every ``triggered`` announcement: when, what, how short, who goes first."""
+    fired = [t for t in triggers if t["stage"] == "triggered"]
+    head = ("time (UTC)", "symbol", "fund", "balance", "projected loss", "shortfall",
+            "positions to close", "bankrupt accounts", "deleverage plan (first steps)")  # fmt: skip
+    rows = []
+    for t in fired[:TABLE_ROWS]:
+        money = fund_currency(t["fund"])
+        accounts = sorted({b["account"] for b in t["bankrupt"]})
+        plan = [f"{p['account']} {p['side']} {p['qty']} @ {p['price']}" for p in t["plan"]]
+        more = f" (+{len(plan) - PLAN_STEPS} more)" if len(plan) > PLAN_STEPS else ""
+        cells = (
+            _iso(t["ts"])[11:23], t["symbol"], t["fund"], f"{t['fund_balance']} {money}",
+            f"{t['projected_loss']} {money}", f"{t['shortfall']} {money}", len(t["bankrupt"]),
+            ", ".join(accounts[:5]) + (f" (+{len(accounts) - 5})" if len(accounts) > 5 else ""),
+            "; ".join(plan[:PLAN_STEPS]) + more,
+        )  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    left = f"<p>{len(fired) - TABLE_ROWS} more not listed.</p>" if len(fired) > TABLE_ROWS else ""
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (
+        f'<h2>ADL triggered ({len(fired)})</h2><table class="triggers"><tr>{header}</tr>'
+        f"{''.join(rows)}</table>{left}"
+    )
+
+
+def _html(summary: dict[str, Any], report: Path, triggers: list[dict[str, Any]]) -> str:
     warning = summary.get("adl_warning", {})
     firsts = warning.get("first_adl_by_symbol", {})
     facts = [
@@ -213,7 +273,7 @@ def _html(summary: dict[str, Any], report: Path) -> str:
         "<h1>adl-monitor replay report</h1>"
         "<p>Red lines: ADL triggered; orange dashes: ADL imminent; black ticks: real ADL "
         "fills in the input.</p>"
-        f"<table>{rows}</table>{figures}</html>\n"
+        f"<table>{rows}</table>{_triggers_table(triggers)}{figures}</html>\n"
     )
 
 

@@ -1,6 +1,7 @@
 """``replay --report``: the HTML and its plots, opened in headless Chromium."""
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ PLOTS = {"fund.png", "adl_distance.png", "liquidations.png", "queue.png", "light
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def outputs_and_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     rep = tmp_path_factory.mktemp("report")
     done = subprocess.run(
@@ -25,7 +26,59 @@ def report(tmp_path_factory):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "report:" in done.stderr
-    return rep
+    return out, rep
+
+
+@pytest.fixture(scope="module")
+def report(outputs_and_report):
+    return outputs_and_report[1]
+
+
+def test_the_report_lists_every_trigger_for_the_desk(outputs_and_report):
+    out, rep = outputs_and_report
+    triggers = [json.loads(line) for line in (out / "adl_triggers.jsonl").read_text().splitlines()]
+    fired = [t for t in triggers if t["stage"] == "triggered"]
+    page = (rep / "index.html").read_text()
+    table = page.split('<table class="triggers">', 1)[1].split("</table>", 1)[0]
+    assert f"<h2>ADL triggered ({len(fired)})</h2>" in page
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", table)
+    assert len(rows) == len(fired)
+    for row, trigger in zip(rows, fired, strict=True):
+        cells = row.split("</td><td>")
+        assert cells[1] == trigger["symbol"]
+        assert cells[5] == f"{trigger['shortfall']} USDT"  # in the fund's currency
+        assert cells[6] == str(len(trigger["bankrupt"]))
+        first = trigger["plan"][0]
+        assert cells[8].startswith(f"{first['account']} {first['side']} {first['qty']} @ ")
+
+
+def test_the_plots_say_what_they_clip_and_who_is_deleveraged(outputs_and_report):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from streams.replay import report as reporting
+
+    out, _ = outputs_and_report
+    timeline = json.loads((out / "timeline.json").read_text())
+    triggers = [json.loads(line) for line in (out / "adl_triggers.jsonl").read_text().splitlines()]
+    distance = reporting._distance(plt, out, timeline, triggers)
+    [ax] = distance.axes
+    assert ax.get_ylim() == (0.0, reporting.DISTANCE_CLIP_PCT)
+    assert re.match(r"clipped at 20%: \d+ of [\d,]+ samples above", ax.get_title(loc="left"))
+    distance.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(ticks) >= 3
+    assert len(set(ticks)) == len(ticks)  # no repeated time
+    queue = reporting._queue(plt, timeline, triggers)
+    snap = timeline["first_trigger"]
+    first = next(t for t in triggers if t["stage"] == "triggered" and t["ts"] == snap["ts"]
+                 and t["symbol"] == snap["symbol"])  # fmt: skip
+    sides = {step["side"] for step in first["plan"]}
+    for ax, side in zip(queue.axes, ("long", "short"), strict=True):
+        assert ("DELEVERAGED" in ax.get_title()) is (side in sides)
+    plt.close("all")
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
