@@ -12,7 +12,7 @@ from typing import Any
 
 from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
-from streams.engine.risk import AccountRisk, evaluate
+from streams.engine.risk import AccountRisk
 from streams.engine.signals import (
     AdlTriggered,
     BankruptcyDetected,
@@ -174,10 +174,9 @@ def final_accounts(engine: Engine) -> list[dict[str, Any]]:
     """Every account re-evaluated at the final marks, sorted by account id."""
     out = []
     for acct in sorted(engine.accounts):
-        risk = evaluate(
-            engine.accounts[acct], engine.marks, engine.instruments, engine.config.warning_ratio
-        )
-        out.append(account_risk(risk, engine))
+        risk = engine.risk_now(acct)
+        if risk is not None:  # always: an account of engine.accounts
+            out.append(account_risk(risk, engine))
     return out
 
 

@@ -131,6 +131,14 @@ class Engine:
         self.last_ts_ms = max(self.last_ts_ms, event.ts_ms)
         return signals
 
+    def risk_now(self, account: str) -> AccountRisk | None:
+        """The account evaluated at the latest marks (a pure read: ``risks`` holds its
+        last evaluation, which a mark that crossed none of its thresholds left as is)."""
+        state = self.accounts.get(account)
+        if state is None:
+            return None
+        return evaluate(state, self.marks, self.instruments, self.config.warning_ratio)
+
     def restore(self, states: Iterable[AccountState]) -> None:
         """Load account states in bulk (a snapshot, a recovered table): evaluated and
         indexed at the current marks, with no signals and no fund checks."""

@@ -110,7 +110,7 @@ def build_app(worker: Worker, metrics: Metrics, token: str | None = None) -> web
 
     async def account(request: web.Request) -> web.Response:
         name = request.match_info["account"]
-        risk = engine.risks.get(name)
+        risk = engine.risk_now(name)  # at the latest marks, as replay's final accounts
         if risk is None:
             return _error(404, f"unknown account {name!r}")
         return _json(wire.account_risk(risk, engine))

@@ -26,6 +26,7 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.web import build_app, serve
 from streams.pipeline.worker import Worker, ensure_topics
+from streams.replay.runner import replay
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI = yaml.safe_load((SCHEMAS / "openapi.yaml").read_text())
@@ -47,7 +48,7 @@ def schema_for(path: str, status: str) -> dict[str, Any]:
     return dict(json.loads((SCHEMAS / ref).read_text()))
 
 
-def test_read_api(kafka: Broker) -> None:
+def test_read_api(kafka: Broker, tmp_path: Path) -> None:
     settings = Settings(bootstrap=kafka.bootstrap, topic_prefix=f"a{uuid.uuid4().hex[:6]}.",
                         partitions=3, idle_flush_ms=300)  # fmt: skip
     instruments = load_instruments(bundled("instruments.toml"))
@@ -67,7 +68,8 @@ def test_read_api(kafka: Broker) -> None:
                 for path in ("/health", "/funds/USDT-M", "/funds/nope",
                              "/adl/BTCUSDT/short/queue?limit=3", "/adl/BTCUSDT/up/queue",
                              "/adl/BTCUSDT/long/queue?limit=0", "/adl/DOGEUSDT/long/queue",
-                             "/accounts/acct-00044", "/accounts/nobody", "/metrics",
+                             "/accounts/acct-00044", "/accounts/acct-00169",
+                             "/accounts/nobody", "/metrics",
                              *HOSTILE_LIMITS):  # fmt: skip
                     async with http.get(base + path) as response:
                         body = await response.read()
@@ -105,6 +107,23 @@ def test_read_api(kafka: Broker) -> None:
     check("/adl/DOGEUSDT/long/queue", "/adl/{symbol}/{side}/queue", 404)
     account = check("/accounts/acct-00044", "/accounts/{account}", 200)
     assert account["account"] == "acct-00044"
+    # at the latest marks, as replay's final state of the account (it showed the state of
+    # its last re-evaluation: BTC mark 53,366.8 against 54,620.3, equity 1,017.50 / 1,024.50)
+    replay(Path(bundled("cascade.jsonl")), instruments, tmp_path, progress=False)
+    final = {
+        row["account"]: row
+        for row in map(json.loads, (tmp_path / "accounts.jsonl").read_text().splitlines())
+    }
+    unranked = ("rank_score", "quantile")  # replay ranks once more at its end
+    for name in ("acct-00044", "acct-00169"):
+        got = check(f"/accounts/{name}", "/accounts/{account}", 200)
+        want = final[name]
+        assert {k: v for k, v in got.items() if k != "positions"} == {
+            k: v for k, v in want.items() if k != "positions"
+        }
+        assert [{k: v for k, v in p.items() if k not in unranked} for p in got["positions"]] == [
+            {k: v for k, v in p.items() if k not in unranked} for p in want["positions"]
+        ]
     check("/accounts/nobody", "/accounts/{account}", 404)
     assert answers["/metrics"][0] == 200
     assert b"adl_fund_balance_usd" in answers["/metrics"][1]
