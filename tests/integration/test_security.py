@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from streams.brokers import apache
 from streams.brokers.base import free_port
 from streams.notify.signing import new_secret
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import Topics
 from tests.integration.test_account_agents import scrape
 from tests.integration.test_pipeline import (
     assert_same,
@@ -33,6 +31,7 @@ from tests.integration.test_pipeline import (
     read_outputs,
     replayed,  # noqa: F401  (the fixture it is made from)
 )
+from tests.integration.test_webhooks import read_all
 from tests.integration.tls import Certificates, make_certificates
 
 USER, PASSWORD = "adl-monitor", "a-scram-secret"
@@ -110,19 +109,6 @@ def wait_for(check: Any, what: str, log: Path, timeout_s: float = 120) -> None:
     raise AssertionError(f"{what}: not within {timeout_s} s\n{log.read_text()[-3000:]}")
 
 
-async def topic_messages(settings: Settings, base: str) -> int:
-    consumer = AIOKafkaConsumer(
-        Topics(settings.topic_prefix).name(base), **settings.client_options(),
-        group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000, max_records=10_000)
-        return sum(len(messages) for messages in batch.values())
-    finally:
-        await consumer.stop()
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_every_client_connects_and_works(
     secured: tuple[Any, Certificates],
@@ -147,7 +133,7 @@ def test_every_client_connects_and_works(
                     "--out", out, "--bootstrap", broker.address(mode))  # fmt: skip
     assert simulated.returncode == 0, simulated.stderr[-3000:]
     sim_settings = Settings.from_env(env | {"ADL_TOPIC_PREFIX": f"sim-{prefix}"})
-    assert asyncio.run(topic_messages(sim_settings, "mark_prices")) > 10
+    assert len(asyncio.run(read_all(sim_settings, "mark_prices"))) > 10
 
     port = free_port()
     agents_log = tmp_path / "agents.log"
@@ -163,7 +149,7 @@ def test_every_client_connects_and_works(
     hooks = spawn(env | {"ADL_WEBHOOK_SECRET": new_secret()}, hooks_log, "webhooks",
                   "--url", dead_end, "--max-age-s", "1", "--no-rank-alerts")  # fmt: skip
     try:  # it reads the triggers and writes each one, expired, to its dead letters
-        wait_for(lambda: asyncio.run(topic_messages(settings, "webhook_dead_letters")) > 0,
+        wait_for(lambda: asyncio.run(read_all(settings, "webhook_dead_letters")),
                  "webhook dead letters", hooks_log)  # fmt: skip
     finally:
         stop(hooks)

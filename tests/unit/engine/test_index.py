@@ -21,18 +21,25 @@ def brute_deficit(entries: dict[str, tuple[int, int]], price: int, is_long: bool
     return -((-total.numerator) // total.denominator)  # ceil
 
 
+def update(
+    index: DeficitIndex, truth: dict[str, tuple[int, int]], key: str, b: int, q: int
+) -> None:
+    """Put (or, for some, remove) an entry in the index and in the brute-force copy."""
+    if key in truth and q % 3 == 0:  # some updates are removals
+        index.remove(key)
+        del truth[key]
+    else:
+        index.put(key, b, q)
+        truth[key] = (b, q)
+
+
 @settings(max_examples=200)
 @given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=10))
 def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
     index = DeficitIndex(is_long)
     truth: dict[str, tuple[int, int]] = {}
-    for key, b, q in ops:
-        if key in truth and q % 3 == 0:  # some updates are removals
-            index.remove(key)
-            del truth[key]
-        else:
-            index.put(key, b, q)
-            truth[key] = (b, q)
+    for op in ops:
+        update(index, truth, *op)
     # also query at the entries' own prices and their neighbours (bucket edges)
     points = list(queries) + [b + d for b, _ in truth.values() for d in (-1, 0, 1)]
     for p in points:
@@ -47,13 +54,8 @@ def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
     # updated by each change (up to 16 prices; past that they are forgotten)
     index = DeficitIndex(is_long)
     truth: dict[str, tuple[int, int]] = {}
-    for key, b, q in ops:
-        if key in truth and q % 3 == 0:
-            index.remove(key)
-            del truth[key]
-        else:
-            index.put(key, b, q)
-            truth[key] = (b, q)
+    for op in ops:
+        update(index, truth, *op)
         for p in watched:
             assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
 
