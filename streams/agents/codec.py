@@ -34,6 +34,7 @@ def encode_account(row: AccountRow) -> bytes:
             "last_ts_ms": state.last_ts_ms,
             "applied": row.applied,
             "lights": row.lights,
+            "seen": row.seen,
         }
     )
 
@@ -54,7 +55,13 @@ def decode_account(raw: bytes) -> AccountRow:
         fees_paid=row["fees_paid"],
         last_ts_ms=row["last_ts_ms"],
     )
-    return AccountRow(state, dict(row["applied"]), int(row["p"]), dict(row.get("lights", {})))
+    return AccountRow(
+        state,
+        dict(row["applied"]),
+        int(row["p"]),
+        dict(row.get("lights", {})),
+        dict(row.get("seen", {})),  # rows written before the dedupe ids were kept: none
+    )
 
 
 def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:

@@ -70,6 +70,9 @@ class AccountRow:
     applied: dict[str, int]  # source "topic:partition" -> last offset applied to it
     partition: int
     lights: dict[str, int]  # symbol -> light last announced for its position there
+    # its fill and balance ids still in the dedupe window -> event time: a venue's re-send
+    # after a restart is recognised (an empty window would apply it a second time)
+    seen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,9 @@ class Shard(Generic[T]):
         for row in rows:
             self.applied[row.state.account] = dict(row.applied)
         engine.restore(row.state for row in rows)
+        engine.seen_ids.restore(
+            (key, ts_ms, row.state.account) for row in rows for key, ts_ms in row.seen.items()
+        )
         for row in rows:
             engine.restore_announced(row.state.account, row.lights)
         engine.touched.clear()
@@ -154,6 +160,7 @@ class Shard(Generic[T]):
             self.applied.get(account, {}),
             self.partition,
             engine.announced_lights(account),
+            engine.seen_ids.of(account),
         )
 
     # ------------------------------------------------------------------ intake

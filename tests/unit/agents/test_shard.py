@@ -189,3 +189,33 @@ def test_an_engine_rejection_is_a_dead_letter_with_its_source() -> None:
     )
     assert letters[0]["field"] == "margin_mode"
     assert orjson.loads(letters[0]["input"])["margin_mode"] == "isolated"
+
+
+def test_a_venue_resend_after_a_restart_is_still_a_duplicate() -> None:
+    """A venue re-sends fill f-1 (a new message, a new offset) after the shard restarted
+    from its rows: the rows carry the account's ids still in the dedupe window, so the
+    re-send is ignored, as replay ignores it. (Ten SIGKILLs of account-agents applied the
+    bundled cascade's re-sent f-1 to acct-00136: SOL short 6.66 instead of 15.73.)"""
+    instruments = bundled_instruments()
+    deposit = {"type": "balance", "event_id": "d", "ts": 1, "account": "a", "amount": "1000",
+               "reason": "deposit"}  # fmt: skip
+    fill = {"type": "fill", "fill_id": "f-1", "ts": 2, "account": "a", "symbol": "SOLUSDT",
+            "side": "buy", "qty": "9.07", "price": "150"}  # fmt: skip
+
+    def deliver(shard: Shard[None], topic: str, obj: dict[str, Any], offset: int) -> None:
+        event = decode_event(obj, frozenset(instruments), obj["type"])
+        assert shard.push(event, obj, Source(topic, 0, offset), None)
+        for item in shard.release([], flush=True):
+            shard.apply(item)
+
+    first: Shard[None] = Shard(0, instruments)
+    deliver(first, "balances", deposit, 0)
+    deliver(first, "fills", fill, 0)
+    row = decode_account(encode_account(first.row("a")))
+    assert row.seen == {"Balance:a:d": 1, "fill:a:f-1": 2}
+    second: Shard[None] = Shard(0, instruments)
+    second.restore([row], [])
+    deliver(second, "fills", {**fill, "ts": 60_000}, 1)  # the re-send, a minute later
+    [position] = second.engine.accounts["a"].positions
+    assert position.qty == 907_000_000  # 9.07 once, as before the restart
+    assert second.engine.stats.duplicates == 1
