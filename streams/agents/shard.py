@@ -126,7 +126,7 @@ class Shard(Generic[T]):
         # ranked when replay's engine ranks (the lit marks) and at summaries (the queue
         # heads); lit by the boundaries the desk sends back for the lit marks
         refresh = NEVER_MS if self.summary_interval_ms is None else EngineConfig().rank_refresh_ms
-        config = EngineConfig(rank_refresh_ms=refresh, light_locally=False)
+        config = EngineConfig(rank_refresh_ms=refresh, light_locally=False, dedupe_by_account=True)
         self.engine = Engine(self.instruments, config)
         if self.summary_interval_ms is not None:
             self.summarizer = Summarizer(self.engine, self.partition, self.summary_interval_ms)

@@ -31,6 +31,9 @@ class EngineConfig:
     # fill and balance ids remembered this long (event time) and at most this many
     dedupe_window_ms: int = DEFAULT_WINDOW_MS
     dedupe_max_ids: int = DEFAULT_MAX_IDS
+    # keep each account's dedupe ids readable (a partitioned shard writes them with the
+    # account's changelog row); the single-process worker rebuilds them from its inputs
+    dedupe_by_account: bool = False
     # marks, funds and times no venue would publish: held out (engine.sanity)
     sanity: SanityBands = DEFAULT_SANITY
 

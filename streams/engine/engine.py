@@ -101,7 +101,11 @@ class Engine:
         self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
         self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
-        self.seen_ids = DedupeWindow(self.config.dedupe_window_ms, self.config.dedupe_max_ids)
+        self.seen_ids = DedupeWindow(
+            self.config.dedupe_window_ms,
+            self.config.dedupe_max_ids,
+            by_owner=self.config.dedupe_by_account,
+        )
         self.sanity = MarketSanity(self.config.sanity)
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same

@@ -51,16 +51,24 @@ def test_the_engine_ignores_a_resend_inside_the_window_and_applies_one_after_it(
 
 
 def test_each_owners_ids_leave_with_the_window_and_come_back_on_restore() -> None:
-    window = DedupeWindow(window_ms=1_000, max_ids=10)
+    window = DedupeWindow(window_ms=1_000, max_ids=10, by_owner=True)
     window.add("fill:a:1", 0, "a")
     window.add("fill:b:1", 500, "b")
     window.add("fill:a:2", 900, "a")
     assert window.of("a") == {"fill:a:1": 0, "fill:a:2": 900}
     window.add("fill:b:2", 1_200, "b")  # 0 is past the 1 s window now
     assert window.of("a") == {"fill:a:2": 900}
-    again = DedupeWindow(window_ms=1_000, max_ids=10)
+    again = DedupeWindow(window_ms=1_000, max_ids=10, by_owner=True)
     # rows come back account by account, not in time order: restored oldest first
     again.restore([("fill:b:2", 1_200, "b"), ("fill:a:2", 900, "a"), ("fill:b:1", 500, "b")])
     assert list(again.of("b")) == ["fill:b:1", "fill:b:2"]
     assert "fill:a:2" in again
     assert "fill:a:1" not in again
+
+
+def test_a_window_not_kept_by_owner_says_so() -> None:
+    window = DedupeWindow(window_ms=1_000, max_ids=10)  # the single-process worker's
+    window.add("fill:a:1", 0, "a")
+    assert "fill:a:1" in window
+    with pytest.raises(ValueError, match="by_owner"):
+        window.of("a")
