@@ -104,7 +104,7 @@ def broker_url(bootstrap: str) -> str:
 def credentials(settings: Settings) -> Any:
     """Faust's form of the SASL/TLS settings (``None`` for PLAINTEXT)."""
     ssl_context = settings.ssl_context()
-    if settings.security_protocol.startswith("SASL_"):
+    if settings.uses_sasl:
         return faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password,

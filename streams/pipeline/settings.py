@@ -104,13 +104,23 @@ class Settings:
         settings.check_security()
         return settings
 
+    @property
+    def uses_sasl(self) -> bool:
+        """SASL_PLAINTEXT or SASL_SSL: the SASL settings apply."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """SSL or SASL_SSL: the TLS files apply."""
+        return self.security_protocol.endswith("SSL")
+
     def check_security(self) -> None:
         """One ``ConfigError`` line for a security setting that cannot work."""
         if self.security_protocol not in PROTOCOLS:
             allowed = "/".join(PROTOCOLS)
             got = self.security_protocol
             raise ConfigError(f"ADL_SECURITY_PROTOCOL: one of {allowed}, got {got!r}")
-        sasl = self.security_protocol.startswith("SASL_")
+        sasl = self.uses_sasl
         if sasl and self.sasl_mechanism not in MECHANISMS:
             raise ConfigError(
                 f"ADL_SASL_MECHANISM: one of {'/'.join(MECHANISMS)} with "
@@ -123,7 +133,7 @@ class Settings:
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError("ADL_SSL_CERTFILE and ADL_SSL_KEYFILE go together (mTLS)")
-        if self.security_protocol.endswith("SSL"):
+        if self.uses_tls:
             for name, path in (
                 ("ADL_SSL_CAFILE", self.ssl_cafile),
                 ("ADL_SSL_CERTFILE", self.ssl_certfile),
@@ -135,14 +145,11 @@ class Settings:
     def security_warnings(self) -> list[str]:
         """Settings that work but are probably not what was meant (logged at start)."""
         out = []
-        sasl = self.security_protocol.startswith("SASL_")
-        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+        if not self.uses_sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
             out.append(
                 f"SASL settings are ignored with ADL_SECURITY_PROTOCOL={self.security_protocol}"
             )
-        if not self.security_protocol.endswith("SSL") and (
-            self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile
-        ):
+        if not self.uses_tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
             out.append(f"TLS files are ignored with ADL_SECURITY_PROTOCOL={self.security_protocol}")
         if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
             out.append("SASL PLAIN over SASL_PLAINTEXT sends the password in clear: use SASL_SSL")
@@ -151,7 +158,7 @@ class Settings:
     def ssl_context(self) -> Any:
         """The TLS context for SSL and SASL_SSL (the CA; this client's certificate for
         mTLS), ``None`` otherwise."""
-        if not self.security_protocol.endswith("SSL"):
+        if not self.uses_tls:
             return None
         from aiokafka.helpers import create_ssl_context
 
@@ -167,7 +174,7 @@ class Settings:
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
         }
-        if self.security_protocol.startswith("SASL_"):
+        if self.uses_sasl:
             options |= {
                 "sasl_mechanism": self.sasl_mechanism,
                 "sasl_plain_username": self.sasl_username,
