@@ -73,6 +73,8 @@ def _simulate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--symbols: unknown {unknown}; known: {sorted(known)}")
         chosen["symbols"] = tuple(known[name] for name in args.symbols.split(","))
     spec = dataclasses.replace(base, **chosen)
+    if args.bootstrap:
+        _topics_ready(_settings(args))  # refused credentials: said now, not after simulating
     started = time.perf_counter()
     out = Path(args.out)
     result = simulate(
@@ -170,32 +172,33 @@ def _send(args: argparse.Namespace, events: Path) -> int:
     import asyncio
 
     from streams.pipeline.producer import produce_file
-    from streams.pipeline.topics import Topics
-    from streams.pipeline.worker import ensure_topics
 
     settings = _settings(args)
-
-    async def run() -> int:
-        await ensure_topics(settings, Topics(settings.topic_prefix))
-        return await produce_file(settings, events, args.rate)
-
-    sent = asyncio.run(run())
+    _topics_ready(settings)
+    sent = asyncio.run(produce_file(settings, events, args.rate))
     print(f"produced {sent} events to {settings.bootstrap}", file=sys.stderr)
     return sent
 
 
-def _account_agents(args: argparse.Namespace) -> int:
+def _topics_ready(settings: Settings, extra: tuple[Any, ...] = ()) -> None:
+    """Create the topics if needed: the first use of Kafka, so that an unreachable broker
+    or refused credentials end the command here, in one line (``main``)."""
     import asyncio
 
-    from faust.worker import Worker as FaustWorker
-
-    from streams.agents.app import INTERNAL, AccountAgents
     from streams.pipeline.topics import Topics
     from streams.pipeline.worker import ensure_topics
 
+    asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), extra))
+
+
+def _account_agents(args: argparse.Namespace) -> int:
+    from faust.worker import Worker as FaustWorker
+
+    from streams.agents.app import INTERNAL, AccountAgents
+
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
-    asyncio.run(ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL))
+    _topics_ready(settings, INTERNAL)
     agents = AccountAgents(settings, instruments, summary_interval_ms=args.summary_interval_ms)
     if args.metrics_port:
         from streams.agents.metrics import serve_metrics

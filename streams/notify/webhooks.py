@@ -211,13 +211,16 @@ class Dispatcher:
 
     async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer) -> bool:
         """Start a Kafka client, waiting for the broker with capped backoff (one line per
-        try); ``False`` if stopped meanwhile."""
+        try); ``False`` if stopped meanwhile. A broker that listens but refuses the client
+        (credentials, certificates) raises: the caller exits with one line."""
         attempt = 0
         while not self._stop.is_set():
             try:
                 await client.start()
                 return True
             except KafkaConnectionError as exc:
+                if self.settings.listening():
+                    raise  # the broker is up and refused us: waiting will not help
                 wait_s = min(KAFKA_WAIT_MAX_S, 0.5 * 2**attempt)
                 log.warning("Kafka at %s not reachable (%s): retrying in %.1f s",
                             self.settings.bootstrap, exc, wait_s)  # fmt: skip
@@ -242,10 +245,14 @@ class Dispatcher:
         self._producer = producer = AIOKafkaProducer(
             **self.settings.client_options(), acks="all", enable_idempotence=True
         )
-        if not await self._start(producer):
-            return self.stats
-        if not await self._start(consumer):
-            await producer.stop()
+        started = False
+        try:
+            started = await self._start(producer) and await self._start(consumer)
+        finally:
+            if not started:  # stopped meanwhile, or refused: close both (each may be open)
+                await producer.stop()
+                await consumer.stop()
+        if not started:
             return self.stats
         await ensure_topics(self.settings, self.topics, (WEBHOOK_DEAD_LETTERS,))
         log.info("webhooks: reading %s, posting to %s", ", ".join(names), self.config.url)

@@ -4,6 +4,7 @@ topic prefix and partitions. Every name is ``ADL_`` + the field in upper case.""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -167,6 +168,18 @@ class Settings:
             certfile=self.ssl_certfile or None,
             keyfile=self.ssl_keyfile or None,
         )
+
+    def listening(self, timeout_s: float = 2.0) -> bool:
+        """Whether a bootstrap server accepts TCP connections: a client that then fails
+        to start was refused (credentials, certificates), the broker is not down."""
+        for server in self.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka connection options (security) shared by every client."""

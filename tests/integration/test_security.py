@@ -175,11 +175,23 @@ def test_refused_credentials_are_one_line_and_exit_2(
         env |= {"ADL_SSL_CERTFILE": str(certs.rogue_cert), "ADL_SSL_KEYFILE": str(certs.rogue_key)}
     elif cert == "none":
         env = {k: v for k, v in env.items() if k not in ("ADL_SSL_CERTFILE", "ADL_SSL_KEYFILE")}
-    env = {k: v for k, v in (env | change).items() if v}
-    for command in (["worker", "--exit-when-idle"], ["produce"]):
+    env = {k: v for k, v in (env | change).items() if v} | {"ADL_WEBHOOK_SECRET": new_secret()}
+    commands = {
+        "worker": ["worker", "--exit-when-idle"],
+        "produce": ["produce"],
+        "account-agents": ["account-agents"],
+        # refused before it simulates, not after
+        "simulate": ["simulate", "--accounts", "20", "--minutes", "1", "--crash-start-min",
+                     "0.5", "--crash-minutes", "0.2", "--out", str(tmp_path / "sim.jsonl"),
+                     "--bootstrap", broker.address(mode)],
+        # it waits for a broker that is down, not for one that refuses it
+        "webhooks": ["webhooks", "--url", f"http://127.0.0.1:{free_port()}/hook"],
+    }  # fmt: skip
+    for name, command in commands.items():
         done = run(env, *command, timeout=120)
-        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.returncode == 2, (name, done.stderr[-2000:])
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith(f"adl-monitor: cannot use Kafka at {broker.address(mode)}")
         assert said in last
         assert "Traceback" not in done.stderr
+    assert not (tmp_path / "sim.jsonl").exists()
