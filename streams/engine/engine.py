@@ -65,6 +65,8 @@ class EngineStats:
 
 @dataclass(slots=True)
 class _SymbolState:
+    name: str
+    moved_for_fund: set[str]  # the fund's symbols that moved since its last check
     thresholds: ThresholdIndex = field(default_factory=ThresholdIndex)
     longs: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=True))
     shorts: DeficitIndex = field(default_factory=lambda: DeficitIndex(is_long=False))
@@ -83,6 +85,10 @@ class _SymbolState:
     def side_index(self, is_long: bool) -> DeficitIndex:
         return self.longs if is_long else self.shorts
 
+    def fund_changed(self) -> None:
+        self.fund_changes += 1
+        self.moved_for_fund.add(self.name)
+
 
 class Engine:
     def __init__(self, instruments: Mapping[str, Instrument], config: EngineConfig | None = None):
@@ -97,10 +103,14 @@ class Engine:
         self.view = _IndexView(self)
         self.funds = self.watch.funds
         self.depth = self.watch.depth
-        self.symbols: dict[str, _SymbolState] = {s: _SymbolState() for s in self.instruments}
+        self.fund_moved: dict[str, set[str]] = {fund: set() for fund in self.fund_symbols}
+        self.symbols = {
+            s: _SymbolState(s, self.fund_moved[inst.fund]) for s, inst in self.instruments.items()
+        }
         self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
         self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
+        self.overcount_total: dict[str, int] = dict.fromkeys(self.fund_symbols, 0)  # per fund
         self.seen_ids = DedupeWindow(
             self.config.dedupe_window_ms,
             self.config.dedupe_max_ids,
@@ -189,7 +199,7 @@ class Engine:
         self.sanity.check_mark(event, self.marks.get(sym))
         st.mark_ts_ms = event.ts_ms
         st.changes += 1
-        st.fund_changes += 1
+        st.fund_changed()
         old = self.marks.get(sym)
         new = event.mark_price
         self.marks[sym] = new
@@ -238,7 +248,7 @@ class Engine:
                 st.longs.remove(acct)
                 st.shorts.remove(acct)
                 st.liquidatable.pop(acct, None)
-                st.fund_changes += 1
+                st.fund_changed()
                 continue
             others = [
                 OtherPosition(
@@ -268,14 +278,14 @@ class Engine:
             else:
                 st.liquidatable.pop(acct, None)
             if moved or st.liquidatable.get(acct) != before_liquidatable:
-                st.fund_changes += 1
+                st.fund_changed()
             if before is None or before.health is not pos.health:
                 self.touched.add(acct)
             changes = _transitions(acct, before, pos, new, ts_ms)
             bankrupt = sum(isinstance(c, BankruptcyDetected) for c in changes)
             if bankrupt:
                 st.bankruptcies += bankrupt
-                st.fund_changes += 1
+                st.fund_changed()
             signals.extend(changes)
         self._update_overcount(acct, new, multi)
         return signals
@@ -307,17 +317,20 @@ class Engine:
         indexes (each position's bankruptcy price carries the whole account deficit);
         keep the excess per fund so fund totals count it once."""
         deficit = max(0, -risk.cross_equity)
+        for fund, part in self.overcount.pop(acct, {}).items():
+            self.overcount_total[fund] -= part
         if not multi or deficit == 0:
-            self.overcount.pop(acct, None)
             return
         counts: dict[str, int] = defaultdict(int)
         for pos in risk.positions:
             if not pos.isolated:
                 counts[self.instruments[pos.symbol].fund] += 1
         total = sum(counts.values())
-        self.overcount[acct] = {
+        self.overcount[acct] = parts = {
             fund: deficit * n - div_floor(deficit * n, total) for fund, n in counts.items()
         }
+        for fund, part in parts.items():
+            self.overcount_total[fund] += part
 
     # ------------------------------------------------------------------ fund
     def loss_now(self, fund: str) -> tuple[int, dict[str, tuple[int, int]]]:
@@ -437,7 +450,7 @@ class Engine:
         return self.symbols[sym].bankruptcies
 
     def fund_overcount(self, fund: str) -> int:
-        return sum(parts.get(fund, 0) for parts in self.overcount.values())
+        return self.overcount_total[fund]
 
     def ranked_at_ms(self, sym: str) -> int | None:
         return self.symbols[sym].ranked_at_ms
@@ -542,6 +555,12 @@ class _IndexView:
 
     def version(self, symbol: str) -> int:
         return self._engine.symbols[symbol].fund_changes
+
+    def changed(self, fund: str) -> set[str]:
+        moved = self._engine.fund_moved[fund]
+        out = set(moved)
+        moved.clear()
+        return out
 
     def mark(self, symbol: str) -> int | None:
         return self._engine.marks.get(symbol)

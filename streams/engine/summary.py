@@ -261,6 +261,9 @@ class MergedView:
     def version(self, symbol: str) -> None:
         return None  # one view per mark group: nothing to keep across them
 
+    def changed(self, fund: str) -> None:
+        return None
+
     def mark(self, symbol: str) -> int | None:
         digests = self._by_symbol.get(symbol)
         return digests[0].mark_price if digests else None

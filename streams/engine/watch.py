@@ -17,9 +17,11 @@ most every ``trigger_refresh_ms``; every stage change forces a fund projection.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from sortedcontainers import SortedList
 
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
@@ -58,6 +60,58 @@ class _SymbolFacts:
     at_mark: tuple[int, int]  # (long, short) deficit at the mark
     after_move: tuple[int, int]  # (long, short) deficit after an adverse imminent move
 
+    @property
+    def move_gap(self) -> int:
+        """What the worse side's adverse imminent move adds to the loss."""
+        return max(after - at for at, after in zip(self.at_mark, self.after_move, strict=True))
+
+
+@dataclass(slots=True)
+class _FundLosses:
+    """One fund's loss kept up to date symbol by symbol, and which of its symbols a
+    stage check must look at: a fund of 160 symbols is checked after every event of
+    any of them, and most of them did not move (``benchmarks/bench_symbols.py``)."""
+
+    order: dict[str, int]  # symbol -> place in the fund's (sorted) symbols
+    per_symbol: PerSymbol = field(default_factory=dict)
+    facts: dict[str, _SymbolFacts] = field(default_factory=dict)  # as summed in ``total``
+    total: int = 0  # sum of every symbol's bankrupt deficit and liquidatable loss
+    losing: set[str] = field(default_factory=set)  # symbols with a loss now
+    gaps: SortedList = field(default_factory=SortedList)  # (move gap, place, symbol)
+
+    def update(self, sym: str, facts: _SymbolFacts) -> None:
+        old = self.facts.get(sym)
+        if old is facts:
+            return
+        if old is not None:
+            self.total -= sum(old.losses)
+            self.gaps.remove((old.move_gap, self.order[sym], sym))
+        self.facts[sym] = facts
+        self.per_symbol[sym] = facts.losses
+        self.total += sum(facts.losses)
+        self.gaps.add((facts.move_gap, self.order[sym], sym))
+        if sum(facts.losses) > 0:
+            self.losing.add(sym)
+        else:
+            self.losing.discard(sym)
+
+    def moved_past(self, slack: int) -> list[str]:
+        """Symbols whose adverse imminent move adds more than ``slack`` to the loss."""
+        start = self.gaps.bisect_right((slack, len(self.order), ""))
+        return [sym for _, _, sym in self.gaps.islice(start)]
+
+
+class Books(dict[str, Depth]):
+    """The last order book of each symbol; remembers which symbols got a new one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set[str] = set()
+
+    def __setitem__(self, symbol: str, depth: Depth) -> None:
+        super().__setitem__(symbol, depth)
+        self.changed.add(symbol)
+
 
 class MarketView(Protocol):
     """What the fund needs to know of one fund's positions, symbol by symbol."""
@@ -65,6 +119,11 @@ class MarketView(Protocol):
     def version(self, symbol: str) -> Hashable | None:
         """Changes whenever the symbol's mark or positions do (``None``: unknown, ask
         again every time); the watch keeps what it read of a symbol until then."""
+        ...
+
+    def changed(self, fund: str) -> Collection[str] | None:
+        """The fund's symbols whose version moved since the last call (each call takes
+        them); ``None``: not known, every symbol is read again."""
         ...
 
     def mark(self, symbol: str) -> int | None: ...
@@ -112,11 +171,12 @@ class FundWatch:
         self.profiles = dict(profiles)
         self.config = config
         self.funds = {fund: FundHistory(config.runway_window_ms) for fund in self.fund_symbols}
-        self.depth: dict[str, Depth] = {}
+        self.depth = Books()
         self.stages: dict[tuple[str, str], AdlStage] = {}
         self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
         self.projected_at_ms: dict[str, int] = {}
         self._facts: dict[str, _SymbolFacts] = {}
+        self._losses: dict[str, _FundLosses] = {}
 
     @classmethod
     def for_instruments(
@@ -176,8 +236,26 @@ class FundWatch:
         return facts
 
     def loss_now(self, view: MarketView, fund: str) -> tuple[int, PerSymbol]:
-        per_symbol = {sym: self._read(view, sym).losses for sym in self.fund_symbols[fund]}
-        return sum(b + liq for b, liq in per_symbol.values()) - view.overcount(fund), per_symbol
+        loss, losses, _ = self._loss(view, fund)
+        return loss, dict(losses.per_symbol)
+
+    def _loss(self, view: MarketView, fund: str) -> tuple[int, _FundLosses, bool]:
+        """The fund's loss now, reading again only the symbols that moved since; and
+        whether the view said which moved (else every symbol was read)."""
+        losses = self._losses.get(fund)
+        changed = view.changed(fund)
+        if losses is None or changed is None:
+            symbols: Iterable[str] = self.fund_symbols[fund]
+            if losses is None:
+                order = {sym: k for k, sym in enumerate(self.fund_symbols[fund])}
+                losses = self._losses[fund] = _FundLosses(order)
+        else:
+            books = self.depth.changed
+            symbols = set(changed) | {sym for sym in books if sym in losses.order}
+        self.depth.changed.difference_update(symbols)
+        for sym in symbols:
+            losses.update(sym, self._read(view, sym))
+        return losses.total - view.overcount(fund), losses, changed is not None
 
     # ------------------------------------------------------------------ stages
     def check(
@@ -188,10 +266,18 @@ class FundWatch:
         balance = self.funds[fund].balance
         if balance is None:
             return []
-        loss, per_symbol = self.loss_now(view, fund)
+        loss, losses, incremental = self._loss(view, fund)
+        per_symbol = losses.per_symbol
         coverage = coverage_ratio(balance, loss)
         signals: list[Signal] = []
-        for sym in self.fund_symbols[fund]:
+        symbols: Iterable[str] = self.fund_symbols[fund]
+        if incremental:
+            # the only symbols whose stage can be set or cleared: any other has no loss,
+            # no move that would exhaust the fund and no stage (the loop would skip it)
+            staged = {sym for f, sym in self.stages if f == fund}
+            candidates = losses.losing | staged | set(losses.moved_past(balance - loss))
+            symbols = sorted(candidates, key=losses.order.__getitem__)
+        for sym in symbols:
             mark = view.mark(sym)
             if mark is None:
                 continue
