@@ -1,26 +1,45 @@
 """A bounded window of the ids already applied: venue re-sends are ignored, memory is not
 kept per event forever.
 
-An id is remembered for ``window_ms`` of event time after the event that carried it,
-and at most ``max_ids`` ids are kept (the oldest go first). A re-send later than that
-is applied again: size the window to the venue's re-send horizon (a re-delivered Kafka
-message of a restarted partition is recognised by its offset, not here). Events come in
-canonical (time) order, so ids are forgotten oldest first; one that came late is kept
-until the ids before it go.
+An id is remembered for at least ``window_ms`` of event time after the event that
+carried it, and at most one slice (``window_ms / 16``) longer: ids are kept in slices
+of event time and a slice is forgotten whole once all of its ids are older than the
+window. At most ``max_ids`` ids are kept (the oldest slices go first; a slice holds at
+most ``max_ids / 16`` ids, so at most that many are forgotten early). A re-send later
+than that is applied again: size the window to the venue's re-send horizon (a
+re-delivered Kafka message of a restarted partition is recognised by its offset, not
+here). Events come in canonical (time) order; an id that comes late joins the newest
+slice (it is kept a little longer).
 
-Memory: one dict entry per id in the window (~130 bytes with a 30-character id), so the
-defaults bound it to ~130 MB at the worst; a 10k-account cascade keeps a few thousand.
-With ``by_owner`` (the partitioned shards: each account's ids go with its changelog row)
-two more entries per id, about twice that.
+Why slices and not one ordered map: a map of ~900k ids with one added and one removed
+per event is rebuilt every few hundred thousand events (its table fills with deleted
+entries), and each rebuild leaves tens of MB of holes in the process heap: a worker's
+RSS stepped up by 45 MB at a time long after the window was full (benchmarks/
+bench_soak.py). Slices of a similar size are made and dropped whole, so the allocator
+reuses the same memory.
+
+Memory: one set entry per id (~100 bytes with a 30-character id), so the defaults bound
+it to ~100 MB at the worst; a 10k-account cascade keeps a few thousand. With
+``by_owner`` (the partitioned shards: each account's ids go with its changelog row)
+about twice that.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 DEFAULT_WINDOW_MS = 15 * 60 * 1000  # a venue's re-send comes within seconds to minutes
 DEFAULT_MAX_IDS = 1_000_000
+SLICES = 16  # per window
+
+
+@dataclass(slots=True)
+class _Slice:
+    number: int  # event time // slice width of its first id
+    ids: set[str] = field(default_factory=set)
+    owners: dict[str, str] = field(default_factory=dict)  # id -> owner (``by_owner``)
 
 
 class DedupeWindow:
@@ -29,7 +48,8 @@ class DedupeWindow:
     a venue's re-send after a restart of a partitioned worker is still recognised. The
     single-process worker rebuilds its window from the input history: it keeps none."""
 
-    __slots__ = ("_by_owner", "_ids", "_owners", "max_ids", "window_ms")
+    __slots__ = ("_by_owner", "_count", "_slice_ids", "_slice_ms", "_slices", "max_ids",
+                 "window_ms")  # fmt: skip
 
     def __init__(
         self,
@@ -41,44 +61,61 @@ class DedupeWindow:
             raise ValueError(f"dedupe window {window_ms} ms / {max_ids} ids: both must be > 0")
         self.window_ms = window_ms
         self.max_ids = max_ids
-        self._ids: OrderedDict[str, int] = OrderedDict()  # id -> event time, oldest first
-        self._owners: dict[str, str] | None = {} if by_owner else None  # id -> owner
-        self._by_owner: dict[str, dict[str, int]] = {}  # owner -> its ids -> event time
+        self._slice_ms = max(1, window_ms // SLICES)
+        self._slice_ids = max(1, -(-max_ids // SLICES))  # a slice's most ids
+        self._slices: deque[_Slice] = deque()  # oldest first
+        self._count = 0
+        # owner -> its ids -> event time (``by_owner``; ``None``: not kept)
+        self._by_owner: dict[str, dict[str, int]] | None = {} if by_owner else None
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def __contains__(self, key: object) -> bool:
-        return key in self._ids
+        for piece in self._slices:  # noqa: SIM110  # ~17 set lookups: a generator costs more
+            if key in piece.ids:
+                return True
+        return False
 
     def add(self, key: str, ts_ms: int, owner: str = "") -> None:
         """Remember ``key`` (applied at ``ts_ms``) and forget what left the window."""
-        ids, owners = self._ids, self._owners
-        ids[key] = ts_ms
-        if owners is not None:
-            owners[key] = owner
+        slices = self._slices
+        if key in self:
+            return
+        number = ts_ms // self._slice_ms
+        if not slices or (slices[-1].number < number or len(slices[-1].ids) >= self._slice_ids):
+            slices.append(_Slice(max(number, slices[-1].number) if slices else number))
+        newest = slices[-1]
+        newest.ids.add(key)
+        self._count += 1
+        if self._by_owner is not None:
+            newest.owners[key] = owner
             self._by_owner.setdefault(owner, {})[key] = ts_ms
+        # a slice goes once all its ids are older than the window, or to keep max_ids
         horizon = ts_ms - self.window_ms
-        while ids:
-            oldest_key, oldest_ts = next(iter(ids.items()))
-            if oldest_ts >= horizon and len(ids) <= self.max_ids:
-                break
-            del ids[oldest_key]
-            if owners is not None:
-                oldest_owner = owners.pop(oldest_key)
-                mine = self._by_owner[oldest_owner]
-                del mine[oldest_key]
-                if not mine:
-                    del self._by_owner[oldest_owner]
+        while slices and (
+            (slices[0].number + 1) * self._slice_ms <= horizon or self._count > self.max_ids
+        ):
+            self._forget(slices.popleft())
+
+    def _forget(self, old: _Slice) -> None:
+        self._count -= len(old.ids)
+        if self._by_owner is None:
+            return
+        for key, owner in old.owners.items():
+            mine = self._by_owner[owner]
+            del mine[key]
+            if not mine:
+                del self._by_owner[owner]
 
     def of(self, owner: str) -> dict[str, int]:
         """The ids ``owner`` has in the window, with their event times (``by_owner``)."""
-        if self._owners is None:
+        if self._by_owner is None:
             raise ValueError("this dedupe window keeps no ids by owner (by_owner=False)")
         return dict(self._by_owner.get(owner, {}))
 
     def restore(self, ids: Iterable[tuple[str, int, str]]) -> None:
         """Remember (id, event time, owner) triples again (a restart), oldest first."""
         for key, ts_ms, owner in sorted(ids, key=lambda i: i[1]):
-            if key not in self._ids:
+            if key not in self:
                 self.add(key, ts_ms, owner)

@@ -10,24 +10,54 @@ from tests.helpers import bundled_instruments, deposit, fill, raw
 MINUTE = 60_000
 
 
-def test_an_id_is_remembered_for_the_window_of_event_time():
+def test_an_id_is_remembered_for_the_window_and_at_most_one_slice_more():
+    # 10 minutes in 16 slices of 37.5 s: f-1 (at 0) shares the slice [0, 37.5 s) with
+    # f-0 (at 37.499 s); the slice goes once all of it is older than 10 minutes
     window = DedupeWindow(window_ms=10 * MINUTE, max_ids=100)
     window.add("f-1", 0)
+    window.add("f-0", 37_499)
     window.add("f-2", 9 * MINUTE)
+    window.add("f-3", 10 * MINUTE + 1)  # f-1 is past the window, f-0 not: both kept
+    assert ("f-1" in window, "f-0" in window) == (True, True)
+    window.add("f-4", 10 * MINUTE + 37_499)  # f-0 is exactly 10 minutes old: still in
     assert "f-1" in window
-    window.add("f-3", 10 * MINUTE)  # f-1 is exactly 10 minutes old: still in
-    assert "f-1" in window
-    window.add("f-4", 10 * MINUTE + 1)  # one ms later it has left
-    assert "f-1" not in window
-    assert ("f-2" in window, "f-3" in window, len(window)) == (True, True, 3)
+    window.add("f-5", 10 * MINUTE + 37_500)  # the whole slice is past: both leave
+    assert ("f-1" in window, "f-0" in window) == (False, False)
+    assert [f"f-{i}" in window for i in (2, 3, 4, 5)] == [True] * 4
+    assert len(window) == 4
+
+
+def test_a_late_id_joins_the_newest_slice():
+    window = DedupeWindow(window_ms=16_000, max_ids=100)  # slices of 1 s
+    window.add("f-new", 5_000)
+    window.add("f-late", 1_000)  # came after a later event: kept with it
+    window.add("f-next", 17_999)  # the slice of 1 s would have gone; 5 s is in
+    assert "f-late" in window
+    window.add("f-last", 22_000)  # [5 s, 6 s) is older than 16 s now
+    assert ("f-late" in window, "f-new" in window, len(window)) == (False, False, 2)
 
 
 def test_at_most_max_ids_are_kept_oldest_first():
-    window = DedupeWindow(window_ms=10 * MINUTE, max_ids=3)
+    window = DedupeWindow(window_ms=10 * MINUTE, max_ids=3)  # slices of one id
     for i in range(5):
         window.add(f"f-{i}", i)
     assert [f"f-{i}" in window for i in range(5)] == [False, False, True, True, True]
     assert len(window) == 3
+    # 32 ids at most: slices of 2, the two oldest go together when the 33rd comes
+    window = DedupeWindow(window_ms=10 * MINUTE, max_ids=32)
+    for i in range(33):
+        window.add(f"f-{i}", i)
+    kept = [i for i in range(33) if f"f-{i}" in window]
+    assert (kept, len(window)) == (list(range(2, 33)), 31)
+
+
+def test_an_id_added_twice_is_kept_once() -> None:
+    window = DedupeWindow(window_ms=1_000, max_ids=10, by_owner=True)
+    window.add("fill:a:1", 0, "a")
+    window.add("fill:a:1", 500, "a")  # a restore of what is already there
+    assert (len(window), window.of("a")) == (1, {"fill:a:1": 0})
+    window.add("fill:a:2", 1_200, "a")
+    assert (len(window), window.of("a")) == (1, {"fill:a:2": 1_200})
 
 
 def test_a_bad_window_is_refused():
