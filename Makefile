@@ -25,6 +25,7 @@ bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, as
 	$(BIN)/python benchmarks/bench_rank.py --sizes 10000 100000 1000000
 	$(BIN)/python benchmarks/bench_replay.py --accounts 10000
 	$(BIN)/python benchmarks/bench_block.py
+	$(BIN)/python benchmarks/bench_symbols.py
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
