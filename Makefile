@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo replay test lint bench
+.PHONY: demo replay test lint bench lock
 
 demo: $(STAMP)  ## the main job: embedded broker + worker + producer of the bundled cascade
 	$(BIN)/adl-monitor demo
@@ -27,10 +27,17 @@ bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, as
 	$(BIN)/python benchmarks/bench_block.py
 	$(BIN)/python benchmarks/bench_symbols.py
 
-$(STAMP): pyproject.toml
+# installs exactly the locked versions, each checked against its hash; then the project
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "adl-monitor needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+lock:  ## re-pin requirements*.lock from pyproject.toml's ranges (needs pip-tools)
+	pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --extra dev \
+	  -o requirements-dev.lock pyproject.toml

@@ -98,3 +98,34 @@ def test_the_webhook_dispatcher_runs_with_its_secret_from_a_file():
 def test_the_image_is_built_without_local_state():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".cache", ".git", "secrets"} <= set(ignored)
+
+
+def _locked(path: Path) -> dict[str, list[str]]:
+    """Package name -> its sha256 hashes, from a pip-compile lock file."""
+    pins: dict[str, list[str]] = {}
+    name = ""
+    for row in path.read_text().splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.\-]+)==\S+ \\$", row)
+        if pinned:
+            name = re.sub(r"[-_.]+", "-", pinned.group(1)).lower()
+            pins[name] = []
+        elif row.strip().startswith("--hash=sha256:"):
+            pins[name].append(row.strip().removeprefix("--hash=sha256:").rstrip(" \\"))
+    return pins
+
+
+def test_installs_come_from_the_lock_files_with_hashes():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, dev = project["dependencies"], project["optional-dependencies"]["dev"]
+    for lock, wanted in (("requirements.lock", runtime), ("requirements-dev.lock", runtime + dev)):
+        pins = _locked(ROOT / lock)
+        for requirement in wanted:
+            name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", requirement)[0]).lower()
+            assert name in pins, f"{lock} does not pin {name}"
+        assert all(len(h) == 64 for hashes in pins.values() for h in hashes)
+        assert all(pins.values()), f"{lock}: a pin without a hash"
+    # the Makefile (which .ci/run calls) and the image install from them, checking hashes
+    assert "--require-hashes -r requirements-dev.lock" in (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements.lock" in (ROOT / "Dockerfile").read_text()
