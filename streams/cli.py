@@ -268,13 +268,29 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, help="partitions of new topics (ADL_PARTITIONS)")
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adl-monitor", description="Auto-deleveraging risk monitor for perpetual futures."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("replay", help="replay a JSONL event file offline, deterministically")
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A subcommand whose --help says what it does (its one-line help, unless it has a
+        longer description) and every default."""
+        kwargs.setdefault("description", help[0].upper() + help[1:] + ".")
+        return commands.add_parser(name, help=help, formatter_class=_ShowDefaults, **kwargs)
+
+    rp = command("replay", help="replay a JSONL event file offline, deterministically")
     rp.add_argument(
         "events",
         nargs="?",
@@ -284,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--instruments",
         default=str(bundled("instruments.toml")),
-        help="instruments TOML (default: the bundled BTC/ETH/SOL perpetuals)",
+        help="instruments TOML (default: the bundled BTC/ETH/SOL/XRP/ADA perpetuals)",
     )
     rp.add_argument("--out", default="replay-out", help="output folder (default: replay-out)")
     rp.add_argument(
@@ -304,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--report", metavar="DIR", help="also write an HTML report with plots to DIR")
     rp.set_defaults(func=_replay)
 
-    sm = sub.add_parser(
+    sm = command(
         "simulate",
         help="generate a seeded liquidation cascade as input events (file or Kafka)",
         description="A crash like 10 October 2025 with the venue's liquidations, insurance "
@@ -323,14 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--fund-per-account", type=float, help="initial fund per account (1)")
     sm.add_argument("--symbols", help="comma list (default BTC,ETH,SOL,XRP,ADA USDT)")
     sm.add_argument(
-        "--instruments", default=str(bundled("instruments.toml")), help="instruments TOML"
+        "--instruments",
+        default=str(bundled("instruments.toml")),
+        help="instruments TOML (default: the bundled perpetuals)",
     )
     sm.add_argument("--quiet", action="store_true", help="no progress bar")
     sm.add_argument("--rate", type=float, help="with --bootstrap: events per second")
     _kafka_flags(sm)
     sm.set_defaults(func=_simulate)
 
-    wk = sub.add_parser(
+    wk = command(
         "worker",
         help="run the streaming worker against a Kafka cluster",
         description="Settings come from ADL_* environment variables (see README) or flags.",
@@ -341,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _metrics_flags(wk)
     wk.set_defaults(func=_worker)
 
-    aa = sub.add_parser(
+    aa = command(
         "account-agents",
         help="Faust agents: per-account margin tables partitioned by account (stage A), "
         "fund desk (stage B)",
@@ -363,13 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     _metrics_flags(aa)
     aa.set_defaults(func=_account_agents)
 
-    dm = sub.add_parser(
+    dm = command(
         "demo", help="the whole pipeline on this machine: embedded broker, worker, producer"
     )
-    dm.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))
+    dm.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")),
+                    help="JSONL events (default: the bundled cascade)")  # fmt: skip
     dm.add_argument("--instruments", help="instruments TOML (default: bundled)")
     dm.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
-    dm.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port (9464)")
+    dm.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port")
     dm.add_argument("--delay", type=float, default=0.0, help="seconds before producing starts")
     dm.add_argument(
         "--exit-after-scenario", action="store_true", help="stop once the scenario is processed"
@@ -382,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.set_defaults(func=_demo)
 
-    wh = sub.add_parser(
+    wh = command(
         "webhooks", help="deliver ADL triggers and rank alerts to a webhook (signed, retried)"
     )
     wh.add_argument("--url", required=True, help="the receiver's URL")
@@ -400,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(wh)
     wh.set_defaults(func=_webhooks)
 
-    pr = sub.add_parser("produce", help="produce a JSONL event file to the input topics")
-    pr.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")))
+    pr = command("produce", help="produce a JSONL event file to the input topics")
+    pr.add_argument("events", nargs="?", default=str(bundled("cascade.jsonl")),
+                    help="JSONL events (default: the bundled cascade)")  # fmt: skip
     pr.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     _kafka_flags(pr)
     pr.set_defaults(func=_produce)
