@@ -12,7 +12,8 @@ demo: $(STAMP)  ## the main job: embedded broker + worker + producer of the bund
 replay: $(STAMP)  ## the engine offline over the bundled cascade, outputs in replay-out/
 	$(BIN)/adl-monitor replay --out replay-out
 
-test: $(STAMP) lint  ## lint + types + all tests
+test: $(STAMP) lint  ## lint + types + all tests (Java, Maven, Prometheus, Chromium from Debian if missing)
+	tools/system-deps.sh
 	$(BIN)/pytest
 
 lint: $(STAMP)

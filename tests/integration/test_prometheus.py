@@ -29,7 +29,7 @@ def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI requires {tool} (Debian package prometheus; .ci/run installs it)")
+            pytest.fail(f"CI requires {tool} (Debian prometheus: tools/system-deps.sh)")
         pytest.skip(f"{tool} is not installed (apt-get install prometheus)")
     return path
 

@@ -126,6 +126,6 @@ def test_installs_come_from_the_lock_files_with_hashes():
             assert name in pins, f"{lock} does not pin {name}"
         assert all(len(h) == 64 for hashes in pins.values() for h in hashes)
         assert all(pins.values()), f"{lock}: a pin without a hash"
-    # the Makefile (which .ci/run calls) and the image install from them, checking hashes
+    # the Makefile (.ci/run is `make test`) and the image install from them, checking hashes
     assert "--require-hashes -r requirements-dev.lock" in (ROOT / "Makefile").read_text()
     assert "--require-hashes -r requirements.lock" in (ROOT / "Dockerfile").read_text()

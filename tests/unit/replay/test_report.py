@@ -104,7 +104,7 @@ def test_the_report_is_one_self_contained_page_with_every_plot(report):
     CHROMIUM is None and not os.environ.get("CI"), reason="Debian chromium not installed"
 )
 def test_chromium_renders_the_report(report, tmp_path):
-    assert CHROMIUM, "CI installs chromium (.ci/run)"
+    assert CHROMIUM, "make test installs chromium (tools/system-deps.sh)"
     shot = tmp_path / "shot.png"
     subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
