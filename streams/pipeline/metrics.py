@@ -134,6 +134,12 @@ class Metrics:
             "adl_mark_price_age_seconds", "Since the symbol's last mark price arrived",
             ["symbol"], registry=r,
         )  # fmt: skip
+        self.late = Counter(
+            "adl_late_events_total",
+            "Input events that came later than the allowed lateness: applied out of order",
+            registry=r,
+        )
+        self._late_seen = 0
         self.lag = Gauge("adl_consumer_lag_messages", "Input not yet consumed", ["topic"],
                          registry=r)  # fmt: skip
         self.latency = Histogram(
@@ -190,6 +196,8 @@ class Metrics:
         for seconds in worker.commit_s:
             self.commit_latency.observe(seconds)
         worker.commit_s.clear()
+        self.late.inc(worker.stats.late_events - self._late_seen)
+        self._late_seen = worker.stats.late_events
         for topic, lag in worker.lag.items():
             self.lag.labels(topic).set(lag)
         now = time.time()

@@ -75,7 +75,10 @@ class Settings:
     ssl_cafile: str = ""  # CA bundle the broker's certificate is checked against
     ssl_certfile: str = ""  # this client's certificate (PEM), for brokers requiring mTLS
     ssl_keyfile: str = ""  # its private key (PEM)
-    idle_flush_ms: int = 500  # all inputs caught up this long: release what is buffered
+    idle_flush_ms: int = 500  # no input for this long: release what is buffered
+    # how far behind the newest event time an input may deliver and still be applied in
+    # order: events this close to the newest wait for the other inputs (README, "Live")
+    allowed_lateness_ms: int = 200
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
     max_message_bytes: int = 1 << 20

@@ -233,17 +233,22 @@ class Worker:
         return Output(topic, key, orjson.dumps(payload), self.seq)
 
     # ------------------------------------------------------------------ the loop
-    async def _watermark(
+    async def _bound(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-    ) -> int | None:
-        """Least recent event time among inputs with data still to deliver; ``None`` when
-        every input is caught up."""
-        pending = []
+    ) -> tuple[int, bool]:
+        """(event time before which everything buffered may be applied, whether an input
+        has data still to deliver). The bound is the least recent event time among the
+        inputs with data still to deliver, and no later than the allowed lateness behind
+        the newest event seen: an input that is caught up now may still deliver that
+        far back (several producers do not write in step)."""
+        bound = max(self._last_ts.values(), default=-1) - self.settings.allowed_lateness_ms
+        pending = False
         for tp in partitions:
             end = consumer.last_stable_offset(tp)
             if end is None or await consumer.position(tp) < end:
-                pending.append(self._last_ts.get(tp, -1))
-        return min(pending) if pending else None
+                pending = True
+                bound = min(bound, self._last_ts.get(tp, -1))
+        return bound, pending
 
     async def run(self, stop_when_idle: bool = False) -> WorkerStats:
         settings = self.settings
@@ -310,15 +315,14 @@ class Worker:
                 timeout_ms=100, max_records=self.settings.max_poll_records
             )
             outputs = self._intake(batch, loop.time())
-            watermark = await self._watermark(consumer, partitions)
+            bound, pending = await self._bound(consumer, partitions)
             release_all = False
-            if watermark is None:  # caught up: wait a moment for stragglers, then flush
-                now = loop.time()
-                idle_since = now if idle_since is None else idle_since
-                release_all = (now - idle_since) * 1000 >= self.settings.idle_flush_ms
-                watermark = None if release_all else min(self._last_ts.values(), default=-1)
-            else:
-                idle_since = None
+            now = loop.time()
+            if batch or pending or idle_since is None:
+                idle_since = now  # input is flowing, or still to deliver: not idle
+            elif (now - idle_since) * 1000 >= self.settings.idle_flush_ms:
+                release_all = True  # nothing came for a while: nothing older will come
+            watermark = None if release_all else bound
             arrivals = []
             released = self.sequencer.release(watermark)
             for n, (event, arrived, message) in enumerate(released, start=1):

@@ -1,0 +1,65 @@
+"""Live is replay: the worker consumes while several producers write (each paced by event
+time, with send jitter, the market data behind the account events); within the allowed
+lateness the outputs equal the engine's over the file and no event is late. Past it,
+the late events are counted (``late_events``, ``adl_late_events_total``)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+from streams.brokers.base import Broker
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import Topics
+from streams.pipeline.worker import Worker, WorkerStats, ensure_topics
+from tests.integration.test_pipeline import (
+    CASCADE,
+    INSTRUMENTS,
+    assert_same,
+    expected,  # noqa: F401  (the fixture: the engine's outputs over the file)
+    read_outputs,
+    replayed,  # noqa: F401  (the fixture it is made from)
+    settings_for,
+)
+
+PRODUCERS = Path(__file__).with_name("live_producers.py")
+SPEEDUP = 30  # 12 minutes of market in 24 s
+
+
+async def live(settings: Settings, jitter_ms: int, lag_ms: int) -> WorkerStats:
+    """The worker running while the producers write; stopped once they are done and it
+    has applied everything."""
+    await ensure_topics(settings, Topics(settings.topic_prefix))
+    worker = Worker(settings, INSTRUMENTS)
+    running = asyncio.create_task(worker.run())
+    producers = await asyncio.create_subprocess_exec(
+        sys.executable, str(PRODUCERS), settings.bootstrap, settings.topic_prefix,
+        str(CASCADE), str(SPEEDUP), str(jitter_ms), str(lag_ms),
+    )  # fmt: skip
+    assert await asyncio.wait_for(producers.wait(), timeout=240) == 0
+    while worker.stats.consumed < 14_676 or len(worker.sequencer):  # the file's lines
+        await asyncio.sleep(0.2)
+    worker.stop()
+    return await asyncio.wait_for(running, timeout=60)
+
+
+def test_live_outputs_equal_replay_within_the_allowed_lateness(
+    kafka: Broker,
+    expected,  # noqa: F811
+) -> None:
+    # the marks come 20 ms behind (600 ms of event time at 30x), each send up to 10 ms
+    # late (300 ms): 2 s of allowed lateness covers both
+    settings = dataclasses.replace(settings_for(kafka), allowed_lateness_ms=2_000)
+    stats = asyncio.run(live(settings, jitter_ms=10, lag_ms=20))
+    assert stats.late_events == 0
+    assert_same(asyncio.run(read_outputs(settings)), expected)
+
+
+def test_events_later_than_the_bound_are_counted(kafka: Broker) -> None:
+    # the marks 100 ms behind: 3 s of event time, with no lateness allowed
+    settings = dataclasses.replace(settings_for(kafka), allowed_lateness_ms=0)
+    stats = asyncio.run(live(settings, jitter_ms=10, lag_ms=100))
+    assert stats.late_events > 0
+    assert stats.applied == 14_676 - 3  # all applied, out of order (3 dead letters)
