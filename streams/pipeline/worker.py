@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams import wire
 from streams.engine.config import EngineConfig
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError, EventFailed
+from streams.engine.errors import AdlMonitorError, ConfigError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
@@ -93,8 +93,36 @@ async def ensure_topics(
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        specs = (*topics.all_specs(), *extra)
+        # the topics made here have the right counts; those found are used as they are
+        found = [topics.name(s.name) for s in specs if topics.name(s.name) in existing]
+        described = await admin.describe_topics(found) if found else []
     finally:
         await admin.close()
+    counts = {t.name: t.num_partitions for t in wanted}
+    counts |= {t["topic"]: len(t["partitions"]) for t in described}
+    check_topology(topics, specs, counts)
+
+
+def check_topology(topics: Topics, specs: Sequence[TopicSpec], counts: Mapping[str, int]) -> None:
+    """Refuse topics whose partitions break the order the monitor relies on (an existing
+    cluster's topics are used as they are): a clock topic with more than one partition
+    loses its order across keys; account-keyed inputs with different partition counts
+    put one account's fills and balances on different partitions."""
+    for spec in specs:
+        name = topics.name(spec.name)
+        if (spec.single_partition or spec is PROGRESS) and counts.get(name, 1) != 1:
+            raise ConfigError(
+                f"topic {name} has {counts[name]} partitions; adl-monitor needs 1 (its order "
+                "across keys is the clock): recreate it with one partition"
+            )
+    keyed = {topics.name(s.name): counts.get(topics.name(s.name)) for s in INPUTS
+             if s.key_field == "account"}  # fmt: skip
+    if len(set(keyed.values())) > 1:
+        raise ConfigError(
+            f"the account-keyed inputs must have equal partition counts (one account's events "
+            f"on one partition number): {keyed}"
+        )
 
 
 def _topic_configs(spec: TopicSpec) -> dict[str, str]:

@@ -297,3 +297,34 @@ def test_poison_in_the_history_survives_three_restarts(kafka: Broker, expected, 
         ["qty", "mark_price", "symbol"] + [field for _, field in poison]
     )
     assert max(len(v) for _, v in got["dead_letters"]) < 2_000
+
+
+def test_topics_that_break_the_order_are_refused_at_start(kafka: Broker) -> None:
+    """An existing cluster's topics are used as they are: a mark topic with 3 partitions
+    (its order across symbols is the clock) or fills and balances partitioned apart stop
+    the worker and the agents with one line, exit 2."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def make(settings: Settings, name: str, partitions: int) -> None:
+        admin = AIOKafkaAdminClient(**settings.client_options())
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+        finally:
+            await admin.close()
+
+    for topic, partitions, said in (
+        ("mark_prices", 3, "has 3 partitions; adl-monitor needs 1"),
+        ("balances", 5, "the account-keyed inputs must have equal partition counts"),
+    ):
+        settings = settings_for(kafka)  # 3 partitions for the topics it makes
+        asyncio.run(make(settings, f"{settings.topic_prefix}{topic}", partitions))
+        env = {**os.environ, "ADL_BOOTSTRAP": kafka.bootstrap,
+               "ADL_TOPIC_PREFIX": settings.topic_prefix, "ADL_PARTITIONS": "3"}  # fmt: skip
+        for command in (["worker", "--exit-when-idle"], ["account-agents"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "streams.cli", *command],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert done.returncode == 2, (command, done.stderr[-2000:])
+            assert said in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
