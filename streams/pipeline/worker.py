@@ -36,6 +36,7 @@ from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
 from streams.pipeline.intake import dead_letter_payload, decode_message
+from streams.pipeline.memory import HeapTrimmer
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics, TopicSpec
@@ -204,6 +205,7 @@ class Worker:
         self._last_ts: dict[TopicPartition, int] = {}
         self._next_offset: dict[TopicPartition, int] = {}
         self._applied_ts = -1  # event time of the last event applied
+        self.heap = HeapTrimmer()  # freed memory back to the system, about once a minute
 
     def stop(self) -> None:
         self._stop.set()
@@ -369,6 +371,7 @@ class Worker:
                 self.latencies_s.extend(done - arrived for arrived in arrivals)
                 self._measure_lag(consumer, partitions)
                 self.on_tick(self)
+            self.heap.maybe_trim()
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
                 return
 
