@@ -11,12 +11,12 @@ re-delivered Kafka message of a restarted partition is recognised by its offset,
 here). Events come in canonical (time) order; an id that comes late joins the newest
 slice (it is kept a little longer).
 
-Why slices and not one ordered map: a map of ~900k ids with one added and one removed
-per event is rebuilt every few hundred thousand events (its table fills with deleted
-entries), and each rebuild leaves tens of MB of holes in the process heap: a worker's
-RSS stepped up by 45 MB at a time long after the window was full (benchmarks/
-bench_soak.py). Slices of a similar size are made and dropped whole, so the allocator
-reuses the same memory.
+Why slices and not one ordered map of id -> time: a set entry per id and no time
+object kept per id (the soak's window of ~870k ids: 214 MB of worker RSS at its 16th
+minute against 278 MB with the map), and a slice is dropped whole instead of one id per
+event, so the map's table is not rebuilt every few hundred thousand events. (The RSS
+steps the soak showed after the window was full were the heap keeping freed pages:
+``pipeline/memory.py``.)
 
 Memory: one set entry per id (~100 bytes with a 30-character id), so the defaults bound
 it to ~100 MB at the worst; a 10k-account cascade keeps a few thousand. With
