@@ -10,10 +10,11 @@ within +-6% of its start: high-leverage accounts cross their thresholds and come
 a deposit now and then, the insurance fund every 10 s. The worker runs as its own
 process (``adl-monitor worker`` with its metrics port), as deployed.
 
-Prints a line per minute (events sent, RSS, lag) and at the end the RSS change from the
+Prints a line per minute (events sent, RSS, lag, late events) and at the end the RSS change from the
 end of the warm-up to the end of the run. A benchmark: it asserts nothing.
 
 Usage: python benchmarks/bench_soak.py [--minutes 30] [--rate 1000] [--warmup-min 16]
+       [--allowed-lateness-ms 1000]
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def lag(port: int) -> float:
-    """Messages the worker has not consumed yet (its ``adl_consumer_lag_messages``)."""
+def scrape(port: int, family: str) -> float:
+    """The sum of a metric family's samples on the worker's /metrics (NaN: no answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             text = answer.read().decode()
@@ -61,7 +62,7 @@ def lag(port: int) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("adl_consumer_lag_messages{")
+        if line.startswith((f"{family}{{", f"{family} "))
     )
 
 
@@ -127,14 +128,15 @@ async def send_all(
 
 
 async def soak(broker: apache.ApacheKafka, minutes: float, rate: int, accounts: int,
-               warmup_min: int) -> None:  # fmt: skip
+               warmup_min: int, lateness_ms: int) -> None:  # fmt: skip
     settings = Settings(bootstrap=broker.bootstrap, topic_prefix=f"s{uuid.uuid4().hex[:5]}.",
                         partitions=4)  # fmt: skip
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, topics)
     port = free_port()
     env = {**os.environ, "ADL_BOOTSTRAP": settings.bootstrap,
-           "ADL_TOPIC_PREFIX": settings.topic_prefix, "ADL_PARTITIONS": "4"}  # fmt: skip
+           "ADL_TOPIC_PREFIX": settings.topic_prefix, "ADL_PARTITIONS": "4",
+           "ADL_ALLOWED_LATENESS_MS": str(lateness_ms)}  # fmt: skip
     log = Path(tempfile.mkdtemp(prefix="adl-soak-")) / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(  # noqa: S603  # our own argv
@@ -166,9 +168,11 @@ async def soak(broker: apache.ApacheKafka, minutes: float, rate: int, accounts: 
                 raise SystemExit(f"the worker exited ({worker.returncode}): see {log}")
             if second % 60 == 0:
                 samples.append(rss_mb(worker.pid))
-                rss, behind = samples[-1], lag(port)
+                rss, behind = samples[-1], scrape(port, "adl_consumer_lag_messages")
+                late = scrape(port, "adl_late_events_total")
                 print(f"minute {second // 60:3d}: {sent:>10,} events sent | worker RSS "
-                      f"{rss:7.1f} MB | lag {behind:,.0f} messages", flush=True)  # fmt: skip
+                      f"{rss:7.1f} MB | lag {behind:,.0f} messages | late {late:,.0f}",
+                      flush=True)  # fmt: skip
         await producer.flush()
     finally:
         await producer.stop()
@@ -188,12 +192,16 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=2000)
     # the dedupe window (15 minutes of event time by default) fills up first
     parser.add_argument("--warmup-min", type=int, default=16)
+    # the load writes each second's events at once, time-stamped through that second:
+    # its producers are up to 1 s apart in event time
+    parser.add_argument("--allowed-lateness-ms", type=int, default=1000)
     args = parser.parse_args()
     if not apache.available():
         raise SystemExit("the soak needs Apache Kafka (Java 17+ and Maven)")
     workdir = Path(tempfile.mkdtemp(prefix="adl-soak-broker-"))
     with apache.ApacheKafka(workdir) as broker:
-        asyncio.run(soak(broker, args.minutes, args.rate, args.accounts, args.warmup_min))
+        asyncio.run(soak(broker, args.minutes, args.rate, args.accounts, args.warmup_min,
+                         args.allowed_lateness_ms))  # fmt: skip
 
 
 if __name__ == "__main__":
