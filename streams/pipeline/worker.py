@@ -75,6 +75,7 @@ async def ensure_topics(
     settings: Settings, topics: Topics, extra: tuple[TopicSpec, ...] = ()
 ) -> None:
     """Create the topics that do not exist yet (``extra``: a consumer's own)."""
+    specs = (*topics.all_specs(), *extra)
     admin = AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
     try:
@@ -82,19 +83,16 @@ async def ensure_topics(
         wanted = [
             NewTopic(
                 topics.name(spec.name),
-                num_partitions=1
-                if spec is PROGRESS or spec.single_partition
-                else settings.partitions,
+                num_partitions=1 if _one_partition(spec) else settings.partitions,
                 replication_factor=settings.replication_factor,
                 topic_configs=_topic_configs(spec),
             )
-            for spec in (*topics.all_specs(), *extra)
+            for spec in specs
             if topics.name(spec.name) not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-        specs = (*topics.all_specs(), *extra)
         # the topics made here have the right counts; those found are used as they are
         found = [topics.name(s.name) for s in specs if topics.name(s.name) in existing]
         described = await admin.describe_topics(found) if found else []
@@ -105,6 +103,11 @@ async def ensure_topics(
     check_topology(topics, specs, counts)
 
 
+def _one_partition(spec: TopicSpec) -> bool:
+    """A clock: its order across keys matters (the worker's progress has one key)."""
+    return spec.single_partition or spec is PROGRESS
+
+
 def check_topology(topics: Topics, specs: Sequence[TopicSpec], counts: Mapping[str, int]) -> None:
     """Refuse topics whose partitions break the order the monitor relies on (an existing
     cluster's topics are used as they are): a clock topic with more than one partition
@@ -112,7 +115,7 @@ def check_topology(topics: Topics, specs: Sequence[TopicSpec], counts: Mapping[s
     put one account's fills and balances on different partitions."""
     for spec in specs:
         name = topics.name(spec.name)
-        if (spec.single_partition or spec is PROGRESS) and counts.get(name, 1) != 1:
+        if _one_partition(spec) and counts.get(name, 1) != 1:
             raise ConfigError(
                 f"topic {name} has {counts[name]} partitions; adl-monitor needs 1 (its order "
                 "across keys is the clock): recreate it with one partition"
