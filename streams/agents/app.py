@@ -13,7 +13,9 @@ event land in changelog partition p, so a restarted or re-assigned partition fin
 accounts there. Acks are manual: an event is acknowledged once applied and its outputs
 delivered and its row written, so the committed offset never passes an event still
 waiting in the shard's buffer (at-least-once; re-delivered events are recognised by the
-shard, see ``shard``).
+shard, see ``shard``). Faust's own offset keeping committed events no agent had handled
+at a rebalance: ``acks`` takes that over (in-order delivery, Faust's acknowledgements
+refused, the rows flushed before a commit).
 
 The mark fan-out is not a Faust agent but a plain consumer (``fanout``: Faust acknowledges
 events it drops at a rebalance, and marks were lost that way). Each forwarded mark names
@@ -45,6 +47,7 @@ import orjson
 from faust.types import TP, EventT, StreamT
 
 from streams import wire
+from streams.agents.acks import AckGuard, InOrder, flush_fully
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
 from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER, MarkFanOut
@@ -192,6 +195,10 @@ class AccountAgents:
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
+        self.acks = AckGuard([*self.account_inputs.topics, *self.desk_inputs.topics])
+        self.acks.install(self.app.consumer)
+        self.in_order = InOrder()
+        flush_fully(self.app.producer.buffer)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
@@ -226,6 +233,12 @@ class AccountAgents:
             )  # fmt: skip
         if self.desk.stats.summaries:
             log.info("fund desk: %s, caught up %s", self.desk.stats, self.desk_caught_up())
+        order = self.in_order
+        if order.seeks or self.acks.refused:
+            log.info(
+                "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
+                "Faust refused", order.seeks, order.gaps, self.acks.refused,
+            )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
             offsets = {
@@ -240,6 +253,8 @@ class AccountAgents:
 
     # ------------------------------------------------------------------ accounts
     async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
+        self.in_order.forget(revoked)
+        self.acks.forget(revoked)
         for tp in revoked:  # the partition's state moves with its changelog
             self.shards.pop(tp.partition, None)
             self.next_offset.pop(tp, None)
@@ -316,12 +331,14 @@ class AccountAgents:
     async def _accounts(self, stream: StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             message = event.message
+            if not await self._in_order(event):
+                continue
             base = self.topics.base(message.topic)
             shard = self._shard(message.partition)
             self.next_offset[message.tp] = message.offset + 1
             if base == BOUNDARY_TOPIC:
                 await self._light(shard, message)
-                await stream.ack(event)
+                await self.acks.ack(stream, event)
                 continue
             flush = False
             if base == CLOCK_TOPIC and message.value == TICK:
@@ -334,11 +351,11 @@ class AccountAgents:
                     decoded, obj = decode_message(topic, message.value, self.symbols)
                 except AdlMonitorError as exc:
                     await self._dead_letter(base, message, exc)
-                    await stream.ack(event)
+                    await self.acks.ack(stream, event)
                     continue
                 source = Source(base, message.partition, message.offset)
                 if not shard.push(decoded, obj, source, event):  # counted by the shard
-                    await stream.ack(event)
+                    await self.acks.ack(stream, event)
                     continue
             pending = self._pending(message.partition, clock=flush)
             # a tick flushes only as the latest thing said: a tick replayed from the past
@@ -350,9 +367,30 @@ class AccountAgents:
                 source = Source(base, message.partition, message.offset)
                 await self._deliver(shard.summaries(), source)
             for item in released:
-                await stream.ack(item.token)
+                await self.acks.ack(stream, item.token)
             if flush:
-                await stream.ack(event)
+                await self.acks.ack(stream, event)
+
+    async def _in_order(self, event: EventT) -> bool:
+        """Deliver each input partition's offsets in order, from the committed offset
+        on after an assignment (``acks``)."""
+        message = event.message
+        tp = message.tp
+        consumer = self.app.consumer
+        deliver, seek_to, gap = self.in_order.verdict(
+            tp, message.offset, consumer._committed_offset.get(tp)
+        )
+        if seek_to is not None:
+            log.warning(
+                "%s[%d]: offset %d delivered while %d was due: read again from %d",
+                tp.topic, tp.partition, message.offset, seek_to, seek_to,
+            )  # fmt: skip
+            await consumer.seek(tp, seek_to)
+        if gap is not None:  # no events there: the commit may pass them
+            consumer._gap[tp].addi(*gap)
+        if deliver:
+            self.acks.delivered(event)
+        return deliver
 
     def _check_chain(self, message: Any) -> None:
         """A forwarded mark whose predecessor (``adl-prev``) this partition never saw:
@@ -444,6 +482,8 @@ class AccountAgents:
         """Stage B: every partition's summaries, the fund and the books, in order."""
         desk = self.desk
         async for event in stream.noack().events():
+            if not await self._in_order(event):
+                continue
             if not self.desk_restored:  # the table is recovered before the stream starts
                 for raw in self.desk_rows.values():
                     restore_desk(desk, raw)
@@ -466,7 +506,7 @@ class AccountAgents:
                 await self._dead_letter(base, message, exc)
                 counted = False
             if not counted:
-                await stream.ack(event)
+                await self.acks.ack(stream, event)
             pending = [t for t in DESK_INPUTS[1:] if self._behind(TP(self.topics.name(t), 0))]
             await self._desk_apply(stream, desk.release(pending))
 
@@ -489,7 +529,7 @@ class AccountAgents:
             fund = self.desk.fund_of(item)
             self.desk_rows[fund.encode()] = encode_desk(self.desk, fund)
             for token in item.tokens:
-                await stream.ack(token)
+                await self.acks.ack(stream, token)
 
 
 def _internal(value: bytes, from_wire: Callable[[Any], T], field: str, what: str) -> T:

@@ -63,6 +63,17 @@ class AgentCollector(Collector):
             "Mark fan-out runs ended by an error and started again (see the log)",
             value=fan_out.restarts,
         )
+        yield CounterMetricFamily(
+            "adl_agent_skipped_acks_refused",
+            "Acknowledgements Faust made for events its streams skipped at a rebalance, "
+            "refused (the events are delivered again, not committed unhandled)",
+            value=self.agents.acks.refused,
+        )
+        yield CounterMetricFamily(
+            "adl_agent_reseeks",
+            "Input partitions delivered ahead of the next offset due, sought back to it",
+            value=self.agents.in_order.seeks,
+        )
         gaps = CounterMetricFamily(
             "adl_agent_mark_gaps",
             "Marks received by an account partition whose forwarded predecessor never arrived",

@@ -1,0 +1,194 @@
+"""The committed offsets of the agents' inputs cover only events the agents handled.
+
+faust-streaming 0.15 keeps the offsets of a stream's inputs itself, and under a rebalance
+it committed events no agent had handled. A CI run (2026-12-02) lost marks 2074-5889 of
+one account partition after the other process was killed; the same test here then lost
+945-5976 and 2029-6951 (the mark chain check logged each; the outputs stayed short).
+Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's code:
+
+1. **Offsets not delivered count as acknowledged.** The fetch loop takes any jump in the
+   offsets it reads, past its read offset, for a gap (``Consumer._add_gap``: meant for
+   an exchange's transaction markers), and gaps count as acknowledged at the next
+   commit. After a rebalance the fetch of a kept partition went on from where it had
+   got to while Faust's read offset went back to the committed one: 1,083 marks no
+   agent had seen became a "gap" and were committed. The same read offset silently
+   drops what is fetched below it. For the agents' inputs there is no read offset any
+   more (``_ReadOffsets``): ``InOrder`` does its two jobs, knowing more.
+2. **Delivered out of order.** For the same reason a kept partition is delivered from
+   its fetch position first, then again from the committed offset; a shard drops the
+   re-read marks as copies (not later than the last seen). ``InOrder`` delivers each
+   partition's offsets in order: an offset ahead of the next expected one makes it seek
+   the partition back and drop what was fetched before, until the re-read begins; if
+   the re-read begins at that same offset, the skipped offsets hold no events
+   (transaction markers, compacted away) and are recorded as a gap. An exchange writing
+   in transactions costs one seek per transaction boundary this way.
+3. **Skipped events acknowledged.** Events a stream skips at a rebalance (stale
+   generation, flow stopped) are acknowledged by Faust's pure-Python iterator even under
+   ``noack()``. ``AckGuard`` refuses any acknowledgement of an agent input that did not
+   come through ``AckGuard.ack``.
+4. **Acknowledged out of order.** The commit takes the first consecutive run of
+   acknowledged offsets and accepts a run that starts one past the committed offset:
+   an event waiting in a shard's buffer while a later one of its partition was
+   acknowledged (a tick, a copy) could be committed past. ``AckGuard`` passes
+   acknowledgements to Faust in offset order per partition.
+5. **The commit does not wait for the agents' rows.** Before it commits, Faust flushes
+   its producer, but the buffer of pending changelog writes only until no message
+   leaves it for 0.1 s (``ProducerBuffer.flush_atmost``): offsets could be committed with
+   the rows of the events they cover still buffered. ``flush_fully`` drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
+
+import faust.streams
+from faust.types import TP, EventT, StreamT
+
+FLUSH_POLL_S = 0.005
+FLUSH_TIMEOUT_S = 60.0
+
+
+class AckGuard:
+    """Installed on the app's consumer; the agents tell it what was delivered
+    (``delivered``) and acknowledge through ``ack``. Acknowledgements reach Faust in
+    offset order per partition: its commit takes the first consecutive run of
+    acknowledged offsets and lets it start one past the committed offset, so an event
+    still buffered in a shard while a later one of its partition was acknowledged (a
+    tick, a copy) could be committed past."""
+
+    def __init__(self, topics: Collection[str]) -> None:
+        self.topics = frozenset(topics)
+        self.refused = 0  # acknowledgements Faust tried to make for an agent (skipped events)
+        self._ours = False
+        # per partition, delivered events in offset order: None until handled
+        self._waiting: dict[TP, OrderedDict[int, tuple[StreamT[Any], EventT] | None]] = {}
+
+    def install(self, consumer: Any) -> None:
+        # faust's compiled stream iterator (``_cython/streams.pyx``) inlines
+        # ``Consumer.ack``: the pure-Python one calls it, so every acknowledgement
+        # passes here
+        faust.streams._CStreamIterator = None
+        acknowledge: Callable[[Any], bool] = consumer.ack
+
+        def guarded_ack(message: Any) -> bool:
+            if self._ours or message.topic not in self.topics:
+                return acknowledge(message)
+            self.refused += 1
+            return False
+
+        consumer.ack = guarded_ack
+        # Faust's read offsets drop what it fetches below them and take a jump above
+        # them for a gap: for the agents' inputs ``InOrder`` does both, knowing more
+        consumer._read_offset = _ReadOffsets(self.topics)
+
+    def delivered(self, event: EventT) -> None:
+        message = event.message
+        self._waiting.setdefault(message.tp, OrderedDict())[message.offset] = None
+
+    def forget(self, tps: Collection[TP]) -> None:
+        for tp in tps:
+            self._waiting.pop(tp, None)
+
+    async def ack(self, stream: StreamT[Any], event: EventT) -> None:
+        """The agent handled ``event`` (applied, outputs and rows written)."""
+        message = event.message
+        waiting = self._waiting.get(message.tp)
+        if waiting is None or message.offset not in waiting:
+            return  # delivered before the partition was revoked: not ours to commit now
+        waiting[message.offset] = (stream, event)
+        while waiting:
+            handled = waiting[next(iter(waiting))]
+            if handled is None:
+                return
+            waiting.popitem(last=False)
+            # ``Stream.ack`` runs to the consumer's ``ack`` without suspending: the
+            # flag covers exactly this call
+            self._ours = True
+            try:
+                await handled[0].ack(handled[1])
+            finally:
+                self._ours = False
+
+
+class _ReadOffsets(dict[TP, "int | None"]):
+    """Faust's read offset per partition, none for the agents' inputs."""
+
+    def __init__(self, topics: frozenset[str]) -> None:
+        super().__init__()
+        self.topics = topics
+
+    def __getitem__(self, tp: TP) -> int | None:
+        return None if tp.topic in self.topics else self.get(tp)
+
+
+def flush_fully(buffer: Any) -> None:
+    """Make the producer buffer's ``flush`` (called before every commit) return only once
+    every message put in it is handed to the client, the one being handed over included
+    (the client's own flush, next, waits for their delivery). Installed before the
+    buffer starts: its sending task takes ``_send_pending`` when it starts."""
+    send: Callable[[Any], Coroutine[Any, Any, None]] = buffer._send_pending
+    sending = 0
+
+    async def counted_send(fut: Any) -> None:
+        nonlocal sending
+        sending += 1
+        try:
+            await send(fut)
+        finally:
+            sending -= 1
+
+    async def flush() -> None:
+        waited_s = 0.0
+        while buffer.size or sending:
+            # a stopping buffer sends nothing more; a broker gone for a minute: either
+            # way no commit (Faust's own flush raises when stopping with messages left)
+            if buffer.should_stop or waited_s > FLUSH_TIMEOUT_S:
+                raise RuntimeError(f"{buffer.size} table rows not written: no commit")
+            await asyncio.sleep(FLUSH_POLL_S)
+            waited_s += FLUSH_POLL_S
+
+    buffer._send_pending = counted_send
+    buffer.flush = flush
+
+
+class InOrder:
+    """Per input partition, the next offset to deliver: from the committed offset after
+    an assignment, then each offset in turn."""
+
+    def __init__(self) -> None:
+        self.next_offset: dict[TP, int] = {}
+        self.rereading: dict[TP, int] = {}  # sought back: the offset that came ahead
+        self.seeks = 0
+        self.gaps = 0  # offsets found to hold no events (markers), recorded as a gap
+
+    def forget(self, tps: Collection[TP]) -> None:
+        for tp in tps:
+            self.next_offset.pop(tp, None)
+            self.rereading.pop(tp, None)
+
+    def verdict(
+        self, tp: TP, offset: int, committed: int | None
+    ) -> tuple[bool, int | None, tuple[int, int] | None]:
+        """(deliver this event?, offset to seek the partition back to, offsets
+        ``[from, to)`` found to hold no events)."""
+        expected = self.next_offset.get(tp, committed)
+        ahead = self.rereading.get(tp)
+        gap = None
+        if ahead is not None:
+            if offset > ahead:  # fetched before the seek back
+                return False, None, None
+            del self.rereading[tp]  # the re-read began
+            if expected is not None and offset > expected:
+                gap = (expected, offset)  # the re-read skipped them too: no events there
+                self.gaps += 1
+        elif expected is not None and offset != expected:
+            if offset < expected:  # delivered before, in order
+                return False, None, None
+            self.rereading[tp] = offset
+            self.seeks += 1
+            return False, expected, None
+        self.next_offset[tp] = offset + 1
+        return True, None, gap

@@ -1,0 +1,191 @@
+"""The ack guard against faust-streaming's own acknowledgements (``agents.acks``), on a
+real Faust app and consumer (no broker: nothing here fetches). ``Consumer._new_offset``
+is the offset Faust's commit would write for a partition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import faust
+import pytest
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from streams.agents.acks import AckGuard, InOrder, flush_fully
+
+TOPIC = "account_marks"
+PARTITION = TP(TOPIC, 0)
+
+
+@pytest.fixture
+def app() -> faust.App:
+    app = faust.App(
+        "test-acks", broker="kafka://127.0.0.1:9", store="memory://",
+        web_enabled=False, autodiscover=False,
+    )  # fmt: skip
+    app.topics.add(app.topic(TOPIC))
+    # what the conductor does once an agent subscribes: acks count for the topic
+    asyncio.run(app.topics._update_indices())
+    return app
+
+
+def message(offset: int) -> ConsumerMessage:
+    return ConsumerMessage(TOPIC, 0, offset, 0.0, 0, [], None, b"{}", None, tp=PARTITION)
+
+
+def event(app: faust.App, offset: int) -> faust.Event:
+    return faust.Event(app, None, b"{}", {}, message(offset))
+
+
+def test_without_the_guard_skipped_events_are_committed(app: faust.App) -> None:
+    """The hole itself: events a stream skipped after a rebalance (Faust acknowledges
+    them) make the commit pass them though no agent handled them."""
+    consumer = app.consumer
+    for offset in range(10, 15):  # fetched in the old generation, skipped
+        message(offset).ack(consumer)  # what ``Stream.__aiter__`` does for a skipped event
+    assert consumer._new_offset(PARTITION) == 15
+
+
+def test_skipped_events_stay_uncommitted_and_handled_ones_commit(app: faust.App) -> None:
+    consumer = app.consumer
+    guard = AckGuard([TOPIC])
+    guard.install(consumer)
+    for offset in range(10, 15):
+        assert message(offset).ack(consumer) is False
+    assert guard.refused == 5
+    assert consumer._new_offset(PARTITION) is None  # nothing to commit
+    stream = app.stream(app.topic(TOPIC))
+    again = {offset: event(app, offset) for offset in range(10, 14)}  # after the seek
+    for delivered in again.values():
+        guard.delivered(delivered)
+    for offset in (11, 13):  # handled before 10 (10 waits in a shard's buffer)
+        asyncio.run(guard.ack(stream, again[offset]))
+    assert consumer._new_offset(PARTITION) is None
+    asyncio.run(guard.ack(stream, again[10]))
+    assert consumer._new_offset(PARTITION) == 12  # 12 still buffered
+    asyncio.run(guard.ack(stream, again[12]))
+    assert consumer._new_offset(PARTITION) == 14
+    assert guard.refused == 5
+
+
+def test_without_the_guard_an_event_after_a_buffered_one_is_committed_past_it(
+    app: faust.App,
+) -> None:
+    """Faust's commit lets the first acknowledged run start one past the committed
+    offset: 10 buffered, 11 acknowledged, the commit passes 10."""
+    consumer = app.consumer
+    consumer._committed_offset[PARTITION] = 10
+    message(11).ack(consumer)
+    assert consumer._new_offset(PARTITION) == 12
+
+
+def test_acks_of_other_topics_pass(app: faust.App) -> None:
+    consumer = app.consumer
+    AckGuard(["fills"]).install(consumer)
+    message(3).ack(consumer)
+    assert consumer._new_offset(PARTITION) == 4
+
+
+def test_offsets_never_delivered_are_not_committed(app: faust.App) -> None:
+    """A kept partition after a rebalance: Faust's read offset went back to the
+    committed 17 while its fetch goes on at 40; 18-39 were never delivered. The fetch
+    loop takes the jump for a gap (as it would transaction markers: ``_add_gap`` when
+    the offset read is more than one past the read offset) and gaps count as handled."""
+    consumer = app.consumer
+    consumer._committed_offset[PARTITION] = 17
+    asyncio.run(consumer._add_gap(PARTITION, 18, 40))
+    message(17).ack(consumer)
+    message(40).ack(consumer)
+    assert consumer._new_offset(PARTITION) == 41  # 18-39 committed unseen
+    # guarded, the fetch loop finds no read offset for an agent's partition after a
+    # seek: it neither drops what comes below it nor takes a jump for a gap
+    AckGuard([TOPIC]).install(consumer)
+    consumer._read_offset[PARTITION] = 17  # what Faust's seek writes
+    assert consumer._read_offset[PARTITION] is None
+    consumer._read_offset[TP("other", 0)] = 17
+    assert consumer._read_offset[TP("other", 0)] == 17
+
+
+def test_events_a_stream_skips_are_not_acknowledged(app: faust.App) -> None:
+    """A stream delivers an event fetched in generation 1 while generation 2 is current:
+    it skips it, and its pure-Python iterator acknowledges it (the compiled one, which
+    the guard switches off, inlines the acknowledgement)."""
+    guard = AckGuard([TOPIC])
+    guard.install(app.consumer)
+
+    async def scenario() -> int:
+        app.consumer_generation_id = 2
+        app.flow_control.resume()
+        stream = app.stream(app.channel())
+        stale, current = event(app, 10), event(app, 11)
+        stale.message.generation_id, current.message.generation_id = 1, 2
+        await stream.channel.queue.put(stale)
+        await stream.channel.queue.put(current)
+        async for delivered in stream.noack().events():
+            return int(delivered.message.offset)
+        raise AssertionError("nothing delivered")
+
+    assert asyncio.run(scenario()) == 11
+    assert guard.refused == 1
+    assert app.consumer._new_offset(PARTITION) is None
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_the_flush_before_a_commit_drains_the_buffer(app: faust.App, fixed: bool) -> None:
+    """Changelog rows wait in the producer buffer; each takes 0.25 s to hand over (a busy
+    loop, a slow broker). Faust's flush gives up after 0.1 s without a send."""
+
+    async def scenario() -> int:
+        buffer = ProducerBuffer()
+        buffer.app = app
+        sent = []
+
+        async def slow_send(fut: int) -> None:
+            await asyncio.sleep(0.25)
+            sent.append(fut)
+
+        buffer._send_pending = slow_send  # type: ignore[method-assign,assignment]
+        if fixed:
+            flush_fully(buffer)
+        await buffer.start()
+        for n in range(3):
+            buffer.put(n)  # type: ignore[arg-type]
+        await buffer.flush()
+        handed_over = len(sent)
+        with contextlib.suppress(RuntimeError):  # stopping flushes, refused with rows left
+            await buffer.stop()
+        return handed_over
+
+    assert asyncio.run(scenario()) == (3 if fixed else 0)
+
+
+def test_a_partition_is_delivered_in_order_from_its_committed_offset() -> None:
+    """Committed 100; Faust delivers 140, 141 (fetched before a rebalance), then the
+    re-read from 100; later 105 is skipped by the fetch (Faust's read offset and fetch
+    position apart) and comes with the re-read."""
+    order = InOrder()
+    assert order.verdict(PARTITION, 140, 100) == (False, 100, None)  # seek back to 100
+    assert order.verdict(PARTITION, 141, 100) == (False, None, None)  # fetched before
+    assert order.verdict(PARTITION, 100, 100) == (True, None, None)  # the re-read
+    assert order.verdict(PARTITION, 101, 100) == (True, None, None)
+    assert order.verdict(PARTITION, 101, 100) == (False, None, None)  # delivered twice
+    assert order.verdict(PARTITION, 103, 100) == (False, 102, None)
+    assert order.verdict(PARTITION, 102, 100) == (True, None, None)
+    assert order.verdict(PARTITION, 103, 100) == (True, None, None)
+    assert order.seeks == 2
+    order.forget([PARTITION])  # revoked, assigned again
+    assert order.verdict(PARTITION, 300, 300) == (True, None, None)
+    assert order.verdict(TP("balances", 0), 7, None) == (True, None, None)  # no commit yet
+
+
+def test_offsets_without_events_are_found_and_recorded_as_a_gap() -> None:
+    """An exchange writing in transactions: 100 and 101 are markers. 102 comes while 100
+    is due; sought back to 100, the re-read begins at 102 again."""
+    order = InOrder()
+    assert order.verdict(PARTITION, 102, 100) == (False, 100, None)
+    assert order.verdict(PARTITION, 103, 100) == (False, None, None)  # fetched before
+    assert order.verdict(PARTITION, 102, 100) == (True, None, (100, 102))
+    assert order.verdict(PARTITION, 103, 100) == (True, None, None)
+    assert order.gaps == 1
