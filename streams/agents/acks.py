@@ -23,9 +23,10 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    (transaction markers, compacted away) and are recorded as a gap. An exchange writing
    in transactions costs one seek per transaction boundary this way.
 3. **Skipped events acknowledged.** Events a stream skips at a rebalance (stale
-   generation, flow stopped) are acknowledged by Faust's pure-Python iterator even under
-   ``noack()``. ``AckGuard`` refuses any acknowledgement of an agent input that did not
-   come through ``AckGuard.ack``.
+   generation, flow stopped) are acknowledged by Faust's pure-Python stream iterator
+   even under ``noack()`` (the compiled one, used when its extension is built and
+   ``NO_CYTHON`` unset, does not). ``AckGuard`` refuses any acknowledgement of an agent
+   input that did not come through ``AckGuard.ack``.
 4. **Acknowledged out of order.** The commit takes the first consecutive run of
    acknowledged offsets and accepts a run that starts one past the committed offset:
    an event waiting in a shard's buffer while a later one of its partition was
@@ -35,6 +36,10 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    its producer, but the buffer of pending changelog writes only until no message
    leaves it for 0.1 s (``ProducerBuffer.flush_atmost``): offsets could be committed with
    the rows of the events they cover still buffered. ``flush_fully`` drains it.
+
+Guards 1, 2 and 4 cover the account agent's inputs only: the fund desk applies a
+re-delivered fund or book update again (no dedupe yet), so reading its inputs again from
+the committed offset changed its decisions. Its inputs get guard 3.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
-import faust.streams
 from faust.types import TP, EventT, StreamT
 
 FLUSH_POLL_S = 0.005
@@ -59,18 +63,17 @@ class AckGuard:
     still buffered in a shard while a later one of its partition was acknowledged (a
     tick, a copy) could be committed past."""
 
-    def __init__(self, topics: Collection[str]) -> None:
+    def __init__(self, topics: Collection[str], ordered: Collection[str] = ()) -> None:
+        """``topics``: the agents' inputs (Faust's acknowledgements refused); ``ordered``:
+        those delivered through ``InOrder`` (registered with ``delivered``)."""
         self.topics = frozenset(topics)
+        self.ordered = frozenset(ordered)
         self.refused = 0  # acknowledgements Faust tried to make for an agent (skipped events)
         self._ours = False
         # per partition, delivered events in offset order: None until handled
         self._waiting: dict[TP, OrderedDict[int, tuple[StreamT[Any], EventT] | None]] = {}
 
     def install(self, consumer: Any) -> None:
-        # faust's compiled stream iterator (``_cython/streams.pyx``) inlines
-        # ``Consumer.ack``: the pure-Python one calls it, so every acknowledgement
-        # passes here
-        faust.streams._CStreamIterator = None
         acknowledge: Callable[[Any], bool] = consumer.ack
 
         def guarded_ack(message: Any) -> bool:
@@ -82,7 +85,7 @@ class AckGuard:
         consumer.ack = guarded_ack
         # Faust's read offsets drop what it fetches below them and take a jump above
         # them for a gap: for the agents' inputs ``InOrder`` does both, knowing more
-        consumer._read_offset = _ReadOffsets(self.topics)
+        consumer._read_offset = _ReadOffsets(self.ordered)
 
     def delivered(self, event: EventT) -> None:
         message = event.message
@@ -95,6 +98,9 @@ class AckGuard:
     async def ack(self, stream: StreamT[Any], event: EventT) -> None:
         """The agent handled ``event`` (applied, outputs and rows written)."""
         message = event.message
+        if message.topic not in self.ordered:
+            await self._acknowledge(stream, event)
+            return
         waiting = self._waiting.get(message.tp)
         if waiting is None or message.offset not in waiting:
             return  # delivered before the partition was revoked: not ours to commit now
@@ -104,13 +110,16 @@ class AckGuard:
             if handled is None:
                 return
             waiting.popitem(last=False)
-            # ``Stream.ack`` runs to the consumer's ``ack`` without suspending: the
-            # flag covers exactly this call
-            self._ours = True
-            try:
-                await handled[0].ack(handled[1])
-            finally:
-                self._ours = False
+            await self._acknowledge(*handled)
+
+    async def _acknowledge(self, stream: StreamT[Any], event: EventT) -> None:
+        # ``Stream.ack`` runs to the consumer's ``ack`` without suspending: the flag
+        # covers exactly this call
+        self._ours = True
+        try:
+            await stream.ack(event)
+        finally:
+            self._ours = False
 
 
 class _ReadOffsets(dict[TP, "int | None"]):
@@ -125,31 +134,37 @@ class _ReadOffsets(dict[TP, "int | None"]):
 
 
 def flush_fully(buffer: Any) -> None:
-    """Make the producer buffer's ``flush`` (called before every commit) return only once
-    every message put in it is handed to the client, the one being handed over included
-    (the client's own flush, next, waits for their delivery). Installed before the
-    buffer starts: its sending task takes ``_send_pending`` when it starts."""
+    """Make the producer buffer's ``flush`` (called before every commit) return once every
+    message put in it before the call is handed to the client (the client's own flush,
+    next, waits for their delivery); messages put while it waits do not hold it.
+    Installed before the buffer starts: its sending task takes ``_send_pending`` when it
+    starts."""
     send: Callable[[Any], Coroutine[Any, Any, None]] = buffer._send_pending
-    sending = 0
+    put: Callable[[Any], None] = buffer.put
+    counts = {"put": 0, "sent": 0}
+
+    def counted_put(fut: Any) -> None:
+        counts["put"] += 1
+        put(fut)
 
     async def counted_send(fut: Any) -> None:
-        nonlocal sending
-        sending += 1
         try:
             await send(fut)
         finally:
-            sending -= 1
+            counts["sent"] += 1
 
     async def flush() -> None:
+        due = counts["put"]
         waited_s = 0.0
-        while buffer.size or sending:
+        while counts["sent"] < due:
             # a stopping buffer sends nothing more; a broker gone for a minute: either
             # way no commit (Faust's own flush raises when stopping with messages left)
             if buffer.should_stop or waited_s > FLUSH_TIMEOUT_S:
-                raise RuntimeError(f"{buffer.size} table rows not written: no commit")
+                raise RuntimeError(f"{due - counts['sent']} table rows not written: no commit")
             await asyncio.sleep(FLUSH_POLL_S)
             waited_s += FLUSH_POLL_S
 
+    buffer.put = counted_put
     buffer._send_pending = counted_send
     buffer.flush = flush
 

@@ -195,7 +195,10 @@ class AccountAgents:
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
-        self.acks = AckGuard([*self.account_inputs.topics, *self.desk_inputs.topics])
+        self.acks = AckGuard(
+            [*self.account_inputs.topics, *self.desk_inputs.topics],
+            ordered=self.account_inputs.topics,
+        )
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
         flush_fully(self.app.producer.buffer)
@@ -482,8 +485,6 @@ class AccountAgents:
         """Stage B: every partition's summaries, the fund and the books, in order."""
         desk = self.desk
         async for event in stream.noack().events():
-            if not await self._in_order(event):
-                continue
             if not self.desk_restored:  # the table is recovered before the stream starts
                 for raw in self.desk_rows.values():
                     restore_desk(desk, raw)
