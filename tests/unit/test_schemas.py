@@ -137,7 +137,8 @@ def test_what_a_pattern_generates_the_decoder_takes(data: st.DataObject) -> None
 def test_an_unknown_field_fails_both(kind: str, name: str) -> None:
     event = {**VALID[kind], name: "1"}
     known = name in FIELDS[kind]
-    assert decoder_takes(event) is schema_takes(event)
+    # the kind's own schema: ``name`` may be "type" itself (found by a CI run)
+    assert decoder_takes(event) is VALIDATORS[kind].is_valid(event)
     if not known:
         assert not decoder_takes(event)
 
