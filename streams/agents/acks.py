@@ -45,6 +45,7 @@ the committed offset changed its decisions. Its inputs get guard 3.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
@@ -155,14 +156,13 @@ def flush_fully(buffer: Any) -> None:
 
     async def flush() -> None:
         due = counts["put"]
-        waited_s = 0.0
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
         while counts["sent"] < due:
             # a stopping buffer sends nothing more; a broker gone for a minute: either
             # way no commit (Faust's own flush raises when stopping with messages left)
-            if buffer.should_stop or waited_s > FLUSH_TIMEOUT_S:
+            if buffer.should_stop or time.monotonic() > deadline:
                 raise RuntimeError(f"{due - counts['sent']} table rows not written: no commit")
             await asyncio.sleep(FLUSH_POLL_S)
-            waited_s += FLUSH_POLL_S
 
     buffer.put = counted_put
     buffer._send_pending = counted_send
