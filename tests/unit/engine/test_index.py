@@ -6,9 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.engine.fixed import SCALE
-from streams.engine.index import DeficitIndex, Fenwick, ThresholdIndex, price_bucket
+from streams.engine.index import (
+    DeficitIndex,
+    Fenwick,
+    ThresholdIndex,
+    _threshold_bucket,
+    price_bucket,
+)
 
 prices = st.integers(min_value=1, max_value=10**14)
+near = st.integers(min_value=1, max_value=10**6)  # prices a few buckets apart
 entry = st.tuples(st.text("abcdefgh", min_size=1, max_size=3), prices, st.integers(1, 10**12))
 
 
@@ -109,3 +116,66 @@ def test_threshold_crossings_match_brute_force(thresholds, m0, m1, tol):
         if low <= t - tol <= high or low <= t + tol <= high or t - tol <= m0 <= t + tol
     }
     assert index.crossed(m0, m1) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text("abcd", min_size=1, max_size=2),
+            st.lists(near, max_size=3),  # empty: the key is removed
+            st.integers(0, 2_000),
+            near,
+        ),
+        max_size=40,
+    ),
+    near,
+    near,
+)
+def test_threshold_crossings_after_puts_and_removes_match_brute_force(puts, m0, m1):
+    """Keys put again (new thresholds, tolerance, mark) and removed: the index answers
+    from its latest put of each key only (a stale end left in a bucket would answer).
+    Prices up to 1e6 raw: a bucket is ~100 raw units wide there, so ticks span a few
+    buckets to thousands, and ends sit at both edges of a tick's buckets."""
+    index = ThresholdIndex()
+    latest: dict[str, tuple[list[int], int, int]] = {}
+    for key, ts, tol, mark in puts:
+        index.put(key, tuple(ts), tol, mark)
+        latest[key] = (ts, tol, mark)
+    low, high = sorted((m0, m1))
+    expected = {
+        k
+        for k, (ts, tol, mark) in latest.items()
+        for t in ts
+        if low <= t - tol <= high or low <= t + tol <= high or t - tol <= mark <= t + tol
+    }
+    assert index.crossed(m0, m1) == expected
+    assert len(index) == sum(1 for ts, _, _ in latest.values() if ts)
+
+
+def test_a_tick_takes_the_ends_of_its_edge_buckets_that_it_crossed_only():
+    """At 1e12 raw a bucket is ~1e8 raw wide: ends 1 raw unit outside the tick share a
+    bucket with its ends and must stay out."""
+    mark = 10**12
+    index = ThresholdIndex()
+    far = 2 * mark  # every put's mark: no key is in a zone
+    index.put("just-below", (mark - 1,), 0, far)
+    index.put("at-low", (mark,), 0, far)
+    index.put("inside", (mark + 3,), 0, far)
+    index.put("at-high", (mark + 5,), 0, far)
+    index.put("just-above", (mark + 6,), 0, far)
+    assert index.crossed(mark, mark + 5) == {"at-low", "inside", "at-high"}
+    assert index.crossed(mark + 5, mark) == {"at-low", "inside", "at-high"}
+    index.put("inside", (mark + 10**9,), 0, far)  # moved ten buckets up
+    assert index.crossed(mark, mark + 5) == {"at-low", "at-high"}
+    assert index.crossed(mark - 1, mark + 10**9) == {
+        "just-below",
+        "at-low",
+        "at-high",
+        "just-above",
+        "inside",
+    }
+    # a tick over several buckets: its first and last ones filtered too
+    assert _threshold_bucket(mark - 1) == _threshold_bucket(mark)
+    assert _threshold_bucket(mark + 10**9) == _threshold_bucket(mark + 10**9 + 1)
+    assert index.crossed(mark, mark + 10**9 - 1) == {"at-low", "at-high", "just-above"}
+    assert index.crossed(mark + 1, mark + 10**9) == {"inside", "at-high", "just-above"}
