@@ -98,13 +98,28 @@ Curve = Callable[[float], int]
 mark: ``curve(0.0)`` is the deficit at the mark, ``curve(-0.1)`` after a 10% fall."""
 
 
+class IndexCurve:
+    """The exact curve of a ``DeficitIndex`` around ``mark``; the ADL distance's search
+    asks the index once where the curve crosses its budget (``budget_edge``) and then
+    compares prices, instead of asking the index at each bisection step."""
+
+    __slots__ = ("index", "mark")
+
+    def __init__(self, index: DeficitIndex, mark: int) -> None:
+        self.index = index
+        self.mark = mark
+
+    def price(self, move: float) -> int:
+        # the mark itself is asked most: no float round trip
+        return self.mark if move == 0.0 else shocked_price(self.mark, move)
+
+    def __call__(self, move: float) -> int:
+        return self.index.deficit_at(self.price(move))
+
+
 def index_curve(index: DeficitIndex, mark: int) -> Curve:
     """The exact curve of a ``DeficitIndex`` around ``mark``."""
-
-    def curve(move: float) -> int:  # the mark itself is asked most: no float round trip
-        return index.deficit_at(mark if move == 0.0 else shocked_price(mark, move))
-
-    return curve
+    return IndexCurve(index, mark)
 
 
 def ladder(
@@ -125,9 +140,7 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
         return 0.0
 
     rest = loss_now - side(0.0)  # the loss but this side's at the mark: read once
-
-    def exceeds(move: float) -> bool:  # the loss with the side moved adversely > fund
-        return rest + side(-move if is_long else move) > fund_balance
+    exceeds = _exceeds(side, fund_balance - rest, is_long)
 
     high = 1.0 if is_long else MAX_UP_MOVE
     if not exceeds(high):
@@ -140,6 +153,20 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
         else:
             low = mid
     return high
+
+
+def _exceeds(side: Curve, budget: int, is_long: bool) -> Callable[[float], bool]:
+    """Whether the side's deficit after an adverse move exceeds ``budget``: the same
+    answer as asking the curve, from one ``budget_edge`` when the curve is an index's."""
+    if not isinstance(side, IndexCurve):
+        return lambda move: side(-move if is_long else move) > budget
+    edge = side.index.budget_edge(budget)
+    if edge is None:
+        return lambda move: True
+    price = side.price
+    if is_long:
+        return lambda move: price(-move) < edge
+    return lambda move: price(move) > edge
 
 
 def coverage_ratio(fund_balance: int, loss_now: int) -> float | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 
 from streams.engine.fixed import SCALE, div_ceil
@@ -33,6 +33,29 @@ _BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw pr
 
 def price_bucket(price: int) -> int:
     return int(math.log(price) * _BUCKETS_PER_E) + 1 if price > 0 else 0
+
+
+def bucket_start(slot: int) -> int:
+    """The lowest price >= 1 in bucket ``slot`` or above (``price_bucket`` is monotone):
+    every price in a lower bucket is below it, every price in this one or above is not.
+    The float exp() only narrows the search; the answer is checked with
+    ``price_bucket`` itself."""
+    if slot <= 1:
+        return 1
+    guess = math.exp((slot - 1) / _BUCKETS_PER_E)
+    low = max(1, int(guess * (1 - 1e-9)) - 2)  # below the start: bucket < slot
+    high = int(guess * (1 + 1e-9)) + 2  # at or above it
+    while low > 1 and price_bucket(low) >= slot:
+        low //= 2
+    while price_bucket(high) < slot:
+        high *= 2
+    while high - low > 1:  # price_bucket(low) < slot <= price_bucket(high), or low == 1
+        mid = (low + high) // 2
+        if price_bucket(mid) >= slot:
+            high = mid
+        else:
+            low = mid
+    return 1 if price_bucket(low) >= slot else high
 
 
 class Fenwick:
@@ -53,6 +76,24 @@ class Fenwick:
             a[i] += first
             b[i] += second
             i += i & -i
+
+    def last_holding(self, holds: Callable[[int, int, int], bool]) -> tuple[int, int, int]:
+        """The largest t such that ``holds(t, first, second)`` with the sums over slots
+        0..t-1, for a ``holds`` true up to some t and false after it (true at t = 0 is
+        assumed, not asked); returns (t, first, second). One descent of the tree:
+        O(log slots) asks, not a bisection of prefix walks."""
+        a, b = self._first, self._second
+        n = len(a)
+        t = first = second = 0
+        step = 1 << (n - 1).bit_length()
+        while step:
+            nxt = t + step
+            if nxt < n and holds(nxt, first + a[nxt], second + b[nxt]):
+                t = nxt
+                first += a[nxt]
+                second += b[nxt]
+            step >>= 1
+        return t, first, second
 
     def prefix(self, slot: int) -> tuple[int, int]:
         """Both sums over slots 0..slot inclusive ((0, 0) for slot < 0)."""
@@ -320,6 +361,73 @@ class DeficitIndex:
             q, qb = bucket.sums_below(price)
             sum_q, sum_qb = sum_q + q, sum_qb + qb
         return price * sum_q - sum_qb
+
+    def budget_edge(self, budget: int) -> int | float | None:
+        """Where the deficit crosses ``budget`` (quote, raw), for the search of the ADL
+        distance: one descent instead of a ``deficit_at`` per bisection step.
+
+        ``deficit_at(p) > budget`` exactly when ``p < edge`` for longs (their deficit
+        falls as the price rises) and ``p > edge`` for shorts, at every price p >= 1;
+        ``None``: above the budget at every such price; ``math.inf``: never above it (a
+        side with no shorts). As ``deficit_at`` rounds up, ``deficit_at(p) > budget``
+        iff the exact numerator (raw * SCALE) is above ``budget * SCALE``: the edge is
+        found on the numerators, piece by piece of the linear segments between entries.
+        """
+        limit = budget * SCALE
+        if limit < 0:
+            return None  # a numerator is never negative
+        if self._numerator_at(1) <= limit:
+            return 1 if self._is_long else self._short_edge(limit)
+        if self._is_long:
+            return self._long_edge(limit)
+        return None  # a short at or below price 1 already costs more than the budget
+
+    def _long_edge(self, limit: int) -> int:
+        """The lowest price p >= 1 whose numerator is at most ``limit`` (it is above it at
+        p = 1: the caller checked)."""
+        total_q, total_qb = self._total_q, self._total_qb
+
+        def above(slot: int, q_below: int, qb_below: int) -> bool:
+            # entries in ``slot`` and above are those with B >= its start: the numerator
+            # there is theirs alone
+            start = bucket_start(slot)
+            return (total_qb - qb_below) - start * (total_q - q_below) > limit
+
+        slot, q_below, qb_below = self._sums.last_holding(above)
+        # the edge is above this slot's start, at most the next slot's: walk its entries
+        bucket = self._buckets.get(slot)
+        entries = bucket.entries if bucket is not None else []
+        q_above = total_q - q_below - sum(q for _, _, q in entries)
+        qb_above = total_qb - qb_below - sum(q * b for b, _, q in entries)
+        for price, _, q in reversed(entries):
+            if qb_above - price * q_above > limit:
+                break  # above the limit at this entry: the edge lies above it
+            q_above += q
+            qb_above += q * price
+        # on this segment the numerator is qb_above - p * q_above (q_above > 0: it is
+        # above the limit somewhere on it): the lowest p where that is <= limit
+        return -((limit - qb_above) // q_above)
+
+    def _short_edge(self, limit: int) -> int | float:
+        """The highest price p >= 1 whose numerator is at most ``limit`` (it is at p = 1:
+        the caller checked)."""
+        if self._total_q == 0:
+            return math.inf
+
+        def within(slot: int, q_below: int, qb_below: int) -> bool:
+            # entries below the slot are those with B below its start
+            return bucket_start(slot) * q_below - qb_below <= limit
+
+        slot, q_below, qb_below = self._sums.last_holding(within)
+        bucket = self._buckets.get(slot)
+        for price, _, q in bucket.entries if bucket is not None else ():
+            if q_below and price * q_below - qb_below > limit:
+                break  # above the limit at this entry: the edge lies below it
+            q_below += q
+            qb_below += q * price
+        # on this segment the numerator is p * q_below - qb_below (q_below > 0: some
+        # entry lies at or below the edge's slot)
+        return (limit + qb_below) // q_below
 
     def deficits_at(self, prices: Sequence[int]) -> list[int]:
         """``deficit_at`` of many prices: one pass over the non-empty buckets, then a

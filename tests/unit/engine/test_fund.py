@@ -99,3 +99,26 @@ def test_adding_a_bankruptcy_never_improves_the_projection(existing, extra, mark
     if before_distance is not None:
         assert after_distance is not None
         assert after_distance <= before_distance + 1e-9
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 40_000), st.integers(1, 50)), max_size=20),
+    st.booleans(),
+    st.integers(1_000, 30_000),
+    st.integers(0, 2_000_000),
+    st.integers(0, 500_000),
+)
+def test_adl_distance_from_the_index_edge_equals_asking_the_curve(
+    entries, is_long, mark, fund, loss_elsewhere
+):
+    """The search over an index's curve compares prices with one ``budget_edge``; asking
+    the curve at every bisection step (any other curve's way) gives the same float."""
+    index = DeficitIndex(is_long=is_long)
+    for k, (price, qty) in enumerate(entries):
+        index.put(f"k{k}", price * U // 10, qty * U // 10)
+    curve = index_curve(index, mark * U)
+    loss = loss_elsewhere * U + curve(0.0)
+    asked_each_step = lambda move: curve(move)  # noqa: E731  # not an index curve
+    assert adl_distance(loss, fund * U, curve, is_long) == adl_distance(
+        loss, fund * U, asked_each_step, is_long
+    )

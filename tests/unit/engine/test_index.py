@@ -11,6 +11,7 @@ from streams.engine.index import (
     Fenwick,
     ThresholdIndex,
     _threshold_bucket,
+    bucket_start,
     price_bucket,
 )
 
@@ -179,3 +180,58 @@ def test_a_tick_takes_the_ends_of_its_edge_buckets_that_it_crossed_only():
     assert _threshold_bucket(mark + 10**9) == _threshold_bucket(mark + 10**9 + 1)
     assert index.crossed(mark, mark + 10**9 - 1) == {"at-low", "at-high", "just-above"}
     assert index.crossed(mark + 1, mark + 10**9) == {"inside", "at-high", "just-above"}
+
+
+@given(
+    st.lists(st.tuples(st.integers(-(10**6), 10**13), st.integers(1, 10**9)), max_size=25),
+    st.booleans(),
+    st.integers(-(10**6), 10**14),
+    st.lists(st.integers(1, 2 * 10**13), min_size=1, max_size=20),
+)
+def test_budget_edge_splits_the_prices_as_deficit_at_does(entries, is_long, budget, asked):
+    _check_budget_edge(entries, is_long, budget, asked)
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.tuples(st.integers(10**12 - 2 * 10**9, 10**12 + 2 * 10**9), st.integers(1, 10**6)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.booleans(),
+    st.integers(0, 10**12),
+    st.lists(st.integers(10**12 - 3 * 10**9, 10**12 + 3 * 10**9), min_size=1, max_size=10),
+)
+def test_budget_edge_among_entries_a_few_buckets_wide(entries, is_long, budget, asked):
+    """Entries within +-0.2% of 1e12 raw: ~8 buckets, the edge most often between two
+    entries of neighbouring buckets (where a descent one slot off would show)."""
+    _check_budget_edge(entries, is_long, budget, asked)
+
+
+def _check_budget_edge(entries, is_long, budget, asked):
+    """``deficit_at(p) > budget`` exactly on one side of the edge, at any price: checked
+    at random prices, at the entries' own prices and one raw unit either side of the edge
+    (entries from below zero to 1e13 raw: several buckets, some shared)."""
+    index = DeficitIndex(is_long=is_long)
+    for k, (price, qty) in enumerate(entries):
+        index.put(f"k{k}", price, qty)
+    edge = index.budget_edge(budget)
+    prices = set(asked) | {p for p, _ in entries if p >= 1}
+    if isinstance(edge, int):
+        prices |= {p for p in (edge - 1, edge, edge + 1) if p >= 1}
+    for price in sorted(prices):
+        over = index.deficit_at(price) > budget
+        if edge is None:
+            assert over, price
+        elif is_long:
+            assert over == (price < edge), (price, edge)
+        else:
+            assert over == (price > edge), (price, edge)
+
+
+@given(st.integers(1, 160_000))
+def test_bucket_start_is_the_first_price_of_its_bucket(slot):
+    start = bucket_start(slot)
+    assert price_bucket(start) >= slot
+    assert start == 1 or price_bucket(start - 1) < slot
