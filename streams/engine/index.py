@@ -18,6 +18,7 @@ function places entries and queries, so the split is consistent.
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ def price_bucket(price: int) -> int:
     return int(math.log(price) * _BUCKETS_PER_E) + 1 if price > 0 else 0
 
 
+@functools.cache  # at most _BUCKET_COUNT slots; a descent asks the same few again
 def bucket_start(slot: int) -> int:
     """The lowest price >= 1 in bucket ``slot`` or above (``price_bucket`` is monotone):
     every price in a lower bucket is below it, every price in this one or above is not.
