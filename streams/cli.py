@@ -20,6 +20,7 @@ from streams.engine.errors import AdlMonitorError, ConfigError
 from streams.engine.fixed import to_str
 from streams.engine.instruments import load_instruments
 from streams.pipeline.settings import Settings, secret_from_env, whole_number
+from streams.scenario.preset import PRESETS
 
 
 def bundled(name: str) -> Path:
@@ -60,6 +61,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from streams.scenario import spec as specs
     from streams.scenario.simulate import simulate
 
+    if args.preset:
+        return _simulate_preset(args)
+
     base = specs.BUNDLED if args.bundled else specs.ScenarioSpec()
     fields = ("seed", "accounts", "minutes", "crash_start_min", "crash_minutes", "rebound",
               "crash_mark_ms", "calm_mark_ms", "fund_per_account")  # fmt: skip
@@ -89,6 +93,48 @@ def _simulate(args: argparse.Namespace) -> int:
         f"auto-deleveraged against {stats.adl_fills} counterparties; insurance fund "
         f"{to_str(result.fund_start)} -> {to_str(result.fund_end)}"
         + (f"; {to_str(stats.uncovered)} neither could cover" if stats.uncovered else ""),
+        file=sys.stderr,
+    )
+    if args.bootstrap:
+        _send(args, out)
+    return 0
+
+
+def _simulate_preset(args: argparse.Namespace) -> int:
+    import resource
+    import time
+
+    from streams.scenario import preset
+
+    ignored = [flag for flag, value in (
+        ("--bundled", args.bundled), ("--minutes", args.minutes),
+        ("--crash-start-min", args.crash_start_min), ("--crash-minutes", args.crash_minutes),
+        ("--rebound", args.rebound), ("--crash-mark-ms", args.crash_mark_ms),
+        ("--calm-mark-ms", args.calm_mark_ms), ("--fund-per-account", args.fund_per_account),
+        ("--symbols", args.symbols)) if value]  # fmt: skip
+    if ignored:
+        raise ConfigError(f"--preset sets these itself: {', '.join(ignored)} (only --accounts, "
+                          "--seed and --out apply)")  # fmt: skip
+    if args.accounts is not None and args.accounts < 2:
+        raise ConfigError("--accounts: at least 2")
+    spec = preset.scaled(preset.PRESETS[args.preset], args.accounts, args.seed)
+    out = Path(args.out)
+    instruments = out.with_suffix(".instruments.toml")
+    if args.bootstrap:
+        _topics_ready(_settings(args))
+    started = time.perf_counter()
+    stats = preset.generate(spec, out, instruments, progress=False if args.quiet else None)
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"wrote {stats.events:,} events to {out} and the instruments to {instruments} in "
+        f"{elapsed:.1f} s (peak RSS {peak_mb:,.0f} MB): {stats.accounts:,} accounts, "
+        f"{stats.symbols} symbols, {stats.positions:,} positions opened; "
+        f"{stats.liquidations:,} liquidations, {stats.deleveraged:,} of them "
+        f"auto-deleveraged against {stats.adl_fills:,} counterparty fills; busiest "
+        f"timestamp {stats.busiest_ts} with {stats.busiest_fills:,} liquidation and ADL "
+        f"fills; fund {stats.fund_start:,.2f} -> {stats.fund_end:,.2f}\n"
+        f"replay it: adl-monitor replay {out} --instruments {instruments}",
         file=sys.stderr,
     )
     if args.bootstrap:
@@ -328,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sm.add_argument("--out", default="scenario.jsonl", help="JSONL file (default scenario.jsonl)")
     sm.add_argument("--bundled", action="store_true", help="start from the bundled small spec")
+    sm.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a scenario at a published scale, with its own instruments file written beside "
+        "--out (FILE.instruments.toml); hyperliquid-2025-10-10: 437,723 accounts, 162 "
+        "assets, ~3.2M events in 12 minutes, one timestamp of >20k liquidation and ADL fills "
+        "(--accounts scales it down)",
+    )
     sm.add_argument("--seed", type=int, help="random seed (default 7): same seed, same bytes")
     sm.add_argument("--accounts", type=int, help="number of accounts (default 10000)")
     sm.add_argument("--minutes", type=float, help="length of the scenario (default 60)")
