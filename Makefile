@@ -24,6 +24,7 @@ lint: $(STAMP)
 bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, asserts nothing)
 	$(BIN)/python benchmarks/bench_mark_tick.py --sizes 10000 100000
 	$(BIN)/python benchmarks/bench_rank.py --sizes 10000 100000 1000000
+	$(BIN)/python benchmarks/bench_indexes.py --sizes 10000 100000
 	$(BIN)/python benchmarks/bench_replay.py --accounts 10000
 	$(BIN)/python benchmarks/bench_block.py
 	$(BIN)/python benchmarks/bench_symbols.py

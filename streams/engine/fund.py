@@ -163,10 +163,10 @@ def _exceeds(side: Curve, budget: int, is_long: bool) -> Callable[[float], bool]
     edge = side.index.budget_edge(budget)
     if edge is None:
         return lambda move: True
-    price = side.price
+    mark = side.mark  # the search's moves are never 0: shocked_price, inlined
     if is_long:
-        return lambda move: price(-move) < edge
-    return lambda move: price(move) > edge
+        return lambda move: max(1, round(mark * (1.0 - move))) < edge
+    return lambda move: max(1, round(mark * (1.0 + move))) > edge
 
 
 def coverage_ratio(fund_balance: int, loss_now: int) -> float | None:

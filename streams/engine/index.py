@@ -396,16 +396,30 @@ class DeficitIndex:
             return (total_qb - qb_below) - start * (total_q - q_below) > limit
 
         slot, q_below, qb_below = self._sums.last_holding(above)
-        # the edge is above this slot's start, at most the next slot's: walk its entries
+        # the edge is above this slot's start, at most the next slot's: find the last of
+        # its entries where the numerator is still above the limit (a bisection over the
+        # bucket's prefix sums, as ``deficit_at`` reads them)
+        q_above, qb_above = total_q - q_below, total_qb - qb_below  # this slot and above
         bucket = self._buckets.get(slot)
-        entries = bucket.entries if bucket is not None else []
-        q_above = total_q - q_below - sum(q for _, _, q in entries)
-        qb_above = total_qb - qb_below - sum(q * b for b, _, q in entries)
-        for price, _, q in reversed(entries):
-            if qb_above - price * q_above > limit:
-                break  # above the limit at this entry: the edge lies above it
-            q_above += q
-            qb_above += q * price
+        if bucket is not None:
+            bucket._refresh()
+            prices, cum_q, cum_qb = bucket.prices, bucket.cum_q, bucket.cum_qb
+            n = len(prices)
+            q_above -= cum_q[n]  # now: slots above this one
+            qb_above -= cum_qb[n]
+            low, high = 0, n  # entries [0, low) are above the limit, [high, n) are not
+            while low < high:
+                mid = (low + high) // 2
+                # at prices[mid]: the entries from mid on (ties add 0) and the slots above
+                q = q_above + cum_q[n] - cum_q[mid]
+                if qb_above + cum_qb[n] - cum_qb[mid] - prices[mid] * q > limit:
+                    low = mid + 1
+                else:
+                    high = mid
+            # past the last entry above the limit only the entries from ``low`` on count
+            # (entries at one price give one numerator: the search never splits them)
+            q_above += cum_q[n] - cum_q[low]
+            qb_above += cum_qb[n] - cum_qb[low]
         # on this segment the numerator is qb_above - p * q_above (q_above > 0: it is
         # above the limit somewhere on it): the lowest p where that is <= limit
         return -((limit - qb_above) // q_above)
@@ -422,11 +436,23 @@ class DeficitIndex:
 
         slot, q_below, qb_below = self._sums.last_holding(within)
         bucket = self._buckets.get(slot)
-        for price, _, q in bucket.entries if bucket is not None else ():
-            if q_below and price * q_below - qb_below > limit:
-                break  # above the limit at this entry: the edge lies below it
-            q_below += q
-            qb_below += q * price
+        if bucket is not None:
+            bucket._refresh()
+            prices, cum_q, cum_qb = bucket.prices, bucket.cum_q, bucket.cum_qb
+            n = len(prices)
+            low, high = 0, n  # entries [0, low) are within the limit, [high, n) are not
+            while low < high:
+                mid = (low + high) // 2
+                # at prices[mid]: the entries before mid (ties add 0) and the slots below
+                q = q_below + cum_q[mid]
+                if prices[mid] * q - qb_below - cum_qb[mid] <= limit:
+                    low = mid + 1
+                else:
+                    high = mid
+            # past the last entry within the limit the entries before ``low`` count (ties
+            # give one numerator: the search never splits them)
+            q_below += cum_q[low]
+            qb_below += cum_qb[low]
         # on this segment the numerator is p * q_below - qb_below (q_below > 0: some
         # entry lies at or below the edge's slot)
         return (limit + qb_below) // q_below

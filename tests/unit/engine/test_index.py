@@ -195,7 +195,11 @@ def test_budget_edge_splits_the_prices_as_deficit_at_does(entries, is_long, budg
 @settings(max_examples=400)
 @given(
     st.lists(
-        st.tuples(st.integers(10**12 - 2 * 10**9, 10**12 + 2 * 10**9), st.integers(1, 10**6)),
+        st.tuples(
+            # on a 1e8 grid: prices repeat (ties) and buckets (~1e8 wide here) hold several
+            st.integers(0, 40).map(lambda k: 10**12 - 2 * 10**9 + k * 10**8),
+            st.integers(1, 10**6),
+        ),
         min_size=1,
         max_size=30,
     ),
@@ -205,7 +209,8 @@ def test_budget_edge_splits_the_prices_as_deficit_at_does(entries, is_long, budg
 )
 def test_budget_edge_among_entries_a_few_buckets_wide(entries, is_long, budget, asked):
     """Entries within +-0.2% of 1e12 raw: ~8 buckets, the edge most often between two
-    entries of neighbouring buckets (where a descent one slot off would show)."""
+    entries of neighbouring buckets (where a descent one slot off would show), and
+    entries at equal prices (where a walk through a bucket must take ties together)."""
     _check_budget_edge(entries, is_long, budget, asked)
 
 
