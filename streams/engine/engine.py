@@ -236,6 +236,13 @@ class Engine:
         old_positions = {p.symbol: p for p in old.positions} if old else {}
         new_positions = {p.symbol: p for p in new.positions}
         multi = new.cross_position_count >= 2
+        # each position's others are every position but itself, in the account's order:
+        # made once per account (an account on 162 symbols made 162 x 161 of them)
+        every = [
+            OtherPosition(self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated)
+            for p in new.positions
+        ]
+        place = {p.symbol: k for k, p in enumerate(new.positions)}
         signals: list[Signal] = []
         for sym in sorted(old_positions.keys() | new_positions.keys()):
             st = self.symbols[sym]
@@ -250,14 +257,8 @@ class Engine:
                 st.liquidatable.pop(acct, None)
                 st.fund_changed()
                 continue
-            others = [
-                OtherPosition(
-                    self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated
-                )
-                for p in new.positions
-                if p.symbol != sym
-            ]
-            st.queue.put(acct, pos, new.equity, others)
+            k = place[sym]
+            st.queue.put(acct, pos, new.equity, every[:k] + every[k + 1 :])
             is_long = pos.qty > 0
             if multi and not pos.isolated:
                 # several marks move its thresholds: re-evaluated when one leaves its band

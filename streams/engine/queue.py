@@ -28,6 +28,11 @@ from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
 
 NO_MARK = np.iinfo(np.int64).min  # a symbol without a mark yet: its positions did not move
+# an account with more positions on other symbols than this keeps them as a list per row,
+# summed in a loop when ranked: the padded columns stay this wide (an account holding all
+# 162 symbols of a venue made every symbol's columns 161 wide: gigabytes, and a copy of
+# every column each time the widest account grew)
+WIDE_AFTER = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +104,10 @@ class QueueTable:
 
     __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
                  "_other_cross", "_other_mark", "_other_n", "_other_qty", "_other_sym",
-                 "_ranking", "_row", "announced", "structure_changed")  # fmt: skip
+                 "_ranking", "_row", "_wide", "_wide_after", "announced",
+                 "structure_changed")  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, wide_after: int = WIDE_AFTER) -> None:
         self._n = 0
         self._cap = 0
         self._row: dict[str, int] = {}
@@ -115,6 +121,8 @@ class QueueTable:
         self._other_qty = np.empty((0, 0), dtype=np.float64)
         self._other_mark = np.empty((0, 0), dtype=np.int64)
         self._other_cross = np.empty((0, 0), dtype=np.bool_)
+        self._wide_after = wide_after
+        self._wide: dict[int, Sequence[OtherPosition]] = {}  # row -> others, when wider
         self._grow(64, 1)
         # lights announced when lights come later (``light_at``): account -> (opening, light)
         self.announced: dict[str, tuple[int, int]] = {}
@@ -165,8 +173,10 @@ class QueueTable:
         """Set the account's position as evaluated; ``others``: its positions on other
         symbols, in the account's order (their moves since move its equity)."""
         row = self._row.get(account)
-        if len(others) > self._other_sym.shape[1] or (row is None and self._n == self._cap):
-            self._grow(2 * self._cap if self._n == self._cap else self._cap, len(others))
+        wide = len(others) > self._wide_after
+        columns = 0 if wide else len(others)
+        if columns > self._other_sym.shape[1] or (row is None and self._n == self._cap):
+            self._grow(2 * self._cap if self._n == self._cap else self._cap, columns)
         f, i = self._f, self._i
         if row is None:
             if len(account) > self._accounts.itemsize // 4:  # 4 bytes per character
@@ -191,6 +201,11 @@ class QueueTable:
         f["equity"][row] = account_equity / SCALE
         self._isolated[row] = pos.isolated
         i["abs_qty"][row] = abs(pos.qty)
+        if wide:
+            self._wide[row] = others
+            self._other_n[row] = 0
+            return
+        self._wide.pop(row, None)
         self._other_n[row] = len(others)
         for k, other in enumerate(others):
             self._other_sym[row, k] = other.symbol_index
@@ -203,7 +218,11 @@ class QueueTable:
         if row is None:
             return
         last = self._n - 1
+        self._wide.pop(row, None)
         if row != last:  # swap-remove: O(1), rows are unordered
+            moved = self._wide.pop(last, None)
+            if moved is not None:
+                self._wide[row] = moved
             self._row[str(self._accounts[last])] = row
             for a in (self._accounts, self._isolated, self._other_n, *self._f.values(),
                       *self._i.values()):  # fmt: skip
@@ -255,7 +274,26 @@ class QueueTable:
             move = self._other_qty[at, k] * (diff / SCALE)
             every[has] += move
             cross[has] += np.where(self._other_cross[at, k], move, 0.0)
-        return rows, cross, every
+        if not self._wide:
+            return rows, cross, every
+        # the wide rows: the same float operations in the same order, one row at a time
+        wide_rows = sorted(self._wide)
+        wide_cross, wide_every = [], []
+        for row in wide_rows:
+            cross_sum = every_sum = 0.0
+            for other in self._wide[row]:
+                now = int(marks_by_index[other.symbol_index])
+                move = other.qty * ((0 if now == NO_MARK else now - other.mark_price) / SCALE)
+                every_sum += move
+                if other.cross:
+                    cross_sum += move
+            wide_cross.append(cross_sum)
+            wide_every.append(every_sum)
+        return (
+            np.concatenate((rows, np.array(wide_rows, dtype=rows.dtype))),
+            np.concatenate((cross, wide_cross)),
+            np.concatenate((every, wide_every)),
+        )
 
     def rank(
         self,

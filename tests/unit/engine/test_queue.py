@@ -1,13 +1,14 @@
 """The vectorised queue against the one-position-at-a-time ranking (adl.rank_queue)."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
 from streams.engine.profiles import PROFILES, RankInput
-from streams.engine.queue import NO_MARK, OtherPosition, QueueTable
+from streams.engine.queue import NO_MARK, WIDE_AFTER, OtherPosition, QueueTable
 from streams.engine.risk import Health, PositionRisk
 
 MARK = 100 * SCALE
@@ -223,6 +224,7 @@ others_strategy = st.lists(
 )
 
 
+@pytest.mark.parametrize("wide_after", [WIDE_AFTER, 2, 0])
 @given(
     st.dictionaries(
         st.text("abcdef", min_size=1, max_size=2),
@@ -231,11 +233,14 @@ others_strategy = st.lists(
     ),
     st.lists(st.one_of(st.none(), st.integers(50 * SCALE, 150 * SCALE)), min_size=4, max_size=4),
 )
-def test_other_symbols_moves_equal_a_loop_over_the_accounts_positions(accounts, marks_now):
+def test_other_symbols_moves_equal_a_loop_over_the_accounts_positions(
+    wide_after, accounts, marks_now
+):
     # reference: the loop the engine ran per account before the columns, in the account's
     # order: move = qty * ((mark now - mark then) / SCALE), summed from 0.0; a symbol with
-    # no mark yet did not move; the cross sum only for a cross position here
-    table = QueueTable()
+    # no mark yet did not move; the cross sum only for a cross position here. Accounts with
+    # more others than ``wide_after`` are kept as lists (0: every one), the same floats.
+    table = QueueTable(wide_after)
     for acct, (isolated_here, others) in accounts.items():
         table.put(
             acct,
@@ -258,3 +263,54 @@ def test_other_symbols_moves_equal_a_loop_over_the_accounts_positions(accounts, 
                 cross_sum += move
         want[acct] = (cross_sum, every_sum)  # isolated here: applied as 0.0 by rank()
     assert got == want
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("put"), st.sampled_from("abcdef"), others_strategy),
+            st.tuples(st.just("remove"), st.sampled_from("abcdef"), st.just([])),
+        ),
+        max_size=40,
+    ),
+    st.lists(st.integers(50 * SCALE, 150 * SCALE), min_size=4, max_size=4),
+)
+def test_wide_rows_follow_their_account_through_puts_and_removes(ops, marks_now):
+    """Rows move when another is removed (swap-remove): an account's list of others must
+    move with it. Tables keeping every account in columns, every one as a list, or only
+    those with more than one other, answer alike, and as the latest put of each says."""
+    tables = [QueueTable(), QueueTable(0), QueueTable(1)]
+    latest: dict[str, list[tuple[int, int, int, bool]]] = {}
+    for op, acct, others in ops:
+        for table in tables:
+            if op == "put":
+                table.put(
+                    acct,
+                    position(SCALE, MARK, 10 * SCALE, False),
+                    10 * SCALE,
+                    [OtherPosition(s, q / SCALE, m, c) for s, q, m, c in others],
+                )
+            else:
+                table.remove(acct)
+        if op == "put":
+            latest[acct] = others
+        else:
+            latest.pop(acct, None)
+    marks = np.array(marks_now, dtype=np.int64)
+    answers = []
+    for table in tables:
+        rows, cross, every = table.other_moves(marks)
+        answers.append(
+            {table.accounts[r]: (c, e) for r, c, e in zip(rows, cross, every, strict=True)}
+        )
+    want = {}
+    for acct, others in latest.items():
+        if others:
+            moves = [(q / SCALE) * ((marks_now[s] - m) / SCALE) for s, q, m, _ in others]
+            cross_sum = every_sum = 0.0
+            for (_, _, _, c), move in zip(others, moves, strict=True):
+                every_sum += move
+                if c:
+                    cross_sum += move
+            want[acct] = (cross_sum, every_sum)
+    assert answers == [want, want, want]
