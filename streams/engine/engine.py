@@ -235,7 +235,8 @@ class Engine:
     ) -> list[Signal]:
         old_positions = {p.symbol: p for p in old.positions} if old else {}
         new_positions = {p.symbol: p for p in new.positions}
-        multi = new.cross_position_count >= 2
+        cross_count = new.cross_position_count  # O(positions): asked once, not per position
+        multi = cross_count >= 2
         # each position's others are every position but itself, in the account's order:
         # made once per account (an account on 162 symbols made 162 x 161 of them)
         every = [
@@ -262,7 +263,7 @@ class Engine:
             is_long = pos.qty > 0
             if multi and not pos.isolated:
                 # several marks move its thresholds: re-evaluated when one leaves its band
-                st.thresholds.put(acct, self._band(new, pos), 0, pos.mark_price)
+                st.thresholds.put(acct, self._band(new, pos, cross_count), 0, pos.mark_price)
             else:
                 thresholds = (pos.warning_price, pos.liquidation_price, pos.bankruptcy_price)
                 st.thresholds.put(
@@ -291,7 +292,7 @@ class Engine:
         self._update_overcount(acct, new, multi)
         return signals
 
-    def _band(self, risk: AccountRisk, pos: PositionRisk) -> tuple[int, int]:
+    def _band(self, risk: AccountRisk, pos: PositionRisk, n: int) -> tuple[int, int]:
         """Mark band within which a multi-symbol cross account cannot change health.
 
         Each cross position j moves the account's boundary functions (equity, equity -
@@ -304,12 +305,12 @@ class Engine:
         fund's loss stays exact without re-evaluating: each of the account's n deficit-index
         entries carries the deficit with only its own symbol moved, at least d0 - d0/n >= 0
         within the band, so the n entries sum to the true deficit plus (n - 1) * d0, the
-        over-count fixed at evaluation (``_update_overcount``).
+        over-count fixed at evaluation (``_update_overcount``). ``n``: the account's cross
+        positions (the caller counts them once per re-index).
         """
         # less a few raw units per position: the rounded values may sit that far off
         cushion = max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
         mmr_max = max(t.mmr for t in self.instruments[pos.symbol].tiers)
-        n = risk.cross_position_count
         half_width = div_floor(cushion * SCALE * SCALE, n * abs(pos.qty) * (SCALE + mmr_max))
         return (pos.mark_price - half_width, pos.mark_price + half_width)
 
