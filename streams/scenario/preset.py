@@ -26,12 +26,13 @@ venue replays every event through the monitor's own engine, so at this scale gen
 the scenario would cost what replaying it costs. Liquidation rule (every step, vectorised
 over all positions, cross margin): equity = wallet + sum of unrealized PnL at the marks,
 maintenance = sum of notional * mmr; an account at or under maintenance is flagged and
-closed ``liquidation_delay_ms`` later if still under. A closed account's most losing
-position is taken over at its bankruptcy price (the account ends at zero equity), the
-others at the mark; the fund gains the equity left (or pays the deficit). When the fund
-cannot pay, the positions are auto-deleveraged instead: the opposite side's accounts
-ranked by Hyperliquid's index (``(mark / entry) * notional / account value``, the ratio
-inverted for shorts) close against them at the same prices, most profitable first.
+closed ``liquidation_delay_ms`` later if still under. With equity left, its positions
+close at the marks against the book's maker and it keeps the rest. Past bankruptcy, its
+most losing position is taken over at its bankruptcy price (the account ends at zero
+equity), the others at the mark, and the fund pays the deficit; when the fund cannot, the
+positions are auto-deleveraged instead: the opposite side's accounts ranked by
+Hyperliquid's index (``(mark / entry) * notional / account value``, the ratio inverted
+for shorts) close against them at the same prices, most profitable first.
 
 Same seed, same bytes. Floats drive the venue's decisions (a simulation); every event it
 writes is a decimal string of whole ticks and lots, so the monitor reads it exactly.
