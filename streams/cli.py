@@ -117,6 +117,8 @@ def _simulate_preset(args: argparse.Namespace) -> int:
                           "--seed and --out apply)")  # fmt: skip
     if args.accounts is not None and args.accounts < 2:
         raise ConfigError("--accounts: at least 2")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError("--seed: a whole number >= 0 with --preset")
     spec = preset.scaled(preset.PRESETS[args.preset], args.accounts, args.seed)
     out = Path(args.out)
     instruments = out.with_suffix(".instruments.toml")

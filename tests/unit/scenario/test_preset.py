@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streams.cli import main
 from streams.engine.decode import decode_line
 from streams.engine.instruments import load_instruments, parse_instruments
 from streams.pipeline.sequencer import canonical_key
@@ -142,3 +143,20 @@ def test_the_monitor_replays_it_and_sees_the_cascade(
     assert len(outputs["bankruptcies"]) > 0
     stages = {json.loads(line)["stage"] for line in outputs["adl_triggers"]}
     assert "triggered" in stages
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--minutes", "3"], "--preset sets these itself: --minutes"),
+        (["--bundled"], "--preset sets these itself: --bundled"),
+        (["--accounts", "1"], "--accounts: at least 2"),
+        (["--seed", "-1"], "--seed: a whole number >= 0"),
+    ],
+)
+def test_the_preset_refuses_what_it_cannot_honour(extra, said, tmp_path, capsys):
+    out = tmp_path / "never.jsonl"
+    code = main(["simulate", "--preset", "hyperliquid-2025-10-10", "--out", str(out), *extra])
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert not out.exists()  # refused before writing anything
