@@ -54,6 +54,8 @@ import orjson
 from streams.pipeline.sequencer import canonical_key
 
 MAKER = "mm-book"  # the book's market maker: the other side of trims and liquidations
+TAKER_FEE = 0.00045  # Hyperliquid's base tier, share of notional
+MAKER_FEE = 0.00015
 FUND = "USDC"
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -340,13 +342,15 @@ class _Venue:
             [max(1, round(p * ticks[s])) for p, s in zip(price.tolist(), sym.tolist(), strict=True)]
         )
         price = price_ticks / np.array(ticks, dtype=np.float64)[sym]
-        fee_b = lots * self.lot[sym] * price * 0.00045  # taker
-        fee_s = lots * self.lot[sym] * price * 0.00015  # maker
+        fee_b = lots * self.lot[sym] * price * TAKER_FEE
+        fee_s = lots * self.lot[sym] * price * MAKER_FEE
         count = len(lots)
+        last_ts = None
         for k in range(count):
-            ts = ts0 + 1 + k * spec.opening_ms // max(count, 1)
-            if k and ts != ts0 + 1 + (k - 1) * spec.opening_ms // count:
+            ts = ts0 + 1 + k * spec.opening_ms // count
+            if last_ts is not None and ts != last_ts:
                 self.write.flush()
+            last_ts = ts
             s = int(sym[k])
             p = decimal(int(price_ticks[k]), self.price_dp[s])
             q = int(lots[k])
@@ -405,12 +409,9 @@ class _Venue:
             text = self.price_str(s, price)
             exact = float(text)
             acct = int(book.acct[slot])
-            notional = abs(trim) * self.lot[s] * exact
-            book.wallet[acct] += (
-                trim * self.lot[s] * (exact - book.entry[slot]) - notional * 0.00045
-            )
-            book.lots[slot] -= trim
-            self.fill(self.accounts[acct], s, -trim, text, ts + 1, "trade", notional * 0.00045)
+            fee = abs(trim) * self.lot[s] * exact * TAKER_FEE
+            self._realize(acct, slot, trim, exact, fee)
+            self.fill(self.accounts[acct], s, -trim, text, ts + 1, "trade", fee)
             self.fill(MAKER, s, trim, text, ts + 1, "trade", 0.0, "maker")
 
     def _close(self, due: Ints, ts: int, marks: Floats, equity: Floats) -> None:
@@ -425,24 +426,31 @@ class _Venue:
             if not slots:
                 continue
             e = float(equity[acct])
-            upnl = [book.lots[x] * self.lot[book.sym[x]] * (marks[book.sym[x]] - book.entry[x])
-                    for x in slots]  # fmt: skip
-            anchor = slots[int(np.argmin(upnl))]
-            prices = {x: self._takeover(x, anchor, e, marks) for x in slots}
             if e >= 0:  # closed at the marks: the account keeps what is left
                 for x in slots:
-                    self._through_book(acct, x, self.price_str(int(book.sym[x]),
-                                       float(marks[book.sym[x]])), ts, marks)  # fmt: skip
-            elif self.fund + e >= 0:  # the fund pays the deficit
-                for x in slots:
-                    self._through_book(acct, x, prices[x], ts, marks)
-                self.fund += e
+                    s = int(book.sym[x])
+                    self._through_book(acct, x, self.price_str(s, float(marks[s])), ts, marks)
             else:
-                for x in slots:
-                    self._deleverage(acct, x, prices[x], ts, queues, marks)
+                self._bankrupt(acct, slots, e, ts, marks, queues)
             book.flagged_ms[acct] = -1
 
-    def _takeover(self, slot: int, anchor: int, equity: float, marks: Floats) -> str:
+    def _bankrupt(self, acct: int, slots: list[int], equity: float, ts: int, marks: Floats,
+                   queues: _Queues) -> None:  # fmt: skip
+        """Past bankruptcy: the fund pays the deficit if it can, else ADL."""
+        book = self.book
+        upnl = [book.lots[x] * self.lot[book.sym[x]] * (marks[book.sym[x]] - book.entry[x])
+                for x in slots]  # fmt: skip
+        anchor = slots[int(np.argmin(upnl))]
+        prices = {x: self._takeover_price(x, anchor, equity, marks) for x in slots}
+        if self.fund + equity >= 0:
+            for x in slots:
+                self._through_book(acct, x, prices[x], ts, marks)
+            self.fund += equity
+        else:
+            for x in slots:
+                self._deleverage(acct, x, prices[x], ts, queues, marks)
+
+    def _takeover_price(self, slot: int, anchor: int, equity: float, marks: Floats) -> str:
         """The anchor (most losing position) at its bankruptcy price, the rest at the mark;
         rounded in the account's favour (left at zero equity or a hair above: no deficit
         made of rounding)."""
@@ -459,11 +467,11 @@ class _Venue:
         rounded = math.ceil(ticks) if qty > 0 else math.floor(ticks)
         return decimal(max(1, rounded), self.price_dp[s])
 
-    def _realize(self, acct: int, slot: int, lots: int, price: float) -> None:
-        """Close ``lots`` (signed, as held) of a position at ``price``."""
+    def _realize(self, acct: int, slot: int, lots: int, price: float, fee: float = 0.0) -> None:
+        """Close ``lots`` (signed, as held) of a position at ``price``, paying ``fee``."""
         book = self.book
         s = int(book.sym[slot])
-        book.wallet[acct] += lots * self.lot[s] * (price - book.entry[slot])
+        book.wallet[acct] += lots * self.lot[s] * (price - book.entry[slot]) - fee
         book.lots[slot] -= lots
 
     def _through_book(self, acct: int, slot: int, price: str, ts: int, marks: Floats) -> None:
