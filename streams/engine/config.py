@@ -36,6 +36,11 @@ class EngineConfig:
     dedupe_by_account: bool = False
     # marks, funds and times no venue would publish: held out (engine.sanity)
     sanity: SanityBands = DEFAULT_SANITY
+    # an account on more symbols than this + 1 is "wide": one move budget for its cross
+    # positions (engine.budget) and one shared value for its ADL-queue rows (engine.queue)
+    # instead of a band and a row put per position on each of its events. The same
+    # signals either way (tested with 0: every account with several positions is wide)
+    wide_after: int = 8
 
 
 def refresh_due(ts_ms: int, last_ms: int | None, period_ms: int) -> bool:

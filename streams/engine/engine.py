@@ -24,6 +24,7 @@ import numpy.typing as npt
 from streams.engine import account as account_reducer
 from streams.engine.account import AccountState
 from streams.engine.adl import RankedEntry
+from streams.engine.budget import MoveBudget
 from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.dedupe import DedupeWindow
 from streams.engine.errors import InvalidEvent
@@ -40,7 +41,14 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.queue import NO_MARK, LightChange, OtherPosition, QueueTable, SideRanking
+from streams.engine.queue import (
+    NO_MARK,
+    LightChange,
+    OtherPosition,
+    QueueTable,
+    SharedPositions,
+    SideRanking,
+)
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
 from streams.engine.sanity import MarketSanity
 from streams.engine.signals import (
@@ -90,6 +98,26 @@ class _SymbolState:
         self.moved_for_fund.add(self.name)
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """An account's positions as one re-index lays them out in the indexes."""
+
+    every: list[OtherPosition]  # every position, in the account's order
+    place: dict[str, int]  # symbol -> its place in ``every``
+    cross_count: int
+    shared: SharedPositions | None  # a wide account's shared queue row value
+    was_shared: bool  # it was wide already: its rows hold ``shared``
+
+    @property
+    def multi(self) -> bool:
+        return self.cross_count >= 2
+
+    @property
+    def budgeted(self) -> bool:
+        """Wide and cross on several symbols: one ``MoveBudget``, no band per position."""
+        return self.shared is not None and self.multi
+
+
 class Engine:
     def __init__(self, instruments: Mapping[str, Instrument], config: EngineConfig | None = None):
         self.instruments = dict(instruments)
@@ -109,6 +137,11 @@ class Engine:
         }
         self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
         self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
+        self.mmr_max = {s: max(t.mmr for t in inst.tiers) for s, inst in self.instruments.items()}
+        # wide accounts (``config.wide_after``): one move budget instead of a band per
+        # cross position, one shared row value instead of a queue row put per symbol
+        self.budget = MoveBudget()
+        self.shared: dict[str, SharedPositions] = {}
         self.overcount: dict[str, dict[str, int]] = {}  # account -> fund -> double-counted
         self.overcount_total: dict[str, int] = dict.fromkeys(self.fund_symbols, 0)  # per fund
         self.seen_ids = DedupeWindow(
@@ -204,6 +237,7 @@ class Engine:
         new = event.mark_price
         self.marks[sym] = new
         affected = set(st.queue.accounts) if old is None else st.thresholds.crossed(old, new)
+        affected.update(self.budget.moved(sym, new))
         signals: list[Signal] = []
         for acct in sorted(affected):
             signals.extend(self._reevaluate(acct, event.ts_ms))
@@ -235,15 +269,7 @@ class Engine:
     ) -> list[Signal]:
         old_positions = {p.symbol: p for p in old.positions} if old else {}
         new_positions = {p.symbol: p for p in new.positions}
-        cross_count = new.cross_position_count  # O(positions): asked once, not per position
-        multi = cross_count >= 2
-        # each position's others are every position but itself, in the account's order:
-        # made once per account (an account on 162 symbols made 162 x 161 of them)
-        every = [
-            OtherPosition(self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated)
-            for p in new.positions
-        ]
-        place = {p.symbol: k for k, p in enumerate(new.positions)}
+        layout = self._layout(acct, new)
         signals: list[Signal] = []
         for sym in sorted(old_positions.keys() | new_positions.keys()):
             st = self.symbols[sym]
@@ -258,20 +284,9 @@ class Engine:
                 st.liquidatable.pop(acct, None)
                 st.fund_changed()
                 continue
-            k = place[sym]
-            st.queue.put(acct, pos, new.equity, every[:k] + every[k + 1 :])
+            self._put_queue(acct, st, pos, before, new, layout)
+            self._put_thresholds(acct, st, pos, new, layout)
             is_long = pos.qty > 0
-            if multi and not pos.isolated:
-                # several marks move its thresholds: re-evaluated when one leaves its band
-                st.thresholds.put(acct, self._band(new, pos, cross_count), 0, pos.mark_price)
-            else:
-                thresholds = (pos.warning_price, pos.liquidation_price, pos.bankruptcy_price)
-                st.thresholds.put(
-                    acct,
-                    tuple(p for p in thresholds if p is not None),
-                    rounding_tolerance(pos.qty),
-                    pos.mark_price,
-                )
             moved = st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
             moved |= st.side_index(not is_long).remove(acct)
             before_liquidatable = st.liquidatable.get(acct)
@@ -289,11 +304,102 @@ class Engine:
                 st.bankruptcies += bankrupt
                 st.fund_changed()
             signals.extend(changes)
-        self._update_overcount(acct, new, multi)
+        self._put_budget(acct, new, layout.budgeted)
+        self._update_overcount(acct, new, layout.multi)
         return signals
 
+    def _layout(self, acct: str, risk: AccountRisk) -> _Layout:
+        """How the account's positions are indexed, worked out once per re-index."""
+        cross_count = risk.cross_position_count  # O(positions): asked once, not per position
+        # each position's others are every position but itself, in the account's order:
+        # made once per account (an account on 162 symbols made 162 x 161 of them)
+        every = [
+            OtherPosition(self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated)
+            for p in risk.positions
+        ]
+        place = {p.symbol: k for k, p in enumerate(risk.positions)}
+        shared = None
+        was_shared = False
+        if len(every) > self.config.wide_after + 1:
+            was_shared = acct in self.shared
+            shared = self.shared[acct] = self._share(acct, risk, every)
+        else:
+            self.shared.pop(acct, None)
+        return _Layout(every, place, cross_count, shared, was_shared)
+
+    def _put_queue(
+        self,
+        acct: str,
+        st: _SymbolState,
+        pos: PositionRisk,
+        before: PositionRisk | None,
+        risk: AccountRisk,
+        layout: _Layout,
+    ) -> None:
+        if layout.shared is None:
+            k = layout.place[pos.symbol]
+            st.queue.put(acct, pos, risk.equity, layout.every[:k] + layout.every[k + 1 :])
+        elif not (
+            layout.was_shared
+            and before is not None
+            and (before.qty, before.entry_price, before.isolated)
+            == (pos.qty, pos.entry_price, pos.isolated)
+        ):  # a wide account's row reads the shared value: put only if the position moved
+            st.queue.put_shared(acct, pos, layout.shared, self.symbol_index[pos.symbol])
+
+    def _put_thresholds(
+        self, acct: str, st: _SymbolState, pos: PositionRisk, risk: AccountRisk, layout: _Layout
+    ) -> None:
+        if layout.budgeted and not pos.isolated:
+            if acct in st.thresholds:  # its band or thresholds from before: the budget now
+                st.thresholds.remove(acct)
+        elif layout.multi and not pos.isolated:
+            # several marks move its thresholds: re-evaluated when one leaves its band
+            st.thresholds.put(acct, self._band(risk, pos, layout.cross_count), 0, pos.mark_price)
+        else:
+            thresholds = (pos.warning_price, pos.liquidation_price, pos.bankruptcy_price)
+            st.thresholds.put(
+                acct,
+                tuple(p for p in thresholds if p is not None),
+                rounding_tolerance(pos.qty),
+                pos.mark_price,
+            )
+
+    def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
+        if budgeted:
+            # less a few raw units per position, as in ``_band``
+            cushion = risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions)
+            self.budget.put(
+                acct,
+                max(0, cushion),
+                [
+                    (p.symbol, p.qty, self.mmr_max[p.symbol], p.mark_price)
+                    for p in risk.positions
+                    if not p.isolated
+                ],
+            )
+        elif acct in self.budget:
+            self.budget.remove(acct)
+
+    def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
+        """The wide account's shared row value, updated in place (its rows hold it)."""
+        place = {other.symbol_index: k for k, other in enumerate(every)}
+        backing = [p.backing_equity / SCALE for p in risk.positions]
+        equity = risk.equity / SCALE
+        shared = self.shared.get(acct)
+        if shared is None:
+            return SharedPositions(every, place, backing, equity)
+        shared.positions, shared.place, shared.backing, shared.equity = (
+            every,
+            place,
+            backing,
+            equity,
+        )
+        return shared
+
     def _band(self, risk: AccountRisk, pos: PositionRisk, n: int) -> tuple[int, int]:
-        """Mark band within which a multi-symbol cross account cannot change health.
+        """Mark band within which a multi-symbol cross account cannot change health
+        (a wide account, ``config.wide_after``: ``MoveBudget``, one sum for all).
 
         Each cross position j moves the account's boundary functions (equity, equity -
         maintenance, w * equity - maintenance) by at most |q_j| * (1 + mmr_max_j) per unit

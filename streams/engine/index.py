@@ -136,6 +136,9 @@ class ThresholdIndex:
     def __len__(self) -> int:
         return len(self._by_key)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key or key in self.zone
+
     def put(self, key: str, thresholds: tuple[int, ...], tolerance: int, mark: int) -> None:
         """Index ``key``'s thresholds as evaluated at ``mark``."""
         ends = tuple(sorted({t + d for t in thresholds for d in (-tolerance, tolerance)}))

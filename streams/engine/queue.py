@@ -70,6 +70,19 @@ class OtherPosition:
     cross: bool
 
 
+@dataclass(slots=True)
+class SharedPositions:
+    """A wide account's positions as last evaluated, shared by its rows on every symbol:
+    re-evaluating the account updates this one value, not a row per symbol (an account
+    on 162 symbols rewrote 162 rows on each of its fills). A row reads its own mark and
+    backing equity here, and its others are every position but its own, in order."""
+
+    positions: list[OtherPosition]  # every position of the account, in its order
+    place: dict[int, int]  # symbol index -> its place in ``positions``
+    backing: list[float]  # each position's backing equity at the evaluation, quote
+    equity: float  # the account's equity at the evaluation, quote
+
+
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
 
 _FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "score")
@@ -122,7 +135,8 @@ class QueueTable:
         self._other_mark = np.empty((0, 0), dtype=np.int64)
         self._other_cross = np.empty((0, 0), dtype=np.bool_)
         self._wide_after = wide_after
-        self._wide: dict[int, Sequence[OtherPosition]] = {}  # row -> others, when wider
+        # row -> (its account's positions, its own symbol index), when wider
+        self._wide: dict[int, tuple[SharedPositions, int]] = {}
         self._grow(64, 1)
         # lights announced when lights come later (``light_at``): account -> (opening, light)
         self.announced: dict[str, tuple[int, int]] = {}
@@ -172,9 +186,41 @@ class QueueTable:
     ) -> None:
         """Set the account's position as evaluated; ``others``: its positions on other
         symbols, in the account's order (their moves since move its equity)."""
+        if len(others) > self._wide_after:
+            own = OtherPosition(-1, pos.qty / SCALE, pos.mark_price, not pos.isolated)
+            backing = [0.0] * len(others) + [pos.backing_equity / SCALE]
+            shared = SharedPositions(
+                [*others, own], {-1: len(others)}, backing, account_equity / SCALE
+            )
+            self.put_shared(account, pos, shared, -1)
+            return
+        columns = len(others)
+        row = self._put_row(account, pos, columns)
+        f = self._f
+        f["mark"][row] = pos.mark_price / SCALE
+        f["backing"][row] = pos.backing_equity / SCALE
+        f["equity"][row] = account_equity / SCALE
+        self._wide.pop(row, None)
+        self._other_n[row] = columns
+        for k, other in enumerate(others):
+            self._other_sym[row, k] = other.symbol_index
+            self._other_qty[row, k] = other.qty
+            self._other_mark[row, k] = other.mark_price
+            self._other_cross[row, k] = other.cross
+
+    def put_shared(
+        self, account: str, pos: PositionRisk, shared: SharedPositions, symbol_index: int
+    ) -> None:
+        """Set a wide account's position (``symbol_index``: its place in ``shared``).
+        Needed only when the position itself (size, entry, isolation) changed or the
+        account became wide: an evaluation updates ``shared`` for every row at once."""
+        row = self._put_row(account, pos, 0)
+        self._wide[row] = (shared, symbol_index)
+        self._other_n[row] = 0
+
+    def _put_row(self, account: str, pos: PositionRisk, columns: int) -> int:
+        """The account's row (a new one if needed) with the position's own columns set."""
         row = self._row.get(account)
-        wide = len(others) > self._wide_after
-        columns = 0 if wide else len(others)
         if columns > self._other_sym.shape[1] or (row is None and self._n == self._cap):
             self._grow(2 * self._cap if self._n == self._cap else self._cap, columns)
         f, i = self._f, self._i
@@ -196,22 +242,9 @@ class QueueTable:
             i["opened"][row] = self._opened_count
         f["qty"][row] = pos.qty / SCALE
         f["entry"][row] = pos.entry_price / SCALE
-        f["mark"][row] = pos.mark_price / SCALE
-        f["backing"][row] = pos.backing_equity / SCALE
-        f["equity"][row] = account_equity / SCALE
         self._isolated[row] = pos.isolated
         i["abs_qty"][row] = abs(pos.qty)
-        if wide:
-            self._wide[row] = others
-            self._other_n[row] = 0
-            return
-        self._wide.pop(row, None)
-        self._other_n[row] = len(others)
-        for k, other in enumerate(others):
-            self._other_sym[row, k] = other.symbol_index
-            self._other_qty[row, k] = other.qty
-            self._other_mark[row, k] = other.mark_price
-            self._other_cross[row, k] = other.cross
+        return row
 
     def remove(self, account: str) -> None:
         row = self._row.pop(account, None)
@@ -280,8 +313,12 @@ class QueueTable:
         wide_rows = sorted(self._wide)
         wide_cross, wide_every = [], []
         for row in wide_rows:
+            shared, own = self._wide[row]
+            skip = shared.place[own]
             cross_sum = every_sum = 0.0
-            for other in self._wide[row]:
+            for k, other in enumerate(shared.positions):
+                if k == skip:
+                    continue
                 now = int(marks_by_index[other.symbol_index])
                 move = other.qty * ((0 if now == NO_MARK else now - other.mark_price) / SCALE)
                 every_sum += move
@@ -313,6 +350,11 @@ class QueueTable:
             self._ranking.clear()
             return []
         f, i = self._f, self._i
+        for row, (shared, own) in self._wide.items():  # a wide row reads its account's
+            k = shared.place[own]
+            f["mark"][row] = shared.positions[k].mark_price / SCALE
+            f["backing"][row] = shared.backing[k]
+            f["equity"][row] = shared.equity
         qty = f["qty"][:n]
         mark = mark_price / SCALE
         move = qty * (mark - f["mark"][:n])  # equity's move since each last evaluation

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.engine.config import EngineConfig
 from streams.engine.engine import Engine
 from streams.engine.risk import Health, evaluate
 from streams.engine.signals import AdlStage, AdlTriggered, BankruptcyDetected, LiquidationDetected
@@ -147,10 +148,16 @@ def naive_transitions(events):
     return out
 
 
+# 0: every account with two positions or more is "wide" (one move budget, shared queue
+# rows), so both ways of following a multi-symbol account are held to the naive recompute
+WIDTHS = [EngineConfig().wide_after, 0]
+
+
+@pytest.mark.parametrize("wide_after", WIDTHS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(markets())
-def test_indexed_ticks_detect_exactly_what_a_naive_recompute_detects(events):
-    _, signals = run(events)
+def test_indexed_ticks_detect_exactly_what_a_naive_recompute_detects(wide_after, events):
+    _, signals = run(events, Engine(INSTRUMENTS, EngineConfig(wide_after=wide_after)))
     indexed = {
         ("liq" if isinstance(s, LiquidationDetected) else "bankrupt", s.account, s.symbol, s.ts_ms)
         for s in signals
@@ -159,11 +166,13 @@ def test_indexed_ticks_detect_exactly_what_a_naive_recompute_detects(events):
     assert indexed == naive_transitions(events)
 
 
+@pytest.mark.parametrize("wide_after", WIDTHS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(markets())
-def test_engine_is_deterministic_and_final_state_matches_naive(events):
-    engine_a, signals_a = run(events)
-    engine_b, signals_b = run(events)
+def test_engine_is_deterministic_and_final_state_matches_naive(wide_after, events):
+    config = EngineConfig(wide_after=wide_after)
+    engine_a, signals_a = run(events, Engine(INSTRUMENTS, config))
+    engine_b, signals_b = run(events, Engine(INSTRUMENTS, config))
     assert signals_a == signals_b
     for acct, state in engine_a.accounts.items():
         fresh = evaluate(state, engine_a.marks, INSTRUMENTS)
@@ -173,7 +182,7 @@ def test_engine_is_deterministic_and_final_state_matches_naive(events):
     # which adds under |q| raw money units (+1 for the ceiling) per position. Checked
     # after every event: accounts with several cross positions are not re-evaluated on
     # every tick, yet their deficits must stay exact.
-    engine = Engine(INSTRUMENTS)
+    engine = Engine(INSTRUMENTS, config)
     for event in events:
         engine.apply(event)
         states = engine.accounts.values()

@@ -1,5 +1,7 @@
 """The vectorised queue against the one-position-at-a-time ranking (adl.rank_queue)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -8,7 +10,13 @@ from hypothesis import strategies as st
 from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
 from streams.engine.profiles import PROFILES, RankInput
-from streams.engine.queue import NO_MARK, WIDE_AFTER, OtherPosition, QueueTable
+from streams.engine.queue import (
+    NO_MARK,
+    WIDE_AFTER,
+    OtherPosition,
+    QueueTable,
+    SharedPositions,
+)
 from streams.engine.risk import Health, PositionRisk
 
 MARK = 100 * SCALE
@@ -314,3 +322,35 @@ def test_wide_rows_follow_their_account_through_puts_and_removes(ops, marks_now)
                     cross_sum += move
             want[acct] = (cross_sum, every_sum)
     assert answers == [want, want, want]
+
+
+def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
+    """A wide account's row holds its account's ``SharedPositions``: an evaluation that
+    updates that value in place moves the row's ranking with no put on this symbol.
+    Hand computation at the ranking (this symbol's mark 103; others' marks 55, 190): the
+    second evaluation's backing 12 + 1 x (103 - 101) + 2 x (55 - 51) - 1 x (190 - 199)
+    = 31, as a row put directly with backing and equity 31 at mark 103."""
+    profile = PROFILES["binance"]
+    marks = np.array([103 * SCALE, 55 * SCALE, 190 * SCALE], dtype=np.int64)
+    first = position(SCALE, 100 * SCALE, 10 * SCALE, False)
+    shared = SharedPositions(
+        [OtherPosition(0, 1.0, MARK, True), OtherPosition(1, 2.0, 50 * SCALE, True),
+         OtherPosition(2, -1.0, 200 * SCALE, True)],
+        {0: 0, 1: 1, 2: 2}, [10.0, 10.0, 10.0], 10.0,
+    )  # fmt: skip
+    table = QueueTable()
+    table.put_shared("w", first, shared, 0)
+    # the second evaluation, as the engine writes it: marks 101, 51, 199; equity 12
+    shared.positions = [
+        OtherPosition(0, 1.0, 101 * SCALE, True),
+        OtherPosition(1, 2.0, 51 * SCALE, True),
+        OtherPosition(2, -1.0, 199 * SCALE, True),
+    ]
+    shared.backing, shared.equity = [12.0, 12.0, 12.0], 12.0
+    table.rank(103 * SCALE, profile, marks_by_index=marks)
+    direct = QueueTable()
+    at_103 = dataclasses.replace(first, mark_price=103 * SCALE, backing_equity=31 * SCALE)
+    direct.put("w", at_103, 31 * SCALE)
+    direct.rank(103 * SCALE, profile)
+    assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
+    assert table.ranking("long").scores[0] != UNDERWATER_SCORE
