@@ -286,9 +286,7 @@ class Engine:
                 continue
             self._put_queue(acct, st, pos, before, new, layout)
             self._put_thresholds(acct, st, pos, new, layout)
-            is_long = pos.qty > 0
-            moved = st.side_index(is_long).put(acct, pos.bankruptcy_price, abs(pos.qty))
-            moved |= st.side_index(not is_long).remove(acct)
+            moved = self._put_deficit(acct, st, pos)
             before_liquidatable = st.liquidatable.get(acct)
             if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
@@ -364,6 +362,33 @@ class Engine:
                 rounding_tolerance(pos.qty),
                 pos.mark_price,
             )
+
+    def _put_deficit(self, acct: str, st: _SymbolState, pos: PositionRisk) -> bool:
+        """Index the position's bankruptcy price; whether the fund must read the symbol
+        again. The fund check reads each side's deficit at the mark and after an adverse
+        move of ``imminent_distance`` (``FundWatch._read``): an entry that moved but
+        lies beyond both prices, before and after, adds nothing to what it read (a wide
+        account's fill moves its bankruptcy price on every symbol it holds, mostly far
+        away: 162 symbols read again after each of its fills, for nothing)."""
+        is_long = pos.qty > 0
+        own, other = st.side_index(is_long), st.side_index(not is_long)
+        own_before, other_before = own.entry(acct), other.entry(acct)
+        moved = own.put(acct, pos.bankruptcy_price, abs(pos.qty))
+        if other_before is not None:
+            other.remove(acct)
+            return True
+        if not moved:
+            return False
+        mark = self.marks.get(pos.symbol)
+        if mark is None or own_before is None or pos.bankruptcy_price is None:
+            return True
+        move = self.config.imminent_distance
+        # a long entry adds to a read at price P iff its price is above P; a short's iff below
+        if is_long:
+            lowest = shocked_price(mark, -move)
+            return own_before[0] >= lowest or pos.bankruptcy_price >= lowest
+        highest = shocked_price(mark, move)
+        return own_before[0] <= highest or pos.bankruptcy_price <= highest
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
         if budgeted:
