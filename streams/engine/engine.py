@@ -89,9 +89,27 @@ class _SymbolState:
     # bumped when what the fund reads changes: the mark, the deficit indexes, the
     # liquidatable positions, the bankruptcy count (``FundWatch`` keeps its reads till then)
     fund_changes: int = 0
+    # wide accounts' positions whose bankruptcy price is not indexed yet: put before the
+    # next read of the indexes (``side_index``), not on each of the account's fills
+    deferred: dict[str, PositionRisk] = field(default_factory=dict)
 
     def side_index(self, is_long: bool) -> DeficitIndex:
+        """One side's deficit index, up to date (deferred entries put first)."""
+        if self.deferred:
+            for acct, pos in self.deferred.items():
+                self.put_deficit(acct, pos)
+            self.deferred.clear()
         return self.longs if is_long else self.shorts
+
+    def put_deficit(self, acct: str, pos: PositionRisk) -> None:
+        own, other = (self.longs, self.shorts) if pos.qty > 0 else (self.shorts, self.longs)
+        own.put(acct, pos.bankruptcy_price, abs(pos.qty))
+        other.remove(acct)
+
+    def remove_deficit(self, acct: str) -> None:
+        self.deferred.pop(acct, None)
+        self.longs.remove(acct)
+        self.shorts.remove(acct)
 
     def fund_changed(self) -> None:
         self.fund_changes += 1
@@ -279,14 +297,13 @@ class Engine:
             if pos is None:
                 st.queue.remove(acct)
                 st.thresholds.remove(acct)
-                st.longs.remove(acct)
-                st.shorts.remove(acct)
+                st.remove_deficit(acct)
                 st.liquidatable.pop(acct, None)
                 st.fund_changed()
                 continue
             self._put_queue(acct, st, pos, before, new, layout)
             self._put_thresholds(acct, st, pos, new, layout)
-            moved = self._put_deficit(acct, st, pos)
+            moved = self._put_deficit(acct, st, pos, before, layout.shared is not None)
             before_liquidatable = st.liquidatable.get(acct)
             if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
@@ -363,32 +380,42 @@ class Engine:
                 pos.mark_price,
             )
 
-    def _put_deficit(self, acct: str, st: _SymbolState, pos: PositionRisk) -> bool:
-        """Index the position's bankruptcy price; whether the fund must read the symbol
-        again. The fund check reads each side's deficit at the mark and after an adverse
-        move of ``imminent_distance`` (``FundWatch._read``): an entry that moved but
-        lies beyond both prices, before and after, adds nothing to what it read (a wide
-        account's fill moves its bankruptcy price on every symbol it holds, mostly far
-        away: 162 symbols read again after each of its fills, for nothing)."""
-        is_long = pos.qty > 0
-        own, other = st.side_index(is_long), st.side_index(not is_long)
-        own_before, other_before = own.entry(acct), other.entry(acct)
-        moved = own.put(acct, pos.bankruptcy_price, abs(pos.qty))
-        if other_before is not None:
-            other.remove(acct)
+    def _put_deficit(
+        self,
+        acct: str,
+        st: _SymbolState,
+        pos: PositionRisk,
+        before: PositionRisk | None,
+        defer: bool,
+    ) -> bool:
+        """Index the position's bankruptcy price (``defer``: at the next read, for a wide
+        account); whether the fund must read the symbol again. The fund check reads each
+        side's deficit at the mark and after an adverse move of ``imminent_distance``
+        (``FundWatch._read``): an entry that moved but lies beyond both prices, before
+        and after, adds nothing to what it read (a wide account's fill moves its
+        bankruptcy price on every symbol it holds, mostly far away: 162 symbols were
+        read again after each of its fills, for nothing)."""
+        if defer:
+            st.deferred[acct] = pos
+        else:
+            st.deferred.pop(acct, None)  # from when it was wide
+            st.put_deficit(acct, pos)
+        # the index holds what the last evaluation (``before``) gave
+        if before is None or (before.qty > 0) != (pos.qty > 0):
             return True
-        if not moved:
+        if (before.bankruptcy_price, abs(before.qty)) == (pos.bankruptcy_price, abs(pos.qty)):
             return False
+        if before.bankruptcy_price is None and pos.bankruptcy_price is None:
+            return False  # not indexed, before or after
         mark = self.marks.get(pos.symbol)
-        if mark is None or own_before is None or pos.bankruptcy_price is None:
+        if mark is None:
             return True
+        prices = [p for p in (before.bankruptcy_price, pos.bankruptcy_price) if p is not None]
         move = self.config.imminent_distance
         # a long entry adds to a read at price P iff its price is above P; a short's iff below
-        if is_long:
-            lowest = shocked_price(mark, -move)
-            return own_before[0] >= lowest or pos.bankruptcy_price >= lowest
-        highest = shocked_price(mark, move)
-        return own_before[0] <= highest or pos.bankruptcy_price <= highest
+        if pos.qty > 0:
+            return max(prices) >= shocked_price(mark, -move)
+        return min(prices) <= shocked_price(mark, move)
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
         if budgeted:

@@ -297,10 +297,6 @@ class DeficitIndex:
     def remove(self, key: str) -> bool:
         return self.put(key, None, 0)
 
-    def entry(self, key: str) -> tuple[int, int] | None:
-        """``key``'s (bankruptcy price, |q|), if indexed."""
-        return self._by_key.get(key)
-
     def _retain_asked(self) -> None:
         """Before a change: forget the answers not asked since the previous one."""
         asked, memo = self._asked, self._memo
