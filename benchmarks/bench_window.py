@@ -1,0 +1,123 @@
+"""The engine's speed over one window of a long events file, e.g. the crash of the preset.
+
+A replay of the whole Hyperliquid preset (3.1M events) takes hours where the engine is
+slow; what matters is how it keeps up in the crash. This applies the first ``--skip``
+lines untimed (the opening: deposits and positions), then times the next ``--count``
+lines through ``Engine.apply`` (decode included, no output files), and prints events/s
+beside the parse-only rate of the same lines and the window's span of market time.
+
+With ``--against DIR`` the same is run by another checkout (e.g. ``git worktree add
+/tmp/before 639f97b``) at the same time, each in its own process on its own core: both
+see the same machine, and the ratio is the speed-up. Both must give the same number of
+signals (printed). Usage:
+
+    adl-monitor simulate --preset hyperliquid-2025-10-10 --out hl.jsonl
+    python benchmarks/bench_window.py --events hl.jsonl --instruments hl.instruments.toml \\
+        --skip 1290000 --count 40000 [--against /tmp/before]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[str, float]:
+    """In this process: the tree first on ``sys.path`` is the one measured."""
+    from streams.engine.decode import decode_line
+    from streams.engine.engine import Engine
+    from streams.engine.instruments import load_instruments
+
+    loaded = load_instruments(instruments)
+    symbols = frozenset(loaded)
+    engine = Engine(loaded)
+    t0 = time.perf_counter()
+    with events.open("rb") as source:
+        for line in itertools.islice(source, skip):
+            engine.apply(decode_line(line, symbols))
+        skip_s = time.perf_counter() - t0
+        window = list(itertools.islice(source, count))
+    t1 = time.perf_counter()
+    for line in window:
+        orjson.loads(line)
+    parse_s = time.perf_counter() - t1
+    first_ts = orjson.loads(window[0])["ts"]
+    signals = 0
+    t2 = time.perf_counter()
+    for line in window:
+        signals += len(engine.apply(decode_line(line, symbols)))
+    window_s = time.perf_counter() - t2
+    return {
+        "skip_s": skip_s,
+        "window_s": window_s,
+        "parse_s": parse_s,
+        "events": len(window),
+        "signals": signals,
+        "market_s": (engine.last_ts_ms - first_ts) / 1000,
+    }
+
+
+def spawn(tree: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, __file__, "--events", str(args.events), "--instruments",
+               str(args.instruments), "--skip", str(args.skip), "--count", str(args.count),
+               "--json"]  # fmt: skip
+    return subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE)  # noqa: S603  # our own script
+
+
+def row(name: str, result: dict[str, float]) -> str:
+    rate = result["events"] / result["window_s"]
+    realtime = result["market_s"] / result["window_s"]
+    return (
+        f"{name:<10} {result['skip_s']:>9.1f} {result['events']:>8,.0f} {result['market_s']:>9.2f}"
+        f" {result['window_s']:>9.2f} {rate:>9,.0f} {realtime:>9.3f}x"
+        f" {result['events'] / result['parse_s']:>11,.0f} {result['signals']:>9,.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=Path, required=True)
+    parser.add_argument("--instruments", type=Path, required=True)
+    parser.add_argument("--skip", type=int, default=0, help="lines applied untimed first")
+    parser.add_argument("--count", type=int, default=40_000, help="lines timed")
+    parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.json:
+        print(json.dumps(run_window(args.events, args.instruments, args.skip, args.count)))
+        return
+    runs = {"this tree": spawn(ROOT, args)}
+    if args.against is not None:
+        runs["against"] = spawn(args.against.resolve(), args)
+    results = {}
+    for name, process in runs.items():
+        out, _ = process.communicate()
+        if process.returncode:
+            sys.exit(f"{name}: exit {process.returncode}")
+        results[name] = json.loads(out)
+    print(
+        f"{'tree':<10} {'skip s':>9} {'events':>8} {'market s':>9} {'window s':>9}"
+        f" {'events/s':>9} {'real time':>10} {'parse ev/s':>11} {'signals':>9}"
+    )
+    for name, result in results.items():
+        print(row(name, result))
+    if "against" in results:
+        ours, theirs = results["this tree"], results["against"]
+        print(f"speed-up over the window: {theirs['window_s'] / ours['window_s']:.2f}x")
+        if ours["signals"] != theirs["signals"]:
+            print(f"signals differ: {ours['signals']} vs {theirs['signals']}")
+
+
+if __name__ == "__main__":
+    main()
