@@ -407,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     wk = command(
         "worker",
         help="run the streaming worker against a Kafka cluster",
-        description="Settings come from ADL_* environment variables (see README) or flags.",
+        description=(
+            "Settings come from ADL_* environment variables (see docs/streaming.md) or flags."
+        ),
     )
     _kafka_flags(wk)
     wk.add_argument("--instruments", help="instruments TOML (env ADL_INSTRUMENTS)")

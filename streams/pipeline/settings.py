@@ -77,7 +77,8 @@ class Settings:
     ssl_keyfile: str = ""  # its private key (PEM)
     idle_flush_ms: int = 500  # no input for this long: release what is buffered
     # how far behind the newest event time an input may deliver and still be applied in
-    # order: events this close to the newest wait for the other inputs (README, "Live")
+    # order: events this close to the newest wait for the other inputs
+    # (docs/streaming.md, ADL_ALLOWED_LATENESS_MS)
     allowed_lateness_ms: int = 200
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
