@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from streams.engine.account import AccountState, Position
 from streams.engine.fixed import SCALE, div_floor
@@ -43,8 +44,11 @@ class Health(IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
-class PositionRisk:
+class PositionRisk(NamedTuple):
+    """One position as evaluated. A NamedTuple (immutable, like the frozen dataclasses
+    elsewhere) because an evaluation builds one per position: an account on 162 symbols
+    builds 162 per fill, and a frozen dataclass's ``__init__`` costs ~4x a tuple's."""
+
     symbol: str
     qty: int
     entry_price: int

@@ -1,7 +1,5 @@
 """The vectorised queue against the one-position-at-a-time ranking (adl.rank_queue)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -349,7 +347,7 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
     shared.backing, shared.equity = [12.0, 12.0, 12.0], 12.0
     table.rank(103 * SCALE, profile, marks_by_index=marks)
     direct = QueueTable()
-    at_103 = dataclasses.replace(first, mark_price=103 * SCALE, backing_equity=31 * SCALE)
+    at_103 = first._replace(mark_price=103 * SCALE, backing_equity=31 * SCALE)
     direct.put("w", at_103, 31 * SCALE)
     direct.rank(103 * SCALE, profile)
     assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
