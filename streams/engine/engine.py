@@ -7,7 +7,8 @@ tick), but are only touched here, and replaying the same events gives the same s
 
 Cost of a mark tick: the positions whose liquidation or bankruptcy price lies between
 the old and the new mark (``ThresholdIndex``), plus accounts with several cross
-positions (their thresholds move with every mark), plus O(log n) fund queries
+positions whose band the mark left (their thresholds move with every mark), plus wide
+accounts whose move budget it used up (``MoveBudget``), plus O(log n) fund queries
 (``DeficitIndex``). The ADL queue is re-ranked and lit at the first mark of every
 ``rank_refresh_ms`` of event time (``refresh_due``), and for a trigger's plan.
 """
