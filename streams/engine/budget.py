@@ -51,9 +51,6 @@ class MoveBudget:
     def __contains__(self, account: object) -> bool:
         return account in self._accounts
 
-    def __len__(self) -> int:
-        return len(self._accounts)
-
     def put(
         self, account: str, cushion: int, positions: Iterable[tuple[str, int, int, int]]
     ) -> None:

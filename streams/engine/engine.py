@@ -338,7 +338,7 @@ class Engine:
         was_shared = False
         if len(every) > self.config.wide_after + 1:
             was_shared = acct in self.shared
-            shared = self.shared[acct] = self._share(acct, risk, every)
+            shared = self._share(acct, risk, every)
         else:
             self.shared.pop(acct, None)
         return _Layout(every, place, cross_count, shared, was_shared)
@@ -420,11 +420,9 @@ class Engine:
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
         if budgeted:
-            # less a few raw units per position, as in ``_band``
-            cushion = risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions)
             self.budget.put(
                 acct,
-                max(0, cushion),
+                self._cushion(risk),
                 [
                     (p.symbol, p.qty, self.mmr_max[p.symbol], p.mark_price)
                     for p in risk.positions
@@ -434,14 +432,21 @@ class Engine:
         elif acct in self.budget:
             self.budget.remove(acct)
 
+    def _cushion(self, risk: AccountRisk) -> int:
+        """The cross part's distance from its nearest health boundary, for its band or move
+        budget: less a few raw units per position, the rounded values may sit that far off."""
+        return max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
+
     def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
-        """The wide account's shared row value, updated in place (its rows hold it)."""
+        """The wide account's shared row value, updated in place (its rows hold it)
+        or made and kept."""
         place = {other.symbol_index: k for k, other in enumerate(every)}
         backing = [p.backing_equity / SCALE for p in risk.positions]
         equity = risk.equity / SCALE
         shared = self.shared.get(acct)
         if shared is None:
-            return SharedPositions(every, place, backing, equity)
+            shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
+            return shared
         shared.positions, shared.place, shared.backing, shared.equity = (
             every,
             place,
@@ -467,9 +472,8 @@ class Engine:
         over-count fixed at evaluation (``_update_overcount``). ``n``: the account's cross
         positions (the caller counts them once per re-index).
         """
-        # less a few raw units per position: the rounded values may sit that far off
-        cushion = max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
-        mmr_max = max(t.mmr for t in self.instruments[pos.symbol].tiers)
+        cushion = self._cushion(risk)
+        mmr_max = self.mmr_max[pos.symbol]
         half_width = div_floor(cushion * SCALE * SCALE, n * abs(pos.qty) * (SCALE + mmr_max))
         return (pos.mark_price - half_width, pos.mark_price + half_width)
 

@@ -137,7 +137,7 @@ class ThresholdIndex:
         return len(self._by_key)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_key or key in self.zone
+        return key in self._by_key  # a key in ``zone`` has ends: it is in ``_by_key`` too
 
     def put(self, key: str, thresholds: tuple[int, ...], tolerance: int, mark: int) -> None:
         """Index ``key``'s thresholds as evaluated at ``mark``."""
