@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import ssl
 import sys
 from decimal import Decimal
@@ -155,6 +156,13 @@ def _metrics_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def advertised_url(addr: str, port: int) -> str:
+    """The read API's URL as other hosts reach it (an address that listens everywhere
+    is not one they can dial: the host's name instead)."""
+    host = socket.gethostname() if addr in ("", "0.0.0.0", "::") else addr  # noqa: S104
+    return f"http://{host}:{port}"
+
+
 def _port(raw: str) -> int:
     """A TCP port (argparse applies it to the env default too: a bad value is one line)."""
     port = whole_number(raw.strip(), max_digits=5)
@@ -247,11 +255,15 @@ def _account_agents(args: argparse.Namespace) -> int:
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
     _topics_ready(settings, INTERNAL)
-    agents = AccountAgents(settings, instruments, summary_interval_ms=args.summary_interval_ms)
-    if args.metrics_port:
-        from streams.agents.metrics import serve_metrics
+    url = args.advertised_url or advertised_url(args.metrics_addr, args.metrics_port)
+    agents = AccountAgents(
+        settings, instruments, summary_interval_ms=args.summary_interval_ms, url=url
+    )
+    if args.metrics_port:  # /metrics and the read API, as the worker's
+        from streams.agents.web import serve_api
 
-        serve_metrics(agents, args.metrics_addr, args.metrics_port)
+        token = secret_from_env(os.environ, "ADL_API_TOKEN")
+        serve_api(agents, args.metrics_addr, args.metrics_port, token)
     worker = FaustWorker(agents.app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()  # returns on SIGINT/SIGTERM
     return 0
@@ -437,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
         "per mark group of the bundled cascade's crash)",
     )
     _metrics_flags(aa)
+    aa.add_argument(
+        "--advertised-url", default=os.environ.get("ADL_ADVERTISED_URL"),
+        help="where the other processes reach this one's read API, to forward a request "
+        "for an account it owns (env ADL_ADVERTISED_URL; default http://<metrics-addr or, "
+        "for 0.0.0.0, this host's name>:<metrics-port>)",
+    )  # fmt: skip
     aa.set_defaults(func=_account_agents)
 
     dm = command(

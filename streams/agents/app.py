@@ -27,8 +27,9 @@ Faust's own ``exactly_once`` is not used: faust-streaming 0.15 binds each output
 the transaction of the *output* partition's number (``TransactionManager.send``), which
 is another input partition's transaction whenever output keys hash elsewhere.
 
-Ranks, fund projections and triggers need every account: stage B (not built yet; the
-single-process ``worker`` gives them today).
+Fund projections, triggers and rank lights need every account: the fund desk (stage B,
+``desk``) merges the partitions' summaries. The read API and ``/metrics`` (``web``)
+answer for every partition from any process.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ from streams.agents.shard import (
     Source,
 )
 from streams.engine.errors import AdlMonitorError, InvalidEvent
-from streams.engine.events import Depth, InsuranceFund
+from streams.engine.events import Depth, InsuranceFund, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
+from streams.engine.signals import SideSummary
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
 from streams.pipeline.metrics import Metrics
@@ -126,7 +128,10 @@ class AccountAgents:
         instruments: Mapping[str, Instrument],
         idle_tick_s: float = 0.5,
         summary_interval_ms: int = 100,
+        url: str | None = None,
     ) -> None:
+        """``url``: where this process's read API listens, as its peers reach it (Faust
+        advertises it at each rebalance; ``agents.web`` forwards requests there)."""
         self.settings = settings
         self.summary_interval_ms = summary_interval_ms
         self.desk: FundDesk[EventT] = FundDesk(instruments, settings.partitions)
@@ -140,6 +145,12 @@ class AccountAgents:
         self.shards: dict[int, Shard[EventT]] = {}
         self.next_offset: dict[TP, int] = {}
         self.chain_last: dict[int, int] = {}  # partition -> highest mark_prices offset seen
+        # pipeline figures for ``Metrics.pipeline``, as the worker keeps them
+        self.arrived: dict[tuple[TP, int], float] = {}  # buffered input -> arrival (monotonic)
+        self.latencies_s: list[float] = []  # arrival -> outputs delivered, since last tick
+        self.commit_s: list[float] = []  # delivering one released batch's outputs
+        self.mark_arrived_at: dict[str, float] = {}  # symbol -> wall time of its last mark
+        self.late_events = 0  # applied after later ones, every partition this process held
         self.app = faust.App(
             f"{settings.topic_prefix}adl-monitor-accounts",
             broker=broker_url(settings.bootstrap),
@@ -160,6 +171,7 @@ class AccountAgents:
             broker_session_timeout=SESSION_TIMEOUT_S,
             broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
             autodiscover=False,
+            **({} if url is None else {"canonical_url": url}),
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         table = {"default": None, "partitions": settings.partitions}
@@ -205,6 +217,7 @@ class AccountAgents:
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
+        self.app.timer(1.0)(self._metrics_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     # ------------------------------------------------------------------ marks
@@ -258,12 +271,14 @@ class AccountAgents:
     async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
+        self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
         for tp in revoked:  # the partition's state moves with its changelog
             self.shards.pop(tp.partition, None)
             self.next_offset.pop(tp, None)
             self.chain_last.pop(tp.partition, None)
 
-    def _shard(self, partition: int) -> Shard[EventT]:
+    def shard(self, partition: int) -> Shard[EventT]:
+        """The partition's shard, restored from the changelog table when first asked."""
         shard = self.shards.get(partition)
         if shard is None:
             shard = Shard(partition, self.instruments, summary_interval_ms=self.summary_interval_ms)
@@ -319,6 +334,56 @@ class AccountAgents:
             and all(item.event is not None for item in desk.sequencer.items())
         )
 
+    def holds_desk(self) -> bool:
+        """This process runs the fund desk (its inputs are assigned here)."""
+        return self._desk_partitions() <= set(self.app.consumer.assignment())
+
+    def restore_desk(self) -> bool:
+        """The desk's state from its changelog table, once, when the table is recovered
+        (``False`` while it is not)."""
+        if not self.desk_restored and not self.app.in_recovery:
+            for raw in self.desk_rows.values():
+                restore_desk(self.desk, raw)
+            log.info("fund desk: restored %d funds", len(self.desk.complete_key))
+            self.desk_restored = True
+        return self.desk_restored
+
+    def lag(self) -> dict[str, int]:
+        """Input messages not yet delivered, by topic (base name), over the partitions
+        this process holds; the mark fan-out's ``mark_prices`` among them."""
+        consumer = self.app.consumer
+        inputs = {*ACCOUNT_TOPICS, CLOCK_TOPIC, BOUNDARY_TOPIC, *DESK_INPUTS}
+        out: dict[str, int] = {}
+        for tp in consumer.assignment():
+            base = self.topics.base(tp.topic)
+            high = consumer.highwater(tp)
+            if base not in inputs or high is None:
+                continue
+            done = max(self.next_offset.get(tp, 0), consumer._committed_offset.get(tp) or 0)
+            out[base] = out.get(base, 0) + max(0, high - done)
+        for done, high in self.fan_out.positions().values():
+            if high is not None:
+                out["mark_prices"] = out.get("mark_prices", 0) + max(0, high - (done or 0))
+        return out
+
+    async def _metrics_tick(self) -> None:
+        """The pipeline's figures and, from this process's partitions, the dashboards'
+        per-side numbers (summed over processes by the dashboards' queries)."""
+        metrics = self.metrics
+        metrics.pipeline(
+            self.latencies_s, self.commit_s, self.late_events, self.lag(), self.mark_arrived_at
+        )
+        self.latencies_s.clear()
+        self.commit_s.clear()
+        if metrics.due(1.0):
+            shards = list(self.shards.values())
+            metrics.sides(
+                self.instruments,
+                lambda sym, side: SideSummary.merged(
+                    [shard.engine.side_summary(sym, side) for shard in shards]
+                ),
+            )
+
     def _desk_partitions(self) -> set[TP]:
         return {TP(self.topics.name(t), 0) for t in DESK_INPUTS}
 
@@ -337,7 +402,7 @@ class AccountAgents:
             if not await self._in_order(event):
                 continue
             base = self.topics.base(message.topic)
-            shard = self._shard(message.partition)
+            shard = self.shard(message.partition)
             self.next_offset[message.tp] = message.offset + 1
             if base == BOUNDARY_TOPIC:
                 await self._light(shard, message)
@@ -357,9 +422,14 @@ class AccountAgents:
                     await self.acks.ack(stream, event)
                     continue
                 source = Source(base, message.partition, message.offset)
+                late = shard.stats.late
                 if not shard.push(decoded, obj, source, event):  # counted by the shard
                     await self.acks.ack(stream, event)
                     continue
+                self.late_events += shard.stats.late - late
+                self.arrived[(message.tp, message.offset)] = time.monotonic()
+                if isinstance(decoded, Mark):
+                    self.mark_arrived_at[decoded.symbol] = time.time()
             pending = self._pending(message.partition, clock=flush)
             # a tick flushes only as the latest thing said: a tick replayed from the past
             # (written while the fan-out paused) is followed by marks still to come
@@ -447,7 +517,15 @@ class AccountAgents:
                 symbols.add(applied.mark_symbol)
             for n, out in enumerate(applied.outputs):
                 sends.append(await self._send(out, item.source, n))
+        began = time.monotonic()
         await asyncio.gather(*sends)  # outputs delivered before the rows that cover them
+        done = time.monotonic()
+        self.commit_s.append(done - began)
+        for item in released:
+            message = item.token.message
+            arrived = self.arrived.pop((message.tp, message.offset), None)
+            if arrived is not None:
+                self.latencies_s.append(done - arrived)
         self._write_rows(shard, accounts, symbols)
 
     def _write_rows(
@@ -485,11 +563,7 @@ class AccountAgents:
         """Stage B: every partition's summaries, the fund and the books, in order."""
         desk = self.desk
         async for event in stream.noack().events():
-            if not self.desk_restored:  # the table is recovered before the stream starts
-                for raw in self.desk_rows.values():
-                    restore_desk(desk, raw)
-                log.info("fund desk: restored %d funds", len(desk.complete_key))
-                self.desk_restored = True
+            self.restore_desk()  # the table is recovered before the stream starts
             message = event.message
             base = self.topics.base(message.topic)
             self.next_offset[message.tp] = message.offset + 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -82,11 +81,3 @@ class AgentCollector(Collector):
         for p in range(self.agents.settings.partitions):
             gaps.add_metric([str(p)], stats.mark_gaps.get(p, 0))
         yield gaps
-
-
-def serve_metrics(agents: AccountAgents, addr: str, port: int) -> CollectorRegistry:
-    """The agents' collector beside the outputs' metrics (``agents.metrics``)."""
-    registry = agents.metrics.registry
-    registry.register(AgentCollector(agents))
-    start_http_server(port, addr, registry=registry)
-    return registry

@@ -26,6 +26,7 @@ from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
+from streams.engine.signals import TOP_SCORES
 
 NO_MARK = np.iinfo(np.int64).min  # a symbol without a mark yet: its positions did not move
 # an account with more positions on other symbols than this keeps them as a list per row,
@@ -476,12 +477,12 @@ class QueueTable:
         return lights, changed, changes
 
     def side_totals(self, side: str) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
-        """(open interest, positions per light 0..5, first five scores) of one side."""
+        """(open interest, positions per light 0..5, first ``TOP_SCORES`` scores) of one side."""
         n = self._n
         qty = self._f["qty"][:n]
         mask = qty > 0 if side == "long" else qty < 0
         lights = np.bincount(self._i["light"][:n][mask], minlength=6)
-        top = self._ranking[side].scores[:5].tolist() if side in self._ranking else []
+        top = self._ranking[side].scores[:TOP_SCORES].tolist() if side in self._ranking else []
         return (
             int(self._i["abs_qty"][:n][mask].sum()),
             tuple(int(c) for c in lights[:6]),

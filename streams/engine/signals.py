@@ -4,6 +4,7 @@ renders it as decimal strings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -120,6 +121,9 @@ class RankAlert:
     notional: int  # the position's |qty| * mark, quote currency
 
 
+TOP_SCORES = 5  # a side summary's first scores of the ADL queue
+
+
 @dataclass(frozen=True, slots=True)
 class SideSummary:
     """One side of one symbol, for dashboards: sizes, counts, deficits, the queue's top."""
@@ -130,6 +134,23 @@ class SideSummary:
     bankrupt: int
     bankrupt_deficit: int  # quote, at the mark
     top_scores: tuple[float, ...]  # ADL queue's first scores, best first
+
+    @staticmethod
+    def merged(parts: Sequence[SideSummary]) -> SideSummary:
+        """The side over several partitions' accounts (each account in one of them):
+        sizes, counts and deficits add up; the first scores are the best of all parts'
+        first scores (each part's are its best, so the merged first k are among them)."""
+        scores = sorted((s for part in parts for s in part.top_scores), reverse=True)
+        return SideSummary(
+            open_interest=sum(part.open_interest for part in parts),
+            positions_by_light=tuple(
+                sum(counts) for counts in zip(*(p.positions_by_light for p in parts), strict=True)
+            ),
+            liquidatable=sum(part.liquidatable for part in parts),
+            bankrupt=sum(part.bankrupt for part in parts),
+            bankrupt_deficit=sum(part.bankrupt_deficit for part in parts),
+            top_scores=tuple(scores[:TOP_SCORES]),
+        )
 
 
 Signal = LiquidationDetected | BankruptcyDetected | AdlTriggered | FundProjection | RankAlert

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.engine.fixed import to_float
-from streams.engine.signals import SideSummary
+from streams.engine.signals import TOP_SCORES, SideSummary
 from streams.pipeline.worker import Output, Worker
 
 
@@ -190,28 +190,54 @@ class Metrics:
 
     def tick(self, worker: Worker, every_s: float = 1.0) -> None:
         """Pipeline numbers on every loop; engine summaries at most every ``every_s``."""
-        for seconds in worker.latencies_s:
-            self.latency.observe(seconds)
+        self.pipeline(
+            worker.latencies_s, worker.commit_s, worker.stats.late_events, worker.lag,
+            worker.mark_arrived_at,
+        )  # fmt: skip
         worker.latencies_s.clear()
-        for seconds in worker.commit_s:
-            self.commit_latency.observe(seconds)
         worker.commit_s.clear()
-        self.late.inc(worker.stats.late_events - self._late_seen)
-        self._late_seen = worker.stats.late_events
-        for topic, lag in worker.lag.items():
-            self.lag.labels(topic).set(lag)
+        if self.due(every_s):
+            engine = worker.engine
+            self.sides(engine.instruments, engine.side_summary)
+
+    def pipeline(
+        self,
+        latencies_s: Iterable[float],
+        commit_s: Iterable[float],
+        late_events: int,
+        lag: Mapping[str, int],
+        mark_arrived_at: Mapping[str, float],
+    ) -> None:
+        """Latencies and commit times since the last call, the late events' running
+        count, the consumer lag by topic, the wall time each symbol's last mark came."""
+        for seconds in latencies_s:
+            self.latency.observe(seconds)
+        for seconds in commit_s:
+            self.commit_latency.observe(seconds)
+        self.late.inc(late_events - self._late_seen)
+        self._late_seen = late_events
+        for topic, messages in lag.items():
+            self.lag.labels(topic).set(messages)
         now = time.time()
-        for symbol, at in worker.mark_arrived_at.items():
+        for symbol, at in mark_arrived_at.items():
             self.mark_age.labels(symbol).set(now - at)
+
+    def due(self, every_s: float) -> bool:
+        """At most every ``every_s``: the 15 s coverage minima moved on, and ``True``
+        (time for the dashboards' engine summaries, ``sides``)."""
+        now = time.time()
         if now - self._summarised_at < every_s:
-            return
+            return False
         self._summarised_at = now
         for fund in self._coverage_seen:
             self._coverage_low(fund)
-        engine = worker.engine
-        for symbol in sorted(engine.instruments):
+        return True
+
+    def sides(self, symbols: Iterable[str], summary: Callable[[str, str], SideSummary]) -> None:
+        """Each side's dashboard numbers (``summary(symbol, side)``)."""
+        for symbol in sorted(symbols):
             for side in ("long", "short"):
-                self._side(symbol, side, engine.side_summary(symbol, side))
+                self._side(symbol, side, summary(symbol, side))
 
     def _coverage_low(self, fund: str) -> None:
         """The window's minimum; the newest value stays however old (it is current)."""
@@ -227,7 +253,7 @@ class Metrics:
         self.liquidatable.labels(symbol, side).set(s.liquidatable)
         self.bankrupt.labels(symbol, side).set(s.bankrupt)
         self.bankrupt_deficit.labels(symbol, side).set(to_float(s.bankrupt_deficit))
-        for place in range(1, 6):
+        for place in range(1, TOP_SCORES + 1):
             score = s.top_scores[place - 1] if place <= len(s.top_scores) else float("nan")
             self.top_score.labels(symbol, side, str(place)).set(score)
 

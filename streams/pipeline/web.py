@@ -1,21 +1,25 @@
-"""The worker's web server: Prometheus ``/metrics`` and a read API over the engine.
+"""The web server: Prometheus ``/metrics`` and a read API, the same for both streaming
+paths (``schemas/openapi.yaml``). What each path knows comes through ``Reads``: the
+single-process worker answers from its engine (``WorkerReads``); the Faust agents from
+their partitions, forwarding to the process that owns an account (``agents.web``).
 
-It runs on the worker's own event loop, so a request sees the engine between two events,
-never in the middle of one. The API is described in ``schemas/openapi.yaml``.
-One worker owns every partition today, so it answers for every account.
+It runs on the process's own event loop, so a request sees the state between two
+events, never in the middle of one.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams import wire
+from streams.engine.adl import RankedEntry
 from streams.engine.fixed import to_str
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import whole_number
@@ -23,14 +27,20 @@ from streams.pipeline.worker import Worker
 
 SIDES = ("long", "short")
 MAX_LIMIT = 1000
+Answer = tuple[int, Any]  # (HTTP status, JSON body)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+def _answer(answer: Answer) -> web.Response:
+    status, body = answer
+    return _json(body, status)
+
+
+def not_found(message: str) -> Answer:
+    return 404, {"error": message}
 
 
 OPEN_PATHS = ("/metrics", "/health")  # no account in them: scraped without the token
@@ -46,7 +56,7 @@ def bearer_guard(token: str) -> Middleware:
         if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
-                response = _error(401, "a bearer token is required (ADL_API_TOKEN)")
+                response = _json({"error": "a bearer token is required (ADL_API_TOKEN)"}, 401)
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
         return await handler(request)
@@ -54,66 +64,109 @@ def bearer_guard(token: str) -> Middleware:
     return guard
 
 
-def build_app(worker: Worker, metrics: Metrics, token: str | None = None) -> web.Application:
-    """The read API; with ``token``, account, queue and fund reads need it."""
-    engine = worker.engine
+class Reads(Protocol):
+    """What a streaming path answers. Symbol, side and limit are checked before a call;
+    ``request`` is there for a path that forwards it to another process."""
+
+    symbols: frozenset[str]
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def fund(self, fund: str, request: web.Request) -> Answer: ...
+
+    async def queue(self, symbol: str, side: str, limit: int, request: web.Request) -> Answer: ...
+
+    async def account(self, account: str, request: web.Request) -> Answer: ...
+
+
+def queue_body(
+    symbol: str, side: str, ranked_at: int | None, entries: Iterable[RankedEntry]
+) -> dict[str, Any]:
+    """An ADL queue as the API gives it (ranks from 1)."""
+    return {
+        "symbol": symbol,
+        "side": side,
+        "ranked_at": ranked_at,
+        "queue": [
+            {
+                "rank": e.rank + 1,
+                "account": e.account,
+                "qty": to_str(e.qty),
+                "rank_score": e.score,
+                "quantile": e.light or None,  # 0: not lit yet (the agents' desk lights)
+            }
+            for e in entries
+        ],
+    }
+
+
+class WorkerReads:
+    """The single-process worker: one engine holds every account."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.engine = worker.engine
+        self.symbols = frozenset(worker.engine.symbols)
+
+    def health(self) -> dict[str, Any]:
+        worker = self.worker
+        return {
+            "status": "ok",
+            "events_applied": worker.stats.applied,
+            "dead_letters": worker.stats.dead_letters,
+            "last_event_ts": self.engine.last_ts_ms,
+            "consumer_lag": worker.lag,
+        }
+
+    async def fund(self, fund: str, request: web.Request) -> Answer:
+        engine = self.engine
+        if fund not in engine.funds:
+            return not_found(f"unknown fund {fund!r}")
+        return 200, wire.fund_projection(engine.projection(fund, engine.last_ts_ms))
+
+    async def queue(self, symbol: str, side: str, limit: int, request: web.Request) -> Answer:
+        engine = self.engine
+        entries = engine.queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
+        return 200, queue_body(symbol, side, engine.symbols[symbol].ranked_at_ms, entries)
+
+    async def account(self, account: str, request: web.Request) -> Answer:
+        risk = self.engine.risk_now(account)  # at the latest marks, as replay's final accounts
+        if risk is None:
+            return not_found(f"unknown account {account!r}")
+        return 200, wire.account_risk(risk, self.engine)
+
+
+def read_api(
+    reads: Reads, registry: CollectorRegistry, token: str | None = None
+) -> web.Application:
+    """``/metrics``, ``/health`` and the reads; with ``token``, account, queue and fund
+    reads need it."""
 
     async def get_metrics(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(_: web.Request) -> web.Response:
-        return _json(
-            {
-                "status": "ok",
-                "events_applied": worker.stats.applied,
-                "dead_letters": worker.stats.dead_letters,
-                "last_event_ts": engine.last_ts_ms,
-                "consumer_lag": worker.lag,
-            }
-        )
+        return _json(reads.health())
 
     async def fund(request: web.Request) -> web.Response:
-        name = request.match_info["fund"]
-        if name not in engine.funds:
-            return _error(404, f"unknown fund {name!r}")
-        return _json(wire.fund_projection(engine.projection(name, engine.last_ts_ms)))
+        return _answer(await reads.fund(request.match_info["fund"], request))
 
     async def queue(request: web.Request) -> web.Response:
         symbol, side = request.match_info["symbol"], request.match_info["side"]
         if side not in SIDES:
-            return _error(400, f"side must be long or short, got {side!r}")
-        if symbol not in engine.symbols:
-            return _error(404, f"unknown symbol {symbol!r}")
+            return _json({"error": f"side must be long or short, got {side!r}"}, 400)
+        if symbol not in reads.symbols:
+            return _json({"error": f"unknown symbol {symbol!r}"}, 404)
         raw = request.query.get("limit", "20")
         limit = whole_number(raw, max_digits=6)
         if limit is None or not 1 <= limit <= MAX_LIMIT:
-            return _error(400, f"limit must be an integer in 1..{MAX_LIMIT}, got {raw[:40]!r}")
-        entries = engine.queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
-        return _json(
-            {
-                "symbol": symbol,
-                "side": side,
-                "ranked_at": engine.symbols[symbol].ranked_at_ms,
-                "queue": [
-                    {
-                        "rank": e.rank + 1,
-                        "account": e.account,
-                        "qty": to_str(e.qty),
-                        "rank_score": e.score,
-                        "quantile": e.light,
-                    }
-                    for e in entries
-                ],
-            }
-        )
+            message = f"limit must be an integer in 1..{MAX_LIMIT}, got {raw[:40]!r}"
+            return _json({"error": message}, 400)
+        return _answer(await reads.queue(symbol, side, limit, request))
 
     async def account(request: web.Request) -> web.Response:
-        name = request.match_info["account"]
-        risk = engine.risk_now(name)  # at the latest marks, as replay's final accounts
-        if risk is None:
-            return _error(404, f"unknown account {name!r}")
-        return _json(wire.account_risk(risk, engine))
+        return _answer(await reads.account(request.match_info["account"], request))
 
     app = web.Application(middlewares=[bearer_guard(token)] if token else [])
     app.router.add_get("/metrics", get_metrics)
@@ -122,6 +175,11 @@ def build_app(worker: Worker, metrics: Metrics, token: str | None = None) -> web
     app.router.add_get("/adl/{symbol}/{side}/queue", queue)
     app.router.add_get("/accounts/{account}", account)
     return app
+
+
+def build_app(worker: Worker, metrics: Metrics, token: str | None = None) -> web.Application:
+    """The worker's server."""
+    return read_api(WorkerReads(worker), metrics.registry, token)
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -95,6 +95,17 @@ def agents_process(settings: Settings, log: Path, metrics_port: int = 0) -> subp
     )
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process, then wait for each (killed after 60 s)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def read_until(
     settings: Settings, done: Any, settle_s: float = 3.0, timeout_s: float = 240.0
 ) -> tuple[Outputs, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.integration.test_account_agents import (
     prepared,
     read_until,
     scrape,
+    stop_all,
 )
 
 RATE_PER_S = 500  # the cascade's 14,676 events take ~29 s: the kill lands mid-stream
@@ -136,13 +136,7 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         marks = asyncio.run(read_topic(settings, topics.name("mark_prices")))
         clock = asyncio.run(read_topic(settings, topics.name(CLOCK_TOPIC)))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
     letters = {d["offset"] for d in got["dead_letters"] if d["topic"] == "mark_prices"}
     valid = {value for offset, value in marks[0] if offset not in letters}
     assert len(valid) > 10_000

@@ -1,5 +1,6 @@
-"""A real Prometheus (Debian package) scrapes a running demo; promtool checks the metrics
-and the rules; every dashboard panel query and every alert expression returns data."""
+"""A real Prometheus (Debian package) scrapes a running demo, on each streaming path;
+promtool checks the metrics and the rules; every dashboard panel query and every alert
+expression returns data."""
 
 from __future__ import annotations
 
@@ -39,9 +40,13 @@ def get(url: str) -> bytes:
         return bytes(response.read())
 
 
-@pytest.fixture(scope="module")
-def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, float]]:
-    """(metrics URL of a running demo, Prometheus URL scraping it every second, start)."""
+@pytest.fixture(scope="module", params=["worker", "agents"])
+def scraped_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, float]]:
+    """(metrics URL of a running demo, Prometheus URL scraping it every second, start),
+    on each streaming path: the single-process worker, the Faust agents (``--agents``)."""
+    path: list[str] = ["--agents"] if request.param == "agents" else []
     prometheus = need("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     metrics_port, prom_port = free_port(), free_port()
@@ -73,8 +78,8 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         wait_for(lambda: bool(query(prom_url, 'up{job="adl-monitor"}')), 60)
         started = time.time()
         demo = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "demo", "--rate", "1000", "--delay", "10",
-             "--metrics-port", str(metrics_port)],
+            [sys.executable, "-m", "streams.cli", "demo", *path, "--rate", "1000", "--delay",
+             "10", "--metrics-port", str(metrics_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         # Prometheus scrapes the zeroed counters during the delay, so increase() sees the

@@ -4,11 +4,12 @@ worker's command and settings are real, and the dashboard queries name real metr
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import yaml
 
-from streams.cli import build_parser
+from streams.cli import advertised_url, build_parser
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 
@@ -129,3 +130,32 @@ def test_installs_come_from_the_lock_files_with_hashes():
     # the Makefile (.ci/run is `make test`) and the image install from them, checking hashes
     assert "--require-hashes -r requirements-dev.lock" in (ROOT / "Makefile").read_text()
     assert "--require-hashes -r requirements.lock" in (ROOT / "Dockerfile").read_text()
+
+
+def test_both_paths_read_apis_want_the_token_and_are_scraped():
+    services = COMPOSE["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        port
+        for job in prometheus["scrape_configs"]
+        for port in [
+            t.rsplit(":", 1)[1] for c in job.get("static_configs", []) for t in c["targets"]
+        ]
+        + [str(c["port"]) for c in job.get("dns_sd_configs", [])]
+    }
+    for name in ("worker", "account-agents"):
+        env = services[name]["environment"]
+        assert env["ADL_API_TOKEN_FILE"] == "/run/secrets/api_token", name  # noqa: S105
+        assert "api_token" in services[name]["secrets"], name
+        assert env["ADL_METRICS_PORT"] in scraped, name
+
+
+def test_agents_replicas_advertise_a_name_their_peers_can_dial():
+    # listening on every address (the compose setting), a replica advertises its host
+    # name (a scaled compose service's containers reach each other by it), not 0.0.0.0
+    env = COMPOSE["services"]["account-agents"]["environment"]
+    assert env["ADL_METRICS_ADDR"] == "0.0.0.0"  # noqa: S104
+    assert "ADL_ADVERTISED_URL" not in env
+    url = advertised_url(env["ADL_METRICS_ADDR"], int(env["ADL_METRICS_PORT"]))
+    assert url == f"http://{socket.gethostname()}:9465"
+    assert advertised_url("10.0.0.7", 9465) == "http://10.0.0.7:9465"
