@@ -14,7 +14,11 @@ mark that makes one account bankrupt (then one that makes it healthy again) is
 produced; the time until its ``liquidations``/``bankruptcies`` message is readable is
 measured (mark -> fan-out -> account partition -> output), p50/p99.
 
+Scaling: ``--processes 1,2,3`` runs 1, 2 and 3 processes on the same kind of input (a
+fresh backlog each) and prints each rate beside one process's.
+
 Usage: python benchmarks/bench_agents.py [--fills 50000] [--partitions 4] [--flips 30]
+       [--processes 1,2,3]
 """
 
 from __future__ import annotations
@@ -96,8 +100,16 @@ def applied(port: int) -> float:
 
 
 async def throughput(
-    bootstrap: str, fills: int, partitions: int, interval_ms: int, mark_every: int
-) -> None:
+    bootstrap: str,
+    fills: int,
+    partitions: int,
+    interval_ms: int,
+    mark_every: int,
+    processes: int = 1,
+) -> float:
+    """Events/s of ``processes`` agents processes draining the same backlog together
+    (started at once; the group's first rebalances count in the time, as in a
+    deployment that scales out under load)."""
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:5]}.",
                         partitions=partitions)  # fmt: skip
     await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
@@ -108,12 +120,12 @@ async def throughput(
     raw_rate = await bare_consumer_rate(settings, len(events))
     # each mark is applied once per partition
     expected = len(events) - marks + marks * partitions
-    port = free_port()
+    ports = [free_port() for _ in range(processes)]
     started = time.perf_counter()
-    worker = agents_process(settings, port, interval_ms)
+    workers = [agents_process(settings, port, interval_ms) for port in ports]
     try:
         first = None
-        while (done := applied(port)) < expected:
+        while (done := sum(applied(port) for port in ports)) < expected:
             if first is None and done > 0:
                 first = time.perf_counter()
             if time.perf_counter() - started > 900:
@@ -121,15 +133,18 @@ async def throughput(
             await asyncio.sleep(0.2)
         finished = time.perf_counter()
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
     first = first or finished
     rate = expected / (finished - first)
-    print(f"account-agents (summary every {interval_ms:,} ms of event time): "
+    print(f"account-agents x{processes} (summary every {interval_ms:,} ms of event time): "
           f"{expected:,} events applied ({fills:,} fills, {marks} marks x "
           f"{partitions} partitions) | start-up to first event {first - started:.1f} s | "
           f"{rate:,.0f} ev/s | bare consumer+orjson {raw_rate:,.0f} ev/s | ratio "
           f"{raw_rate / rate:.1f}x", flush=True)  # fmt: skip
+    return rate
 
 
 async def latency(bootstrap: str, partitions: int, flips: int, background_rate: float) -> None:
@@ -206,26 +221,44 @@ async def main() -> None:
     parser.add_argument("--mark-every", type=int, default=500, help="fills between marks")
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
     parser.add_argument(
+        "--processes",
+        default="1",
+        help="agents process counts to run on the same input, comma list (e.g. 1,2,3: "
+        "each beside the first's rate); the latency part runs only with 1",
+    )
+    parser.add_argument(
         "--summary-intervals",
         default="100,1000000000000",
         help="stage B summary intervals to run, comma list (a huge one: stage B idle)",
     )
     args = parser.parse_args()
     intervals = [int(v) for v in args.summary_intervals.split(",")]
-    if args.bootstrap:
+    counts = [int(v) for v in args.processes.split(",")]
+
+    async def run(bootstrap: str) -> None:
         for interval in intervals:
-            await throughput(args.bootstrap, args.fills, args.partitions, interval, args.mark_every)
-        await latency(args.bootstrap, args.partitions, args.flips, args.background_rate)
+            rates = {}
+            for n in counts:
+                rates[n] = await throughput(
+                    bootstrap, args.fills, args.partitions, interval, args.mark_every, n
+                )
+            if len(rates) > 1:
+                base = rates[counts[0]]
+                print("scaling: " + ", ".join(
+                    f"{n} processes {rate:,.0f} ev/s ({rate / base:.2f}x of {counts[0]})"
+                    for n, rate in rates.items()
+                ), flush=True)  # fmt: skip
+        if counts == [1] and args.flips:
+            await latency(bootstrap, args.partitions, args.flips, args.background_rate)
+
+    if args.bootstrap:
+        await run(args.bootstrap)
         return
     workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
     broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)
     with broker:
         print(f"broker: {type(broker).__name__} at {broker.bootstrap}", flush=True)
-        for interval in intervals:
-            await throughput(
-                broker.bootstrap, args.fills, args.partitions, interval, args.mark_every
-            )
-        await latency(broker.bootstrap, args.partitions, args.flips, args.background_rate)
+        await run(broker.bootstrap)
 
 
 if __name__ == "__main__":

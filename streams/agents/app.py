@@ -305,22 +305,30 @@ class AccountAgents:
         committed = self.app.consumer._committed_offset.get(tp) or 0
         return high is None or high > max(self.next_offset.get(tp, 0), committed)
 
+    def held(self) -> set[int]:
+        """The account partitions assigned to this process."""
+        inputs = {self.topics.name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
+
     def caught_up(self) -> bool:
-        """Every input delivered and applied: the fan-out's marks, each partition's
-        account inputs and clock, nothing buffered (a shard exists per partition); the
-        desk's summaries all in and every complete mark applied."""
-        return (
-            len(self.shards) == self.settings.partitions
-            and self.fan_out.caught_up()
-            and all(
-                not len(shard.sequencer)
-                and not self._pending(p, clock=True)
-                and not self._behind(TP(self.topics.name(BOUNDARY_TOPIC), p))
-                and not shard.due_summaries
-                for p, shard in list(self.shards.items())
-            )
-            and self.desk_caught_up()
-        )
+        """Every input of what this process holds delivered and applied: the fan-out's
+        marks (if it forwards them), each held partition's account inputs, clock and
+        light boundaries, nothing buffered; if it runs the desk, the desk's summaries all
+        in and every complete mark applied. With several processes each says it for its
+        own share (a process that holds nothing is not caught up: it is not in yet)."""
+        held = self.held()
+        desk = self.holds_desk()
+        if not held and not desk:
+            return False
+        for p in held:
+            shard = self.shards.get(p)
+            if self._pending(p, clock=True) or self._behind(
+                TP(self.topics.name(BOUNDARY_TOPIC), p)
+            ):
+                return False
+            if shard is not None and (len(shard.sequencer) or shard.due_summaries):
+                return False
+        return self.fan_out.caught_up() and (not desk or self.desk_caught_up())
 
     def desk_caught_up(self) -> bool:
         """The desk's inputs delivered, no mark group waiting for a partition or for

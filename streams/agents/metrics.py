@@ -44,7 +44,8 @@ class AgentCollector(Collector):
         yield buffered
         yield GaugeMetricFamily(
             "adl_agent_caught_up",
-            "1 when every input of this worker is delivered and applied (single worker)",
+            "1 when every input of the partitions (and the desk) this process holds is "
+            "delivered and applied",
             value=1.0 if self.agents.caught_up() else 0.0,
         )
         fan_out = self.agents.fan_out

@@ -18,6 +18,7 @@ forwarded again.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,10 @@ class AgentReads:
         headers = {FORWARDED: "1"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        url = to.with_path(request.path).with_query({**request.query, **query})
+        # the path as asked (still percent-encoded: an account name may hold any character)
+        url = to.with_path(request.rel_url.raw_path, encoded=True).with_query(
+            {**request.query, **query}
+        )
         try:
             async with self._http.get(url, headers=headers) as response:
                 return response.status, await response.json()
@@ -150,8 +154,9 @@ class AgentReads:
         missing = sorted(set(range(self.agents.settings.partitions)) - set(owners))
         if missing:
             return unavailable(f"partitions {missing} have no owner now (a rebalance): retry")
-        for peer in sorted(set(owners.values()) - {self.me}, key=str):
-            status, body = await self.forward(peer, request, scope="local")
+        peers = sorted(set(owners.values()) - {self.me}, key=str)
+        answers = await asyncio.gather(*(self.forward(p, request, scope="local") for p in peers))
+        for status, body in answers:
             if status != 200:
                 return status, body
             parts.append(body)

@@ -32,6 +32,7 @@ from tests.integration.test_account_agents import (  # noqa: F401  (expected: a 
 )
 from tests.integration.test_api import schema_for
 
+ODD = "/accounts/nobody%2Fx%20y"  # an account name with a slash and a space
 UNRANKED = ("rank_score", "quantile")  # replay ranks once more at its end; the agents later
 
 
@@ -67,21 +68,29 @@ def test_any_process_answers_for_any_account(
     procs = [agents_process(settings, tmp_path / f"agents-{i}.log", ports[i]) for i in range(2)]
     final = {row["account"]: row for row in expected["accounts"]}
     account_paths = [f"/accounts/{name}" for name in sorted(final)]
-    want = (len(expected["liquidations"]), len(expected["bankruptcies"]))
+    want = (
+        len(expected["liquidations"]),
+        len(expected["bankruptcies"]),
+        sum(t["stage"] == "triggered" for t in expected["adl_triggers"]),
+    )
 
-    def done(out: Outputs) -> bool:
-        return (len(out["liquidations"]), len(out["bankruptcies"])) == want
+    def done(out: Outputs) -> bool:  # the desk's triggers too: it trails the partitions
+        triggered = sum(t["stage"] == "triggered" for t in out["adl_triggers"])
+        return (len(out["liquidations"]), len(out["bankruptcies"]), triggered) == want
 
     try:
         time.sleep(8)  # both in the group: the partitions split between them
         asyncio.run(produce_file(settings, CASCADE))
-        asyncio.run(read_until(settings, done, settle_s=3.0, timeout_s=300.0))
+        asyncio.run(read_until(settings, done, settle_s=3.0, timeout_s=420.0))
         # every account as replay's final state, from both processes (the last marks may
-        # still be on their way when the outputs are complete)
-        deadline = time.monotonic() + 120
+        # still be on their way when the outputs are complete), the desk done
+        deadline = time.monotonic() + 300
         while True:
             answers = [asyncio.run(get_all(port, account_paths)) for port in ports]
-            settled = all(
+            # each process caught up with its own share (it read 0 on both before: it
+            # assumed one process held every partition)
+            caught_up = [scrape(port).get(("adl_agent_caught_up", ())) for port in ports]
+            settled = caught_up == [1.0, 1.0] and all(
                 answers[i][path][0] == 200
                 and without_ranks(answers[i][path][1]) == without_ranks(final[path[10:]])
                 for i in range(2)
@@ -93,7 +102,7 @@ def test_any_process_answers_for_any_account(
         held = [partitions_held(port) for port in ports]
         queue = "/adl/BTCUSDT/short/queue?limit=1000"
         others = [
-            "/health", "/funds/USDT-M", "/funds/nope", "/accounts/nobody", queue,
+            "/health", "/funds/USDT-M", "/funds/nope", "/accounts/nobody", ODD, queue,
             f"{queue}&scope=local", "/adl/ETHUSDT/long/queue?limit=5", "/adl/BTCUSDT/up/queue",
         ]  # fmt: skip
         reads = [asyncio.run(get_all(port, others)) for port in ports]
@@ -101,6 +110,7 @@ def test_any_process_answers_for_any_account(
     finally:
         stop_all(procs)
 
+    assert caught_up == [1.0, 1.0]
     # the partitions split: each process owns some, so each forwarded the others' accounts
     assert held[0], held
     assert held[1], held
@@ -117,6 +127,11 @@ def test_any_process_answers_for_any_account(
         check(reads[i]["/health"], "/health", 200)
         check(reads[i]["/funds/nope"], "/funds/{fund}", 404)
         check(reads[i]["/accounts/nobody"], "/accounts/{account}", 404)
+        # percent-encoded: forwarded as asked, answered by the owner (not a route miss)
+        assert (
+            "unknown account 'nobody/x y'"
+            in check(reads[i][ODD], "/accounts/{account}", 404)["error"]
+        )
         check(reads[i]["/adl/BTCUSDT/up/queue"], "/adl/{symbol}/{side}/queue", 400)
     # the fund: the desk's process answers for both
     funds = [check(reads[i]["/funds/USDT-M"], "/funds/{fund}", 200) for i in range(2)]
