@@ -346,10 +346,10 @@ class AccountAgents:
         """This process runs the fund desk (its inputs are assigned here)."""
         return self._desk_partitions() <= set(self.app.consumer.assignment())
 
-    def restore_desk(self) -> bool:
+    def restore_desk(self, recovered: bool = False) -> bool:
         """The desk's state from its changelog table, once, when the table is recovered
-        (``False`` while it is not)."""
-        if not self.desk_restored and not self.app.in_recovery:
+        (``recovered``: the caller knows it is; ``False`` while it is not)."""
+        if not self.desk_restored and (recovered or not self.app.in_recovery):
             for raw in self.desk_rows.values():
                 restore_desk(self.desk, raw)
             log.info("fund desk: restored %d funds", len(self.desk.complete_key))
@@ -376,7 +376,14 @@ class AccountAgents:
 
     async def _metrics_tick(self) -> None:
         """The pipeline's figures and, from this process's partitions, the dashboards'
-        per-side numbers (summed over processes by the dashboards' queries)."""
+        per-side numbers (summed over processes by the dashboards' queries). A failure
+        here is logged, never raised: it would stop the Faust app with it."""
+        try:
+            self._measure()
+        except Exception:
+            log.exception("metrics tick failed (the agents go on)")
+
+    def _measure(self) -> None:
         metrics = self.metrics
         metrics.pipeline(
             self.latencies_s, self.commit_s, self.late_events, self.lag(), self.mark_arrived_at
@@ -571,7 +578,7 @@ class AccountAgents:
         """Stage B: every partition's summaries, the fund and the books, in order."""
         desk = self.desk
         async for event in stream.noack().events():
-            self.restore_desk()  # the table is recovered before the stream starts
+            self.restore_desk(recovered=True)  # Faust recovers tables before streams start
             message = event.message
             base = self.topics.base(message.topic)
             self.next_offset[message.tp] = message.offset + 1
