@@ -16,6 +16,7 @@ from urllib.parse import quote
 import aiohttp
 import yaml
 from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.brokers import Broker, free_port
 from streams.cli import bundled
@@ -27,6 +28,7 @@ from streams.pipeline.topics import Topics
 from streams.pipeline.web import build_app, serve
 from streams.pipeline.worker import Worker, ensure_topics
 from streams.replay.runner import replay
+from tests.integration.test_pipeline import read_outputs
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI = yaml.safe_load((SCHEMAS / "openapi.yaml").read_text())
@@ -126,7 +128,23 @@ def test_read_api(kafka: Broker, tmp_path: Path) -> None:
         ]
     check("/accounts/nobody", "/accounts/{account}", 404)
     assert answers["/metrics"][0] == 200
-    assert b"adl_fund_balance_usd" in answers["/metrics"][1]
+    # one instant, three faces: once the input is drained, the fund read on the API, the
+    # gauges on /metrics and the last insurance_projection message on the topic agree
+    # (the issue saw loss 23.44 / coverage 32.8 on the API against 0 / +Inf on /metrics)
+    gauges = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(answers["/metrics"][1].decode())
+        for sample in family.samples
+        if sample.labels.get("fund") == "USDT-M"
+    }
+    projections = asyncio.run(read_outputs(settings))["insurance_projection"]
+    last = json.loads(max(projections)[1])
+    for name, key in (("adl_fund_balance_usd", "fund_balance"),
+                      ("adl_fund_projected_loss_usd", "projected_loss")):  # fmt: skip
+        assert gauges[name] == float(fund[key]) == float(last[key]), name
+    cover = fund["coverage_ratio"]
+    assert gauges["adl_fund_coverage_ratio"] == (float("inf") if cover is None else cover)
+    assert last["coverage_ratio"] == cover
 
 
 def test_a_token_guards_every_read_but_metrics_and_health() -> None:
