@@ -30,7 +30,14 @@ from yarl import URL
 
 from streams import wire
 from streams.agents.metrics import AgentCollector
-from streams.pipeline.web import Answer, not_found, queue_body, read_api, serve
+from streams.pipeline.web import (
+    Answer,
+    account_answer,
+    not_found,
+    queue_body,
+    read_api,
+    serve,
+)
 
 if TYPE_CHECKING:
     from streams.agents.app import AccountAgents
@@ -124,11 +131,7 @@ class AgentReads:
         return self._account_here(account, partition)  # no event of it applied yet
 
     def _account_here(self, account: str, partition: int) -> Answer:
-        shard = self.agents.shard(partition)
-        risk = shard.engine.risk_now(account)  # at the latest marks, as the worker's
-        if risk is None:
-            return not_found(f"unknown account {account!r}")
-        return 200, wire.account_risk(risk, shard.engine)
+        return account_answer(self.agents.shard(partition).engine, account)
 
     async def fund(self, fund: str, request: web.Request) -> Answer:
         desk = self.agents.desk

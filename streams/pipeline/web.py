@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams import wire
 from streams.engine.adl import RankedEntry
+from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import whole_number
@@ -100,6 +101,14 @@ def queue_body(
     }
 
 
+def account_answer(engine: Engine, account: str) -> Answer:
+    """The account at the latest marks (``risk_now``, as replay's final accounts)."""
+    risk = engine.risk_now(account)
+    if risk is None:
+        return not_found(f"unknown account {account!r}")
+    return 200, wire.account_risk(risk, engine)
+
+
 class WorkerReads:
     """The single-process worker: one engine holds every account."""
 
@@ -130,10 +139,7 @@ class WorkerReads:
         return 200, queue_body(symbol, side, engine.symbols[symbol].ranked_at_ms, entries)
 
     async def account(self, account: str, request: web.Request) -> Answer:
-        risk = self.engine.risk_now(account)  # at the latest marks, as replay's final accounts
-        if risk is None:
-            return not_found(f"unknown account {account!r}")
-        return 200, wire.account_risk(risk, self.engine)
+        return account_answer(self.engine, account)
 
 
 def read_api(
