@@ -44,9 +44,9 @@ def decode_account(raw: bytes) -> AccountRow:
     state = AccountState(
         account=row["account"],
         wallet_balance=row["wallet_balance"],
-        positions=tuple(
+        positions=tuple(  # sorted by symbol, as the reducer keeps them (and bisects)
             Position(sym, qty, entry, MarginMode(mode), iso)
-            for sym, qty, entry, mode, iso in row["positions"]
+            for sym, qty, entry, mode, iso in sorted(row["positions"])
         ),
         settings=tuple(
             (sym, PositionSetting(MarginMode(mode), lev)) for sym, mode, lev in row["settings"]

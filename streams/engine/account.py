@@ -16,6 +16,7 @@ can be repeated. Position accounting:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 
 from streams.engine.errors import InvalidEvent
@@ -55,10 +56,9 @@ class AccountState:
     last_ts_ms: int = 0
 
     def position(self, symbol: str) -> Position | None:
-        for pos in self.positions:
-            if pos.symbol == symbol:
-                return pos
-        return None
+        positions = self.positions
+        k = bisect_left(positions, symbol, key=_symbol_of)
+        return positions[k] if k < len(positions) and positions[k].symbol == symbol else None
 
     def setting(self, symbol: str) -> PositionSetting:
         for sym, setting in self.settings:
@@ -67,10 +67,17 @@ class AccountState:
         return PositionSetting()
 
     def with_position(self, symbol: str, position: Position | None) -> tuple[Position, ...]:
-        others = [p for p in self.positions if p.symbol != symbol]
-        if position is not None and position.qty != 0:
-            others.append(position)
-        return tuple(sorted(others, key=lambda p: p.symbol))
+        """The positions with ``symbol``'s replaced (``None`` or flat: removed), still
+        sorted: found by bisection, not a scan and a sort (an account may hold 162)."""
+        positions = self.positions
+        k = bisect_left(positions, symbol, key=_symbol_of)
+        end = k + 1 if k < len(positions) and positions[k].symbol == symbol else k
+        kept = (position,) if position is not None and position.qty != 0 else ()
+        return positions[:k] + kept + positions[end:]
+
+
+def _symbol_of(position: Position) -> str:
+    return position.symbol
 
 
 def _average_entry(old_qty: int, old_entry: int, add_qty: int, price: int) -> int:

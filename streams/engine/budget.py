@@ -57,15 +57,22 @@ class MoveBudget:
         """The account as evaluated: ``cushion`` (raw quote) and its cross positions as
         (symbol, signed qty raw, mmr_max raw, mark raw)."""
         old = self._accounts.get(account)
-        spends = {
-            symbol: _Spend(abs(qty) * (SCALE + mmr_max), mark, 0)
-            for symbol, qty, mmr_max, mark in positions
-        }
+        kept = {} if old is None else old.spends
+        spends = {}
+        for symbol, qty, mmr_max, mark in positions:
+            weight = abs(qty) * (SCALE + mmr_max)
+            spend = kept.get(symbol)
+            # a spend at the same weight whose mark has not moved since spent nothing
+            # (``moved`` sees every mark): kept as it is, not made again (an account on
+            # 162 symbols is put again at each of its fills, and one of them changed)
+            if spend is None or spend.spent or spend.mark0 != mark or spend.weight != weight:
+                spend = _Spend(weight, mark, 0)
+            spends[symbol] = spend
         self._accounts[account] = _Budget(cushion * SCALE * SCALE, spends)
         if old is not None:
             for symbol in old.spends.keys() - spends.keys():
                 self._leave(symbol, account)
-        for symbol in spends:
+        for symbol in spends.keys() - kept.keys():
             self._by_symbol.setdefault(symbol, set()).add(account)
 
     def remove(self, account: str) -> None:

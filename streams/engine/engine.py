@@ -173,6 +173,8 @@ class Engine:
         self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same
         self.stats = EngineStats()
         self.last_ts_ms = 0
+        self._shocks: dict[str, tuple[int, int, int]] = {}  # symbol -> (mark, down, up)
+        self._one_fund = next(iter(self.fund_symbols)) if len(self.fund_symbols) == 1 else None
 
     # ------------------------------------------------------------------ reducer
     def apply(self, event: Event) -> list[Signal]:
@@ -234,11 +236,15 @@ class Engine:
         self.accounts[acct] = new_state
         self.touched.add(acct)
         signals = self._reevaluate(acct, event.ts_ms)
-        touched = {p.symbol for p in state.positions} | {p.symbol for p in new_state.positions}
         symbol = getattr(event, "symbol", None)  # every account event but a balance has one
-        if symbol is not None:
-            touched.add(symbol)
-        for fund in sorted({self.instruments[s].fund for s in touched}):
+        if self._one_fund is not None:  # no need to list the funds of 162 symbols
+            funds = [self._one_fund] if state.positions or new_state.positions or symbol else []
+        else:
+            touched = {p.symbol for p in state.positions} | {p.symbol for p in new_state.positions}
+            if symbol is not None:
+                touched.add(symbol)
+            funds = sorted({self.instruments[s].fund for s in touched})
+        for fund in funds:
             signals.extend(self._check_fund(fund, event.ts_ms))
         return signals
 
@@ -279,7 +285,7 @@ class Engine:
             return []
         self.stats.reevaluations += 1
         old = self.risks.get(acct)
-        new = evaluate(state, self.marks, self.instruments, self.config.warning_ratio)
+        new = evaluate(state, self.marks, self.instruments, self.config.warning_ratio, old)
         self.risks[acct] = new
         return self._reindex(acct, old, new, ts_ms)
 
@@ -288,6 +294,7 @@ class Engine:
     ) -> list[Signal]:
         old_positions = {p.symbol: p for p in old.positions} if old else {}
         new_positions = {p.symbol: p for p in new.positions}
+        was_budgeted = acct in self.budget
         layout = self._layout(acct, new)
         signals: list[Signal] = []
         for sym in sorted(old_positions.keys() | new_positions.keys()):
@@ -295,6 +302,26 @@ class Engine:
             st.changes += 1
             pos = new_positions.get(sym)
             before = old_positions.get(sym)
+            if (
+                was_budgeted
+                and layout.budgeted
+                and layout.was_shared
+                and pos is not None
+                and before is not None
+                and before.health is pos.health < Health.LIQUIDATABLE
+                and not pos.isolated
+                and not before.isolated
+                and before.qty == pos.qty
+                and before.entry_price == pos.entry_price
+            ):
+                # a wide account's cross position that only its equity moved (most of
+                # its positions at each of its fills): its queue row reads the shared
+                # value, it is in no threshold index (the budget), not liquidatable,
+                # nothing to announce; only its bankruptcy price, at the next read
+                st.deferred[acct] = pos
+                if self._deficit_moved(pos, before):
+                    st.fund_changed()
+                continue
             if pos is None:
                 st.queue.remove(acct)
                 st.thresholds.remove(acct)
@@ -401,8 +428,12 @@ class Engine:
         else:
             st.deferred.pop(acct, None)  # from when it was wide
             st.put_deficit(acct, pos)
-        # the index holds what the last evaluation (``before``) gave
-        if before is None or (before.qty > 0) != (pos.qty > 0):
+        return before is None or self._deficit_moved(pos, before)
+
+    def _deficit_moved(self, pos: PositionRisk, before: PositionRisk) -> bool:
+        """Whether the fund's reads of the symbol change from ``before`` to ``pos`` (the
+        last evaluation's entry in the deficit index, and the new one)."""
+        if (before.qty > 0) != (pos.qty > 0):
             return True
         if (before.bankruptcy_price, abs(before.qty)) == (pos.bankruptcy_price, abs(pos.qty)):
             return False
@@ -412,11 +443,20 @@ class Engine:
         if mark is None:
             return True
         prices = [p for p in (before.bankruptcy_price, pos.bankruptcy_price) if p is not None]
-        move = self.config.imminent_distance
+        low, high = self._shocked(pos.symbol, mark)
         # a long entry adds to a read at price P iff its price is above P; a short's iff below
         if pos.qty > 0:
-            return max(prices) >= shocked_price(mark, -move)
-        return min(prices) <= shocked_price(mark, move)
+            return max(prices) >= low
+        return min(prices) <= high
+
+    def _shocked(self, sym: str, mark: int) -> tuple[int, int]:
+        """The mark moved down and up by ``imminent_distance`` (what the fund reads),
+        kept per symbol till its mark moves."""
+        kept = self._shocks.get(sym)
+        if kept is None or kept[0] != mark:
+            move = self.config.imminent_distance
+            kept = self._shocks[sym] = (mark, shocked_price(mark, -move), shocked_price(mark, move))
+        return kept[1], kept[2]
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
         if budgeted:

@@ -22,7 +22,9 @@ rounded up (a short's down) so that a threshold is reached no later than exactly
 from __future__ import annotations
 
 from streams.engine.fixed import SCALE, div_ceil, div_floor, mul_ceil
-from streams.engine.instruments import Instrument
+from streams.engine.instruments import Instrument, MarginTier
+
+SCALE_SQUARED = SCALE * SCALE
 
 
 def unrealized_pnl(qty: int, entry_price: int, mark_price: int) -> int:
@@ -80,20 +82,30 @@ def threshold_price(
         return None
     abs_qty = abs(qty)
     w = equity_weight
-    for tier in instrument.tiers:
-        numerator = (
-            w * qty * mark_price
-            + (other_maintenance - tier.maintenance_amount) * SCALE * SCALE
-            - w * backing_equity * SCALE
-        )
+    tiers = instrument.tiers
+    # the parts that do not depend on the bracket, once (an evaluation asks this twice
+    # per position, and an account on 162 symbols has 162 of them)
+    base = w * (qty * mark_price - backing_equity * SCALE)
+    other = other_maintenance * SCALE_SQUARED
+    long = qty > 0
+    for place, tier in enumerate(tiers):
+        numerator = base + other - tier.maintenance_amount * SCALE_SQUARED
         denominator = w * qty - abs_qty * tier.mmr
         if denominator == 0:
             continue
         # long: round up, short: round down -> reached no later than the exact price
-        price = div_ceil(numerator, denominator) if qty > 0 else div_floor(numerator, denominator)
-        if price > 0 and instrument.tier_for(notional(qty, price)) is tier:
+        price = -(-numerator // denominator) if long else numerator // denominator
+        if price > 0 and _tier_place(tiers, -(-(abs_qty * price) // SCALE)) == place:
             return price
     return None
+
+
+def _tier_place(tiers: tuple[MarginTier, ...], notional_value: int) -> int:
+    """``Instrument.tier_for`` as a place in ``tiers`` (the last one beyond the table)."""
+    for place, tier in enumerate(tiers):
+        if notional_value <= tier.max_notional:
+            return place
+    return len(tiers) - 1
 
 
 def liquidation_price(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -61,9 +61,9 @@ class SideRanking:
     lights: npt.NDArray[np.int64]  # 0 until lit
 
 
-@dataclass(frozen=True, slots=True)
-class OtherPosition:
-    """One of the account's positions on another symbol, as evaluated."""
+class OtherPosition(NamedTuple):
+    """One of the account's positions on another symbol, as evaluated. A NamedTuple:
+    an evaluation of an account on 162 symbols makes 162 of them."""
 
     symbol_index: int
     qty: float  # signed base units (raw / SCALE)

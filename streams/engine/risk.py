@@ -17,6 +17,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from streams.engine.account import AccountState, Position
+from streams.engine.events import MarginMode
 from streams.engine.fixed import SCALE, div_floor
 from streams.engine.instruments import Instrument
 from streams.engine.margin import (
@@ -120,29 +121,46 @@ def evaluate(
     marks: Mapping[str, int],
     instruments: Mapping[str, Instrument],
     warning_ratio: int = DEFAULT_WARNING_RATIO,
+    previous: AccountRisk | None = None,
 ) -> AccountRisk:
-    rows: list[tuple[Position, Instrument, int, int, int, int]] = []
+    """The account at ``marks``. ``previous``: an earlier evaluation of the same account,
+    whose PnL, notional and maintenance are taken over for every position with the same
+    size, entry and mark (they depend on nothing else): a fill of an account on 162
+    symbols changes one position, and the marks of a few symbols moved since."""
+    earlier = {} if previous is None else {p.symbol: p for p in previous.positions}
+    rows: list[tuple[Position, Instrument, int, int, int, int, bool]] = []
     cross_upnl = cross_mm = 0
+    has_cross = False
     for pos in state.positions:
         inst = instruments[pos.symbol]
         mark = marks.get(pos.symbol, pos.entry_price)
-        upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
-        value = notional(pos.qty, mark)
-        mm = maintenance_margin(inst, value)
-        rows.append((pos, inst, mark, upnl, value, mm))
-        if not pos.is_isolated:
+        before = earlier.get(pos.symbol)
+        if (
+            before is not None
+            and before.mark_price == mark
+            and before.qty == pos.qty
+            and before.entry_price == pos.entry_price
+        ):
+            upnl, value, mm = before.unrealized_pnl, before.notional, before.maintenance_margin
+        else:
+            upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
+            value = notional(pos.qty, mark)
+            mm = maintenance_margin(inst, value)
+        isolated = pos.margin_mode is MarginMode.ISOLATED
+        rows.append((pos, inst, mark, upnl, value, mm, isolated))
+        if not isolated:
+            has_cross = True
             cross_upnl += upnl
             cross_mm += mm
     cross_equity = state.wallet_balance + cross_upnl
     cross_health = health_of(cross_equity, cross_mm, warning_ratio)
-    has_cross = any(not pos.is_isolated for pos in state.positions)
 
     risks = []
     equity = cross_equity
     deficit = max(0, -cross_equity) if has_cross else 0
     health = cross_health if has_cross else health_of(cross_equity, 0, warning_ratio)
-    for pos, inst, mark, upnl, value, mm in rows:
-        if pos.is_isolated:
+    for pos, inst, mark, upnl, value, mm, isolated in rows:
+        if isolated:
             backing = pos.isolated_margin + upnl
             other_mm = 0
             pos_health = health_of(backing, mm, warning_ratio)
@@ -153,23 +171,22 @@ def evaluate(
             backing = cross_equity
             other_mm = cross_mm - mm
             pos_health = cross_health
+        qty = pos.qty
         risks.append(
             PositionRisk(
-                symbol=pos.symbol,
-                qty=pos.qty,
-                entry_price=pos.entry_price,
-                mark_price=mark,
-                unrealized_pnl=upnl,
-                notional=value,
-                maintenance_margin=mm,
-                backing_equity=backing,
-                liquidation_price=liquidation_price(inst, pos.qty, mark, backing, other_mm),
-                bankruptcy_price=bankruptcy_price(pos.qty, mark, backing),
-                warning_price=threshold_price(
-                    inst, pos.qty, mark, backing, other_mm, equity_weight=warning_ratio
-                ),
-                isolated=pos.is_isolated,
-                health=pos_health,
+                pos.symbol,
+                qty,
+                pos.entry_price,
+                mark,
+                upnl,
+                value,
+                mm,
+                backing,
+                liquidation_price(inst, qty, mark, backing, other_mm),
+                bankruptcy_price(qty, mark, backing),
+                threshold_price(inst, qty, mark, backing, other_mm, warning_ratio),
+                isolated,
+                pos_health,
             )
         )
     return AccountRisk(
