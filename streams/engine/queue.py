@@ -36,8 +36,9 @@ NO_MARK = np.iinfo(np.int64).min  # a symbol without a mark yet: its positions d
 WIDE_AFTER = 8
 
 
-@dataclass(frozen=True, slots=True)
-class LightChange:
+class LightChange(NamedTuple):
+    """A position's light changed (a NamedTuple: a ranking of a crash makes thousands)."""
+
     account: str
     side: str
     light: int
@@ -462,17 +463,26 @@ class QueueTable:
         ranking.lights[:] = lights
         top = profile.light(0, 1)
         changed = np.nonzero((lights != before) & settled)[0]
+        # a new position (nothing announced before) is alerted only entering at the top
+        alerted = changed[(before[changed] != 0) | (lights[changed] >= top)]
+        mark_price = ranking.mark_price
         changes = [
             LightChange(
-                account=str(ranking.accounts[k]),
-                side=ranking.side,
-                light=int(lights[k]),
-                previous=int(before[k]) or None,
-                score=float(ranking.scores[k]),
-                notional=div_ceil(int(ranking.sizes[k]) * ranking.mark_price, SCALE),
+                account,
+                ranking.side,
+                light,
+                previous or None,
+                score,
+                div_ceil(size * mark_price, SCALE),
             )
-            for k in changed
-            if before[k] != 0 or lights[k] >= top  # a new position: only entering at the top
+            for account, light, previous, score, size in zip(
+                ranking.accounts[alerted].tolist(),
+                lights[alerted].tolist(),
+                before[alerted].tolist(),
+                ranking.scores[alerted].tolist(),
+                ranking.sizes[alerted].tolist(),
+                strict=True,
+            )
         ]
         return lights, changed, changes
 
