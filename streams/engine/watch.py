@@ -63,7 +63,8 @@ class _SymbolFacts:
     @property
     def move_gap(self) -> int:
         """What the worse side's adverse imminent move adds to the loss."""
-        return max(after - at for at, after in zip(self.at_mark, self.after_move, strict=True))
+        (long_at, short_at), (long_after, short_after) = self.at_mark, self.after_move
+        return max(long_after - long_at, short_after - short_at)
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class _FundLosses:
     total: int = 0  # sum of every symbol's bankrupt deficit and liquidatable loss
     losing: set[str] = field(default_factory=set)  # symbols with a loss now
     gaps: SortedList = field(default_factory=SortedList)  # (move gap, place, symbol)
+    gap_keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # as in ``gaps``
 
     def update(self, sym: str, facts: _SymbolFacts) -> None:
         old = self.facts.get(sym)
@@ -85,11 +87,12 @@ class _FundLosses:
             return
         if old is not None:
             self.total -= sum(old.losses)
-            self.gaps.remove((old.move_gap, self.order[sym], sym))
+            self.gaps.remove(self.gap_keys[sym])
         self.facts[sym] = facts
         self.per_symbol[sym] = facts.losses
         self.total += sum(facts.losses)
-        self.gaps.add((facts.move_gap, self.order[sym], sym))
+        key = self.gap_keys[sym] = (facts.move_gap, self.order[sym], sym)
+        self.gaps.add(key)
         if sum(facts.losses) > 0:
             self.losing.add(sym)
         else:
