@@ -156,6 +156,18 @@ def test_row_codec_round_trips_exactly() -> None:
     assert decode_account(encode_account(lit)) == lit
 
 
+def test_a_row_read_back_has_its_positions_sorted_by_symbol() -> None:
+    # the reducer finds a position by bisection over sorted symbols: a row whose positions
+    # come out of order (written by hand, or by another version) is sorted when read
+    shard: Shard[None] = Shard(1, bundled_instruments())
+    run(shard, feeds(1), random.Random(3))
+    row = max((shard.row(a) for a in shard.applied), key=lambda r: len(r.state.positions))
+    assert len(row.state.positions) >= 2
+    encoded = orjson.loads(encode_account(row))
+    encoded["positions"].reverse()
+    assert decode_account(orjson.dumps(encoded)) == row
+
+
 def test_an_engine_rejection_is_a_dead_letter_with_its_source() -> None:
     """Valid alone, impossible for the account (isolated margin asked for an open cross
     position): the dead letter names the input and where it came from, per the schema."""

@@ -96,3 +96,24 @@ def test_reducer_is_pure():
     assert after.position("BTCUSDT").qty == raw("1")  # the change is in the new value only
     with pytest.raises(dataclasses.FrozenInstanceError):
         before.wallet_balance = 0  # type: ignore[misc]  # states are frozen values
+
+
+def test_positions_stay_sorted_by_symbol_through_opens_and_closes():
+    # the reducer finds and replaces a position by bisection over the symbols: opening in
+    # the middle, at both ends, closing one, and replacing one keep the order and the rest
+    state = run(
+        deposit("d", "a", "1000000"),
+        fill("f1", "a", "buy", "1", "100", symbol="ETHUSDT"),
+        fill("f2", "a", "buy", "1", "100", symbol="XRPUSDT"),
+        fill("f3", "a", "buy", "1", "100", symbol="BTCUSDT"),
+        fill("f4", "a", "sell", "1", "100", symbol="SOLUSDT"),
+    )
+    assert [p.symbol for p in state.positions] == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    closed = run(fill("f5", "a", "sell", "1", "110", symbol="ETHUSDT"), state=state)
+    assert [p.symbol for p in closed.positions] == ["BTCUSDT", "SOLUSDT", "XRPUSDT"]
+    assert closed.position("ETHUSDT") is None
+    added = run(fill("f6", "a", "sell", "2", "100", symbol="SOLUSDT"), state=closed)
+    assert [(p.symbol, p.qty) for p in added.positions] == [
+        ("BTCUSDT", raw("1")), ("SOLUSDT", raw("-3")), ("XRPUSDT", raw("1"))
+    ]  # fmt: skip
+    assert added.positions[0] is closed.positions[0]  # the untouched ones are kept as they are
