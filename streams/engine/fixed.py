@@ -80,6 +80,20 @@ def _string_to_raw(text: str) -> int:
     if len(text) > MAX_DECIMAL_CHARS:
         raise FixedPointError(f"a decimal string of at most {MAX_DECIMAL_CHARS} characters, "
                               f"got {len(text)}: {text[:24]!r}...")  # fmt: skip
+    # the common case without the regex: ASCII digits, at most 8 decimals ("123", "-0.5");
+    # anything else (no digits, a lone '.', more decimals, other characters) is judged below
+    whole, dot, fraction = text.partition(".")
+    negative = whole[:1] == "-"
+    if negative:
+        whole = whole[1:]
+    if (
+        text.isascii()
+        and (whole.isdigit() or (not whole and dot))
+        and (fraction.isdigit() if dot else True)
+        and len(fraction) <= SCALE_DIGITS
+    ):
+        raw = int(whole or "0") * SCALE + int(fraction.ljust(SCALE_DIGITS, "0"))
+        return -raw if negative else raw
     match = DECIMAL_STRING.fullmatch(text)
     if match is None or not (match[2] or match[3]):
         if text.lstrip("+-").lower() in _NOT_FINITE:
