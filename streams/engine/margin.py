@@ -22,7 +22,7 @@ rounded up (a short's down) so that a threshold is reached no later than exactly
 from __future__ import annotations
 
 from streams.engine.fixed import SCALE, div_ceil, div_floor, mul_ceil
-from streams.engine.instruments import Instrument, MarginTier
+from streams.engine.instruments import Instrument
 
 SCALE_SQUARED = SCALE * SCALE
 
@@ -82,30 +82,21 @@ def threshold_price(
         return None
     abs_qty = abs(qty)
     w = equity_weight
-    tiers = instrument.tiers
     # the parts that do not depend on the bracket, once (an evaluation asks this twice
     # per position, and an account on 162 symbols has 162 of them)
     base = w * (qty * mark_price - backing_equity * SCALE)
     other = other_maintenance * SCALE_SQUARED
     long = qty > 0
-    for place, tier in enumerate(tiers):
+    for tier in instrument.tiers:
         numerator = base + other - tier.maintenance_amount * SCALE_SQUARED
         denominator = w * qty - abs_qty * tier.mmr
         if denominator == 0:
             continue
         # long: round up, short: round down -> reached no later than the exact price
-        price = -(-numerator // denominator) if long else numerator // denominator
-        if price > 0 and _tier_place(tiers, -(-(abs_qty * price) // SCALE)) == place:
+        price = div_ceil(numerator, denominator) if long else div_floor(numerator, denominator)
+        if price > 0 and instrument.tier_for(notional(qty, price)) is tier:
             return price
     return None
-
-
-def _tier_place(tiers: tuple[MarginTier, ...], notional_value: int) -> int:
-    """``Instrument.tier_for`` as a place in ``tiers`` (the last one beyond the table)."""
-    for place, tier in enumerate(tiers):
-        if notional_value <= tier.max_notional:
-            return place
-    return len(tiers) - 1
 
 
 def liquidation_price(

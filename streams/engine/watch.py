@@ -79,7 +79,6 @@ class _FundLosses:
     total: int = 0  # sum of every symbol's bankrupt deficit and liquidatable loss
     losing: set[str] = field(default_factory=set)  # symbols with a loss now
     gaps: SortedList = field(default_factory=SortedList)  # (move gap, place, symbol)
-    gap_keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # as in ``gaps``
 
     def update(self, sym: str, facts: _SymbolFacts) -> None:
         old = self.facts.get(sym)
@@ -87,12 +86,11 @@ class _FundLosses:
             return
         if old is not None:
             self.total -= sum(old.losses)
-            self.gaps.remove(self.gap_keys[sym])
+            self.gaps.remove((old.move_gap, self.order[sym], sym))
         self.facts[sym] = facts
         self.per_symbol[sym] = facts.losses
         self.total += sum(facts.losses)
-        key = self.gap_keys[sym] = (facts.move_gap, self.order[sym], sym)
-        self.gaps.add(key)
+        self.gaps.add((facts.move_gap, self.order[sym], sym))
         if sum(facts.losses) > 0:
             self.losing.add(sym)
         else:
