@@ -39,7 +39,7 @@ from streams.engine.events import (
     Mark,
 )
 from streams.engine.fixed import SCALE, div_ceil, div_floor
-from streams.engine.fund import Curve, index_curve, shocked_price
+from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
 from streams.engine.queue import (
@@ -645,11 +645,11 @@ class Engine:
         """The exact deficit curve of one side around the mark."""
         return index_curve(self.symbols[sym].side_index(is_long), self.marks[sym])
 
-    def side_deficits(self, sym: str, is_long: bool, moves: Sequence[float]) -> list[int]:
-        """One side's deficit with the mark moved by each of ``moves`` (ascending)."""
-        mark = self.marks[sym]
-        prices = [shocked_price(mark, m) for m in moves]
-        return self.symbols[sym].side_index(is_long).deficits_at(prices)
+    def deficit_grid(self, sym: str, moves: Sequence[float]) -> tuple[list[int], list[int]]:
+        """Each side's deficit (long, short) with the mark moved by each of ``moves``."""
+        prices = shocked_prices(self.marks[sym], moves)
+        st = self.symbols[sym]
+        return st.side_index(True).deficits_at(prices), st.side_index(False).deficits_at(prices)
 
     def bankruptcies(self, sym: str) -> int:
         return self.symbols[sym].bankruptcies

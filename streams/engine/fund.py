@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.index import DeficitIndex
 
@@ -91,6 +93,13 @@ def book_close_loss(
 
 def shocked_price(mark: int, shock: float) -> int:
     return max(1, round(mark * (1.0 + shock)))
+
+
+def shocked_prices(mark: int, shocks: Sequence[float]) -> list[int]:
+    """``shocked_price`` of many shocks in one numpy pass: the same float product and
+    round-half-even (``rint``) as Python's, so the same integers."""
+    prices = np.maximum(1.0, np.rint(float(mark) * (1.0 + np.asarray(shocks, dtype=np.float64))))
+    return [int(p) for p in prices.tolist()]
 
 
 Curve = Callable[[float], int]

@@ -253,7 +253,9 @@ class DeficitIndex:
     __slots__ = (
         "_asked",
         "_buckets",
+        "_by_bucket",
         "_by_key",
+        "_held",
         "_is_long",
         "_memo",
         "_sums",
@@ -275,6 +277,9 @@ class DeficitIndex:
         # asked once) and updates them by the entry's own term (exact integers).
         self._memo: dict[int, int] = {}
         self._asked: set[int] = set()  # prices asked since the last change
+        # deficits_at's view of the held buckets (``_bucket_sums``), until a change
+        self._by_bucket: tuple[list[int], list[int], list[int], list[int]] | None = None
+        self._held: list[_Bucket] = []
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -331,6 +336,7 @@ class DeficitIndex:
             if not bucket.entries:
                 del self._buckets[slot]
         bucket.dirty = True
+        self._by_bucket = None
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
@@ -461,25 +467,54 @@ class DeficitIndex:
         return (limit + qb_below) // q_below
 
     def deficits_at(self, prices: Sequence[int]) -> list[int]:
-        """``deficit_at`` of many prices: one pass over the non-empty buckets, then a
-        bisection per price (a summary's whole curve, not one Fenwick walk per point)."""
-        slots = sorted(self._buckets)
-        cum_q, cum_qb = [0], [0]
-        for slot in slots:
-            q, qb = self._buckets[slot].sums_above(-1)
-            cum_q.append(cum_q[-1] + q)
-            cum_qb.append(cum_qb[-1] + qb)
+        """``deficit_at`` of many prices (a summary's whole curve): a bisection per price
+        over the held buckets' start prices, then that one bucket's entries.
+
+        The held buckets split exactly at a price p: those after the last one starting
+        at or below p hold only entries above p, those before it only entries below p,
+        and that one bucket is split by its own sorted prices (``sums_above``). The
+        buckets' prefix sums are kept until the index changes (a quiet symbol's curve
+        costs only its bisections)."""
+        starts, lasts, cum_q, cum_qb = self._bucket_sums()
+        buckets = self._held
+        total_q, total_qb = cum_q[-1], cum_qb[-1]
         out = []
-        for price in prices:
-            slot = price_bucket(price)
-            if self._is_long:
-                i = bisect_right(slots, slot)
-                sum_q, sum_qb = cum_q[-1] - cum_q[i], cum_qb[-1] - cum_qb[i]
-            else:
-                i = bisect_left(slots, slot)
-                sum_q, sum_qb = cum_q[i], cum_qb[i]
-            out.append(div_ceil(self._finish(price, slot, sum_q, sum_qb), SCALE))
+        if self._is_long:  # sum over B > p of |q| * (B - p)
+            for price in prices:
+                j = bisect_right(starts, price)  # buckets [j, ...) are all above p
+                sum_q, sum_qb = total_q - cum_q[j], total_qb - cum_qb[j]
+                if j and price < lasts[j - 1]:  # and some of bucket j - 1
+                    q, qb = buckets[j - 1].sums_above(price)
+                    sum_q, sum_qb = sum_q + q, sum_qb + qb
+                out.append(-((price * sum_q - sum_qb) // SCALE))  # div_ceil, inlined
+        else:  # sum over B < p of |q| * (p - B)
+            for price in prices:
+                j = bisect_right(starts, price)  # buckets [0, j - 1) are all below p
+                if not j:
+                    out.append(0)
+                    continue
+                if price > lasts[j - 1]:  # and all of bucket j - 1
+                    sum_q, sum_qb = cum_q[j], cum_qb[j]
+                else:
+                    q, qb = buckets[j - 1].sums_below(price)
+                    sum_q, sum_qb = cum_q[j - 1] + q, cum_qb[j - 1] + qb
+                out.append(-((sum_qb - price * sum_q) // SCALE))
         return out
+
+    def _bucket_sums(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """The held buckets in price order (``_held``): their first and last prices held
+        and the prefix sums of q and q*B over them; rebuilt after a change."""
+        if self._by_bucket is None:
+            slots = sorted(self._buckets)
+            self._held = [self._buckets[s] for s in slots]
+            cum_q, cum_qb, lasts = [0], [0], []
+            for bucket in self._held:
+                bucket._refresh()
+                lasts.append(bucket.prices[-1])
+                cum_q.append(cum_q[-1] + bucket.cum_q[-1])
+                cum_qb.append(cum_qb[-1] + bucket.cum_qb[-1])
+            self._by_bucket = ([bucket_start(s) for s in slots], lasts, cum_q, cum_qb)
+        return self._by_bucket
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
         """Entries already past bankruptcy at ``price``: (B, key, |q|), worst first."""

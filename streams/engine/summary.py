@@ -129,22 +129,30 @@ def digest(
     ranking: SummarisedRanking | None,
 ) -> SymbolDigest:
     """``ranking``: at a lit mark, the ranking whose score histograms go with it."""
-    mark = engine.marks[sym]
     sides = {} if ranking is None else ranking.sides
 
     def head(side: str) -> tuple[QueueEntry, ...]:
+        ranked = engine.ranking(sym, side)  # as of the last ranking, like ``Engine.queue``
+        if ranked is None:
+            return ()
         return tuple(
-            QueueEntry(e.account, e.qty, e.score) for e in engine.queue(sym, side, limit=top_k)
+            map(
+                QueueEntry,
+                ranked.accounts[:top_k].tolist(),
+                ranked.sizes[:top_k].tolist(),
+                ranked.scores[:top_k].tolist(),
+            )
         )
 
+    long_deficits, short_deficits = engine.deficit_grid(sym, grid)
     return SymbolDigest(
         symbol=sym,
-        mark_price=mark,
+        mark_price=engine.marks[sym],
         mark_ts_ms=engine.symbols[sym].mark_ts_ms,
         changes=engine.symbol_changes(sym),
         bankruptcies=engine.bankruptcies(sym),
-        long_deficits=tuple(engine.side_deficits(sym, True, grid)),
-        short_deficits=tuple(engine.side_deficits(sym, False, grid)),
+        long_deficits=tuple(long_deficits),
+        short_deficits=tuple(short_deficits),
         liquidatable=tuple(engine.liquidatable(sym)),
         bankrupt=tuple(engine.bankrupt_positions(sym)),
         long_head=head("long"),
@@ -326,8 +334,8 @@ def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
                 "mark_price": str(d.mark_price),
                 "mark_ts": d.mark_ts_ms,
                 "bankruptcies": d.bankruptcies,
-                "long_deficits": [str(v) for v in d.long_deficits],
-                "short_deficits": [str(v) for v in d.short_deficits],
+                "long_deficits": list(map(str, d.long_deficits)),
+                "short_deficits": list(map(str, d.short_deficits)),
                 "liquidatable": [[a, str(b), str(q)] for a, b, q in d.liquidatable],
                 "bankrupt": [
                     [b.account, b.side, str(b.qty), str(b.bankruptcy_price), str(b.deficit)]
@@ -357,8 +365,8 @@ def from_wire(obj: dict[str, Any]) -> RiskSummary:
                 mark_ts_ms=int(d["mark_ts"]),
                 changes=-1,
                 bankruptcies=int(d["bankruptcies"]),
-                long_deficits=tuple(int(v) for v in d["long_deficits"]),
-                short_deficits=tuple(int(v) for v in d["short_deficits"]),
+                long_deficits=tuple(map(int, d["long_deficits"])),
+                short_deficits=tuple(map(int, d["short_deficits"])),
                 liquidatable=tuple((a, int(b), int(q)) for a, b, q in d["liquidatable"]),
                 bankrupt=tuple(
                     BankruptPosition(a, sym, side, int(q), int(b), int(deficit))

@@ -12,6 +12,8 @@ from streams.engine.fund import (
     coverage_ratio,
     index_curve,
     ladder,
+    shocked_price,
+    shocked_prices,
 )
 from streams.engine.index import DeficitIndex
 
@@ -122,3 +124,18 @@ def test_adl_distance_from_the_index_edge_equals_asking_the_curve(
     assert adl_distance(loss, fund * U, curve, is_long) == adl_distance(
         loss, fund * U, asked_each_step, is_long
     )
+
+
+@given(
+    st.integers(min_value=1, max_value=2**62),
+    st.lists(st.floats(min_value=-1.0, max_value=10.0), max_size=20),
+)
+def test_many_shocked_prices_at_once_are_each_one_alone(mark, shocks):
+    # a summary's grid is priced in one numpy pass: the same integers as one at a time,
+    # halves included (both round half to even), never below 1
+    assert shocked_prices(mark, shocks) == [shocked_price(mark, s) for s in shocks]
+
+
+def test_shocked_prices_by_hand():
+    # 2.5 rounds to 2 and 3.5 to 4 (half to even); a fall past zero stops at one raw unit
+    assert shocked_prices(5, [-0.5, -0.3, -1.0, 0.0]) == [2, 4, 1, 5]

@@ -68,6 +68,27 @@ def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
             assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
 
 
+@settings(max_examples=200)
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.text("abcdefgh", min_size=1, max_size=3), near, st.integers(1, 10**9))),
+    st.lists(st.lists(near, max_size=12), min_size=1, max_size=4),
+)
+def test_a_whole_curve_at_once_matches_brute_force_between_updates(is_long, ops, curves):
+    # a summary asks a grid of prices at once (``deficits_at``, its bucket view kept
+    # until a change); entries a few buckets apart so prices fall inside held buckets,
+    # at their edges and between them, and each curve asked after a few more updates
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for round_, asked in enumerate(curves):
+        for op in ops[round_ :: len(curves)]:
+            update(index, truth, *op)
+        points = sorted({*asked, *(b + d for b, _ in truth.values() for d in (-1, 0, 1))} - {0})
+        expected = [brute_deficit(truth, p, is_long) for p in points]
+        assert index.deficits_at(points) == expected
+        assert index.deficits_at(points) == expected  # the kept view answers the same
+
+
 def test_deficit_hand_example():
     # longs: 2 @ B=100, 1 @ B=90. At p=95: 2 * (100 - 95) = 10. At 80: 2*20 + 1*10 = 50.
     index = DeficitIndex(is_long=True)
