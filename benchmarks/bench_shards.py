@@ -1,0 +1,167 @@
+"""Stage A of the account agents without Kafka: each partition's ``Shard`` over an events
+file, the way ``account-agents`` applies it, and how much of that its summaries cost.
+
+The accounts are split over ``--partitions`` by crc32 of the account (any fixed split
+does); each shard gets its accounts' fills, balances and position settings and every
+mark (its clock), pushes them in file order, and applies them in canonical order with
+a fund summary per ``--interval-ms`` of event time (what the desk merges). Decoding is
+done before the clock starts; pushing, applying, summarising and the outputs' wire
+form are timed. Prints events/s over all partitions, the summaries taken and the share
+of the time they took, and a sha256 of every output (stream and payload, in order).
+
+With ``--against DIR`` another checkout (``git worktree add /tmp/before <commit>``) runs
+the same beside this one, each in its own process: the ratio is the speed-up, and the
+two shas must match (same outputs). Usage:
+
+    python benchmarks/bench_shards.py [--events FILE --instruments FILE] [--count N]
+        [--partitions 3] [--interval-ms 100] [--against /tmp/before]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_EVENTS = ROOT / "streams" / "data" / "cascade.jsonl"
+BUNDLED_INSTRUMENTS = ROOT / "streams" / "data" / "instruments.toml"
+
+
+def run_shards(
+    events: Path, instruments: Path, count: int | None, partitions: int, interval_ms: int
+) -> dict[str, Any]:
+    """In this process: the tree first on ``sys.path`` is the one measured."""
+    from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
+    from streams.engine.decode import decode_event
+    from streams.engine.errors import AdlMonitorError
+    from streams.engine.instruments import load_instruments
+    from streams.pipeline.topics import TYPE_TO_INPUT
+
+    loaded = load_instruments(instruments)
+    names = frozenset(loaded)
+    feeds: list[list[tuple[Any, dict[str, Any], Any]]] = [[] for _ in range(partitions)]
+    offsets: dict[tuple[str, int], int] = {}
+    with events.open("rb") as source:
+        for line in itertools.islice(source, count):
+            try:
+                obj = orjson.loads(line)
+                event = decode_event(obj, names, obj["type"])
+            except (AdlMonitorError, ValueError, KeyError):
+                continue  # dead letters are the fan-out's and intake's, not a shard's
+            topic = TYPE_TO_INPUT[obj["type"]].name
+            if topic == "mark_prices":
+                targets, topic = list(range(partitions)), CLOCK_TOPIC
+            elif topic in ACCOUNT_TOPICS:
+                targets = [zlib.crc32(obj["account"].encode()) % partitions]
+            else:
+                continue  # the fund and the books go to the desk
+            for p in targets:
+                offset = offsets[(topic, p)] = offsets.get((topic, p), -1) + 1
+                feeds[p].append((event, obj, Source(topic, p, offset)))
+    digest = hashlib.sha256()
+    outputs = summaries = 0
+    summary_s = 0.0
+    t0 = time.perf_counter()
+    for p, feed in enumerate(feeds):
+        shard: Shard[None] = Shard(p, loaded, summary_interval_ms=interval_ms)
+        summarizer = shard.summarizer
+        assert summarizer is not None
+        take = summarizer.summary
+
+        def timed(*args: Any, _take: Any = take) -> Any:
+            nonlocal summary_s, summaries
+            t = time.perf_counter()
+            try:
+                return _take(*args)
+            finally:
+                summary_s += time.perf_counter() - t
+                summaries += 1
+
+        summarizer.summary = timed  # type: ignore[method-assign,assignment]
+        for event, obj, where in feed:
+            shard.push(event, obj, where, None)
+        for item in shard.release([], flush=True):
+            for out in shard.apply(item).outputs:
+                digest.update(out.stream.encode())
+                digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
+                outputs += 1
+        for out in shard.summaries():
+            digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
+            outputs += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "events": sum(len(f) for f in feeds),
+        "seconds": elapsed,
+        "summaries": summaries,
+        "summary_s": summary_s,
+        "outputs": outputs,
+        "sha": digest.hexdigest()[:16],
+    }
+
+
+def spawn(tree: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, __file__, "--events", str(args.events), "--instruments",
+               str(args.instruments), "--partitions", str(args.partitions), "--interval-ms",
+               str(args.interval_ms), "--json"]  # fmt: skip
+    if args.count is not None:
+        command += ["--count", str(args.count)]
+    return subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE)  # noqa: S603  # our own script
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=Path, default=BUNDLED_EVENTS)
+    parser.add_argument("--instruments", type=Path, default=BUNDLED_INSTRUMENTS)
+    parser.add_argument("--count", type=int, help="only the file's first lines")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--interval-ms", type=int, default=100)
+    parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.events, args.instruments = args.events.resolve(), args.instruments.resolve()
+    if args.json:
+        result = run_shards(
+            args.events, args.instruments, args.count, args.partitions, args.interval_ms
+        )
+        print(json.dumps(result))
+        return
+    runs = {"this tree": spawn(ROOT, args)}
+    if args.against is not None:
+        runs["against"] = spawn(args.against.resolve(), args)
+    results = {}
+    for name, process in runs.items():
+        out, _ = process.communicate()
+        if process.returncode:
+            sys.exit(f"{name}: exit {process.returncode}")
+        results[name] = json.loads(out)
+    print(
+        f"{'tree':<10} {'events':>8} {'seconds':>8} {'events/s':>9} {'summaries':>9}"
+        f" {'in them':>8} {'outputs':>8}  sha"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<10} {r['events']:>8,} {r['seconds']:>8.2f} {r['events'] / r['seconds']:>9,.0f}"
+            f" {r['summaries']:>9,} {r['summary_s'] / r['seconds']:>8.0%} {r['outputs']:>8,}"
+            f"  {r['sha']}"
+        )
+    if "against" in results:
+        ours, theirs = results["this tree"], results["against"]
+        print(f"speed-up: {theirs['seconds'] / ours['seconds']:.2f}x")
+        if ours["sha"] != theirs["sha"]:
+            print("outputs differ")
+
+
+if __name__ == "__main__":
+    main()
