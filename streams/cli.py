@@ -531,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         reason = f" ({kafka_errors.last})" if kafka_errors.last else ""
         print(f"adl-monitor: cannot use Kafka at {where} with {protocol}: {exc}{reason}",
               file=sys.stderr)  # fmt: skip
+        # said in one line: the refused connection's read task, collected on the way
+        # out, would add its own traceback ("Future exception was never retrieved")
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return 2
 
 
