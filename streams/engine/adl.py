@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from streams.engine.profiles import VenueProfile, adl_fee
 from streams.engine.signals import BankruptPosition, DeleverageStep
@@ -22,8 +23,7 @@ from streams.engine.signals import BankruptPosition, DeleverageStep
 UNDERWATER_SCORE = -1e18
 
 
-@dataclass(frozen=True, slots=True)
-class QueueEntry:
+class QueueEntry(NamedTuple):  # a tuple: the desk decodes 128 per symbol per summary
     account: str
     qty: int  # absolute size
     score: float

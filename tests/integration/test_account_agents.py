@@ -139,7 +139,9 @@ async def read_until(
                     out[topics.base(tp.topic)].append(orjson.loads(m.value))
             if batch:
                 quiet_since = time.monotonic()
-            if done(out) and time.monotonic() - quiet_since >= settle_s:
+            # quiet first: ``done`` may scrape and parse /metrics, several times a second
+            # while outputs flow, on the cores the agents need
+            if time.monotonic() - quiet_since >= settle_s and done(out):
                 return out, duplicates
     finally:
         await consumer.stop()
