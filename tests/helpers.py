@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from streams.engine.decode import decode_event
 from streams.engine.events import Event
@@ -16,6 +20,15 @@ from streams.engine.instruments import Instrument, load_instruments
 from streams.engine.instruments import parse_instruments as _parse
 
 BUNDLED = "streams/data/instruments.toml"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+
+@functools.cache  # checking a schema against the meta-schema costs ~2 ms: once per name
+def schema_validator(name: str) -> Draft202012Validator:
+    """``schemas/<name>.schema.json``, itself checked against its meta-schema."""
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
 
 
 def bundled_instruments() -> dict[str, Instrument]:

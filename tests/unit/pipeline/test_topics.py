@@ -1,26 +1,17 @@
-import json
 from pathlib import Path
 
 import orjson
-from jsonschema import Draft202012Validator
 
 from streams.cli import bundled
 from streams.pipeline.producer import route
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.topics import INPUTS, OUTPUTS, Topics
-
-SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
-
-
-def validator(name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+from tests.helpers import schema_validator
 
 
 def test_every_topic_has_a_schema():
     for spec in (*INPUTS, *OUTPUTS):
-        validator(spec.schema)
+        schema_validator(spec.schema)
 
 
 def test_the_cascade_routes_to_topics_whose_schemas_it_matches():
@@ -32,7 +23,7 @@ def test_the_cascade_routes_to_topics_whose_schemas_it_matches():
         event = orjson.loads(line)
         spec = next(s for s in INPUTS if topics.name(s.name) == topic)
         assert key == str(event[spec.key_field]).encode()
-        if list(validator(spec.schema).iter_errors(event)):
+        if list(schema_validator(spec.schema).iter_errors(event)):
             bad.append(event)
     assert len(bad) == 2  # the NaN mark and the negative quantity
 

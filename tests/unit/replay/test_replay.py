@@ -8,20 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from streams.cli import bundled
 from streams.engine.instruments import load_instruments
 from streams.replay.runner import OUTPUTS, replay
+from tests.helpers import schema_validator
 
 ROOT = Path(__file__).resolve().parents[3]
-SCHEMAS = ROOT / "schemas"
-
-
-def validator(name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +31,13 @@ def rows(out: Path, name: str) -> list[dict]:
 def test_every_output_line_matches_its_schema(replayed):
     out, result = replayed
     for name in OUTPUTS:
-        check = validator(name)
+        check = schema_validator(name)
         lines = rows(out, name)
         assert len(lines) == result.summary["outputs"][name]
         for line in lines:
             errors = sorted(check.iter_errors(line), key=str)
             assert errors == [], (name, line, errors[:1])
-    validator("summary").validate(json.loads((out / "summary.json").read_text()))
+    schema_validator("summary").validate(json.loads((out / "summary.json").read_text()))
 
 
 def test_the_cascade_triggers_adl_with_a_plan(replayed):
@@ -101,7 +94,7 @@ def test_every_input_line_matches_the_input_schemas():
     letters = 0
     for line in Path(bundled("cascade.jsonl")).read_text().splitlines():
         event = json.loads(line)
-        errors = list(validator(f"input.{event['type']}").iter_errors(event))
+        errors = list(schema_validator(f"input.{event['type']}").iter_errors(event))
         letters += bool(errors)
     assert letters == 2  # NaN mark and negative qty; the unknown symbol is schema-valid
 
