@@ -23,15 +23,13 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import orjson
+from beside import run_beside
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_EVENTS = ROOT / "streams" / "data" / "cascade.jsonl"
@@ -110,16 +108,6 @@ def run_shards(
     }
 
 
-def spawn(tree: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, __file__, "--events", str(args.events), "--instruments",
-               str(args.instruments), "--partitions", str(args.partitions), "--interval-ms",
-               str(args.interval_ms), "--json"]  # fmt: skip
-    if args.count is not None:
-        command += ["--count", str(args.count)]
-    return subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE)  # noqa: S603  # our own script
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=Path, default=BUNDLED_EVENTS)
@@ -137,15 +125,12 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
-    runs = {"this tree": spawn(ROOT, args)}
-    if args.against is not None:
-        runs["against"] = spawn(args.against.resolve(), args)
-    results = {}
-    for name, process in runs.items():
-        out, _ = process.communicate()
-        if process.returncode:
-            sys.exit(f"{name}: exit {process.returncode}")
-        results[name] = json.loads(out)
+    argv = ["--events", str(args.events), "--instruments", str(args.instruments),
+            "--partitions", str(args.partitions),
+            "--interval-ms", str(args.interval_ms)]  # fmt: skip
+    if args.count is not None:
+        argv += ["--count", str(args.count)]
+    results = run_beside(__file__, argv, args.against)
     print(
         f"{'tree':<10} {'events':>8} {'seconds':>8} {'events/s':>9} {'summaries':>9}"
         f" {'in them':>8} {'outputs':>8}  sha"

@@ -21,15 +21,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
-
-ROOT = Path(__file__).resolve().parent.parent
+from beside import run_beside
 
 
 def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[str, float]:
@@ -67,14 +63,6 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
     }
 
 
-def spawn(tree: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, __file__, "--events", str(args.events), "--instruments",
-               str(args.instruments), "--skip", str(args.skip), "--count", str(args.count),
-               "--json"]  # fmt: skip
-    return subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.PIPE)  # noqa: S603  # our own script
-
-
 def row(name: str, result: dict[str, float]) -> str:
     rate = result["events"] / result["window_s"]
     realtime = result["market_s"] / result["window_s"]
@@ -97,15 +85,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(run_window(args.events, args.instruments, args.skip, args.count)))
         return
-    runs = {"this tree": spawn(ROOT, args)}
-    if args.against is not None:
-        runs["against"] = spawn(args.against.resolve(), args)
-    results = {}
-    for name, process in runs.items():
-        out, _ = process.communicate()
-        if process.returncode:
-            sys.exit(f"{name}: exit {process.returncode}")
-        results[name] = json.loads(out)
+    argv = ["--events", str(args.events), "--instruments", str(args.instruments),
+            "--skip", str(args.skip), "--count", str(args.count)]  # fmt: skip
+    results = run_beside(__file__, argv, args.against)
     print(
         f"{'tree':<10} {'skip s':>9} {'events':>8} {'market s':>9} {'window s':>9}"
         f" {'events/s':>9} {'real time':>10} {'parse ev/s':>11} {'signals':>9}"

@@ -1,0 +1,41 @@
+"""Run one benchmark script in this tree and, beside it, in another checkout.
+
+Each tree runs the script with ``--json`` in its own process (``PYTHONPATH`` and working
+directory set to that tree), at the same time: both see the same noisy machine, so the
+ratio of their figures is the measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_beside(script: str, argv: list[str], against: Path | None) -> dict[str, dict[str, Any]]:
+    """``script argv --json`` in this tree ("this tree") and, with ``against``, in that
+    checkout ("against"); their printed JSON by name. Exits if either fails."""
+    trees = {"this tree": ROOT}
+    if against is not None:
+        trees["against"] = against.resolve()
+    runs = {
+        name: subprocess.Popen(  # noqa: S603  # our own script
+            [sys.executable, script, *argv, "--json"],
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            cwd=tree,
+            stdout=subprocess.PIPE,
+        )
+        for name, tree in trees.items()
+    }
+    results = {}
+    for name, process in runs.items():
+        out, _ = process.communicate()
+        if process.returncode:
+            sys.exit(f"{name}: exit {process.returncode}")
+        results[name] = json.loads(out)
+    return results
