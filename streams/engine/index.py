@@ -242,6 +242,10 @@ class _Bucket:
         self.dirty = False
 
 
+# (buckets, their start prices, their last prices, prefix sums of q, of q*B)
+_BucketSums = tuple[list[_Bucket], list[int], list[int], list[int], list[int]]
+
+
 class DeficitIndex:
     """Bankruptcy prices of one (symbol, side) with exact prefix sums of q and q*B.
 
@@ -255,7 +259,6 @@ class DeficitIndex:
         "_buckets",
         "_by_bucket",
         "_by_key",
-        "_held",
         "_is_long",
         "_memo",
         "_sums",
@@ -278,8 +281,7 @@ class DeficitIndex:
         self._memo: dict[int, int] = {}
         self._asked: set[int] = set()  # prices asked since the last change
         # deficits_at's view of the held buckets (``_bucket_sums``), until a change
-        self._by_bucket: tuple[list[int], list[int], list[int], list[int]] | None = None
-        self._held: list[_Bucket] = []
+        self._by_bucket: _BucketSums | None = None
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -475,8 +477,7 @@ class DeficitIndex:
         and that one bucket is split by its own sorted prices (``sums_above``). The
         buckets' prefix sums are kept until the index changes (a quiet symbol's curve
         costs only its bisections)."""
-        starts, lasts, cum_q, cum_qb = self._bucket_sums()
-        buckets = self._held
+        buckets, starts, lasts, cum_q, cum_qb = self._bucket_sums()
         total_q, total_qb = cum_q[-1], cum_qb[-1]
         out = []
         if self._is_long:  # sum over B > p of |q| * (B - p)
@@ -501,19 +502,19 @@ class DeficitIndex:
                 out.append(-((sum_qb - price * sum_q) // SCALE))
         return out
 
-    def _bucket_sums(self) -> tuple[list[int], list[int], list[int], list[int]]:
-        """The held buckets in price order (``_held``): their first and last prices held
-        and the prefix sums of q and q*B over them; rebuilt after a change."""
+    def _bucket_sums(self) -> _BucketSums:
+        """The held buckets in price order, their start prices and last prices held, and
+        the prefix sums of q and q*B over them; rebuilt after a change."""
         if self._by_bucket is None:
             slots = sorted(self._buckets)
-            self._held = [self._buckets[s] for s in slots]
+            held = [self._buckets[s] for s in slots]
             cum_q, cum_qb, lasts = [0], [0], []
-            for bucket in self._held:
+            for bucket in held:
                 bucket._refresh()
                 lasts.append(bucket.prices[-1])
                 cum_q.append(cum_q[-1] + bucket.cum_q[-1])
                 cum_qb.append(cum_qb[-1] + bucket.cum_qb[-1])
-            self._by_bucket = ([bucket_start(s) for s in slots], lasts, cum_q, cum_qb)
+            self._by_bucket = (held, [bucket_start(s) for s in slots], lasts, cum_q, cum_qb)
         return self._by_bucket
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
