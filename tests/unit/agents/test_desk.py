@@ -3,12 +3,10 @@ fund's loss, ladder and ADL stages that one engine over every account gives."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from jsonschema import Draft202012Validator
 
 from streams import wire
 from streams.agents.codec import encode_desk, restore_desk
@@ -21,7 +19,12 @@ from streams.engine.signals import AdlTriggered, FundProjection
 from streams.engine.summary import from_wire
 from streams.pipeline.sequencer import canonical_key
 from streams.replay.runner import replay
-from tests.helpers import assert_rank_alerts_follow, assert_stages_follow, bundled_instruments
+from tests.helpers import (
+    assert_rank_alerts_follow,
+    assert_stages_follow,
+    bundled_instruments,
+    schema_validator,
+)
 from tests.unit.agents.test_shard import BUNDLED, PARTITIONS, bundled_events, feeds
 
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
@@ -78,8 +81,7 @@ def ladders(projection: FundProjection) -> list[tuple[str, list[int]]]:
 
 def test_summaries_follow_their_schema(stage_b: Any) -> None:
     _, _, summaries, _ = stage_b
-    schema = orjson.loads(Path("schemas/topic.risk_summaries.schema.json").read_bytes())
-    validator = Draft202012Validator(schema)
+    validator = schema_validator("topic.risk_summaries")
     for s in summaries[:: max(1, len(summaries) // 50)]:
         validator.validate(s)
 
@@ -142,9 +144,7 @@ def test_rank_alerts_follow_replay(stage_b: Any, tmp_path_factory: pytest.TempPa
     want = [orjson.loads(x) for x in (out / "rank_alerts.jsonl").read_bytes().splitlines()]
     got = stage_b[3]
     assert all(o["quantile"] in range(1, 6) for o in got)
-    validator = Draft202012Validator(
-        orjson.loads(Path("schemas/topic.rank_alerts.schema.json").read_bytes())
-    )
+    validator = schema_validator("topic.rank_alerts")
     for payload in got[:: max(1, len(got) // 100)]:
         validator.validate(payload)
     assert_rank_alerts_follow(want, got)

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from jsonschema import Draft202012Validator
 
 from streams.agents.codec import decode_account, encode_account
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, AccountRow, Shard, Source
@@ -19,7 +18,7 @@ from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event
 from streams.pipeline.topics import Topics
 from streams.replay.runner import replay
-from tests.helpers import bundled_instruments
+from tests.helpers import bundled_instruments, schema_validator
 
 BUNDLED = Path("streams/data/cascade.jsonl")
 PARTITIONS = 3
@@ -191,9 +190,8 @@ def test_an_engine_rejection_is_a_dead_letter_with_its_source() -> None:
         for o in shard.apply(item).outputs
         if o.stream == "dead_letters"
     ]
-    schema = orjson.loads(Path("schemas/topic.dead_letters.schema.json").read_bytes())
     assert len(letters) == 1
-    Draft202012Validator(schema).validate(letters[0])
+    schema_validator("topic.dead_letters").validate(letters[0])
     assert (letters[0]["topic"], letters[0]["partition"], letters[0]["offset"]) == (
         "position_config",
         0,
