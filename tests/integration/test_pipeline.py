@@ -18,7 +18,6 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from jsonschema import Draft202012Validator
 
 from streams import wire
 from streams.brokers import Broker
@@ -31,14 +30,11 @@ from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics
 from streams.pipeline.worker import SEQ_HEADER, Worker, ensure_topics
-from tests.helpers import hostile_lines
+from tests.helpers import hostile_lines, schema_validator
 
 CASCADE = Path(bundled("cascade.jsonl"))
 INSTRUMENTS = load_instruments(bundled("instruments.toml"))
 COMPARED = ("liquidations", "bankruptcies", "adl_triggers", "rank_alerts", "insurance_projection")
-
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def reference() -> tuple[dict[str, list[tuple[int, bytes]]], Engine]:
@@ -128,9 +124,7 @@ def test_worker_matches_the_engine_over_the_file(kafka: Broker, expected, replay
     assert_same(got, expected)
     # every message on every output topic matches the topic's schema
     for spec in OUTPUTS:
-        check = Draft202012Validator(
-            json.loads((SCHEMAS / f"{spec.schema}.schema.json").read_text())
-        )
+        check = schema_validator(spec.schema)
         for _, value in got[spec.name]:
             check.validate(orjson.loads(value))
     # the last account_risk message per account agrees with the replay's final accounts
