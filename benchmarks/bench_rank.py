@@ -24,12 +24,15 @@ from functools import partial
 import numpy as np
 from bench_mark_tick import timed
 
+from streams.cli import bundled
 from streams.engine.fixed import SCALE
+from streams.engine.instruments import load_instruments
 from streams.engine.profiles import PROFILES, RankInput
 from streams.engine.queue import OtherPosition, QueueTable
 from streams.engine.risk import Health, PositionRisk
 
 MARK = 60_000 * SCALE
+BTC = load_instruments(bundled("instruments.toml"))["BTCUSDT"]
 SYMBOLS = 160  # the Hyperliquid-scale universe: other positions point anywhere in it
 
 
@@ -40,8 +43,8 @@ def table(n: int, seed: int = 1) -> QueueTable:
         qty = max(1, int(rng.paretovariate(1.5) * 0.01 * SCALE)) * (1 if i % 2 else -1)
         entry = int(MARK * (1 + rng.gauss(0, 0.02)))
         backing = int(abs(qty) * entry // SCALE / min(100.0, 2 * rng.paretovariate(1.1)))
-        pos = PositionRisk("BTCUSDT", qty, entry, MARK, 0, 0, 0, backing, None, None, None,
-                           rng.random() < 0.2, Health.HEALTHY)  # fmt: skip
+        pos = PositionRisk("BTCUSDT", qty, entry, MARK, 0, 0, 0, backing, None,
+                           rng.random() < 0.2, Health.HEALTHY, BTC, 0, 0)  # fmt: skip
         others = [
             OtherPosition(rng.randrange(SYMBOLS), rng.uniform(-5, 5), MARK, rng.random() < 0.9)
             for _ in range(rng.randrange(1, 5) if rng.random() < 0.25 else 0)

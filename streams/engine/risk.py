@@ -48,7 +48,13 @@ class Health(IntEnum):
 class PositionRisk(NamedTuple):
     """One position as evaluated. A NamedTuple (immutable, like the frozen dataclasses
     elsewhere) because an evaluation builds one per position: an account on 162 symbols
-    builds 162 per fill, and a frozen dataclass's ``__init__`` costs ~4x a tuple's."""
+    builds 162 per fill, and a frozen dataclass's ``__init__`` costs ~4x a tuple's.
+
+    The liquidation and warning prices are computed when read, from the fields they
+    depend on (``instrument``, ``other_maintenance``, ``warning_ratio`` are kept for
+    them): a wide account's fill re-evaluates its 162 positions, and the engine reads
+    these two prices only for positions it indexes by threshold (not a wide account's
+    cross positions: its move budget) and for outputs."""
 
     symbol: str
     qty: int
@@ -58,11 +64,31 @@ class PositionRisk(NamedTuple):
     notional: int
     maintenance_margin: int
     backing_equity: int  # cross equity of the account, or isolated margin + upnl
-    liquidation_price: int | None
     bankruptcy_price: int | None
-    warning_price: int | None  # where maintenance / equity reaches the warning ratio
     isolated: bool
     health: Health
+    instrument: Instrument
+    other_maintenance: int  # the cross maintenance of the account's other positions; 0 isolated
+    warning_ratio: int  # maintenance / equity at which the account is in warning, raw
+
+    @property
+    def liquidation_price(self) -> int | None:
+        """Where the backing equity equals the maintenance margin, other marks fixed."""
+        return liquidation_price(
+            self.instrument, self.qty, self.mark_price, self.backing_equity, self.other_maintenance
+        )
+
+    @property
+    def warning_price(self) -> int | None:
+        """Where maintenance / equity reaches the warning ratio, other marks fixed."""
+        return threshold_price(
+            self.instrument,
+            self.qty,
+            self.mark_price,
+            self.backing_equity,
+            self.other_maintenance,
+            self.warning_ratio,
+        )
 
     @property
     def deficit(self) -> int:
@@ -182,11 +208,12 @@ def evaluate(
                 value,
                 mm,
                 backing,
-                liquidation_price(inst, qty, mark, backing, other_mm),
                 bankruptcy_price(qty, mark, backing),
-                threshold_price(inst, qty, mark, backing, other_mm, warning_ratio),
                 isolated,
                 pos_health,
+                inst,
+                other_mm,
+                warning_ratio,
             )
         )
     return AccountRisk(

@@ -16,8 +16,10 @@ from streams.engine.queue import (
     SharedPositions,
 )
 from streams.engine.risk import Health, PositionRisk
+from tests.helpers import bundled_instruments
 
 MARK = 100 * SCALE
+INSTRUMENT = bundled_instruments()["BTCUSDT"]
 
 
 def position(qty: int, entry: int, backing: int, isolated: bool) -> PositionRisk:
@@ -30,11 +32,12 @@ def position(qty: int, entry: int, backing: int, isolated: bool) -> PositionRisk
         notional=0,
         maintenance_margin=0,
         backing_equity=backing,
-        liquidation_price=None,
         bankruptcy_price=None,
-        warning_price=None,
         isolated=isolated,
         health=Health.HEALTHY,
+        instrument=INSTRUMENT,  # the queue reads none of the threshold prices
+        other_maintenance=0,
+        warning_ratio=0,
     )
 
 
