@@ -292,20 +292,18 @@ class Engine:
     def _reindex(
         self, acct: str, old: AccountRisk | None, new: AccountRisk, ts_ms: int
     ) -> list[Signal]:
-        old_positions = {p.symbol: p for p in old.positions} if old else {}
-        new_positions = {p.symbol: p for p in new.positions}
         was_budgeted = acct in self.budget
         layout = self._layout(acct, new)
+        # a wide account's cross positions that only its equity moved can skip the
+        # indexes (below): decided once, not per position
+        may_skip = was_budgeted and layout.budgeted and layout.was_shared
         signals: list[Signal] = []
-        for sym in sorted(old_positions.keys() | new_positions.keys()):
-            st = self.symbols[sym]
+        symbols = self.symbols
+        for sym, before, pos in _pairs(old.positions if old else (), new.positions):
+            st = symbols[sym]
             st.changes += 1
-            pos = new_positions.get(sym)
-            before = old_positions.get(sym)
             if (
-                was_budgeted
-                and layout.budgeted
-                and layout.was_shared
+                may_skip
                 and pos is not None
                 and before is not None
                 and before.health is pos.health < Health.LIQUIDATABLE
@@ -319,7 +317,10 @@ class Engine:
                 # value, it is in no threshold index (the budget), not liquidatable,
                 # nothing to announce; only its bankruptcy price, at the next read
                 st.deferred[acct] = pos
-                if self._deficit_moved(pos, before):
+                # (its bankruptcy price mostly stays put: then no call)
+                if pos.bankruptcy_price != before.bankruptcy_price and self._deficit_moved(
+                    pos, before
+                ):
                     st.fund_changed()
                 continue
             if pos is None:
@@ -432,22 +433,23 @@ class Engine:
 
     def _deficit_moved(self, pos: PositionRisk, before: PositionRisk) -> bool:
         """Whether the fund's reads of the symbol change from ``before`` to ``pos`` (the
-        last evaluation's entry in the deficit index, and the new one)."""
+        last evaluation's entry in the deficit index, and the new one). Asked for each
+        position of a wide account at each of its fills: no list, no tuple made."""
         if (before.qty > 0) != (pos.qty > 0):
             return True
-        if (before.bankruptcy_price, abs(before.qty)) == (pos.bankruptcy_price, abs(pos.qty)):
+        now, then = pos.bankruptcy_price, before.bankruptcy_price
+        if now == then and abs(before.qty) == abs(pos.qty):
             return False
-        if before.bankruptcy_price is None and pos.bankruptcy_price is None:
+        if now is None and then is None:
             return False  # not indexed, before or after
         mark = self.marks.get(pos.symbol)
         if mark is None:
             return True
-        prices = [p for p in (before.bankruptcy_price, pos.bankruptcy_price) if p is not None]
         low, high = self._shocked(pos.symbol, mark)
         # a long entry adds to a read at price P iff its price is above P; a short's iff below
         if pos.qty > 0:
-            return max(prices) >= low
-        return min(prices) <= high
+            return (now is not None and now >= low) or (then is not None and then >= low)
+        return (now is not None and now <= high) or (then is not None and then <= high)
 
     def _shocked(self, sym: str, mark: int) -> tuple[int, int]:
         """The mark moved down and up by ``imminent_distance`` (what the fund reads),
@@ -699,6 +701,19 @@ class Engine:
     def rank_view(self, account: str, sym: str) -> tuple[float, int] | None:
         """(score, light) of an account's position at the last ranking of its symbol."""
         return self.symbols[sym].queue.view(account)
+
+
+def _pairs(
+    old: Sequence[PositionRisk], new: Sequence[PositionRisk]
+) -> Iterable[tuple[str, PositionRisk | None, PositionRisk | None]]:
+    """(symbol, before, after) for every symbol of either evaluation, in symbol order
+    (both are: an account's positions are sorted by symbol). Mostly the same symbols
+    (a fill changes one position of many): then a zip, no dictionaries and no sort."""
+    if len(old) == len(new) and [a.symbol for a in old] == [b.symbol for b in new]:
+        return [(b.symbol, a, b) for a, b in zip(old, new, strict=True)]
+    before = {p.symbol: p for p in old}
+    after = {p.symbol: p for p in new}
+    return [(s, before.get(s), after.get(s)) for s in sorted(before.keys() | after.keys())]
 
 
 def _rank_alerts(ts_ms: int, sym: str, changes: list[LightChange]) -> list[RankAlert]:

@@ -11,7 +11,7 @@ Health, worst first: ``bankrupt`` (equity < 0; deficit = -equity), ``liquidatabl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -153,14 +153,12 @@ def evaluate(
     whose PnL, notional and maintenance are taken over for every position with the same
     size, entry and mark (they depend on nothing else): a fill of an account on 162
     symbols changes one position, and the marks of a few symbols moved since."""
-    earlier = {} if previous is None else {p.symbol: p for p in previous.positions}
     rows: list[tuple[Position, Instrument, int, int, int, int, bool]] = []
     cross_upnl = cross_mm = 0
     has_cross = False
-    for pos in state.positions:
+    for pos, before in zip(state.positions, _earlier(state, previous), strict=True):
         inst = instruments[pos.symbol]
         mark = marks.get(pos.symbol, pos.entry_price)
-        before = earlier.get(pos.symbol)
         if (
             before is not None
             and before.mark_price == mark
@@ -227,3 +225,17 @@ def evaluate(
         deficit=deficit,
         positions=tuple(risks),
     )
+
+
+def _earlier(state: AccountState, previous: AccountRisk | None) -> Sequence[PositionRisk | None]:
+    """``previous``'s evaluation of each of ``state``'s positions (``None``: new). Both
+    are sorted by symbol and mostly hold the same symbols: then ``previous`` as it is."""
+    if previous is None:
+        return [None] * len(state.positions)
+    before = previous.positions
+    if len(before) == len(state.positions) and [p.symbol for p in before] == [
+        p.symbol for p in state.positions
+    ]:
+        return before
+    earlier = {p.symbol: p for p in before}
+    return [earlier.get(p.symbol) for p in state.positions]
