@@ -5,6 +5,8 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.engine.account import AccountState, Position
+from streams.engine.events import MarginMode
 from streams.engine.fixed import SCALE
 from streams.engine.margin import (
     bankruptcy_price,
@@ -14,6 +16,7 @@ from streams.engine.margin import (
     threshold_price,
     unrealized_pnl,
 )
+from streams.engine.risk import evaluate
 from tests.helpers import F, bundled_instruments, ceil_raw, floor_raw, one_tier, raw
 
 BTC = bundled_instruments()["BTCUSDT"]
@@ -63,6 +66,38 @@ def test_cross_liquidation_price_holds_other_marks_fixed():
     assert lp == ceil_raw((F(48000) + F("186.5") - F(7000)) / F("0.996"))
     assert bankruptcy_price(raw("1"), raw("48000"), equity) == raw("41000")
     assert bankruptcy_price(raw("-10"), raw("3100"), equity) == raw("3800")
+
+
+def test_an_evaluated_position_prices_its_thresholds_with_the_others_maintenance():
+    # The account above through ``evaluate`` (which prices liquidation and warning when
+    # they are read): wallet 10,000, long 1 BTC @ 50,000 (mark 48,000), short 10 ETH @
+    # 3,000 (mark 3,100); equity 7,000, MM 192 (BTC) and 186.5 (ETH), warning ratio 0.7.
+    # BTC liquidation: (48000 + 186.5 - 7000) / 0.996 (as above), rounded up (a long).
+    # ETH liquidation (short, other MM 192), bracket 2 (mmr 0.65%, cum 15) at ~37,600:
+    #   7000 - 10 (P - 3100) = 192 + 10 P 0.0065 - 15  ->  P = 37823 / 10.065, rounded down.
+    # BTC warning: 0.7 (7000 + P - 48000) = 186.5 + 0.004 P  ->  P = 28886.5 / 0.696 (up).
+    # ETH warning: 0.7 (7000 - 10 (P - 3100)) = 192 + 0.065 P - 15 -> P = 26423 / 7.065 (down).
+    state = AccountState(
+        "a",
+        wallet_balance=raw("10000"),
+        positions=(
+            Position("BTCUSDT", raw("1"), raw("50000"), MarginMode.CROSS),
+            Position("ETHUSDT", raw("-10"), raw("3000"), MarginMode.CROSS),
+        ),
+    )
+    marks = {"BTCUSDT": raw("48000"), "ETHUSDT": raw("3100")}
+    risk = evaluate(state, marks, bundled_instruments(), warning_ratio=7 * SCALE // 10)
+    btc, eth = risk.positions
+    assert (btc.backing_equity, btc.other_maintenance, eth.other_maintenance) == (
+        raw("7000"),
+        raw("186.5"),
+        raw("192"),
+    )
+    assert btc.liquidation_price == ceil_raw((F(48000) + F("186.5") - F(7000)) / F("0.996"))
+    assert eth.liquidation_price == floor_raw(F(37823) / F("10.065"))
+    assert btc.warning_price == ceil_raw(F("28886.5") / F("0.696"))
+    assert eth.warning_price == floor_raw(F(26423) / F("7.065"))
+    assert (btc.bankruptcy_price, eth.bankruptcy_price) == (raw("41000"), raw("3800"))
 
 
 def test_warning_price_is_where_the_ratio_reaches_the_level():
