@@ -78,6 +78,11 @@ log = logging.getLogger("adl_monitor.agents")
 # heartbeats at a third of it, as Kafka advises
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 3.0
+# at most this many records per fetch: the desk's summaries are written while the
+# shards work through a backlog and reach the desk only with a later fetch; a fetch of
+# everything buffered (Faust's default) took the shards 10-40 s to drain, and the desk
+# received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
+FETCH_RECORDS = 1000
 T = TypeVar("T")
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
@@ -170,6 +175,7 @@ class AccountAgents:
             # a dead worker's partitions move after 10 s (Faust's default: 60 s)
             broker_session_timeout=SESSION_TIMEOUT_S,
             broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            broker_max_poll_records=FETCH_RECORDS,
             autodiscover=False,
             **({} if url is None else {"canonical_url": url}),
         )
@@ -247,8 +253,19 @@ class AccountAgents:
                 fan_out.marks_fanned_out, fan_out.commits_refused, fan_out.restarts,
                 fan_out.positions(),
             )  # fmt: skip
-        if self.desk.stats.summaries:
-            log.info("fund desk: %s, caught up %s", self.desk.stats, self.desk_caught_up())
+        desk = self.desk
+        if desk.stats.summaries:
+            # what holds complete marks back: a partition whose summaries have not come
+            # (the others' wait here), or fund/book inputs not yet delivered (``held``)
+            waiting = {
+                fund: {p: len(q) for p, q in sorted(queues.items())}
+                for fund, queues in desk.waiting.items()
+            }
+            log.info(
+                "fund desk: %s, caught up %s, summaries waiting by partition %s, %d held "
+                "for the fund and books", desk.stats, self.desk_caught_up(), waiting,
+                len(desk.sequencer),
+            )  # fmt: skip
         order = self.in_order
         if order.seeks or self.acks.refused:
             log.info(
