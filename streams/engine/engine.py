@@ -317,7 +317,7 @@ class Engine:
                 # value, it is in no threshold index (the budget), not liquidatable,
                 # nothing to announce; only its bankruptcy price, at the next read
                 st.deferred[acct] = pos
-                # (its bankruptcy price mostly stays put: then no call)
+                # (in the crash, half the time its bankruptcy price did not move: no call)
                 if pos.bankruptcy_price != before.bankruptcy_price and self._deficit_moved(
                     pos, before
                 ):
