@@ -69,6 +69,8 @@ class MoveBudget:
                 spend = _Spend(weight, mark, 0)
             spends[symbol] = spend
         self._accounts[account] = _Budget(cushion * SCALE * SCALE, spends)
+        if spends.keys() == kept.keys():
+            return  # the same symbols (most fills of a wide account)
         if old is not None:
             for symbol in old.spends.keys() - spends.keys():
                 self._leave(symbol, account)

@@ -361,13 +361,14 @@ class Engine:
             OtherPosition(self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated)
             for p in risk.positions
         ]
-        place = {p.symbol: k for k, p in enumerate(risk.positions)}
         shared = None
         was_shared = False
         if len(every) > self.config.wide_after + 1:
+            place = {}  # its rows read ``shared.place``
             was_shared = acct in self.shared
             shared = self._share(acct, risk, every)
         else:
+            place = {p.symbol: k for k, p in enumerate(risk.positions)}
             self.shared.pop(acct, None)
         return _Layout(every, place, cross_count, shared, was_shared)
 
@@ -445,7 +446,8 @@ class Engine:
         mark = self.marks.get(pos.symbol)
         if mark is None:
             return True
-        low, high = self._shocked(pos.symbol, mark)
+        kept = self._shocks.get(pos.symbol)  # ``_shocked``, inlined: asked ~100 times a fill
+        low, high = self._shocked(pos.symbol, mark) if kept is None or kept[0] != mark else kept[1:]
         # a long entry adds to a read at price P iff its price is above P; a short's iff below
         if pos.qty > 0:
             return (now is not None and now >= low) or (then is not None and then >= low)
@@ -462,11 +464,12 @@ class Engine:
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:
         if budgeted:
+            mmr_max = self.mmr_max
             self.budget.put(
                 acct,
                 self._cushion(risk),
                 [
-                    (p.symbol, p.qty, self.mmr_max[p.symbol], p.mark_price)
+                    (p.symbol, p.qty, mmr_max[p.symbol], p.mark_price)
                     for p in risk.positions
                     if not p.isolated
                 ],
@@ -482,10 +485,17 @@ class Engine:
     def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
         """The wide account's shared row value, updated in place (its rows hold it)
         or made and kept."""
-        place = {other.symbol_index: k for k, other in enumerate(every)}
         backing = [p.backing_equity / SCALE for p in risk.positions]
         equity = risk.equity / SCALE
         shared = self.shared.get(acct)
+        if (
+            shared is not None
+            and len(shared.positions) == len(every)
+            and [o.symbol_index for o in shared.positions] == [o.symbol_index for o in every]
+        ):
+            place = shared.place  # the same symbols in the same order (most fills)
+        else:
+            place = {other.symbol_index: k for k, other in enumerate(every)}
         if shared is None:
             shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
             return shared

@@ -156,8 +156,8 @@ def evaluate(
     rows: list[tuple[Position, Instrument, int, int, int, int, bool]] = []
     cross_upnl = cross_mm = 0
     has_cross = False
+    isolated_mode = MarginMode.ISOLATED
     for pos, before in zip(state.positions, _earlier(state, previous), strict=True):
-        inst = instruments[pos.symbol]
         mark = marks.get(pos.symbol, pos.entry_price)
         if (
             before is not None
@@ -165,12 +165,14 @@ def evaluate(
             and before.qty == pos.qty
             and before.entry_price == pos.entry_price
         ):
+            inst = before.instrument
             upnl, value, mm = before.unrealized_pnl, before.notional, before.maintenance_margin
         else:
+            inst = instruments[pos.symbol]
             upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
             value = notional(pos.qty, mark)
             mm = maintenance_margin(inst, value)
-        isolated = pos.margin_mode is MarginMode.ISOLATED
+        isolated = pos.margin_mode is isolated_mode
         rows.append((pos, inst, mark, upnl, value, mm, isolated))
         if not isolated:
             has_cross = True
@@ -178,12 +180,19 @@ def evaluate(
             cross_mm += mm
     cross_equity = state.wallet_balance + cross_upnl
     cross_health = health_of(cross_equity, cross_mm, warning_ratio)
+    # B = M - Q/q for every cross position: Q * SCALE once (``bankruptcy_price``, inlined
+    # for the cross positions: an account on 162 symbols prices 162 at each of its fills)
+    cross_scaled = cross_equity * SCALE
 
     risks = []
     equity = cross_equity
     deficit = max(0, -cross_equity) if has_cross else 0
     health = cross_health if has_cross else health_of(cross_equity, 0, warning_ratio)
+    maintenance = 0
+    bankruptcy: int | None
     for pos, inst, mark, upnl, value, mm, isolated in rows:
+        qty = pos.qty
+        maintenance += mm
         if isolated:
             backing = pos.isolated_margin + upnl
             other_mm = 0
@@ -191,11 +200,19 @@ def evaluate(
             equity += backing
             deficit += max(0, -backing)
             health = max(health, pos_health)
+            bankruptcy = bankruptcy_price(qty, mark, backing)
         else:
             backing = cross_equity
             other_mm = cross_mm - mm
             pos_health = cross_health
-        qty = pos.qty
+            if qty > 0:  # long: B rounded up, None at or below zero
+                bankruptcy = mark - cross_scaled // qty
+                if bankruptcy <= 0:
+                    bankruptcy = None
+            elif qty < 0:  # short: B rounded down, kept at or below zero
+                bankruptcy = mark + cross_scaled // -qty
+            else:
+                bankruptcy = None
         risks.append(
             PositionRisk(
                 pos.symbol,
@@ -206,7 +223,7 @@ def evaluate(
                 value,
                 mm,
                 backing,
-                bankruptcy_price(qty, mark, backing),
+                bankruptcy,
                 isolated,
                 pos_health,
                 inst,
@@ -218,7 +235,7 @@ def evaluate(
         account=state.account,
         wallet_balance=state.wallet_balance,
         equity=equity,
-        maintenance_margin=sum(r[5] for r in rows),
+        maintenance_margin=maintenance,
         cross_equity=cross_equity,
         cross_maintenance=cross_mm,
         health=health,
