@@ -446,8 +446,7 @@ class Engine:
         mark = self.marks.get(pos.symbol)
         if mark is None:
             return True
-        kept = self._shocks.get(pos.symbol)  # ``_shocked``, inlined: asked ~100 times a fill
-        low, high = self._shocked(pos.symbol, mark) if kept is None or kept[0] != mark else kept[1:]
+        low, high = self._shocked(pos.symbol, mark)
         # a long entry adds to a read at price P iff its price is above P; a short's iff below
         if pos.qty > 0:
             return (now is not None and now >= low) or (then is not None and then >= low)
@@ -488,14 +487,7 @@ class Engine:
         backing = [p.backing_equity / SCALE for p in risk.positions]
         equity = risk.equity / SCALE
         shared = self.shared.get(acct)
-        if (
-            shared is not None
-            and len(shared.positions) == len(every)
-            and [o.symbol_index for o in shared.positions] == [o.symbol_index for o in every]
-        ):
-            place = shared.place  # the same symbols in the same order (most fills)
-        else:
-            place = {other.symbol_index: k for k, other in enumerate(every)}
+        place = {other.symbol_index: k for k, other in enumerate(every)}
         if shared is None:
             shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
             return shared

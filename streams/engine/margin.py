@@ -49,14 +49,20 @@ def bankruptcy_price(qty: int, mark_price: int, backing_equity: int) -> int | No
     """B = M - Q/q; ``None`` when no price can exhaust the backing equity (a long with B <= 0).
 
     A short's B may be zero or negative: it is bankrupt at any price."""
-    if qty == 0:
-        return None
+    return bankruptcy_price_scaled(qty, mark_price, backing_equity * SCALE)
+
+
+def bankruptcy_price_scaled(qty: int, mark_price: int, scaled_equity: int) -> int | None:
+    """``bankruptcy_price`` with Q * SCALE given: an account's cross positions share one Q
+    (an account on 162 symbols prices 162 of them at each of its fills)."""
     if qty > 0:
-        price = mark_price - div_floor(backing_equity * SCALE, qty)  # long: round B up
+        price = mark_price - scaled_equity // qty  # long: round B up (``div_floor``)
         return price if price > 0 else None
-    # short: round B down. B <= 0 is kept: under water by more than the position's value,
-    # bankrupt at every price, and the deficit index needs the full distance.
-    return mark_price + div_floor(backing_equity * SCALE, -qty)
+    if qty < 0:
+        # short: round B down. B <= 0 is kept: under water by more than the position's
+        # value, bankrupt at every price, and the deficit index needs the full distance.
+        return mark_price + scaled_equity // -qty
+    return None
 
 
 def threshold_price(

@@ -22,6 +22,7 @@ from streams.engine.fixed import SCALE, div_floor
 from streams.engine.instruments import Instrument
 from streams.engine.margin import (
     bankruptcy_price,
+    bankruptcy_price_scaled,
     liquidation_price,
     maintenance_margin,
     notional,
@@ -180,16 +181,13 @@ def evaluate(
             cross_mm += mm
     cross_equity = state.wallet_balance + cross_upnl
     cross_health = health_of(cross_equity, cross_mm, warning_ratio)
-    # B = M - Q/q for every cross position: Q * SCALE once (``bankruptcy_price``, inlined
-    # for the cross positions: an account on 162 symbols prices 162 at each of its fills)
-    cross_scaled = cross_equity * SCALE
+    cross_scaled = cross_equity * SCALE  # once for every cross position's bankruptcy price
 
     risks = []
     equity = cross_equity
     deficit = max(0, -cross_equity) if has_cross else 0
     health = cross_health if has_cross else health_of(cross_equity, 0, warning_ratio)
     maintenance = 0
-    bankruptcy: int | None
     for pos, inst, mark, upnl, value, mm, isolated in rows:
         qty = pos.qty
         maintenance += mm
@@ -205,14 +203,7 @@ def evaluate(
             backing = cross_equity
             other_mm = cross_mm - mm
             pos_health = cross_health
-            if qty > 0:  # long: B rounded up, None at or below zero
-                bankruptcy = mark - cross_scaled // qty
-                if bankruptcy <= 0:
-                    bankruptcy = None
-            elif qty < 0:  # short: B rounded down, kept at or below zero
-                bankruptcy = mark + cross_scaled // -qty
-            else:
-                bankruptcy = None
+            bankruptcy = bankruptcy_price_scaled(qty, mark, cross_scaled)
         risks.append(
             PositionRisk(
                 pos.symbol,
