@@ -21,7 +21,7 @@ symbol moved) stays >= 0 and the fund's over-count stays exact, as with the band
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streams.engine.fixed import SCALE
 
@@ -37,6 +37,9 @@ class _Spend:
 class _Budget:
     left: int  # cushion * SCALE**2 minus what the moves since the evaluation spent
     spends: dict[str, _Spend]
+    # the symbols whose mark moved since the evaluation (a spend not zero, then or now):
+    # the only positions besides a fill's whose evaluation can differ (``moved_since``)
+    moved: set[str] = field(default_factory=set)
 
 
 class MoveBudget:
@@ -77,6 +80,24 @@ class MoveBudget:
         for symbol in spends.keys() - kept.keys():
             self._by_symbol.setdefault(symbol, set()).add(account)
 
+    def moved_since(self, account: str) -> set[str]:
+        """The account's symbols whose mark moved since it was put (a superset: a mark that
+        moved away and back is in it)."""
+        return self._accounts[account].moved
+
+    def put_moved(
+        self, account: str, cushion: int, positions: Iterable[tuple[str, int, int, int]]
+    ) -> None:
+        """``put`` for an account on the same symbols whose positions changed only on
+        ``moved_since`` and the ones given (as ``put``'s): every other spend is zero, at
+        its mark and weight, and ``put`` would keep it as it is."""
+        budget = self._accounts[account]
+        budget.left = cushion * SCALE * SCALE
+        spends = budget.spends
+        for symbol, qty, mmr_max, mark in positions:
+            spends[symbol] = _Spend(abs(qty) * (SCALE + mmr_max), mark, 0)
+        budget.moved.clear()
+
     def remove(self, account: str) -> None:
         old = self._accounts.pop(account, None)
         if old is not None:
@@ -102,6 +123,8 @@ class MoveBudget:
             now = spend.weight * abs(mark - spend.mark0)
             budget.left -= now - spend.spent
             spend.spent = now
+            if now:
+                budget.moved.add(symbol)
             if budget.left <= 0:
                 spent_out.append(account)
         return spent_out

@@ -15,6 +15,7 @@ accounts whose move budget it used up (``MoveBudget``), plus O(log n) fund queri
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
+from streams.engine.margin import bankruptcy_price_scaled
 from streams.engine.queue import (
     NO_MARK,
     LightChange,
@@ -50,7 +52,7 @@ from streams.engine.queue import (
     SharedPositions,
     SideRanking,
 )
-from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate
+from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate, evaluate_moved
 from streams.engine.sanity import MarketSanity
 from streams.engine.signals import (
     BankruptcyDetected,
@@ -70,6 +72,7 @@ class EngineStats:
     duplicates: int = 0
     stale_marks: int = 0
     reevaluations: int = 0
+    moved_reevaluations: int = 0  # of them, wide accounts' in O(positions that moved)
 
 
 @dataclass(slots=True)
@@ -90,15 +93,18 @@ class _SymbolState:
     # bumped when what the fund reads changes: the mark, the deficit indexes, the
     # liquidatable positions, the bankruptcy count (``FundWatch`` keeps its reads till then)
     fund_changes: int = 0
-    # wide accounts' positions whose bankruptcy price is not indexed yet: put before the
-    # next read of the indexes (``side_index``), not on each of the account's fills
-    deferred: dict[str, PositionRisk] = field(default_factory=dict)
+    # wide accounts whose position's bankruptcy price is not indexed yet, by the evaluation
+    # that gives it: put before the next read of the indexes (``side_index``), not on each
+    # of the account's fills (nor made: ``AccountRisk.position``)
+    deferred: dict[str, AccountRisk] = field(default_factory=dict)
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         """One side's deficit index, up to date (deferred entries put first)."""
         if self.deferred:
-            for acct, pos in self.deferred.items():
-                self.put_deficit(acct, pos)
+            for acct, risk in self.deferred.items():
+                pos = risk.position(self.name)
+                if pos is not None:  # always: a closed position's entry is not deferred
+                    self.put_deficit(acct, pos)
             self.deferred.clear()
         return self.longs if is_long else self.shorts
 
@@ -175,6 +181,9 @@ class Engine:
         self.last_ts_ms = 0
         self._shocks: dict[str, tuple[int, int, int]] = {}  # symbol -> (mark, down, up)
         self._one_fund = next(iter(self.fund_symbols)) if len(self.fund_symbols) == 1 else None
+        self._reach: dict[str, dict[str, float]] = {}  # ``_reach_of``
+        # ``_reevaluate_moved`` on; off only to hold it to the full path in tests
+        self.wide_moves = True
 
     # ------------------------------------------------------------------ reducer
     def apply(self, event: Event) -> list[Signal]:
@@ -235,8 +244,8 @@ class Engine:
         new_state = account_reducer.apply(state, event)
         self.accounts[acct] = new_state
         self.touched.add(acct)
-        signals = self._reevaluate(acct, event.ts_ms)
         symbol = getattr(event, "symbol", None)  # every account event but a balance has one
+        signals = self._reevaluate(acct, event.ts_ms, symbol)
         if self._one_fund is not None:  # no need to list the funds of 162 symbols
             funds = [self._one_fund] if state.positions or new_state.positions or symbol else []
         else:
@@ -279,15 +288,131 @@ class Engine:
         return self._check_fund(event.fund, event.ts_ms, force_projection=True)
 
     # ------------------------------------------------------------------ accounts
-    def _reevaluate(self, acct: str, ts_ms: int) -> list[Signal]:
+    def _reevaluate(self, acct: str, ts_ms: int, symbol: str | None = None) -> list[Signal]:
+        """``symbol``: the one whose position the event may have changed (none: only the
+        wallet, the settings or the marks changed)."""
         state = self.accounts.get(acct)
         if state is None:
             return []
         self.stats.reevaluations += 1
         old = self.risks.get(acct)
+        if (
+            old is not None
+            and old.health < Health.LIQUIDATABLE
+            and acct in self.shared
+            and acct in self.budget
+            and self.wide_moves
+            and self._reevaluate_moved(acct, state, old, symbol)
+        ):
+            return []
+        self._reach.pop(acct, None)
         new = evaluate(state, self.marks, self.instruments, self.config.warning_ratio, old)
         self.risks[acct] = new
         return self._reindex(acct, old, new, ts_ms)
+
+    def _reevaluate_moved(
+        self, acct: str, state: AccountState, old: AccountRisk, symbol: str | None
+    ) -> bool:
+        """A wide, budgeted, cross-only account whose health does not change, in
+        O(positions that moved): what ``_reindex`` does then, without a step per position
+        (its fills are most of a crash's re-evaluations: a market maker on 155 symbols).
+        The positions that moved are the event's and those whose mark its move budget saw
+        move; every other one changed only by what the cross equity gives it, which
+        ``_reindex``'s skip handles (queue row shared, no threshold, deferred bankruptcy
+        price, fund told only if the price lies where it reads). Whether it may apply is
+        known only after the sums: ``False`` (nothing changed) where it does not."""
+        changed = self.budget.moved_since(acct) | ({symbol} if symbol is not None else set())
+        new = evaluate_moved(state, self.marks, old, changed)
+        if new is None or new.health is not old.health:
+            return False
+        self.risks[acct] = new
+        self.stats.moved_reevaluations += 1
+        rows = new.rows or {}
+        symbols = self.symbols
+        for sym in rows:  # each of its rows reads the shared value; bankruptcy prices deferred
+            st = symbols[sym]
+            st.changes += 1
+            st.deferred[acct] = new
+        self._tell_fund(acct, old, new, changed)
+        shared = self.shared[acct]
+        every = shared.positions
+        for sym in changed:
+            pos, before = new.position(sym), old.position(sym)
+            if pos is None or before is None:
+                continue
+            index = self.symbol_index[sym]
+            every[shared.place[index]] = OtherPosition(index, pos.qty / SCALE, pos.mark_price, True)
+            if before.qty != pos.qty or before.entry_price != pos.entry_price:
+                st = symbols[sym]
+                st.queue.put_shared(acct, pos, shared, index)
+                if acct in st.thresholds:
+                    st.thresholds.remove(acct)
+        shared.backing = [new.cross_equity / SCALE] * len(every)
+        shared.equity = new.equity / SCALE
+        mmr_max = self.mmr_max
+        self.budget.put_moved(
+            acct,
+            self._cushion(new),
+            [
+                (sym, row.qty, mmr_max[sym], row.mark_price)
+                for sym in changed
+                if (row := rows.get(sym)) is not None
+            ],
+        )
+        self._update_overcount(acct, new, True)
+        return True
+
+    def _tell_fund(self, acct: str, old: AccountRisk, new: AccountRisk, changed: set[str]) -> None:
+        """``_reindex``'s fund test (``_deficit_moved``) for every position of a wide
+        account re-evaluated by ``_reevaluate_moved``. For a position whose size and mark
+        did not move, only the cross equity Q moved its bankruptcy price B, and the entry
+        matters to the fund's reads iff B lies beyond the shocked price: for a long,
+        B = M - floor(Q * SCALE / q) >= max(low, 1) iff Q * SCALE < q * (M + 1 - max(low, 1));
+        for a short, B = M + floor(Q * SCALE / |q|) <= high iff Q * SCALE < |q| * (high - M + 1)
+        (``_reach``). So when the smaller Q of the two evaluations reaches past every
+        position's bound (a healthy market maker: always), no entry matters, with no step
+        per position."""
+        for sym in changed:
+            pos, before = new.position(sym), old.position(sym)
+            if pos is not None and before is not None and self._deficit_moved(pos, before):
+                self.symbols[sym].fund_changed()
+        reach = self._reach_of(acct, new, changed)  # kept up to date even if not read
+        if old.cross_equity == new.cross_equity:
+            return  # no bankruptcy price moved but the ones above
+        scaled = min(old.cross_equity, new.cross_equity) * SCALE
+        if scaled >= max(reach.values(), default=0):
+            return
+        for sym, bound in reach.items():
+            if scaled < bound and sym not in changed:
+                row = (new.rows or {})[sym]
+                now = bankruptcy_price_scaled(row.qty, row.mark_price, new.cross_equity * SCALE)
+                then = bankruptcy_price_scaled(row.qty, row.mark_price, old.cross_equity * SCALE)
+                if now != then:
+                    self.symbols[sym].fund_changed()
+
+    def _reach_of(self, acct: str, risk: AccountRisk, changed: set[str]) -> dict[str, float]:
+        """Per position of a wide account, the scaled cross equity below which its
+        bankruptcy price matters to the fund's reads (``_tell_fund``); kept per account,
+        updated for the positions that moved (dropped at a full re-evaluation)."""
+        reach = self._reach.get(acct)
+        if reach is None:
+            reach = self._reach[acct] = {}
+            changed = set(risk.rows or ())
+        rows = risk.rows or {}
+        for sym in changed:
+            row = rows.get(sym)
+            if row is None:
+                continue
+            mark = self.marks.get(sym)
+            if mark is None:
+                reach[sym] = math.inf  # the fund is told whenever its price moves
+                continue
+            low, high = self._shocked(sym, mark)
+            if row.qty > 0:
+                reach[sym] = row.qty * (mark + 1 - max(low, 1))
+            else:
+                reach[sym] = -row.qty * (high - mark + 1)
+        return reach
 
     def _reindex(
         self, acct: str, old: AccountRisk | None, new: AccountRisk, ts_ms: int
@@ -316,7 +441,7 @@ class Engine:
                 # its positions at each of its fills): its queue row reads the shared
                 # value, it is in no threshold index (the budget), not liquidatable,
                 # nothing to announce; only its bankruptcy price, at the next read
-                st.deferred[acct] = pos
+                st.deferred[acct] = new
                 # (in the crash, half the time its bankruptcy price did not move: no call)
                 if pos.bankruptcy_price != before.bankruptcy_price and self._deficit_moved(
                     pos, before
@@ -332,7 +457,7 @@ class Engine:
                 continue
             self._put_queue(acct, st, pos, before, new, layout)
             self._put_thresholds(acct, st, pos, new, layout)
-            moved = self._put_deficit(acct, st, pos, before, layout.shared is not None)
+            moved = self._put_deficit(acct, st, pos, before, new if layout.shared else None)
             before_liquidatable = st.liquidatable.get(acct)
             if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
@@ -416,17 +541,17 @@ class Engine:
         st: _SymbolState,
         pos: PositionRisk,
         before: PositionRisk | None,
-        defer: bool,
+        defer: AccountRisk | None,
     ) -> bool:
-        """Index the position's bankruptcy price (``defer``: at the next read, for a wide
-        account); whether the fund must read the symbol again. The fund check reads each
-        side's deficit at the mark and after an adverse move of ``imminent_distance``
-        (``FundWatch._read``): an entry that moved but lies beyond both prices, before
-        and after, adds nothing to what it read (a wide account's fill moves its
-        bankruptcy price on every symbol it holds, mostly far away: 162 symbols were
-        read again after each of its fills, for nothing)."""
-        if defer:
-            st.deferred[acct] = pos
+        """Index the position's bankruptcy price (``defer``: at the next read, from this
+        evaluation of a wide account); whether the fund must read the symbol again. The
+        fund check reads each side's deficit at the mark and after an adverse move of
+        ``imminent_distance`` (``FundWatch._read``): an entry that moved but lies beyond
+        both prices, before and after, adds nothing to what it read (a wide account's
+        fill moves its bankruptcy price on every symbol it holds, mostly far away: 162
+        symbols were read again after each of its fills, for nothing)."""
+        if defer is not None:
+            st.deferred[acct] = defer
         else:
             st.deferred.pop(acct, None)  # from when it was wide
             st.put_deficit(acct, pos)
@@ -479,7 +604,7 @@ class Engine:
     def _cushion(self, risk: AccountRisk) -> int:
         """The cross part's distance from its nearest health boundary, for its band or move
         budget: less a few raw units per position, the rounded values may sit that far off."""
-        return max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * len(risk.positions))
+        return max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * risk.position_count)
 
     def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
         """The wide account's shared row value, updated in place (its rows hold it)

@@ -11,8 +11,8 @@ Health, worst first: ``bankrupt`` (equity < 0; deficit = -equity), ``liquidatabl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -101,8 +101,30 @@ class PositionRisk(NamedTuple):
         return "long" if self.qty > 0 else "short"
 
 
-@dataclass(frozen=True, slots=True)
+_ACCOUNT_FIELDS = (
+    "account",
+    "wallet_balance",
+    "equity",
+    "maintenance_margin",
+    "cross_equity",
+    "cross_maintenance",
+    "health",
+    "deficit",
+)
+
+
 class AccountRisk:
+    """An account as evaluated: immutable (like the frozen dataclasses elsewhere).
+
+    ``positions`` is made when first read for an evaluation made by ``evaluate_moved``
+    (a wide, cross-only account's fill, below): its positions differ from the previous
+    evaluation's only in the few whose size, entry or mark moved, and in what the cross
+    equity gives all of them (backing, bankruptcy price, health), which the engine reads
+    per position only for outputs. ``rows`` then holds each position's own part
+    (``unrealized_pnl``, ``notional``, ``maintenance_margin``, ...) by symbol."""
+
+    __slots__ = (*_ACCOUNT_FIELDS, "cross_position_count", "rows", "_positions", "_warning")
+
     account: str
     wallet_balance: int
     equity: int  # cross equity + isolated positions' equity
@@ -111,7 +133,112 @@ class AccountRisk:
     cross_maintenance: int
     health: Health
     deficit: int  # cross deficit + isolated deficits
-    positions: tuple[PositionRisk, ...]
+    cross_position_count: int
+    rows: dict[str, PositionRisk] | None  # only for a cross-only account's lazy positions
+    _positions: tuple[PositionRisk, ...] | None
+    _warning: int
+
+    def __init__(
+        self,
+        account: str,
+        wallet_balance: int,
+        equity: int,
+        maintenance_margin: int,
+        cross_equity: int,
+        cross_maintenance: int,
+        health: Health,
+        deficit: int,
+        positions: tuple[PositionRisk, ...] | None,
+        cross_position_count: int,
+        rows: dict[str, PositionRisk] | None = None,
+        warning_ratio: int = DEFAULT_WARNING_RATIO,
+    ) -> None:
+        values = (
+            account,
+            wallet_balance,
+            equity,
+            maintenance_margin,
+            cross_equity,
+            cross_maintenance,
+            health,
+            deficit,
+        )
+        for name, value in zip(_ACCOUNT_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "cross_position_count", cross_position_count)
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "_positions", positions)
+        object.__setattr__(self, "_warning", warning_ratio)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"AccountRisk is immutable: cannot set {name!r}")
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccountRisk):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}"
+            for name, value in zip((*_ACCOUNT_FIELDS, "positions"), self._key(), strict=True)
+        )
+        return f"AccountRisk({fields})"
+
+    def _key(self) -> tuple[object, ...]:
+        return (*(getattr(self, name) for name in _ACCOUNT_FIELDS), self.positions)
+
+    @property
+    def positions(self) -> tuple[PositionRisk, ...]:
+        positions = self._positions
+        if positions is None:
+            position = self._cross_position  # ``rows`` is set when ``_positions`` is not
+            positions = tuple(position(row) for row in (self.rows or {}).values())
+            object.__setattr__(self, "_positions", positions)
+        return positions
+
+    @property
+    def position_count(self) -> int:
+        return len(self._positions if self._positions is not None else self.rows or ())
+
+    def position(self, symbol: str) -> PositionRisk | None:
+        """One position, without making the others (the deficit index's deferred reads)."""
+        if self._positions is None and self.rows is not None:
+            row = self.rows.get(symbol)
+            return None if row is None else self._cross_position(row)
+        positions = self.positions  # sorted by symbol, like the account's
+        k = bisect_left(positions, symbol, key=_symbol_of)
+        return positions[k] if k < len(positions) and positions[k].symbol == symbol else None
+
+    def _cross_position(self, row: PositionRisk) -> PositionRisk:
+        """``row`` (its own part as evaluated) backed by this evaluation's cross equity."""
+        cross_equity = self.cross_equity
+        return PositionRisk(
+            row.symbol,
+            row.qty,
+            row.entry_price,
+            row.mark_price,
+            row.unrealized_pnl,
+            row.notional,
+            row.maintenance_margin,
+            cross_equity,
+            bankruptcy_price_scaled(row.qty, row.mark_price, cross_equity * SCALE),
+            False,
+            self.health,
+            row.instrument,
+            self.cross_maintenance - row.maintenance_margin,
+            self._warning,
+        )
 
     @property
     def margin_ratio(self) -> float | None:
@@ -122,15 +249,15 @@ class AccountRisk:
             return float("inf")
         return self.maintenance_margin / self.equity
 
-    @property
-    def cross_position_count(self) -> int:
-        return sum(1 for p in self.positions if not p.isolated)
-
     def cross_cushion(self, warning_ratio: int) -> int:
         """Distance of the cross part from its nearest health boundary (quote, raw):
         min |e*w - mm|, |e - mm|, |e| for cross equity e and maintenance mm."""
         e, mm = self.cross_equity, self.cross_maintenance
         return min(abs(div_floor(e * warning_ratio, SCALE) - mm), abs(e - mm), abs(e))
+
+
+def _symbol_of(position: PositionRisk) -> str:
+    return position.symbol
 
 
 def health_of(equity: int, maintenance: int, warning_ratio: int) -> Health:
@@ -155,8 +282,7 @@ def evaluate(
     size, entry and mark (they depend on nothing else): a fill of an account on 162
     symbols changes one position, and the marks of a few symbols moved since."""
     rows: list[tuple[Position, Instrument, int, int, int, int, bool]] = []
-    cross_upnl = cross_mm = 0
-    has_cross = False
+    cross_upnl = cross_mm = cross_count = 0
     isolated_mode = MarginMode.ISOLATED
     for pos, before in zip(state.positions, _earlier(state, previous), strict=True):
         mark = marks.get(pos.symbol, pos.entry_price)
@@ -176,7 +302,7 @@ def evaluate(
         isolated = pos.margin_mode is isolated_mode
         rows.append((pos, inst, mark, upnl, value, mm, isolated))
         if not isolated:
-            has_cross = True
+            cross_count += 1
             cross_upnl += upnl
             cross_mm += mm
     cross_equity = state.wallet_balance + cross_upnl
@@ -185,8 +311,8 @@ def evaluate(
 
     risks = []
     equity = cross_equity
-    deficit = max(0, -cross_equity) if has_cross else 0
-    health = cross_health if has_cross else health_of(cross_equity, 0, warning_ratio)
+    deficit = max(0, -cross_equity) if cross_count else 0
+    health = cross_health if cross_count else health_of(cross_equity, 0, warning_ratio)
     maintenance = 0
     for pos, inst, mark, upnl, value, mm, isolated in rows:
         qty = pos.qty
@@ -223,15 +349,17 @@ def evaluate(
             )
         )
     return AccountRisk(
-        account=state.account,
-        wallet_balance=state.wallet_balance,
-        equity=equity,
-        maintenance_margin=maintenance,
-        cross_equity=cross_equity,
-        cross_maintenance=cross_mm,
-        health=health,
-        deficit=deficit,
-        positions=tuple(risks),
+        state.account,
+        state.wallet_balance,
+        equity,
+        maintenance,
+        cross_equity,
+        cross_mm,
+        health,
+        deficit,
+        tuple(risks),
+        cross_count,
+        warning_ratio=warning_ratio,
     )
 
 
@@ -247,3 +375,74 @@ def _earlier(state: AccountState, previous: AccountRisk | None) -> Sequence[Posi
         return before
     earlier = {p.symbol: p for p in before}
     return [earlier.get(p.symbol) for p in state.positions]
+
+
+def evaluate_moved(
+    state: AccountState,
+    marks: Mapping[str, int],
+    previous: AccountRisk,
+    moved: Iterable[str],
+) -> AccountRisk | None:
+    """``evaluate(state, marks, ..., previous)`` in O(moved) for a cross-only account whose
+    positions are on the same symbols as at ``previous``, and differ from it (size, entry
+    or mark) only on the symbols in ``moved`` (the caller knows them: the fill's symbol
+    and the marks its move budget saw move). ``None`` where that does not hold as far as
+    can be seen in O(moved) (an isolated position, a symbol opened or closed): then
+    ``evaluate``. The cross sums move by the moved positions' differences: exact integers,
+    the same sums as ``evaluate``'s; the positions are made when read (``AccountRisk``)."""
+    if previous.cross_position_count != len(state.positions) or len(state.positions) != len(
+        previous.rows if previous.rows is not None else previous.positions
+    ):
+        return None
+    rows = previous.rows
+    if rows is None:
+        rows = {p.symbol: p for p in previous.positions}
+    rows = dict(rows)
+    upnl_change = maintenance_change = 0
+    for symbol in moved:
+        pos = state.position(symbol)
+        before = rows.get(symbol)
+        if pos is None or before is None or pos.margin_mode is MarginMode.ISOLATED:
+            return None
+        mark = marks.get(symbol, pos.entry_price)
+        if (
+            before.mark_price == mark
+            and before.qty == pos.qty
+            and before.entry_price == pos.entry_price
+        ):
+            continue
+        inst = before.instrument
+        upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
+        value = notional(pos.qty, mark)
+        mm = maintenance_margin(inst, value)
+        upnl_change += upnl - before.unrealized_pnl
+        maintenance_change += mm - before.maintenance_margin
+        # its own part only: backing, bankruptcy price and health come from the account
+        rows[symbol] = before._replace(
+            qty=pos.qty,
+            entry_price=pos.entry_price,
+            mark_price=mark,
+            unrealized_pnl=upnl,
+            notional=value,
+            maintenance_margin=mm,
+        )
+    warning_ratio = previous._warning
+    cross_equity = (
+        state.wallet_balance + previous.cross_equity - previous.wallet_balance + upnl_change
+    )
+    cross_mm = previous.cross_maintenance + maintenance_change
+    health = health_of(cross_equity, cross_mm, warning_ratio)
+    return AccountRisk(
+        state.account,
+        state.wallet_balance,
+        cross_equity,
+        cross_mm,
+        cross_equity,
+        cross_mm,
+        health,
+        max(0, -cross_equity),
+        None,
+        len(rows),
+        rows,
+        warning_ratio,
+    )
