@@ -43,7 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.margin import bankruptcy_price_scaled
+from streams.engine.margin import bankruptcy_price_scaled, bankruptcy_reach
 from streams.engine.queue import (
     NO_MARK,
     LightChange,
@@ -366,10 +366,9 @@ class Engine:
         """``_reindex``'s fund test (``_deficit_moved``) for every position of a wide
         account re-evaluated by ``_reevaluate_moved``. For a position whose size and mark
         did not move, only the cross equity Q moved its bankruptcy price B, and the entry
-        matters to the fund's reads iff B lies beyond the shocked price: for a long,
-        B = M - floor(Q * SCALE / q) >= max(low, 1) iff Q * SCALE < q * (M + 1 - max(low, 1));
-        for a short, B = M + floor(Q * SCALE / |q|) <= high iff Q * SCALE < |q| * (high - M + 1)
-        (``_reach``). So when the smaller Q of the two evaluations reaches past every
+        matters to the fund's reads iff B lies beyond the shocked price, iff Q * SCALE is
+        below a bound of the position (``margin.bankruptcy_reach``, kept in ``_reach``).
+        So when the smaller Q of the two evaluations reaches past every
         position's bound (a healthy market maker: always), no entry matters, with no step
         per position."""
         for sym in changed:
@@ -407,11 +406,7 @@ class Engine:
             if mark is None:
                 reach[sym] = math.inf  # the fund is told whenever its price moves
                 continue
-            low, high = self._shocked(sym, mark)
-            if row.qty > 0:
-                reach[sym] = row.qty * (mark + 1 - max(low, 1))
-            else:
-                reach[sym] = -row.qty * (high - mark + 1)
+            reach[sym] = bankruptcy_reach(row.qty, mark, *self._shocked(sym, mark))
         return reach
 
     def _reindex(

@@ -65,6 +65,21 @@ def bankruptcy_price_scaled(qty: int, mark_price: int, scaled_equity: int) -> in
     return None
 
 
+def bankruptcy_reach(qty: int, mark_price: int, low: int, high: int) -> int:
+    """The bound R with: the position's bankruptcy price at cross equity Q lies where the
+    fund reads (a long's at or above ``low``, a short's at or below ``high``) iff
+    ``Q * SCALE < R``. With ``bankruptcy_price_scaled``'s floor division:
+
+    - long:  B = M - floor(Q*S/q) >= max(low, 1)  iff  Q*S < q * (M + 1 - max(low, 1))
+             (B must also be > 0: below that it is no price and not indexed);
+    - short: B = M + floor(Q*S/|q|) <= high        iff  Q*S < |q| * (high - M + 1).
+
+    One comparison per account then covers every position whose Q alone moved."""
+    if qty > 0:
+        return qty * (mark_price + 1 - max(low, 1))
+    return -qty * (high - mark_price + 1)
+
+
 def threshold_price(
     instrument: Instrument,
     qty: int,

@@ -10,6 +10,8 @@ from streams.engine.events import MarginMode
 from streams.engine.fixed import SCALE
 from streams.engine.margin import (
     bankruptcy_price,
+    bankruptcy_price_scaled,
+    bankruptcy_reach,
     liquidation_price,
     maintenance_margin,
     notional,
@@ -156,3 +158,33 @@ def test_liquidation_comes_before_bankruptcy(qty, short, entry, margin):
     b = bankruptcy_price(q, entry, margin)
     if lp is not None and b is not None:
         assert (lp >= b) if q > 0 else (lp <= b)
+
+
+@given(
+    qty=st.integers(-(10**12), 10**12).filter(bool),
+    mark=st.integers(1, 10**13),
+    spread=st.integers(0, 10**12),
+    offset=st.integers(-(10**6), 10**6),
+)
+def test_bankruptcy_reach_says_exactly_where_the_price_lies(qty, mark, spread, offset):
+    # the bound against the bankruptcy price itself, at cross equities on either side of
+    # the bound and right at it (``offset`` raw units of Q * SCALE around it)
+    low, high = max(1, mark - spread), mark + spread
+    bound = bankruptcy_reach(qty, mark, low, high)
+    for scaled in (bound + offset, bound - 1, bound, bound + 1):
+        price = bankruptcy_price_scaled(qty, mark, scaled)
+        read = price is not None and (price >= low if qty > 0 else price <= high)
+        assert (scaled < bound) == read, (scaled, price)
+
+
+def test_bankruptcy_reach_by_hand():
+    # long 2 at a mark of 100, the fund reading down to 90: B = 100 - floor(Q / 2) raw.
+    # Q = 20.00000001: Q / 2 = 10.000000005, floored to 10 -> B = 90, read;
+    # Q = 20.00000002: B = 100 - 10.00000001 = 89.99999999, not read
+    bound = bankruptcy_reach(raw("2"), raw("100"), raw("90"), raw("110"))
+    assert raw("20.00000001") * SCALE < bound <= raw("20.00000002") * SCALE
+    # short 4 at a mark of 50, the fund reading up to 60: B = 50 + floor(Q / 4) raw.
+    # Q = 40.00000003: Q / 4 = 10.0000000075, floored to 10 -> B = 60, read;
+    # Q = 40.00000004: B = 60.00000001, not read
+    bound = bankruptcy_reach(raw("-4"), raw("50"), raw("40"), raw("60"))
+    assert raw("40.00000003") * SCALE < bound <= raw("40.00000004") * SCALE
