@@ -9,7 +9,7 @@ beside the parse-only rate of the same lines and the window's span of market tim
 With ``--against DIR`` the same is run by another checkout (e.g. ``git worktree add
 /tmp/before 639f97b``) at the same time, each in its own process on its own core: both
 see the same machine, and the ratio is the speed-up. Both must give the same number of
-signals (printed). Usage:
+signals (count and a sha of their reprs, printed). Usage:
 
     adl-monitor simulate --preset hyperliquid-2025-10-10 --out hl.jsonl
     python benchmarks/bench_window.py --events hl.jsonl --instruments hl.instruments.toml \\
@@ -19,16 +19,18 @@ signals (printed). Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from beside import run_beside
 
 
-def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[str, float]:
+def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[str, Any]:
     """In this process: the tree first on ``sys.path`` is the one measured."""
     from streams.engine.decode import decode_line
     from streams.engine.engine import Engine
@@ -48,28 +50,36 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
         orjson.loads(line)
     parse_s = time.perf_counter() - t1
     first_ts = orjson.loads(window[0])["ts"]
-    signals = 0
+    signals: list[object] = []
     t2 = time.perf_counter()
     for line in window:
-        signals += len(engine.apply(decode_line(line, symbols)))
+        signals.extend(engine.apply(decode_line(line, symbols)))
     window_s = time.perf_counter() - t2
+    digest = hashlib.sha256()  # after the clock: the signals themselves, not their count
+    for signal in signals:
+        digest.update(repr(signal).encode())
     return {
         "skip_s": skip_s,
         "window_s": window_s,
         "parse_s": parse_s,
         "events": len(window),
-        "signals": signals,
+        "signals": len(signals),
+        "sha": digest.hexdigest()[:16],
         "market_s": (engine.last_ts_ms - first_ts) / 1000,
+        # of the whole run; the O(positions that moved) ones since a10d51d (None before)
+        "reevaluations": engine.stats.reevaluations,
+        "moved": getattr(engine.stats, "moved_reevaluations", None),
     }
 
 
-def row(name: str, result: dict[str, float]) -> str:
+def row(name: str, result: dict[str, Any]) -> str:
     rate = result["events"] / result["window_s"]
     realtime = result["market_s"] / result["window_s"]
     return (
         f"{name:<10} {result['skip_s']:>9.1f} {result['events']:>8,.0f} {result['market_s']:>9.2f}"
         f" {result['window_s']:>9.2f} {rate:>9,.0f} {realtime:>9.3f}x"
         f" {result['events'] / result['parse_s']:>11,.0f} {result['signals']:>9,.0f}"
+        f" {result['sha']:>16} {result['reevaluations']:>14,} {result['moved'] or 0:>11,}"
     )
 
 
@@ -91,14 +101,16 @@ def main() -> None:
     print(
         f"{'tree':<10} {'skip s':>9} {'events':>8} {'market s':>9} {'window s':>9}"
         f" {'events/s':>9} {'real time':>10} {'parse ev/s':>11} {'signals':>9}"
+        f" {'signals sha':>16} {'re-evaluated':>14} {'of them O(1)':>11}"
     )
     for name, result in results.items():
         print(row(name, result))
     if "against" in results:
         ours, theirs = results["this tree"], results["against"]
         print(f"speed-up over the window: {theirs['window_s'] / ours['window_s']:.2f}x")
-        if ours["signals"] != theirs["signals"]:
-            print(f"signals differ: {ours['signals']} vs {theirs['signals']}")
+        if ours["sha"] != theirs["sha"]:
+            mine, other = (f"{r['signals']} ({r['sha']})" for r in (ours, theirs))
+            print(f"signals differ: {mine} vs {other}")
 
 
 if __name__ == "__main__":
