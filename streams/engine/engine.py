@@ -43,7 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.margin import bankruptcy_price_scaled, bankruptcy_reach
+from streams.engine.margin import bankruptcy_reach
 from streams.engine.queue import (
     NO_MARK,
     LightChange,
@@ -333,13 +333,15 @@ class Engine:
             st = symbols[sym]
             st.changes += 1
             st.deferred[acct] = new
-        self._tell_fund(acct, old, new, changed)
+        moved = [
+            (sym, pos, before)
+            for sym in changed
+            if (pos := new.position(sym)) is not None and (before := old.position(sym)) is not None
+        ]
+        self._tell_fund(acct, old, new, changed, moved)
         shared = self.shared[acct]
         every = shared.positions
-        for sym in changed:
-            pos, before = new.position(sym), old.position(sym)
-            if pos is None or before is None:
-                continue
+        for sym, pos, before in moved:
             index = self.symbol_index[sym]
             every[shared.place[index]] = OtherPosition(index, pos.qty / SCALE, pos.mark_price, True)
             if before.qty != pos.qty or before.entry_price != pos.entry_price:
@@ -362,7 +364,14 @@ class Engine:
         self._update_overcount(acct, new, True)
         return True
 
-    def _tell_fund(self, acct: str, old: AccountRisk, new: AccountRisk, changed: set[str]) -> None:
+    def _tell_fund(
+        self,
+        acct: str,
+        old: AccountRisk,
+        new: AccountRisk,
+        changed: set[str],
+        moved: list[tuple[str, PositionRisk, PositionRisk]],
+    ) -> None:
         """``_reindex``'s fund test (``_deficit_moved``) for every position of a wide
         account re-evaluated by ``_reevaluate_moved``. For a position whose size and mark
         did not move, only the cross equity Q moved its bankruptcy price B, and the entry
@@ -370,10 +379,9 @@ class Engine:
         below a bound of the position (``margin.bankruptcy_reach``, kept in ``_reach``).
         So when the smaller Q of the two evaluations reaches past every
         position's bound (a healthy market maker: always), no entry matters, with no step
-        per position."""
-        for sym in changed:
-            pos, before = new.position(sym), old.position(sym)
-            if pos is not None and before is not None and self._deficit_moved(pos, before):
+        per position. ``moved``: (symbol, new, old) of the positions in ``changed``."""
+        for sym, pos, before in moved:
+            if self._deficit_moved(pos, before):
                 self.symbols[sym].fund_changed()
         reach = self._reach_of(acct, new, changed)  # kept up to date even if not read
         if old.cross_equity == new.cross_equity:
@@ -381,12 +389,14 @@ class Engine:
         scaled = min(old.cross_equity, new.cross_equity) * SCALE
         if scaled >= max(reach.values(), default=0):
             return
-        for sym, bound in reach.items():
+        for sym, bound in reach.items():  # some position may matter: each one's own test
             if scaled < bound and sym not in changed:
-                row = (new.rows or {})[sym]
-                now = bankruptcy_price_scaled(row.qty, row.mark_price, new.cross_equity * SCALE)
-                then = bankruptcy_price_scaled(row.qty, row.mark_price, old.cross_equity * SCALE)
-                if now != then:
+                after, earlier = new.position(sym), old.position(sym)
+                if (
+                    after is not None
+                    and earlier is not None
+                    and self._deficit_moved(after, earlier)
+                ):
                     self.symbols[sym].fund_changed()
 
     def _reach_of(self, acct: str, risk: AccountRisk, changed: set[str]) -> dict[str, float]:
