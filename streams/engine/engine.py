@@ -44,8 +44,8 @@ from streams.engine.fund import Curve, index_curve, shocked_price, shocked_price
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
 from streams.engine.margin import bankruptcy_reach
+from streams.engine.marks import Marks
 from streams.engine.queue import (
-    NO_MARK,
     LightChange,
     OtherPosition,
     QueueTable,
@@ -75,6 +75,22 @@ class EngineStats:
     moved_reevaluations: int = 0  # of them, wide accounts' in O(positions that moved)
 
 
+class _Latest:
+    """A wide account's latest evaluation, one cell shared by all its symbols' deferred
+    deficit entries: a re-evaluation sets it once (``version`` + 1), not once per symbol."""
+
+    __slots__ = ("risk", "version")
+
+    def __init__(self, risk: AccountRisk) -> None:
+        self.risk = risk
+        self.version = 0
+
+    def set(self, risk: AccountRisk) -> None:
+        if risk is not self.risk:
+            self.risk = risk
+            self.version += 1
+
+
 @dataclass(slots=True)
 class _SymbolState:
     name: str
@@ -89,24 +105,45 @@ class _SymbolState:
     bankruptcies: int = 0  # positions that went bankrupt on this symbol, ever
     ranked_at_ms: int | None = None
     lit_at_ms: int | None = None  # the last periodic ranking (the refresh grid)
-    changes: int = 0  # bumped on every re-index or mark: a summary of it is stale
+    changes: int = 0  # bumped on every re-index or mark (with ``deferred``: ``version``)
     # bumped when what the fund reads changes: the mark, the deficit indexes, the
     # liquidatable positions, the bankruptcy count (``FundWatch`` keeps its reads till then)
     fund_changes: int = 0
-    # wide accounts whose position's bankruptcy price is not indexed yet, by the evaluation
-    # that gives it: put before the next read of the indexes (``side_index``), not on each
-    # of the account's fills (nor made: ``AccountRisk.position``)
-    deferred: dict[str, AccountRisk] = field(default_factory=dict)
+    # wide accounts whose position's bankruptcy price is indexed from their latest
+    # evaluation, put again before a read of the indexes (``side_index``) when it is newer
+    # than the one put (``deferred_put``: its version), not on each of the account's fills
+    # (nor made: ``AccountRisk.position``)
+    deferred: dict[str, _Latest] = field(default_factory=dict)
+    deferred_put: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the symbol's positions or mark do (a summary of it is stale):
+        its own count plus the versions of the wide evaluations it reads. Never decreases
+        (an entry that leaves adds its version to ``changes``): no two states share one."""
+        return self.changes + sum(latest.version for latest in self.deferred.values())
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         """One side's deficit index, up to date (deferred entries put first)."""
-        if self.deferred:
-            for acct, risk in self.deferred.items():
-                pos = risk.position(self.name)
+        put = self.deferred_put
+        for acct, latest in self.deferred.items():
+            if put.get(acct) != latest.version:
+                pos = latest.risk.position(self.name)
                 if pos is not None:  # always: a closed position's entry is not deferred
                     self.put_deficit(acct, pos)
-            self.deferred.clear()
+                put[acct] = latest.version
         return self.longs if is_long else self.shorts
+
+    def defer_deficit(self, acct: str, latest: _Latest) -> None:
+        if self.deferred.get(acct) is not latest:
+            self.undefer(acct)
+            self.deferred[acct] = latest
+
+    def undefer(self, acct: str) -> None:
+        latest = self.deferred.pop(acct, None)
+        if latest is not None:
+            self.changes += latest.version  # ``version`` does not go back
+            self.deferred_put.pop(acct, None)
 
     def put_deficit(self, acct: str, pos: PositionRisk) -> None:
         own, other = (self.longs, self.shorts) if pos.qty > 0 else (self.shorts, self.longs)
@@ -114,7 +151,7 @@ class _SymbolState:
         other.remove(acct)
 
     def remove_deficit(self, acct: str) -> None:
-        self.deferred.pop(acct, None)
+        self.undefer(acct)
         self.longs.remove(acct)
         self.shorts.remove(acct)
 
@@ -152,7 +189,9 @@ class Engine:
         self.fund_symbols = self.watch.fund_symbols
         self.accounts: dict[str, AccountState] = {}
         self.risks: dict[str, AccountRisk] = {}
-        self.marks: dict[str, int] = {}
+        self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
+        self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
+        self.marks = Marks(self.symbol_names)
         self.view = _IndexView(self)
         self.funds = self.watch.funds
         self.depth = self.watch.depth
@@ -160,8 +199,6 @@ class Engine:
         self.symbols = {
             s: _SymbolState(s, self.fund_moved[inst.fund]) for s, inst in self.instruments.items()
         }
-        self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
-        self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.mmr_max = {s: max(t.mmr for t in inst.tiers) for s, inst in self.instruments.items()}
         # wide accounts (``config.wide_after``): one move budget instead of a band per
         # cross position, one shared row value instead of a queue row put per symbol
@@ -182,6 +219,7 @@ class Engine:
         self._shocks: dict[str, tuple[int, int, int]] = {}  # symbol -> (mark, down, up)
         self._one_fund = next(iter(self.fund_symbols)) if len(self.fund_symbols) == 1 else None
         self._reach: dict[str, dict[str, float]] = {}  # ``_reach_of``
+        self._latest: dict[str, _Latest] = {}  # wide accounts' (``_SymbolState.deferred``)
         # ``_reevaluate_moved`` on; off only to hold it to the full path in tests
         self.wide_moves = True
 
@@ -329,10 +367,9 @@ class Engine:
         self.stats.moved_reevaluations += 1
         rows = new.rows or {}
         symbols = self.symbols
-        for sym in rows:  # each of its rows reads the shared value; bankruptcy prices deferred
-            st = symbols[sym]
-            st.changes += 1
-            st.deferred[acct] = new
+        # each of its symbols reads it from there: rows the shared value, deficit entries
+        # (and a summary's version) the latest evaluation
+        self._latest[acct].set(new)
         moved = [
             (sym, pos, before)
             for sym in changed
@@ -426,14 +463,16 @@ class Engine:
         layout = self._layout(acct, new)
         # a wide account's cross positions that only its equity moved can skip the
         # indexes (below): decided once, not per position
-        may_skip = was_budgeted and layout.budgeted and layout.was_shared
+        # (its deficit entries read ``latest``: also when it may not skip)
+        latest = self._wide_latest(acct, new) if layout.shared else None
+        skip_into = latest if was_budgeted and layout.budgeted and layout.was_shared else None
         signals: list[Signal] = []
         symbols = self.symbols
         for sym, before, pos in _pairs(old.positions if old else (), new.positions):
             st = symbols[sym]
             st.changes += 1
             if (
-                may_skip
+                skip_into is not None
                 and pos is not None
                 and before is not None
                 and before.health is pos.health < Health.LIQUIDATABLE
@@ -446,7 +485,7 @@ class Engine:
                 # its positions at each of its fills): its queue row reads the shared
                 # value, it is in no threshold index (the budget), not liquidatable,
                 # nothing to announce; only its bankruptcy price, at the next read
-                st.deferred[acct] = new
+                st.defer_deficit(acct, skip_into)
                 # (in the crash, half the time its bankruptcy price did not move: no call)
                 if pos.bankruptcy_price != before.bankruptcy_price and self._deficit_moved(
                     pos, before
@@ -462,7 +501,7 @@ class Engine:
                 continue
             self._put_queue(acct, st, pos, before, new, layout)
             self._put_thresholds(acct, st, pos, new, layout)
-            moved = self._put_deficit(acct, st, pos, before, new if layout.shared else None)
+            moved = self._put_deficit(acct, st, pos, before, latest)
             before_liquidatable = st.liquidatable.get(acct)
             if pos.health is Health.LIQUIDATABLE and pos.bankruptcy_price is not None:
                 st.liquidatable[acct] = (pos.bankruptcy_price, pos.qty)
@@ -500,6 +539,7 @@ class Engine:
         else:
             place = {p.symbol: k for k, p in enumerate(risk.positions)}
             self.shared.pop(acct, None)
+            self._latest.pop(acct, None)  # its entries are put now (``_put_deficit``)
         return _Layout(every, place, cross_count, shared, was_shared)
 
     def _put_queue(
@@ -546,7 +586,7 @@ class Engine:
         st: _SymbolState,
         pos: PositionRisk,
         before: PositionRisk | None,
-        defer: AccountRisk | None,
+        defer: _Latest | None,
     ) -> bool:
         """Index the position's bankruptcy price (``defer``: at the next read, from this
         evaluation of a wide account); whether the fund must read the symbol again. The
@@ -556,11 +596,19 @@ class Engine:
         fill moves its bankruptcy price on every symbol it holds, mostly far away: 162
         symbols were read again after each of its fills, for nothing)."""
         if defer is not None:
-            st.deferred[acct] = defer
+            st.defer_deficit(acct, defer)
         else:
-            st.deferred.pop(acct, None)  # from when it was wide
+            st.undefer(acct)  # from when it was wide
             st.put_deficit(acct, pos)
         return before is None or self._deficit_moved(pos, before)
+
+    def _wide_latest(self, acct: str, risk: AccountRisk) -> _Latest:
+        """The wide account's latest-evaluation cell, set to ``risk``."""
+        latest = self._latest.get(acct)
+        if latest is None:
+            latest = self._latest[acct] = _Latest(risk)
+        latest.set(risk)
+        return latest
 
     def _deficit_moved(self, pos: PositionRisk, before: PositionRisk) -> bool:
         """Whether the fund's reads of the symbol change from ``before`` to ``pos`` (the
@@ -723,9 +771,8 @@ class Engine:
         st.ranked_at_ms = ts_ms
         # an account's equity moves with all its positions' marks, not just this symbol's:
         # without this, its score would depend on when it was last evaluated
-        marks = np.array([self.marks.get(s, NO_MARK) for s in self.symbol_names], dtype=np.int64)
         changes = st.queue.rank(
-            self.marks[sym], self.profiles[sym], self.config.light_locally, marks
+            self.marks[sym], self.profiles[sym], self.config.light_locally, self.marks.by_index
         )
         return list(_rank_alerts(ts_ms, sym, changes))
 
@@ -768,7 +815,7 @@ class Engine:
 
     def symbol_changes(self, sym: str) -> int:
         """A counter that moves whenever the symbol's mark or one of its positions does."""
-        return self.symbols[sym].changes
+        return self.symbols[sym].version
 
     def liquidatable(self, sym: str) -> list[tuple[str, int, int]]:
         """(account, bankruptcy price, signed qty) of the symbol's liquidatable positions."""

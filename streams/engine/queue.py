@@ -24,11 +24,11 @@ import numpy.typing as npt
 
 from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
+from streams.engine.marks import NO_MARK
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
 from streams.engine.signals import TOP_SCORES
 
-NO_MARK = np.iinfo(np.int64).min  # a symbol without a mark yet: its positions did not move
 # an account with more positions on other symbols than this keeps them as a list per row,
 # summed in a loop when ranked: the padded columns stay this wide (an account holding all
 # 162 symbols of a venue made every symbol's columns 161 wide: gigabytes, and a copy of

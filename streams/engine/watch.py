@@ -195,22 +195,16 @@ class FundWatch:
         self.funds[event.fund].record(event.ts_ms, event.balance)
 
     # ------------------------------------------------------------------ loss
-    def symbol_losses(self, view: MarketView, sym: str) -> tuple[int, int]:
-        """(bankrupt deficit at the mark, loss of closing liquidatable positions)."""
-        if view.mark(sym) is None:
-            return 0, 0
-        bankrupt = view.curve(sym, True)(0.0) + view.curve(sym, False)(0.0)
-        depth = self.depth.get(sym)
-        liquidatable = 0
-        if depth is not None:
-            positions = list(view.liquidatable(sym))
-            if positions:
-                longs = [(b, q) for _, b, q in positions if q > 0]
-                shorts = [(b, -q) for _, b, q in positions if q < 0]
-                liquidatable = book_close_loss(longs, depth.bids, True) + book_close_loss(
-                    shorts, depth.asks, False
-                )
-        return bankrupt, liquidatable
+    def _liquidatable_loss(self, view: MarketView, sym: str, depth: Depth | None) -> int:
+        """The loss of closing the symbol's liquidatable positions into its book."""
+        if depth is None:
+            return 0
+        positions = list(view.liquidatable(sym))
+        if not positions:
+            return 0
+        longs = [(b, q) for _, b, q in positions if q > 0]
+        shorts = [(b, -q) for _, b, q in positions if q < 0]
+        return book_close_loss(longs, depth.bids, True) + book_close_loss(shorts, depth.asks, False)
 
     def _read(self, view: MarketView, sym: str) -> _SymbolFacts:
         """The symbol's losses and imminent-move deficits, read again only when the
@@ -228,10 +222,12 @@ class FundWatch:
             return known
         move = self.config.imminent_distance
         at_mark = after_move = (0, 0)
+        losses = (0, 0)  # (bankrupt deficit at the mark, loss of closing liquidatable ones)
         if view.mark(sym) is not None:
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
             at_mark, after_move = (longs(0.0), shorts(0.0)), (longs(-move), shorts(move))
-        facts = _SymbolFacts(version, depth, self.symbol_losses(view, sym), at_mark, after_move)
+            losses = (sum(at_mark), self._liquidatable_loss(view, sym, depth))
+        facts = _SymbolFacts(version, depth, losses, at_mark, after_move)
         if version is not None:
             self._facts[sym] = facts
         return facts

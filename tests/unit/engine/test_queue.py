@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
+from streams.engine.marks import NO_MARK
 from streams.engine.profiles import PROFILES, RankInput
 from streams.engine.queue import (
-    NO_MARK,
     WIDE_AFTER,
     OtherPosition,
     QueueTable,

@@ -1,7 +1,7 @@
 """A wide account re-evaluated in O(positions that moved) (``Engine._reevaluate_moved``)
 against the full path (``evaluate`` + ``_reindex`` over every position, ``wide_moves``
 off), event by event: the same signals, evaluations, fund reads and their versions,
-and queues.
+symbols whose summaries went stale, and queues.
 
 Market makers trade several symbols with takers while marks move and makers withdraw,
 so that accounts cross their health boundaries (the fast path must step aside there),
@@ -100,10 +100,22 @@ def _fund_view(engine: Engine) -> tuple[object, ...]:
     return (
         engine.loss_now("USDT-M"),
         [engine.symbols[s].fund_changes for s in symbols],
-        [engine.symbol_changes(s) for s in symbols],
         [engine.liquidatable(s) for s in symbols],
         [engine.deficit_grid(s, GRID) for s in symbols if s in engine.marks],
     )
+
+
+def _summary_stale(engine: Engine, before: dict[str, int]) -> set[str]:
+    """The symbols whose summary version (``symbol_changes``) moved since ``before``
+    (updated in place): a version is a token, it only has to move, never back."""
+    moved = set()
+    for s in sorted(engine.symbols):
+        now = engine.symbol_changes(s)
+        assert now >= before.get(s, 0), s
+        if now != before.get(s, 0):
+            moved.add(s)
+        before[s] = now
+    return moved
 
 
 def _queues(engine: Engine, ts_ms: int) -> list[object]:
@@ -125,10 +137,13 @@ def test_moved_positions_path_equals_the_full_path_event_by_event(profile, event
     config = EngineConfig(wide_after=0)  # two positions make an account wide
     fast, full = Engine(instruments, config), Engine(instruments, config)
     full.wide_moves = False
+    fast_versions: dict[str, int] = {}
+    full_versions: dict[str, int] = {}
     for event in events:
         assert fast.apply(event) == full.apply(event), event
         assert fast.risks == full.risks, event
         assert _fund_view(fast) == _fund_view(full), event
+        assert _summary_stale(fast, fast_versions) == _summary_stale(full, full_versions), event
         assert _queues(fast, event.ts_ms) == _queues(full, event.ts_ms), event
     assert fast.finish() == full.finish()
     # it did take the fast path (the last fill at least), and the full path never did
