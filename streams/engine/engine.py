@@ -125,13 +125,14 @@ class _SymbolState:
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         """One side's deficit index, up to date (deferred entries put first)."""
-        put = self.deferred_put
-        for acct, latest in self.deferred.items():
-            if put.get(acct) != latest.version:
-                pos = latest.risk.position(self.name)
-                if pos is not None:  # always: a closed position's entry is not deferred
-                    self.put_deficit(acct, pos)
-                put[acct] = latest.version
+        if self.deferred:  # (most symbols hold no wide account: no loop made)
+            put = self.deferred_put
+            for acct, latest in self.deferred.items():
+                if put.get(acct) != latest.version:
+                    pos = latest.risk.position(self.name)
+                    if pos is not None:  # always: a closed position's entry is not deferred
+                        self.put_deficit(acct, pos)
+                    put[acct] = latest.version
         return self.longs if is_long else self.shorts
 
     def defer_deficit(self, acct: str, latest: _Latest) -> None:
@@ -377,16 +378,17 @@ class Engine:
         ]
         self._tell_fund(acct, old, new, changed, moved)
         shared = self.shared[acct]
-        every = shared.positions
         for sym, pos, before in moved:
             index = self.symbol_index[sym]
-            every[shared.place[index]] = OtherPosition(index, pos.qty / SCALE, pos.mark_price, True)
+            shared.set_position(
+                shared.place[index], OtherPosition(index, pos.qty / SCALE, pos.mark_price, True)
+            )
             if before.qty != pos.qty or before.entry_price != pos.entry_price:
                 st = symbols[sym]
                 st.queue.put_shared(acct, pos, shared, index)
                 if acct in st.thresholds:
                     st.thresholds.remove(acct)
-        shared.backing = [new.cross_equity / SCALE] * len(every)
+        shared.backing = [new.cross_equity / SCALE] * len(shared.positions)
         shared.equity = new.equity / SCALE
         mmr_max = self.mmr_max
         self.budget.put_moved(
@@ -669,12 +671,7 @@ class Engine:
         if shared is None:
             shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
             return shared
-        shared.positions, shared.place, shared.backing, shared.equity = (
-            every,
-            place,
-            backing,
-            equity,
-        )
+        shared.replace(every, place, backing, equity)
         return shared
 
     def _band(self, risk: AccountRisk, pos: PositionRisk, n: int) -> tuple[int, int]:

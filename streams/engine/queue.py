@@ -83,6 +83,43 @@ class SharedPositions:
     place: dict[int, int]  # symbol index -> its place in ``positions``
     backing: list[float]  # each position's backing equity at the evaluation, quote
     equity: float  # the account's equity at the evaluation, quote
+    # ``positions`` as columns (symbol index, qty, mark, cross) for a ranking's sums: made
+    # when first asked, kept in step by ``set_position``, dropped by ``replace``
+    _columns: _OtherColumns | None = None
+
+    def columns(self) -> _OtherColumns:
+        if self._columns is None:
+            positions = self.positions
+            self._columns = _OtherColumns(
+                np.array([p.symbol_index for p in positions], dtype=np.int64),
+                np.array([p.qty for p in positions], dtype=np.float64),
+                np.array([p.mark_price for p in positions], dtype=np.int64),
+                np.array([p.cross for p in positions], dtype=np.bool_),
+            )
+        return self._columns
+
+    def set_position(self, place: int, position: OtherPosition) -> None:
+        self.positions[place] = position
+        if self._columns is not None:
+            sym, qty, mark, cross = self._columns
+            sym[place], qty[place], mark[place], cross[place] = position
+
+    def replace(
+        self,
+        positions: list[OtherPosition],
+        place: dict[int, int],
+        backing: list[float],
+        equity: float,
+    ) -> None:
+        self.positions, self.place, self.backing, self.equity = positions, place, backing, equity
+        self._columns = None
+
+
+class _OtherColumns(NamedTuple):
+    symbol_index: npt.NDArray[np.int64]
+    qty: npt.NDArray[np.float64]
+    mark_price: npt.NDArray[np.int64]
+    cross: npt.NDArray[np.bool_]
 
 
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
@@ -112,6 +149,11 @@ def queue_order(
         at = order[members]
         order[members] = at[np.lexsort((accounts[at], -abs_qty[at], run))]
     return order
+
+
+def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
+    """``0.0 + v0 + v1 + ...`` added left to right, as a Python loop would."""
+    return float(np.cumsum(values)[-1]) + 0.0 if len(values) else 0.0
 
 
 class QueueTable:
@@ -311,23 +353,20 @@ class QueueTable:
             cross[has] += np.where(self._other_cross[at, k], move, 0.0)
         if not self._wide:
             return rows, cross, every
-        # the wide rows: the same float operations in the same order, one row at a time
+        # the wide rows: the same float operations in the same order, a row at a time
+        # (``cumsum`` adds in order, from the first: as the loop did from 0.0; ``np.sum``
+        # would add pairwise, other floats)
         wide_rows = sorted(self._wide)
         wide_cross, wide_every = [], []
         for row in wide_rows:
             shared, own = self._wide[row]
-            skip = shared.place[own]
-            cross_sum = every_sum = 0.0
-            for k, other in enumerate(shared.positions):
-                if k == skip:
-                    continue
-                now = int(marks_by_index[other.symbol_index])
-                move = other.qty * ((0 if now == NO_MARK else now - other.mark_price) / SCALE)
-                every_sum += move
-                if other.cross:
-                    cross_sum += move
-            wide_cross.append(cross_sum)
-            wide_every.append(every_sum)
+            others = np.arange(len(shared.positions)) != shared.place[own]
+            columns = shared.columns()
+            now = marks_by_index[columns.symbol_index[others]]
+            diff = np.where(now == NO_MARK, 0, now - columns.mark_price[others])
+            moves = columns.qty[others] * (diff / SCALE)
+            wide_cross.append(_sum_in_order(moves[columns.cross[others]]))
+            wide_every.append(_sum_in_order(moves))
         return (
             np.concatenate((rows, np.array(wide_rows, dtype=rows.dtype))),
             np.concatenate((cross, wide_cross)),
