@@ -270,6 +270,13 @@ def health_of(equity: int, maintenance: int, warning_ratio: int) -> Health:
     return Health.HEALTHY
 
 
+def _own_part(pos: Position, inst: Instrument, mark: int) -> tuple[int, int, int]:
+    """A position's own part at ``mark``: (unrealized PnL, notional, maintenance margin);
+    nothing else of the account enters them."""
+    value = notional(pos.qty, mark)
+    return unrealized_pnl(pos.qty, pos.entry_price, mark), value, maintenance_margin(inst, value)
+
+
 def evaluate(
     state: AccountState,
     marks: Mapping[str, int],
@@ -296,9 +303,7 @@ def evaluate(
             upnl, value, mm = before.unrealized_pnl, before.notional, before.maintenance_margin
         else:
             inst = instruments[pos.symbol]
-            upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
-            value = notional(pos.qty, mark)
-            mm = maintenance_margin(inst, value)
+            upnl, value, mm = _own_part(pos, inst, mark)
         isolated = pos.margin_mode is isolated_mode
         rows.append((pos, inst, mark, upnl, value, mm, isolated))
         if not isolated:
@@ -411,10 +416,7 @@ def evaluate_moved(
             and before.entry_price == pos.entry_price
         ):
             continue
-        inst = before.instrument
-        upnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
-        value = notional(pos.qty, mark)
-        mm = maintenance_margin(inst, value)
+        upnl, value, mm = _own_part(pos, before.instrument, mark)
         upnl_change += upnl - before.unrealized_pnl
         maintenance_change += mm - before.maintenance_margin
         # its own part only: backing, bankruptcy price and health come from the account
