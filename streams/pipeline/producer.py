@@ -45,6 +45,26 @@ def route_timed(topics: Topics, line: bytes) -> tuple[str, bytes | None, int]:
 SPREAD_MS = 1_000
 
 
+class DeliverySpread:
+    """One producer's sends in flight by event time: ``wait_before(t)`` returns once every
+    send of an event earlier than ``t - spread_ms`` is delivered (sends in time order)."""
+
+    def __init__(self, spread_ms: int = SPREAD_MS) -> None:
+        self.spread_ms = spread_ms
+        self._in_flight: deque[tuple[int, asyncio.Future[object]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._in_flight)
+
+    async def wait_before(self, ts_ms: int) -> None:
+        in_flight = self._in_flight
+        while in_flight and in_flight[0][0] < ts_ms - self.spread_ms:
+            await in_flight.popleft()[1]  # a failed delivery raises here: nothing lost quietly
+
+    def sent(self, ts_ms: int, delivery: asyncio.Future[object]) -> None:
+        self._in_flight.append((ts_ms, delivery))
+
+
 async def produce_file(
     settings: Settings,
     path: Path,
@@ -59,19 +79,18 @@ async def produce_file(
     await producer.start()
     sent = 0
     began = time.monotonic()
-    in_flight: deque[tuple[int, asyncio.Future[object]]] = deque()  # (event ms, delivery)
+    spread = DeliverySpread() if rate_per_s else None
     try:
         with path.open("rb") as source:
             for line in source:
                 if not line.strip():
                     continue
                 topic, key, ts_ms = route_timed(topics, line)
-                if rate_per_s:
-                    while in_flight and in_flight[0][0] < ts_ms - SPREAD_MS:
-                        await in_flight.popleft()[1]
+                if spread is not None:
+                    await spread.wait_before(ts_ms)
                 delivery = await producer.send(topic, value=line.rstrip(b"\n"), key=key)
-                if rate_per_s:
-                    in_flight.append((ts_ms, delivery))
+                if spread is not None:
+                    spread.sent(ts_ms, delivery)
                 sent += 1
                 if on_sent is not None:
                     on_sent(sent)

@@ -103,6 +103,18 @@ async def ensure_topics(
     check_topology(topics, specs, counts)
 
 
+def end_is_current(
+    fetched_ms: float | None, newest_fetch_ms: float, now_ms: float, idle_flush_ms: int
+) -> bool:
+    """Whether a partition's end offset, from its last fetch (at ``fetched_ms``, wall ms),
+    may be taken as its end now: that fetch is no older than the newest one that delivered
+    records (``newest_fetch_ms``), or its fetches lag more than ``idle_flush_ms`` (a
+    broker away: the others are not held for it). ``_bound`` says why."""
+    if fetched_ms is None:
+        return False
+    return fetched_ms >= newest_fetch_ms or now_ms - fetched_ms >= idle_flush_ms
+
+
 def _one_partition(spec: TopicSpec) -> bool:
     """A clock: its order across keys matters (the worker's progress has one key)."""
     return spec.single_partition or spec is PROGRESS
@@ -297,13 +309,13 @@ class Worker:
         pending = False
         for tp in partitions:
             end = consumer.last_stable_offset(tp)
-            fetched = consumer.last_poll_timestamp(tp)
             if (
                 end is None
-                or fetched is None
-                or (
-                    fetched < self._newest_fetch_ms
-                    and now_ms - fetched < self.settings.idle_flush_ms
+                or not end_is_current(
+                    consumer.last_poll_timestamp(tp),
+                    self._newest_fetch_ms,
+                    now_ms,
+                    self.settings.idle_flush_ms,
                 )
                 or await consumer.position(tp) < end
             ):
