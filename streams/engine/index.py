@@ -293,12 +293,26 @@ class DeficitIndex:
         if old == new:
             return False
         self._retain_asked()
+        sums = self._sums
         if old is not None:
-            self._apply(old[0], key, old[1], -1)
+            old_price, old_qty = old
+            old_slot = price_bucket(old_price)
+            self._apply(old_slot, old_price, key, old_qty, -1)
             del self._by_key[key]
+            if new is None:
+                sums.add(old_slot, -old_qty, -old_qty * old_price)
         if new is not None:
-            self._apply(new[0], key, new[1], +1)
+            price, qty = new
+            slot = price_bucket(price)
+            self._apply(slot, price, key, qty, +1)
             self._by_key[key] = new
+            if old is None:
+                sums.add(slot, qty, qty * price)
+            elif slot == old_slot:  # one walk of the tree for both (a price moved a little)
+                sums.add(slot, qty - old_qty, qty * price - old_qty * old_price)
+            else:
+                sums.add(old_slot, -old_qty, -old_qty * old_price)
+                sums.add(slot, qty, qty * price)
         return True
 
     def remove(self, key: str) -> bool:
@@ -313,7 +327,9 @@ class DeficitIndex:
             self._memo = {p: memo[p] for p in asked if p in memo}
         asked.clear()
 
-    def _apply(self, price: int, key: str, abs_qty: int, sign: int) -> None:
+    def _apply(self, slot: int, price: int, key: str, abs_qty: int, sign: int) -> None:
+        """The entry's part in the answers kept, the totals and its bucket (``put`` adds
+        it to the tree: once for a move within one bucket)."""
         memo = self._memo
         if self._is_long:
             for at in memo:  # the entry adds |q| * (B - p) where its price B is above p
@@ -323,8 +339,6 @@ class DeficitIndex:
             for at in memo:  # and |q| * (p - B) where B is below p
                 if price < at:
                     memo[at] += sign * abs_qty * (at - price)
-        slot = price_bucket(price)
-        self._sums.add(slot, sign * abs_qty, sign * abs_qty * price)
         self._total_q += sign * abs_qty
         self._total_qb += sign * abs_qty * price
         entry = (price, key, abs_qty)

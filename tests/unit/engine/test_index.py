@@ -55,6 +55,26 @@ def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
             assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
 
 
+# prices within ~0.1% of each other (two or three buckets): most re-puts of a key move
+# its entry inside one bucket, which ``put`` adds to the tree in one walk
+close = st.integers(min_value=10**8, max_value=10**8 + 10**5)
+close_entry = st.tuples(st.sampled_from("abcd"), close, st.integers(1, 10**12))
+
+
+@settings(max_examples=200)
+@given(st.booleans(), st.lists(close_entry, max_size=60), st.lists(close, min_size=1, max_size=10))
+def test_entries_moving_within_a_bucket_keep_the_sums_exact(is_long, ops, queries):
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for op in ops:
+        update(index, truth, *op)
+        for p in queries:
+            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+    points = [b + d for b, _ in truth.values() for d in (-1, 0, 1)]
+    for p in points:
+        assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+
+
 @settings(max_examples=200)
 @given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=20))
 def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
