@@ -25,3 +25,16 @@ class Marks(dict[str, int]):
     def __setitem__(self, symbol: str, price: int) -> None:
         super().__setitem__(symbol, price)
         self.by_index[self.index[symbol]] = price
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # pickle sets a dict subclass's items before its attributes (``index`` would not
+        # be there yet for ``__setitem__``): rebuilt from the names and the marks instead
+        names = sorted(self.index, key=self.index.__getitem__)
+        return (_rebuilt, (names, dict(self)))
+
+
+def _rebuilt(symbol_names: Sequence[str], marks: dict[str, int]) -> Marks:
+    rebuilt = Marks(symbol_names)
+    for symbol, price in marks.items():
+        rebuilt[symbol] = price
+    return rebuilt
