@@ -16,7 +16,7 @@ plus the snapshot lists of ``SideRanking``; ``benchmarks/bench_rank.py`` measure
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,7 +85,7 @@ class SharedPositions:
     equity: float  # the account's equity at the evaluation, quote
     # ``positions`` as columns (symbol index, qty, mark, cross) for a ranking's sums: made
     # when first asked, kept in step by ``set_position``, dropped by ``replace``
-    _columns: _OtherColumns | None = None
+    _columns: _OtherColumns | None = field(default=None, compare=False, repr=False)
 
     def columns(self) -> _OtherColumns:
         if self._columns is None:
