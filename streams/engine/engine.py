@@ -110,41 +110,40 @@ class _SymbolState:
     # liquidatable positions, the bankruptcy count (``FundWatch`` keeps its reads till then)
     fund_changes: int = 0
     # wide accounts whose position's bankruptcy price is indexed from their latest
-    # evaluation, put again before a read of the indexes (``side_index``) when it is newer
-    # than the one put (``deferred_put``: its version), not on each of the account's fills
-    # (nor made: ``AccountRisk.position``)
-    deferred: dict[str, _Latest] = field(default_factory=dict)
-    deferred_put: dict[str, int] = field(default_factory=dict)
+    # evaluation, with the version of it last put (-1: none yet): put again before a read
+    # of the indexes (``side_index``) when newer, not on each of the account's fills (nor
+    # made: ``AccountRisk.position``)
+    deferred: dict[str, tuple[_Latest, int]] = field(default_factory=dict)
 
     @property
     def version(self) -> int:
         """Changes whenever the symbol's positions or mark do (a summary of it is stale):
         its own count plus the versions of the wide evaluations it reads. Never decreases
         (an entry that leaves adds its version to ``changes``): no two states share one."""
-        return self.changes + sum(latest.version for latest in self.deferred.values())
+        return self.changes + sum(latest.version for latest, _ in self.deferred.values())
 
     def side_index(self, is_long: bool) -> DeficitIndex:
         """One side's deficit index, up to date (deferred entries put first)."""
-        if self.deferred:  # (most symbols hold no wide account: no loop made)
-            put = self.deferred_put
-            for acct, latest in self.deferred.items():
-                if put.get(acct) != latest.version:
+        deferred = self.deferred
+        if deferred:  # (most symbols hold no wide account: no loop made)
+            for acct, (latest, put) in deferred.items():
+                if put != latest.version:
                     pos = latest.risk.position(self.name)
                     if pos is not None:  # always: a closed position's entry is not deferred
                         self.put_deficit(acct, pos)
-                    put[acct] = latest.version
+                    deferred[acct] = (latest, latest.version)  # a value replaced: no resize
         return self.longs if is_long else self.shorts
 
     def defer_deficit(self, acct: str, latest: _Latest) -> None:
-        if self.deferred.get(acct) is not latest:
+        held = self.deferred.get(acct)
+        if held is None or held[0] is not latest:
             self.undefer(acct)
-            self.deferred[acct] = latest
+            self.deferred[acct] = (latest, -1)
 
     def undefer(self, acct: str) -> None:
-        latest = self.deferred.pop(acct, None)
-        if latest is not None:
-            self.changes += latest.version  # ``version`` does not go back
-            self.deferred_put.pop(acct, None)
+        held = self.deferred.pop(acct, None)
+        if held is not None:
+            self.changes += held[0].version  # ``version`` does not go back
 
     def put_deficit(self, acct: str, pos: PositionRisk) -> None:
         own, other = (self.longs, self.shorts) if pos.qty > 0 else (self.shorts, self.longs)
@@ -191,8 +190,8 @@ class Engine:
         self.accounts: dict[str, AccountState] = {}
         self.risks: dict[str, AccountRisk] = {}
         self.symbol_names = sorted(self.instruments)  # a symbol's index in columns
-        self.symbol_index = {s: i for i, s in enumerate(self.symbol_names)}
         self.marks = Marks(self.symbol_names)
+        self.symbol_index = self.marks.index  # one map: the marks' column is in this order
         self.view = _IndexView(self)
         self.funds = self.watch.funds
         self.depth = self.watch.depth
