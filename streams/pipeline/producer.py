@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.pipeline.sequencer import event_time
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 
@@ -27,9 +28,7 @@ def route_timed(topics: Topics, line: bytes) -> tuple[str, bytes | None, int]:
     try:
         obj = orjson.loads(line)
         if isinstance(obj, dict):
-            ts = obj.get("ts")
-            ts_ms = ts if isinstance(ts, int) and not isinstance(ts, bool) else -1
-            return (*topics.input_for(obj), ts_ms)
+            return (*topics.input_for(obj), event_time(obj))
     except (orjson.JSONDecodeError, ValueError):
         pass
     return topics.name("fills"), None, -1

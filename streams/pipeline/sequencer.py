@@ -33,16 +33,17 @@ KEY_FIELD = {"fill": "account", "balance": "account", "position_config": "accoun
 T = TypeVar("T")
 
 
+def event_time(obj: Mapping[str, Any]) -> int:
+    """A raw event's ``ts`` (ms); -1 where it has none (a malformed event sorts first)."""
+    ts = obj.get("ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else -1
+
+
 def canonical_key(obj: Mapping[str, Any]) -> tuple[int, int, str]:
     """(ts, type rank, key) of a raw event; malformed events sort by what they have."""
     kind = str(obj.get("type"))
-    ts = obj.get("ts")
     key = obj.get(KEY_FIELD.get(kind, ""), "")
-    return (
-        ts if isinstance(ts, int) and not isinstance(ts, bool) else -1,
-        TYPE_RANK.get(kind, len(TYPE_RANK)),
-        str(key),
-    )
+    return (event_time(obj), TYPE_RANK.get(kind, len(TYPE_RANK)), str(key))
 
 
 @dataclass(order=True, slots=True)

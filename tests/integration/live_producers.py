@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from streams.pipeline.producer import route
+from streams.pipeline.sequencer import event_time
 from streams.pipeline.topics import Topics
 
 GROUPS = {"fill": 0, "balance": 0, "position_config": 0, "isolated_margin": 0,
@@ -56,10 +57,10 @@ class Writer:
 
 def _event_ts(line: bytes) -> int:
     try:
-        ts = orjson.loads(line).get("ts")
+        obj = orjson.loads(line)
     except orjson.JSONDecodeError:
-        ts = None
-    return ts if isinstance(ts, int) else -1  # malformed lines go at once
+        return -1
+    return event_time(obj) if isinstance(obj, dict) else -1  # malformed lines go at once
 
 
 async def produce(
