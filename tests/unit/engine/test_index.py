@@ -41,6 +41,19 @@ def update(
         truth[key] = (b, q)
 
 
+def updated_asking_between(
+    is_long: bool, ops: list[tuple[str, int, int]], watched: list[int]
+) -> tuple[DeficitIndex, dict[str, tuple[int, int]]]:
+    """Apply ``ops`` to an index and its brute-force copy, asking ``watched`` after each."""
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for op in ops:
+        update(index, truth, *op)
+        for p in watched:
+            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+    return index, truth
+
+
 @settings(max_examples=200)
 @given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=10))
 def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
@@ -64,12 +77,7 @@ close_entry = st.tuples(st.sampled_from("abcd"), close, st.integers(1, 10**12))
 @settings(max_examples=200)
 @given(st.booleans(), st.lists(close_entry, max_size=60), st.lists(close, min_size=1, max_size=10))
 def test_entries_moving_within_a_bucket_keep_the_sums_exact(is_long, ops, queries):
-    index = DeficitIndex(is_long)
-    truth: dict[str, tuple[int, int]] = {}
-    for op in ops:
-        update(index, truth, *op)
-        for p in queries:
-            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+    index, truth = updated_asking_between(is_long, ops, queries)
     points = [b + d for b, _ in truth.values() for d in (-1, 0, 1)]
     for p in points:
         assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
@@ -80,12 +88,7 @@ def test_entries_moving_within_a_bucket_keep_the_sums_exact(is_long, ops, querie
 def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
     # a fund check asks the same few prices after every event: the answers kept are
     # updated by each change (up to 16 prices; past that they are forgotten)
-    index = DeficitIndex(is_long)
-    truth: dict[str, tuple[int, int]] = {}
-    for op in ops:
-        update(index, truth, *op)
-        for p in watched:
-            assert index.deficit_at(p) == brute_deficit(truth, p, is_long)
+    updated_asking_between(is_long, ops, watched)
 
 
 @settings(max_examples=200)
