@@ -34,6 +34,9 @@ from streams.engine.signals import TOP_SCORES
 # 162 symbols of a venue made every symbol's columns 161 wide: gigabytes, and a copy of
 # every column each time the widest account grew)
 WIDE_AFTER = 8
+# rows a removal moved (swap-remove) that a table remembers between two rankings, to start
+# the next sort from the last order; past it the next ranking sorts from scratch
+MOVES_KEPT = 64
 
 
 class LightChange(NamedTuple):
@@ -138,8 +141,17 @@ def queue_order(
 
     One float sort of the scores (strings, several keys or a stable sort cost several
     times more); then the positions in runs of equal scores, rare, are sorted again by
-    (run, size, account): the same order as sorting on all three keys."""
-    order = rows[np.argsort(-scores[rows])]
+    (run, size, account): the same order as sorting on all three keys, whatever order
+    ``rows`` come in. The sort is timsort (``stable``): given the last ranking's order,
+    nearly sorted again a second later, it costs a fraction of a fresh sort. Scores
+    with a NaN (no run holds two NaNs: their order would be the sort's own) are sorted
+    as the rows come from ``flatnonzero``, with the default sort, as before."""
+    score_of_rows = scores[rows]
+    if np.isnan(score_of_rows).any():
+        rows = np.sort(rows)
+        order = rows[np.argsort(-scores[rows])]
+    else:
+        order = rows[np.argsort(-score_of_rows, kind="stable")]
     score = scores[order]
     tied = np.flatnonzero(score[1:] == score[:-1])
     if len(tied):
@@ -151,6 +163,23 @@ def queue_order(
     return order
 
 
+def _in_last_order(
+    last: npt.NDArray[np.intp] | None, mask: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """The rows where ``mask`` holds: those of the side's last ranking first, in its
+    order (a nearly sorted start for ``queue_order``), then the others (opened or
+    flipped since) by row. Whatever ``last`` holds, each row of ``mask`` comes once."""
+    if last is None or not len(last) or last.max() >= len(mask):
+        return np.flatnonzero(mask)
+    seen = np.zeros(len(mask), dtype=np.bool_)
+    kept = last[mask[last]]
+    seen[kept] = True
+    if np.count_nonzero(seen) != len(kept):  # a row twice: not a renaming of this table
+        return np.flatnonzero(mask)
+    joined = np.flatnonzero(mask & ~seen)
+    return np.concatenate((kept, joined)) if len(joined) else kept
+
+
 def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
     """``0.0 + v0 + v1 + ...`` added left to right, as a Python loop would."""
     return float(np.cumsum(values)[-1]) + 0.0 if len(values) else 0.0
@@ -160,8 +189,9 @@ class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
     __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
-                 "_other_cross", "_other_mark", "_other_n", "_other_qty", "_other_sym",
-                 "_ranking", "_row", "_wide", "_wide_after", "announced",
+                 "_order", "_other_cross", "_other_mark", "_other_n", "_other_qty",
+                 "_other_sym", "_ranking", "_row", "_row_moves", "_wide", "_wide_after",
+                 "announced",
                  "structure_changed")  # fmt: skip
 
     def __init__(self, wide_after: int = WIDE_AFTER) -> None:
@@ -186,6 +216,10 @@ class QueueTable:
         self.announced: dict[str, tuple[int, int]] = {}
         self._opened_count = 0
         self._ranking: dict[str, SideRanking] = {}  # per side, the last ranking
+        # per side, the rows of the last ranking in queue order, and the (freed row, row
+        # moved into it) of each swap-remove since (``None``: more than MOVES_KEPT)
+        self._order: dict[str, npt.NDArray[np.intp]] = {}
+        self._row_moves: list[tuple[int, int]] | None = []
         self.structure_changed = False  # a position opened or closed since the last ranking
 
     def _grow(self, rows: int, width: int) -> None:
@@ -295,6 +329,11 @@ class QueueTable:
         if row is None:
             return
         last = self._n - 1
+        moves = self._row_moves
+        if moves is not None and len(moves) < MOVES_KEPT:
+            moves.append((row, last))
+        else:
+            self._row_moves = None
         self._wide.pop(row, None)
         if row != last:  # swap-remove: O(1), rows are unordered
             moved = self._wide.pop(last, None)
@@ -389,6 +428,7 @@ class QueueTable:
         n = self._n
         if not n:
             self._ranking.clear()
+            self._order, self._row_moves = {}, []
             return []
         f, i = self._f, self._i
         for row, (shared, own) in self._wide.items():  # a wide row reads its account's
@@ -422,8 +462,9 @@ class QueueTable:
         abs_qty = i["abs_qty"][:n]
         opened = i["opened"][:n]
         ranked_rows = {}
+        last_orders = self._last_orders()
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
-            rows = np.flatnonzero(mask)
+            rows = _in_last_order(last_orders.get(side), mask)
             # score desc, then larger size, then account id
             ranked = ranked_rows[side] = queue_order(rows, scores, abs_qty, accounts)
             self._ranking[side] = SideRanking(
@@ -435,6 +476,8 @@ class QueueTable:
                 mark_price=mark_price,
                 lights=np.zeros(len(ranked), dtype=np.int64),
             )
+        self._order = ranked_rows
+        self._row_moves = []
         f["score"][:n] = scores
         if not light:
             return []
@@ -451,6 +494,21 @@ class QueueTable:
             changes += side_changes
         i["light"][:n] = row_lights
         return sorted(changes, key=lambda c: c.account)
+
+    def _last_orders(self) -> dict[str, npt.NDArray[np.intp]]:
+        """Each side's rows of the last ranking in its order, renamed through the
+        swap-removes since (a freed row leaves, the row moved into it takes its name);
+        none when more rows moved than were kept."""
+        moves = self._row_moves
+        if moves is None:
+            return {}
+        orders = {}
+        for side, order in self._order.items():
+            for row, last in moves:
+                order = order[order != row]  # a copy: the ranking's own rows stay
+                order[order == last] = row
+            orders[side] = order
+        return orders
 
     def light_at(
         self, ranking: SideRanking, places: npt.NDArray[np.int64], count: int, profile: VenueProfile

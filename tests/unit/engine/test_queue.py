@@ -355,3 +355,83 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
     direct.rank(103 * SCALE, profile)
     assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
     assert table.ranking("long").scores[0] != UNDERWATER_SCORE
+
+
+reorders = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            st.sampled_from("abcdefghijkl"),
+            st.integers(-4, 4).filter(bool),  # few sizes and equity values: ties happen
+            st.integers(1, 8),
+        ),
+        st.tuples(st.just("remove"), st.sampled_from("abcdefghijkl"), st.just(0), st.just(0)),
+        st.tuples(st.just("rank"), st.just(""), st.just(0), st.integers(80, 120)),
+    ),
+    max_size=80,
+)
+
+
+@given(reorders, st.sampled_from([0, 1, 3, 64]), st.sampled_from(sorted(PROFILES)))
+def test_a_ranking_started_from_the_last_order_equals_a_fresh_one(ops, kept, venue):
+    """Each ranking sorts starting from the last one's order, its rows renamed through
+    the swap-removes since (``MOVES_KEPT`` of them; past it, a fresh sort): after any
+    opens, closes, flips and moves, the queue must be the one a table that never ranked
+    before gives for the same positions (a wrong renaming would drop or repeat a row)."""
+    from streams.engine import queue
+
+    profile = PROFILES[venue]
+    kept_before = queue.MOVES_KEPT
+    queue.MOVES_KEPT = kept
+    try:
+        table, now = QueueTable(), {}
+        for op, acct, qty, value in ops:
+            if op == "put":
+                table.put(acct, position(qty * SCALE, 100 * SCALE, value * SCALE, False), 0)
+                now[acct] = (qty, value)
+            elif op == "remove":
+                table.remove(acct)
+                now.pop(acct, None)
+            else:
+                fresh = QueueTable()
+                for name, (size, backing) in sorted(now.items()):
+                    fresh.put(name, position(size * SCALE, 100 * SCALE, backing * SCALE, False), 0)
+                table.rank(value * SCALE, profile)
+                fresh.rank(value * SCALE, profile)
+                for side in ("long", "short"):
+                    assert list(table.ranked(side)) == list(fresh.ranked(side))
+    finally:
+        queue.MOVES_KEPT = kept_before
+
+
+changes = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "remove", "remove"]),
+        st.sampled_from("abcdefghijkl"),
+        st.integers(-4, 4).filter(bool),
+        st.integers(1, 8),
+    ),
+    max_size=30,
+)
+
+
+@given(changes, st.integers(80, 120), changes)
+def test_the_last_order_follows_its_accounts_through_swap_removes(before, mark, since):
+    """What the next sort starts from: the last ranking's accounts in its order, less
+    the ones closed since, each at the row it has now (a removal moves the table's last
+    row into the freed one)."""
+    table, closed = QueueTable(), set()
+    for ops in (before, since):
+        for op, acct, qty, value in ops:
+            if op == "put":
+                table.put(acct, position(qty * SCALE, 100 * SCALE, value * SCALE, False), 0)
+            elif acct in table:
+                table.remove(acct)
+                closed.add(acct)  # opened again later: a new row, not in the last order
+        if ops is before:
+            closed.clear()
+            table.rank(mark * SCALE, PROFILES["bybit"])
+            ranked = {s: [e.account for e in table.ranked(s)] for s in ("long", "short")}
+    names = table.accounts  # by row
+    for side, order in table._last_orders().items():
+        assert [names[row] for row in order] == [a for a in ranked[side] if a not in closed]
