@@ -9,8 +9,9 @@ size, mark at the evaluation, cross or not) in padded columns, in the account's 
 and the moves are summed column by column, so the float sums are the ones a loop over
 the account's positions gives (``other_moves``).
 
-Cost of a ranking of n positions: numpy scores and one ``lexsort`` per side (O(n log n)),
-plus the snapshot lists of ``SideRanking``; ``benchmarks/bench_rank.py`` measures it.
+Cost of a ranking of n positions: numpy scores and one float sort per side (O(n log n),
+started from the last ranking's order: a second later it is nearly sorted), plus the
+snapshot columns of ``SideRanking``; ``benchmarks/bench_rank.py`` measures it.
 """
 
 from __future__ import annotations
