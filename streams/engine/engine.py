@@ -46,7 +46,6 @@ from streams.engine.instruments import Instrument
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
-    LightChange,
     OtherPosition,
     QueueTable,
     SharedPositions,
@@ -762,15 +761,19 @@ class Engine:
         return bankrupt
 
     # ------------------------------------------------------------------ ranking
-    def _rank(self, sym: str, ts_ms: int) -> list[Signal]:
+    def _rank(self, sym: str, ts_ms: int) -> list[RankAlert]:
         st = self.symbols[sym]
         st.ranked_at_ms = ts_ms
         # an account's equity moves with all its positions' marks, not just this symbol's:
         # without this, its score would depend on when it was last evaluated
-        changes = st.queue.rank(
-            self.marks[sym], self.profiles[sym], self.config.light_locally, self.marks.by_index
+        return st.queue.rank(
+            self.marks[sym],
+            self.profiles[sym],
+            self.config.light_locally,
+            self.marks.by_index,
+            symbol=sym,
+            ts_ms=ts_ms,
         )
-        return list(_rank_alerts(ts_ms, sym, changes))
 
     def ranking(self, sym: str, side: str) -> SideRanking | None:
         """The side's queue at the symbol's last ranking."""
@@ -787,9 +790,11 @@ class Engine:
         """Light an earlier ranking of the symbol by its positions' places among
         ``count`` (every partition's); the rank alerts that gives, at ``ts_ms``."""
         queue = self.symbols[sym].queue
-        changes, changed = queue.light_at(ranking, places, count, self.profiles[sym])
+        alerts, changed = queue.light_at(
+            ranking, places, count, self.profiles[sym], symbol=sym, ts_ms=ts_ms
+        )
         self.lit.update(a for a in changed if a in queue)
-        return _rank_alerts(ts_ms, sym, changes)
+        return alerts
 
     def announced_lights(self, account: str) -> dict[str, int]:
         """Symbol -> light last announced for each of the account's positions (``light``)."""
@@ -804,7 +809,7 @@ class Engine:
         for sym, light in lights.items():
             self.symbols[sym].queue.restore_announced(account, light)
 
-    def rerank(self, sym: str, ts_ms: int) -> list[Signal]:
+    def rerank(self, sym: str, ts_ms: int) -> list[RankAlert]:
         """Rank the symbol's ADL queue now (a caller that needs today's queue between
         refreshes); returns the rank alerts like a refresh would."""
         return self._rank(sym, ts_ms)
@@ -891,13 +896,6 @@ def _pairs(
     return [(s, before.get(s), after.get(s)) for s in sorted(before.keys() | after.keys())]
 
 
-def _rank_alerts(ts_ms: int, sym: str, changes: list[LightChange]) -> list[RankAlert]:
-    return [
-        RankAlert(ts_ms, c.account, sym, c.side, c.light, c.previous, c.score, c.notional)
-        for c in changes
-    ]
-
-
 def _dedupe_key(event: Event) -> str | None:
     # per account: venues give both sides of a trade the same id (Binance's tradeId), and
     # a partitioned worker sees only its own accounts
@@ -975,7 +973,7 @@ class _IndexView:
     def overcount(self, fund: str) -> int:
         return self._engine.fund_overcount(fund)
 
-    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[RankAlert]:
         if self._engine.ranked_at_ms(symbol) == ts_ms:
             return []
         return self._engine.rerank(symbol, ts_ms)

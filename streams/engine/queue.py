@@ -28,7 +28,7 @@ from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
-from streams.engine.signals import TOP_SCORES
+from streams.engine.signals import TOP_SCORES, RankAlert
 
 # an account with more positions on other symbols than this keeps them as a list per row,
 # summed in a loop when ranked: the padded columns stay this wide (an account holding all
@@ -38,17 +38,6 @@ WIDE_AFTER = 8
 # rows a removal moved (swap-remove) that a table remembers between two rankings, to start
 # the next sort from the last order; past it the next ranking sorts from scratch
 MOVES_KEPT = 64
-
-
-class LightChange(NamedTuple):
-    """A position's light changed (a NamedTuple: a ranking of a crash makes thousands)."""
-
-    account: str
-    side: str
-    light: int
-    previous: int | None
-    score: float
-    notional: int  # |qty| * mark, quote currency (rounded up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +151,10 @@ def queue_order(
         at = order[members]
         order[members] = at[np.lexsort((accounts[at], -abs_qty[at], run))]
     return order
+
+
+def _by_account(alert: RankAlert) -> str:
+    return alert.account
 
 
 def _in_last_order(
@@ -419,7 +412,10 @@ class QueueTable:
         profile: VenueProfile,
         light: bool = True,
         marks_by_index: npt.NDArray[np.int64] | None = None,
-    ) -> list[LightChange]:
+        *,
+        symbol: str,
+        ts_ms: int,
+    ) -> list[RankAlert]:
         """Score and order both sides at ``mark_price``; with ``light``, give every
         position its light by its place and return the lights that changed (``light_at``).
         Without, the ranking waits for places known elsewhere (every partition's).
@@ -488,13 +484,19 @@ class QueueTable:
         for side, ranked in ranked_rows.items():
             count = len(ranked)
             lights, changed, side_changes = self._light(
-                self._ranking[side], np.arange(count), count, profile, alerted[ranked]
+                self._ranking[side],
+                np.arange(count),
+                count,
+                profile,
+                alerted[ranked],
+                symbol,
+                ts_ms,
             )
             row_lights[ranked] = lights
             alerted[ranked[changed]] = lights[changed]
             changes += side_changes
         i["light"][:n] = row_lights
-        return sorted(changes, key=lambda c: c.account)
+        return sorted(changes, key=_by_account)
 
     def _last_orders(self) -> dict[str, npt.NDArray[np.intp]]:
         """Each side's rows of the last ranking in its order, renamed through the
@@ -512,8 +514,15 @@ class QueueTable:
         return orders
 
     def light_at(
-        self, ranking: SideRanking, places: npt.NDArray[np.int64], count: int, profile: VenueProfile
-    ) -> tuple[list[LightChange], list[str]]:
+        self,
+        ranking: SideRanking,
+        places: npt.NDArray[np.int64],
+        count: int,
+        profile: VenueProfile,
+        *,
+        symbol: str,
+        ts_ms: int,
+    ) -> tuple[list[RankAlert], list[str]]:
         """Light an earlier ranking of this table by its positions' places among
         ``count`` (every partition's), however late: what was announced is kept per
         (account, opening), not per row, so a position closed or flipped since the
@@ -529,7 +538,9 @@ class QueueTable:
             ],
             dtype=np.int64,
         )
-        lights, changed, changes = self._light(ranking, places, count, profile, before)
+        lights, changed, changes = self._light(
+            ranking, places, count, profile, before, symbol, ts_ms
+        )
         for k in changed:
             announced[accounts[k]] = (int(ranking.opened[k]), int(lights[k]))
         rows = np.array([self._row.get(a, -1) for a in accounts], dtype=np.int64)
@@ -537,7 +548,7 @@ class QueueTable:
         opened = np.append(self._i["opened"][:n], -1)  # row -1: no position now
         live = opened[rows] == ranking.opened
         self._i["light"][rows[live]] = lights[live]
-        return sorted(changes, key=lambda c: c.account), [accounts[k] for k in changed]
+        return sorted(changes, key=_by_account), [accounts[k] for k in changed]
 
     @staticmethod
     def _light(
@@ -546,12 +557,14 @@ class QueueTable:
         count: int,
         profile: VenueProfile,
         before: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[LightChange]]:
+        symbol: str,
+        ts_ms: int,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[RankAlert]]:
         """Lights by place (``ranking.lights`` set); alerts debounced: a change from the
         light last announced (``before``, 0: none) is announced once the position sits
         ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a
         position hovering on a quintile boundary does not page the desk on every re-rank.
-        Returns (lights, entries whose announced light changed, alerts)."""
+        Returns (lights, entries whose announced light changed, alerts at ``ts_ms``)."""
         lights = np.asarray(profile.light(places, count), dtype=np.int64)  # type: ignore[arg-type]  # lights are elementwise
         # settled: the same light ALERT_MARGIN of the queue above and below the place
         margin = int(count * ALERT_MARGIN)  # 0 below 100 positions: no debounce
@@ -563,11 +576,13 @@ class QueueTable:
         changed = np.nonzero((lights != before) & settled)[0]
         # a new position (nothing announced before) is alerted only entering at the top
         alerted = changed[(before[changed] != 0) | (lights[changed] >= top)]
-        mark_price = ranking.mark_price
+        mark_price, side = ranking.mark_price, ranking.side
         changes = [
-            LightChange(
+            RankAlert(
+                ts_ms,
                 account,
-                ranking.side,
+                symbol,
+                side,
                 light,
                 previous or None,
                 score,

@@ -43,7 +43,7 @@ from streams.engine.engine import Engine
 from streams.engine.fund import MAX_UP_MOVE, Curve
 from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
 from streams.engine.queue import SideRanking
-from streams.engine.signals import BankruptPosition, Signal
+from streams.engine.signals import BankruptPosition, RankAlert
 
 DEFAULT_TOP_K = 64
 # positions of the rankings kept for their lights (the desk's boundaries come back as
@@ -299,7 +299,7 @@ class MergedView:
     def overcount(self, fund: str) -> int:
         return sum(s.overcount for s in self.summaries if s.fund == fund)
 
-    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[RankAlert]:
         return []  # the heads are as of each partition's summary
 
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:

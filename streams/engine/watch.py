@@ -43,6 +43,7 @@ from streams.engine.signals import (
     DeleverageStep,
     FundProjection,
     LadderPoint,
+    RankAlert,
     Signal,
     SymbolProjection,
 )
@@ -148,7 +149,7 @@ class MarketView(Protocol):
         """Deficit counted more than once by accounts with several cross positions."""
         ...
 
-    def prepare_queue(self, symbol: str, ts_ms: int) -> list[Signal]:
+    def prepare_queue(self, symbol: str, ts_ms: int) -> list[RankAlert]:
         """Before a triggered symbol's plan: bring its ADL queue up to ``ts_ms`` (the
         rank alerts that re-ranking gives, if any)."""
         ...

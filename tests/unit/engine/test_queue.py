@@ -19,6 +19,7 @@ from streams.engine.risk import Health, PositionRisk
 from tests.helpers import bundled_instruments
 
 MARK = 100 * SCALE
+AT = {"symbol": "X", "ts_ms": 0}  # the alerts' symbol and time
 INSTRUMENT = bundled_instruments()["BTCUSDT"]
 
 
@@ -62,7 +63,7 @@ def test_vectorised_ranking_matches_the_reference(positions, venue, mark, data):
     removed = data.draw(st.sets(st.sampled_from(sorted(positions)))) if positions else set()
     for acct in removed:
         table.remove(acct)
-    table.rank(mark, profile)
+    table.rank(mark, profile, **AT)
     for side, sign in (("long", 1), ("short", -1)):
         entries = []
         for acct, (qty, entry, backing, iso) in positions.items():
@@ -86,14 +87,15 @@ def test_lights_change_alerts():
     # two longs at 100: a (backing 10, lev 10), b (backing 50, lev 2); mark 110 -> a ranks first
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
-    first = table.rank(110 * SCALE, profile)
-    assert [(c.account, c.light, c.previous) for c in first] == [("a", 5, None)]  # b enters at 3
+    first = table.rank(110 * SCALE, profile, **AT)
+    # b enters at 3
+    assert [(c.account, c.quantile, c.previous_quantile) for c in first] == [("a", 5, None)]
     assert table.view("b")[1] == 3
     # ranking again at the same mark changes nothing
-    assert table.rank(110 * SCALE, profile) == []
+    assert table.rank(110 * SCALE, profile, **AT) == []
     table.remove("a")
-    changes = table.rank(110 * SCALE, profile)
-    assert [(c.account, c.light, c.previous) for c in changes] == [("b", 5, 3)]
+    changes = table.rank(110 * SCALE, profile, **AT)
+    assert [(c.account, c.quantile, c.previous_quantile) for c in changes] == [("b", 5, 3)]
 
 
 def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
@@ -105,12 +107,13 @@ def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
     profile = PROFILES["bitmex"]
     for i in range(200):
         table.put(f"p{i:03d}", position(SCALE, 90 * SCALE, (i + 1) * SCALE, True), (i + 1) * SCALE)
-    table.rank(MARK, profile)
+    table.rank(MARK, profile, **AT)
 
     def move_h(backing: float) -> list:
         raw = int(backing * SCALE)
         table.put("h", position(SCALE, 90 * SCALE, raw, True), raw)
-        return [(c.light, c.previous) for c in table.rank(MARK, profile) if c.account == "h"]
+        alerts = table.rank(MARK, profile, **AT)
+        return [(c.quantile, c.previous_quantile) for c in alerts if c.account == "h"]
 
     # backing 40.5 -> place 40 (light 5); 41.5 -> place 41 (light 4): on the boundary
     lights, alerts = [], []
@@ -132,14 +135,14 @@ def test_the_queue_stays_readable_between_rankings_when_positions_open_and_close
     profile = PROFILES["bitmex"]
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
-    table.rank(110 * SCALE, profile)
+    table.rank(110 * SCALE, profile, **AT)
     assert not table.structure_changed
     table.remove("a")
     table.put("c", position(SCALE, 100 * SCALE, 20 * SCALE, True), 20 * SCALE)
     assert table.structure_changed
     assert [e.account for e in table.ranked("long")] == ["a", "b"]  # as ranked then
     assert table.side_totals("long")[2] == tuple(e.score for e in table.ranked("long"))
-    table.rank(110 * SCALE, profile)
+    table.rank(110 * SCALE, profile, **AT)
     assert [e.account for e in table.ranked("long")] == ["c", "b"]  # c: lower backing
     assert not table.structure_changed
 
@@ -174,8 +177,8 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
             elif op == "remove":
                 table.remove(acct)
         if op == "rank":
-            want.append(at_once.rank(value * SCALE, profile))
-            later.rank(value * SCALE, profile, light=False)
+            want.append(at_once.rank(value * SCALE, profile, **AT))
+            later.rank(value * SCALE, profile, light=False, **AT)
             rankings.append([later.ranking(side) for side in ("long", "short")])
     got = []
     for sides in rankings:  # every ranking lit after all the changes
@@ -183,7 +186,7 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
         for ranking in sides:
             if ranking is not None:
                 count = len(ranking.accounts)
-                changes += later.light_at(ranking, np.arange(count), count, profile)[0]
+                changes += later.light_at(ranking, np.arange(count), count, profile, **AT)[0]
         got.append(sorted(changes, key=lambda c: c.account))
     assert got == want
 
@@ -202,11 +205,11 @@ def test_announced_lights_survive_a_restore():
         return table
 
     def light(table: QueueTable) -> list[tuple[str, int, int | None]]:
-        table.rank(MARK, profile, light=False)
+        table.rank(MARK, profile, light=False, **AT)
         ranking = table.ranking("long")
         count = len(ranking.accounts)
-        changes, _ = table.light_at(ranking, np.arange(count), count, profile)
-        return [(c.account, c.light, c.previous) for c in changes]
+        changes, _ = table.light_at(ranking, np.arange(count), count, profile, **AT)
+        return [(c.account, c.quantile, c.previous_quantile) for c in changes]
 
     before = table_with(backings)
     assert light(before) == [("a", 5, None)]  # five places: lights 5, 4, 3, 2, 1
@@ -348,11 +351,11 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
         OtherPosition(2, -1.0, 199 * SCALE, True),
     ]
     shared.backing, shared.equity = [12.0, 12.0, 12.0], 12.0
-    table.rank(103 * SCALE, profile, marks_by_index=marks)
+    table.rank(103 * SCALE, profile, marks_by_index=marks, **AT)
     direct = QueueTable()
     at_103 = first._replace(mark_price=103 * SCALE, backing_equity=31 * SCALE)
     direct.put("w", at_103, 31 * SCALE)
-    direct.rank(103 * SCALE, profile)
+    direct.rank(103 * SCALE, profile, **AT)
     assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
     assert table.ranking("long").scores[0] != UNDERWATER_SCORE
 
@@ -396,8 +399,8 @@ def test_a_ranking_started_from_the_last_order_equals_a_fresh_one(ops, kept, ven
                 fresh = QueueTable()
                 for name, (size, backing) in sorted(now.items()):
                     fresh.put(name, position(size * SCALE, 100 * SCALE, backing * SCALE, False), 0)
-                table.rank(value * SCALE, profile)
-                fresh.rank(value * SCALE, profile)
+                table.rank(value * SCALE, profile, **AT)
+                fresh.rank(value * SCALE, profile, **AT)
                 for side in ("long", "short"):
                     assert list(table.ranked(side)) == list(fresh.ranked(side))
     finally:
@@ -430,7 +433,7 @@ def test_the_last_order_follows_its_accounts_through_swap_removes(before, mark, 
                 closed.add(acct)  # opened again later: a new row, not in the last order
         if ops is before:
             closed.clear()
-            table.rank(mark * SCALE, PROFILES["bybit"])
+            table.rank(mark * SCALE, PROFILES["bybit"], **AT)
             ranked = {s: [e.account for e in table.ranked(s)] for s in ("long", "short")}
     names = table.accounts  # by row
     for side, order in table._last_orders().items():
