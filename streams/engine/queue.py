@@ -129,7 +129,7 @@ def queue_order(
 ) -> npt.NDArray[np.intp]:
     """``rows`` in queue order: score descending, then larger size, then account id.
 
-    One float sort of the scores (strings, several keys or a stable sort cost several
+    One float sort of the scores (a sort on strings or on several keys costs several
     times more); then the positions in runs of equal scores, rare, are sorted again by
     (run, size, account): the same order as sorting on all three keys, whatever order
     ``rows`` come in. The sort is timsort (``stable``): given the last ranking's order,
