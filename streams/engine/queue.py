@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,9 +36,6 @@ from streams.engine.signals import TOP_SCORES, RankAlert
 # 162 symbols of a venue made every symbol's columns 161 wide: gigabytes, and a copy of
 # every column each time the widest account grew)
 WIDE_AFTER = 8
-# rows a removal moved (swap-remove) that a table remembers between two rankings, to start
-# the next sort from the last order; past it the next ranking sorts from scratch
-MOVES_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,9 @@ class _OtherColumns(NamedTuple):
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
 
 _FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "score")
-_INT_COLS = ("abs_qty", "light", "alerted", "opened")
+# ranked_row: the row the position had at the last ranking (-1: opened since); a
+# swap-remove moves it with the row, so the last order can be followed (``_last_orders``)
+_INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row")
 
 
 def queue_order(
@@ -153,10 +153,6 @@ def queue_order(
     return order
 
 
-def _by_account(alert: RankAlert) -> str:
-    return alert.account
-
-
 def _in_last_order(
     last: npt.NDArray[np.intp] | None, mask: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.intp]:
@@ -184,7 +180,7 @@ class QueueTable:
 
     __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
                  "_order", "_other_cross", "_other_mark", "_other_n", "_other_qty",
-                 "_other_sym", "_ranking", "_row", "_row_moves", "_wide", "_wide_after",
+                 "_other_sym", "_ranking", "_row", "_wide", "_wide_after",
                  "announced",
                  "structure_changed")  # fmt: skip
 
@@ -210,10 +206,8 @@ class QueueTable:
         self.announced: dict[str, tuple[int, int]] = {}
         self._opened_count = 0
         self._ranking: dict[str, SideRanking] = {}  # per side, the last ranking
-        # per side, the rows of the last ranking in queue order, and the (freed row, row
-        # moved into it) of each swap-remove since (``None``: more than MOVES_KEPT)
+        # per side, the rows of the last ranking in queue order (rows as they were then)
         self._order: dict[str, npt.NDArray[np.intp]] = {}
-        self._row_moves: list[tuple[int, int]] | None = []
         self.structure_changed = False  # a position opened or closed since the last ranking
 
     def _grow(self, rows: int, width: int) -> None:
@@ -305,6 +299,7 @@ class QueueTable:
             i["light"][row] = i["alerted"][row] = 0
             self._opened_count += 1
             i["opened"][row] = self._opened_count
+            i["ranked_row"][row] = -1
             f["score"][row] = 0.0
             self.structure_changed = True
         elif (f["qty"][row] > 0) != (pos.qty > 0):
@@ -323,11 +318,6 @@ class QueueTable:
         if row is None:
             return
         last = self._n - 1
-        moves = self._row_moves
-        if moves is not None and len(moves) < MOVES_KEPT:
-            moves.append((row, last))
-        else:
-            self._row_moves = None
         self._wide.pop(row, None)
         if row != last:  # swap-remove: O(1), rows are unordered
             moved = self._wide.pop(last, None)
@@ -425,7 +415,7 @@ class QueueTable:
         n = self._n
         if not n:
             self._ranking.clear()
-            self._order, self._row_moves = {}, []
+            self._order = {}
             return []
         f, i = self._f, self._i
         for row, (shared, own) in self._wide.items():  # a wide row reads its account's
@@ -474,7 +464,7 @@ class QueueTable:
                 lights=np.zeros(len(ranked), dtype=np.int64),
             )
         self._order = ranked_rows
-        self._row_moves = []
+        i["ranked_row"][:n] = np.arange(n)
         f["score"][:n] = scores
         if not light:
             return []
@@ -496,21 +486,22 @@ class QueueTable:
             alerted[ranked[changed]] = lights[changed]
             changes += side_changes
         i["light"][:n] = row_lights
-        return sorted(changes, key=_by_account)
+        return sorted(changes, key=attrgetter("account"))
 
     def _last_orders(self) -> dict[str, npt.NDArray[np.intp]]:
-        """Each side's rows of the last ranking in its order, renamed through the
-        swap-removes since (a freed row leaves, the row moved into it takes its name);
-        none when more rows moved than were kept."""
-        moves = self._row_moves
-        if moves is None:
+        """Each side's rows of the last ranking in its order, each at the row its
+        position has now (``ranked_row`` moved with it), less those closed since."""
+        if not self._order:
             return {}
+        was = self._i["ranked_row"][: self._n]
+        size = max(int(o.max(initial=-1)) + 1 for o in (was, *self._order.values()))
+        now = np.full(size, -1, dtype=np.intp)  # row then -> row now (-1: closed)
+        held = np.flatnonzero(was >= 0)
+        now[was[held]] = held
         orders = {}
         for side, order in self._order.items():
-            for row, last in moves:
-                order = order[order != row]  # a copy: the ranking's own rows stay
-                order[order == last] = row
-            orders[side] = order
+            rows = now[order]
+            orders[side] = rows[rows >= 0]
         return orders
 
     def light_at(
@@ -548,7 +539,7 @@ class QueueTable:
         opened = np.append(self._i["opened"][:n], -1)  # row -1: no position now
         live = opened[rows] == ranking.opened
         self._i["light"][rows[live]] = lights[live]
-        return sorted(changes, key=_by_account), [accounts[k] for k in changed]
+        return sorted(changes, key=attrgetter("account")), [accounts[k] for k in changed]
 
     @staticmethod
     def _light(

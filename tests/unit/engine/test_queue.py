@@ -375,36 +375,28 @@ reorders = st.lists(
 )
 
 
-@given(reorders, st.sampled_from([0, 1, 3, 64]), st.sampled_from(sorted(PROFILES)))
-def test_a_ranking_started_from_the_last_order_equals_a_fresh_one(ops, kept, venue):
-    """Each ranking sorts starting from the last one's order, its rows renamed through
-    the swap-removes since (``MOVES_KEPT`` of them; past it, a fresh sort): after any
-    opens, closes, flips and moves, the queue must be the one a table that never ranked
-    before gives for the same positions (a wrong renaming would drop or repeat a row)."""
-    from streams.engine import queue
-
+@given(reorders, st.sampled_from(sorted(PROFILES)))
+def test_a_ranking_started_from_the_last_order_equals_a_fresh_one(ops, venue):
+    """Each ranking sorts starting from the last one's order, its rows followed through
+    the swap-removes since: after any opens, closes, flips and moves, the queue must be
+    the one a table that never ranked before gives for the same positions."""
     profile = PROFILES[venue]
-    kept_before = queue.MOVES_KEPT
-    queue.MOVES_KEPT = kept
-    try:
-        table, now = QueueTable(), {}
-        for op, acct, qty, value in ops:
-            if op == "put":
-                table.put(acct, position(qty * SCALE, 100 * SCALE, value * SCALE, False), 0)
-                now[acct] = (qty, value)
-            elif op == "remove":
-                table.remove(acct)
-                now.pop(acct, None)
-            else:
-                fresh = QueueTable()
-                for name, (size, backing) in sorted(now.items()):
-                    fresh.put(name, position(size * SCALE, 100 * SCALE, backing * SCALE, False), 0)
-                table.rank(value * SCALE, profile, **AT)
-                fresh.rank(value * SCALE, profile, **AT)
-                for side in ("long", "short"):
-                    assert list(table.ranked(side)) == list(fresh.ranked(side))
-    finally:
-        queue.MOVES_KEPT = kept_before
+    table, now = QueueTable(), {}
+    for op, acct, qty, value in ops:
+        if op == "put":
+            table.put(acct, position(qty * SCALE, 100 * SCALE, value * SCALE, False), 0)
+            now[acct] = (qty, value)
+        elif op == "remove":
+            table.remove(acct)
+            now.pop(acct, None)
+        else:
+            fresh = QueueTable()
+            for name, (size, backing) in sorted(now.items()):
+                fresh.put(name, position(size * SCALE, 100 * SCALE, backing * SCALE, False), 0)
+            table.rank(value * SCALE, profile, **AT)
+            fresh.rank(value * SCALE, profile, **AT)
+            for side in ("long", "short"):
+                assert list(table.ranked(side)) == list(fresh.ranked(side))
 
 
 changes = st.lists(
