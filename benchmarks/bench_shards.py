@@ -36,11 +36,15 @@ BUNDLED_EVENTS = ROOT / "streams" / "data" / "cascade.jsonl"
 BUNDLED_INSTRUMENTS = ROOT / "streams" / "data" / "instruments.toml"
 
 
-def run_shards(
-    events: Path, instruments: Path, count: int | None, partitions: int, interval_ms: int
-) -> dict[str, Any]:
-    """In this process: the tree first on ``sys.path`` is the one measured."""
-    from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Shard, Source
+Feed = list[tuple[Any, dict[str, Any], Any]]  # (event, its object, Source) in file order
+
+
+def shard_feeds(
+    events: Path, instruments: Path, count: int | None, partitions: int
+) -> tuple[dict[str, Any], list[Feed]]:
+    """The instruments, and each partition's decoded inputs: its accounts' fills,
+    balances and position settings and every mark, with their input offsets."""
+    from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, Source
     from streams.engine.decode import decode_event
     from streams.engine.errors import AdlMonitorError
     from streams.engine.instruments import load_instruments
@@ -48,7 +52,7 @@ def run_shards(
 
     loaded = load_instruments(instruments)
     names = frozenset(loaded)
-    feeds: list[list[tuple[Any, dict[str, Any], Any]]] = [[] for _ in range(partitions)]
+    feeds: list[Feed] = [[] for _ in range(partitions)]
     offsets: dict[tuple[str, int], int] = {}
     with events.open("rb") as source:
         for line in itertools.islice(source, count):
@@ -67,6 +71,16 @@ def run_shards(
             for p in targets:
                 offset = offsets[(topic, p)] = offsets.get((topic, p), -1) + 1
                 feeds[p].append((event, obj, Source(topic, p, offset)))
+    return loaded, feeds
+
+
+def run_shards(
+    events: Path, instruments: Path, count: int | None, partitions: int, interval_ms: int
+) -> dict[str, Any]:
+    """In this process: the tree first on ``sys.path`` is the one measured."""
+    from streams.agents.shard import Shard
+
+    loaded, feeds = shard_feeds(events, instruments, count, partitions)
     digest = hashlib.sha256()
     outputs = summaries = 0
     summary_s = 0.0

@@ -74,10 +74,6 @@ from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
 from streams.pipeline.worker import Output as Sent
 
 log = logging.getLogger("adl_monitor.agents")
-# a dead process's partitions move after the session timeout (Faust's default: 60 s);
-# heartbeats at a third of it, as Kafka advises
-SESSION_TIMEOUT_S = 10.0
-HEARTBEAT_INTERVAL_S = 3.0
 # at most this many records per fetch: the desk's summaries are written while the
 # shards work through a backlog and reach the desk only with a later fetch; a fetch of
 # everything buffered (Faust's default) took the shards 10-40 s to drain, and the desk
@@ -105,6 +101,42 @@ class AgentStats:
     # account partition -> marks received whose predecessor never arrived (kept across
     # a partition's moves: the shard's own stats go with it)
     mark_gaps: dict[int, int] = field(default_factory=dict)
+    restored: int = 0  # shards rebuilt from the changelog (first start, or moved here)
+    taken_up: int = 0  # shards kept through a rebalance that gave their partition back
+
+
+def unmoved(due: Mapping[TP, int], committed: Mapping[TP, int]) -> bool:
+    """A partition's shard, put aside when it was revoked with the next offset ``due``
+    of each input, is still current when given back: no input's committed offset is past
+    it (another owner would have committed what it applied). Events between the
+    committed offset and ``due`` are delivered again and recognised as applied; events
+    another owner applied and did not commit are applied again (at-least-once, as after
+    a crash)."""
+    return all(committed.get(tp, 0) <= offset for tp, offset in due.items())
+
+
+def restored_shard(
+    partition: int,
+    instruments: Mapping[str, Instrument],
+    summary_interval_ms: int,
+    account_rows: Iterable[bytes],
+    mark_rows: Iterable[tuple[bytes, bytes]],
+) -> Shard[EventT]:
+    """A partition's shard from the changelog tables' rows (every partition's rows as
+    this process holds them: the partition's are picked by their content and key)."""
+    shard: Shard[EventT] = Shard(partition, instruments, summary_interval_ms=summary_interval_ms)
+    accounts = []
+    for raw in account_rows:
+        row = decode_account(raw)
+        if row.partition == partition:
+            accounts.append(row)
+    marks = []
+    for key, raw in mark_rows:
+        p, symbol = key.decode().split(":", 1)
+        if int(p) == partition:
+            marks.append((symbol, *orjson.loads(raw)))
+    shard.restore(accounts, marks)
+    return shard
 
 
 def broker_url(bootstrap: str) -> str:
@@ -148,6 +180,9 @@ class AccountAgents:
         # the single-process worker's output metrics: same names, same dashboards
         self.metrics = Metrics(instruments)
         self.shards: dict[int, Shard[EventT]] = {}
+        # partition -> its shard as a rebalance revoked it, and the next offset due of
+        # each of its inputs then: taken up again if the partition comes back unchanged
+        self.kept: dict[int, tuple[Shard[EventT], dict[TP, int]]] = {}
         self.next_offset: dict[TP, int] = {}
         self.chain_last: dict[int, int] = {}  # partition -> highest mark_prices offset seen
         # pipeline figures for ``Metrics.pipeline``, as the worker keeps them
@@ -172,9 +207,10 @@ class AccountAgents:
             # buffered events are not acknowledged: on shutdown, do not wait for them
             # (they are re-delivered to the next owner of the partition)
             stream_wait_empty=False,
-            # a dead worker's partitions move after 10 s (Faust's default: 60 s)
-            broker_session_timeout=SESSION_TIMEOUT_S,
-            broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            # a dead process's partitions move after the session timeout (Faust's
+            # default: 60 s); heartbeats at a third of it, as Kafka advises
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=settings.session_timeout_ms / 3000,
             broker_max_poll_records=FETCH_RECORDS,
             autodiscover=False,
             **({} if url is None else {"canonical_url": url}),
@@ -207,8 +243,8 @@ class AccountAgents:
             symbols=self.symbols,
             send=self._send_mark,
             dead_letter=lambda record, exc: self._dead_letter("mark_prices", record, exc),
-            session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
-            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_S * 1000),
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 3,
         )
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
@@ -225,6 +261,7 @@ class AccountAgents:
         self.app.timer(10.0)(self._report)
         self.app.timer(1.0)(self._metrics_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
 
     # ------------------------------------------------------------------ marks
     async def _send_mark(
@@ -286,32 +323,65 @@ class AccountAgents:
 
     # ------------------------------------------------------------------ accounts
     async def _on_revoked(self, app: Any, revoked: set[TP], **_: Any) -> None:
+        """Faust's rebalances are eager: every partition is revoked, most come back.
+        A shard is put aside with how far its inputs were delivered (``shard``)."""
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
+        inputs = set(self.account_inputs.topics)
+        for p in {tp.partition for tp in revoked if tp.topic in inputs}:
+            shard = self.shards.pop(p, None)
+            if shard is not None:
+                due = {tp: self._next_due(tp) for tp in self._inputs_of(p)}
+                self.kept[p] = (shard, due)
         for tp in revoked:  # the partition's state moves with its changelog
-            self.shards.pop(tp.partition, None)
             self.next_offset.pop(tp, None)
             self.chain_last.pop(tp.partition, None)
 
+    async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
+        """Shards put aside for partitions gone elsewhere are stale: dropped."""
+        held = {tp.partition for tp in assigned if tp.topic in set(self.account_inputs.topics)}
+        for p in set(self.kept) - held:
+            del self.kept[p]
+
+    def _inputs_of(self, partition: int) -> list[TP]:
+        return [TP(topic, partition) for topic in self.account_inputs.topics]
+
     def shard(self, partition: int) -> Shard[EventT]:
-        """The partition's shard, restored from the changelog table when first asked."""
+        """The partition's shard: the one put aside at the last revocation if nobody
+        moved the partition's inputs past it meanwhile (``unmoved``), else restored from
+        the changelog table; when first asked after an assignment."""
         shard = self.shards.get(partition)
         if shard is None:
-            shard = Shard(partition, self.instruments, summary_interval_ms=self.summary_interval_ms)
-            accounts = []
-            for raw in self.account_rows.values():
-                row = decode_account(raw)
-                if row.partition == partition:
-                    accounts.append(row)
-            marks = []
-            for key, raw in self.mark_rows.items():
-                p, symbol = key.decode().split(":", 1)
-                if int(p) == partition:
-                    marks.append((symbol, *orjson.loads(raw)))
-            shard.restore(accounts, marks)
-            log.info("partition %d: restored %d accounts", partition, len(accounts))
+            shard = self._taken_up(partition)
+        if shard is None:
+            shard = restored_shard(
+                partition,
+                self.instruments,
+                self.summary_interval_ms,
+                self.account_rows.values(),
+                self.mark_rows.items(),
+            )
+            log.info("partition %d: restored %d accounts", partition, len(shard.applied))
+            self.stats.restored += 1
             self.shards[partition] = shard
+        return shard
+
+    def _taken_up(self, partition: int) -> Shard[EventT] | None:
+        """The shard put aside for ``partition``, rewound, if it is still current."""
+        kept = self.kept.pop(partition, None)
+        if kept is None:
+            return None
+        shard, due = kept
+        committed = self.app.consumer._committed_offset
+        if not unmoved(due, {tp: committed.get(tp) or 0 for tp in due}):
+            log.info("partition %d: moved on elsewhere meanwhile: restored", partition)
+            return None
+        dropped = shard.rewind()
+        log.info("partition %d: taken up again (%d buffered events to be delivered "
+                 "again)", partition, dropped)  # fmt: skip
+        self.stats.taken_up += 1
+        self.shards[partition] = shard
         return shard
 
     def _next_due(self, tp: TP) -> int:

@@ -74,6 +74,15 @@ class AgentCollector(Collector):
             "Input partitions delivered ahead of the next offset due, sought back to it",
             value=self.agents.in_order.seeks,
         )
+        resumed = CounterMetricFamily(
+            "adl_agent_partitions_resumed",
+            "Account partitions this process started work on: restored from the changelog "
+            "(first start, or moved here) or taken up again after a rebalance gave them back",
+            labels=["how"],
+        )
+        resumed.add_metric(["restored"], stats.restored)
+        resumed.add_metric(["taken_up"], stats.taken_up)
+        yield resumed
         gaps = CounterMetricFamily(
             "adl_agent_mark_gaps",
             "Marks received by an account partition whose forwarded predecessor never arrived",

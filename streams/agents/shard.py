@@ -153,6 +153,21 @@ class Shard(Generic[T]):
             engine.restore_announced(row.state.account, row.lights)
         engine.touched.clear()
 
+    def rewind(self) -> int:
+        """Forget what is buffered and not applied, as if it had never arrived: a
+        rebalance took the partition away and gave it back unchanged, and its inputs are
+        delivered again from their committed offsets (``AccountAgents.shard`` decides).
+        The state, the rankings waiting for their lights and the summaries due are kept
+        (a restore from the changelog loses the last two). Returns the events dropped."""
+        dropped = len(self.sequencer)
+        self.sequencer = Sequencer()
+        engine = self.engine
+        # push() counts a mark as seen when buffered: only applied marks stay seen
+        self.mark_seen_ms = {s: engine.symbols[s].mark_ts_ms for s in engine.marks}
+        self.last_ts.clear()
+        self.clock_key = None
+        return dropped
+
     def row(self, account: str) -> AccountRow:
         engine = self.engine
         return AccountRow(

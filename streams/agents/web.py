@@ -128,6 +128,8 @@ class AgentReads:
             return await self.forward(owner, request)
         if agents.app.in_recovery:
             return unavailable(f"partition {partition} is being restored: retry")
+        if partition in agents.kept:  # the agent takes it up between two of its events
+            return unavailable(f"partition {partition} is being taken up again: retry")
         return self._account_here(account, partition)  # no event of it applied yet
 
     def _account_here(self, account: str, partition: int) -> Answer:

@@ -186,6 +186,11 @@ class Summarizer:
         # them per summary grew with the backlog and starved the desk of the event loop)
         self.kept_entries = KEPT_ENTRIES
 
+    @property
+    def waiting(self) -> int:
+        """Rankings kept until the desk's boundaries light them."""
+        return sum(len(kept) for kept in self._rankings.values())
+
     def ranking_at(self, sym: str, ts_ms: int) -> SummarisedRanking | None:
         """The ranking of ``sym`` summarised at its lit mark ``ts_ms`` (and forget it
         and older ones): ``None`` if not kept (summarised before a restart, or dropped)."""

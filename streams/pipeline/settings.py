@@ -57,6 +57,9 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
+MIN_SESSION_TIMEOUT_MS = 3_000
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap: str = "127.0.0.1:9092"
@@ -81,6 +84,12 @@ class Settings:
     # (docs/streaming.md, ADL_ALLOWED_LATENESS_MS)
     allowed_lateness_ms: int = 200
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
+    # account-agents: a process silent this long is taken for dead and its partitions
+    # move (heartbeats every third of it). A risk monitor wants it short (a dead owner's
+    # accounts go unwatched until then) but above the pauses of a loaded process (a
+    # false death moves every partition: docs/streaming.md); Faust's default is 60 s,
+    # brokers refuse less than their group.min.session.timeout.ms (6 s by default)
+    session_timeout_ms: int = 10_000
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
     max_message_bytes: int = 1 << 20
 
@@ -105,6 +114,11 @@ class Settings:
         for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes"):
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
+        if values.get("session_timeout_ms", MIN_SESSION_TIMEOUT_MS) < MIN_SESSION_TIMEOUT_MS:
+            raise ConfigError(
+                f"ADL_SESSION_TIMEOUT_MS: must be at least {MIN_SESSION_TIMEOUT_MS} (a "
+                f"heartbeat every third of it), got {values['session_timeout_ms']}"
+            )
         settings = cls(**values)
         settings.check_security()
         return settings

@@ -15,6 +15,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from streams.agents.acks import AckGuard, InOrder, flush_fully
+from streams.agents.app import unmoved
 
 TOPIC = "account_marks"
 PARTITION = TP(TOPIC, 0)
@@ -206,3 +207,16 @@ def test_inputs_not_delivered_in_order_are_acknowledged_at_once(app: faust.App) 
     assert consumer._new_offset(PARTITION) == 6
     consumer._read_offset[PARTITION] = 5  # Faust keeps its read offsets for them
     assert consumer._read_offset[PARTITION] == 5
+
+
+def test_a_shard_put_aside_is_taken_up_only_if_no_input_moved_past_it() -> None:
+    """At a revocation a process keeps a partition's shard with the next offset due of
+    each input; given the partition back, it takes the shard up only if no committed
+    offset is past those (another owner applied and committed more meanwhile)."""
+    fills, clock = TP("fills", 0), TP("account_marks", 0)
+    due = {fills: 10, clock: 7}
+    assert unmoved(due, {fills: 10, clock: 7})  # everything delivered was committed
+    assert unmoved(due, {fills: 3, clock: 0})  # delivered again from there: recognised
+    assert unmoved(due, {})  # nothing ever committed
+    assert not unmoved(due, {fills: 11, clock: 7})  # offset 10 applied elsewhere
+    assert not unmoved(due, {fills: 3, clock: 8})

@@ -3,18 +3,20 @@ fund's loss, ladder and ADL stages that one engine over every account gives."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
 from streams import wire
-from streams.agents.codec import encode_desk, restore_desk
+from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import FundDesk
 from streams.agents.shard import Shard
 from streams.engine.engine import Engine
 from streams.engine.events import Depth, InsuranceFund, Mark
-from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
+from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
 from streams.engine.signals import AdlTriggered, FundProjection
 from streams.engine.summary import from_wire
 from streams.pipeline.sequencer import canonical_key
@@ -25,13 +27,23 @@ from tests.helpers import (
     bundled_instruments,
     schema_validator,
 )
-from tests.unit.agents.test_shard import BUNDLED, PARTITIONS, bundled_events, feeds
+from tests.unit.agents.test_shard import (
+    BUNDLED,
+    PARTITIONS,
+    bundled_events,
+    canonical,
+    feeds,
+    partition_of,
+    run,
+)
 
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
 
 
 @pytest.fixture(scope="module")
-def stage_b() -> tuple[FundDesk[None], list[Any], list[dict[str, Any]], list[dict[str, Any]]]:
+def stage_b() -> tuple[
+    FundDesk[None], list[Any], list[dict[str, Any]], list[dict[str, Any]], list[RankCuts]
+]:
     """Shards fed their accounts and every mark; the desk fed their summaries (in the
     order the partitions finished, not interleaved) and the fund and books; the desk's
     light boundaries fed back to the shards (which keep every summarised ranking)."""
@@ -39,9 +51,7 @@ def stage_b() -> tuple[FundDesk[None], list[Any], list[dict[str, Any]], list[dic
     summaries: list[dict[str, Any]] = []
     shards = []
     for p in range(PARTITIONS):
-        shard: Shard[None] = Shard(p, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
-        assert shard.summarizer is not None
-        shard.summarizer.kept_entries = 1 << 40  # lit at the end, not as they come
+        shard = summarising(p)
         shards.append(shard)
         for feed in feeds(p).values():
             for event, obj, source in feed:
@@ -49,20 +59,15 @@ def stage_b() -> tuple[FundDesk[None], list[Any], list[dict[str, Any]], list[dic
         outputs = [o for item in shard.release([], flush=True) for o in shard.apply(item).outputs]
         outputs += shard.summaries()
         summaries += [o.payload for o in outputs if o.stream == "risk_summaries"]
-    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
-    for s in summaries:
-        assert desk.push_summary(from_wire(orjson.loads(orjson.dumps(s))), None)
-    for offset, (event, obj, topic) in enumerate(events):
-        if isinstance(event, InsuranceFund | Depth):
-            desk.push_event(event, obj, topic, offset, None)
+    desk = fed_desk(summaries, events)
     applied = []
     alerts: list[dict[str, Any]] = []
+    cuts: list[RankCuts] = []
     for item in desk.release([], flush=True):
         result = desk.apply(item)
         signals = result.signals
-        for cuts in result.cuts:
-            wired = cuts_from_wire(orjson.loads(orjson.dumps(cuts_to_wire(cuts))))
-            alerts += [o.payload for shard in shards for o in shard.light(wired).outputs]
+        alerts += lit(shards, result.cuts)
+        cuts += result.cuts
         readings = None
         if item.event is None:  # the fund as the desk sees it at this mark group
             fund = item.summaries[0].fund
@@ -72,7 +77,28 @@ def stage_b() -> tuple[FundDesk[None], list[Any], list[dict[str, Any]], list[dic
                 ladders(desk.watch.projection(view, fund, item.key[0])),
             )
         applied.append((item, signals, readings))
-    return desk, applied, summaries, alerts
+    return desk, applied, summaries, alerts, cuts
+
+
+def fed_desk(summaries: list[dict[str, Any]], events: list[Any]) -> FundDesk[None]:
+    """A desk given every partition's summaries (as the wire carries them), the fund
+    snapshots and the books."""
+    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    for s in summaries:
+        assert desk.push_summary(from_wire(orjson.loads(orjson.dumps(s))), None)
+    for offset, (event, obj, topic) in enumerate(events):
+        if isinstance(event, InsuranceFund | Depth):
+            desk.push_event(event, obj, topic, offset, None)
+    return desk
+
+
+def lit(shards: list[Shard[None]], cuts: list[RankCuts]) -> list[dict[str, Any]]:
+    """The shards lit by the desk's boundaries (through the wire): their rank alerts."""
+    alerts = []
+    for one in cuts:
+        wired = cuts_from_wire(orjson.loads(orjson.dumps(cuts_to_wire(one))))
+        alerts += [o.payload for shard in shards for o in shard.light(wired).outputs]
+    return alerts
 
 
 def ladders(projection: FundProjection) -> list[tuple[str, list[int]]]:
@@ -80,7 +106,7 @@ def ladders(projection: FundProjection) -> list[tuple[str, list[int]]]:
 
 
 def test_summaries_follow_their_schema(stage_b: Any) -> None:
-    _, _, summaries, _ = stage_b
+    _, _, summaries, _, _ = stage_b
     validator = schema_validator("topic.risk_summaries")
     for s in summaries[:: max(1, len(summaries) // 50)]:
         validator.validate(s)
@@ -89,7 +115,7 @@ def test_summaries_follow_their_schema(stage_b: Any) -> None:
 def test_merged_loss_and_ladder_equal_one_engine_at_every_summary(stage_b: Any) -> None:
     """Reference: one engine over every event in file (canonical) order, read after the
     last mark of each mark group — the point a summary describes."""
-    _, applied, _, _ = stage_b
+    _, applied, _, _, _ = stage_b
     engine = Engine(bundled_instruments())
     reference: dict[tuple[Any, ...], tuple[int, list[tuple[float, int]]]] = {}
     events = bundled_events()
@@ -123,7 +149,7 @@ def test_stages_follow_replay_within_one_interval(
     stage_b: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """See ``assert_stages_follow`` for what may differ, and why."""
-    _, applied, _, _ = stage_b
+    _, applied, _, _, _ = stage_b
     out = tmp_path_factory.mktemp("replay")
     replay(BUNDLED, bundled_instruments(), out, progress=False)
     want = [orjson.loads(x) for x in (out / "adl_triggers.jsonl").read_bytes().splitlines()]
@@ -153,7 +179,7 @@ def test_rank_alerts_follow_replay(stage_b: Any, tmp_path_factory: pytest.TempPa
 def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
     """A restarted desk reads its row: the same stages, announcements, balances, books
     and last complete mark, so it neither re-announces nor takes an old summary."""
-    _, applied, _, _ = stage_b
+    _, applied, _, _, _ = stage_b
     fund = "USDT-M"
     desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
     for item, _, _ in applied:  # again, up to the first trigger: mid-cascade
@@ -169,3 +195,59 @@ def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
     assert list(new.funds[fund].snapshots) == list(old.funds[fund].snapshots)
     assert new.depth == old.depth
     assert new.projected_at_ms == old.projected_at_ms
+
+
+def summarising(partition: int) -> Shard[None]:
+    shard: Shard[None] = Shard(partition, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
+    assert shard.summarizer is not None
+    shard.summarizer.kept_entries = 1 << 40  # lit at the end, not as they come
+    return shard
+
+
+def summaries_of(shard: Shard[None], outputs: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    due = [(o.stream, o.payload) for o in shard.summaries()]  # the last groups: inputs done
+    return [payload for name, payload in outputs + due if name == "risk_summaries"]
+
+
+def test_a_partition_given_back_lights_what_it_summarised_before(stage_b: Any) -> None:
+    """A rebalance revokes partition 0 mid-stream and gives it back (Faust's
+    rebalances revoke everything): its shard is rewound (what it buffered is dropped and
+    delivered again from the committed offsets, here the start) and keeps the rankings
+    it summarised that the desk had not lit yet. The desk hears what an uninterrupted
+    partition says, and the partition's rank alerts are that partition's (the
+    fixture's), each once. A shard restored from its rows at the same point (what a
+    process that did not keep it does) has lost those rankings: the control."""
+    _, _, summaries, alerts, cuts = stage_b
+    mine = [s for s in summaries if s["partition"] == 0]
+    want = sorted(canonical(a) for a in alerts if partition_of(a["account"]) == 0)
+    assert len(want) > 100
+
+    def second_life(take_up: Callable[[Shard[None]], Shard[None]]) -> Any:
+        first = summarising(0)
+        before, _ = run(first, feeds(0), random.Random(3), stop_after=1000)
+        # buffered when the partition was revoked: marks too (seen, not applied)
+        assert any(isinstance(item.event, Mark) for item in first.sequencer.items())
+        again = take_up(first)
+        after, _ = run(again, feeds(0), random.Random(4))  # from the start again
+        assert again.stats.redelivered > 0
+        said = [p for name, p in before if name == "risk_summaries"]
+        return again, said + summaries_of(again, after)
+
+    def rewound(first: Shard[None]) -> Shard[None]:
+        assert first.rewind() > 0
+        return first
+
+    def restored(first: Shard[None]) -> Shard[None]:
+        shard = summarising(0)
+        rows = [decode_account(encode_account(first.row(a))) for a in first.applied]
+        shard.restore(rows, [(s, *first.mark_row(s)) for s in first.engine.marks])
+        return shard
+
+    again, said = second_life(rewound)
+    assert again.stats.applied == sum(map(len, feeds(0).values()))  # each event once
+    assert said == mine
+    assert sorted(map(canonical, lit([again], cuts))) == want
+    assert again.stats.unlit == 0
+    again, _ = second_life(restored)
+    lit([again], cuts)
+    assert again.stats.unlit > 0

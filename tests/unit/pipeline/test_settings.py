@@ -28,11 +28,17 @@ def test_booleans_take_the_usual_words(raw: str, value: bool) -> None:
         ("ADL_PARTITIONS", "-4"),
         ("ADL_PARTITIONS", "0"),
         ("ADL_MAX_POLL_RECORDS", "9" * 5000),
+        ("ADL_SESSION_TIMEOUT_MS", "2999"),  # heartbeats under 1 s: a false death at a GC
     ],
 )
 def test_bad_values_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_the_session_timeout_is_a_setting() -> None:
+    assert Settings.from_env({}).session_timeout_ms == 10_000
+    assert Settings.from_env({"ADL_SESSION_TIMEOUT_MS": "3000"}).session_timeout_ms == 3000
 
 
 def test_integers_in_ascii_digits() -> None:
