@@ -69,6 +69,7 @@ def agents_process(
         "ADL_BOOTSTRAP": settings.bootstrap,
         "ADL_TOPIC_PREFIX": settings.topic_prefix,
         "ADL_PARTITIONS": str(settings.partitions),
+        "ADL_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
     }
     return subprocess.Popen(  # noqa: S603 (our own command)
         [
@@ -85,18 +86,23 @@ def agents_process(
     )
 
 
-def applied(port: int) -> float:
+def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A process's samples by (name, sorted labels); empty while it does not serve."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
     except OSError:
-        return 0.0
-    return sum(
-        s.value
+        return {}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "adl_agent_events_applied_total"
-    )
+    }
+
+
+def applied(port: int) -> float:
+    samples = metrics(port).items()
+    return sum(v for (name, _), v in samples if name == "adl_agent_events_applied_total")
 
 
 async def throughput(

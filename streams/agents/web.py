@@ -120,7 +120,7 @@ class AgentReads:
         agents = self.agents
         partition = partition_of(account, agents.settings.partitions)
         if partition in agents.shards:
-            return self._account_here(account, partition)
+            return await self._account_here(account, partition)
         owner = self.owners("accounts").get(partition)
         if owner is None:
             return unavailable(f"partition {partition} has no owner now (a rebalance): retry")
@@ -130,10 +130,13 @@ class AgentReads:
             return unavailable(f"partition {partition} is being restored: retry")
         if partition in agents.kept:  # the agent takes it up between two of its events
             return unavailable(f"partition {partition} is being taken up again: retry")
-        return self._account_here(account, partition)  # no event of it applied yet
+        return await self._account_here(account, partition)  # no event of it applied yet
 
-    def _account_here(self, account: str, partition: int) -> Answer:
-        return account_answer(self.agents.shard(partition).engine, account)
+    async def _account_here(self, account: str, partition: int) -> Answer:
+        shard = await self.agents.shard(partition)
+        if shard is None:
+            return unavailable(f"partition {partition} moved while restored: retry")
+        return account_answer(shard.engine, account)
 
     async def fund(self, fund: str, request: web.Request) -> Answer:
         desk = self.agents.desk

@@ -1,0 +1,177 @@
+"""How long the desk goes unserved when an ``account-agents`` process dies: two processes
+on a real broker, the exchange writing fills (and a mark every 100 ms of event time),
+then one process SIGKILLed. Measured from the kill, on the ``account_risk`` output (one
+message per account an input touched, with the input's ``adl-source``), by the time
+each message was written (the writer's clock; all processes run here):
+
+- the dead process's partitions: until the first output from each, now written by the
+  survivor (the session timeout, the rebalance, the restore from the changelog);
+- the survivor's own partitions: the longest silence between two of their outputs
+  (they stop for the rebalance; before issue 15's take-up they were also rebuilt).
+
+The baseline is in the same run: the session timeout itself, which nothing can beat
+(a process is taken for dead after it). ``--victim fan-out`` kills the process that
+forwards the marks (every partition waits for the fan-out's own takeover), ``other``
+the one that does not. Usage:
+
+    python benchmarks/bench_takeover.py [--partitions 4] [--rate 200]
+        [--session-timeouts 10000,6000] [--victim other,fan-out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import signal
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from bench_agents import agents_process, metrics
+from bench_pipeline import produce
+
+from streams.agents.app import INTERNAL
+from streams.agents.fanout import SOURCE_HEADER
+from streams.brokers import Broker, apache, tansu
+from streams.brokers.base import free_port
+from streams.pipeline.settings import Settings
+from streams.pipeline.topics import Topics
+from streams.pipeline.worker import ensure_topics
+
+ACCOUNTS = 64  # enough that every partition holds some
+SETTLE_S = 12.0  # both processes in the group, their first rebalances over
+AFTER_KILL_S = 60.0
+
+
+def held_partitions(port: int) -> set[int]:
+    """The account partitions a process applies events for now (its shards)."""
+    return {
+        int(dict(labels)["partition"])
+        for (name, labels) in metrics(port)
+        if name == "adl_agent_events_applied_total"
+    }
+
+
+def forwards_marks(port: int) -> bool:
+    return metrics(port).get(("adl_agent_marks_fanned_out_total", ()), 0.0) > 0
+
+
+async def exchange(settings: Settings, stop: asyncio.Event, rate: float) -> None:
+    """Fills between the accounts at ``rate`` per second of wall time, event time
+    moving 100 ms per mark, a mark after every few fills."""
+    topics = Topics(settings.topic_prefix)
+    producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5)
+    await producer.start()
+    try:
+        ts, n = 1_000, 0
+        while not stop.is_set():
+            n += 1
+            account = f"t{n % ACCOUNTS}"
+            fill = {"type": "fill", "fill_id": f"f{n}", "ts": ts, "account": account,
+                    "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
+                    "price": "3000"}  # fmt: skip
+            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
+            if n % max(1, int(rate / 10)) == 0:
+                ts += 100
+                mark = {"type": "mark", "ts": ts, "symbol": "ETHUSDT", "mark_price": "3000"}
+                await producer.send(topics.name("mark_prices"), orjson.dumps(mark), key=b"ETH")
+            await asyncio.sleep(1 / rate)
+    finally:
+        await producer.stop()
+
+
+async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int,
+                   victim: str) -> None:  # fmt: skip
+    settings = Settings(bootstrap=bootstrap, topic_prefix=f"k{uuid.uuid4().hex[:5]}.",
+                        partitions=partitions, session_timeout_ms=timeout_ms)  # fmt: skip
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, topics, INTERNAL)
+    await produce(settings, [
+        {"type": "balance", "event_id": f"d{i}", "ts": 0, "account": f"t{i}",
+         "amount": "1000000", "reason": "deposit"}
+        for i in range(ACCOUNTS)
+    ])  # fmt: skip
+    consumer = AIOKafkaConsumer(topics.name("account_risk"), **settings.client_options(),
+                                group_id=None, auto_offset_reset="latest")  # fmt: skip
+    await consumer.start()
+    ports = [free_port(), free_port()]
+    procs = [agents_process(settings, port) for port in ports]
+    stop = asyncio.Event()
+    writing = asyncio.create_task(exchange(settings, stop, rate))
+    seen: list[tuple[float, int]] = []  # (wall time written, source partition)
+
+    async def read() -> None:
+        while True:
+            for messages in (await consumer.getmany(timeout_ms=100)).values():
+                for m in messages:  # the writer's clock: the same machine's
+                    source = dict(m.headers or ()).get(SOURCE_HEADER, b"")
+                    if source.startswith(b"fills:"):
+                        seen.append((m.timestamp / 1000, int(source.split(b":")[1])))
+
+    reading = asyncio.create_task(read())
+    try:
+        await asyncio.sleep(SETTLE_S)
+        held = [held_partitions(port) for port in ports]
+        owner = next((i for i, port in enumerate(ports) if forwards_marks(port)), None)
+        if owner is None or not all(held):
+            raise SystemExit(f"not settled after {SETTLE_S} s: partitions {held}")
+        dead = owner if victim == "fan-out" else 1 - owner
+        moved, kept = held[dead], held[1 - dead]
+        killed_at = time.time()
+        procs[dead].send_signal(signal.SIGKILL)
+        procs[dead].wait()
+        await asyncio.sleep(AFTER_KILL_S)
+    finally:
+        stop.set()
+        await writing
+        reading.cancel()
+        await consumer.stop()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    after = [(at - killed_at, p) for at, p in seen if at > killed_at]
+    first = {p: min((t for t, q in after if q == p), default=None) for p in sorted(moved)}
+    times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
+    silence = max(b - a for a, b in itertools.pairwise(times))
+    limit = timeout_ms / 1000
+
+    def beyond(t: float | None) -> str:
+        return "none in 60 s" if t is None else f"{t:.1f} s ({t - limit:+.1f} s beyond it)"
+
+    print(f"session timeout {limit:.0f} s, {victim} killed, {rate:.0f} fills/s, "
+          f"{partitions} partitions | first output of each moved partition "
+          f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
+          f"longest silence {beyond(silence)}", flush=True)  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=200.0, help="fills per second")
+    parser.add_argument("--session-timeouts", default="10000,6000", help="ms, comma list")
+    parser.add_argument("--victim", default="other,fan-out", help="other, fan-out or both")
+    parser.add_argument("--bootstrap", help="a running broker (default: start one)")
+    args = parser.parse_args()
+
+    async def run(bootstrap: str) -> None:
+        for timeout_ms in (int(v) for v in args.session_timeouts.split(",")):
+            for victim in args.victim.split(","):
+                await takeover(bootstrap, args.partitions, args.rate, timeout_ms, victim)
+
+    if args.bootstrap:
+        await run(args.bootstrap)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
+    broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)
+    with broker:
+        print(f"broker: {type(broker).__name__} at {broker.bootstrap}", flush=True)
+        await run(broker.bootstrap)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
