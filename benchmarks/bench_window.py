@@ -5,8 +5,6 @@ slow; what matters is how it keeps up in the crash. This applies the first ``--s
 lines untimed (the opening: deposits and positions), then times the next ``--count``
 lines through ``Engine.apply`` (decode included, no output files), and prints events/s
 beside the parse-only rate of the same lines and the window's span of market time.
-Both parts settle the heap as ``replay`` does (``streams/heap.py``) in trees that have
-that policy (from the thirteenth session on).
 
 With ``--against DIR`` the same is run by another checkout (e.g. ``git worktree add
 /tmp/before 639f97b``) at the same time, each in its own process on its own core: both
@@ -38,15 +36,6 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
     from streams.engine.engine import Engine
     from streams.engine.instruments import load_instruments
 
-    try:  # replay's collector policy (streams/heap.py), in trees that have it
-        from streams.heap import Settler
-
-        tick = Settler().tick
-    except ImportError:
-
-        def tick(events: int = 1) -> None:
-            pass
-
     loaded = load_instruments(instruments)
     symbols = frozenset(loaded)
     engine = Engine(loaded)
@@ -54,7 +43,6 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
     with events.open("rb") as source:
         for line in itertools.islice(source, skip):
             engine.apply(decode_line(line, symbols))
-            tick()
         skip_s = time.perf_counter() - t0
         window = list(itertools.islice(source, count))
     t1 = time.perf_counter()
@@ -66,7 +54,6 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
     t2 = time.perf_counter()
     for line in window:
         signals.extend(engine.apply(decode_line(line, symbols)))
-        tick()
     window_s = time.perf_counter() - t2
     digest = hashlib.sha256()  # after the clock: the signals themselves, not their count
     for signal in signals:

@@ -28,7 +28,6 @@ from streams.engine.events import Event, Fill, FillKind
 from streams.engine.fixed import to_float, to_str
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
-from streams.heap import Settler
 from streams.replay.score import score_warnings, summarize
 
 QUEUE_SNAPSHOT_SIZE = 25  # entries per side kept of the queue at the first trigger
@@ -122,7 +121,6 @@ def replay(
 ) -> ReplayResult:
     events_path, out_dir = Path(events_path), Path(out_dir)
     engine = Engine(instruments, config)
-    settler = Settler()
     symbols = frozenset(instruments)
     outputs = _Outputs(out_dir)
     bar = _progress(events_path.stat().st_size, progress)
@@ -140,7 +138,6 @@ def replay(
                 if not raw.strip():
                     continue
                 applied = _apply_line(engine, raw, symbols, lines)
-                settler.tick()
                 if isinstance(applied, AdlMonitorError):
                     outputs.write(
                         "dead_letters",
@@ -170,7 +167,6 @@ def replay(
             outputs.write("accounts", row)
             health[row["state"]] += 1
     finally:
-        settler.release()
         if bar is not None:
             bar.close()
         outputs.close()
