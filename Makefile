@@ -29,6 +29,7 @@ bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, as
 	$(BIN)/python benchmarks/bench_block.py
 	$(BIN)/python benchmarks/bench_symbols.py
 	$(BIN)/python benchmarks/bench_shards.py
+	$(BIN)/python benchmarks/bench_rebalance.py
 
 # installs exactly the locked versions, each checked against its hash; then the project
 $(STAMP): pyproject.toml requirements-dev.lock
