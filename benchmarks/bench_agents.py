@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -257,8 +258,14 @@ async def main() -> None:
         if counts == [1] and args.flips:
             await latency(bootstrap, args.partitions, args.flips, args.background_rate)
 
-    if args.bootstrap:
-        await run(args.bootstrap)
+    await on_a_broker(run, args.bootstrap)
+
+
+async def on_a_broker(run: Callable[[str], Awaitable[None]], bootstrap: str | None) -> None:
+    """``run`` on the broker at ``bootstrap``, or on one started for it here (Apache
+    Kafka when its jars can be had, else Tansu)."""
+    if bootstrap:
+        await run(bootstrap)
         return
     workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
     broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)

@@ -17,12 +17,10 @@ tables hold, standbys included, to pick its partition's). Usage:
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import orjson
-from bench_shards import BUNDLED_EVENTS, BUNDLED_INSTRUMENTS, shard_feeds
+from bench_shards import feed_arguments, shard_feeds
 
 from streams.agents.app import restored_shard
 from streams.agents.codec import encode_account
@@ -40,12 +38,7 @@ def best_of(repeat: int, call: object) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=Path, default=BUNDLED_EVENTS)
-    parser.add_argument("--instruments", type=Path, default=BUNDLED_INSTRUMENTS)
-    parser.add_argument("--count", type=int, help="only the file's first lines")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--interval-ms", type=int, default=100)
+    parser = feed_arguments(__doc__, partitions=4)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     instruments, feeds = shard_feeds(args.events, args.instruments, args.count, args.partitions)

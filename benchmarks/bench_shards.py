@@ -122,13 +122,19 @@ def run_shards(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def feed_arguments(description: str | None, partitions: int) -> argparse.ArgumentParser:
+    """The options of a benchmark over shards fed from an events file."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--events", type=Path, default=BUNDLED_EVENTS)
     parser.add_argument("--instruments", type=Path, default=BUNDLED_INSTRUMENTS)
     parser.add_argument("--count", type=int, help="only the file's first lines")
-    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=partitions)
     parser.add_argument("--interval-ms", type=int, default=100)
+    return parser
+
+
+def main() -> None:
+    parser = feed_arguments(__doc__, partitions=3)
     parser.add_argument("--against", type=Path, help="another checkout, run beside")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -24,19 +24,16 @@ import argparse
 import asyncio
 import itertools
 import signal
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_agents import agents_process, metrics
+from bench_agents import agents_process, metrics, on_a_broker
 from bench_pipeline import produce
 
 from streams.agents.app import INTERNAL
 from streams.agents.fanout import SOURCE_HEADER
-from streams.brokers import Broker, apache, tansu
 from streams.brokers.base import free_port
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
@@ -163,14 +160,7 @@ async def main() -> None:
             for victim in args.victim.split(","):
                 await takeover(bootstrap, args.partitions, args.rate, timeout_ms, victim)
 
-    if args.bootstrap:
-        await run(args.bootstrap)
-        return
-    workdir = Path(tempfile.mkdtemp(prefix="adl-bench-"))
-    broker: Broker = apache.ApacheKafka(workdir) if apache.available() else tansu.Tansu(workdir)
-    with broker:
-        print(f"broker: {type(broker).__name__} at {broker.bootstrap}", flush=True)
-        await run(broker.bootstrap)
+    await on_a_broker(run, args.bootstrap)
 
 
 if __name__ == "__main__":
