@@ -130,6 +130,8 @@ class AgentReads:
             return unavailable(f"partition {partition} is being restored: retry")
         if partition in agents.kept:  # the agent takes it up between two of its events
             return unavailable(f"partition {partition} is being taken up again: retry")
+        if agents.restoring.locked():  # a restore takes seconds: not held open meanwhile
+            return unavailable(f"partition {partition} is being restored: retry")
         return await self._account_here(account, partition)  # no event of it applied yet
 
     async def _account_here(self, account: str, partition: int) -> Answer:
