@@ -71,6 +71,7 @@ def agents_process(
         "ADL_TOPIC_PREFIX": settings.topic_prefix,
         "ADL_PARTITIONS": str(settings.partitions),
         "ADL_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "ADL_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
     }
     return subprocess.Popen(  # noqa: S603 (our own command)
         [

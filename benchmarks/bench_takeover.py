@@ -15,7 +15,7 @@ forwards the marks (every partition waits for the fan-out's own takeover), ``oth
 the one that does not. Usage:
 
     python benchmarks/bench_takeover.py [--partitions 4] [--rate 200]
-        [--session-timeouts 10000,6000] [--victim other,fan-out]
+        [--session-timeouts 10000,6000] [--heartbeats 3333,1000] [--victim other,fan-out]
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ async def exchange(settings: Settings, stop: asyncio.Event, rate: float) -> None
 
 
 async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int,
-                   victim: str) -> None:  # fmt: skip
+                   heartbeat_ms: int, victim: str) -> None:  # fmt: skip
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"k{uuid.uuid4().hex[:5]}.",
-                        partitions=partitions, session_timeout_ms=timeout_ms)  # fmt: skip
+                        partitions=partitions, session_timeout_ms=timeout_ms,
+                        heartbeat_interval_ms=heartbeat_ms)  # fmt: skip
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, topics, INTERNAL)
     await produce(settings, [
@@ -140,7 +141,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     def beyond(t: float | None) -> str:
         return "none in 60 s" if t is None else f"{t:.1f} s ({t - limit:+.1f} s beyond it)"
 
-    print(f"session timeout {limit:.0f} s, {victim} killed, {rate:.0f} fills/s, "
+    print(f"session timeout {limit:.0f} s, heartbeat {heartbeat_ms / 1000:.1f} s, "
+          f"{victim} killed, {rate:.0f} fills/s, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
           f"longest silence {beyond(silence)}", flush=True)  # fmt: skip
@@ -151,14 +153,19 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rate", type=float, default=200.0, help="fills per second")
     parser.add_argument("--session-timeouts", default="10000,6000", help="ms, comma list")
+    parser.add_argument(
+        "--heartbeats", default="1000", help="ms, comma list (each at most a third of each timeout)"
+    )
     parser.add_argument("--victim", default="other,fan-out", help="other, fan-out or both")
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
     args = parser.parse_args()
 
     async def run(bootstrap: str) -> None:
         for timeout_ms in (int(v) for v in args.session_timeouts.split(",")):
-            for victim in args.victim.split(","):
-                await takeover(bootstrap, args.partitions, args.rate, timeout_ms, victim)
+            for heartbeat_ms in (int(v) for v in args.heartbeats.split(",")):
+                for victim in args.victim.split(","):
+                    await takeover(bootstrap, args.partitions, args.rate, timeout_ms,
+                                   heartbeat_ms, victim)  # fmt: skip
 
     await on_a_broker(run, args.bootstrap)
 

@@ -230,9 +230,9 @@ class AccountAgents:
             # (they are re-delivered to the next owner of the partition)
             stream_wait_empty=False,
             # a dead process's partitions move after the session timeout (Faust's
-            # default: 60 s); heartbeats at a third of it, as Kafka advises
+            # default: 60 s); heartbeats every second (settings.py says why)
             broker_session_timeout=settings.session_timeout_ms / 1000,
-            broker_heartbeat_interval=settings.session_timeout_ms / 3000,
+            broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
             broker_max_poll_records=FETCH_RECORDS,
             autodiscover=False,
             **({} if url is None else {"canonical_url": url}),
@@ -266,7 +266,7 @@ class AccountAgents:
             send=self._send_mark,
             dead_letter=lambda record, exc: self._dead_letter("mark_prices", record, exc),
             session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.session_timeout_ms // 3,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
         )
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)

@@ -29,6 +29,8 @@ def test_booleans_take_the_usual_words(raw: str, value: bool) -> None:
         ("ADL_PARTITIONS", "0"),
         ("ADL_MAX_POLL_RECORDS", "9" * 5000),
         ("ADL_SESSION_TIMEOUT_MS", "2999"),  # heartbeats under 1 s: a false death at a GC
+        ("ADL_HEARTBEAT_INTERVAL_MS", "3334"),  # over a third of the 10 s session timeout
+        ("ADL_HEARTBEAT_INTERVAL_MS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, raw: str) -> None:
@@ -36,9 +38,13 @@ def test_bad_values_name_the_variable(name: str, raw: str) -> None:
         Settings.from_env({name: raw})
 
 
-def test_the_session_timeout_is_a_setting() -> None:
-    assert Settings.from_env({}).session_timeout_ms == 10_000
-    assert Settings.from_env({"ADL_SESSION_TIMEOUT_MS": "3000"}).session_timeout_ms == 3000
+def test_the_session_timeout_and_heartbeats_are_settings() -> None:
+    default = Settings.from_env({})
+    assert (default.session_timeout_ms, default.heartbeat_interval_ms) == (10_000, 1_000)
+    short = Settings.from_env({"ADL_SESSION_TIMEOUT_MS": "3000"})  # 1 s: a third of it
+    assert (short.session_timeout_ms, short.heartbeat_interval_ms) == (3000, 1000)
+    with pytest.raises(ConfigError, match="ADL_HEARTBEAT_INTERVAL_MS"):
+        Settings.from_env({"ADL_SESSION_TIMEOUT_MS": "4000", "ADL_HEARTBEAT_INTERVAL_MS": "1500"})
 
 
 def test_integers_in_ascii_digits() -> None:
