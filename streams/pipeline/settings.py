@@ -87,10 +87,10 @@ class Settings:
     allowed_lateness_ms: int = 200
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
     # account-agents: a process silent this long is taken for dead and its partitions
-    # move. A risk monitor wants it short (a dead owner's
-    # accounts go unwatched until then) but above the pauses of a loaded process (a
-    # false death moves every partition: docs/streaming.md); Faust's default is 60 s,
-    # brokers refuse less than their group.min.session.timeout.ms (6 s by default)
+    # move. A risk monitor wants it short (a dead owner's accounts go unwatched until
+    # then) but above the pauses of a loaded process (a false death moves every
+    # partition: docs/streaming.md); Faust's default is 60 s, and brokers refuse less
+    # than their group.min.session.timeout.ms (6 s by default)
     session_timeout_ms: int = SESSION_TIMEOUT_MS
     # account-agents: how often a process tells its group it lives. A survivor learns of
     # a rebalance (a dead peer's partitions to take) only at its next heartbeat: at a
