@@ -206,7 +206,6 @@ class AccountAgents:
         self.kept: dict[int, tuple[Shard[EventT], dict[TP, int]]] = {}
         self.restoring = asyncio.Lock()  # one restore at a time (each in a thread)
         self.next_offset: dict[TP, int] = {}
-        self.chain_last: dict[int, int] = {}  # partition -> highest mark_prices offset seen
         # pipeline figures for ``Metrics.pipeline``, as the worker keeps them
         self.arrived: dict[tuple[TP, int], float] = {}  # buffered input -> arrival (monotonic)
         self.latencies_s: list[float] = []  # arrival -> outputs delivered, since last tick
@@ -359,7 +358,6 @@ class AccountAgents:
                 self.kept[p] = (shard, due)
         for tp in revoked:  # the partition's state moves with its changelog
             self.next_offset.pop(tp, None)
-            self.chain_last.pop(tp.partition, None)
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
@@ -558,7 +556,7 @@ class AccountAgents:
                 flush = True
             else:
                 if base == CLOCK_TOPIC:
-                    self._check_chain(message)
+                    self._check_chain(shard, message)
                 try:
                     topic = "mark_prices" if base == CLOCK_TOPIC else base
                     decoded, obj = decode_message(topic, message.value, self.symbols)
@@ -618,7 +616,7 @@ class AccountAgents:
             self.acks.delivered(event)
         return deliver
 
-    def _check_chain(self, message: Any) -> None:
+    def _check_chain(self, shard: Shard[EventT], message: Any) -> None:
         """A forwarded mark whose predecessor (``adl-prev``) this partition never saw:
         marks were lost on the way (counted, logged with the missing source range).
         The highest source offset seen is written with the marks' rows (changelog)."""
@@ -628,11 +626,11 @@ class AccountAgents:
             return
         offset = int(source.rsplit(b":", 1)[1])
         p = message.partition
-        if p not in self.chain_last:  # (re)assigned: the last life's, from the changelog
+        if shard.chain_last is None:  # restored: the last life's, from the changelog
             row = self.chain_rows.get(str(p).encode())
             if row is not None:
-                self.chain_last[p] = int(row)
-        last = self.chain_last.get(p)
+                shard.chain_last = int(row)
+        last = shard.chain_last
         prev = headers.get(PREV_HEADER)
         if last is not None and prev is not None and int(prev) > last:
             gaps = self.stats.mark_gaps
@@ -642,7 +640,7 @@ class AccountAgents:
                 "never received", p, last + 1, int(prev),
             )  # fmt: skip
         if last is None or offset > last:
-            self.chain_last[p] = offset
+            shard.chain_last = offset
 
     async def _light(self, shard: Shard[EventT], message: Any) -> None:
         """Stage B's light boundaries: the partition's rank alerts (not sequenced: they
@@ -689,8 +687,8 @@ class AccountAgents:
             self.account_rows[account.encode()] = encode_account(shard.row(account))
         for symbol in sorted(symbols):
             self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
-        if symbols and p in self.chain_last:
-            self.chain_rows[str(p).encode()] = str(self.chain_last[p]).encode()
+        if symbols and shard.chain_last is not None:
+            self.chain_rows[str(p).encode()] = str(shard.chain_last).encode()
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:
         topic = _TOPIC_FOR[out.stream]

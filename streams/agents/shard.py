@@ -117,6 +117,11 @@ class Shard(Generic[T]):
     last_ts: dict[str, int] = field(default_factory=dict)  # account source -> last event time
     clock_key: Key | None = None  # canonical key of the last mark seen
     applied_key: Key | None = None
+    # the highest mark_prices offset among the marks delivered here (the fan-out's
+    # chain, ``AccountAgents._check_chain``): kept with the shard, so a row written by
+    # an apply that a revocation interrupted still carries it, and a shard taken up
+    # again goes on from it
+    chain_last: int | None = None
     stats: ShardStats = field(default_factory=ShardStats)
     summary_interval_ms: int | None = None  # stage B: a fund summary per interval, at marks
     summarizer: Summarizer | None = field(init=False, default=None)
