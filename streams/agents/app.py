@@ -350,8 +350,7 @@ class AccountAgents:
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
-        inputs = set(self.account_inputs.topics)
-        for p in {tp.partition for tp in revoked if tp.topic in inputs}:
+        for p in self._account_partitions(revoked):
             shard = self.shards.pop(p, None)
             if shard is not None:
                 due = {tp: self._next_due(tp) for tp in self._inputs_of(p)}
@@ -361,9 +360,18 @@ class AccountAgents:
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
-        held = {tp.partition for tp in assigned if tp.topic in set(self.account_inputs.topics)}
-        for p in set(self.kept) - held:
+        for p in set(self.kept) - self._account_partitions(assigned):
             del self.kept[p]
+
+    def _account_partitions(self, tps: Iterable[TP]) -> set[int]:
+        """The account partitions among ``tps`` (any of their inputs)."""
+        inputs = set(self.account_inputs.topics)
+        return {tp.partition for tp in tps if tp.topic in inputs}
+
+    def _committed(self, tp: TP) -> int:
+        """``tp``'s committed offset as Faust keeps it (a private map, filled when it
+        seeks at assignment); 0 before any."""
+        return self.app.consumer._committed_offset.get(tp) or 0
 
     def _inputs_of(self, partition: int) -> list[TP]:
         return [TP(topic, partition) for topic in self.account_inputs.topics]
@@ -410,8 +418,7 @@ class AccountAgents:
         if kept is None:
             return None
         shard, due = kept
-        committed = self.app.consumer._committed_offset
-        if not unmoved(due, {tp: committed.get(tp) or 0 for tp in due}):
+        if not unmoved(due, {tp: self._committed(tp) for tp in due}):
             log.info("partition %d: moved on elsewhere meanwhile: restored", partition)
             return None
         dropped = shard.rewind()
@@ -423,10 +430,8 @@ class AccountAgents:
 
     def _next_due(self, tp: TP) -> int:
         """The next offset of ``tp`` to deliver: before anything is delivered, the
-        partition resumes at its committed offset (Faust keeps it in a private map,
-        filled when it seeks at assignment)."""
-        committed = self.app.consumer._committed_offset.get(tp) or 0
-        return max(self.next_offset.get(tp, 0), committed)
+        partition resumes at its committed offset."""
+        return max(self.next_offset.get(tp, 0), self._committed(tp))
 
     def _behind(self, tp: TP) -> bool:
         """Data in ``tp`` not yet delivered to this worker's agents."""
