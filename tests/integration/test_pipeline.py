@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams import wire
 from streams.brokers import Broker
@@ -59,23 +59,40 @@ def reference() -> tuple[dict[str, list[tuple[int, bytes]]], Engine]:
     return out, engine
 
 
-async def read_outputs(settings: Settings) -> dict[str, list[tuple[int, bytes]]]:
+async def read_outputs(
+    settings: Settings, deadline_s: float = 60.0
+) -> dict[str, list[tuple[int, bytes]]]:
+    """(sequence, payload) of every committed output message now in each output topic.
+
+    Each partition is read to its end offset, which under ``read_committed`` is its last
+    stable offset: what a transaction still undecided holds back is not waited for (the
+    caller reads again), and no partition is skipped because a fetch came back empty for
+    a while (a reader that stopped after a few quiet polls once missed a whole topic
+    after a broker restart). ``deadline_s`` bounds a read that cannot reach an end."""
     topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
-        *[topics.name(s.name) for s in OUTPUTS],
         **settings.client_options(),
         isolation_level="read_committed",
-        auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,
     )
     await consumer.start()
     out: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
     try:
-        quiet = 0
-        while quiet < 3:
+        await consumer._client.force_metadata_update()
+        tps = [
+            TopicPartition(topics.name(s.name), p)
+            for s in OUTPUTS
+            for p in consumer.partitions_for_topic(topics.name(s.name)) or ()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        stop_at = asyncio.get_running_loop().time() + deadline_s
+        while asyncio.get_running_loop().time() < stop_at and [
+            tp for tp in tps if await consumer.position(tp) < ends[tp]
+        ]:
             batch = await consumer.getmany(timeout_ms=500, max_records=10000)
-            quiet = 0 if batch else quiet + 1
             for tp, messages in batch.items():
                 for m in messages:
                     seq = int(dict(m.headers)[SEQ_HEADER])
