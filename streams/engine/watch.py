@@ -114,6 +114,18 @@ class Books(dict[str, Depth]):
         super().__setitem__(symbol, depth)
         self.changed.add(symbol)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # pickle sets a dict subclass's items before its attributes (``changed`` would
+        # not be there yet for ``__setitem__``): rebuilt from both instead (a snapshot)
+        return (_books, (dict(self), set(self.changed)))
+
+
+def _books(depths: dict[str, Depth], changed: set[str]) -> Books:
+    books = Books()
+    books.update(depths)  # dict.update: not through ``__setitem__``
+    books.changed = changed
+    return books
+
 
 class MarketView(Protocol):
     """What the fund needs to know of one fund's positions, symbol by symbol."""

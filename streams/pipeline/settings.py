@@ -99,6 +99,16 @@ class Settings:
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
     max_message_bytes: int = 1 << 20
+    # worker snapshots (``pipeline/snapshots.py``): the key that signs them (a secret:
+    # ADL_SNAPSHOT_KEY or ADL_SNAPSHOT_KEY_FILE); none: no snapshots, a start replays
+    # the whole input history. With one, a start reads the last snapshot and the input
+    # after it, and the inputs need keep only that (``input_retention_hours``)
+    snapshot_key: str = ""
+    snapshot_interval_s: int = 60  # wall time between two snapshots (0: at every commit)
+    # the input topics' retention when this process creates them (0: forever, Kafka's
+    # retention.ms=-1). Without snapshots the worker needs the whole history: a start
+    # that finds an input's first records deleted stops with one clear message
+    input_retention_hours: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +127,9 @@ class Settings:
         password = secret_from_env(env, "ADL_SASL_PASSWORD")  # or ADL_SASL_PASSWORD_FILE
         if password is not None:
             values["sasl_password"] = password
+        snapshot_key = secret_from_env(env, "ADL_SNAPSHOT_KEY")  # or ADL_SNAPSHOT_KEY_FILE
+        if snapshot_key is not None:
+            values["snapshot_key"] = snapshot_key
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes"):
             if values.get(name, 1) < 1:

@@ -45,6 +45,9 @@ OUTPUTS = (
 WEBHOOK_DEAD_LETTERS = TopicSpec("webhook_dead_letters", "webhook_id", "topic.webhook_dead_letters")
 # the worker's own bookkeeping: the last output sequence committed (compacted)
 PROGRESS = TopicSpec("worker_progress", None, "", compacted=True)
+# its state, now and then: a start reads the last one and the input after it (compacted;
+# one partition: the chunks of a snapshot and the header after them in order)
+SNAPSHOTS = TopicSpec("worker_snapshots", None, "", compacted=True, single_partition=True)
 
 # replay file name -> output topic
 OUTPUT_FOR_FILE = {
@@ -74,7 +77,7 @@ class Topics:
         return [self.name(s.name) for s in INPUTS]
 
     def all_specs(self) -> list[TopicSpec]:
-        return [*INPUTS, *OUTPUTS, PROGRESS]
+        return [*INPUTS, *OUTPUTS, PROGRESS, SNAPSHOTS]
 
     def input_for(self, event: dict[str, Any]) -> tuple[str, bytes | None]:
         """(topic, key) where a producer sends an input event."""

@@ -114,8 +114,12 @@ class WorkerReads:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.engine = worker.engine
         self.symbols = frozenset(worker.engine.symbols)
+
+    @property
+    def engine(self) -> Engine:
+        """The worker's engine now (a start from a snapshot replaces it)."""
+        return self.worker.engine
 
     def health(self) -> dict[str, Any]:
         worker = self.worker

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,21 @@ from streams.engine.errors import AdlMonitorError, ConfigError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.signals import Signal
+from streams.pipeline import snapshots
 from streams.pipeline.intake import dead_letter_payload, decode_message
 from streams.pipeline.memory import HeapTrimmer
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import INPUTS, OUTPUT_FOR_FILE, OUTPUTS, PROGRESS, Topics, TopicSpec
+from streams.pipeline.snapshots import Snapshot, SnapshotRefused
+from streams.pipeline.topics import (
+    INPUTS,
+    OUTPUT_FOR_FILE,
+    OUTPUTS,
+    PROGRESS,
+    SNAPSHOTS,
+    Topics,
+    TopicSpec,
+)
 
 log = logging.getLogger("adl_monitor.worker")
 SEQ_HEADER = "adl-seq"
@@ -61,6 +72,8 @@ class WorkerStats:
     outputs: int = 0
     skipped_outputs: int = 0  # recomputed after a restart, already committed
     late_events: int = 0  # arrived after later events were applied: applied out of order
+    snapshots: int = 0  # snapshots of the state written
+    resumed_at_seq: int = 0  # the input sequence of the snapshot this run started from
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +98,7 @@ async def ensure_topics(
                 topics.name(spec.name),
                 num_partitions=1 if _one_partition(spec) else settings.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs=_topic_configs(spec),
+                topic_configs=_topic_configs(spec, settings.input_retention_hours),
             )
             for spec in specs
             if topics.name(spec.name) not in existing
@@ -141,12 +154,14 @@ def check_topology(topics: Topics, specs: Sequence[TopicSpec], counts: Mapping[s
         )
 
 
-def _topic_configs(spec: TopicSpec) -> dict[str, str]:
+def _topic_configs(spec: TopicSpec, input_retention_hours: int = 0) -> dict[str, str]:
     if spec.compacted:
         return {"cleanup.policy": "compact"}
     if spec in INPUTS:
-        # a restart recomputes the state from the whole input history: keep all of it
-        return {"retention.ms": "-1", "retention.bytes": "-1"}
+        # without snapshots a start recomputes the state from the whole input history:
+        # keep all of it unless told otherwise (with snapshots, what follows the last)
+        retention_ms = input_retention_hours * 3_600_000 if input_retention_hours else -1
+        return {"retention.ms": str(retention_ms), "retention.bytes": "-1"}
     return {}
 
 
@@ -163,8 +178,8 @@ async def input_partitions(settings: Settings, topics: Topics) -> list[TopicPart
     return sorted(partitions)
 
 
-async def read_progress(settings: Settings, topics: Topics) -> Progress:
-    """The last committed progress record (read_committed), or a fresh start."""
+async def _read_committed(settings: Settings, topic: str) -> list[Any]:
+    """Every committed message of a one-partition topic, in order (read_committed)."""
     consumer = AIOKafkaConsumer(
         **settings.client_options(),
         isolation_level="read_committed",
@@ -173,23 +188,43 @@ async def read_progress(settings: Settings, topics: Topics) -> Progress:
     )
     await consumer.start()
     try:
-        tp = TopicPartition(topics.name(PROGRESS.name), 0)
+        tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
-        progress = Progress()
+        messages: list[Any] = []
         deadline = asyncio.get_running_loop().time() + 30
         while await consumer.position(tp) < end:
             if asyncio.get_running_loop().time() > deadline:
                 raise AdlMonitorError(f"could not read {tp.topic} to its end ({end})")
             batch = await consumer.getmany(tp, timeout_ms=500)
-            for message in batch.get(tp, []):
-                if message.key == PROGRESS_KEY and message.value:
-                    raw = orjson.loads(message.value)
-                    progress = Progress(int(raw["seq"]), dict(raw["dead"]))
-        return progress
+            messages += batch.get(tp, [])
+        return messages
     finally:
         await consumer.stop()
+
+
+async def read_progress(settings: Settings, topics: Topics) -> Progress:
+    """The last committed progress record (read_committed), or a fresh start."""
+    progress = Progress()
+    for message in await _read_committed(settings, topics.name(PROGRESS.name)):
+        if message.key == PROGRESS_KEY and message.value:
+            raw = orjson.loads(message.value)
+            progress = Progress(int(raw["seq"]), dict(raw["dead"]))
+    return progress
+
+
+async def read_snapshot(settings: Settings, topics: Topics) -> Snapshot | None:
+    """The last snapshot committed, if snapshots are on and it verifies (else ``None``:
+    the reason is logged, the history is replayed)."""
+    if not settings.snapshot_key:
+        return None
+    messages = await _read_committed(settings, topics.name(SNAPSHOTS.name))
+    try:
+        return snapshots.decode(((m.key, m.value) for m in messages), settings.snapshot_key)
+    except SnapshotRefused as exc:
+        log.warning("the last snapshot is not loaded: %s; the input history is replayed", exc)
+        return None
 
 
 class Worker:
@@ -223,6 +258,12 @@ class Worker:
         # wall ms of the newest fetch that delivered records (``_bound``)
         self._newest_fetch_ms = 0
         self.heap = HeapTrimmer()  # freed memory back to the system, about once a minute
+        # where each input partition was read from at start (0, or the snapshot's), and
+        # the offsets after it a snapshot says were applied already (not applied again)
+        self._start_offsets: dict[TopicPartition, int] = {}
+        self._skip: dict[TopicPartition, set[int]] = {}
+        self._snapshot_at = 0.0  # loop time of the last snapshot (or of the start)
+        self._snapshot_seq = 0  # the input sequence it holds
 
     def stop(self) -> None:
         self._stop.set()
@@ -340,25 +381,74 @@ class Worker:
             else {"acks": "all"}
         )
         producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5, **transactional)
+        snapshot = await read_snapshot(settings, self.topics)
         await consumer.start()
         await producer.start()
         try:
             partitions = await input_partitions(settings, self.topics)
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            self._resume(snapshot, partitions)
+            await self._check_history(consumer, snapshot)
+            for tp in partitions:
+                consumer.seek(tp, self._start_offsets[tp])
+            self._snapshot_at = asyncio.get_running_loop().time()
             await self._loop(consumer, producer, partitions, stop_when_idle)
         finally:
             await consumer.stop()
             await producer.stop()
         return self.stats
 
+    def _resume(self, snapshot: Snapshot | None, partitions: list[TopicPartition]) -> None:
+        """Start from ``snapshot`` if it fits this worker (same instruments and engine
+        settings: the state depends on them), else from the beginning of every input."""
+        engine = self.engine
+        if snapshot is not None and (
+            snapshot.engine.instruments != engine.instruments
+            or snapshot.engine.config != engine.config
+        ):
+            log.warning("the last snapshot was taken with other instruments or engine "
+                        "settings: not loaded; the input history is replayed")  # fmt: skip
+            snapshot = None
+        if snapshot is None:
+            self._start_offsets = dict.fromkeys(partitions, 0)
+            return
+        self.engine = snapshot.engine
+        self.seq = self._snapshot_seq = self.stats.resumed_at_seq = snapshot.seq
+        self._applied_ts = snapshot.applied_ts
+        for tp in partitions:
+            first, done = snapshot.resume.get(f"{tp.topic}:{tp.partition}", (0, []))
+            self._start_offsets[tp] = first
+            if done:
+                self._skip[tp] = set(done)
+        log.info("started from the snapshot at input sequence %d (outputs committed through "
+                 "%d)", snapshot.seq, self.progress.seq)  # fmt: skip
+
+    async def _check_history(self, consumer: AIOKafkaConsumer, snapshot: Snapshot | None) -> None:
+        """Refuse to start when an input no longer holds what the state needs (deleted
+        by retention, or by hand): the state would silently miss those events."""
+        firsts = await consumer.beginning_offsets(list(self._start_offsets))
+        for tp, needed in sorted(self._start_offsets.items()):
+            if firsts[tp] > needed:
+                since = "the snapshot's" if self.stats.resumed_at_seq else "the beginning"
+                raise ConfigError(
+                    f"input {tp.topic}:{tp.partition} starts at offset {firsts[tp]}, but the "
+                    f"worker needs it from offset {needed} ({since}): its history was deleted "
+                    "(retention?); set ADL_SNAPSHOT_KEY so a start needs only the input after "
+                    "the last snapshot, and keep ADL_INPUT_RETENTION_HOURS well above "
+                    "ADL_SNAPSHOT_INTERVAL_S"
+                )
+
     def _intake(self, batch: dict[TopicPartition, list[Any]], arrived: float) -> list[Output]:
         """Decode a batch into the sequencer; what does not decode becomes a dead letter."""
         outputs: list[Output] = []
         for tp, messages in batch.items():
+            skip = self._skip.get(tp)
             for message in messages:
                 self.stats.consumed += 1
                 self._next_offset[tp] = message.offset + 1
+                if skip and message.offset in skip:  # applied before the snapshot was taken
+                    skip.discard(message.offset)
+                    continue
                 try:
                     event, obj = self._decode(message.topic, message.value)
                 except AdlMonitorError as exc:
@@ -404,9 +494,10 @@ class Worker:
                 arrivals.append(arrived)
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
-            if outputs:
+            snapshot = self._snapshot_due(loop.time())
+            if outputs or snapshot:
                 began = loop.time()
-                await self._commit(producer, outputs)
+                await self._commit(producer, outputs, snapshot)
                 if self.on_tick is not None:  # it drains them (metrics): else none are kept
                     self.commit_s.append(loop.time() - began)
             if self.on_tick is not None:
@@ -427,8 +518,41 @@ class Worker:
                 lag[base] = lag.get(base, 0) + max(0, high - self._next_offset.get(tp, 0))
         self.lag = lag
 
-    async def _commit(self, producer: AIOKafkaProducer, outputs: list[Output]) -> None:
-        last_seq = max(self.progress.seq, max(o.seq for o in outputs))
+    def _snapshot_due(self, now: float) -> Snapshot | None:
+        """The state to write with this commit, when a snapshot is due: snapshots on,
+        events applied since the last one, its interval passed."""
+        settings = self.settings
+        if (
+            not settings.snapshot_key
+            or self.seq == self._snapshot_seq
+            or now - self._snapshot_at < settings.snapshot_interval_s
+        ):
+            return None
+        buffered: dict[TopicPartition, set[int]] = {}
+        for _, _, message in self.sequencer.items():
+            tp = TopicPartition(message.topic, message.partition)
+            buffered.setdefault(tp, set()).add(message.offset)
+        resume = {}
+        for tp, start in self._start_offsets.items():
+            read_to = self._next_offset.get(tp, start)  # the next offset to read
+            held = buffered.get(tp, set())
+            first = min(held, default=read_to)
+            # read since ``first`` and not buffered: applied (or dead-lettered, written
+            # once anyway); and what an earlier snapshot said to skip, not read yet
+            done = (set(range(first, read_to)) - held) | self._skip.get(tp, set())
+            resume[f"{tp.topic}:{tp.partition}"] = (first, sorted(done))
+        return Snapshot(self.engine, self.seq, self._applied_ts, resume)
+
+    async def _commit(
+        self, producer: AIOKafkaProducer, outputs: list[Output], snapshot: Snapshot | None = None
+    ) -> None:
+        """The outputs, the progress record covering them and, when given, a snapshot of
+        the state after them: in one transaction."""
+        last_seq = max(
+            self.progress.seq,
+            max((o.seq for o in outputs), default=0),
+            0 if snapshot is None else snapshot.seq,  # every output through it is here
+        )
         progress = {"seq": last_seq, "dead": self.progress.dead}
         async with (
             producer.transaction() if self.settings.transactions else contextlib.nullcontext()
@@ -447,6 +571,25 @@ class Worker:
             await producer.send(
                 self.topics.name(PROGRESS.name), value=orjson.dumps(progress), key=PROGRESS_KEY
             )
+            if snapshot is not None:
+                await self._write_snapshot(producer, snapshot)
         self.progress.seq = last_seq
         self.stats.outputs += len(outputs)
         log.info("committed %d outputs through input sequence %d", len(outputs), last_seq)
+
+    async def _write_snapshot(self, producer: AIOKafkaProducer, snapshot: Snapshot) -> None:
+        """Its chunks, then its header (inside the commit's transaction, after the
+        progress record; without transactions, after the progress is delivered)."""
+        if not self.settings.transactions:
+            await producer.flush()
+        began = time.monotonic()
+        records = snapshots.encode(snapshot, self.settings.snapshot_key, os.urandom(16))
+        topic = self.topics.name(SNAPSHOTS.name)
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        self._snapshot_at = asyncio.get_running_loop().time()
+        self._snapshot_seq = snapshot.seq
+        self.stats.snapshots += 1
+        size_mb = sum(len(v) for _, v in records) / 1e6
+        log.info("snapshot at input sequence %d: %.1f MB in %d messages, made in %.2f s",
+                 snapshot.seq, size_mb, len(records), time.monotonic() - began)  # fmt: skip

@@ -1,7 +1,8 @@
 """Faults under the streaming worker, on a real Apache Kafka: the broker itself killed
 (SIGKILL, no controlled shutdown) and started again mid-stream; the worker SIGKILLed at
-ten random points of one run. Each time the outputs equal the engine's over the file
-(what ``replay`` writes): nothing lost, nothing written twice.
+ten random points of one run, starting each life from the whole input history or from
+its last snapshot. Each time the outputs equal the engine's over the file (what
+``replay`` writes): nothing lost, nothing written twice.
 
 The broker here is the test's own (the session's broker serves every other test)."""
 
@@ -22,15 +23,12 @@ from pathlib import Path
 import pytest
 
 from streams.brokers import Broker, apache
-from streams.pipeline.producer import produce_file
-from streams.pipeline.settings import Settings
-from streams.pipeline.topics import Topics
-from streams.pipeline.worker import ensure_topics
 from tests.integration.test_pipeline import (
     CASCADE,
     COMPARED,
     assert_same,
     expected,  # noqa: F401  (the fixture: the engine's outputs over the file)
+    produced,
     read_outputs,
     replayed,  # noqa: F401  (the fixture it is made from)
     settings_for,
@@ -49,15 +47,6 @@ def own_kafka(tmp_path: Path) -> Iterator[apache.ApacheKafka]:
         pytest.skip("the broker-kill test needs Apache Kafka (Java and Maven)")
     with apache.ApacheKafka(tmp_path / "broker", partitions=3) as broker:
         yield broker
-
-
-def produced(settings: Settings) -> Settings:
-    async def prepare() -> None:
-        await ensure_topics(settings, Topics(settings.topic_prefix))
-        await produce_file(settings, CASCADE)
-
-    asyncio.run(prepare())
-    return settings
 
 
 def wait_for_commit(log: Path, proc: subprocess.Popen[bytes], at_least: int) -> int:
@@ -106,29 +95,52 @@ def test_the_broker_killed_and_restarted_mid_stream(
     assert_same(got, expected)
 
 
+@pytest.mark.parametrize("snapshots", [False, True], ids=["history", "snapshots"])
 def test_the_worker_killed_at_ten_random_points(
     kafka: Broker,
     expected,  # noqa: F811
     tmp_path: Path,
+    snapshots: bool,
 ) -> None:
+    """Each life starts from the whole history, or (``snapshots``) from the last
+    snapshot, taken here at every commit: a kill lands before, in and after them. A life
+    catches up on what is left in a few large batches, so it may pass several points at
+    once, or finish: then the kills stop there."""
     settings = produced(settings_for(kafka))
+    env = {"ADL_SNAPSHOT_KEY": "a test key", "ADL_SNAPSHOT_INTERVAL_S": "0"} if snapshots else {}
     points = sorted(random.Random(12).sample(range(500, CASCADE_EVENTS - 500), 10))
-    killed_at = []
+    killed_at: list[int] = []
     for life, point in enumerate(points):
+        if killed_at and killed_at[-1] >= point:
+            continue  # the last life went past this point already
         log = tmp_path / f"worker-{life}.log"
-        worker = worker_process(settings, True, log)
+        worker = worker_process(settings, True, log, env)
         try:
-            killed_at.append(wait_for_commit(log, worker, point))
+            reached = wait_for_commit(log, worker, point)
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-    # every kill landed mid-stream, each life went further than the last
+        if snapshots and killed_at:  # the life before wrote snapshots: this one started there
+            assert b"started from the snapshot at input sequence" in log.read_bytes()
+        if not reached:
+            break  # it applied everything before the point: nothing left to kill
+        killed_at.append(reached)
+    # the kills landed mid-stream (a loaded machine makes larger batches: fewer, then),
+    # each life went further than the last
+    assert len(killed_at) >= 3, killed_at
     assert all(0 < a < b for a, b in itertools.pairwise(killed_at)), killed_at
     assert killed_at[-1] < CASCADE_EVENTS
     last = tmp_path / "worker-last.log"
-    worker = worker_process(settings, True, last)
+    worker = worker_process(settings, True, last, env)
     assert worker.wait(timeout=300) == 0, last.read_text(errors="replace")[-3000:]
     text = last.read_text()
     stats = json.loads(text[text.rindex("\n{") :])  # the stats it prints when it ends
-    assert stats["skipped_outputs"] > 0  # recomputed from the history, not written again
+    if snapshots:
+        # the last kill came after a commit with its snapshot: started there at least,
+        # and applied only what follows
+        assert stats["resumed_at_seq"] >= killed_at[-1], stats
+        assert stats["applied"] <= CASCADE_EVENTS - killed_at[-1], stats
+    else:
+        assert stats["resumed_at_seq"] == 0
+        assert stats["skipped_outputs"] > 0  # recomputed from the history, not written again
     assert_same(asyncio.run(read_outputs(settings)), expected)

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +30,7 @@ from streams.engine.instruments import load_instruments
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics
-from streams.pipeline.worker import SEQ_HEADER, Worker, ensure_topics
+from streams.pipeline.worker import SEQ_HEADER, Worker, ensure_topics, input_partitions
 from tests.helpers import hostile_lines, schema_validator
 
 CASCADE = Path(bundled("cascade.jsonl"))
@@ -102,6 +103,17 @@ async def read_outputs(
     return out
 
 
+def produced(settings: Settings) -> Settings:
+    """``settings``' topics made, the bundled cascade in them."""
+
+    async def prepare() -> None:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, CASCADE)
+
+    asyncio.run(prepare())
+    return settings
+
+
 def settings_for(kafka: Broker) -> Settings:
     return Settings(
         bootstrap=kafka.bootstrap,
@@ -171,7 +183,10 @@ async def committed_seq(settings: Settings) -> int:
 
 
 def worker_process(
-    settings: Settings, merge_logs: bool, log: Path | None = None
+    settings: Settings,
+    merge_logs: bool,
+    log: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The worker with many small transactions (a kill lands mid-stream); its output
     piped, or appended to ``log`` (stdout and stderr) when given."""
@@ -182,6 +197,7 @@ def worker_process(
         "ADL_PARTITIONS": str(settings.partitions),
         "ADL_IDLE_FLUSH_MS": str(settings.idle_flush_ms),
         "ADL_MAX_POLL_RECORDS": "100",  # many small transactions: a kill lands mid-stream
+        **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"]
     if log is not None:
@@ -254,11 +270,15 @@ def test_engine_rejections_are_dead_lettered_with_their_source(kafka: Broker, tm
     assert "flat" in next(d["error"] for d in letters if d["topic"] == "position_config")
 
 
-def test_inputs_keep_their_whole_history(kafka: Broker) -> None:
+@pytest.mark.parametrize(("hours", "retention_ms"), [(0, "-1"), (48, str(48 * 3_600_000))])
+def test_inputs_keep_their_history_as_long_as_told(
+    kafka: Broker, hours: int, retention_ms: str
+) -> None:
+    """Forever by default (a start without snapshots replays it all), else as set."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    settings = settings_for(kafka)
+    settings = dataclasses.replace(settings_for(kafka), input_retention_hours=hours)
     topics = Topics(settings.topic_prefix)
 
     async def configs() -> dict[str, str]:
@@ -275,8 +295,58 @@ def test_inputs_keep_their_whole_history(kafka: Broker) -> None:
         return {entry[0]: entry[1] for entry in resource[4]}
 
     found = asyncio.run(configs())
-    assert found["retention.ms"] == "-1"
+    for _ in range(20):  # a topic just made may not be described yet
+        if "retention.ms" in found:
+            break
+        time.sleep(0.5)
+        found = asyncio.run(configs())
+    assert found["retention.ms"] == retention_ms
     assert found["retention.bytes"] == "-1"
+
+
+def test_a_start_needs_only_the_input_after_its_snapshot(kafka: Broker, expected) -> None:
+    """The inputs' first records deleted (retention, or by hand): without a snapshot the
+    worker refuses to start, in one line (its state would silently miss them); with one
+    taken after them, it starts from it and its outputs are replay's."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.records_to_delete import RecordsToDelete
+
+    settings = produced(settings_for(kafka))
+    keyed = {"ADL_SNAPSHOT_KEY": "the key", "ADL_SNAPSHOT_INTERVAL_S": "0"}
+    done = worker_process(settings, merge_logs=True, extra_env=keyed)
+    log, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, log[-3000:]
+    assert b"snapshot at input sequence" in log
+    assert_same(asyncio.run(read_outputs(settings)), expected)
+    topics = Topics(settings.topic_prefix)
+
+    async def delete_history() -> None:  # every input's records but its last
+        consumer = AIOKafkaConsumer(**settings.client_options())
+        admin = AIOKafkaAdminClient(**settings.client_options())
+        await consumer.start()
+        await admin.start()
+        try:
+            tps = await input_partitions(settings, topics)
+            ends = await consumer.end_offsets(tps)
+            await admin.delete_records(
+                {tp: RecordsToDelete(end - 1) for tp, end in ends.items() if end > 1}
+            )
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    asyncio.run(delete_history())
+    refused = worker_process(settings, merge_logs=False)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2, err[-3000:]
+    assert b"its history was deleted" in err.strip().splitlines()[-1], err[-3000:]
+    again = worker_process(settings, merge_logs=True, extra_env=keyed)
+    log, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, log[-3000:]
+    assert b"started from the snapshot at input sequence" in log
+    stats = orjson.loads(log[log.rindex(b"\n{") :])
+    assert (stats["applied"], stats["outputs"]) == (0, 0)  # nothing after the snapshot
+    assert_same(asyncio.run(read_outputs(settings)), expected)
 
 
 def test_poison_in_the_history_survives_three_restarts(kafka: Broker, expected, tmp_path) -> None:
