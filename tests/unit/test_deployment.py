@@ -35,7 +35,12 @@ def test_worker_command_and_settings_are_real():
     fields = set(Settings.__dataclass_fields__)
     for key in worker["environment"]:
         name = key.removeprefix("ADL_").lower()
-        assert name in fields or name in {"metrics_port", "metrics_addr", "api_token_file"}, key
+        secret_file = name.endswith("_file") and name.removesuffix("_file") in fields
+        assert (
+            name in fields
+            or secret_file  # a secret setting read from a file (ADL_SNAPSHOT_KEY_FILE)
+            or name in {"metrics_port", "metrics_addr", "api_token_file"}
+        ), key
 
 
 def test_prometheus_scrapes_the_worker_and_loads_the_rules():
@@ -148,6 +153,18 @@ def test_both_paths_read_apis_want_the_token_and_are_scraped():
         assert env["ADL_API_TOKEN_FILE"] == "/run/secrets/api_token", name  # noqa: S105
         assert "api_token" in services[name]["secrets"], name
         assert env["ADL_METRICS_PORT"] in scraped, name
+
+
+def test_the_worker_snapshots_its_state_with_a_mounted_key():
+    # a restart reads the last snapshot, so the inputs need not keep every event forever;
+    # the key signs the snapshots (unpickled at start): a secret, never in the file
+    worker = COMPOSE["services"]["worker"]
+    env = worker["environment"]
+    assert env["ADL_SNAPSHOT_KEY_FILE"] == "/run/secrets/snapshot_key"
+    assert "ADL_SNAPSHOT_KEY" not in env
+    assert "snapshot_key" in worker["secrets"]
+    assert COMPOSE["secrets"]["snapshot_key"]["file"].startswith("./secrets/")
+    assert int(env["ADL_INPUT_RETENTION_HOURS"]) * 3600 > 10 * Settings().snapshot_interval_s
 
 
 def test_agents_replicas_advertise_a_name_their_peers_can_dial():
