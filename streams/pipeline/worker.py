@@ -55,6 +55,10 @@ from streams.pipeline.topics import (
 log = logging.getLogger("adl_monitor.worker")
 SEQ_HEADER = "adl-seq"
 PROGRESS_KEY = b"progress"
+# a backlog released at once (a start, an input that stalled) is written in transactions
+# of at most about this many outputs, not one: its outputs are not all held in memory (a
+# 50k-account crash released whole grew the worker past 22 GB and the kernel killed it)
+OUTPUTS_PER_TRANSACTION = 20_000
 _OUTPUT_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
 
 
@@ -492,14 +496,14 @@ class Worker:
                 outputs.extend(self._apply(event, message))
                 self._applied_ts = max(self._applied_ts, event.ts_ms)
                 arrivals.append(arrived)
-                if n % 500 == 0:
+                if len(outputs) >= OUTPUTS_PER_TRANSACTION:
+                    await self._commit_timed(producer, outputs)
+                    outputs = []
+                elif n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
             snapshot = self._snapshot_due(loop.time())
             if outputs or snapshot:
-                began = loop.time()
-                await self._commit(producer, outputs, snapshot)
-                if self.on_tick is not None:  # it drains them (metrics): else none are kept
-                    self.commit_s.append(loop.time() - began)
+                await self._commit_timed(producer, outputs, snapshot)
             if self.on_tick is not None:
                 done = loop.time()
                 self.latencies_s.extend(done - arrived for arrived in arrivals)
@@ -517,6 +521,14 @@ class Worker:
                 base = self.topics.base(tp.topic)
                 lag[base] = lag.get(base, 0) + max(0, high - self._next_offset.get(tp, 0))
         self.lag = lag
+
+    async def _commit_timed(
+        self, producer: AIOKafkaProducer, outputs: list[Output], snapshot: Snapshot | None = None
+    ) -> None:
+        began = asyncio.get_running_loop().time()
+        await self._commit(producer, outputs, snapshot)
+        if self.on_tick is not None:  # it drains them (metrics): else none are kept
+            self.commit_s.append(asyncio.get_running_loop().time() - began)
 
     def _snapshot_due(self, now: float) -> Snapshot | None:
         """The state to write with this commit, when a snapshot is due: snapshots on,

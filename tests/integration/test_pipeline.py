@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from streams.engine.decode import decode_line
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import load_instruments
+from streams.pipeline import worker as worker_module
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics
@@ -209,6 +211,28 @@ def worker_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_logs else subprocess.PIPE,
     )
+
+
+def test_a_backlog_is_written_in_bounded_transactions(
+    kafka: Broker, expected, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole cascade waiting when the worker starts is released at once; its outputs
+    go out in transactions of about ``OUTPUTS_PER_TRANSACTION`` (plus one event's), not
+    in one (held in memory, a real crash's took the worker past 22 GB), and are the
+    same."""
+    monkeypatch.setattr(worker_module, "OUTPUTS_PER_TRANSACTION", 300)
+    caplog.set_level(logging.INFO, logger="adl_monitor.worker")
+    settings = produced(settings_for(kafka))
+    asyncio.run(Worker(settings, INSTRUMENTS).run(stop_when_idle=True))
+    sizes = [int(n) for n in re.findall(r"committed (\d+) outputs", caplog.text)]
+    per_event: dict[int, int] = defaultdict(int)
+    for topic in expected.values():
+        for seq, _ in topic:
+            per_event[seq] += 1
+    total = sum(per_event.values())
+    assert len(sizes) > total // (300 + max(per_event.values()))
+    assert max(sizes) < 300 + max(per_event.values()), (max(sizes), max(per_event.values()))
+    assert_same(asyncio.run(read_outputs(settings)), expected)
 
 
 def test_sigkill_mid_stream_loses_and_repeats_nothing(kafka: Broker, expected) -> None:
