@@ -49,6 +49,15 @@ class AgentCollector(Collector):
             value=1.0 if self.agents.caught_up() else 0.0,
         )
         fan_out = self.agents.fan_out
+        roles = GaugeMetricFamily(
+            "adl_agent_holds",
+            "1 while this process holds the role: the mark fan-out (mark_prices assigned "
+            "here) or the fund desk (its inputs assigned here); which process to look at",
+            labels=["role"],
+        )
+        roles.add_metric(["mark_fan_out"], 1.0 if fan_out.assignment() else 0.0)
+        roles.add_metric(["fund_desk"], 1.0 if self.agents.holds_desk() else 0.0)
+        yield roles
         yield CounterMetricFamily(
             "adl_agent_marks_fanned_out", "Marks copied to every account partition",
             value=fan_out.marks_fanned_out,

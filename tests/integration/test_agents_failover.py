@@ -42,6 +42,7 @@ from tests.integration.test_account_agents import (
 RATE_PER_S = 500  # the cascade's 14,676 events take ~29 s: the kill lands mid-stream
 KILL_AFTER_S = 12.0
 FANNED_OUT = "adl_agent_marks_fanned_out_total"
+HOLDS = "adl_agent_holds"  # {role}: 1 where the role runs now
 
 
 async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int, bytes]]]:
@@ -80,9 +81,13 @@ def log_tails(logs: list[Path], lines: int = 12) -> str:
 
 
 def fan_out_owner(ports: list[int]) -> int | None:
-    """Index of the process forwarding marks (its counter moved), if one does yet."""
+    """Index of the process forwarding marks (its metrics say it holds them), if one does
+    yet, and it has forwarded some (the exchange is writing)."""
     for i, port in enumerate(ports):
-        if scrape(port).get((FANNED_OUT, ()), 0.0) > 0:
+        metrics = scrape(port)
+        if metrics.get((HOLDS, (("role", "mark_fan_out"),))) == 1.0 and metrics.get(
+            (FANNED_OUT, ()), 0.0
+        ):
             return i
     return None
 
