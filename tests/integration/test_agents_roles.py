@@ -10,7 +10,10 @@ The one-kill tests (``test_agents_failover.py``) kill one role once; the ten-kil
 (``test_agents_kills.py``) one process, alone in its group.
 
 A long fault run (six kills, three processes on two cores): not in ``make test``'s
-budget: ``pytest -m soak tests/integration/test_agents_roles.py``."""
+budget: ``pytest -m soak tests/integration/test_agents_roles.py``. It fails in about half
+of its runs (2 of 5 when written): every process ends caught up, but with outputs that
+are not replay's (liquidations missing, bankruptcies in excess); the cause is open
+(issue 15, docs/reliability.md)."""
 
 from __future__ import annotations
 
