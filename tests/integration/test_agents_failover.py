@@ -12,6 +12,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,42 @@ async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int
         await consumer.stop()
 
 
+Partitions = dict[int, list[tuple[int, bytes]]]
+
+
+def read_outcome(
+    settings: Settings, done: Any, logs: Path, timeout_s: float
+) -> tuple[Outputs, int, Partitions, Partitions]:
+    """The outputs once ``done(outputs)`` (deduplicated, with how many copies were
+    dropped; the processes' log tails in the error if they never are), then the marks
+    topic and the account partitions' clock topic as they are."""
+    try:
+        got, duplicates = asyncio.run(read_until(settings, done, settle_s=5.0, timeout_s=timeout_s))
+    except AssertionError as stalled:  # say where each process stood
+        tails = log_tails(sorted(logs.glob("*.log")))
+        raise AssertionError(f"{stalled}\n{tails}") from None
+    topics = Topics(settings.topic_prefix)
+    marks = asyncio.run(read_topic(settings, topics.name("mark_prices")))
+    clock = asyncio.run(read_topic(settings, topics.name(CLOCK_TOPIC)))
+    return got, duplicates, marks, clock
+
+
+def alarm_counts(outputs: Mapping[str, list[dict[str, Any]]]) -> tuple[int, int, int]:
+    """(liquidations, bankruptcies, ``triggered`` announcements) among ``outputs``."""
+    triggered = sum(t["stage"] == "triggered" for t in outputs["adl_triggers"])
+    return len(outputs["liquidations"]), len(outputs["bankruptcies"]), triggered
+
+
+def assert_every_mark_forwarded(got: Outputs, marks: Partitions, clock: Partitions) -> None:
+    """Every valid mark (not dead-lettered) reached every account partition."""
+    letters = {d["offset"] for d in got["dead_letters"] if d["topic"] == "mark_prices"}
+    valid = {value for offset, value in marks[0] if offset not in letters}
+    assert len(valid) > 10_000
+    for partition, messages in clock.items():
+        missing = valid - {value for _, value in messages if value != TICK}
+        assert not missing, f"{len(missing)} marks never reached account partition {partition}"
+
+
 def log_tails(logs: list[Path], lines: int = 12) -> str:
     """The last status lines, warnings and errors of each process's log."""
     keep = ("partition ", "fund desk", "mark fan-out", "WARNING", "ERROR", "Traceback", "Error")
@@ -109,15 +146,10 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
     )
     began = time.monotonic()
     producer.start()
-    want = (
-        len(expected["liquidations"]),
-        len(expected["bankruptcies"]),
-        sum(t["stage"] == "triggered" for t in expected["adl_triggers"]),
-    )
+    want = alarm_counts(expected)
 
     def done(out: Outputs) -> bool:
-        triggered = sum(t["stage"] == "triggered" for t in out["adl_triggers"])
-        return (len(out["liquidations"]), len(out["bankruptcies"]), triggered) == want
+        return alarm_counts(out) == want
 
     try:
         while time.monotonic() - began < KILL_AFTER_S or fan_out_owner(ports) is None:
@@ -132,22 +164,10 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         again = tmp_path / f"agents-{killed}-again.log"
         procs[killed] = agents_process(settings, again, ports[killed])
         producer.join()
-        try:
-            got, _ = asyncio.run(read_until(settings, done, settle_s=5.0, timeout_s=420.0))
-        except AssertionError as stalled:  # say where each process stood
-            tails = log_tails(sorted(tmp_path.glob("*.log")))
-            raise AssertionError(f"{stalled}\n{tails}") from None
-        topics = Topics(settings.topic_prefix)
-        marks = asyncio.run(read_topic(settings, topics.name("mark_prices")))
-        clock = asyncio.run(read_topic(settings, topics.name(CLOCK_TOPIC)))
+        got, _, marks, clock = read_outcome(settings, done, tmp_path, timeout_s=420.0)
     finally:
         stop_all(procs)
-    letters = {d["offset"] for d in got["dead_letters"] if d["topic"] == "mark_prices"}
-    valid = {value for offset, value in marks[0] if offset not in letters}
-    assert len(valid) > 10_000
-    for partition, messages in clock.items():
-        missing = valid - {value for _, value in messages if value != TICK}
-        assert not missing, f"{len(missing)} marks never reached account partition {partition}"
+    assert_every_mark_forwarded(got, marks, clock)
     assert canonical(got["liquidations"]) == canonical(expected["liquidations"])
     assert canonical(got["bankruptcies"]) == canonical(expected["bankruptcies"])
     assert_stages_follow(expected["adl_triggers"], got["adl_triggers"], SUMMARY_INTERVAL_MS, True)

@@ -27,12 +27,9 @@ from typing import Any
 
 import pytest
 
-from streams.agents.app import TICK
-from streams.agents.shard import CLOCK_TOPIC
 from streams.brokers import Broker
 from streams.brokers.base import free_port
 from streams.pipeline.producer import produce_file
-from streams.pipeline.topics import Topics
 from tests.integration.test_account_agents import (
     CASCADE,
     Outputs,
@@ -40,11 +37,15 @@ from tests.integration.test_account_agents import (
     assert_same_as_replay,
     expected,  # noqa: F401  (the fixture: replay's outputs)
     prepared,
-    read_until,
     scrape,
     stop_all,
 )
-from tests.integration.test_agents_failover import HOLDS, log_tails, read_topic
+from tests.integration.test_agents_failover import (
+    HOLDS,
+    alarm_counts,
+    assert_every_mark_forwarded,
+    read_outcome,
+)
 
 PROCESSES = 3
 ROLES = ("mark_fan_out", "fund_desk", "account partitions only")
@@ -100,15 +101,10 @@ def test_every_role_killed_twice_with_rejoins(
     rng = random.Random(15)
     order = [role for role in ROLES for _ in range(KILLS_PER_ROLE)]
     rng.shuffle(order)
-    want = (
-        len(expected["liquidations"]),
-        len(expected["bankruptcies"]),
-        sum(t["stage"] == "triggered" for t in expected["adl_triggers"]),
-    )
+    want = alarm_counts(expected)
 
     def done(out: Outputs) -> bool:
-        triggered = sum(t["stage"] == "triggered" for t in out["adl_triggers"])
-        if (len(out["liquidations"]), len(out["bankruptcies"]), triggered) != want:
+        if alarm_counts(out) != want:
             return False
         return all(scrape(p).get(("adl_agent_caught_up", ())) == 1.0 for p in ports)
 
@@ -128,22 +124,10 @@ def test_every_role_killed_twice_with_rejoins(
             procs[victim] = agents_process(settings, again, ports[victim])
         print(f"killed (seconds into the run, role, process): {kills}")
         producer.join()
-        try:
-            got, duplicates = asyncio.run(read_until(settings, done, settle_s=5.0, timeout_s=600.0))
-        except AssertionError as stalled:  # say where each process stood
-            tails = log_tails(sorted(tmp_path.glob("*.log")))
-            raise AssertionError(f"{stalled}\n{tails}") from None
-        topics = Topics(settings.topic_prefix)
-        marks = asyncio.run(read_topic(settings, topics.name("mark_prices")))
-        clock = asyncio.run(read_topic(settings, topics.name(CLOCK_TOPIC)))
+        got, duplicates, marks, clock = read_outcome(settings, done, tmp_path, timeout_s=600.0)
     finally:
         stop_all(procs)
     print(f"duplicates dropped after dedupe: {duplicates}")
     assert sorted(role for _, role, _ in kills) == sorted(order)
-    letters = {d["offset"] for d in got["dead_letters"] if d["topic"] == "mark_prices"}
-    valid = {value for offset, value in marks[0] if offset not in letters}
-    assert len(valid) > 10_000
-    for partition, messages in clock.items():
-        missing = valid - {value for _, value in messages if value != TICK}
-        assert not missing, f"{len(missing)} marks never reached account partition {partition}"
+    assert_every_mark_forwarded(got, marks, clock)
     assert_same_as_replay(got, expected, restarted=True)
