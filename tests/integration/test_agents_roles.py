@@ -11,7 +11,7 @@ The one-kill tests (``test_agents_failover.py``) kill one role once; the ten-kil
 
 A long fault run (six kills, three processes on two cores): not in ``make test``'s
 budget: ``pytest -m soak tests/integration/test_agents_roles.py``. It fails in about half
-of its runs (2 of 5 when written): every process ends caught up, but with outputs that
+of its runs (3 of 6 when written): every process ends caught up, but with outputs that
 are not replay's (liquidations missing, bankruptcies in excess); the cause is open
 (issue 15, docs/reliability.md)."""
 
