@@ -86,6 +86,10 @@ class Settings:
     # (docs/streaming.md, ADL_ALLOWED_LATENESS_MS)
     allowed_lateness_ms: int = 200
     max_poll_records: int = 5000  # input records per batch (and per output transaction)
+    # a backlog released at once (a start, an input that stalled) is written in
+    # transactions of about this many outputs, not one: not all held in memory (a
+    # 50k-account crash released whole grew the worker past 22 GB; the kernel killed it)
+    max_outputs_per_transaction: int = 20_000
     # account-agents: a process silent this long is taken for dead and its partitions
     # move. A risk monitor wants it short (a dead owner's accounts go unwatched until
     # then) but above the pauses of a loaded process (a false death moves every
@@ -131,7 +135,8 @@ class Settings:
         if snapshot_key is not None:
             values["snapshot_key"] = snapshot_key
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes"):
+        for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes",
+                     "max_outputs_per_transaction"):  # fmt: skip
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
         if values.get("session_timeout_ms", MIN_SESSION_TIMEOUT_MS) < MIN_SESSION_TIMEOUT_MS:

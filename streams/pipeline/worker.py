@@ -55,10 +55,6 @@ from streams.pipeline.topics import (
 log = logging.getLogger("adl_monitor.worker")
 SEQ_HEADER = "adl-seq"
 PROGRESS_KEY = b"progress"
-# a backlog released at once (a start, an input that stalled) is written in transactions
-# of at most about this many outputs, not one: its outputs are not all held in memory (a
-# 50k-account crash released whole grew the worker past 22 GB and the kernel killed it)
-OUTPUTS_PER_TRANSACTION = 20_000
 _OUTPUT_KEYS = {spec.name: spec.key_field for spec in OUTPUTS}
 
 
@@ -496,7 +492,7 @@ class Worker:
                 outputs.extend(self._apply(event, message))
                 self._applied_ts = max(self._applied_ts, event.ts_ms)
                 arrivals.append(arrived)
-                if len(outputs) >= OUTPUTS_PER_TRANSACTION:
+                if len(outputs) >= self.settings.max_outputs_per_transaction:
                     await self._commit_timed(producer, outputs)
                     outputs = []
                 elif n % 500 == 0:

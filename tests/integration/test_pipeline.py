@@ -28,7 +28,6 @@ from streams.engine.decode import decode_line
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import load_instruments
-from streams.pipeline import worker as worker_module
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics
@@ -198,7 +197,9 @@ def worker_process(
         "ADL_TOPIC_PREFIX": settings.topic_prefix,
         "ADL_PARTITIONS": str(settings.partitions),
         "ADL_IDLE_FLUSH_MS": str(settings.idle_flush_ms),
-        "ADL_MAX_POLL_RECORDS": "100",  # many small transactions: a kill lands mid-stream
+        # many small transactions, also within a release: a kill lands mid-stream
+        "ADL_MAX_POLL_RECORDS": "100",
+        "ADL_MAX_OUTPUTS_PER_TRANSACTION": "200",
         **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"]
@@ -214,15 +215,14 @@ def worker_process(
 
 
 def test_a_backlog_is_written_in_bounded_transactions(
-    kafka: Broker, expected, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    kafka: Broker, expected, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The whole cascade waiting when the worker starts is released at once; its outputs
-    go out in transactions of about ``OUTPUTS_PER_TRANSACTION`` (plus one event's), not
+    go out in transactions of about ``max_outputs_per_transaction`` (plus one event's), not
     in one (held in memory, a real crash's took the worker past 22 GB), and are the
     same."""
-    monkeypatch.setattr(worker_module, "OUTPUTS_PER_TRANSACTION", 300)
     caplog.set_level(logging.INFO, logger="adl_monitor.worker")
-    settings = produced(settings_for(kafka))
+    settings = produced(dataclasses.replace(settings_for(kafka), max_outputs_per_transaction=300))
     asyncio.run(Worker(settings, INSTRUMENTS).run(stop_when_idle=True))
     sizes = [int(n) for n in re.findall(r"committed (\d+) outputs", caplog.text)]
     per_event: dict[int, int] = defaultdict(int)
