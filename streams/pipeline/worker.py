@@ -388,7 +388,7 @@ class Worker:
             partitions = await input_partitions(settings, self.topics)
             consumer.assign(partitions)
             self._resume(snapshot, partitions)
-            await self._check_history(consumer, snapshot)
+            await self._check_history(consumer)
             for tp in partitions:
                 consumer.seek(tp, self._start_offsets[tp])
             self._snapshot_at = asyncio.get_running_loop().time()
@@ -423,7 +423,7 @@ class Worker:
         log.info("started from the snapshot at input sequence %d (outputs committed through "
                  "%d)", snapshot.seq, self.progress.seq)  # fmt: skip
 
-    async def _check_history(self, consumer: AIOKafkaConsumer, snapshot: Snapshot | None) -> None:
+    async def _check_history(self, consumer: AIOKafkaConsumer) -> None:
         """Refuse to start when an input no longer holds what the state needs (deleted
         by retention, or by hand): the state would silently miss those events."""
         firsts = await consumer.beginning_offsets(list(self._start_offsets))

@@ -236,13 +236,7 @@ def test_a_backlog_is_written_in_bounded_transactions(
 
 
 def test_sigkill_mid_stream_loses_and_repeats_nothing(kafka: Broker, expected) -> None:
-    settings = settings_for(kafka)
-
-    async def prepare() -> None:
-        await ensure_topics(settings, Topics(settings.topic_prefix))
-        await produce_file(settings, CASCADE)
-
-    asyncio.run(prepare())
+    settings = produced(settings_for(kafka))
     first = worker_process(settings, merge_logs=True)
     seq = 0
     assert first.stdout is not None
