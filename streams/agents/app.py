@@ -347,14 +347,16 @@ class AccountAgents:
         """Faust's rebalances are eager: every partition is revoked, most come back.
         A shard is put aside with how far its inputs were delivered (``shard``)."""
         self.stats.revocations += 1
-        self.in_order.forget(revoked)
-        self.acks.forget(revoked)
-        self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
         for p in self._account_partitions(revoked):
             shard = self.shards.pop(p, None)
             if shard is not None:
-                due = {tp: self._next_due(tp) for tp in self._inputs_of(p)}
+                # Faust forgot the committed offsets before this signal: the next offset
+                # due is ``InOrder``'s (seeded with them when the shard was taken)
+                due = {tp: self.in_order.next_offset.get(tp, 0) for tp in self._inputs_of(p)}
                 self.kept[p] = (shard, due)
+        self.in_order.forget(revoked)
+        self.acks.forget(revoked)
+        self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
         for tp in revoked:  # the partition's state moves with its changelog
             self.next_offset.pop(tp, None)
 
@@ -387,8 +389,13 @@ class AccountAgents:
         would stop the heartbeats past the session timeout (the process evicted, its
         partitions moved again)."""
         shard = self.shards.get(partition)
-        if shard is None:
-            shard = self._taken_up(partition)
+        if shard is not None:
+            return shard
+        # where each input resumes (its first delivery seeds the one delivered): what
+        # the shard covers when it is put aside with nothing more delivered
+        for tp in self._inputs_of(partition):
+            self.in_order.next_offset.setdefault(tp, self._committed(tp))
+        shard = self._taken_up(partition)
         if shard is not None:
             return shard
         async with self.restoring:
