@@ -37,9 +37,17 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    leaves it for 0.1 s (``ProducerBuffer.flush_atmost``): offsets could be committed with
    the rows of the events they cover still buffered. ``flush_fully`` drains it.
 
-Guards 1, 2 and 4 cover the account agent's inputs only: the fund desk applies a
-re-delivered fund or book update again (no dedupe yet), so reading its inputs again from
-the committed offset changed its decisions. Its inputs get guard 3.
+6. **Nothing committed taken for "anything goes".** Faust says ``None`` for a partition
+   never committed (and for offset 0); ``InOrder`` then took the first offset delivered
+   for the start. After a rebalance that was a record fetched before it: the re-read
+   from the start came below it and was dropped as copies, and the events a shard had
+   buffered (and dropped when it was taken up again) were never applied. The every-role
+   soak test lost fills 78-121 of one partition this way, early in the run, and failed
+   in about half its runs (2026-12-03). Now such a partition is delivered from offset
+   0 (a log that starts later: the re-read proves the offsets before it empty, a gap).
+
+Every guard covers the account agent's inputs and the fund desk's (which recognises a
+fund or book update delivered again by its offset, ``FundDesk.applied``).
 """
 
 from __future__ import annotations

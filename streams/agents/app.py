@@ -244,7 +244,10 @@ class AccountAgents:
         self.chain_rows = self.app.Table("mark_chain", key_type=bytes, value_type=bytes, **table)
         # the desk's inputs have one partition: so has its table's changelog
         self.desk_rows = self.app.Table("desk", key_type=bytes, value_type=bytes, partitions=1)
-        self.desk_restored = False
+        # the desk is current for this assignment (taken up or restored from its rows);
+        # else, put aside at the last revocation with the next offset due of each input
+        self.desk_live = False
+        self.desk_due: dict[TP, int] | None = None
         name = self.topics.name
         self.clock_topic = self.app.topic(name(CLOCK_TOPIC), partitions=settings.partitions, **raw)
         self.boundary_topic = self.app.topic(
@@ -270,10 +273,8 @@ class AccountAgents:
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
-        self.acks = AckGuard(
-            [*self.account_inputs.topics, *self.desk_inputs.topics],
-            ordered=self.account_inputs.topics,
-        )
+        inputs = [*self.account_inputs.topics, *self.desk_inputs.topics]
+        self.acks = AckGuard(inputs, ordered=inputs)
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
         flush_fully(self.app.producer.buffer)
@@ -347,6 +348,12 @@ class AccountAgents:
         """Faust's rebalances are eager: every partition is revoked, most come back.
         A shard is put aside with how far its inputs were delivered (``shard``)."""
         self.stats.revocations += 1
+        if self.desk_live and self._desk_partitions() & revoked:
+            self.desk_due = {
+                tp: self.in_order.next_offset.get(tp, 0) for tp in self._desk_partitions()
+            }
+            self.desk.rewind()
+            self.desk_live = False
         for p in self._account_partitions(revoked):
             shard = self.shards.pop(p, None)
             if shard is not None:
@@ -364,6 +371,8 @@ class AccountAgents:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
         for p in set(self.kept) - self._account_partitions(assigned):
             del self.kept[p]
+        if not self._desk_partitions() <= assigned:
+            self.desk_due = None  # the desk moved elsewhere: its rows say where it is
 
     def _account_partitions(self, tps: Iterable[TP]) -> set[int]:
         """The account partitions among ``tps`` (any of their inputs)."""
@@ -389,13 +398,8 @@ class AccountAgents:
         would stop the heartbeats past the session timeout (the process evicted, its
         partitions moved again)."""
         shard = self.shards.get(partition)
-        if shard is not None:
-            return shard
-        # where each input resumes (its first delivery seeds the one delivered): what
-        # the shard covers when it is put aside with nothing more delivered
-        for tp in self._inputs_of(partition):
-            self.in_order.next_offset.setdefault(tp, self._committed(tp))
-        shard = self._taken_up(partition)
+        if shard is None:
+            shard = self._taken_up(partition)
         if shard is not None:
             return shard
         async with self.restoring:
@@ -487,14 +491,29 @@ class AccountAgents:
         return self._desk_partitions() <= set(self.app.consumer.assignment())
 
     def restore_desk(self, recovered: bool = False) -> bool:
-        """The desk's state from its changelog table, once, when the table is recovered
-        (``recovered``: the caller knows it is; ``False`` while it is not)."""
-        if not self.desk_restored and (recovered or not self.app.in_recovery):
+        """Make the desk current for this assignment once the tables are recovered
+        (``recovered``: the caller, the desk's agent, knows they are and that the
+        committed offsets are read; ``False``: the read API, while they may not be).
+        From the agent: the desk put aside at the last revocation if nobody moved its
+        inputs past it meanwhile (``unmoved``; ``FundDesk.rewind`` dropped what it had
+        buffered); else, or from the read API, a new desk from its changelog rows (always
+        right: what they cover is recognised when delivered again)."""
+        if self.desk_live or not (recovered or not self.app.in_recovery):
+            return self.desk_live
+        due, self.desk_due = self.desk_due, None
+        tps = self._desk_partitions()
+        if recovered:
+            for tp in tps:  # where each input resumes (as for a shard)
+                self.in_order.next_offset.setdefault(tp, self._committed(tp))
+        if recovered and due is not None and unmoved(due, {tp: self._committed(tp) for tp in tps}):
+            log.info("fund desk: taken up again")
+        else:
+            self.desk = FundDesk(self.instruments, self.settings.partitions)
             for raw in self.desk_rows.values():
                 restore_desk(self.desk, raw)
             log.info("fund desk: restored %d funds", len(self.desk.complete_key))
-            self.desk_restored = True
-        return self.desk_restored
+        self.desk_live = True
+        return True
 
     def lag(self) -> dict[str, int]:
         """Input messages not yet delivered, by topic (base name), over the partitions
@@ -605,7 +624,14 @@ class AccountAgents:
         is delivered again to the next owner)."""
         if not await self._in_order(event):
             return None
-        return await self.shard(event.message.partition)
+        partition = event.message.partition
+        if partition not in self.shards:
+            # the first delivery of this assignment: where each input resumes (the
+            # committed offsets are read), what the shard covers if it is put aside with
+            # nothing more delivered
+            for tp in self._inputs_of(partition):
+                self.in_order.next_offset.setdefault(tp, self._committed(tp))
+        return await self.shard(partition)
 
     async def _in_order(self, event: EventT) -> bool:
         """Deliver each input partition's offsets in order, from the committed offset
@@ -724,9 +750,11 @@ class AccountAgents:
     # ------------------------------------------------------------------ fund desk
     async def _fund_desk(self, stream: StreamT[bytes]) -> None:
         """Stage B: every partition's summaries, the fund and the books, in order."""
-        desk = self.desk
         async for event in stream.noack().events():
+            if not await self._in_order(event):
+                continue
             self.restore_desk(recovered=True)  # Faust recovers tables before streams start
+            desk = self.desk
             message = event.message
             base = self.topics.base(message.topic)
             self.next_offset[message.tp] = message.offset + 1
@@ -738,8 +766,7 @@ class AccountAgents:
                     decoded, obj = decode_message(base, message.value, self.symbols)
                     if not isinstance(decoded, InsuranceFund | Depth):
                         raise InvalidEvent("type", f"{base} carries no {type(decoded).__name__}")
-                    desk.push_event(decoded, obj, base, message.offset, event)
-                    counted = True
+                    counted = desk.push_event(decoded, obj, base, message.offset, event)
             except AdlMonitorError as exc:
                 await self._dead_letter(base, message, exc)
                 counted = False

@@ -66,7 +66,8 @@ def decode_account(raw: bytes) -> AccountRow:
 
 def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
     """The fund desk's state for one fund: what it announced, the fund's recent balances,
-    the books of its symbols, the last complete mark (to know a re-delivered summary) and
+    the books of its symbols, the last mark applied and the last offset of each fund or
+    book input applied to the fund (to know a re-delivered summary or update) and
     when each symbol was last lit (the re-ranking schedule)."""
     watch = desk.watch
     symbols = watch.fund_symbols[fund]
@@ -83,7 +84,10 @@ def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
             },
             "projected_at_ms": watch.projected_at_ms.get(fund),
             "books": [[d.symbol, d.ts_ms, d.bids, d.asks] for d in books],
-            "complete": desk.complete_key.get(fund),
+            # the last mark applied (one completed later is completed again when its
+            # summaries are delivered again), the last offset of each input applied
+            "complete": desk.applied_key.get(fund),
+            "applied": desk.applied.get(fund, {}),
             "fund_moved": fund in desk.fund_moved,
             "lights_at": {s: desk.lights_at_ms[s] for s in symbols if s in desk.lights_at_ms},
         }
@@ -107,10 +111,11 @@ def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
         watch.depth[symbol] = Depth(int(ts), symbol, _levels(bids), _levels(asks))
     if row["complete"] is not None:
         key = tuple(row["complete"])
-        desk.complete_key[fund] = key
+        desk.complete_key[fund] = desk.applied_key[fund] = key
         desk.clock_key = key if desk.clock_key is None else max(desk.clock_key, key)
     if row["fund_moved"]:
         desk.fund_moved.add(fund)
+    desk.applied[fund] = {where: int(o) for where, o in row.get("applied", {}).items()}
     desk.lights_at_ms.update((s, int(ts)) for s, ts in row.get("lights_at", {}).items())
 
 

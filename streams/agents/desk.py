@@ -7,7 +7,10 @@ partition sees every mark, see ``engine.summary``); complete marks, fund updates
 books are applied in canonical order, released like the shard's inputs (an input with
 data still to deliver holds back what comes after its last event). Between two complete
 marks the fund and the books move on their own; the accounts are as of the last one.
-A summary at or before the last complete mark of its fund is a re-delivered copy.
+A summary at or before the last complete mark of its fund is a re-delivered copy; so is
+a fund or book update at or before the last offset of its input applied to its fund
+(kept in the desk's changelog row: an old fund balance applied again after a newer one
+would stand as the fund's balance until the next update).
 
 Rank lights: when ``replay``'s engine lights a symbol (its first mark of every
 ``rank_refresh_ms`` of event time, ``refresh_due``) the desk sends the light boundaries
@@ -70,6 +73,9 @@ class FundDesk(Generic[T]):
     waiting: dict[str, dict[int, list[tuple[Key, RiskSummary, T]]]] = field(default_factory=dict)
     latest: dict[str, tuple[RiskSummary, ...]] = field(default_factory=dict)  # fund -> mark
     complete_key: dict[str, Key] = field(default_factory=dict)  # fund -> last complete mark
+    applied_key: dict[str, Key] = field(default_factory=dict)  # fund -> last mark applied
+    # fund -> fund/book input (its topic: one partition) -> last offset applied to the fund
+    applied: dict[str, dict[str, int]] = field(default_factory=dict)
     clock_key: Key | None = None  # the last complete mark of any fund
     last_ts: dict[str, int] = field(default_factory=dict)  # fund/book source -> last time
     fund_moved: set[str] = field(default_factory=set)  # balance changed since last check
@@ -124,13 +130,33 @@ class FundDesk(Generic[T]):
         where: str,
         offset: int,
         token: T,
-    ) -> None:
+    ) -> bool:
+        """Hold a fund or book update until it is safe to apply; ``False`` for one
+        applied before (re-delivered)."""
         if isinstance(event, InsuranceFund) and event.fund not in self.watch.funds:
             known = sorted(self.watch.funds)
             raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {known}")
+        if self._applied_before(self._fund_of_event(event), where, offset):
+            self.stats.redelivered += 1
+            return False
         key = (*canonical_key(raw), where, offset)
         self.last_ts[where] = max(self.last_ts.get(where, -1), event.ts_ms)
         self.sequencer.push(key, DeskItem(key, event, (), (token,)))
+        return True
+
+    def _applied_before(self, fund: str, where: str, offset: int) -> bool:
+        return offset <= self.applied.get(fund, {}).get(where, -1)
+
+    def rewind(self) -> None:
+        """Forget what is buffered and not applied, as if it had never arrived: a
+        rebalance took the desk's inputs away and gave them back unchanged, and they are
+        delivered again from their committed offsets (``Shard.rewind``'s twin). A mark
+        completed but not applied is completed again by its summaries."""
+        self.sequencer = Sequencer()
+        self.waiting.clear()
+        self.last_ts.clear()
+        self.complete_key = dict(self.applied_key)
+        self.clock_key = max(self.applied_key.values(), default=None)
 
     def release(self, pending_sources: Iterable[str], flush: bool = False) -> list[DeskItem[T]]:
         """What is safe to apply, in order; ``pending_sources``: fund/book inputs with
@@ -146,17 +172,25 @@ class FundDesk(Generic[T]):
 
     def fund_of(self, item: DeskItem[T]) -> str:
         event = item.event
+        return item.summaries[0].fund if event is None else self._fund_of_event(event)
+
+    def _fund_of_event(self, event: InsuranceFund | Depth) -> str:
         if isinstance(event, InsuranceFund):
             return event.fund
-        if isinstance(event, Depth):
-            return self.instruments[event.symbol].fund
-        return item.summaries[0].fund
+        return self.instruments[event.symbol].fund
 
     def apply(self, item: DeskItem[T]) -> DeskResult:
         """Fund updates and books are recorded and judged at the next complete mark: the
         accounts they would be judged against are as of the last mark, and the venue's
         fills between (closing the positions the fund paid for) would be missing."""
         event = item.event
+        if event is not None:
+            where, offset = item.key[-2], item.key[-1]
+            fund = self._fund_of_event(event)
+            if self._applied_before(fund, where, offset):  # pushed twice (a re-read)
+                self.stats.redelivered += 1
+                return DeskResult([], [])
+            self.applied.setdefault(fund, {})[where] = offset
         if isinstance(event, InsuranceFund):
             self.watch.record(event)
             self.fund_moved.add(event.fund)
@@ -165,8 +199,16 @@ class FundDesk(Generic[T]):
             self.watch.depth[event.symbol] = event
             return DeskResult([], [])
         fund = item.summaries[0].fund
+        last = self.applied_key.get(fund)
+        if last is not None and item.key <= last:  # completed twice (a re-read)
+            self.stats.redelivered += 1
+            return DeskResult([], [])
         ts_ms = item.summaries[0].ts_ms
         self.latest[fund] = item.summaries
+        self.applied_key[fund] = item.key
+        done = self.complete_key.get(fund)
+        if done is None or done < item.key:  # released before a rewind, applied after it
+            self.complete_key[fund] = item.key
         self.stats.marks += 1
         force = fund in self.fund_moved
         self.fund_moved.discard(fund)

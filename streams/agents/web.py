@@ -141,13 +141,13 @@ class AgentReads:
         return account_answer(shard.engine, account)
 
     async def fund(self, fund: str, request: web.Request) -> Answer:
-        desk = self.agents.desk
-        if fund not in desk.watch.funds:
+        if fund not in self.agents.desk.watch.funds:
             return not_found(f"unknown fund {fund!r}")
         if self.agents.holds_desk():
             if not self.agents.restore_desk():
                 return unavailable("the fund desk is being restored: retry")
-            key = desk.complete_key.get(fund)
+            desk = self.agents.desk  # a restore makes a new one
+            key = desk.applied_key.get(fund)
             ts_ms = 0 if key is None else key[0]
             return 200, wire.fund_projection(desk.watch.projection(desk.view(fund), fund, ts_ms))
         owner = self.owners("desk").get(0)

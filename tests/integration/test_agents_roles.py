@@ -10,14 +10,15 @@ The one-kill tests (``test_agents_failover.py``) kill one role once; the ten-kil
 (``test_agents_kills.py``) one process, alone in its group.
 
 A long fault run (six kills, three processes on two cores): not in ``make test``'s
-budget: ``pytest -m soak tests/integration/test_agents_roles.py``. It fails in about half
-of its runs (3 of 6 when written): every process ends caught up, but with outputs that
-are not replay's (liquidations missing, bankruptcies in excess); the cause is open
-(issue 15, docs/reliability.md)."""
+budget: ``pytest -m soak tests/integration/test_agents_roles.py`` (~4.5 min). It failed
+in about half its runs until a partition never committed was delivered from offset 0
+(``agents.acks``, hole 6): outputs short of fills a shard had buffered at a rebalance.
+Since, 7 of 7 passed (docs/reliability.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import threading
@@ -55,6 +56,8 @@ RATE_PER_S = 60  # the cascade's 14,676 events take ~4 minutes: every kill lands
 # (each kill and each rejoin is a rebalance; a dead process's partitions move after the
 # 10 s session timeout)
 KILL_GAP_S = (4.0, 12.0)
+# the kills' order and moments; another seed for another run: ADL_SOAK_SEED=N
+SEED = int(os.environ.get("ADL_SOAK_SEED", "15"))
 
 
 def holders(ports: list[int]) -> dict[str, list[int]]:
@@ -98,7 +101,8 @@ def test_every_role_killed_twice_with_rejoins(
     producer = threading.Thread(
         target=lambda: asyncio.run(produce_file(settings, CASCADE, rate_per_s=RATE_PER_S))
     )
-    rng = random.Random(15)
+    rng = random.Random(SEED)
+    print(f"seed {SEED}")
     order = [role for role in ROLES for _ in range(KILLS_PER_ROLE)]
     rng.shuffle(order)
     want = alarm_counts(expected)

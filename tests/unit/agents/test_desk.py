@@ -16,6 +16,7 @@ from streams.agents.desk import FundDesk
 from streams.agents.shard import Shard
 from streams.engine.engine import Engine
 from streams.engine.events import Depth, InsuranceFund, Mark
+from streams.engine.fixed import SCALE, MoneyRaw
 from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
 from streams.engine.signals import AdlTriggered, FundProjection
 from streams.engine.summary import from_wire
@@ -251,3 +252,73 @@ def test_a_partition_given_back_lights_what_it_summarised_before(stage_b: Any) -
     again, _ = second_life(restored)
     lit([again], cuts)
     assert again.stats.unlit > 0
+
+
+def fund_update(ts_ms: int, balance: int) -> tuple[InsuranceFund, dict[str, Any]]:
+    obj = {"type": "insurance_fund", "ts": ts_ms, "fund": "USDT-M", "balance": str(balance)}
+    return InsuranceFund(ts_ms, "USDT-M", MoneyRaw(balance * SCALE)), obj
+
+
+def test_a_fund_update_delivered_again_is_not_applied_again() -> None:
+    """The fund at 1,000 (offset 0), then 400 (offset 1). Offset 0 delivered again after
+    both were applied (its input re-read from an older committed offset) would stand as
+    the fund's balance (the history appends it: 1,000 again until the next update).
+    Recognised as applied, by the desk and by a desk restored from its row; offset 2
+    (300) is new."""
+    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    for offset, (ts_ms, balance) in enumerate([(1_000, 1_000), (2_000, 400)]):
+        assert desk.push_event(*fund_update(ts_ms, balance), "insurance_fund", offset, None)
+    for item in desk.release([], flush=True):
+        desk.apply(item)
+    history = desk.watch.funds["USDT-M"]
+    assert history.balance == 400 * SCALE
+    assert not desk.push_event(*fund_update(1_000, 1_000), "insurance_fund", 0, None)
+    assert desk.release([], flush=True) == []
+    assert history.balance == 400 * SCALE
+    restored: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    restore_desk(restored, encode_desk(desk, "USDT-M"))
+    assert not restored.push_event(*fund_update(2_000, 400), "insurance_fund", 1, None)
+    assert restored.push_event(*fund_update(3_000, 300), "insurance_fund", 2, None)
+    assert restored.stats.redelivered == 1
+    # applied twice when pushed twice before it applied (a re-read): once
+    desk.push_event(*fund_update(3_000, 300), "insurance_fund", 2, None)
+    desk.push_event(*fund_update(3_000, 300), "insurance_fund", 2, None)
+    for item in desk.release([], flush=True):
+        desk.apply(item)
+    assert list(history.snapshots)[-2:] == [(2_000, 400 * SCALE), (3_000, 300 * SCALE)]
+
+
+def test_a_desk_rewound_completes_again_the_marks_it_had_not_applied(stage_b: Any) -> None:
+    """Every partition's summaries of the fund's first two mark groups; the first
+    applied, the second complete but held (its fund input not delivered yet) when a
+    rebalance revokes the desk's inputs. The row names the first as the last complete
+    mark (a desk restored from it takes the second's summaries again: before, it named
+    the second and they were dropped as copies, a mark never applied). Rewound, the
+    desk drops what it held and takes the second's summaries, delivered again, once."""
+    _, _, summaries, _, _ = stage_b
+    decoded = [from_wire(orjson.loads(orjson.dumps(s))) for s in summaries]
+    clocks = sorted({s.clock for s in decoded if s.fund == "USDT-M"})
+    first, second = ([s for s in decoded if s.clock == c] for c in clocks[:2])
+    assert len(first) == len(second) == PARTITIONS
+    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    for s in first:
+        assert desk.push_summary(s, None)
+    for item in desk.release([], flush=True):
+        desk.apply(item)
+    for s in second:
+        assert desk.push_summary(s, None)
+    assert len(desk.sequencer) == 1  # complete, not applied
+    row = orjson.loads(encode_desk(desk, "USDT-M"))
+    assert tuple(row["complete"]) == (*clocks[0], "risk_summaries", 0)
+    restored: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    restore_desk(restored, encode_desk(desk, "USDT-M"))
+    assert all(restored.push_summary(s, None) for s in second)
+    desk.rewind()
+    assert len(desk.sequencer) == 0
+    assert not any(desk.waiting.values())
+    assert all(desk.push_summary(s, None) for s in second)
+    assert not desk.push_summary(second[0], None)  # a copy of one now waiting
+    released = desk.release([], flush=True)
+    assert [item.key[:3] for item in released] == [clocks[1]]
+    desk.apply(released[0])
+    assert desk.stats.marks == 2
