@@ -248,6 +248,10 @@ class AccountAgents:
         # else, put aside at the last revocation with the next offset due of each input
         self.desk_live = False
         self.desk_due: dict[TP, int] | None = None
+        # the tables recovered since the last rebalance (Faust's ``in_recovery`` is still
+        # false for a moment after an assignment, before the recovery starts): the read
+        # API may restore from the rows only then
+        self.tables_ready = False
         name = self.topics.name
         self.clock_topic = self.app.topic(name(CLOCK_TOPIC), partitions=settings.partitions, **raw)
         self.boundary_topic = self.app.topic(
@@ -284,6 +288,7 @@ class AccountAgents:
         self.app.timer(1.0)(self._metrics_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_rebalance_complete.connect(self._on_tables_ready)
 
     # ------------------------------------------------------------------ marks
     async def _send_mark(
@@ -348,6 +353,7 @@ class AccountAgents:
         """Faust's rebalances are eager: every partition is revoked, most come back.
         A shard is put aside with how far its inputs were delivered (``shard``)."""
         self.stats.revocations += 1
+        self.tables_ready = False
         if self.desk_live and self._desk_partitions() & revoked:
             self.desk_due = {
                 tp: self.in_order.next_offset.get(tp, 0) for tp in self._desk_partitions()
@@ -373,6 +379,11 @@ class AccountAgents:
             del self.kept[p]
         if not self._desk_partitions() <= assigned:
             self.desk_due = None  # the desk moved elsewhere: its rows say where it is
+
+    async def _on_tables_ready(self, app: Any, **_: Any) -> None:
+        """Sent by Faust's recovery once the active tables are read, before the streams
+        resume."""
+        self.tables_ready = True
 
     def _account_partitions(self, tps: Iterable[TP]) -> set[int]:
         """The account partitions among ``tps`` (any of their inputs)."""
@@ -498,7 +509,7 @@ class AccountAgents:
         inputs past it meanwhile (``unmoved``; ``FundDesk.rewind`` dropped what it had
         buffered); else, or from the read API, a new desk from its changelog rows (always
         right: what they cover is recognised when delivered again)."""
-        if self.desk_live or not (recovered or not self.app.in_recovery):
+        if self.desk_live or not (recovered or self.tables_ready):
             return self.desk_live
         due, self.desk_due = self.desk_due, None
         tps = self._desk_partitions()

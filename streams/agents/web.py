@@ -126,7 +126,7 @@ class AgentReads:
             return unavailable(f"partition {partition} has no owner now (a rebalance): retry")
         if owner != self.me:
             return await self.forward(owner, request)
-        if agents.app.in_recovery:
+        if not agents.tables_ready:
             return unavailable(f"partition {partition} is being restored: retry")
         if partition in agents.kept:  # the agent takes it up between two of its events
             return unavailable(f"partition {partition} is being taken up again: retry")
