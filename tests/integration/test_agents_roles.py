@@ -13,7 +13,7 @@ A long fault run (six kills, three processes on two cores): not in ``make test``
 budget: ``pytest -m soak tests/integration/test_agents_roles.py`` (~4.5 min). It failed
 in about half its runs until a partition never committed was delivered from offset 0
 (``agents.acks``, hole 6): outputs short of fills a shard had buffered at a rebalance.
-Since, 9 of 9 passed (seeds 15, 16, 17; docs/reliability.md)."""
+Since, 10 of 10 passed (seeds 15-18; docs/reliability.md)."""
 
 from __future__ import annotations
 
