@@ -355,18 +355,13 @@ class AccountAgents:
         self.stats.revocations += 1
         self.tables_ready = False
         if self.desk_live and self._desk_partitions() & revoked:
-            self.desk_due = {
-                tp: self.in_order.next_offset.get(tp, 0) for tp in self._desk_partitions()
-            }
+            self.desk_due = self._due(self._desk_partitions())
             self.desk.rewind()
             self.desk_live = False
         for p in self._account_partitions(revoked):
             shard = self.shards.pop(p, None)
             if shard is not None:
-                # Faust forgot the committed offsets before this signal: the next offset
-                # due is ``InOrder``'s (seeded with them when the shard was taken)
-                due = {tp: self.in_order.next_offset.get(tp, 0) for tp in self._inputs_of(p)}
-                self.kept[p] = (shard, due)
+                self.kept[p] = (shard, self._due(self._inputs_of(p)))
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
@@ -384,6 +379,23 @@ class AccountAgents:
         """Sent by Faust's recovery once the active tables are read, before the streams
         resume."""
         self.tables_ready = True
+
+    def _due(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The next offset due of each of ``tps`` as a revocation puts their shard or
+        desk aside: ``InOrder``'s (seeded by ``_resume_at_committed``), since Faust forgot
+        the committed offsets before the revocation signal."""
+        return {tp: self.in_order.next_offset.get(tp, 0) for tp in tps}
+
+    def _resume_at_committed(self, tps: Iterable[TP]) -> None:
+        """At the first delivery of an assignment (the committed offsets are read):
+        where each of ``tps`` resumes, what a shard or desk covers if it is put aside
+        with nothing more delivered (an input's first delivery seeds its own)."""
+        for tp in tps:
+            self.in_order.next_offset.setdefault(tp, self._committed(tp))
+
+    def _still_current(self, due: Mapping[TP, int]) -> bool:
+        """A shard or desk put aside with ``due`` is still current (``unmoved``)."""
+        return unmoved(due, {tp: self._committed(tp) for tp in due})
 
     def _account_partitions(self, tps: Iterable[TP]) -> set[int]:
         """The account partitions among ``tps`` (any of their inputs)."""
@@ -440,7 +452,7 @@ class AccountAgents:
         if kept is None:
             return None
         shard, due = kept
-        if not unmoved(due, {tp: self._committed(tp) for tp in due}):
+        if not self._still_current(due):
             log.info("partition %d: moved on elsewhere meanwhile: restored", partition)
             return None
         dropped = shard.rewind()
@@ -514,9 +526,8 @@ class AccountAgents:
         due, self.desk_due = self.desk_due, None
         tps = self._desk_partitions()
         if recovered:
-            for tp in tps:  # where each input resumes (as for a shard)
-                self.in_order.next_offset.setdefault(tp, self._committed(tp))
-        if recovered and due is not None and unmoved(due, {tp: self._committed(tp) for tp in tps}):
+            self._resume_at_committed(tps)
+        if recovered and due is not None and self._still_current(due):
             log.info("fund desk: taken up again")
         else:
             self.desk = FundDesk(self.instruments, self.settings.partitions)
@@ -636,12 +647,8 @@ class AccountAgents:
         if not await self._in_order(event):
             return None
         partition = event.message.partition
-        if partition not in self.shards:
-            # the first delivery of this assignment: where each input resumes (the
-            # committed offsets are read), what the shard covers if it is put aside with
-            # nothing more delivered
-            for tp in self._inputs_of(partition):
-                self.in_order.next_offset.setdefault(tp, self._committed(tp))
+        if partition not in self.shards:  # the first delivery of this assignment
+            self._resume_at_committed(self._inputs_of(partition))
         return await self.shard(partition)
 
     async def _in_order(self, event: EventT) -> bool:
