@@ -179,8 +179,7 @@ class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
     __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
-                 "_order", "_other_cross", "_other_mark", "_other_n", "_other_qty",
-                 "_other_sym", "_ranking", "_row", "_wide", "_wide_after",
+                 "_order", "_other", "_other_n", "_ranking", "_row", "_wide", "_wide_after",
                  "announced",
                  "structure_changed")  # fmt: skip
 
@@ -192,12 +191,10 @@ class QueueTable:
         self._f: dict[str, npt.NDArray[np.float64]] = {}
         self._i: dict[str, npt.NDArray[np.int64]] = {}
         self._isolated = np.empty(0, dtype=np.bool_)
-        # the account's positions on other symbols, padded to the widest account
+        # the account's positions on other symbols: the k-th of a row in ``_other[k]``, as
+        # many places as the widest account has (``_other_n``: how many the row uses)
         self._other_n = np.empty(0, dtype=np.int64)
-        self._other_sym = np.empty((0, 0), dtype=np.int64)
-        self._other_qty = np.empty((0, 0), dtype=np.float64)
-        self._other_mark = np.empty((0, 0), dtype=np.int64)
-        self._other_cross = np.empty((0, 0), dtype=np.bool_)
+        self._other: list[_OtherColumns] = []
         self._wide_after = wide_after
         # row -> (its account's positions, its own symbol index), when wider
         self._wide: dict[int, tuple[SharedPositions, int]] = {}
@@ -211,25 +208,34 @@ class QueueTable:
         self.structure_changed = False  # a position opened or closed since the last ranking
 
     def _grow(self, rows: int, width: int) -> None:
+        """Room for ``rows`` rows and ``width`` other positions per row. A place for other
+        positions is a column of its own: a wider account adds columns and copies none
+        (a 2-D block had to be copied whole: ~26 ms for the preset's largest table, 39
+        times in the crash's first 40,000 events)."""
         cap = max(rows, self._cap)
-        old_width = self._other_sym.shape[1]
-        width = max(width, old_width)
-        n = self._n
 
-        def grown(a: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
-            out = np.zeros(shape, dtype=a.dtype)
-            out[tuple(slice(0, s) for s in a.shape)] = a
+        def grown(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            if len(a) == cap:
+                return a
+            out = np.zeros(cap, dtype=a.dtype)
+            out[: len(a)] = a
             return out
 
-        self._accounts = grown(self._accounts, (cap,))
-        self._f = {c: grown(self._f.get(c, np.zeros(0)), (cap,)) for c in _FLOAT_COLS}
-        self._i = {c: grown(self._i.get(c, np.zeros(0, dtype=np.int64)), (cap,)) for c in _INT_COLS}
-        self._isolated = grown(self._isolated, (cap,))
-        self._other_n = grown(self._other_n, (cap,))
-        self._other_sym = grown(self._other_sym[:n], (cap, width))
-        self._other_qty = grown(self._other_qty[:n], (cap, width))
-        self._other_mark = grown(self._other_mark[:n], (cap, width))
-        self._other_cross = grown(self._other_cross[:n], (cap, width))
+        self._accounts = grown(self._accounts)
+        self._f = {c: grown(self._f.get(c, np.zeros(0))) for c in _FLOAT_COLS}
+        self._i = {c: grown(self._i.get(c, np.zeros(0, dtype=np.int64))) for c in _INT_COLS}
+        self._isolated = grown(self._isolated)
+        self._other_n = grown(self._other_n)
+        self._other = [_OtherColumns(*(grown(a) for a in place)) for place in self._other]
+        while len(self._other) < width:
+            self._other.append(
+                _OtherColumns(
+                    np.zeros(cap, dtype=np.int64),
+                    np.zeros(cap, dtype=np.float64),
+                    np.zeros(cap, dtype=np.int64),
+                    np.zeros(cap, dtype=np.bool_),
+                )
+            )
         self._cap = cap
 
     def __len__(self) -> int:
@@ -268,11 +274,9 @@ class QueueTable:
         f["equity"][row] = account_equity / SCALE
         self._wide.pop(row, None)
         self._other_n[row] = columns
-        for k, other in enumerate(others):
-            self._other_sym[row, k] = other.symbol_index
-            self._other_qty[row, k] = other.qty
-            self._other_mark[row, k] = other.mark_price
-            self._other_cross[row, k] = other.cross
+        for other, place in zip(others, self._other, strict=False):
+            sym, qty, mark, cross = place
+            sym[row], qty[row], mark[row], cross[row] = other
 
     def put_shared(
         self, account: str, pos: PositionRisk, shared: SharedPositions, symbol_index: int
@@ -287,7 +291,7 @@ class QueueTable:
     def _put_row(self, account: str, pos: PositionRisk, columns: int) -> int:
         """The account's row (a new one if needed) with the position's own columns set."""
         row = self._row.get(account)
-        if columns > self._other_sym.shape[1] or (row is None and self._n == self._cap):
+        if columns > len(self._other) or (row is None and self._n == self._cap):
             self._grow(2 * self._cap if self._n == self._cap else self._cap, columns)
         f, i = self._f, self._i
         if row is None:
@@ -327,8 +331,10 @@ class QueueTable:
             for a in (self._accounts, self._isolated, self._other_n, *self._f.values(),
                       *self._i.values()):  # fmt: skip
                 a[row] = a[last]
-            for a2 in (self._other_sym, self._other_qty, self._other_mark, self._other_cross):
-                a2[row] = a2[last]
+            # the places the moved row uses (those past ``_other_n`` are never read)
+            for place in self._other[: self._other_n[row]]:
+                for column in place:
+                    column[row] = column[last]
         self._n = last
         self.structure_changed = True
 
@@ -369,11 +375,12 @@ class QueueTable:
         for k in range(int(counts.max(initial=0))):
             has = counts > k
             at = rows[has]
-            now = marks_by_index[self._other_sym[at, k]]
-            diff = np.where(now == NO_MARK, 0, now - self._other_mark[at, k])
-            move = self._other_qty[at, k] * (diff / SCALE)
+            place = self._other[k]
+            now = marks_by_index[place.symbol_index[at]]
+            diff = np.where(now == NO_MARK, 0, now - place.mark_price[at])
+            move = place.qty[at] * (diff / SCALE)
             every[has] += move
-            cross[has] += np.where(self._other_cross[at, k], move, 0.0)
+            cross[has] += np.where(place.cross[at], move, 0.0)
         if not self._wide:
             return rows, cross, every
         # the wide rows: the same float operations in the same order, a row at a time
