@@ -373,7 +373,8 @@ class QueueTable:
         cross = np.zeros(len(rows))
         every = np.zeros(len(rows))
         for k in range(int(counts.max(initial=0))):
-            has = counts > k
+            # every row has a first place: no mask (most rows have only that one)
+            has = slice(None) if k == 0 else counts > k
             at = rows[has]
             place = self._other[k]
             now = marks_by_index[place.symbol_index[at]]
