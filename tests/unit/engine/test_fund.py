@@ -127,6 +127,27 @@ def test_adl_distance_from_the_index_edge_equals_asking_the_curve(
 
 
 @given(
+    st.lists(st.tuples(st.integers(1, 40_000), st.integers(1, 50)), max_size=20),
+    st.lists(st.tuples(st.integers(1, 40_000), st.integers(1, 50)), max_size=20),
+    st.integers(1_000, 30_000),
+    st.lists(st.floats(min_value=-0.99, max_value=10.0), max_size=20),
+)
+def test_a_ladder_over_index_curves_equals_asking_each_shock(longs, shorts, mark, shocks):
+    """The ladder stops asking a side past its first zero deficit (a monotone curve);
+    asked at every shock (any other curve's way) it gives the same points, in the
+    shocks' order, whatever that order is."""
+    sides = []
+    for is_long, entries in ((True, longs), (False, shorts)):
+        index = DeficitIndex(is_long=is_long)
+        for k, (price, qty) in enumerate(entries):
+            index.put(f"k{k}", price * U // 10, qty * U // 10)
+        sides.append(index_curve(index, mark * U))
+    each = [lambda move, c=c: c(move) for c in sides]  # not index curves: asked at every shock
+    loss = 7 * U + sides[0](0.0) + sides[1](0.0)
+    assert ladder(loss, *sides, shocks) == ladder(loss, *each, shocks)
+
+
+@given(
     st.integers(min_value=1, max_value=2**62),
     st.lists(st.floats(min_value=-1.0, max_value=10.0), max_size=20),
 )
