@@ -30,6 +30,7 @@ bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, as
 	$(BIN)/python benchmarks/bench_symbols.py
 	$(BIN)/python benchmarks/bench_shards.py
 	$(BIN)/python benchmarks/bench_rebalance.py
+	$(BIN)/python benchmarks/bench_snapshot.py --accounts 20000
 
 # installs exactly the locked versions, each checked against its hash; then the project
 $(STAMP): pyproject.toml requirements-dev.lock

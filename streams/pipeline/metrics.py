@@ -140,6 +140,18 @@ class Metrics:
             registry=r,
         )
         self._late_seen = 0
+        self.snapshots = Counter(
+            "adl_worker_snapshots_total",
+            "Worker snapshots written, or failed (a forked child died or failed: not made)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        for result in ("written", "failed"):
+            self.snapshots.labels(result)
+        self._snapshots_seen = {"written": 0, "failed": 0}
+        self.snapshot_held = Gauge(
+            "adl_worker_snapshot_loop_held_seconds",
+            "How long the worker's loop waited for its last snapshot written", registry=r,
+        )  # fmt: skip
         self.lag = Gauge("adl_consumer_lag_messages", "Input not yet consumed", ["topic"],
                          registry=r)  # fmt: skip
         self.latency = Histogram(
@@ -196,6 +208,12 @@ class Metrics:
         )  # fmt: skip
         worker.latencies_s.clear()
         worker.commit_s.clear()
+        stats = worker.stats
+        for result, count in (("written", stats.snapshots), ("failed", stats.snapshot_failures)):
+            self.snapshots.labels(result).inc(count - self._snapshots_seen[result])
+            self._snapshots_seen[result] = count
+        if stats.snapshots:
+            self.snapshot_held.set(stats.last_snapshot_held_s)
         if self.due(every_s):
             engine = worker.engine
             self.sides(engine.instruments, engine.side_summary)

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import pickle
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -69,21 +69,63 @@ def _signature(key: str, header: Mapping[str, Any], payload_sha256: str) -> str:
 
 def encode(snapshot: Snapshot, key: str, snapshot_id: bytes) -> list[tuple[bytes, bytes]]:
     """(message key, value) pairs to write in order: the chunks, then the header."""
+    records: list[tuple[bytes, bytes]] = []
+    write_records(snapshot, key, snapshot_id, lambda k, v: records.append((k, v)))
+    return records
+
+
+def write_records(
+    snapshot: Snapshot, key: str, snapshot_id: bytes, emit: Callable[[bytes, bytes], None]
+) -> None:
+    """``emit`` each (message key, value) to write, in order: the chunks as the pickle is
+    made and compressed (the whole pickle is never held: ~650 MB at the preset's scale),
+    then the header with their count and signature."""
     if len(snapshot_id) != _ID_BYTES:
         raise ValueError(f"a snapshot id is {_ID_BYTES} bytes, got {len(snapshot_id)}")
-    payload = zlib.compress(pickle.dumps(snapshot.engine, protocol=pickle.HIGHEST_PROTOCOL), 1)
-    chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+    out = _ChunkWriter(snapshot_id, emit)
+    pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(snapshot.engine)
+    out.close()
     header: dict[str, Any] = {
         "id": snapshot_id.hex(),
-        "chunks": len(chunks),
+        "chunks": out.chunks,
         "seq": snapshot.seq,
         "applied_ts": snapshot.applied_ts,
         "resume": {where: [first, done] for where, (first, done) in snapshot.resume.items()},
         "engine": engine_digest(),
     }
-    header["mac"] = _signature(key, header, hashlib.sha256(payload).hexdigest())
-    records = [(b"chunk:%d" % k, snapshot_id + chunk) for k, chunk in enumerate(chunks)]
-    return [*records, (HEADER_KEY, orjson.dumps(header))]
+    header["mac"] = _signature(key, header, out.payload_sha256.hexdigest())
+    emit(HEADER_KEY, orjson.dumps(header))
+
+
+class _ChunkWriter:
+    """A file for the pickler: compresses what it is given (zlib level 1) and emits the
+    compressed stream in ``CHUNK_BYTES`` chunks, each behind the snapshot's id."""
+
+    def __init__(self, snapshot_id: bytes, emit: Callable[[bytes, bytes], None]) -> None:
+        self.snapshot_id = snapshot_id
+        self.emit = emit
+        self.chunks = 0
+        self.payload_sha256 = hashlib.sha256()
+        self._zlib = zlib.compressobj(1)
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += self._zlib.compress(data)
+        while len(self._pending) >= CHUNK_BYTES:
+            self._emit(bytes(self._pending[:CHUNK_BYTES]))
+            del self._pending[:CHUNK_BYTES]
+        return len(data)
+
+    def close(self) -> None:
+        self._pending += self._zlib.flush()
+        if self._pending or not self.chunks:  # an empty payload is one empty chunk
+            self._emit(bytes(self._pending))
+        self._pending = bytearray()
+
+    def _emit(self, chunk: bytes) -> None:
+        self.payload_sha256.update(chunk)
+        self.emit(b"chunk:%d" % self.chunks, self.snapshot_id + chunk)
+        self.chunks += 1
 
 
 class SnapshotRefused(Exception):

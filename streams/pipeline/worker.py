@@ -41,6 +41,7 @@ from streams.pipeline.intake import dead_letter_payload, decode_message
 from streams.pipeline.memory import HeapTrimmer
 from streams.pipeline.sequencer import Sequencer, canonical_key
 from streams.pipeline.settings import Settings
+from streams.pipeline.snapshot_fork import SnapshotFailed, SnapshotFork, can_fork
 from streams.pipeline.snapshots import Snapshot, SnapshotRefused
 from streams.pipeline.topics import (
     INPUTS,
@@ -73,7 +74,17 @@ class WorkerStats:
     skipped_outputs: int = 0  # recomputed after a restart, already committed
     late_events: int = 0  # arrived after later events were applied: applied out of order
     snapshots: int = 0  # snapshots of the state written
+    snapshot_failures: int = 0  # snapshots a forked child did not deliver (logged)
+    last_snapshot_held_s: float = 0.0  # how long the loop waited for the last one written
     resumed_at_seq: int = 0  # the input sequence of the snapshot this run started from
+
+
+@dataclass(frozen=True, slots=True)
+class MadeSnapshot:
+    seq: int  # the input sequence it holds
+    records: list[tuple[bytes, bytes]]  # its chunks then its header, to write in order
+    made_s: float  # wall time to make it
+    held_s: float  # of which the worker's loop waited (all of it, made in the loop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +275,7 @@ class Worker:
         self._skip: dict[TopicPartition, set[int]] = {}
         self._snapshot_at = 0.0  # loop time of the last snapshot (or of the start)
         self._snapshot_seq = 0  # the input sequence it holds
+        self._fork: SnapshotFork | None = None  # a snapshot being made off the loop
 
     def stop(self) -> None:
         self._stop.set()
@@ -394,6 +406,9 @@ class Worker:
             self._snapshot_at = asyncio.get_running_loop().time()
             await self._loop(consumer, producer, partitions, stop_when_idle)
         finally:
+            if self._fork is not None:  # stopped while one was being made: not written
+                self._fork.cancel()
+                self._fork = None
             await consumer.stop()
             await producer.stop()
         return self.stats
@@ -497,9 +512,10 @@ class Worker:
                     outputs = []
                 elif n % 500 == 0:
                     await asyncio.sleep(0)  # let the metrics and summary tasks run
+            made = self._snapshot_made()  # (first: its child may start the next)
             snapshot = self._snapshot_due(loop.time())
-            if outputs or snapshot:
-                await self._commit_timed(producer, outputs, snapshot)
+            if outputs or snapshot or made:
+                await self._commit_timed(producer, outputs, snapshot, made)
             if self.on_tick is not None:
                 done = loop.time()
                 self.latencies_s.extend(done - arrived for arrived in arrivals)
@@ -507,7 +523,9 @@ class Worker:
                 self.on_tick(self)
             self.heap.maybe_trim()
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
-                return
+                if self._fork is None:
+                    return
+                await self._fork.done.wait()  # caught up: the snapshot being made, written
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         lag: dict[str, int] = {}
@@ -519,10 +537,14 @@ class Worker:
         self.lag = lag
 
     async def _commit_timed(
-        self, producer: AIOKafkaProducer, outputs: list[Output], snapshot: Snapshot | None = None
+        self,
+        producer: AIOKafkaProducer,
+        outputs: list[Output],
+        snapshot: Snapshot | None = None,
+        made: MadeSnapshot | None = None,
     ) -> None:
         began = asyncio.get_running_loop().time()
-        await self._commit(producer, outputs, snapshot)
+        await self._commit(producer, outputs, snapshot, made)
         if self.on_tick is not None:  # it drains them (metrics): else none are kept
             self.commit_s.append(asyncio.get_running_loop().time() - began)
 
@@ -532,6 +554,7 @@ class Worker:
         settings = self.settings
         if (
             not settings.snapshot_key
+            or self._fork is not None  # one at a time
             or self.seq == self._snapshot_seq
             or now - self._snapshot_at < settings.snapshot_interval_s
         ):
@@ -551,11 +574,33 @@ class Worker:
             resume[f"{tp.topic}:{tp.partition}"] = (first, sorted(done))
         return Snapshot(self.engine, self.seq, self._applied_ts, resume)
 
+    def _snapshot_made(self) -> MadeSnapshot | None:
+        """The records of the snapshot a child finished making, once (``None``: none
+        finished); one it did not deliver is logged, counted and forgotten (the next is
+        due an interval later)."""
+        fork = self._fork
+        if fork is None or not fork.done.is_set():
+            return None
+        self._fork = None
+        try:
+            return MadeSnapshot(fork.seq, fork.records(), fork.made_s, fork.held_s)
+        except SnapshotFailed as exc:
+            self.stats.snapshot_failures += 1
+            log.warning("the snapshot at input sequence %d was not made: %s", fork.seq, exc)
+            return None
+
     async def _commit(
-        self, producer: AIOKafkaProducer, outputs: list[Output], snapshot: Snapshot | None = None
+        self,
+        producer: AIOKafkaProducer,
+        outputs: list[Output],
+        snapshot: Snapshot | None = None,
+        made: MadeSnapshot | None = None,
     ) -> None:
         """The outputs, the progress record covering them and, when given, a snapshot of
-        the state after them: in one transaction."""
+        the state after them: in one transaction. Forking (``ADL_SNAPSHOT_FORK``), the
+        snapshot is only started after the transaction, and ``made``, the records of one
+        a child finished, are written in it instead."""
+        fork = snapshot is not None and self.settings.snapshot_fork and can_fork()
         last_seq = max(
             self.progress.seq,
             max((o.seq for o in outputs), default=0),
@@ -579,25 +624,45 @@ class Worker:
             await producer.send(
                 self.topics.name(PROGRESS.name), value=orjson.dumps(progress), key=PROGRESS_KEY
             )
-            if snapshot is not None:
-                await self._write_snapshot(producer, snapshot)
+            if snapshot is not None and not fork:
+                made = self._snapshot_in_loop(snapshot)
+            if made is not None:
+                await self._write_records(producer, made.records)
         self.progress.seq = last_seq
+        if made is not None:  # committed
+            self._snapshot_written(made)
+        if snapshot is not None and fork:
+            # the progress just committed covers it; its records go in a later transaction
+            self._fork = SnapshotFork.start(snapshot, self.settings.snapshot_key, os.urandom(16))
+            self._snapshot_at = asyncio.get_running_loop().time()
+            self._snapshot_seq = snapshot.seq
         self.stats.outputs += len(outputs)
         log.info("committed %d outputs through input sequence %d", len(outputs), last_seq)
 
-    async def _write_snapshot(self, producer: AIOKafkaProducer, snapshot: Snapshot) -> None:
-        """Its chunks, then its header (inside the commit's transaction, after the
-        progress record; without transactions, after the progress is delivered)."""
-        if not self.settings.transactions:
-            await producer.flush()
+    def _snapshot_in_loop(self, snapshot: Snapshot) -> MadeSnapshot:
+        """The snapshot made in the loop (it waits)."""
         began = time.monotonic()
         records = snapshots.encode(snapshot, self.settings.snapshot_key, os.urandom(16))
+        made_s = time.monotonic() - began
+        self._snapshot_at = asyncio.get_running_loop().time()
+        self._snapshot_seq = snapshot.seq
+        return MadeSnapshot(snapshot.seq, records, made_s, made_s)
+
+    async def _write_records(
+        self, producer: AIOKafkaProducer, records: list[tuple[bytes, bytes]]
+    ) -> None:
+        """A snapshot's chunks, then its header (inside the commit's transaction, after
+        the progress record; without transactions, after the progress is delivered)."""
+        if not self.settings.transactions:
+            await producer.flush()
         topic = self.topics.name(SNAPSHOTS.name)
         for key, value in records:
             await producer.send(topic, value=value, key=key)
-        self._snapshot_at = asyncio.get_running_loop().time()
-        self._snapshot_seq = snapshot.seq
+
+    def _snapshot_written(self, made: MadeSnapshot) -> None:
         self.stats.snapshots += 1
-        size_mb = sum(len(v) for _, v in records) / 1e6
-        log.info("snapshot at input sequence %d: %.1f MB in %d messages, made in %.2f s",
-                 snapshot.seq, size_mb, len(records), time.monotonic() - began)  # fmt: skip
+        self.stats.last_snapshot_held_s = made.held_s
+        size_mb = sum(len(v) for _, v in made.records) / 1e6
+        log.info("snapshot at input sequence %d: %.1f MB in %d messages, made in %.2f s "
+                 "(the loop held %.3f s)", made.seq, size_mb, len(made.records), made.made_s,
+                 made.held_s)  # fmt: skip

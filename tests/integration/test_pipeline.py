@@ -322,15 +322,20 @@ def test_inputs_keep_their_history_as_long_as_told(
     assert found["retention.bytes"] == "-1"
 
 
-def test_a_start_needs_only_the_input_after_its_snapshot(kafka: Broker, expected) -> None:
+@pytest.mark.parametrize("fork", ["1", "0"], ids=["forked", "in-loop"])
+def test_a_start_needs_only_the_input_after_its_snapshot(
+    kafka: Broker, expected, fork: str
+) -> None:
     """The inputs' first records deleted (retention, or by hand): without a snapshot the
     worker refuses to start, in one line (its state would silently miss them); with one
-    taken after them, it starts from it and its outputs are replay's."""
+    taken after them, it starts from it and its outputs are replay's. Snapshots made by
+    a forked child (the default) or in the loop."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.records_to_delete import RecordsToDelete
 
     settings = produced(settings_for(kafka))
     keyed = {"ADL_SNAPSHOT_KEY": "the key", "ADL_SNAPSHOT_INTERVAL_S": "0"}
+    keyed["ADL_SNAPSHOT_FORK"] = fork
     done = worker_process(settings, merge_logs=True, extra_env=keyed)
     log, _ = done.communicate(timeout=300)
     assert done.returncode == 0, log[-3000:]
