@@ -109,12 +109,14 @@ class _ChunkWriter:
         self._zlib = zlib.compressobj(1)
         self._pending = bytearray()
 
-    def write(self, data: bytes) -> int:
-        self._pending += self._zlib.compress(data)
+    def write(self, data: bytes | pickle.PickleBuffer) -> int:
+        # bytes, or (protocol 5, a large array's data) a PickleBuffer: any buffer
+        view = memoryview(data)
+        self._pending += self._zlib.compress(view)
         while len(self._pending) >= CHUNK_BYTES:
             self._emit(bytes(self._pending[:CHUNK_BYTES]))
             del self._pending[:CHUNK_BYTES]
-        return len(data)
+        return view.nbytes
 
     def close(self) -> None:
         self._pending += self._zlib.flush()

@@ -130,3 +130,17 @@ def test_the_snapshot_key_comes_from_env_or_a_file(tmp_path: Path) -> None:
         {"ADL_SNAPSHOT_KEY_FILE": str(key_file), "ADL_SNAPSHOT_INTERVAL_S": "5"}
     )
     assert (settings.snapshot_key, settings.snapshot_interval_s) == ("from-a-file", 5)
+
+
+def test_a_state_holding_large_arrays_reads_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pickle protocol 5 hands a large array's data to the writer as a buffer, not bytes
+    (an engine at the preset's scale holds columns of 100k+ rows)."""
+    import numpy as np
+
+    engine, _ = engine_after(LINES[:50])
+    column = np.arange(300_000, dtype=np.int64) * 7  # 2.4 MB: several pickle frames
+    engine.extra_column = column  # type: ignore[attr-defined]
+    records = written(Snapshot(engine, 50, engine.last_ts_ms), monkeypatch)
+    got = snapshots.decode(records, KEY)
+    assert got is not None
+    assert np.array_equal(got.engine.extra_column, column)  # type: ignore[attr-defined]
