@@ -13,7 +13,9 @@ snapshot's input sequence (``Worker._commit``).
 The child only pickles, compresses, signs and writes to the pipe, then leaves with
 ``os._exit`` (no ``atexit``, no finaliser touching the parent's Kafka sockets). It
 restores the default SIGINT/SIGTERM and drops asyncio's wakeup fd first: a signal sent
-to the process group must stop it, not be written into the parent's loop. If the
+to the process group must stop it, not be written into the parent's loop. It closes
+every descriptor it inherited but the pipe's and stdio: an orphan must not hold the
+metrics port or the broker connections. If the
 parent dies, the child's next write fails (no reader) and it leaves. Memory: pages the
 parent changes while the child runs are copied (at most the parent's RSS again; the
 pickle itself is streamed, never held whole).
@@ -135,7 +137,11 @@ def _child(
         signal.set_wakeup_fd(-1)
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, signal.SIG_DFL)
-        os.close(read_fd)
+        # every inherited descriptor but the pipe's end and stdio: a child still pickling
+        # after its parent died must not keep the metrics port bound (a restarted worker
+        # could not listen on it) nor the Kafka connections open
+        os.closerange(3, write_fd)
+        os.closerange(write_fd + 1, _max_fd())
         with os.fdopen(write_fd, "wb", buffering=_READ_BYTES) as out:
 
             def emit(message_key: bytes, value: bytes) -> None:
@@ -149,6 +155,13 @@ def _child(
         code = 1
     finally:
         os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 65536
 
 
 def _frames(data: Any) -> list[tuple[bytes, bytes]]:

@@ -162,3 +162,37 @@ def test_the_worker_counts_a_snapshot_not_made_and_can_take_the_next() -> None:
     assert worker.stats.snapshots == 0
     assert isinstance(due_after, Snapshot)  # the next one may start
     assert due_after.seq == 100
+
+
+def test_a_child_holds_none_of_the_parents_sockets() -> None:
+    """The metrics port closed by the worker (it died, or stopped) is free for the next
+    worker while a child still pickles: the child kept no inherited descriptor."""
+    import socket
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+
+    async def run() -> bool:
+        fork = SnapshotFork.start(Snapshot(_Unpicklable(30.0), 1, 0), KEY, os.urandom(16))  # type: ignore[arg-type]
+        try:
+            listening.close()
+            deadline = time.monotonic() + 10
+            while True:
+                again = socket.socket()
+                again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    again.bind(("127.0.0.1", port))
+                    again.listen()
+                    return True
+                except OSError:
+                    if time.monotonic() > deadline:
+                        return False  # still held: by the child
+                    await asyncio.sleep(0.05)
+                finally:
+                    again.close()
+        finally:
+            fork.cancel()
+
+    assert asyncio.run(run())
