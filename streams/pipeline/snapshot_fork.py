@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct(">I")  # each key and each value behind its length
 _READ_BYTES = 1 << 20
+# a child still working after this long is killed (a snapshot is then failed, and the
+# next one due): ~60-100 s at the preset's scale on a busy machine. Without a bound, a
+# child that hung (a lock some thread held at the fork) would stop every later snapshot
+CHILD_TIMEOUT_S = 900.0
 
 
 class SnapshotFailed(Exception):
@@ -102,6 +106,10 @@ class SnapshotFork:
         self.made_s = time.monotonic() - self.began
         self.child_max_rss_mb = usage.ru_maxrss / 1024
         self.done.set()
+
+    def expired(self) -> bool:
+        """Still being made ``CHILD_TIMEOUT_S`` after the fork."""
+        return not self.done.is_set() and time.monotonic() - self.began > CHILD_TIMEOUT_S
 
     def records(self) -> list[tuple[bytes, bytes]]:
         """The records the child wrote, once ``done``; ``SnapshotFailed`` if it did not

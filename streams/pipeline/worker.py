@@ -525,7 +525,9 @@ class Worker:
             if stop_when_idle and release_all and not batch and not len(self.sequencer):
                 if self._fork is None:
                     return
-                await self._fork.done.wait()  # caught up: the snapshot being made, written
+                # caught up: the snapshot being made is written before leaving
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._fork.done.wait(), 1.0)
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         lag: dict[str, int] = {}
@@ -579,6 +581,10 @@ class Worker:
         finished); one it did not deliver is logged, counted and forgotten (the next is
         due an interval later)."""
         fork = self._fork
+        if fork is not None and fork.expired():
+            log.warning("the snapshot child %d still works after %.0f s: killed", fork.pid,
+                        time.monotonic() - fork.began)  # fmt: skip
+            fork.cancel()
         if fork is None or not fork.done.is_set():
             return None
         self._fork = None

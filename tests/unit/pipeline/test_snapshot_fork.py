@@ -196,3 +196,27 @@ def test_a_child_holds_none_of_the_parents_sockets() -> None:
             fork.cancel()
 
     assert asyncio.run(run())
+
+
+def test_the_worker_kills_a_child_that_takes_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.pipeline import snapshot_fork
+    from streams.pipeline.settings import Settings
+    from streams.pipeline.worker import Worker
+
+    monkeypatch.setattr(snapshot_fork, "CHILD_TIMEOUT_S", 0.5)
+    worker = Worker(Settings(snapshot_key=KEY, snapshot_interval_s=0), INSTRUMENTS)
+
+    async def run() -> tuple[object, object, int]:
+        fork = SnapshotFork.start(Snapshot(_Unpicklable(30.0), 1, 0), KEY, os.urandom(16))  # type: ignore[arg-type]
+        worker._fork = fork
+        early = worker._snapshot_made()  # working, not yet too long
+        await asyncio.sleep(1.0)
+        return early, worker._snapshot_made(), fork.pid
+
+    early, late, pid = asyncio.run(run())
+    assert early is None
+    assert worker._fork is None  # given up: the next snapshot may start
+    assert late is None
+    assert worker.stats.snapshot_failures == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
