@@ -13,7 +13,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from streams.engine.decode import decode_event
+from streams.engine.decode import decode_event, decode_line
+from streams.engine.engine import Engine
+from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event
 from streams.engine.fixed import SCALE, to_raw
 from streams.engine.instruments import Instrument, load_instruments
@@ -256,3 +258,16 @@ def hostile_lines() -> list[tuple[bytes, str]]:
             "amount",
         ),
     ]
+
+
+def signals_of(engine: Engine, lines: list[bytes]) -> list[bytes]:
+    """``lines`` (JSON events) applied to ``engine``, one by one as ``replay`` does, those
+    it refuses skipped; the signals they gave, each its repr."""
+    symbols = frozenset(engine.instruments)
+    out = []
+    for line in lines:
+        try:
+            out += [repr(s).encode() for s in engine.apply(decode_line(line, symbols))]
+        except AdlMonitorError:
+            continue
+    return out

@@ -13,30 +13,18 @@ from typing import Any
 import pytest
 
 from streams.cli import bundled
-from streams.engine.decode import decode_line
 from streams.engine.engine import Engine
-from streams.engine.errors import AdlMonitorError
 from streams.engine.instruments import load_instruments
 from streams.pipeline import snapshots
 from streams.pipeline.snapshot_fork import SnapshotFailed, SnapshotFork, _frames, can_fork
 from streams.pipeline.snapshots import Snapshot
+from tests.helpers import signals_of
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="no os.fork here")
 
 KEY = "k" * 32
 INSTRUMENTS = load_instruments(bundled("instruments.toml"))
 LINES = Path(bundled("cascade.jsonl")).read_bytes().splitlines()
-
-
-def apply(engine: Engine, lines: list[bytes]) -> list[bytes]:
-    """``lines`` applied to ``engine``; the signals, serialised."""
-    out = []
-    for line in lines:
-        try:
-            out += [repr(s).encode() for s in engine.apply(decode_line(line, INSTRUMENTS))]
-        except AdlMonitorError:
-            continue
-    return out
 
 
 class _Unpicklable:
@@ -52,12 +40,12 @@ class _Unpicklable:
 
 def test_the_snapshot_holds_the_state_at_the_fork_not_what_the_parent_applied_after() -> None:
     engine = Engine(INSTRUMENTS)
-    apply(engine, LINES[:6000])
+    signals_of(engine, LINES[:6000])
     snapshot = Snapshot(engine, 6000, engine.last_ts_ms, {"t.fills:0": (7, [9])})
 
     async def run() -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
         fork = SnapshotFork.start(snapshot, KEY, os.urandom(16))
-        after = apply(engine, LINES[6000:])  # the parent goes on at once, the child pickles
+        after = signals_of(engine, LINES[6000:])  # the parent goes on at once, the child pickles
         await asyncio.wait_for(fork.done.wait(), 60)
         return fork.records(), after
 
@@ -71,7 +59,7 @@ def test_the_snapshot_holds_the_state_at_the_fork_not_what_the_parent_applied_af
     # the rest of the cascade from the child's state gives what the parent gave: had the
     # child pickled the parent's later state, the fills would be copies (no signals)
     assert after  # the second half of the cascade does say something
-    assert apply(got.engine, LINES[6000:]) == after
+    assert signals_of(got.engine, LINES[6000:]) == after
 
 
 def test_forked_records_are_what_the_loop_would_write_for_the_same_state(
@@ -79,7 +67,7 @@ def test_forked_records_are_what_the_loop_would_write_for_the_same_state(
 ) -> None:
     monkeypatch.setattr(snapshots, "CHUNK_BYTES", 16 * 1024)  # several chunks, in the child too
     engine = Engine(INSTRUMENTS)
-    apply(engine, LINES[:3000])
+    signals_of(engine, LINES[:3000])
     snapshot = Snapshot(engine, 3000, engine.last_ts_ms)
     snapshot_id = b"0123456789abcdef"
 
@@ -93,27 +81,27 @@ def test_forked_records_are_what_the_loop_would_write_for_the_same_state(
     assert forked == snapshots.encode(snapshot, KEY, snapshot_id)  # same bytes, same order
 
 
-def test_a_child_that_fails_is_said_with_its_exit_status() -> None:
+def ended(sleep_s: float, kill: bool) -> SnapshotFork:
+    """A child making a snapshot that fails after ``sleep_s`` (or killed at once), ended."""
+
     async def run() -> SnapshotFork:
-        fork = SnapshotFork.start(Snapshot(_Unpicklable(), 1, 0), KEY, os.urandom(16))  # type: ignore[arg-type]
+        fork = SnapshotFork.start(Snapshot(_Unpicklable(sleep_s), 1, 0), KEY, os.urandom(16))  # type: ignore[arg-type]
+        if kill:
+            os.kill(fork.pid, signal.SIGKILL)
         await asyncio.wait_for(fork.done.wait(), 60)
         return fork
 
-    fork = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_child_that_fails_is_said_with_its_exit_status() -> None:
     with pytest.raises(SnapshotFailed, match="exit status 1"):
-        fork.records()
+        ended(0.0, kill=False).records()
 
 
 def test_a_child_killed_is_said_and_gives_no_snapshot() -> None:
-    async def run() -> SnapshotFork:
-        fork = SnapshotFork.start(Snapshot(_Unpicklable(30.0), 1, 0), KEY, os.urandom(16))  # type: ignore[arg-type]
-        os.kill(fork.pid, signal.SIGKILL)
-        await asyncio.wait_for(fork.done.wait(), 60)
-        return fork
-
-    fork = asyncio.run(run())
     with pytest.raises(SnapshotFailed, match="killed by signal 9"):
-        fork.records()
+        ended(30.0, kill=True).records()
 
 
 def test_a_fork_cancelled_stops_its_child() -> None:
@@ -145,7 +133,7 @@ def test_the_worker_counts_a_snapshot_not_made_and_can_take_the_next() -> None:
     from streams.pipeline.worker import Worker
 
     worker = Worker(Settings(snapshot_key=KEY, snapshot_interval_s=0), INSTRUMENTS)
-    apply(worker.engine, LINES[:100])
+    signals_of(worker.engine, LINES[:100])
     worker.seq = 100
 
     async def run() -> tuple[object, object, object]:

@@ -20,6 +20,7 @@ from streams.engine.instruments import load_instruments
 from streams.pipeline import snapshots
 from streams.pipeline.settings import Settings
 from streams.pipeline.snapshots import Snapshot, SnapshotRefused
+from tests.helpers import signals_of
 
 KEY = "k" * 32
 INSTRUMENTS = load_instruments(bundled("instruments.toml"))
@@ -29,13 +30,7 @@ LINES = Path(bundled("cascade.jsonl")).read_bytes().splitlines()
 def engine_after(lines: list[bytes]) -> tuple[Engine, list[bytes]]:
     """An engine over ``lines``, and the signals it gave, serialised."""
     engine = Engine(INSTRUMENTS)
-    out = []
-    for line in lines:
-        try:
-            out += [repr(s).encode() for s in engine.apply(decode_line(line, INSTRUMENTS))]
-        except AdlMonitorError:
-            continue
-    return engine, out
+    return engine, signals_of(engine, lines)
 
 
 @pytest.fixture(scope="module")
