@@ -35,12 +35,10 @@ answer for every partition from any process.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +68,7 @@ from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
 from streams.engine.signals import SideSummary
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
+from streams.pipeline.memory import collector_paused
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
@@ -131,7 +130,7 @@ def restored_shard(
     Python's cyclic collector is paused meanwhile: the restore allocates objects that
     all live on, and the full collections their growth triggers took 40% of it
     (109,430 accounts, two runs side by side: 26.7 s with it, 16.1 s without)."""
-    with _collector_paused():
+    with collector_paused():
         shard: Shard[EventT] = Shard(
             partition, instruments, summary_interval_ms=summary_interval_ms
         )
@@ -147,17 +146,6 @@ def restored_shard(
                 marks.append((symbol, *orjson.loads(raw)))
         shard.restore(accounts, marks)
         return shard
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def broker_url(bootstrap: str) -> str:

@@ -1,4 +1,5 @@
-"""Give freed heap memory back to the operating system now and then.
+"""The process's memory: freed heap given back to the operating system now and then,
+and the cyclic collector paused while millions of long-lived objects are made.
 
 A worker that runs for months allocates and frees the same sizes all day (decoded
 events, output payloads, its window of ids), and glibc keeps what is freed inside its
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 TRIM_EVERY_S = 60.0
 
@@ -52,3 +55,17 @@ class HeapTrimmer:
         self._trim(0)
         self.trims += 1
         return True
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic collector off meanwhile (and on again after, if it was): for code
+    that makes millions of objects that all live on (a restore, an unpickled snapshot),
+    whose growth would trigger full collections that find nothing to free."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
