@@ -19,6 +19,7 @@ from streams.engine.signals import (
     FundProjection,
     LiquidationDetected,
     RankAlert,
+    SecondOpinion,
     Signal,
 )
 
@@ -93,6 +94,34 @@ def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
             }
             for p in s.plan
         ],
+        "second_opinion": None if s.second_opinion is None else second_opinion(s.second_opinion),
+    }
+
+
+def _shares(shares: tuple[float | None, float | None]) -> dict[str, float | None]:
+    return {"top1_share": _num(shares[0]), "top10_share": _num(shares[1])}
+
+
+def second_opinion(o: SecondOpinion) -> dict[str, Any]:
+    return {
+        "deficit": to_str(o.deficit),
+        "winners_profit": to_str(o.winners_profit),
+        "queue": {
+            "haircut": to_str(o.queue_haircut),
+            "equity_moved": to_str(o.equity_moved),
+            "overshoot": to_str(o.overshoot),
+            "utilisation": _num(o.utilisation),
+            **_shares(o.queue_top_shares),
+        },
+        "pro_rata": {
+            "haircut": to_str(o.minimal_haircut),
+            "ratio": _num(o.pro_rata_ratio),
+            **_shares(o.pro_rata_top_shares),
+        },
+        "by_size": {
+            "charge_per_unit": _money(o.size_charge),
+            **_shares(o.size_top_shares),
+        },
     }
 
 

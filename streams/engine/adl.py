@@ -27,6 +27,7 @@ class QueueEntry(NamedTuple):  # a tuple: the desk decodes 128 per symbol per su
     account: str
     qty: int  # absolute size
     score: float
+    unit_profit: float = 0.0  # unrealised PnL per base unit at the summary's mark
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from streams.engine.queue import (
 )
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate, evaluate_moved
 from streams.engine.sanity import MarketSanity
+from streams.engine.second_opinion import NO_WINNERS, SideWinners
 from streams.engine.signals import (
     BankruptcyDetected,
     BankruptPosition,
@@ -878,6 +879,19 @@ class Engine:
             top_scores=top,
         )
 
+    def winners(self, sym: str, side: str) -> SideWinners:
+        """The side's positive PnL at the mark and sizes (a second opinion's inputs)."""
+        mark = self.marks.get(sym)
+        return NO_WINNERS if mark is None else self.symbols[sym].queue.winners(side, mark)
+
+    def unit_profits(self, sym: str, accounts: Sequence[str]) -> dict[str, float]:
+        """The accounts' positions' unrealised PnL per base unit at the symbol's mark."""
+        mark = self.marks.get(sym)
+        if mark is None:
+            return {}
+        profits = self.symbols[sym].queue.unit_profits(accounts, mark)
+        return dict(zip(accounts, profits, strict=True))
+
     def rank_view(self, account: str, sym: str) -> tuple[float, int] | None:
         """(score, light) of an account's position at the last ranking of its symbol."""
         return self.symbols[sym].queue.view(account)
@@ -980,3 +994,9 @@ class _IndexView:
 
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         return self._engine.queue(symbol, side, qty_needed)
+
+    def winners(self, symbol: str, side: str) -> SideWinners:
+        return self._engine.winners(symbol, side)
+
+    def unit_profits(self, symbol: str, side: str, accounts: Sequence[str]) -> dict[str, float]:
+        return self._engine.unit_profits(symbol, accounts)

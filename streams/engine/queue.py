@@ -16,7 +16,7 @@ snapshot columns of ``SideRanking``; ``benchmarks/bench_rank.py`` measures it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -29,6 +29,7 @@ from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
+from streams.engine.second_opinion import NO_WINNERS, TOP_ACCOUNTS, SideWinners
 from streams.engine.signals import TOP_SCORES, RankAlert
 
 # an account with more positions on other symbols than this keeps them as a list per row,
@@ -615,6 +616,38 @@ class QueueTable:
             tuple(int(c) for c in lights[:6]),
             tuple(top),
         )
+
+    def winners(self, side: str, mark_price: int) -> SideWinners:
+        """The side's positive PnL at ``mark_price`` and sizes, for a second opinion: one
+        numpy pass (floats: a projection; rounded down to raw units)."""
+        n = self._n
+        qty = self._f["qty"][:n]
+        mask = qty > 0 if side == "long" else qty < 0
+        if not mask.any():
+            return NO_WINNERS
+        pnl = qty[mask] * (mark_price / SCALE - self._f["entry"][:n][mask])
+        # each position's profit in raw units, summed as integers: partitions merge exactly
+        profits = np.floor(pnl[pnl > 0] * SCALE).astype(np.int64)
+        sizes = self._i["abs_qty"][:n][mask]
+        k = min(TOP_ACCOUNTS, len(profits))
+        top_profits = np.sort(np.partition(profits, len(profits) - k)[len(profits) - k :])
+        k = min(TOP_ACCOUNTS, len(sizes))
+        top_sizes = np.sort(np.partition(sizes, len(sizes) - k)[len(sizes) - k :])
+        return SideWinners(
+            profit=int(profits.sum()),
+            top_profits=tuple(int(v) for v in top_profits[::-1]),
+            size=int(sizes.sum()),
+            top_sizes=tuple(int(v) for v in top_sizes[::-1]),
+        )
+
+    def unit_profits(self, accounts: Iterable[str], mark_price: int) -> list[float]:
+        """Each account's unrealised PnL per base unit at ``mark_price`` (0.0: no
+        position), in the order given (floats, as the table keeps entries)."""
+        rows = [self._row.get(a, -1) for a in accounts]
+        known = np.array([r for r in rows if r >= 0], dtype=np.intp)
+        qty, entry = self._f["qty"][known], self._f["entry"][known]
+        per_unit = iter(np.sign(qty) * (mark_price / SCALE - entry))
+        return [float(next(per_unit)) if r >= 0 else 0.0 for r in rows]
 
     def ranked(self, side: str) -> Iterator[RankedEntry]:
         """The side's queue at the last ranking, first to be deleveraged first (sizes and

@@ -68,6 +68,26 @@ class DeleverageStep:
 
 
 @dataclass(frozen=True, slots=True)
+class SecondOpinion:
+    """A triggered plan against the cheapest haircut covering its deficit and two
+    pro-rata alternatives (definitions: ``streams.engine.second_opinion``). Money in
+    quote raw units; shares are (top 1, top 10 accounts), ``None`` when nothing is taken."""
+
+    deficit: int  # D
+    winners_profit: int  # W: positive PnL on the plan's counterparty sides
+    queue_haircut: int  # winners' positive PnL on the contracts the plan closes
+    equity_moved: int  # what the counterparties' equity loses at the mark
+    minimal_haircut: int  # min(D, W)
+    overshoot: int  # queue - minimal
+    utilisation: float | None  # queue / minimal
+    queue_top_shares: tuple[float | None, float | None]
+    pro_rata_ratio: float | None  # lambda = min(1, D / W)
+    pro_rata_top_shares: tuple[float | None, float | None]
+    size_charge: int | None  # by size (Drift v2): quote per base unit, rounded up
+    size_top_shares: tuple[float | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
 class AdlTriggered:
     ts_ms: int
     fund: str
@@ -80,6 +100,7 @@ class AdlTriggered:
     adl_distance_pct: float | None  # smaller of the two sides
     bankrupt: tuple[BankruptPosition, ...]
     plan: tuple[DeleverageStep, ...]
+    second_opinion: SecondOpinion | None = None  # a triggered plan's, when it has steps
 
 
 @dataclass(frozen=True, slots=True)

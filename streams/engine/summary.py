@@ -43,6 +43,7 @@ from streams.engine.engine import Engine
 from streams.engine.fund import MAX_UP_MOVE, Curve
 from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
 from streams.engine.queue import SideRanking
+from streams.engine.second_opinion import NO_WINNERS, SideWinners
 from streams.engine.signals import BankruptPosition, RankAlert
 
 DEFAULT_TOP_K = 64
@@ -82,6 +83,8 @@ class SymbolDigest:
     short_head: tuple[QueueEntry, ...]
     long_scores: Histogram  # of the partition's ranking, best bucket first
     short_scores: Histogram
+    long_winners: SideWinners = NO_WINNERS  # positive PnL and sizes at the mark
+    short_winners: SideWinners = NO_WINNERS
 
     def scores(self, side: str) -> Histogram:
         return self.long_scores if side == "long" else self.short_scores
@@ -135,12 +138,15 @@ def digest(
         ranked = engine.ranking(sym, side)  # as of the last ranking, like ``Engine.queue``
         if ranked is None:
             return ()
+        accounts = ranked.accounts[:top_k].tolist()
+        profits = engine.unit_profits(sym, accounts)
         return tuple(
             map(
                 QueueEntry,
-                ranked.accounts[:top_k].tolist(),
+                accounts,
                 ranked.sizes[:top_k].tolist(),
                 ranked.scores[:top_k].tolist(),
+                [profits[a] for a in accounts],
             )
         )
 
@@ -159,6 +165,8 @@ def digest(
         short_head=head("short"),
         long_scores=histogram(sides["long"][1]) if "long" in sides else (),
         short_scores=histogram(sides["short"][1]) if "short" in sides else (),
+        long_winners=engine.winners(sym, "long"),
+        short_winners=engine.winners(sym, "short"),
     )
 
 
@@ -307,6 +315,21 @@ class MergedView:
     def prepare_queue(self, symbol: str, ts_ms: int) -> list[RankAlert]:
         return []  # the heads are as of each partition's summary
 
+    def winners(self, symbol: str, side: str) -> SideWinners:
+        return SideWinners.merge(
+            d.long_winners if side == "long" else d.short_winners
+            for d in self._by_symbol.get(symbol, [])
+        )
+
+    def unit_profits(self, symbol: str, side: str, accounts: Sequence[str]) -> dict[str, float]:
+        wanted = set(accounts)
+        return {
+            e.account: e.unit_profit
+            for d in self._by_symbol.get(symbol, [])
+            for e in (d.long_head if side == "long" else d.short_head)
+            if e.account in wanted
+        }
+
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         entries = [
             e
@@ -346,19 +369,49 @@ def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
                     [b.account, b.side, str(b.qty), str(b.bankruptcy_price), str(b.deficit)]
                     for b in d.bankrupt
                 ],
-                "long_head": [[e.account, str(e.qty), e.score] for e in d.long_head],
-                "short_head": [[e.account, str(e.qty), e.score] for e in d.short_head],
+                "long_head": [list(_head_row(e)) for e in d.long_head],
+                "short_head": [list(_head_row(e)) for e in d.short_head],
                 "long_scores": [list(b) for b in d.long_scores],
                 "short_scores": [list(b) for b in d.short_scores],
+                "long_winners": _winners_to_wire(d.long_winners),
+                "short_winners": _winners_to_wire(d.short_winners),
             }
             for d in summary.symbols
         ],
     }
 
 
+def _head_row(e: QueueEntry) -> tuple[str, str, float, float]:
+    return (e.account, str(e.qty), e.score, e.unit_profit)
+
+
+def _winners_to_wire(w: SideWinners) -> dict[str, Any]:
+    return {
+        "profit": str(w.profit),
+        "top_profits": list(map(str, w.top_profits)),
+        "size": str(w.size),
+        "top_sizes": list(map(str, w.top_sizes)),
+    }
+
+
+def _winners_from_wire(obj: dict[str, Any] | None) -> SideWinners:
+    if obj is None:
+        return NO_WINNERS
+    return SideWinners(
+        profit=int(obj["profit"]),
+        top_profits=tuple(map(int, obj["top_profits"])),
+        size=int(obj["size"]),
+        top_sizes=tuple(map(int, obj["top_sizes"])),
+    )
+
+
 def from_wire(obj: dict[str, Any]) -> RiskSummary:
     def head(rows: list[list[Any]]) -> tuple[QueueEntry, ...]:
-        return tuple(QueueEntry(a, int(q), float(s)) for a, q, s in rows)
+        # a row of a summary from before second opinions has no unit profit: 0
+        return tuple(
+            QueueEntry(r[0], int(r[1]), float(r[2]), float(r[3] if len(r) > 3 else 0.0))
+            for r in rows
+        )
 
     symbols = []
     for d in obj["symbols"]:
@@ -381,6 +434,9 @@ def from_wire(obj: dict[str, Any]) -> RiskSummary:
                 short_head=head(d["short_head"]),
                 long_scores=tuple((int(b), int(n)) for b, n in d["long_scores"]),
                 short_scores=tuple((int(b), int(n)) for b, n in d["short_scores"]),
+                # a summary from before second opinions has none: no winners known
+                long_winners=_winners_from_wire(d.get("long_winners")),
+                short_winners=_winners_from_wire(d.get("short_winners")),
             )
         )
     ts, rank, key = obj["clock"]

@@ -36,6 +36,7 @@ from streams.engine.fund import (
 )
 from streams.engine.instruments import Instrument
 from streams.engine.profiles import VenueProfile, profile_named
+from streams.engine.second_opinion import SideWinners, second_opinion
 from streams.engine.signals import (
     AdlStage,
     AdlTriggered,
@@ -168,6 +169,16 @@ class MarketView(Protocol):
 
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         """The side's ADL queue, first to be deleveraged first, covering ``qty_needed``."""
+        ...
+
+    def winners(self, symbol: str, side: str) -> SideWinners:
+        """The side's positive PnL at the mark and sizes (a triggered plan's second
+        opinion)."""
+        ...
+
+    def unit_profits(self, symbol: str, side: str, accounts: Sequence[str]) -> Mapping[str, float]:
+        """The accounts' positions' unrealised PnL per base unit at the mark (the plan's
+        counterparties, for its second opinion)."""
         ...
 
 
@@ -313,7 +324,9 @@ class FundWatch:
                 self.stages[key] = stage
                 self.triggered[key] = (bankruptcies, ts_ms)
             signals.append(
-                self._trigger(view, fund, sym, mark, stage, balance, loss, coverage, ts_ms)
+                self._trigger(
+                    view, fund, sym, mark, stage, balance, (loss, sym_loss), coverage, ts_ms
+                )
             )
             force_projection = True
         last = self.projected_at_ms.get(fund)
@@ -350,10 +363,11 @@ class FundWatch:
         mark: int,
         stage: AdlStage,
         balance: int,
-        loss: int,
+        losses: tuple[int, int],  # (the fund's loss now, the symbol's own)
         coverage: float | None,
         ts_ms: int,
     ) -> AdlTriggered:
+        loss, sym_loss = losses
         bankrupt = sorted(view.bankrupt(sym), key=lambda b: (-b.deficit, b.account, b.side))
         # positions being liquidated: the fund takes over their close through the book;
         # when it cannot pay, the venue deleverages them too, at their bankruptcy price
@@ -369,6 +383,17 @@ class FundWatch:
                 need["short" if b.side == "long" else "long"] += b.qty
             queues = {side: view.queue(sym, side, qty) for side, qty in need.items() if qty}
             plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
+        opinion = None
+        if plan:
+            # D: what ADL must find for this symbol (the fund's shortfall, at most the
+            # symbol's own loss)
+            deficit = min(max(0, loss - balance), sym_loss)
+            sides = {side: view.winners(sym, side) for side in ("long", "short")}
+            profits: dict[str, float] = {}
+            for side in {step.side for step in plan}:
+                accounts = sorted({step.account for step in plan if step.side == side})
+                profits.update(view.unit_profits(sym, side, accounts))
+            opinion = second_opinion(plan, mark, deficit, sides, profits)
         distances = [
             d
             for d in (
@@ -389,6 +414,7 @@ class FundWatch:
             adl_distance_pct=min(distances) * 100 if distances else None,
             bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
             plan=plan,
+            second_opinion=opinion,
         )
 
     # ------------------------------------------------------------------ projection

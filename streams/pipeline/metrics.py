@@ -130,6 +130,27 @@ class Metrics:
             "adl_top_candidate_score", "ADL queue's first scores, by place (not by account)",
             [*by_side, "place"], registry=r,
         )  # fmt: skip
+        # a triggered plan's second opinion (streams/engine/second_opinion.py), the last
+        self.queue_utilisation = Gauge(
+            "adl_queue_utilisation_ratio",
+            "Last triggered plan: winners' profit it closes / min(deficit, winners' profit)"
+            " (kappa; NaN: nothing to cover or no winners)", ["symbol"], registry=r,
+        )  # fmt: skip
+        self.queue_overshoot = Gauge(
+            "adl_queue_overshoot_usd",
+            "Last triggered plan: winners' profit it closes - min(deficit, winners' profit)",
+            ["symbol"], registry=r,
+        )  # fmt: skip
+        self.pro_rata_ratio = Gauge(
+            "adl_pro_rata_haircut_ratio",
+            "Last triggered plan: the share of each winner's profit a pro-rata ADL would"
+            " take (lambda; NaN: no winners)", ["symbol"], registry=r,
+        )  # fmt: skip
+        self.queue_top_share = Gauge(
+            "adl_queue_top_account_share",
+            "Last triggered plan: the share of its haircut borne by its top account (NaN: none)",
+            ["symbol"], registry=r,
+        )  # fmt: skip
         self.mark_age = Gauge(
             "adl_mark_price_age_seconds", "Since the symbol's last mark price arrived",
             ["symbol"], registry=r,
@@ -190,6 +211,8 @@ class Metrics:
             self.triggers.labels(payload["symbol"], payload["stage"]).inc()
             self.view.stages[payload["symbol"]] = payload["stage"]
             self.view.triggers += payload["stage"] == "triggered"
+            if payload.get("second_opinion") is not None:
+                self._second_opinion(payload["symbol"], payload["second_opinion"])
         elif out.topic == "insurance_projection":
             self._projection(orjson.loads(out.value))
         elif out.topic in ("liquidations", "bankruptcies"):
@@ -274,6 +297,15 @@ class Metrics:
         for place in range(1, TOP_SCORES + 1):
             score = s.top_scores[place - 1] if place <= len(s.top_scores) else float("nan")
             self.top_score.labels(symbol, side, str(place)).set(score)
+
+    def _second_opinion(self, symbol: str, o: dict[str, Any]) -> None:
+        def number(value: float | None) -> float:
+            return float("nan") if value is None else value
+
+        self.queue_utilisation.labels(symbol).set(number(o["queue"]["utilisation"]))
+        self.queue_overshoot.labels(symbol).set(float(o["queue"]["overshoot"]))
+        self.pro_rata_ratio.labels(symbol).set(number(o["pro_rata"]["ratio"]))
+        self.queue_top_share.labels(symbol).set(number(o["queue"]["top1_share"]))
 
     def _projection(self, p: dict[str, Any]) -> None:
         fund = p["fund"]

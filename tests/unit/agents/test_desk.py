@@ -18,8 +18,9 @@ from streams.engine.engine import Engine
 from streams.engine.events import Depth, InsuranceFund, Mark
 from streams.engine.fixed import SCALE, MoneyRaw
 from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
+from streams.engine.second_opinion import SideWinners
 from streams.engine.signals import AdlTriggered, FundProjection
-from streams.engine.summary import from_wire
+from streams.engine.summary import SIDES, from_wire
 from streams.pipeline.sequencer import canonical_key
 from streams.replay.runner import replay
 from tests.helpers import (
@@ -38,6 +39,7 @@ from tests.unit.agents.test_shard import (
     run,
 )
 
+SYMBOLS = sorted(bundled_instruments())
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
 
 
@@ -76,6 +78,7 @@ def stage_b() -> tuple[
             readings = (
                 desk.watch.loss_now(view, fund)[0],
                 ladders(desk.watch.projection(view, fund, item.key[0])),
+                {(sym, side): view.winners(sym, side) for sym in SYMBOLS for side in SIDES},
             )
         applied.append((item, signals, readings))
     return desk, applied, summaries, alerts, cuts
@@ -131,7 +134,7 @@ def test_merged_loss_and_ladder_equal_one_engine_at_every_summary(stage_b: Any) 
     for item, _, readings in applied:
         if readings is None:
             continue
-        loss, got_ladders = readings
+        loss, got_ladders, _ = readings
         want_loss, want_ladders = reference[item.key[:3]]
         # each partition rounds each side's deficit up: a raw unit per side and symbol
         assert want_loss <= loss <= want_loss + PARTITIONS * 2 * 4
@@ -144,6 +147,29 @@ def test_merged_loss_and_ladder_equal_one_engine_at_every_summary(stage_b: Any) 
             )
         compared += 1
     assert compared > 1_000
+
+
+def test_merged_winners_equal_one_engine_at_every_summary(stage_b: Any) -> None:
+    """A second opinion's inputs: each side's positive PnL and sizes merged from the
+    partitions are one engine's (accounts are whole in a partition: exact)."""
+    _, applied, _, _, _ = stage_b
+    engine = Engine(bundled_instruments())
+    reference: dict[tuple[Any, ...], dict[tuple[str, str], SideWinners]] = {}
+    events = bundled_events()
+    for i, (event, obj, _) in enumerate(events):
+        engine.apply(event)
+        following = events[i + 1][0].ts_ms if i + 1 < len(events) else None
+        if isinstance(event, Mark) and following != event.ts_ms:
+            reference[canonical_key(obj)] = {
+                (sym, side): engine.winners(sym, side) for sym in SYMBOLS for side in SIDES
+            }
+    compared = 0
+    for item, _, readings in applied:
+        if readings is not None:
+            assert readings[2] == reference[item.key[:3]], item.key
+            compared += 1
+    assert compared > 1_000
+    assert any(w.profit > 0 and len(w.top_profits) == 10 for w in readings[2].values())
 
 
 def test_stages_follow_replay_within_one_interval(

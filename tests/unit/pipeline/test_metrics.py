@@ -54,3 +54,31 @@ def test_every_dead_letter_reason_is_exported_from_the_start() -> None:
                 ("$size", ""), ("$apply", ""), ("ts", "ts: implausible: ahead")]  # fmt: skip
     reasons = {dead_letter_reason(field, error) for field, error in examples}
     assert reasons == set(DEAD_LETTER_REASONS)
+
+
+def test_a_triggered_plans_second_opinion_is_exported_by_symbol() -> None:
+    metrics = Metrics(INSTRUMENTS, CollectorRegistry())
+    opinion = {
+        "deficit": "26", "winners_profit": "100",
+        "queue": {"haircut": "50", "equity_moved": "36", "overshoot": "24",
+                  "utilisation": 50 / 26, "top1_share": 0.8, "top10_share": 1.0},
+        "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
+        "by_size": {"charge_per_unit": "1.85714286", "top1_share": 0.5, "top10_share": 1.0},
+    }  # fmt: skip
+    trigger = {"symbol": "ETHUSDT", "stage": "triggered", "second_opinion": opinion}
+    metrics.observe(Output("adl_triggers", None, orjson.dumps(trigger), 0))
+    # an imminent stage has no opinion: the last plan's numbers stay
+    later = {"symbol": "ETHUSDT", "stage": "imminent", "second_opinion": None}
+    metrics.observe(Output("adl_triggers", None, orjson.dumps(later), 0))
+
+    def value(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"symbol": "ETHUSDT"})
+
+    assert value("adl_queue_utilisation_ratio") == 50 / 26
+    assert value("adl_queue_overshoot_usd") == 24.0
+    assert value("adl_pro_rata_haircut_ratio") == 0.26
+    assert value("adl_queue_top_account_share") == 0.8
+    assert value("adl_queue_utilisation_ratio") is not None
+    assert (
+        metrics.registry.get_sample_value("adl_queue_overshoot_usd", {"symbol": "BTCUSDT"}) is None
+    )

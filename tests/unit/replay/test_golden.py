@@ -4,6 +4,12 @@ gzipped) and for a seeded 10k-account scenario (its command and a sha256 per fil
 
 An intentional change of an output names itself here, with its reason, and the fixture
 is captured again; nothing else may move a byte.
+
+Intentional changes:
+- issue 13 (second opinion): every ``adl_triggers`` line has a ``second_opinion`` field
+  (null but for triggered plans). The fixtures were captured again; without that field,
+  each line is the one captured before it, byte for byte (checked below against the
+  earlier files' sha256).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streams.cli import bundled, main
@@ -31,6 +38,23 @@ def first_difference(want: bytes, got: bytes) -> str:
     return f"same lines, {len(want.splitlines())} wanted, {len(got.splitlines())} got"
 
 
+# sha256 of the bundled cascade's adl_triggers.jsonl captured before issue 13
+BUNDLED_TRIGGERS_BEFORE_ISSUE_13 = (
+    "2935814331afee8ae43e2b2c8308dca1ba2ecbf927b328977134c46e7bdbd511"
+)
+DUMP = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS  # as the replay writes a line
+
+
+def without_opinion(lines: bytes) -> bytes:
+    """The trigger lines as they were before issue 13 added ``second_opinion``."""
+    out = []
+    for line in lines.splitlines():
+        payload = orjson.loads(line)
+        del payload["second_opinion"]
+        out.append(orjson.dumps(payload, option=DUMP))
+    return b"".join(out)
+
+
 def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
     replay(bundled("cascade.jsonl"), load_instruments(bundled("instruments.toml")), tmp_path)
     fixtures = sorted((GOLDEN / "bundled").glob("*.gz"))
@@ -39,6 +63,8 @@ def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
         want = gzip.decompress(fixture.read_bytes())
         got = (tmp_path / fixture.name.removesuffix(".gz")).read_bytes()
         assert got == want, f"{fixture.name}: {first_difference(want, got)}"
+    stripped = without_opinion((tmp_path / "adl_triggers.jsonl").read_bytes())
+    assert hashlib.sha256(stripped).hexdigest() == BUNDLED_TRIGGERS_BEFORE_ISSUE_13
 
 
 def sha256(path: Path) -> str:
@@ -65,3 +91,5 @@ def test_10k_scenario_replays_byte_identical(
     replay(events, load_instruments(bundled("instruments.toml")), tmp_path, progress=False)
     got = {p.name: sha256(p) for p in sorted(tmp_path.iterdir())}
     assert got == golden["outputs"]
+    stripped = without_opinion((tmp_path / "adl_triggers.jsonl").read_bytes())
+    assert hashlib.sha256(stripped).hexdigest() == golden["adl_triggers_before_issue_13"]
