@@ -31,7 +31,13 @@ PLOTS = (
     ("liquidations.png", "Liquidations and bankruptcies detected per minute"),
     ("queue.png", "ADL queue at the first trigger"),
     ("lights.png", "Rank-light distribution at the end"),
+    (
+        "second_opinion.png",
+        "Second opinion per triggered plan: the winners' profit the queue closes vs the "
+        "cheapest haircut covering the deficit (what pro-rata takes) and the equity it moves",
+    ),
 )
+OPINION_BARS = 40  # triggered plans drawn in the second-opinion chart (the largest overshoots)
 LIGHT_COLOURS = ("#bbbbbb", "#2e7d32", "#9ccc65", "#fdd835", "#fb8c00", "#c62828")
 TABLE_ROWS = 200  # triggers listed in the HTML (the rest counted)
 PLAN_STEPS = 3  # first steps of a trigger's deleverage plan shown
@@ -188,6 +194,68 @@ def _lights(plt: Any, timeline: dict[str, Any]) -> Any:
     return fig
 
 
+def _opinions(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in triggers if t["stage"] == "triggered" and t.get("second_opinion")]
+
+
+def _second_opinion(plt: Any, triggers: list[dict[str, Any]]) -> Any:
+    """One group of bars per triggered plan: queue haircut, cheapest haircut (= the
+    pro-rata one), equity moved at the mark; the largest overshoots when there are many."""
+    plans = _opinions(triggers)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    if not plans:
+        ax.set_title("no triggered plan in this replay")
+        return fig
+    shown = plans
+    if len(plans) > OPINION_BARS:
+        shown = sorted(plans, key=lambda t: -float(t["second_opinion"]["queue"]["overshoot"]))
+        shown = sorted(shown[:OPINION_BARS], key=lambda t: t["ts"])
+        ax.set_title(f"the {OPINION_BARS} largest overshoots of {len(plans)} triggered plans")
+    labels = [f"{t['symbol']} {_iso(t['ts'])[11:21]}" for t in shown]
+    series = (  # (legend, colour, allocation, field)
+        ("queue haircut (winners' profit closed)", "#c62828", "queue", "haircut"),
+        ("cheapest haircut min(D, W) = pro-rata", "#2e7d32", "pro_rata", "haircut"),
+        ("equity moved at the mark", "#1565c0", "queue", "equity_moved"),
+    )
+    width = 0.27
+    for k, (name, colour, allocation, field) in enumerate(series):
+        xs = [i + (k - 1) * width for i in range(len(shown))]
+        values = [float(t["second_opinion"][allocation][field]) for t in shown]
+        ax.bar(xs, values, width, color=colour, label=name)
+    ax.set_xticks(range(len(shown)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yscale("symlog")
+    ax.set_ylabel(f"{fund_currency(shown[0]['fund'])} (symlog)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def opinion_totals(triggers: list[dict[str, Any]]) -> list[tuple[str, object]]:
+    """The report's second-opinion facts. A symbol re-announced while triggered is
+    planned again whole: the sums count a position once per announcement."""
+    plans = _opinions(triggers)
+    if not plans:
+        return [("triggered plans with a second opinion", 0)]
+    opinions = [t["second_opinion"] for t in plans]
+    kappas = sorted(o["queue"]["utilisation"] for o in opinions if o["queue"]["utilisation"])
+    tops = sorted(o["queue"]["top1_share"] for o in opinions if o["queue"]["top1_share"])
+    queue = sum(float(o["queue"]["haircut"]) for o in opinions)
+    cheapest = sum(float(o["pro_rata"]["haircut"]) for o in opinions)
+    return [
+        ("triggered plans with a second opinion", len(plans)),
+        ("queue haircuts, summed over plans", f"{queue:,.2f}"),
+        ("cheapest haircuts (pro-rata), summed", f"{cheapest:,.2f}"),
+        ("overshoot, summed", f"{queue - cheapest:,.2f}"),
+        ("queue / cheapest, all plans", f"{queue / cheapest:.2f}" if cheapest else "n/a"),
+        ("queue / cheapest (kappa), median / max", _median_max(kappas)),
+        ("top account's share of a queue haircut, median / max", _median_max(tops)),
+    ]
+
+
+def _median_max(values: list[float]) -> str:
+    return f"{values[len(values) // 2]:.2f} / {values[-1]:.2f}" if values else "n/a"
+
+
 def write_report(out_dir: str | Path, report_dir: str | Path) -> Path:
     """Render the plots and ``index.html`` into ``report_dir``; returns the HTML path."""
     import matplotlib
@@ -206,6 +274,7 @@ def write_report(out_dir: str | Path, report_dir: str | Path) -> Path:
         "liquidations.png": _per_minute(plt, out, timeline, triggers),
         "queue.png": _queue(plt, timeline, triggers),
         "lights.png": _lights(plt, timeline),
+        "second_opinion.png": _second_opinion(plt, triggers),
     }
     for name, fig in figures.items():
         fig.savefig(report / name, dpi=110, metadata={"Software": None})
@@ -219,7 +288,9 @@ def _triggers_table(triggers: list[dict[str, Any]]) -> str:
     """Every ``triggered`` announcement: when, what, how short, who goes first."""
     fired = [t for t in triggers if t["stage"] == "triggered"]
     head = ("time (UTC)", "symbol", "fund", "balance", "projected loss", "shortfall",
-            "positions to close", "bankrupt accounts", "deleverage plan (first steps)")  # fmt: skip
+            "positions to close", "bankrupt accounts", "deleverage plan (first steps)",
+            "queue / cheapest haircut", "pro-rata share of profit",
+            "top account's share")  # fmt: skip
     rows = []
     for t in fired[:TABLE_ROWS]:
         money = fund_currency(t["fund"])
@@ -230,7 +301,7 @@ def _triggers_table(triggers: list[dict[str, Any]]) -> str:
             _iso(t["ts"])[11:23], t["symbol"], t["fund"], f"{t['fund_balance']} {money}",
             f"{t['projected_loss']} {money}", f"{t['shortfall']} {money}", len(t["bankrupt"]),
             ", ".join(accounts[:5]) + (f" (+{len(accounts) - 5})" if len(accounts) > 5 else ""),
-            "; ".join(plan[:PLAN_STEPS]) + more,
+            "; ".join(plan[:PLAN_STEPS]) + more, *_opinion_cells(t.get("second_opinion")),
         )  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     left = f"<p>{len(fired) - TABLE_ROWS} more not listed.</p>" if len(fired) > TABLE_ROWS else ""
@@ -238,6 +309,20 @@ def _triggers_table(triggers: list[dict[str, Any]]) -> str:
     return (
         f'<h2>ADL triggered ({len(fired)})</h2><table class="triggers"><tr>{header}</tr>'
         f"{''.join(rows)}</table>{left}"
+    )
+
+
+def _opinion_cells(o: dict[str, Any] | None) -> tuple[str, str, str]:
+    if o is None:
+        return ("", "", "")
+
+    def ratio(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    return (
+        ratio(o["queue"]["utilisation"], ".2f"),
+        ratio(o["pro_rata"]["ratio"], ".4%"),
+        ratio(o["queue"]["top1_share"], ".0%"),
     )
 
 
@@ -255,6 +340,7 @@ def _html(summary: dict[str, Any], report: Path, triggers: list[dict[str, Any]])
         ("median warning (s)", warning.get("warning_seconds_median")),
         *((f"first real ADL on {sym}", _warned(first)) for sym, first in firsts.items()),
         *((f"outputs: {k}", v) for k, v in summary["outputs"].items()),
+        *opinion_totals(triggers),
     ]
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts

@@ -13,7 +13,14 @@ import pytest
 from streams.cli import bundled
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLOTS = {"fund.png", "adl_distance.png", "liquidations.png", "queue.png", "lights.png"}
+PLOTS = {
+    "fund.png",
+    "adl_distance.png",
+    "liquidations.png",
+    "queue.png",
+    "lights.png",
+    "second_opinion.png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,24 @@ def test_the_report_lists_every_trigger_for_the_desk(outputs_and_report):
         assert cells[6] == str(len(trigger["bankrupt"]))
         first = trigger["plan"][0]
         assert cells[8].startswith(f"{first['account']} {first['side']} {first['qty']} @ ")
+        kappa = trigger["second_opinion"]["queue"]["utilisation"]
+        assert cells[9] == ("n/a" if kappa is None else f"{kappa:.2f}")
+
+
+def test_the_report_states_the_second_opinion_totals(outputs_and_report):
+    out, rep = outputs_and_report
+    triggers = [json.loads(line) for line in (out / "adl_triggers.jsonl").read_text().splitlines()]
+    opinions = [t["second_opinion"] for t in triggers if t["second_opinion"]]
+    assert opinions
+    page = (rep / "index.html").read_text()
+    queue = sum(float(o["queue"]["haircut"]) for o in opinions)
+    cheapest = sum(float(o["pro_rata"]["haircut"]) for o in opinions)
+    facts = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", page))
+    assert facts["triggered plans with a second opinion"] == str(len(opinions))
+    assert facts["queue haircuts, summed over plans"] == f"{queue:,.2f}"
+    assert facts["overshoot, summed"] == f"{queue - cheapest:,.2f}"
+    assert facts["queue / cheapest, all plans"] == f"{queue / cheapest:.2f}"
+    assert queue > cheapest  # the bundled cascade's queue closes far more than it needs
 
 
 def test_the_plots_say_what_they_clip_and_who_is_deleveraged(outputs_and_report):
@@ -78,6 +103,16 @@ def test_the_plots_say_what_they_clip_and_who_is_deleveraged(outputs_and_report)
     sides = {step["side"] for step in first["plan"]}
     for ax, side in zip(queue.axes, ("long", "short"), strict=True):
         assert ("DELEVERAGED" in ax.get_title()) is (side in sides)
+    opinion = reporting._second_opinion(plt, triggers)
+    [ax] = opinion.axes
+    plans = [t for t in triggers if t["second_opinion"]]
+    queue_bars, cheapest_bars, _ = ax.containers
+    assert [b.get_height() for b in queue_bars] == [
+        float(t["second_opinion"]["queue"]["haircut"]) for t in plans
+    ]
+    assert [b.get_height() for b in cheapest_bars] == [
+        float(t["second_opinion"]["pro_rata"]["haircut"]) for t in plans
+    ]
     plt.close("all")
 
 
