@@ -14,6 +14,7 @@ from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
 from streams.engine.risk import AccountRisk
 from streams.engine.signals import (
+    AdlStage,
     AdlTriggered,
     BankruptcyDetected,
     FundProjection,
@@ -96,6 +97,11 @@ def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
         ],
         "second_opinion": None if s.second_opinion is None else second_opinion(s.second_opinion),
     }
+
+
+def plan_now(planned: AdlTriggered, stage: AdlStage | None) -> dict[str, Any]:
+    """``/adl/{symbol}/plan``: what ADL would do now; ``stage``: the one last announced."""
+    return {**adl_trigger(planned), "stage": None if stage is None else stage.value}
 
 
 def _shares(shares: tuple[float | None, float | None]) -> dict[str, float | None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from streams.pipeline.web import (
     Answer,
     account_answer,
     not_found,
+    plan_answer,
     queue_body,
     read_api,
     serve,
@@ -41,6 +43,7 @@ from streams.pipeline.web import (
 
 if TYPE_CHECKING:
     from streams.agents.app import AccountAgents
+    from streams.agents.desk import FundDesk
 
 FORWARDED = "X-Adl-Forwarded"  # set on a request one process sends another
 FORWARD_TIMEOUT_S = 5.0
@@ -143,13 +146,32 @@ class AgentReads:
     async def fund(self, fund: str, request: web.Request) -> Answer:
         if fund not in self.agents.desk.watch.funds:
             return not_found(f"unknown fund {fund!r}")
-        if self.agents.holds_desk():
-            if not self.agents.restore_desk():
-                return unavailable("the fund desk is being restored: retry")
-            desk = self.agents.desk  # a restore makes a new one
+
+        def projection(desk: FundDesk[Any]) -> Answer:
             key = desk.applied_key.get(fund)
             ts_ms = 0 if key is None else key[0]
             return 200, wire.fund_projection(desk.watch.projection(desk.view(fund), fund, ts_ms))
+
+        return await self._at_desk(request, projection)
+
+    async def plan(self, symbol: str, request: web.Request) -> Answer:
+        def plan(desk: FundDesk[Any]) -> Answer:
+            fund = desk.watch.fund_of(symbol)
+            key = None if fund is None else desk.applied_key.get(fund)
+            if fund is None or key is None:
+                return plan_answer(None, symbol)
+            return plan_answer(desk.watch.plan_now(desk.view(fund), symbol, key[0]), symbol)
+
+        return await self._at_desk(request, plan)
+
+    async def _at_desk(
+        self, request: web.Request, answer: Callable[[FundDesk[Any]], Answer]
+    ) -> Answer:
+        """``answer`` from the fund desk, here or at the process that holds it."""
+        if self.agents.holds_desk():
+            if not self.agents.restore_desk():
+                return unavailable("the fund desk is being restored: retry")
+            return answer(self.agents.desk)  # a restore makes a new one: read it now
         owner = self.owners("desk").get(0)
         if owner is None or owner == self.me:
             return unavailable("the fund desk has no owner now (a rebalance): retry")

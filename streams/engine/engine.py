@@ -55,6 +55,8 @@ from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate, eva
 from streams.engine.sanity import MarketSanity
 from streams.engine.second_opinion import NO_WINNERS, SideWinners
 from streams.engine.signals import (
+    AdlStage,
+    AdlTriggered,
     BankruptcyDetected,
     BankruptPosition,
     FundProjection,
@@ -725,6 +727,10 @@ class Engine:
     def projection(self, fund: str, ts_ms: int) -> FundProjection:
         """A pure read: the API may call it at any time."""
         return self.watch.projection(self.view, fund, ts_ms)
+
+    def plan_now(self, sym: str) -> tuple[AdlTriggered, AdlStage | None] | None:
+        """A read: what ADL would do to the symbol now (``FundWatch.plan_now``)."""
+        return self.watch.plan_now(self.view, sym, self.last_ts_ms)
 
     def _cross_share(self, acct: str, sym: str, account_deficit: int) -> int:
         """A cross account's deficit split over its cross positions by notional, so

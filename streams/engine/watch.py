@@ -366,7 +366,10 @@ class FundWatch:
         losses: tuple[int, int],  # (the fund's loss now, the symbol's own)
         coverage: float | None,
         ts_ms: int,
+        plan_anyway: bool = False,
     ) -> AdlTriggered:
+        """``plan_anyway``: the plan and its second opinion whatever the stage (a read:
+        what ADL would do now)."""
         loss, sym_loss = losses
         bankrupt = sorted(view.bankrupt(sym), key=lambda b: (-b.deficit, b.account, b.side))
         # positions being liquidated: the fund takes over their close through the book;
@@ -377,7 +380,7 @@ class FundWatch:
         ]
         bankrupt.extend(sorted(liquidating, key=lambda b: (-b.qty, b.account)))
         plan: tuple[DeleverageStep, ...] = ()
-        if stage is AdlStage.TRIGGERED and bankrupt:
+        if (stage is AdlStage.TRIGGERED or plan_anyway) and bankrupt:
             need = {"long": 0, "short": 0}
             for b in bankrupt:
                 need["short" if b.side == "long" else "long"] += b.qty
@@ -416,6 +419,31 @@ class FundWatch:
             plan=plan,
             second_opinion=opinion,
         )
+
+    def fund_of(self, symbol: str) -> str | None:
+        return next((f for f, syms in self.fund_symbols.items() if symbol in syms), None)
+
+    def plan_now(
+        self, view: MarketView, symbol: str, ts_ms: int
+    ) -> tuple[AdlTriggered, AdlStage | None] | None:
+        """What ADL would do to the symbol now, triggered or not: its bankrupt and
+        liquidating positions, the plan against its queue as last ranked, the plan's
+        second opinion; and the stage last announced. A read (``None``: no fund balance
+        or mark yet)."""
+        fund = self.fund_of(symbol)
+        mark = view.mark(symbol)
+        balance = None if fund is None else self.funds[fund].balance
+        if fund is None or mark is None or balance is None:
+            return None
+        loss, losses, _ = self._loss(view, fund)
+        stage = self.stages.get((fund, symbol))
+        coverage = coverage_ratio(balance, loss)
+        shown = AdlStage.TRIGGERED if stage is None else stage
+        sym_loss = sum(losses.per_symbol[symbol])
+        planned = self._trigger(
+            view, fund, symbol, mark, shown, balance, (loss, sym_loss), coverage, ts_ms, True
+        )
+        return planned, stage
 
     # ------------------------------------------------------------------ projection
     def projection(

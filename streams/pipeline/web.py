@@ -22,6 +22,7 @@ from streams import wire
 from streams.engine.adl import RankedEntry
 from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
+from streams.engine.signals import AdlStage, AdlTriggered
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import whole_number
 from streams.pipeline.worker import Worker
@@ -79,6 +80,8 @@ class Reads(Protocol):
 
     async def account(self, account: str, request: web.Request) -> Answer: ...
 
+    async def plan(self, symbol: str, request: web.Request) -> Answer: ...
+
 
 def queue_body(
     symbol: str, side: str, ranked_at: int | None, entries: Iterable[RankedEntry]
@@ -107,6 +110,12 @@ def account_answer(engine: Engine, account: str) -> Answer:
     if risk is None:
         return not_found(f"unknown account {account!r}")
     return 200, wire.account_risk(risk, engine)
+
+
+def plan_answer(planned: tuple[AdlTriggered, AdlStage | None] | None, symbol: str) -> Answer:
+    if planned is None:
+        return not_found(f"{symbol}: no mark or no fund balance yet")
+    return 200, wire.plan_now(*planned)
 
 
 class WorkerReads:
@@ -145,6 +154,9 @@ class WorkerReads:
     async def account(self, account: str, request: web.Request) -> Answer:
         return account_answer(self.engine, account)
 
+    async def plan(self, symbol: str, request: web.Request) -> Answer:
+        return plan_answer(self.engine.plan_now(symbol), symbol)
+
 
 def read_api(
     reads: Reads, registry: CollectorRegistry, token: str | None = None
@@ -178,12 +190,19 @@ def read_api(
     async def account(request: web.Request) -> web.Response:
         return _answer(await reads.account(request.match_info["account"], request))
 
+    async def plan(request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"]
+        if symbol not in reads.symbols:
+            return _json({"error": f"unknown symbol {symbol!r}"}, 404)
+        return _answer(await reads.plan(symbol, request))
+
     app = web.Application(middlewares=[bearer_guard(token)] if token else [])
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/funds/{fund}", fund)
     app.router.add_get("/adl/{symbol}/{side}/queue", queue)
     app.router.add_get("/accounts/{account}", account)
+    app.router.add_get("/adl/{symbol}/plan", plan)
     return app
 
 

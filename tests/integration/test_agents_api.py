@@ -104,6 +104,7 @@ def test_any_process_answers_for_any_account(
         others = [
             "/health", "/funds/USDT-M", "/funds/nope", "/accounts/nobody", ODD, queue,
             f"{queue}&scope=local", "/adl/ETHUSDT/long/queue?limit=5", "/adl/BTCUSDT/up/queue",
+            "/adl/BTCUSDT/plan",
         ]  # fmt: skip
         reads = [asyncio.run(get_all(port, others)) for port in ports]
         metrics = [scrape(port) for port in ports]
@@ -136,6 +137,9 @@ def test_any_process_answers_for_any_account(
     # the fund: the desk's process answers for both
     funds = [check(reads[i]["/funds/USDT-M"], "/funds/{fund}", 200) for i in range(2)]
     assert funds[0] == funds[1]
+    plans = [check(reads[i]["/adl/BTCUSDT/plan"], "/adl/{symbol}/plan", 200) for i in range(2)]
+    assert plans[0] == plans[1]  # the desk's process answers for both
+    assert (plans[0]["symbol"], plans[0]["fund"]) == ("BTCUSDT", "USDT-M")
     last = expected["fund_projection"][-1]
     assert (funds[0]["fund"], funds[0]["fund_balance"]) == ("USDT-M", last["fund_balance"])
     assert_queue_merged(

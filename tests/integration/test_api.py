@@ -71,7 +71,8 @@ def test_read_api(kafka: Broker, tmp_path: Path) -> None:
                              "/adl/BTCUSDT/short/queue?limit=3", "/adl/BTCUSDT/up/queue",
                              "/adl/BTCUSDT/long/queue?limit=0", "/adl/DOGEUSDT/long/queue",
                              "/accounts/acct-00044", "/accounts/acct-00169",
-                             "/accounts/nobody", "/metrics",
+                             "/accounts/nobody", "/metrics", "/adl/BTCUSDT/plan",
+                             "/adl/DOGEUSDT/plan",
                              *HOSTILE_LIMITS):  # fmt: skip
                     async with http.get(base + path) as response:
                         body = await response.read()
@@ -127,6 +128,9 @@ def test_read_api(kafka: Broker, tmp_path: Path) -> None:
             {k: v for k, v in p.items() if k not in unranked} for p in want["positions"]
         ]
     check("/accounts/nobody", "/accounts/{account}", 404)
+    plan = check("/adl/BTCUSDT/plan", "/adl/{symbol}/plan", 200)
+    assert (plan["symbol"], plan["fund"]) == ("BTCUSDT", "USDT-M")
+    check("/adl/DOGEUSDT/plan", "/adl/{symbol}/plan", 404)
     assert answers["/metrics"][0] == 200
     # one instant, three faces: once the input is drained, the fund read on the API, the
     # gauges on /metrics and the last insurance_projection message on the topic agree
