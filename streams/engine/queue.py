@@ -181,6 +181,23 @@ def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
     return float(np.cumsum(values)[-1]) + 0.0 if len(values) else 0.0
 
 
+def _exact_sum(values: npt.NDArray[Any]) -> int:
+    """Integral values summed as integers: int64 where it cannot overflow (partitions'
+    sums then merge exactly), Python integers beyond (a venue's 1e10 x 1e10 position)."""
+    if values.size == 0:
+        return 0
+    if float(np.abs(values).max()) * values.size < 2.0**62:
+        return int(values.astype(np.int64).sum())
+    return sum(int(v) for v in values.tolist())
+
+
+def _largest(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The ``TOP_ACCOUNTS`` largest, largest first."""
+    k = min(TOP_ACCOUNTS, len(values))
+    top: npt.NDArray[Any] = np.sort(np.partition(values, len(values) - k)[len(values) - k :])
+    return top[::-1]
+
+
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
@@ -626,18 +643,13 @@ class QueueTable:
         if not mask.any():
             return NO_WINNERS
         pnl = qty[mask] * (mark_price / SCALE - self._f["entry"][:n][mask])
-        # each position's profit in raw units, summed as integers: partitions merge exactly
-        profits = np.floor(pnl[pnl > 0] * SCALE).astype(np.int64)
+        profits = np.floor(pnl[pnl > 0] * SCALE)  # each position's profit, raw units
         sizes = self._i["abs_qty"][:n][mask]
-        k = min(TOP_ACCOUNTS, len(profits))
-        top_profits = np.sort(np.partition(profits, len(profits) - k)[len(profits) - k :])
-        k = min(TOP_ACCOUNTS, len(sizes))
-        top_sizes = np.sort(np.partition(sizes, len(sizes) - k)[len(sizes) - k :])
         return SideWinners(
-            profit=int(profits.sum()),
-            top_profits=tuple(int(v) for v in top_profits[::-1]),
-            size=int(sizes.sum()),
-            top_sizes=tuple(int(v) for v in top_sizes[::-1]),
+            profit=_exact_sum(profits),
+            top_profits=tuple(int(v) for v in _largest(profits)),
+            size=_exact_sum(sizes),
+            top_sizes=tuple(int(v) for v in _largest(sizes)),
         )
 
     def unit_profits(self, accounts: Iterable[str], mark_price: int) -> list[float]:

@@ -157,3 +157,20 @@ def test_a_plan_now_without_a_trigger_has_nothing_to_cover() -> None:
     assert o is not None
     assert (o.deficit, o.minimal_haircut, o.queue_haircut) == (0, 0, raw("50"))
     assert (o.overshoot, o.utilisation, o.pro_rata_ratio) == (raw("50"), None, 0.0)
+
+
+def test_the_largest_position_a_venue_can_send_does_not_wrap_the_sums() -> None:
+    """Two shorts of 10,000,000,000 at 10,000,000,000 (the decoder's bounds), mark at
+    half: each is 5e19 in profit, 5e27 raw units: past int64 (9.2e18), where a numpy
+    sum wraps to a negative number."""
+    engine = Engine(one_tier(symbol="XUSDT"))
+    engine.apply(mark("XUSDT", "10000000000", 0))
+    for k in (1, 2):
+        engine.apply(fill(f"f{k}", f"S{k}", "sell", "10000000000", "10000000000", "XUSDT"))
+    engine.apply(mark("XUSDT", "5000000000", 1_000))
+    w = engine.winners("XUSDT", "short")
+    each = 5 * 10**19 * 10**8
+    assert w.profit == pytest.approx(2 * each, rel=1e-15)  # floats: a projection
+    assert w.top_profits == (pytest.approx(each, rel=1e-15),) * 2
+    assert w.size == 2 * 10**10 * 10**8
+    assert w.top_sizes == (10**18, 10**18)
