@@ -885,10 +885,12 @@ class Engine:
             top_scores=top,
         )
 
-    def winners(self, sym: str, side: str) -> SideWinners:
-        """The side's positive PnL at the mark and sizes (a second opinion's inputs)."""
+    def winners(self, sym: str) -> dict[str, SideWinners]:
+        """Each side's positive PnL at the mark and sizes (a second opinion's inputs)."""
         mark = self.marks.get(sym)
-        return NO_WINNERS if mark is None else self.symbols[sym].queue.winners(side, mark)
+        if mark is None:
+            return {"long": NO_WINNERS, "short": NO_WINNERS}
+        return self.symbols[sym].queue.winners(mark)
 
     def unit_profits(self, sym: str, accounts: Sequence[str]) -> dict[str, float]:
         """The accounts' positions' unrealised PnL per base unit at the symbol's mark."""
@@ -1001,8 +1003,8 @@ class _IndexView:
     def queue(self, symbol: str, side: str, qty_needed: int) -> list[RankedEntry]:
         return self._engine.queue(symbol, side, qty_needed)
 
-    def winners(self, symbol: str, side: str) -> SideWinners:
-        return self._engine.winners(symbol, side)
+    def winners(self, symbol: str) -> dict[str, SideWinners]:
+        return self._engine.winners(symbol)
 
     def unit_profits(self, symbol: str, side: str, accounts: Sequence[str]) -> dict[str, float]:
         return self._engine.unit_profits(symbol, accounts)

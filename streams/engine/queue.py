@@ -29,7 +29,7 @@ from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
 from streams.engine.profiles import RankInput, VenueProfile
 from streams.engine.risk import PositionRisk
-from streams.engine.second_opinion import NO_WINNERS, TOP_ACCOUNTS, SideWinners
+from streams.engine.second_opinion import TOP_ACCOUNTS, SideWinners
 from streams.engine.signals import TOP_SCORES, RankAlert
 
 # an account with more positions on other symbols than this keeps them as a list per row,
@@ -52,6 +52,7 @@ class SideRanking:
     opened: npt.NDArray[np.int64]  # each position's opening number: a flip or a reopen is new
     mark_price: int
     lights: npt.NDArray[np.int64]  # 0 until lit
+    entries: npt.NDArray[np.float64]  # entry prices (floats), for a summary's head
 
 
 class OtherPosition(NamedTuple):
@@ -182,20 +183,21 @@ def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
 
 
 def _exact_sum(values: npt.NDArray[Any]) -> int:
-    """Integral values summed as integers: int64 where it cannot overflow (partitions'
-    sums then merge exactly), Python integers beyond (a venue's 1e10 x 1e10 position)."""
+    """Non-negative integral values summed as integers: int64 where it cannot overflow
+    (partitions' sums then merge exactly), Python integers beyond (a venue's 1e10 x 1e10
+    position)."""
     if values.size == 0:
         return 0
-    if float(np.abs(values).max()) * values.size < 2.0**62:
+    if float(values.max()) * values.size < 2.0**62:
         return int(values.astype(np.int64).sum())
-    return sum(int(v) for v in values.tolist())
+    return sum(map(int, values.tolist()))
 
 
-def _largest(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def _largest(values: npt.NDArray[Any]) -> tuple[int, ...]:
     """The ``TOP_ACCOUNTS`` largest, largest first."""
-    k = min(TOP_ACCOUNTS, len(values))
-    top: npt.NDArray[Any] = np.sort(np.partition(values, len(values) - k)[len(values) - k :])
-    return top[::-1]
+    if len(values) > TOP_ACCOUNTS:
+        values = np.partition(values, len(values) - TOP_ACCOUNTS)[-TOP_ACCOUNTS:]
+    return tuple(map(int, np.sort(values)[::-1].tolist()))
 
 
 class QueueTable:
@@ -493,6 +495,7 @@ class QueueTable:
                 opened=opened[ranked],
                 mark_price=mark_price,
                 lights=np.zeros(len(ranked), dtype=np.int64),
+                entries=f["entry"][ranked],
             )
         self._order = ranked_rows
         i["ranked_row"][:n] = np.arange(n)
@@ -634,23 +637,23 @@ class QueueTable:
             tuple(top),
         )
 
-    def winners(self, side: str, mark_price: int) -> SideWinners:
-        """The side's positive PnL at ``mark_price`` and sizes, for a second opinion: one
+    def winners(self, mark_price: int) -> dict[str, SideWinners]:
+        """Each side's positive PnL at ``mark_price`` and sizes, for a second opinion: one
         numpy pass (floats: a projection; rounded down to raw units)."""
         n = self._n
         qty = self._f["qty"][:n]
-        mask = qty > 0 if side == "long" else qty < 0
-        if not mask.any():
-            return NO_WINNERS
-        pnl = qty[mask] * (mark_price / SCALE - self._f["entry"][:n][mask])
-        profits = np.floor(pnl[pnl > 0] * SCALE)  # each position's profit, raw units
-        sizes = self._i["abs_qty"][:n][mask]
-        return SideWinners(
-            profit=_exact_sum(profits),
-            top_profits=tuple(int(v) for v in _largest(profits)),
-            size=_exact_sum(sizes),
-            top_sizes=tuple(int(v) for v in _largest(sizes)),
-        )
+        pnl = qty * (mark_price / SCALE - self._f["entry"][:n])
+        out = {}
+        for side, mask in (("long", qty > 0), ("short", qty < 0)):
+            profits = np.floor(pnl[mask & (pnl > 0)] * SCALE)  # each one's, raw units
+            sizes = self._i["abs_qty"][:n][mask]
+            out[side] = SideWinners(
+                profit=_exact_sum(profits),
+                top_profits=_largest(profits),
+                size=_exact_sum(sizes),
+                top_sizes=_largest(sizes),
+            )
+        return out
 
     def unit_profits(self, accounts: Iterable[str], mark_price: int) -> list[float]:
         """Each account's unrealised PnL per base unit at ``mark_price`` (0.0: no

@@ -40,6 +40,7 @@ import numpy.typing as npt
 from streams.engine.adl import QueueEntry, RankedEntry
 from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.engine import Engine
+from streams.engine.fixed import SCALE
 from streams.engine.fund import MAX_UP_MOVE, Curve
 from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
 from streams.engine.queue import SideRanking
@@ -138,22 +139,24 @@ def digest(
         ranked = engine.ranking(sym, side)  # as of the last ranking, like ``Engine.queue``
         if ranked is None:
             return ()
-        accounts = ranked.accounts[:top_k].tolist()
-        profits = engine.unit_profits(sym, accounts)
+        # PnL per unit at the summary's mark, of each entry as ranked (as its size is)
+        sign = 1.0 if side == "long" else -1.0
         return tuple(
             map(
                 QueueEntry,
-                accounts,
+                ranked.accounts[:top_k].tolist(),
                 ranked.sizes[:top_k].tolist(),
                 ranked.scores[:top_k].tolist(),
-                [profits[a] for a in accounts],
+                (sign * (mark / SCALE - ranked.entries[:top_k])).tolist(),
             )
         )
 
+    mark = engine.marks[sym]
+    winners = engine.winners(sym)
     long_deficits, short_deficits = engine.deficit_grid(sym, grid)
     return SymbolDigest(
         symbol=sym,
-        mark_price=engine.marks[sym],
+        mark_price=mark,
         mark_ts_ms=engine.symbols[sym].mark_ts_ms,
         changes=engine.symbol_changes(sym),
         bankruptcies=engine.bankruptcies(sym),
@@ -165,8 +168,8 @@ def digest(
         short_head=head("short"),
         long_scores=histogram(sides["long"][1]) if "long" in sides else (),
         short_scores=histogram(sides["short"][1]) if "short" in sides else (),
-        long_winners=engine.winners(sym, "long"),
-        short_winners=engine.winners(sym, "short"),
+        long_winners=winners["long"],
+        short_winners=winners["short"],
     )
 
 
@@ -315,11 +318,12 @@ class MergedView:
     def prepare_queue(self, symbol: str, ts_ms: int) -> list[RankAlert]:
         return []  # the heads are as of each partition's summary
 
-    def winners(self, symbol: str, side: str) -> SideWinners:
-        return SideWinners.merge(
-            d.long_winners if side == "long" else d.short_winners
-            for d in self._by_symbol.get(symbol, [])
-        )
+    def winners(self, symbol: str) -> dict[str, SideWinners]:
+        digests = self._by_symbol.get(symbol, [])
+        return {
+            "long": SideWinners.merge(d.long_winners for d in digests),
+            "short": SideWinners.merge(d.short_winners for d in digests),
+        }
 
     def unit_profits(self, symbol: str, side: str, accounts: Sequence[str]) -> dict[str, float]:
         wanted = set(accounts)

@@ -171,8 +171,8 @@ class MarketView(Protocol):
         """The side's ADL queue, first to be deleveraged first, covering ``qty_needed``."""
         ...
 
-    def winners(self, symbol: str, side: str) -> SideWinners:
-        """The side's positive PnL at the mark and sizes (a triggered plan's second
+    def winners(self, symbol: str) -> Mapping[str, SideWinners]:
+        """Each side's positive PnL at the mark and sizes (a triggered plan's second
         opinion)."""
         ...
 
@@ -391,7 +391,7 @@ class FundWatch:
             # D: what ADL must find for this symbol (the fund's shortfall, at most the
             # symbol's own loss)
             deficit = min(max(0, loss - balance), sym_loss)
-            sides = {side: view.winners(sym, side) for side in ("long", "short")}
+            sides = view.winners(sym)
             profits: dict[str, float] = {}
             for side in {step.side for step in plan}:
                 accounts = sorted({step.account for step in plan if step.side == side})

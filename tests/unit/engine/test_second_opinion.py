@@ -168,7 +168,7 @@ def test_the_largest_position_a_venue_can_send_does_not_wrap_the_sums() -> None:
     for k in (1, 2):
         engine.apply(fill(f"f{k}", f"S{k}", "sell", "10000000000", "10000000000", "XUSDT"))
     engine.apply(mark("XUSDT", "5000000000", 1_000))
-    w = engine.winners("XUSDT", "short")
+    w = engine.winners("XUSDT")["short"]
     each = 5 * 10**19 * 10**8
     assert w.profit == pytest.approx(2 * each, rel=1e-15)  # floats: a projection
     assert w.top_profits == (pytest.approx(each, rel=1e-15),) * 2
