@@ -31,6 +31,7 @@ from streams.agents.app import INTERNAL
 from streams.brokers.tansu import Tansu
 from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
+from streams.notify.webhooks import opinion_sentence
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings, secret_from_env
@@ -112,6 +113,8 @@ def stage_line(trigger: dict[str, Any], elapsed_s: float, plan_rows: int) -> str
         )
         more = f" (+{len(plan) - plan_rows} more)" if len(plan) > plan_rows else ""
         line += f"\n         plan: {steps}{more}"
+    if trigger.get("second_opinion"):
+        line += f"\n         second opinion: {opinion_sentence(trigger['second_opinion'])}"
     return line
 
 

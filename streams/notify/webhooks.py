@@ -116,13 +116,32 @@ def selected(config: WebhookConfig, topic: str, payload: dict[str, Any]) -> bool
     )
 
 
+def opinion_sentence(o: dict[str, Any]) -> str:
+    """A triggered plan's second opinion in one sentence (docs/second-opinion.md)."""
+    queue, pro_rata = o["queue"], o["pro_rata"]
+    kappa = queue["utilisation"]
+    times = "" if kappa is None else f" ({kappa:.1f}x)"
+    text = (
+        f"the queue closes {float(queue['haircut']):,.2f} of winners' profit where "
+        f"{float(pro_rata['haircut']):,.2f} covers the deficit{times}"
+    )
+    if pro_rata["ratio"] is not None:
+        text += f"; pro-rata takes {pro_rata['ratio']:.2%} of each winner's profit"
+    if queue["top1_share"] is not None:
+        text += f"; its top account bears {queue['top1_share']:.0%}"
+    return text
+
+
 def slack_text(topic: str, p: dict[str, Any]) -> str:
     if topic == "adl_triggers":
-        return (
+        text = (
             f":rotating_light: ADL {p['stage']} on {p['symbol']} ({p['fund']}): projected loss "
             f"{p['projected_loss']} vs fund {p['fund_balance']}, shortfall {p['shortfall']}, "
             f"{len(p['bankrupt'])} bankrupt, {len(p['plan'])} positions in the plan"
         )
+        if p.get("second_opinion"):
+            text += f". Second opinion: {opinion_sentence(p['second_opinion'])}"
+        return text
     return (
         f"ADL rank light {p['previous_quantile']} -> {p['quantile']} for {p['account']} "
         f"{p['side']} {p['symbol']}"

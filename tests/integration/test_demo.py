@@ -67,6 +67,7 @@ def test_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
     # each stage change printed as it came, with its plan; the first trigger timed
     assert re.search(r"ADL TRIGGERED \w+ +at \d\d:\d\d:\d\d\.\d{3} UTC \| fund USDT-M", text)
     assert "         plan: acct-" in text
+    assert "         second opinion: the queue closes " in text
     assert re.search(r"summary: ADL stages announced: .*\d+ triggered.*; first triggered after "
                      r"\d+\.\d s", text)  # fmt: skip
 

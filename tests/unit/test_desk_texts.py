@@ -1,0 +1,56 @@
+"""What the desk reads: the demo's stage line and the webhook's chat text carry a
+triggered plan's second opinion in one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.demo import stage_line
+from streams.notify.webhooks import opinion_sentence, slack_text
+
+OPINION: dict[str, Any] = {
+    "deficit": "26", "winners_profit": "100",
+    "queue": {"haircut": "50", "equity_moved": "36", "overshoot": "24",
+              "utilisation": 50 / 26, "top1_share": 0.8, "top10_share": 1.0},
+    "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
+    "by_size": {"charge_per_unit": "1.85714286", "top1_share": 0.5, "top10_share": 1.0},
+}  # fmt: skip
+TRIGGER: dict[str, Any] = {
+    "ts": 1_000, "fund": "F", "symbol": "XUSDT", "stage": "triggered", "fund_balance": "10",
+    "projected_loss": "36", "shortfall": "26", "coverage_ratio": 0.27, "adl_distance_pct": 0.0,
+    "bankrupt": [{"account": "L"}],
+    "plan": [{"account": "A", "side": "short", "qty": "2", "price": "92"},
+             {"account": "E", "side": "short", "qty": "1", "price": "92"}],
+    "second_opinion": OPINION,
+}  # fmt: skip
+
+
+def test_the_sentence_says_how_much_more_the_queue_takes() -> None:
+    assert opinion_sentence(OPINION) == (
+        "the queue closes 50.00 of winners' profit where 26.00 covers the deficit (1.9x); "
+        "pro-rata takes 26.00% of each winner's profit; its top account bears 80%"
+    )
+
+
+def test_without_winners_the_sentence_says_only_what_it_knows() -> None:
+    bare = {
+        **OPINION,
+        "queue": {**OPINION["queue"], "haircut": "0", "utilisation": None, "top1_share": None},
+        "pro_rata": {**OPINION["pro_rata"], "haircut": "0", "ratio": None},
+    }
+    assert (
+        opinion_sentence(bare)
+        == "the queue closes 0.00 of winners' profit where 0.00 covers the deficit"
+    )
+
+
+def test_the_chat_text_and_the_demo_line_carry_it() -> None:
+    assert slack_text("adl_triggers", TRIGGER).endswith(
+        f". Second opinion: {opinion_sentence(OPINION)}"
+    )
+    assert stage_line(TRIGGER, 1.0, 3).splitlines()[-1] == (
+        f"         second opinion: {opinion_sentence(OPINION)}"
+    )
+    quiet = {**TRIGGER, "stage": "imminent", "plan": [], "second_opinion": None}
+    assert "second opinion" not in slack_text("adl_triggers", quiet).lower()
+    assert "second opinion" not in stage_line(quiet, 1.0, 3)
