@@ -271,3 +271,14 @@ def signals_of(engine: Engine, lines: list[bytes]) -> list[bytes]:
         except AdlMonitorError:
             continue
     return out
+
+
+# The second opinion of the hand-computed plan in tests/unit/engine/test_second_opinion.py
+# (D 26, W 100, the queue closes 50 of profit, moves 36 of equity), as adl_triggers says it
+SECOND_OPINION: dict[str, Any] = {
+    "deficit": "26", "winners_profit": "100",
+    "queue": {"haircut": "50", "equity_moved": "36", "overshoot": "24",
+              "utilisation": 50 / 26, "top1_share": 0.8, "top10_share": 1.0},
+    "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
+    "by_size": {"charge_per_unit": "1.85714286", "top1_share": 4 / 14, "top10_share": 1.0},
+}  # fmt: skip

@@ -7,14 +7,9 @@ from typing import Any
 
 from streams.demo import stage_line
 from streams.notify.webhooks import opinion_sentence, slack_text
+from tests.helpers import SECOND_OPINION
 
-OPINION: dict[str, Any] = {
-    "deficit": "26", "winners_profit": "100",
-    "queue": {"haircut": "50", "equity_moved": "36", "overshoot": "24",
-              "utilisation": 50 / 26, "top1_share": 0.8, "top10_share": 1.0},
-    "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
-    "by_size": {"charge_per_unit": "1.85714286", "top1_share": 0.5, "top10_share": 1.0},
-}  # fmt: skip
+OPINION = SECOND_OPINION
 TRIGGER: dict[str, Any] = {
     "ts": 1_000, "fund": "F", "symbol": "XUSDT", "stage": "triggered", "fund_balance": "10",
     "projected_loss": "36", "shortfall": "26", "coverage_ratio": 0.27, "adl_distance_pct": 0.0,

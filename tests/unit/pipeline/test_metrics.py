@@ -8,7 +8,7 @@ from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE
 from streams.pipeline.worker import Output, Worker
-from tests.helpers import bundled_instruments, deposit, fill, fund, mark
+from tests.helpers import SECOND_OPINION, bundled_instruments, deposit, fill, fund, mark
 
 INSTRUMENTS = bundled_instruments()
 
@@ -58,14 +58,7 @@ def test_every_dead_letter_reason_is_exported_from_the_start() -> None:
 
 def test_a_triggered_plans_second_opinion_is_exported_by_symbol() -> None:
     metrics = Metrics(INSTRUMENTS, CollectorRegistry())
-    opinion = {
-        "deficit": "26", "winners_profit": "100",
-        "queue": {"haircut": "50", "equity_moved": "36", "overshoot": "24",
-                  "utilisation": 50 / 26, "top1_share": 0.8, "top10_share": 1.0},
-        "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
-        "by_size": {"charge_per_unit": "1.85714286", "top1_share": 0.5, "top10_share": 1.0},
-    }  # fmt: skip
-    trigger = {"symbol": "ETHUSDT", "stage": "triggered", "second_opinion": opinion}
+    trigger = {"symbol": "ETHUSDT", "stage": "triggered", "second_opinion": SECOND_OPINION}
     metrics.observe(Output("adl_triggers", None, orjson.dumps(trigger), 0))
     # an imminent stage has no opinion: the last plan's numbers stay
     later = {"symbol": "ETHUSDT", "stage": "imminent", "second_opinion": None}
