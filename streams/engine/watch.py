@@ -11,6 +11,12 @@ Stage of a symbol (fund F, balance b, loss now L, the symbol's own loss l):
     imminent   l > 0 and b / L < ``imminent_coverage``, or an adverse move of
                ``imminent_distance`` of the symbol would make L > b
     cleared    announced once when a symbol leaves imminent/triggered
+A venue whose ADL starts at a negative value (``VenueProfile.adl_on_negative_value``:
+Hyperliquid), whatever its fund (the symbol's bankrupt deficit d, at the mark):
+    triggered  d > 0
+    imminent   positions under maintenance would lose closing into the book, or an
+               adverse move of ``imminent_distance`` would make d > 0
+and its ADL distance is the smallest adverse move that makes d > 0.
 A triggered symbol is re-announced when more of its positions went bankrupt since, at
 most every ``trigger_refresh_ms``; every stage change forces a fund projection.
 """
@@ -297,6 +303,8 @@ class FundWatch:
             # no move that would exhaust the fund and no stage (the loop would skip it)
             staged = {sym for f, sym in self.stages if f == fund}
             candidates = losses.losing | staged | set(losses.moved_past(balance - loss))
+            # a venue ruled by negative values: any move that would make a deficit
+            candidates |= {s for s in losses.moved_past(0) if self._on_negative(s)}
             symbols = sorted(candidates, key=losses.order.__getitem__)
         for sym in symbols:
             mark = view.mark(sym)
@@ -304,7 +312,9 @@ class FundWatch:
                 continue
             sym_loss = sum(per_symbol[sym])
             stage: AdlStage | None = None
-            if loss > balance and sym_loss > 0:
+            if self._on_negative(sym):
+                stage = self._negative_value_stage(view, sym, per_symbol[sym])
+            elif loss > balance and sym_loss > 0:
                 stage = AdlStage.TRIGGERED
             elif (
                 sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
@@ -345,6 +355,30 @@ class FundWatch:
         count, at_ms = self.triggered[key]
         return bankruptcies > count and ts_ms - at_ms >= self.config.trigger_refresh_ms
 
+    def _on_negative(self, sym: str) -> bool:
+        return self.profiles[sym].adl_on_negative_value
+
+    def _negative_value_stage(
+        self, view: MarketView, sym: str, losses: tuple[int, int]
+    ) -> AdlStage | None:
+        """The stage at a venue where ADL starts at a negative value (module docstring)."""
+        bankrupt_deficit, liquidatable_loss = losses
+        if bankrupt_deficit > 0:
+            return AdlStage.TRIGGERED
+        if liquidatable_loss > 0 or any(after > 0 for after in self._read(view, sym).after_move):
+            return AdlStage.IMMINENT
+        return None
+
+    def _distance(
+        self, view: MarketView, sym: str, loss: int, balance: int, is_long: bool
+    ) -> float | None:
+        """The side's ADL distance by the symbol's venue rule: the smallest adverse move
+        that exhausts the fund, or (negative values) that makes a deficit on the side."""
+        curve = view.curve(sym, is_long)
+        if self._on_negative(sym):
+            return adl_distance(curve(0.0), 0, curve, is_long)
+        return adl_distance(loss, balance, curve, is_long)
+
     def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
         """An adverse move of ``imminent_distance`` of the symbol makes the loss exceed
         the fund: loss - deficit at the mark + deficit after the move, per side, from the
@@ -377,6 +411,7 @@ class FundWatch:
         liquidating = [
             BankruptPosition(acct, sym, "long" if q > 0 else "short", abs(q), price, 0, True)
             for acct, price, q in view.liquidatable(sym)
+            if not self._on_negative(sym)  # there the vault takes them, not ADL
         ]
         bankrupt.extend(sorted(liquidating, key=lambda b: (-b.qty, b.account)))
         plan: tuple[DeleverageStep, ...] = ()
@@ -391,6 +426,8 @@ class FundWatch:
             # D: what ADL must find for this symbol (the fund's shortfall, at most the
             # symbol's own loss)
             deficit = min(max(0, loss - balance), sym_loss)
+            if self._on_negative(sym):  # ADL covers what is negative, whatever the fund
+                deficit = sum(b.deficit for b in bankrupt)
             sides = view.winners(sym)
             profits: dict[str, float] = {}
             for side in {step.side for step in plan}:
@@ -400,8 +437,8 @@ class FundWatch:
         distances = [
             d
             for d in (
-                adl_distance(loss, balance, view.curve(sym, True), True),
-                adl_distance(loss, balance, view.curve(sym, False), False),
+                self._distance(view, sym, loss, balance, True),
+                self._distance(view, sym, loss, balance, False),
             )
             if d is not None
         ]
@@ -467,8 +504,8 @@ class FundWatch:
                 symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
                 continue
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
-            long_d = adl_distance(loss, balance, longs, True)
-            short_d = adl_distance(loss, balance, shorts, False)
+            long_d = self._distance(view, sym, loss, balance, True)
+            short_d = self._distance(view, sym, loss, balance, False)
             points = ladder(loss, longs, shorts, self.config.shocks)
             symbols.append(
                 SymbolProjection(

@@ -72,6 +72,14 @@ class VenueProfile(Protocol):
         """Scaled fee rate charged to the deleveraged position."""
         ...
 
+    @property
+    def adl_on_negative_value(self) -> bool:
+        """When ADL starts. False: when the insurance fund cannot cover the projected loss
+        (the stage rule of ``engine.watch``). True: as soon as a position's backing value
+        is below zero (an account's, cross; the position's, isolated), whatever the fund:
+        the venue's vault takes liquidations, ADL covers what is left negative."""
+        ...
+
     def rank_score(self, row: RankInput) -> Floats:
         """Higher scores are deleveraged first (one score per entry of ``row``)."""
         ...

@@ -33,6 +33,7 @@ class BitmexProfile(QuintileLights, AtBankruptcyPrice):
 
     name: str = "bitmex"
     adl_fee_rate: int = 0
+    adl_on_negative_value: bool = False
 
     def rank_score(self, row: RankInput) -> Floats:
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
@@ -113,10 +114,15 @@ class HyperliquidProfile(QuintileLights):
     docs print only the long form. ``account_value`` is the equity backing the position
     (the account for cross, the position's margin for isolated). Execution at the mark
     price, no fee. Hyperliquid shows no lights; we use quintiles like the others.
+
+    When: against "the now underwater user": ADL starts as soon as a position's backing
+    value is below zero (the account's, cross; the position's, isolated), not when a fund
+    runs out (the liquidator vault takes liquidations before that).
     """
 
     name: str = "hyperliquid"
     adl_fee_rate: int = 0
+    adl_on_negative_value: bool = True
 
     def rank_score(self, row: RankInput) -> Floats:
         ratio = np.divide(row.mark_price, row.entry_price)
