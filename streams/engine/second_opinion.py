@@ -9,7 +9,9 @@ Here, for one triggered symbol at one mark ``m`` (all money in the quote currenc
 
     D  deficit to cover   min(fund shortfall, the symbol's own loss now): what ADL must
                           find for this symbol (a fund short on several symbols lets each
-                          claim the whole shortfall: D is never understated)
+                          claim the whole shortfall: D is never understated); at a
+                          venue whose ADL starts at a negative value (Hyperliquid), the
+                          underwater positions' deficit, whatever the fund
     W  winners' profit    sum of max(0, unrealised PnL at m) of the positions on the
                           side(s) the plan takes from (the plan's counterparty sides)
     queue haircut         the winners' positive PnL on the contracts the plan closes:
