@@ -208,6 +208,12 @@ class FundWatch:
         self.projected_at_ms: dict[str, int] = {}
         self._facts: dict[str, _SymbolFacts] = {}
         self._losses: dict[str, _FundLosses] = {}
+        # per fund, whether any of its symbols' venues starts ADL at a negative value
+        self._negative_funds = {
+            fund
+            for fund, symbols in self.fund_symbols.items()
+            if any(self.profiles[sym].adl_on_negative_value for sym in symbols)
+        }
 
     @classmethod
     def for_instruments(
@@ -299,13 +305,7 @@ class FundWatch:
         signals: list[Signal] = []
         symbols: Iterable[str] = self.fund_symbols[fund]
         if incremental:
-            # the only symbols whose stage can be set or cleared: any other has no loss,
-            # no move that would exhaust the fund and no stage (the loop would skip it)
-            staged = {sym for f, sym in self.stages if f == fund}
-            candidates = losses.losing | staged | set(losses.moved_past(balance - loss))
-            # a venue ruled by negative values: any move that would make a deficit
-            candidates |= {s for s in losses.moved_past(0) if self._on_negative(s)}
-            symbols = sorted(candidates, key=losses.order.__getitem__)
+            symbols = self._candidates(fund, losses, balance - loss)
         for sym in symbols:
             mark = view.mark(sym)
             if mark is None:
@@ -344,6 +344,16 @@ class FundWatch:
             self.projected_at_ms[fund] = ts_ms
             signals.append(self.projection(view, fund, ts_ms, loss, per_symbol))
         return signals
+
+    def _candidates(self, fund: str, losses: _FundLosses, slack: int) -> list[str]:
+        """The only symbols whose stage can be set or cleared, in the fund's order: any
+        other has no loss, no move that would exhaust the fund (by more than ``slack``)
+        and no stage (the loop would skip it)."""
+        staged = {sym for f, sym in self.stages if f == fund}
+        candidates = losses.losing | staged | set(losses.moved_past(slack))
+        if fund in self._negative_funds:  # any move that would make a deficit
+            candidates |= {s for s in losses.moved_past(0) if self._on_negative(s)}
+        return sorted(candidates, key=losses.order.__getitem__)
 
     def _grew(
         self, key: tuple[str, str], stage: AdlStage | None, bankruptcies: int, ts_ms: int
