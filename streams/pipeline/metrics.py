@@ -61,6 +61,11 @@ def dead_letter_reason(field: str | None, error: str) -> str:
     return "invalid_field"
 
 
+def _or_nan(value: float | None) -> float:
+    """A payload's null (undefined) as a gauge's NaN."""
+    return float("nan") if value is None else value
+
+
 class Metrics:
     def __init__(
         self, symbols: Iterable[str] = (), registry: CollectorRegistry | None = None
@@ -299,13 +304,10 @@ class Metrics:
             self.top_score.labels(symbol, side, str(place)).set(score)
 
     def _second_opinion(self, symbol: str, o: dict[str, Any]) -> None:
-        def number(value: float | None) -> float:
-            return float("nan") if value is None else value
-
-        self.queue_utilisation.labels(symbol).set(number(o["queue"]["utilisation"]))
+        self.queue_utilisation.labels(symbol).set(_or_nan(o["queue"]["utilisation"]))
         self.queue_overshoot.labels(symbol).set(float(o["queue"]["overshoot"]))
-        self.pro_rata_ratio.labels(symbol).set(number(o["pro_rata"]["ratio"]))
-        self.queue_top_share.labels(symbol).set(number(o["queue"]["top1_share"]))
+        self.pro_rata_ratio.labels(symbol).set(_or_nan(o["pro_rata"]["ratio"]))
+        self.queue_top_share.labels(symbol).set(_or_nan(o["queue"]["top1_share"]))
 
     def _projection(self, p: dict[str, Any]) -> None:
         fund = p["fund"]
@@ -318,7 +320,7 @@ class Metrics:
         self._coverage_seen[fund].append((time.monotonic(), coverage))
         self._coverage_low(fund)
         runway = p["runway_seconds"]
-        self.runway.labels(fund).set(float("nan") if runway is None else runway)
+        self.runway.labels(fund).set(_or_nan(runway))
         self.view.fund_balance[fund], self.view.projected_loss[fund] = balance, loss
         self.view.coverage[fund] = cover
         for s in p["symbols"]:
