@@ -282,3 +282,23 @@ SECOND_OPINION: dict[str, Any] = {
     "pro_rata": {"haircut": "26", "ratio": 0.26, "top1_share": 0.4, "top10_share": 1.0},
     "by_size": {"charge_per_unit": "1.85714286", "top1_share": 4 / 14, "top10_share": 1.0},
 }  # fmt: skip
+
+
+def one_bankruptcy_book(fund_balance: str, profile: str = "bybit") -> Engine:
+    """A hand-computable book on XUSDT (MMR 1%, fund F), at mark 100: L deposits 24 and
+    buys 3 at 100 (bankrupt below 100 - 24 / 3 = 92); shorts A 2 @ 100 (deposit 50),
+    B 1 @ 100 (1,000), E 4 @ 90 (1,000); long C 4 @ 90 (1,000)."""
+    engine = Engine(one_tier(profile=profile, symbol="XUSDT"))
+    events = [fund(fund_balance, name="F"), mark("XUSDT", "100", 0)]
+    for acct, amount in (("L", "24"), ("A", "50"), ("B", "1000"), ("E", "1000"), ("C", "1000")):
+        events.append(deposit(f"d{acct}", acct, amount, ts=1))
+    events += [
+        fill("f1", "L", "buy", "3", "100", "XUSDT", ts=2),
+        fill("f2", "A", "sell", "2", "100", "XUSDT", ts=2),
+        fill("f3", "B", "sell", "1", "100", "XUSDT", ts=2),
+        fill("f4", "E", "sell", "4", "90", "XUSDT", ts=2),
+        fill("f5", "C", "buy", "4", "90", "XUSDT", ts=2),
+    ]
+    for event in events:
+        engine.apply(event)
+    return engine

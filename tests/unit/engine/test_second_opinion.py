@@ -12,10 +12,9 @@ from __future__ import annotations
 import pytest
 
 from streams.engine.engine import Engine
-from streams.engine.events import Event
 from streams.engine.second_opinion import SideWinners, second_opinion
 from streams.engine.signals import AdlStage, AdlTriggered, DeleverageStep
-from tests.helpers import deposit, fill, fund, mark, one_tier, raw
+from tests.helpers import fill, mark, one_bankruptcy_book, one_tier, raw
 
 
 def step(account: str, side: str, qty: str, price: str) -> DeleverageStep:
@@ -82,24 +81,6 @@ def triggered(signals: list[object]) -> AdlTriggered:
     return found[0]
 
 
-def positions(fund_balance: str) -> tuple[Engine, list[Event]]:
-    """The engine test's book (see below), before the crash to 80."""
-    engine = Engine(one_tier(symbol="XUSDT"))
-    events = [fund(fund_balance, name="F"), mark("XUSDT", "100", 0)]
-    for acct, amount in (("L", "24"), ("A", "50"), ("B", "1000"), ("E", "1000"), ("C", "1000")):
-        events.append(deposit(f"d{acct}", acct, amount, ts=1))
-    events += [
-        fill("f1", "L", "buy", "3", "100", "XUSDT", ts=2),
-        fill("f2", "A", "sell", "2", "100", "XUSDT", ts=2),
-        fill("f3", "B", "sell", "1", "100", "XUSDT", ts=2),
-        fill("f4", "E", "sell", "4", "90", "XUSDT", ts=2),
-        fill("f5", "C", "buy", "4", "90", "XUSDT", ts=2),
-    ]
-    for event in events:
-        engine.apply(event)
-    return engine, events
-
-
 def test_the_engine_gives_a_triggered_plan_its_second_opinion() -> None:
     """One bankrupt long; the numbers by hand:
 
@@ -113,7 +94,7 @@ def test_the_engine_gives_a_triggered_plan_its_second_opinion() -> None:
     3 x (92 - 80) = 36; overshoot 50 - 26 = 24; kappa 50 / 26.
     By size: 26 over 7 long + 7 short = 1.857142857... a unit, rounded up.
     """
-    engine, _ = positions("10")
+    engine = one_bankruptcy_book("10")
     planned = engine.plan_now("XUSDT")
     assert planned is not None
     assert (planned[0].plan, planned[0].second_opinion) == ((), None)  # nobody bankrupt
@@ -145,7 +126,7 @@ def test_the_engine_gives_a_triggered_plan_its_second_opinion() -> None:
 def test_a_plan_now_without_a_trigger_has_nothing_to_cover() -> None:
     """The fund of 1,000 covers L's 36: no stage, but the plan a trigger would run is
     there; D = 0, so no haircut is needed and the queue's is all overshoot."""
-    engine, _ = positions("1000")
+    engine = one_bankruptcy_book("1000")
     signals = engine.apply(mark("XUSDT", "80", 1_000))
     assert not [s for s in signals if isinstance(s, AdlTriggered)]
     now = engine.plan_now("XUSDT")

@@ -13,24 +13,11 @@ import pytest
 
 from streams.engine.engine import Engine
 from streams.engine.signals import AdlStage, AdlTriggered, FundProjection, Signal
-from tests.helpers import deposit, fill, fund, mark, one_tier, raw
+from tests.helpers import mark, one_bankruptcy_book, raw
 
 
 def book(profile: str) -> Engine:
-    engine = Engine(one_tier(profile=profile, symbol="XUSDT"))
-    events = [fund("1000000", name="F"), mark("XUSDT", "100", 0)]
-    for acct, amount in (("L", "24"), ("A", "50"), ("B", "1000"), ("E", "1000"), ("C", "1000")):
-        events.append(deposit(f"d{acct}", acct, amount, ts=1))
-    events += [
-        fill("f1", "L", "buy", "3", "100", "XUSDT", ts=2),
-        fill("f2", "A", "sell", "2", "100", "XUSDT", ts=2),
-        fill("f3", "B", "sell", "1", "100", "XUSDT", ts=2),
-        fill("f4", "E", "sell", "4", "90", "XUSDT", ts=2),
-        fill("f5", "C", "buy", "4", "90", "XUSDT", ts=2),
-    ]
-    for event in events:
-        engine.apply(event)
-    return engine
+    return one_bankruptcy_book("1000000", profile)
 
 
 def stages(signals: list[Signal]) -> list[AdlTriggered]:
