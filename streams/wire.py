@@ -167,6 +167,7 @@ def rank_alert(s: RankAlert) -> dict[str, Any]:
         "previous_quantile": s.previous_quantile,
         "rank_score": _num(s.rank_score),
         "notional": to_str(s.notional),
+        "venue_indicator": s.venue_indicator,
     }
 
 

@@ -33,7 +33,7 @@ from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
-from streams.engine.quantiles import RankCuts, places_from_cuts
+from streams.engine.quantiles import RankCuts, reaches_from_cuts
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
 from streams.engine.summary import Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
@@ -329,9 +329,11 @@ class Shard(Generic[T]):
             boundaries = cuts.sides.get(side)
             if boundaries is None:
                 continue
-            places = places_from_cuts(buckets, boundaries)
+            reaches = reaches_from_cuts(
+                buckets, self.engine.light_weights(cuts.symbol, side_ranking), boundaries
+            )
             signals += self.engine.light(
-                cuts.symbol, side_ranking, places, boundaries.count, cuts.ts_ms
+                cuts.symbol, side_ranking, reaches, boundaries.total, cuts.ts_ms
             )
         signals.sort(key=lambda s: s.account)
         lit = sorted(self.engine.lit)

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from streams.engine.profiles import VenueProfile, adl_fee
+import numpy as np
+
+from streams.engine.profiles import VenueProfile, adl_fee, queue_reaches
 from streams.engine.signals import BankruptPosition, DeleverageStep
 
 # The score of a position whose own equity is gone: it is being liquidated, so it ranks
@@ -41,10 +43,11 @@ class RankedEntry:
 
 def rank_queue(entries: Iterable[QueueEntry], profile: VenueProfile) -> list[RankedEntry]:
     ordered = sorted(entries, key=lambda e: (-e.score, -e.qty, e.account))
-    count = len(ordered)
+    sizes = np.array([e.qty for e in ordered], dtype=np.int64)
+    reaches, total = queue_reaches(sizes, profile.light_by_quantity)
     return [
-        RankedEntry(e.account, e.qty, e.score, i, profile.light(i, count))
-        for i, e in enumerate(ordered)
+        RankedEntry(e.account, e.qty, e.score, i, int(profile.light(reach, total)))
+        for i, (e, reach) in enumerate(zip(ordered, reaches.tolist(), strict=True))
     ]
 
 

@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -790,18 +791,24 @@ class Engine:
         self,
         sym: str,
         ranking: SideRanking,
-        places: npt.NDArray[np.int64],
-        count: int,
+        reaches: npt.NDArray[Any],
+        total: int,
         ts_ms: int,
     ) -> list[RankAlert]:
-        """Light an earlier ranking of the symbol by its positions' places among
-        ``count`` (every partition's); the rank alerts that gives, at ``ts_ms``."""
+        """Light an earlier ranking of the symbol by its positions' reaches out of
+        ``total`` (every partition's; ``VenueProfile.light``); the rank alerts that
+        gives, at ``ts_ms``."""
         queue = self.symbols[sym].queue
         alerts, changed = queue.light_at(
-            ranking, places, count, self.profiles[sym], symbol=sym, ts_ms=ts_ms
+            ranking, reaches, total, self.profiles[sym], symbol=sym, ts_ms=ts_ms
         )
         self.lit.update(a for a in changed if a in queue)
         return alerts
+
+    def light_weights(self, sym: str, ranking: SideRanking) -> npt.NDArray[np.int64] | None:
+        """What each position of ``ranking`` weighs in the symbol's lights: its size
+        where the venue's lights go by quantity, else ``None`` (each weighs 1)."""
+        return ranking.sizes if self.profiles[sym].light_by_quantity else None
 
     def announced_lights(self, account: str) -> dict[str, int]:
         """Symbol -> light last announced for each of the account's positions (``light``)."""

@@ -1,13 +1,15 @@
 """Rank lights across partitions: score sketches up, light boundaries down.
 
-A light is a function of a position's place in its symbol-side queue among every
-partition's positions (``VenueProfile.light(place, count)``); a partition knows only its
-own. Each partition sends the histogram of its ranking's scores on a logarithmic grid
-(relative width ``accuracy``, signed, so the order of scores is the order of buckets).
-Histograms add up. From the merged one the fund desk finds, for each place where the
-light or the alert debounce changes (``cut_places``), the bucket holding that place and
-how many of the bucket's positions come before it (``locate``). A partition then puts
-each of its positions on the right side of every cut (``places_from_cuts``).
+A light is a function of a position's reach in its symbol-side queue (the weight of the
+queue from its top through it: positions, or quantity where the venue's lights go by
+quantity; ``VenueProfile.light(reach, total)``) among every partition's positions; a
+partition knows only its own. Each partition sends the histogram of its ranking's
+scores on a logarithmic grid (relative width ``accuracy``, signed, so the order of
+scores is the order of buckets), each bucket with its weight. Histograms add up. From
+the merged one the fund desk finds, for each reach where the light or the alert
+debounce changes (``cut_reaches``), the bucket holding that reach and how much of the
+bucket's weight comes before it (``locate``). A partition then puts each of its
+positions on the right side of every cut (``reaches_from_cuts``).
 
 Exact when a bucket holding a cut has positions of one partition only (always with one
 partition). Where positions of several partitions share such a bucket (scores within
@@ -27,11 +29,12 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.engine.profiles import VenueProfile
+from streams.engine.profiles.base import INT64_SAFE
 
 DEFAULT_ACCURACY = 1e-4  # relative width of a bucket
 SMALLEST_SCORE = 1e-12  # |score| below: one bucket (0)
 
-Histogram = tuple[tuple[int, int], ...]  # (bucket, positions), best bucket first
+Histogram = tuple[tuple[int, int], ...]  # (bucket, weight), best bucket first
 
 
 def score_buckets(
@@ -46,14 +49,19 @@ def score_buckets(
     return np.where(np.abs(values) < SMALLEST_SCORE, 0, signs * (steps + 1))
 
 
-def histogram(buckets: npt.NDArray[np.int64]) -> Histogram:
+def histogram(
+    buckets: npt.NDArray[np.int64], weights: npt.NDArray[np.int64] | None = None
+) -> Histogram:
     """Run lengths of a queue's buckets (a queue is ordered by score: buckets do not
-    increase along it)."""
+    increase along it), or with ``weights`` (sizes, raw) the weight of each run."""
     if not len(buckets):
         return ()
     starts = np.flatnonzero(np.diff(buckets)) + 1
     bounds = np.concatenate(([0], starts, [len(buckets)]))
-    return tuple((int(buckets[a]), int(b - a)) for a, b in itertools.pairwise(bounds))
+    if weights is None:
+        return tuple((int(buckets[a]), int(b - a)) for a, b in itertools.pairwise(bounds))
+    exact = weights.astype(object)  # a bucket's sum may pass int64
+    return tuple((int(buckets[a]), int(exact[a:b].sum())) for a, b in itertools.pairwise(bounds))
 
 
 def merge(histograms: Iterable[Histogram]) -> Histogram:
@@ -64,53 +72,53 @@ def merge(histograms: Iterable[Histogram]) -> Histogram:
     return tuple(sorted(counts.items(), reverse=True))
 
 
-def cut_places(profile: VenueProfile, count: int, margin: int) -> list[int]:
-    """Places (0 < place < count) where the light of a place, or whether it is settled
-    (the same light ``margin`` places above and below), changes: each boundary ``b``
-    (light(b) != light(b - 1)) and ``b - margin``, ``b + margin``."""
+def cut_reaches(profile: VenueProfile, total: int, margin: int) -> list[int]:
+    """Reaches (1 < reach <= total) where the light, or whether it is settled (the same
+    light ``margin`` above and below), changes: each boundary ``b`` (light(b) !=
+    light(b - 1)) and ``b - margin``, ``b + margin``."""
     boundaries = []
-    place = 0
-    while place < count:
-        light = profile.light(place, count)
-        lo, hi = place + 1, count  # first place after ``place`` with another light
+    reach = 1
+    while reach <= total:
+        light = profile.light(reach, total)
+        lo, hi = reach + 1, total + 1  # first reach after ``reach`` with another light
         while lo < hi:
             mid = (lo + hi) // 2
-            if profile.light(mid, count) != light:
+            if profile.light(mid, total) != light:
                 hi = mid
             else:
                 lo = mid + 1
-        if lo < count:
+        if lo <= total:
             boundaries.append(lo)
-        place = lo
-    cuts = {c for b in boundaries for c in (b - margin, b, b + margin) if 0 < c < count}
+        reach = lo
+    cuts = {c for b in boundaries for c in (b - margin, b, b + margin) if 1 < c <= total}
     return sorted(cuts)
 
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    place: int
+    reach: int
     bucket: int
-    before: int  # positions of the bucket placed before ``place``
-    bucket_count: int  # positions in the bucket, every partition's
+    before: int  # weight of the bucket before the cut's position (reach - 1 - bucket start)
+    bucket_weight: int  # the bucket's weight, every partition's
 
 
 @dataclass(frozen=True, slots=True)
 class SideCuts:
-    count: int  # positions on the side, every partition's
-    cuts: tuple[Cut, ...]  # by place
+    total: int  # the side's weight, every partition's
+    cuts: tuple[Cut, ...]  # by reach
 
 
-def locate(merged: Histogram, places: Sequence[int]) -> tuple[Cut, ...]:
-    """The bucket of each place (ascending) in the merged histogram."""
+def locate(merged: Histogram, reaches: Sequence[int]) -> tuple[Cut, ...]:
+    """The bucket of each reach (ascending) in the merged histogram."""
     out = []
-    first = 0  # place of the bucket's first position
+    first = 0  # weight before the bucket
     it = iter(merged)
     bucket, n = next(it, (0, 0))
-    for place in places:
-        while place >= first + n:
+    for reach in reaches:
+        while reach > first + n:
             first += n
             bucket, n = next(it)
-        out.append(Cut(place, bucket, place - first, n))
+        out.append(Cut(reach, bucket, reach - 1 - first, n))
     return tuple(out)
 
 
@@ -118,29 +126,43 @@ def side_cuts(
     histograms: Iterable[Histogram], profile: VenueProfile, margin_share: float
 ) -> SideCuts:
     merged = merge(histograms)
-    count = sum(n for _, n in merged)
-    return SideCuts(count, locate(merged, cut_places(profile, count, int(count * margin_share))))
+    total = sum(n for _, n in merged)
+    return SideCuts(total, locate(merged, cut_reaches(profile, total, int(total * margin_share))))
 
 
-def places_from_cuts(buckets: npt.NDArray[np.int64], cuts: SideCuts) -> npt.NDArray[np.int64]:
-    """For a partition's queue (its positions' buckets, in queue order) the place of
-    each position as far as lights tell: the last cut at or before it (0 if none).
-    Within a cut's bucket the partition's positions are taken as evenly spread among
-    the bucket's ``bucket_count``."""
-    places = np.zeros(len(buckets), dtype=np.int64)
+def reaches_from_cuts(
+    buckets: npt.NDArray[np.int64], weights: npt.NDArray[np.int64] | None, cuts: SideCuts
+) -> npt.NDArray[Any]:
+    """For a partition's queue (its positions' buckets and weights, ``None``: 1 each, in
+    queue order) the
+    reach of each position as far as lights tell: the last cut at or before it (1 if
+    none). Within a cut's bucket the partition's positions are taken as evenly spread
+    through the bucket's ``bucket_weight``."""
+    if weights is None:
+        weights = np.ones(len(buckets), dtype=np.int64)
+    widest = max((c.bucket_weight for c in cuts.cuts), default=0)
+    # int64 while every product below stays exact, else Python ints
+    most = max(cuts.total, int(weights.sum(dtype=np.float64)))
+    dtype: Any = np.int64 if most * max(widest, 1) < INT64_SAFE else object
+    reaches = np.ones(len(buckets), dtype=dtype)
     if not len(buckets) or not cuts.cuts:
-        return places
-    # each position's index among the partition's positions of its bucket, and their number
+        return reaches
+    # each position's weight before it among the partition's positions of its bucket,
+    # and the partition's weight of the bucket
+    exact = weights.astype(dtype)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(buckets)) + 1))
     lengths = np.diff(np.concatenate((starts, [len(buckets)])))
-    first = np.repeat(starts, lengths)
-    local_count = np.repeat(lengths, lengths)
-    index = np.arange(len(buckets)) - first
+    through = np.cumsum(exact)
+    start_before = np.repeat(through[starts] - exact[starts], lengths)
+    ahead = through - exact - start_before
+    local_weight = np.repeat(np.add.reduceat(exact, starts), lengths)
     for cut in cuts.cuts:
-        spread = index * cut.bucket_count // local_count  # place within the bucket, estimated
-        after = (buckets < cut.bucket) | ((buckets == cut.bucket) & (spread >= cut.before))
-        places[after] = cut.place
-    return places
+        # the weight of the bucket through the position, estimated; at or after the cut
+        # once it passes the weight of the bucket before the cut
+        through_cut = ahead * cut.bucket_weight // local_weight + exact
+        after = (buckets < cut.bucket) | ((buckets == cut.bucket) & (through_cut > cut.before))
+        reaches[after] = cut.reach
+    return reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +180,11 @@ def cuts_to_wire(cuts: RankCuts) -> dict[str, Any]:
         "ts": cuts.ts_ms,
         "sides": {
             side: {
-                "count": c.count,
-                "cuts": [[k.place, k.bucket, k.before, k.bucket_count] for k in c.cuts],
+                "count": wire_int(c.total),
+                "cuts": [
+                    [wire_int(k.reach), k.bucket, wire_int(k.before), wire_int(k.bucket_weight)]
+                    for k in c.cuts
+                ],
             }
             for side, c in cuts.sides.items()
         },
@@ -170,8 +195,16 @@ def cuts_from_wire(obj: dict[str, Any]) -> RankCuts:
     sides = {
         str(side): SideCuts(
             int(c["count"]),
-            tuple(Cut(int(p), int(b), int(before), int(n)) for p, b, before, n in c["cuts"]),
+            tuple(Cut(int(r), int(b), int(before), int(n)) for r, b, before, n in c["cuts"]),
         )
         for side, c in obj["sides"].items()
     }
     return RankCuts(str(obj["symbol"]), int(obj["ts"]), sides)
+
+
+INT64_MAX = 2**63 - 1
+
+
+def wire_int(n: int) -> int | str:
+    """An integer as JSON carries it: past int64 (a quantity weight), a decimal string."""
+    return n if n <= INT64_MAX else str(n)

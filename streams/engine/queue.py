@@ -27,7 +27,7 @@ import numpy.typing as npt
 from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
-from streams.engine.profiles import RankInput, VenueProfile
+from streams.engine.profiles import LIGHTS, RankInput, VenueProfile, queue_reaches
 from streams.engine.risk import PositionRisk
 from streams.engine.second_opinion import TOP_ACCOUNTS, SideWinners
 from streams.engine.signals import TOP_SCORES, RankAlert
@@ -506,11 +506,12 @@ class QueueTable:
         row_lights = np.zeros(n, dtype=np.int64)
         changes = []
         for side, ranked in ranked_rows.items():
-            count = len(ranked)
+            side_ranking = self._ranking[side]
+            reaches, total = queue_reaches(side_ranking.sizes, profile.light_by_quantity)
             lights, changed, side_changes = self._light(
-                self._ranking[side],
-                np.arange(count),
-                count,
+                side_ranking,
+                reaches,
+                total,
                 profile,
                 alerted[ranked],
                 symbol,
@@ -541,18 +542,18 @@ class QueueTable:
     def light_at(
         self,
         ranking: SideRanking,
-        places: npt.NDArray[np.int64],
-        count: int,
+        reaches: npt.NDArray[Any],
+        total: int,
         profile: VenueProfile,
         *,
         symbol: str,
         ts_ms: int,
     ) -> tuple[list[RankAlert], list[str]]:
-        """Light an earlier ranking of this table by its positions' places among
-        ``count`` (every partition's), however late: what was announced is kept per
-        (account, opening), not per row, so a position closed or flipped since the
-        ranking is judged as it was then. Returns the alerts and the accounts whose
-        announced light changed (alerted or not)."""
+        """Light an earlier ranking of this table by its positions' reaches out of
+        ``total`` (every partition's; ``VenueProfile.light``), however late: what was
+        announced is kept per (account, opening), not per row, so a position closed or
+        flipped since the ranking is judged as it was then. Returns the alerts and the
+        accounts whose announced light changed (alerted or not)."""
         announced = self.announced
         accounts = ranking.accounts.tolist()
         before = np.array(
@@ -564,7 +565,7 @@ class QueueTable:
             dtype=np.int64,
         )
         lights, changed, changes = self._light(
-            ranking, places, count, profile, before, symbol, ts_ms
+            ranking, reaches, total, profile, before, symbol, ts_ms
         )
         for k in changed:
             announced[accounts[k]] = (int(ranking.opened[k]), int(lights[k]))
@@ -578,29 +579,31 @@ class QueueTable:
     @staticmethod
     def _light(
         ranking: SideRanking,
-        places: npt.NDArray[np.int64],
-        count: int,
+        reaches: npt.NDArray[Any],
+        total: int,
         profile: VenueProfile,
         before: npt.NDArray[np.int64],
         symbol: str,
         ts_ms: int,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[RankAlert]]:
-        """Lights by place (``ranking.lights`` set); alerts debounced: a change from the
+        """Lights by reach (``ranking.lights`` set); alerts debounced: a change from the
         light last announced (``before``, 0: none) is announced once the position sits
-        ``ALERT_MARGIN`` of its queue (whole places) away from a light boundary, so a
-        position hovering on a quintile boundary does not page the desk on every re-rank.
+        ``ALERT_MARGIN`` of its queue (of its positions or quantity, as the lights
+        measure it) away from a light boundary, so a position hovering on a boundary
+        does not page the desk on every re-rank.
         Returns (lights, entries whose announced light changed, alerts at ``ts_ms``)."""
-        lights = np.asarray(profile.light(places, count), dtype=np.int64)  # type: ignore[arg-type]  # lights are elementwise
-        # settled: the same light ALERT_MARGIN of the queue above and below the place
-        margin = int(count * ALERT_MARGIN)  # 0 below 100 positions: no debounce
-        above = profile.light(np.maximum(places - margin, 0), count)  # type: ignore[arg-type]
-        below = profile.light(np.minimum(places + margin, count - 1), count)  # type: ignore[arg-type]
+        light_of = profile.light
+        lights = np.asarray(light_of(reaches, total), dtype=np.int64)  # type: ignore[arg-type]  # lights are elementwise
+        # settled: the same light ALERT_MARGIN of the queue above and below the reach
+        margin = int(total * ALERT_MARGIN)  # 0 below 100 positions: no debounce
+        above = light_of(np.maximum(reaches - margin, 1), total)
+        below = light_of(np.minimum(reaches + margin, total), total)
         settled = np.asarray(above) == np.asarray(below)
         ranking.lights[:] = lights
-        top = profile.light(0, 1)
+        shown = profile.venue_indicator
         changed = np.nonzero((lights != before) & settled)[0]
         # a new position (nothing announced before) is alerted only entering at the top
-        alerted = changed[(before[changed] != 0) | (lights[changed] >= top)]
+        alerted = changed[(before[changed] != 0) | (lights[changed] == LIGHTS)]
         mark_price, side = ranking.mark_price, ranking.side
         changes = [
             RankAlert(
@@ -612,6 +615,7 @@ class QueueTable:
                 previous or None,
                 score,
                 div_ceil(size * mark_price, SCALE),
+                shown(light),
             )
             for account, light, previous, score, size in zip(
                 ranking.accounts[alerted].tolist(),

@@ -144,6 +144,7 @@ class RankAlert(NamedTuple):
     previous_quantile: int | None
     rank_score: float
     notional: int  # the position's |qty| * mark, quote currency
+    venue_indicator: int | None  # the light on the venue's own scale (None: it shows none)
 
 
 TOP_SCORES = 5  # a side summary's first scores of the ADL queue

@@ -42,7 +42,13 @@ from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.engine import Engine
 from streams.engine.fixed import SCALE
 from streams.engine.fund import MAX_UP_MOVE, Curve
-from streams.engine.quantiles import DEFAULT_ACCURACY, Histogram, histogram, score_buckets
+from streams.engine.quantiles import (
+    DEFAULT_ACCURACY,
+    Histogram,
+    histogram,
+    score_buckets,
+    wire_int,
+)
 from streams.engine.queue import SideRanking
 from streams.engine.second_opinion import NO_WINNERS, SideWinners
 from streams.engine.signals import BankruptPosition, RankAlert
@@ -151,6 +157,12 @@ def digest(
             )
         )
 
+    def scores(side: str) -> Histogram:
+        if side not in sides:
+            return ()
+        ranked, buckets = sides[side]
+        return histogram(buckets, engine.light_weights(sym, ranked))
+
     mark = engine.marks[sym]
     winners = engine.winners(sym)
     long_deficits, short_deficits = engine.deficit_grid(sym, grid)
@@ -166,8 +178,8 @@ def digest(
         bankrupt=tuple(engine.bankrupt_positions(sym)),
         long_head=head("long"),
         short_head=head("short"),
-        long_scores=histogram(sides["long"][1]) if "long" in sides else (),
-        short_scores=histogram(sides["short"][1]) if "short" in sides else (),
+        long_scores=scores("long"),
+        short_scores=scores("short"),
         long_winners=winners["long"],
         short_winners=winners["short"],
     )
@@ -375,8 +387,8 @@ def to_wire(summary: RiskSummary, grid_size: int) -> dict[str, Any]:
                 ],
                 "long_head": [list(_head_row(e)) for e in d.long_head],
                 "short_head": [list(_head_row(e)) for e in d.short_head],
-                "long_scores": [list(b) for b in d.long_scores],
-                "short_scores": [list(b) for b in d.short_scores],
+                "long_scores": [[b, wire_int(n)] for b, n in d.long_scores],
+                "short_scores": [[b, wire_int(n)] for b, n in d.short_scores],
                 "long_winners": _winners_to_wire(d.long_winners),
                 "short_winners": _winners_to_wire(d.short_winners),
             }

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from streams.engine.errors import ConfigError
-from streams.engine.profiles.base import LIGHTS, RankInput, VenueProfile, adl_fee
+from streams.engine.profiles.base import (
+    LIGHTS,
+    RankInput,
+    VenueProfile,
+    adl_fee,
+    queue_reaches,
+)
 from streams.engine.profiles.venues import (
     BinanceProfile,
     BitmexProfile,
@@ -31,4 +37,12 @@ def profile_named(name: str) -> VenueProfile:
         raise ConfigError(f"unknown venue profile {name!r}; known: {sorted(PROFILES)}") from None
 
 
-__all__ = ["LIGHTS", "PROFILES", "RankInput", "VenueProfile", "adl_fee", "profile_named"]
+__all__ = [
+    "LIGHTS",
+    "PROFILES",
+    "RankInput",
+    "VenueProfile",
+    "adl_fee",
+    "profile_named",
+    "queue_reaches",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,22 @@ class RankInput:
         return capped
 
 
+INT64_SAFE = 2**62  # below, sums of raw quantities stay exact in int64
+
+
+def queue_reaches(sizes: npt.NDArray[np.int64], by_quantity: bool) -> tuple[npt.NDArray[Any], int]:
+    """Each position's reach in a queue (``sizes`` in queue order: |qty|, raw units) and
+    the queue's total, for ``VenueProfile.light``: places 1..n of n, or cumulative
+    quantities of the total (int64 while exact, else Python ints)."""
+    if not by_quantity:
+        return np.arange(1, len(sizes) + 1, dtype=np.int64), len(sizes)
+    if float(sizes.sum(dtype=np.float64)) < INT64_SAFE:
+        reach = np.cumsum(sizes, dtype=np.int64)
+    else:  # past int64 (1e8 raw per unit: ~4.6e10 coins of a meme token on a side)
+        reach = np.cumsum(sizes.astype(object))
+    return reach, int(reach[-1]) if len(reach) else 0
+
+
 def leveraged_pnl(pnl_pct: Floats, leverage: Floats) -> Floats:
     """BitMEX-family score: pnl% * leverage when in profit, pnl% / leverage otherwise."""
     score: Floats = np.where(pnl_pct > 0, pnl_pct * leverage, pnl_pct / leverage)
@@ -84,8 +100,21 @@ class VenueProfile(Protocol):
         """Higher scores are deleveraged first (one score per entry of ``row``)."""
         ...
 
-    def light(self, rank: int, count: int) -> int:
-        """Rank light (1..5) of the position at 0-based ``rank`` among ``count``."""
+    @property
+    def light_by_quantity(self) -> bool:
+        """What a light measures a place in the queue by: False, positions (each counts
+        1); True, quantity (each counts its size, raw units)."""
+        ...
+
+    def light(self, reach: int, total: int) -> int:
+        """Rank light (1..5, 5 = first in the queue) of a position whose ``reach`` (the
+        weight of the queue from its top through this position, inclusive: positions
+        or quantity, ``light_by_quantity``) is out of ``total``. Elementwise on arrays."""
+        ...
+
+    def venue_indicator(self, light: int) -> int | None:
+        """What the venue shows its trader for ``light`` (its own scale; ``None``: the
+        venue publishes no indicator)."""
         ...
 
     def adl_price(self, bankruptcy_price: int, mark_price: int) -> int:
@@ -94,10 +123,36 @@ class VenueProfile(Protocol):
 
 
 class QuintileLights:
-    """Lights by quintile within symbol and side: top 20% -> 5 lights, ..., last 20% -> 1."""
+    """Lights by quintile of positions within symbol and side: the first 20% of the
+    queue's positions -> 5 lights, ..., the last 20% -> 1; the venue shows 1..5 lit::
 
-    def light(self, rank: int, count: int) -> int:
-        return LIGHTS - (LIGHTS * rank) // max(count, 1)
+        light = 5 - floor(5 * (place - 1) / count)     (place: 1 = first in the queue)
+    """
+
+    light_by_quantity = False
+
+    def light(self, reach: int, total: int) -> int:
+        return LIGHTS - (LIGHTS * (reach - 1)) // max(total, 1)
+
+    def venue_indicator(self, light: int) -> int | None:
+        return light
+
+
+class CumulativeQuantityLights:
+    """Lights by the queue's cumulative quantity (BitMEX, "Auto-Deleveraging Examples":
+    the percentile of a position is the quantity from the top of the queue through it,
+    as a share of the side's, rounded up to 20%; 20% -> 5 lights, ..., 100% -> 1)::
+
+        light = 6 - ceil(5 * reach / total)     (reach, total: quantities)
+    """
+
+    light_by_quantity = True
+
+    def light(self, reach: int, total: int) -> int:
+        return LIGHTS + 1 - -(-LIGHTS * reach // max(total, 1))
+
+    def venue_indicator(self, light: int) -> int | None:
+        return light
 
 
 class AtBankruptcyPrice:

@@ -9,6 +9,7 @@ import numpy as np
 from streams.engine.fixed import SCALE
 from streams.engine.profiles.base import (
     AtBankruptcyPrice,
+    CumulativeQuantityLights,
     Floats,
     QuintileLights,
     RankInput,
@@ -17,7 +18,26 @@ from streams.engine.profiles.base import (
 
 
 @dataclass(frozen=True)
-class BitmexProfile(QuintileLights, AtBankruptcyPrice):
+class LeveragedPnlProfile(AtBankruptcyPrice):
+    """The ranking BitMEX published and most venues copied (the venues below)::
+
+        ranking = PnL% * effective leverage (PnL% > 0), PnL% / effective leverage (else)
+        effective leverage = abs(mark value) / (mark value - bankrupt value)
+
+    ``mark value - bankrupt value`` is q*(M - B) = the equity backing the position.
+    Counterparties close at the bankruptcy price. Lights: each venue's.
+    """
+
+    name: str
+    adl_fee_rate: int = 0
+    adl_on_negative_value: bool = False
+
+    def rank_score(self, row: RankInput) -> Floats:
+        return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
+
+
+@dataclass(frozen=True)
+class BitmexProfile(CumulativeQuantityLights, LeveragedPnlProfile):
     """BitMEX auto-deleveraging ranking.
 
     Source: BitMEX "Auto-Deleveraging" (Trading rules), the form most venues copied::
@@ -29,18 +49,17 @@ class BitmexProfile(QuintileLights, AtBankruptcyPrice):
 
     ``mark value - bankrupt value`` is q*(M - B) = the equity backing the position.
     Counterparties close at the bankruptcy price; no fee on the deleveraged side.
+
+    Lights ("Auto-Deleveraging Examples", bitmex.com/app/autoDeleveragingExamples): the
+    queue's cumulative quantity through the position as a percentile of the side's,
+    rounded up to 20% (``CumulativeQuantityLights``); the indicator shows 1..5 lit.
     """
 
     name: str = "bitmex"
-    adl_fee_rate: int = 0
-    adl_on_negative_value: bool = False
-
-    def rank_score(self, row: RankInput) -> Floats:
-        return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
 
 
 @dataclass(frozen=True)
-class BybitProfile(BitmexProfile):
+class BybitProfile(QuintileLights, LeveragedPnlProfile):
     """Bybit ADL ranking (help center "What is Auto-Deleveraging (ADL)").
 
     Same ranking as BitMEX::
@@ -51,6 +70,9 @@ class BybitProfile(BitmexProfile):
     Fee rule: "Maker fee will be charged to the positions of selected traders and Taker
     fee will be charged to the liquidated orders" -> the deleveraged side pays the maker
     fee (0.02% on USDT perpetuals, base tier).
+
+    Lights: the position API's ``adlRankIndicator`` (v5 "Get Position Info"), 1..5 for a
+    position (0: none); Bybit publishes no basis for it: quintiles of positions.
     """
 
     name: str = "bybit"
@@ -58,7 +80,7 @@ class BybitProfile(BitmexProfile):
 
 
 @dataclass(frozen=True)
-class BinanceProfile(BitmexProfile):
+class BinanceProfile(QuintileLights, LeveragedPnlProfile):
     """Binance USDⓈ-M ADL ranking ("What Is Auto-Deleveraging (ADL) and How Does It Work").
 
     Ranked by leveraged PnL with *account-level* effective leverage in cross margin::
@@ -70,10 +92,19 @@ class BinanceProfile(BitmexProfile):
 
     "The trader's positions will be closed out at the bankruptcy price of the initial
     liquidated order, no trading fee will be charged."
+
+    Lights: ``adlQuantile`` ("Position ADL Quantile Estimation", GET /fapi/v1/adlQuantile:
+    "Values 0, 1, 2, 3, 4 shows the queue position and possibility of ADL from low to
+    high", refreshed every 30 s), from "LeveragePnlQuantile = rank / Total User Count"
+    (the FAQ above): by positions, so quintiles, and the venue's figure is
+    ``adlQuantile = light - 1`` (5 lights = quantile 4).
     """
 
     name: str = "binance"
     adl_fee_rate: int = 0
+
+    def venue_indicator(self, light: int) -> int | None:
+        return light - 1
 
     def rank_score(self, row: RankInput) -> Floats:
         equity = np.where(row.isolated, row.backing_equity, row.account_equity)
@@ -81,7 +112,7 @@ class BinanceProfile(BitmexProfile):
 
 
 @dataclass(frozen=True)
-class OkxProfile(BitmexProfile):
+class OkxProfile(QuintileLights, LeveragedPnlProfile):
     """OKX ADL ranking ("Auto-Deleveraging: what it is and how it affects your positions").
 
     "Positions in the ADL queue are ranked based on the leverage PnL% = position's
@@ -92,6 +123,10 @@ class OkxProfile(BitmexProfile):
 
     When the security fund is nearly depleted deleveraged positions close at the
     bankruptcy price (the case this monitor projects). OKX publishes no ADL fee: 0.
+
+    Lights: the positions API's ``adl`` ("Auto-deleveraging (ADL) indicator. Divided into
+    6 levels, from 0 to 5, the smaller the number, the weaker the adl intensity"; 1..5 in
+    older versions); no basis published: quintiles of positions, 1..5.
     """
 
     name: str = "okx"
@@ -113,7 +148,8 @@ class HyperliquidProfile(QuintileLights):
     a long, a profitable position scores above 1 x its leverage: our reading, since the
     docs print only the long form. ``account_value`` is the equity backing the position
     (the account for cross, the position's margin for isolated). Execution at the mark
-    price, no fee. Hyperliquid shows no lights; we use quintiles like the others.
+    price, no fee. Hyperliquid shows no lights (``venue_indicator``: none); the desk's
+    are quintiles of positions, as elsewhere.
 
     When: against "the now underwater user": ADL starts as soon as a position's backing
     value is below zero (the account's, cross; the position's, isolated), not when a fund
@@ -131,3 +167,6 @@ class HyperliquidProfile(QuintileLights):
 
     def adl_price(self, bankruptcy_price: int, mark_price: int) -> int:
         return mark_price
+
+    def venue_indicator(self, light: int) -> int | None:
+        return None

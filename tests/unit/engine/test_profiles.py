@@ -52,10 +52,54 @@ def test_bybit_charges_the_maker_fee_to_the_deleveraged_side():
     assert adl_fee(raw("3"), raw("650"), profile_named("binance").adl_fee_rate) == 0
 
 
-def test_lights_are_quintiles():
-    profile = profile_named("bybit")
-    assert [profile.light(i, 10) for i in range(10)] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
-    assert profile.light(0, 1) == 5
+@pytest.mark.parametrize("venue", ["bybit", "binance", "okx", "hyperliquid"])
+def test_lights_are_quintiles_of_positions(venue):
+    profile = profile_named(venue)
+    assert not profile.light_by_quantity
+    # reach = place in the queue, 1 = first: ten positions, two per light
+    assert [profile.light(i, 10) for i in range(1, 11)] == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert profile.light(1, 1) == 5
+    # seven: 5 * (place - 1) / 7 floored -> 0, 0, 1, 2, 2, 3, 4
+    assert [profile.light(i, 7) for i in range(1, 8)] == [5, 5, 4, 3, 3, 2, 1]
+
+
+def test_bitmex_lights_go_by_cumulative_quantity_the_published_six_longs():
+    # BitMEX "Auto-Deleveraging Examples" (https://www.bitmex.com/app/autoDeleveragingExamples):
+    # "Let's assume within the system there are 6 longs ... Account | Quantity | PNL
+    # Ranking: 1 10 3, 2 10 6, 3 20 1, 4 30 4, 5 20 5, 6 10 2. The system will next rank
+    # these positions from the highest score to the lowest and calculate the quintile
+    # associated in that position: 2 10 6 20%, 5 20 5 40%, 4 30 4 60%, 1 10 3 80%,
+    # 6 10 2 80%, 3 20 1 100%." Percentile p -> lights 6 - 5p (20% = all five lit).
+    published = {2: 20, 5: 40, 4: 60, 1: 80, 6: 80, 3: 100}
+    entries = [
+        QueueEntry(f"account-{a}", qty, float(ranking))
+        for a, qty, ranking in [
+            (1, 10, 3),
+            (2, 10, 6),
+            (3, 20, 1),
+            (4, 30, 4),
+            (5, 20, 5),
+            (6, 10, 2),
+        ]
+    ]
+    bitmex = profile_named("bitmex")
+    assert bitmex.light_by_quantity
+    queue = rank_queue(entries, bitmex)
+    assert [e.account for e in queue] == [f"account-{a}" for a in published]
+    assert [e.light for e in queue] == [6 - p // 20 for p in published.values()]
+    # the same accounts by count would be quintiles of six: 5, 5, 4, 3, 2, 1
+    assert [e.light for e in rank_queue(entries, profile_named("bybit"))] == [5, 5, 4, 3, 2, 1]
+
+
+def test_each_venue_shows_the_light_on_its_own_scale():
+    # Binance GET /fapi/v1/adlQuantile: "Values 0, 1, 2, 3, 4 shows the queue position and
+    # possibility of ADL from low to high"; BitMEX, Bybit (adlRankIndicator) and OKX (adl)
+    # show 1..5; Hyperliquid shows no indicator
+    lights = [1, 2, 3, 4, 5]
+    assert [profile_named("binance").venue_indicator(x) for x in lights] == [0, 1, 2, 3, 4]
+    for venue in ("bitmex", "bybit", "okx"):
+        assert [profile_named(venue).venue_indicator(x) for x in lights] == lights
+    assert profile_named("hyperliquid").venue_indicator(5) is None
 
 
 def test_published_deleverage_example():

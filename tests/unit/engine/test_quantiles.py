@@ -2,10 +2,15 @@
 
 References are written here: a light by place is ``5 - (5 * place) // count`` (the
 venues' quintiles), settled when the places ``int(1% of count)`` above and below have
-the same light; places come from sorting every partition's scores together.
+the same light; places come from sorting every partition's scores together. BitMEX's
+lights go by quantity: ``6 - ceil(5 * cumulative quantity through the position / the
+side's)``, written here with fractions.
 """
 
 from __future__ import annotations
+
+import math
+from fractions import Fraction
 
 import numpy as np
 from hypothesis import given
@@ -18,7 +23,7 @@ from streams.engine.quantiles import (
     cuts_from_wire,
     cuts_to_wire,
     histogram,
-    places_from_cuts,
+    reaches_from_cuts,
     score_buckets,
     side_cuts,
 )
@@ -41,11 +46,11 @@ def lit(scores_by_partition: list[list[float]]) -> list[list[tuple[int, bool]]]:
     queues = [sorted(s, reverse=True) for s in scores_by_partition]
     buckets = [score_buckets(q, ACCURACY) for q in queues]
     cuts = side_cuts([histogram(b) for b in buckets], PROFILE, 0.01)
-    count = cuts.count
+    count = cuts.total
     out = []
     for b in buckets:
-        places = places_from_cuts(b, cuts)
-        out.append([(light(int(p), count), settled(int(p), count)) for p in places])
+        places = [int(r) - 1 for r in reaches_from_cuts(b, None, cuts)]
+        out.append([(light(p, count), settled(p, count)) for p in places])
     return out
 
 
@@ -122,3 +127,77 @@ def test_cuts_survive_the_wire() -> None:
     sides = {"long": side_cuts([histogram(buckets)], PROFILE, 0.01)}
     cuts = RankCuts("BTCUSDT", 1_000, sides)
     assert cuts_from_wire(cuts_to_wire(cuts)) == cuts
+
+
+BITMEX = PROFILES["bitmex"]
+
+
+def quantity_light(through: int, total: int) -> int:
+    return 6 - math.ceil(Fraction(5 * through, total))
+
+
+def lit_by_quantity(parts: list[list[tuple[float, int]]]) -> list[list[int]]:
+    """BitMEX lights of each partition's (score, size) positions (best first), from cuts."""
+    queues = [sorted(p, reverse=True) for p in parts]
+    buckets = [score_buckets([s for s, _ in q], ACCURACY) for q in queues]
+    sizes = [np.array([n for _, n in q], dtype=np.int64) for q in queues]
+    cuts = side_cuts([histogram(b, w) for b, w in zip(buckets, sizes, strict=True)], BITMEX, 0.01)
+    return [
+        [int(BITMEX.light(r, cuts.total)) for r in reaches_from_cuts(b, w, cuts)]
+        for b, w in zip(buckets, sizes, strict=True)
+    ]
+
+
+def test_bitmex_six_longs_across_two_partitions_light_by_their_cumulative_quantity() -> None:
+    # BitMEX "Auto-Deleveraging Examples" (bitmex.com/app/autoDeleveragingExamples): six
+    # longs ranked 6..1 with quantities 10, 20, 30, 10, 10, 20 get percentiles 20%,
+    # 40%, 60%, 80%, 80%, 100% (cumulative 10, 30, 60, 70, 80, 100 of 100, rounded up
+    # to 20%): lights 5, 4, 3, 2, 2, 1. Split over two partitions, as the agents hold them.
+    a = [(6.0, 10), (4.0, 30), (2.0, 10)]  # accounts 2, 4, 6
+    b = [(5.0, 20), (3.0, 10), (1.0, 20)]  # accounts 5, 1, 3
+    assert lit_by_quantity([a, b]) == [[5, 3, 2], [4, 2, 1]]
+    assert lit_by_quantity([a + b]) == [[5, 4, 3, 2, 2, 1]]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-40_000, 40_000), st.integers(1, 10**12)),
+        min_size=1,
+        max_size=300,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(1, 4),
+    st.randoms(use_true_random=False),
+)
+def test_partitions_with_scores_apart_get_the_lights_of_their_cumulative_quantity(
+    positions: list[tuple[int, int]], partitions: int, rng: object
+) -> None:
+    scored = [(float(np.sign(t) * 1.001 ** abs(t)) if t else 0.0, n) for t, n in positions]
+    parts: list[list[tuple[float, int]]] = [[] for _ in range(partitions)]
+    for p in scored:
+        parts[rng.randrange(partitions)].append(p)  # type: ignore[attr-defined]
+    everyone = sorted(scored, reverse=True)
+    total = sum(n for _, n in everyone)
+    through, running = {}, 0
+    for s, n in everyone:
+        running += n
+        through[s] = running
+    expected = [
+        [quantity_light(through[s], total) for s, _ in sorted(p, reverse=True)] for p in parts
+    ]
+    assert lit_by_quantity(parts) == expected
+
+
+def test_quantity_weights_past_int64_survive_the_histogram_and_the_wire() -> None:
+    # three positions of 4e18 raw each (4e10 coins at 1e8 raw per coin): the side's
+    # 1.2e19 is past int64; the middle one is at 8e18 / 1.2e19 = 66.7% -> 80% -> 2 lights
+    sizes = np.array([4 * 10**18] * 3, dtype=np.int64)
+    buckets = score_buckets([3.0, 2.0, 1.0], ACCURACY)
+    cuts = side_cuts([histogram(buckets, sizes)], BITMEX, 0.01)
+    assert cuts.total == 12 * 10**18
+    assert cuts_from_wire(cuts_to_wire(RankCuts("PEPE", 1, {"long": cuts}))).sides["long"] == cuts
+    assert [int(BITMEX.light(r, cuts.total)) for r in reaches_from_cuts(buckets, sizes, cuts)] == [
+        4,
+        2,
+        1,
+    ]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from streams.engine.adl import UNDERWATER_SCORE, QueueEntry, rank_queue
 from streams.engine.fixed import SCALE
 from streams.engine.marks import NO_MARK
-from streams.engine.profiles import PROFILES, RankInput
+from streams.engine.profiles import PROFILES, RankInput, queue_reaches
 from streams.engine.queue import (
     WIDE_AFTER,
     OtherPosition,
@@ -83,7 +83,7 @@ def test_vectorised_ranking_matches_the_reference(positions, venue, mark, data):
 
 def test_lights_change_alerts():
     table = QueueTable()
-    profile = PROFILES["bitmex"]
+    profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     # two longs at 100: a (backing 10, lev 10), b (backing 50, lev 2); mark 110 -> a ranks first
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
@@ -104,7 +104,7 @@ def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
     # = 5 - (5 * place) // 201, so places 0-40 are light 5 and 41-80 light 4; the debounce
     # margin is int(1% of 201) = 2 places.
     table = QueueTable()
-    profile = PROFILES["bitmex"]
+    profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     for i in range(200):
         table.put(f"p{i:03d}", position(SCALE, 90 * SCALE, (i + 1) * SCALE, True), (i + 1) * SCALE)
     table.rank(MARK, profile, **AT)
@@ -132,7 +132,7 @@ def test_the_queue_stays_readable_between_rankings_when_positions_open_and_close
     # the read API and the metrics show the last ranking; before, any opened or closed
     # position emptied it until the next re-rank
     table = QueueTable()
-    profile = PROFILES["bitmex"]
+    profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
     table.rank(110 * SCALE, profile, **AT)
@@ -162,12 +162,13 @@ operations = st.lists(
 )
 
 
-@given(operations)
-def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
+@pytest.mark.parametrize("venue", ["bybit", "bitmex"])  # lights by positions, by quantity
+@given(ops=operations)
+def test_lights_given_later_announce_what_lights_given_at_once_announce(venue, ops):
     """The partitioned path ranks now and lights later (``light_at``, when every
     partition's places are known), after more positions opened, closed and flipped:
     the alerts must be those of lighting at each ranking (the single-process path)."""
-    profile = PROFILES["bitmex"]
+    profile = PROFILES[venue]
     at_once, later = QueueTable(), QueueTable()
     want, rankings = [], []
     for op, acct, qty, value in ops:
@@ -185,8 +186,8 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(ops):
         changes = []
         for ranking in sides:
             if ranking is not None:
-                count = len(ranking.accounts)
-                changes += later.light_at(ranking, np.arange(count), count, profile, **AT)[0]
+                reaches, total = queue_reaches(ranking.sizes, profile.light_by_quantity)
+                changes += later.light_at(ranking, reaches, total, profile, **AT)[0]
         got.append(sorted(changes, key=lambda c: c.account))
     assert got == want
 
@@ -195,7 +196,7 @@ def test_announced_lights_survive_a_restore():
     """A restarted partition rebuilds its tables from the changelog; the lights it had
     announced come back with the rows (``restore_announced``), so the next lighting
     announces only what changed since, with the right previous light."""
-    profile = PROFILES["bitmex"]
+    profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     backings = {"a": 10, "b": 20, "c": 30, "d": 40, "e": 50}  # a ranks first, e last
 
     def table_with(backing: dict[str, int]) -> QueueTable:
@@ -208,7 +209,7 @@ def test_announced_lights_survive_a_restore():
         table.rank(MARK, profile, light=False, **AT)
         ranking = table.ranking("long")
         count = len(ranking.accounts)
-        changes, _ = table.light_at(ranking, np.arange(count), count, profile, **AT)
+        changes, _ = table.light_at(ranking, np.arange(1, count + 1), count, profile, **AT)
         return [(c.account, c.quantile, c.previous_quantile) for c in changes]
 
     before = table_with(backings)

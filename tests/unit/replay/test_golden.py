@@ -10,6 +10,11 @@ Intentional changes:
   (null but for triggered plans). The fixtures were captured again; without that field,
   each line is the one captured before it, byte for byte (checked below against the
   earlier files' sha256).
+- issue 13 (lights per venue): every ``rank_alerts`` line has a ``venue_indicator``
+  field (the light on the venue's own scale: Binance's adlQuantile, light - 1, for the
+  bundled instruments). Captured again; without that field each line is the one
+  captured before, byte for byte (checked below). The lights themselves do not move:
+  Binance's go by positions, as before; only BitMEX's now go by quantity.
 """
 
 from __future__ import annotations
@@ -38,21 +43,28 @@ def first_difference(want: bytes, got: bytes) -> str:
     return f"same lines, {len(want.splitlines())} wanted, {len(got.splitlines())} got"
 
 
-# sha256 of the bundled cascade's adl_triggers.jsonl captured before issue 13
+# sha256 of the bundled cascade's files captured before issue 13 added a field to them
 BUNDLED_TRIGGERS_BEFORE_ISSUE_13 = (
     "2935814331afee8ae43e2b2c8308dca1ba2ecbf927b328977134c46e7bdbd511"
+)
+BUNDLED_RANK_ALERTS_BEFORE_ISSUE_13 = (
+    "634da37868e8740a0fd351dd90e17ce20ea26162c959b6ce55f20d7de8cd31a9"
 )
 DUMP = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS  # as the replay writes a line
 
 
-def without_opinion(lines: bytes) -> bytes:
-    """The trigger lines as they were before issue 13 added ``second_opinion``."""
+def without(lines: bytes, field: str) -> bytes:
+    """The lines as they were before issue 13 added ``field`` to each."""
     out = []
     for line in lines.splitlines():
         payload = orjson.loads(line)
-        del payload["second_opinion"]
+        del payload[field]
         out.append(orjson.dumps(payload, option=DUMP))
     return b"".join(out)
+
+
+def stripped_sha256(path: Path, field: str) -> str:
+    return hashlib.sha256(without(path.read_bytes(), field)).hexdigest()
 
 
 def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
@@ -63,8 +75,9 @@ def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
         want = gzip.decompress(fixture.read_bytes())
         got = (tmp_path / fixture.name.removesuffix(".gz")).read_bytes()
         assert got == want, f"{fixture.name}: {first_difference(want, got)}"
-    stripped = without_opinion((tmp_path / "adl_triggers.jsonl").read_bytes())
-    assert hashlib.sha256(stripped).hexdigest() == BUNDLED_TRIGGERS_BEFORE_ISSUE_13
+    triggers, alerts = tmp_path / "adl_triggers.jsonl", tmp_path / "rank_alerts.jsonl"
+    assert stripped_sha256(triggers, "second_opinion") == BUNDLED_TRIGGERS_BEFORE_ISSUE_13
+    assert stripped_sha256(alerts, "venue_indicator") == BUNDLED_RANK_ALERTS_BEFORE_ISSUE_13
 
 
 def sha256(path: Path) -> str:
@@ -91,5 +104,6 @@ def test_10k_scenario_replays_byte_identical(
     replay(events, load_instruments(bundled("instruments.toml")), tmp_path, progress=False)
     got = {p.name: sha256(p) for p in sorted(tmp_path.iterdir())}
     assert got == golden["outputs"]
-    stripped = without_opinion((tmp_path / "adl_triggers.jsonl").read_bytes())
-    assert hashlib.sha256(stripped).hexdigest() == golden["adl_triggers_before_issue_13"]
+    triggers, alerts = tmp_path / "adl_triggers.jsonl", tmp_path / "rank_alerts.jsonl"
+    assert stripped_sha256(triggers, "second_opinion") == golden["adl_triggers_before_issue_13"]
+    assert stripped_sha256(alerts, "venue_indicator") == golden["rank_alerts_before_issue_13"]
