@@ -198,7 +198,8 @@ class AgentReads:
         """This process's partitions' queue (each partition's first ``limit``, merged)."""
         parts = [
             queue_body(symbol, side, shard.engine.symbols[symbol].ranked_at_ms,
-                       shard.engine.queue(symbol, side, limit=limit))
+                       shard.engine.queue(symbol, side, limit=limit),
+                       shard.engine.profiles[symbol])
             for _, shard in sorted(self.agents.shards.items())
         ]  # fmt: skip
         return merge_queues(parts, limit, symbol, side)

@@ -182,7 +182,9 @@ def cuts_to_wire(cuts: RankCuts) -> dict[str, Any]:
             side: {
                 "count": wire_int(c.total),
                 "cuts": [
-                    [wire_int(k.reach), k.bucket, wire_int(k.before), wire_int(k.bucket_weight)]
+                    # the wire's first field is the weight before the cut (reach - 1):
+                    # the place of the cut's position by positions, as it always was
+                    [wire_int(k.reach - 1), k.bucket, wire_int(k.before), wire_int(k.bucket_weight)]
                     for k in c.cuts
                 ],
             }
@@ -195,7 +197,10 @@ def cuts_from_wire(obj: dict[str, Any]) -> RankCuts:
     sides = {
         str(side): SideCuts(
             int(c["count"]),
-            tuple(Cut(int(r), int(b), int(before), int(n)) for r, b, before, n in c["cuts"]),
+            tuple(
+                Cut(int(place) + 1, int(b), int(before), int(n))
+                for place, b, before, n in c["cuts"]
+            ),
         )
         for side, c in obj["sides"].items()
     }

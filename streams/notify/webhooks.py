@@ -142,10 +142,14 @@ def slack_text(topic: str, p: dict[str, Any]) -> str:
         if p.get("second_opinion"):
             text += f". Second opinion: {opinion_sentence(p['second_opinion'])}"
         return text
-    return (
+    text = (
         f"ADL rank light {p['previous_quantile']} -> {p['quantile']} for {p['account']} "
         f"{p['side']} {p['symbol']}"
     )
+    shown = p.get("venue_indicator")
+    if shown is not None and shown != p["quantile"]:  # e.g. Binance's adlQuantile 0-4
+        text += f" (the venue shows {shown})"
+    return text
 
 
 def backoff_s(config: WebhookConfig, attempt: int, rng: random.Random) -> float:

@@ -22,6 +22,7 @@ from streams import wire
 from streams.engine.adl import RankedEntry
 from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
+from streams.engine.profiles import VenueProfile
 from streams.engine.signals import AdlStage, AdlTriggered
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import whole_number
@@ -84,9 +85,14 @@ class Reads(Protocol):
 
 
 def queue_body(
-    symbol: str, side: str, ranked_at: int | None, entries: Iterable[RankedEntry]
+    symbol: str,
+    side: str,
+    ranked_at: int | None,
+    entries: Iterable[RankedEntry],
+    profile: VenueProfile,
 ) -> dict[str, Any]:
-    """An ADL queue as the API gives it (ranks from 1)."""
+    """An ADL queue as the API gives it (ranks from 1; each light also on the venue's
+    own scale)."""
     return {
         "symbol": symbol,
         "side": side,
@@ -98,6 +104,7 @@ def queue_body(
                 "qty": to_str(e.qty),
                 "rank_score": e.score,
                 "quantile": e.light or None,  # 0: not lit yet (the agents' desk lights)
+                "venue_indicator": profile.venue_indicator(e.light) if e.light else None,
             }
             for e in entries
         ],
@@ -149,7 +156,8 @@ class WorkerReads:
     async def queue(self, symbol: str, side: str, limit: int, request: web.Request) -> Answer:
         engine = self.engine
         entries = engine.queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
-        return 200, queue_body(symbol, side, engine.symbols[symbol].ranked_at_ms, entries)
+        ranked_at = engine.symbols[symbol].ranked_at_ms
+        return 200, queue_body(symbol, side, ranked_at, entries, engine.profiles[symbol])
 
     async def account(self, account: str, request: web.Request) -> Answer:
         return account_answer(self.engine, account)

@@ -1,5 +1,5 @@
 """What the desk reads: the demo's stage line and the webhook's chat text carry a
-triggered plan's second opinion in one sentence."""
+triggered plan's second opinion in one sentence, a rank alert the venue's own light."""
 
 from __future__ import annotations
 
@@ -49,3 +49,16 @@ def test_the_chat_text_and_the_demo_line_carry_it() -> None:
     quiet = {**TRIGGER, "stage": "imminent", "plan": [], "second_opinion": None}
     assert "second opinion" not in slack_text("adl_triggers", quiet).lower()
     assert "second opinion" not in stage_line(quiet, 1.0, 3)
+
+
+def test_a_rank_alert_says_what_the_venue_shows_where_its_scale_differs() -> None:
+    alert = {"account": "A", "side": "long", "symbol": "BTCUSDT", "quantile": 5,
+             "previous_quantile": 3, "venue_indicator": 4}  # fmt: skip
+    # Binance: 5 lights is adlQuantile 4
+    assert slack_text("rank_alerts", alert) == (
+        "ADL rank light 3 -> 5 for A long BTCUSDT (the venue shows 4)"
+    )
+    for same in (5, None):  # BitMEX, Bybit, OKX: 1..5 lit; Hyperliquid: none shown
+        assert slack_text("rank_alerts", {**alert, "venue_indicator": same}) == (
+            "ADL rank light 3 -> 5 for A long BTCUSDT"
+        )

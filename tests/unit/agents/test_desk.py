@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from streams.agents.shard import Shard
 from streams.engine.engine import Engine
 from streams.engine.events import Depth, InsuranceFund, Mark
 from streams.engine.fixed import SCALE, MoneyRaw
+from streams.engine.instruments import Instrument
 from streams.engine.quantiles import RankCuts, cuts_from_wire, cuts_to_wire
 from streams.engine.second_opinion import SideWinners
 from streams.engine.signals import AdlTriggered, FundProjection
@@ -27,6 +29,7 @@ from tests.helpers import (
     assert_rank_alerts_follow,
     assert_stages_follow,
     bundled_instruments,
+    rank_alerts_matched,
     schema_validator,
 )
 from tests.unit.agents.test_shard import (
@@ -43,10 +46,17 @@ SYMBOLS = sorted(bundled_instruments())
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
 
 
-@pytest.fixture(scope="module")
-def stage_b() -> tuple[
+StageB = tuple[
     FundDesk[None], list[Any], list[dict[str, Any]], list[dict[str, Any]], list[RankCuts]
-]:
+]
+
+
+@pytest.fixture(scope="module")
+def stage_b() -> StageB:
+    return run_stage_b(bundled_instruments())
+
+
+def run_stage_b(instruments: dict[str, Instrument]) -> StageB:
     """Shards fed their accounts and every mark; the desk fed their summaries (in the
     order the partitions finished, not interleaved) and the fund and books; the desk's
     light boundaries fed back to the shards (which keep every summarised ranking)."""
@@ -54,7 +64,7 @@ def stage_b() -> tuple[
     summaries: list[dict[str, Any]] = []
     shards = []
     for p in range(PARTITIONS):
-        shard = summarising(p)
+        shard = summarising(p, instruments)
         shards.append(shard)
         for feed in feeds(p).values():
             for event, obj, source in feed:
@@ -62,7 +72,7 @@ def stage_b() -> tuple[
         outputs = [o for item in shard.release([], flush=True) for o in shard.apply(item).outputs]
         outputs += shard.summaries()
         summaries += [o.payload for o in outputs if o.stream == "risk_summaries"]
-    desk = fed_desk(summaries, events)
+    desk = fed_desk(summaries, events, instruments)
     applied = []
     alerts: list[dict[str, Any]] = []
     cuts: list[RankCuts] = []
@@ -84,10 +94,14 @@ def stage_b() -> tuple[
     return desk, applied, summaries, alerts, cuts
 
 
-def fed_desk(summaries: list[dict[str, Any]], events: list[Any]) -> FundDesk[None]:
+def fed_desk(
+    summaries: list[dict[str, Any]],
+    events: list[Any],
+    instruments: dict[str, Instrument] | None = None,
+) -> FundDesk[None]:
     """A desk given every partition's summaries (as the wire carries them), the fund
     snapshots and the books."""
-    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    desk: FundDesk[None] = FundDesk(instruments or bundled_instruments(), PARTITIONS)
     for s in summaries:
         assert desk.push_summary(from_wire(orjson.loads(orjson.dumps(s))), None)
     for offset, (event, obj, topic) in enumerate(events):
@@ -202,6 +216,28 @@ def test_rank_alerts_follow_replay(stage_b: Any, tmp_path_factory: pytest.TempPa
     assert_rank_alerts_follow(want, got)
 
 
+def test_bitmex_lights_by_quantity_follow_replay(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The bundled cascade ranked by BitMEX's rules, whose lights go by the queue's
+    cumulative quantity: the partitions lit by the desk's quantity boundaries give
+    replay's rank alerts (the same tolerance as by positions)."""
+    instruments = {
+        sym: replace(inst, profile="bitmex") for sym, inst in bundled_instruments().items()
+    }
+    out = tmp_path_factory.mktemp("replay-bitmex")
+    replay(BUNDLED, instruments, out, progress=False)
+    want = [orjson.loads(x) for x in (out / "rank_alerts.jsonl").read_bytes().splitlines()]
+    got = run_stage_b(instruments)[3]
+    # Bybit ranks as BitMEX does, but lights by positions: the lights moved
+    by_positions = tmp_path_factory.mktemp("replay-bybit")
+    replay(BUNDLED, {s: replace(i, profile="bybit") for s, i in instruments.items()}, by_positions)
+    bybit = [
+        orjson.loads(x) for x in (by_positions / "rank_alerts.jsonl").read_bytes().splitlines()
+    ]
+    assert rank_alerts_matched(bybit, want) < len(want) / 2  # 867 of 6,655 when written
+    assert all(o["venue_indicator"] == o["quantile"] for o in got)  # BitMEX shows 1..5 lit
+    assert_rank_alerts_follow(want, got)
+
+
 def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
     """A restarted desk reads its row: the same stages, announcements, balances, books
     and last complete mark, so it neither re-announces nor takes an old summary."""
@@ -223,8 +259,10 @@ def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
     assert new.projected_at_ms == old.projected_at_ms
 
 
-def summarising(partition: int) -> Shard[None]:
-    shard: Shard[None] = Shard(partition, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
+def summarising(partition: int, instruments: dict[str, Instrument] | None = None) -> Shard[None]:
+    shard: Shard[None] = Shard(
+        partition, instruments or bundled_instruments(), summary_interval_ms=INTERVAL_MS
+    )
     assert shard.summarizer is not None
     shard.summarizer.kept_entries = 1 << 40  # lit at the end, not as they come
     return shard

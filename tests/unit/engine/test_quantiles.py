@@ -13,6 +13,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from streams.engine.quantiles import (
     score_buckets,
     side_cuts,
 )
+from tests.helpers import schema_validator
 
 ACCURACY = 1e-4
 PROFILE = PROFILES["bybit"]
@@ -195,7 +197,9 @@ def test_quantity_weights_past_int64_survive_the_histogram_and_the_wire() -> Non
     buckets = score_buckets([3.0, 2.0, 1.0], ACCURACY)
     cuts = side_cuts([histogram(buckets, sizes)], BITMEX, 0.01)
     assert cuts.total == 12 * 10**18
-    assert cuts_from_wire(cuts_to_wire(RankCuts("PEPE", 1, {"long": cuts}))).sides["long"] == cuts
+    wired = cuts_to_wire(RankCuts("PEPE", 1, {"long": cuts}))
+    schema_validator("topic.rank_boundaries").validate(orjson.loads(orjson.dumps(wired)))
+    assert cuts_from_wire(wired).sides["long"] == cuts
     assert [int(BITMEX.light(r, cuts.total)) for r in reaches_from_cuts(buckets, sizes, cuts)] == [
         4,
         2,
