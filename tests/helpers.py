@@ -42,15 +42,22 @@ def raw(value: str | int) -> int:
 
 
 def one_tier(
-    mmr: str = "0.01", profile: str = "bybit", symbol: str = "XUSDT"
+    mmr: str = "0.01",
+    profile: str = "bybit",
+    symbol: str = "XUSDT",
+    maintenance_base: str | None = "mark",
 ) -> dict[str, Instrument]:
-    """A single-bracket instrument, for hand calculations."""
+    """A single-bracket instrument, for hand calculations (maintenance on the mark's
+    notional unless told: the hand calculations written before issue 13 assume it;
+    ``None``: the profile's convention)."""
+    base = {} if maintenance_base is None else {"maintenance_base": maintenance_base}
     return _parse(
         {
             "symbols": {
                 symbol: {
                     "fund": "F",
                     "profile": profile,
+                    **base,
                     "tiers": [
                         {
                             "max_notional": "1000000000",

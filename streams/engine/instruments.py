@@ -30,6 +30,7 @@ from streams.engine.fixed import (
     to_raw,
     to_str,
 )
+from streams.engine.profiles import profile_named
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,9 @@ class Instrument:
     fund: str
     profile: str
     tiers: tuple[MarginTier, ...]  # ascending by max_notional
+    # the value maintenance is a share of: "mark" (|q| x mark) or "entry" (|q| x entry);
+    # the profile's convention unless the instruments file states it
+    maintenance_base: str = "mark"
 
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
@@ -83,6 +87,9 @@ def _check_continuous(tiers: list[MarginTier], where: str) -> None:
             )
 
 
+MAINTENANCE_BASES = ("mark", "entry")
+
+
 def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
     symbols = doc.get("symbols")
     if not isinstance(symbols, dict) or not symbols:
@@ -108,11 +115,18 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
         if any(not 0 < t.mmr < SCALE for t in tiers):
             raise ConfigError(f"{where}: mmr must lie in (0, 1)")
         _check_continuous(tiers, where)
+        profile = str(spec.get("profile", "bybit"))
+        base = spec.get("maintenance_base", profile_named(profile).maintenance_base)
+        if base not in MAINTENANCE_BASES:
+            raise ConfigError(
+                f"{where}.maintenance_base: {base!r}, not one of {', '.join(MAINTENANCE_BASES)}"
+            )
         out[symbol] = Instrument(
             symbol=symbol,
             fund=str(spec.get("fund", "default")),
-            profile=str(spec.get("profile", "bybit")),
+            profile=profile,
             tiers=tuple(tiers),
+            maintenance_base=base,
         )
     return out
 

@@ -9,11 +9,15 @@ Futures Contracts"):
 
 - unrealized PnL      = q * (M - E)                                   (floor)
 - notional            = |q| * M                                        (ceil)
-- maintenance margin  = notional * mmr - maintenance_amount, tier by notional (ceil)
+- maintenance margin  = notional * mmr - maintenance_amount, tier by notional (ceil);
+                      the notional at the mark, or at the entry price where the
+                      instrument's ``maintenance_base`` is "entry" (Bybit, BitMEX)
 - bankruptcy price    B = M - Q / q      (other marks held fixed)
 - liquidation price   P solves Q + q*(P - M) = MM_other + |q|*P*mmr - cum, i.e.
                       P = (q*M + MM_other - cum - Q) / (q - |q|*mmr)
-                      using the tier that holds |q|*P (Binance's note on tiers).
+                      using the tier that holds |q|*P (Binance's note on tiers);
+                      on the entry value the position's MM is fixed:
+                      P = M + (MM_other + MM - Q) / q
 
 Rounding is conservative: equity down, requirements up, and a long's thresholds
 rounded up (a short's down) so that a threshold is reached no later than exactly.
@@ -43,6 +47,14 @@ def maintenance_margin(instrument: Instrument, notional_value: int) -> int:
         return 0
     tier = instrument.tier_for(notional_value)
     return max(0, mul_ceil(notional_value, tier.mmr) - tier.maintenance_amount)
+
+
+def position_maintenance(instrument: Instrument, qty: int, entry_price: int, value: int) -> int:
+    """The position's maintenance margin: on ``value`` (its notional at the mark), or on
+    its entry value where the instrument's maintenance base is the entry."""
+    if instrument.maintenance_base == "entry":
+        value = notional(qty, entry_price)
+    return maintenance_margin(instrument, value)
 
 
 def bankruptcy_price(qty: int, mark_price: int, backing_equity: int) -> int | None:
@@ -87,6 +99,7 @@ def threshold_price(
     backing_equity: int,
     other_maintenance: int = 0,
     equity_weight: int = SCALE,
+    fixed_maintenance: int | None = None,
 ) -> int | None:
     """Price at which ``equity_weight * equity`` equals maintenance margin, other marks fixed.
 
@@ -98,6 +111,9 @@ def threshold_price(
 
     Tries each bracket and keeps the price whose notional lies in that bracket, since the
     rate at the threshold price, not at the mark, is the one that applies.
+
+    ``fixed_maintenance``: the position's own maintenance where it does not move with the
+    price (on the entry value): then ``P = (w*q*M + MM_other + MM - w*Q) / (w*q)``.
     """
     if qty == 0:
         return None
@@ -108,6 +124,11 @@ def threshold_price(
     base = w * (qty * mark_price - backing_equity * SCALE)
     other = other_maintenance * SCALE_SQUARED
     long = qty > 0
+    if fixed_maintenance is not None:
+        numerator = base + other + fixed_maintenance * SCALE_SQUARED
+        # long: round up, short: round down -> reached no later than the exact price
+        price = div_ceil(numerator, w * qty) if long else div_floor(numerator, w * qty)
+        return price if price > 0 else None
     for tier in instrument.tiers:
         numerator = base + other - tier.maintenance_amount * SCALE_SQUARED
         denominator = w * qty - abs_qty * tier.mmr
@@ -126,6 +147,14 @@ def liquidation_price(
     mark_price: int,
     backing_equity: int,
     other_maintenance: int = 0,
+    fixed_maintenance: int | None = None,
 ) -> int | None:
     """Price at which backing equity equals maintenance margin, other marks fixed."""
-    return threshold_price(instrument, qty, mark_price, backing_equity, other_maintenance)
+    return threshold_price(
+        instrument,
+        qty,
+        mark_price,
+        backing_equity,
+        other_maintenance,
+        fixed_maintenance=fixed_maintenance,
+    )

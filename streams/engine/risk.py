@@ -24,8 +24,8 @@ from streams.engine.margin import (
     bankruptcy_price,
     bankruptcy_price_scaled,
     liquidation_price,
-    maintenance_margin,
     notional,
+    position_maintenance,
     threshold_price,
     unrealized_pnl,
 )
@@ -76,7 +76,12 @@ class PositionRisk(NamedTuple):
     def liquidation_price(self) -> int | None:
         """Where the backing equity equals the maintenance margin, other marks fixed."""
         return liquidation_price(
-            self.instrument, self.qty, self.mark_price, self.backing_equity, self.other_maintenance
+            self.instrument,
+            self.qty,
+            self.mark_price,
+            self.backing_equity,
+            self.other_maintenance,
+            self._fixed_maintenance,
         )
 
     @property
@@ -89,7 +94,13 @@ class PositionRisk(NamedTuple):
             self.backing_equity,
             self.other_maintenance,
             self.warning_ratio,
+            self._fixed_maintenance,
         )
+
+    @property
+    def _fixed_maintenance(self) -> int | None:
+        """The position's maintenance where the price does not move it (on the entry value)."""
+        return self.maintenance_margin if self.instrument.maintenance_base == "entry" else None
 
     @property
     def deficit(self) -> int:
@@ -274,7 +285,8 @@ def _own_part(pos: Position, inst: Instrument, mark: int) -> tuple[int, int, int
     """A position's own part at ``mark``: (unrealized PnL, notional, maintenance margin);
     nothing else of the account enters them."""
     value = notional(pos.qty, mark)
-    return unrealized_pnl(pos.qty, pos.entry_price, mark), value, maintenance_margin(inst, value)
+    maintenance = position_maintenance(inst, pos.qty, pos.entry_price, value)
+    return unrealized_pnl(pos.qty, pos.entry_price, mark), value, maintenance
 
 
 def evaluate(

@@ -96,6 +96,14 @@ class VenueProfile(Protocol):
         the venue's vault takes liquidations, ADL covers what is left negative."""
         ...
 
+    @property
+    def maintenance_base(self) -> str:
+        """What the maintenance margin rate applies to: "mark" (|q| x mark price, the
+        liquidation-price convention of Binance, OKX and Hyperliquid) or "entry" (|q| x
+        entry price: Bybit's and BitMEX's published liquidation prices). An instruments
+        file may state another per symbol."""
+        ...
+
     def rank_score(self, row: RankInput) -> Floats:
         """Higher scores are deleveraged first (one score per entry of ``row``)."""
         ...

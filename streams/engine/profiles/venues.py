@@ -31,6 +31,7 @@ class LeveragedPnlProfile(AtBankruptcyPrice):
     name: str
     adl_fee_rate: int = 0
     adl_on_negative_value: bool = False
+    maintenance_base: str = "mark"
 
     def rank_score(self, row: RankInput) -> Floats:
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
@@ -53,9 +54,17 @@ class BitmexProfile(CumulativeQuantityLights, LeveragedPnlProfile):
     Lights ("Auto-Deleveraging Examples", bitmex.com/app/autoDeleveragingExamples): the
     queue's cumulative quantity through the position as a percentile of the side's,
     rounded up to 20% (``CumulativeQuantityLights``); the indicator shows 1..5 lit.
+
+    Maintenance on the entry value ("Isolated and Cross Margin Examples",
+    bitmex.com/app/isolatedMarginExamples: wallet 10,000 USDT, 20 ETHUSDT bought at
+    1,000, 50x cross, "the maintenance margin is 1% = 200 USDT"; liquidation 510,
+    bankruptcy 500)::
+
+        maintenance = |q| x entry x mmr - amount;  P_liq = M + (MM - Q) / q
     """
 
     name: str = "bitmex"
+    maintenance_base: str = "entry"
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,17 @@ class BybitProfile(QuintileLights, LeveragedPnlProfile):
 
     Lights: the position API's ``adlRankIndicator`` (v5 "Get Position Info"), 1..5 for a
     position (0: none); Bybit publishes no basis for it: quintiles of positions.
+
+    Maintenance on the entry value (help center, "Liquidation Price (USDT Contract)":
+    "Liquidation Price (Long) = Entry Price - [(Initial Margin - Maintenance Margin) /
+    Position Size]"; 1 BTC long at 10,000, 50x, MMR 0.5% -> 9,850)::
+
+        maintenance = |q| x entry x mmr - amount;  P_liq = M + (MM - Q) / q
     """
 
     name: str = "bybit"
     adl_fee_rate: int = 2 * SCALE // 10_000  # 0.02% maker fee
+    maintenance_base: str = "entry"
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,7 @@ class HyperliquidProfile(QuintileLights):
     name: str = "hyperliquid"
     adl_fee_rate: int = 0
     adl_on_negative_value: bool = True
+    maintenance_base: str = "mark"
 
     def rank_score(self, row: RankInput) -> Floats:
         ratio = np.divide(row.mark_price, row.entry_price)

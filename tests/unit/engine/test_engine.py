@@ -2,6 +2,7 @@
 re-evaluation of every account on every event."""
 
 import dataclasses
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,9 @@ from streams.engine.signals import AdlStage, AdlTriggered, BankruptcyDetected, L
 from tests.helpers import bundled_instruments, deposit, fill, fund, isolated, mark, raw
 
 INSTRUMENTS = bundled_instruments()
+# the same symbols with maintenance on the entry value (Bybit's and BitMEX's convention):
+# the threshold index, the move budgets and the kept evaluations must stay exact with it
+ON_ENTRY = {s: replace(i, maintenance_base="entry") for s, i in INSTRUMENTS.items()}
 
 
 def cascade_events():
@@ -128,15 +132,15 @@ def markets(draw):
     return events
 
 
-def naive_transitions(events):
+def naive_transitions(events, instruments=INSTRUMENTS):
     """Evaluate every account after every event and diff health: O(n) per event."""
-    engine = Engine(INSTRUMENTS)
+    engine = Engine(instruments)
     before: dict[tuple[str, str], Health] = {}
     out = set()
     for event in events:
         engine.apply(event)
         for acct, state in engine.accounts.items():
-            risk = evaluate(state, engine.marks, INSTRUMENTS)
+            risk = evaluate(state, engine.marks, instruments)
             for pos in risk.positions:
                 old = before.get((acct, pos.symbol), Health.HEALTHY)
                 if pos.health >= Health.LIQUIDATABLE > old:
@@ -153,17 +157,20 @@ def naive_transitions(events):
 WIDTHS = [EngineConfig().wide_after, 0]
 
 
+@pytest.mark.parametrize("instruments", [INSTRUMENTS, ON_ENTRY], ids=["on-mark", "on-entry"])
 @pytest.mark.parametrize("wide_after", WIDTHS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(markets())
-def test_indexed_ticks_detect_exactly_what_a_naive_recompute_detects(wide_after, events):
-    _, signals = run(events, Engine(INSTRUMENTS, EngineConfig(wide_after=wide_after)))
+@given(events=markets())
+def test_indexed_ticks_detect_exactly_what_a_naive_recompute_detects(
+    instruments, wide_after, events
+):
+    _, signals = run(events, Engine(instruments, EngineConfig(wide_after=wide_after)))
     indexed = {
         ("liq" if isinstance(s, LiquidationDetected) else "bankrupt", s.account, s.symbol, s.ts_ms)
         for s in signals
         if isinstance(s, LiquidationDetected | BankruptcyDetected)
     }
-    assert indexed == naive_transitions(events)
+    assert indexed == naive_transitions(events, instruments)
 
 
 @pytest.mark.parametrize("wide_after", WIDTHS)
@@ -199,19 +206,20 @@ def test_config_is_immutable():
     assert engine.config.rank_refresh_ms == 1_000
 
 
+@pytest.mark.parametrize("instruments", [INSTRUMENTS, ON_ENTRY], ids=["on-mark", "on-entry"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(markets())
-def test_an_evaluation_from_the_previous_one_equals_a_fresh_one(events):
+@given(events=markets())
+def test_an_evaluation_from_the_previous_one_equals_a_fresh_one(instruments, events):
     # ``evaluate(previous=)`` takes over the PnL, notional and maintenance of positions
     # whose size, entry and mark did not move: after every event, for every account, the
     # engine's kept evaluation (made from the previous one) is what a fresh one gives
-    engine = Engine(INSTRUMENTS, EngineConfig(wide_after=0))
+    engine = Engine(instruments, EngineConfig(wide_after=0))
     for event in events:
         engine.apply(event)
         for acct, state in engine.accounts.items():
             kept = engine.risks[acct]
-            fresh = evaluate(state, engine.marks, INSTRUMENTS)
-            assert evaluate(state, engine.marks, INSTRUMENTS, previous=kept) == fresh
+            fresh = evaluate(state, engine.marks, instruments)
+            assert evaluate(state, engine.marks, instruments, previous=kept) == fresh
             previous_marks = {p.symbol: p.mark_price for p in kept.positions}
             if all(engine.marks.get(s, m) == m for s, m in previous_marks.items()):
                 assert kept == fresh  # no mark moved since: the kept one is current

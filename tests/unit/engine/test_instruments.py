@@ -54,3 +54,22 @@ def test_bad_files_are_refused_with_the_place():
                 }
             }
         )
+
+
+def test_the_maintenance_base_is_the_profiles_unless_the_file_states_it():
+    tier = {"max_notional": "1000", "mmr": "0.01", "maintenance_amount": "0"}
+
+    def base(**spec: str) -> str:
+        return parse_instruments({"symbols": {"X": {"tiers": [tier], **spec}}})[
+            "X"
+        ].maintenance_base
+
+    # Bybit and BitMEX publish liquidation prices on the entry value; the others on the mark
+    assert base(profile="bybit") == base(profile="bitmex") == base() == "entry"  # default bybit
+    assert base(profile="binance") == base(profile="okx") == base(profile="hyperliquid") == "mark"
+    assert base(profile="bybit", maintenance_base="mark") == "mark"
+    assert base(profile="binance", maintenance_base="entry") == "entry"
+    with pytest.raises(ConfigError, match=r"symbols\.X\.maintenance_base: 'last'"):
+        base(maintenance_base="last")
+    with pytest.raises(ConfigError, match="profile"):
+        base(profile="ftx")

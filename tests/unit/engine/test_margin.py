@@ -102,6 +102,65 @@ def test_an_evaluated_position_prices_its_thresholds_with_the_others_maintenance
     assert (btc.bankruptcy_price, eth.bankruptcy_price) == (raw("41000"), raw("3800"))
 
 
+def test_bybit_isolated_liquidation_is_on_the_entry_value_the_published_example():
+    # Bybit help center (bybit.com/en/help-center), "Liquidation Price (USDT Contract)":
+    # "Liquidation Price (Long) = Entry Price - [(Initial Margin - Maintenance Margin) /
+    # Position Size]"; their example: 1 BTC long at 10,000, 50x (initial margin 200),
+    # MMR 0.5% of the entry value (50) -> 10,000 - (200 - 50) / 1 = 9,850.
+    state = AccountState(
+        "a", positions=(Position("XUSDT", raw("1"), raw("10000"), MarginMode.ISOLATED, raw("200")),)
+    )
+    bybit = one_tier("0.005", profile="bybit", maintenance_base=None)
+    assert bybit["XUSDT"].maintenance_base == "entry"  # the profile's convention
+    (pos,) = evaluate(state, {"XUSDT": raw("10000")}, bybit).positions
+    assert pos.maintenance_margin == raw("50")
+    assert pos.liquidation_price == raw("9850")
+    # the mark moved: the maintenance stays on the entry value, so does the price
+    (moved,) = evaluate(state, {"XUSDT": raw("9900")}, bybit).positions
+    assert (moved.maintenance_margin, moved.liquidation_price) == (raw("50"), raw("9850"))
+    # on the mark's notional instead: 200 + (P - 10,000) = 0.005 P -> P = 9,800 / 0.995
+    on_mark = one_tier("0.005", profile="bybit", maintenance_base="mark")
+    (pos,) = evaluate(state, {"XUSDT": raw("10000")}, on_mark).positions
+    assert pos.liquidation_price == ceil_raw(F(9800) / F("0.995"))  # 9,849.25: later
+
+
+def test_bitmex_cross_liquidation_is_on_the_entry_value_the_published_example():
+    # BitMEX "Isolated and Cross Margin Examples" (https://www.bitmex.com/app/
+    # isolatedMarginExamples), "Profit Realisation Examples": "Karen's BitMEX account
+    # wallet has 10,000 USDT. She buys 20 contracts of ETHUSDT at the price of $1,000 at
+    # 50x Cross Margin. The required initial margin is 2% = 400 USDT, and the maintenance
+    # margin is 1% = 200 USDT" (on the entry value); liquidation 510 and bankruptcy 500
+    # (as issue 13 quotes them): 10,000 + 20 (P - 1,000) = 200 at 510, = 0 at 500.
+    state = AccountState(
+        "a",
+        wallet_balance=raw("10000"),
+        positions=(Position("ETHUSDT", raw("20"), raw("1000"), MarginMode.CROSS),),
+    )
+    bitmex = one_tier("0.01", profile="bitmex", symbol="ETHUSDT", maintenance_base=None)
+    (pos,) = evaluate(state, {"ETHUSDT": raw("1000")}, bitmex).positions
+    assert pos.maintenance_margin == raw("200")
+    assert (pos.liquidation_price, pos.bankruptcy_price) == (raw("510"), raw("500"))
+    # at a mark of 600 the account still holds 2,000 of equity above its 200
+    (at_600,) = evaluate(state, {"ETHUSDT": raw("600")}, bitmex).positions
+    assert (at_600.backing_equity, at_600.liquidation_price) == (raw("2000"), raw("510"))
+    # on the mark's notional (the engine before issue 13): 10,000 + 20 P - 20,000 = 0.2 P
+    # -> P = 10,000 / 19.8 = 505.05..., reached later by a falling mark
+    on_mark = one_tier("0.01", profile="bitmex", symbol="ETHUSDT", maintenance_base="mark")
+    (pos,) = evaluate(state, {"ETHUSDT": raw("1000")}, on_mark).positions
+    assert pos.liquidation_price == ceil_raw(F(10000) / F("19.8"))
+
+
+def test_a_short_on_the_entry_value_rounds_its_liquidation_price_down():
+    # short 3 at 100, isolated margin 10, MMR 1% of the entry value (3): 10 - 3 (P - 100)
+    # = 3 -> P = 100 + 7/3 = 102.333..., rounded down (a short's threshold, reached no
+    # later than exactly)
+    state = AccountState(
+        "a", positions=(Position("XUSDT", raw("-3"), raw("100"), MarginMode.ISOLATED, raw("10")),)
+    )
+    (pos,) = evaluate(state, {"XUSDT": raw("100")}, one_tier(maintenance_base="entry")).positions
+    assert pos.liquidation_price == floor_raw(F(100) + F(7) / F(3))
+
+
 def test_warning_price_is_where_the_ratio_reaches_the_level():
     # one bracket, mmr 1%; 1 unit long at 100, margin 10 -> equity(P) = 10 + (P - 100)
     # maintenance/equity = 0.5 at 0.01P = 0.5 * (P - 90) -> P = 45 / 0.49
