@@ -948,7 +948,7 @@ def _transitions(
         "side": pos.side,
         "qty": abs(pos.qty),
         "mark_price": pos.mark_price,
-        "bankruptcy_price": pos.bankruptcy_price,
+        "bankruptcy_price": pos.bankruptcy_price_on_tick,
         "isolated": pos.isolated,
     }
     out: list[Signal] = []
@@ -957,7 +957,7 @@ def _transitions(
         out.append(
             LiquidationDetected(
                 **common,  # type: ignore[arg-type]  # the shared fields, typed above
-                liquidation_price=pos.liquidation_price,
+                liquidation_price=pos.liquidation_price_on_tick,
                 equity=pos.backing_equity,
                 maintenance_margin=maintenance,
             )

@@ -52,6 +52,8 @@ class Instrument:
     # the value maintenance is a share of: "mark" (|q| x mark) or "entry" (|q| x entry);
     # the profile's convention unless the instruments file states it
     maintenance_base: str = "mark"
+    # the price grid the venue quotes on (raw; 0: none): reported thresholds are put on it
+    tick_size: int = 0
 
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
@@ -121,12 +123,16 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
             raise ConfigError(
                 f"{where}.maintenance_base: {base!r}, not one of {', '.join(MAINTENANCE_BASES)}"
             )
+        tick = _raw(spec, "tick_size", where) if "tick_size" in spec else 0
+        if "tick_size" in spec and tick <= 0:
+            raise ConfigError(f"{where}.tick_size: must be > 0")
         out[symbol] = Instrument(
             symbol=symbol,
             fund=str(spec.get("fund", "default")),
             profile=profile,
             tiers=tuple(tiers),
             maintenance_base=base,
+            tick_size=tick,
         )
     return out
 

@@ -20,7 +20,10 @@ Futures Contracts"):
                       P = M + (MM_other + MM - Q) / q
 
 Rounding is conservative: equity down, requirements up, and a long's thresholds
-rounded up (a short's down) so that a threshold is reached no later than exactly.
+rounded up (a short's down) so that a threshold is reached no later than exactly. Where
+the instrument has a tick, the thresholds *reported* are put on it the same way
+(``on_tick``); the index keeps the exact ones (a threshold a tick off the exact flip
+would let a crossing pass unseen).
 """
 
 from __future__ import annotations
@@ -158,3 +161,11 @@ def liquidation_price(
         other_maintenance,
         fixed_maintenance=fixed_maintenance,
     )
+
+
+def on_tick(price: int | None, tick: int, long: bool) -> int | None:
+    """``price`` on the tick grid (``tick`` 0: as it is): a long's threshold rounded up,
+    a short's down, so that the price shown is reached no later than the exact one."""
+    if price is None or tick <= 0:
+        return price
+    return div_ceil(price, tick) * tick if long else div_floor(price, tick) * tick

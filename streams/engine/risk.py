@@ -25,6 +25,7 @@ from streams.engine.margin import (
     bankruptcy_price_scaled,
     liquidation_price,
     notional,
+    on_tick,
     position_maintenance,
     threshold_price,
     unrealized_pnl,
@@ -96,6 +97,16 @@ class PositionRisk(NamedTuple):
             self.warning_ratio,
             self._fixed_maintenance,
         )
+
+    @property
+    def liquidation_price_on_tick(self) -> int | None:
+        """The liquidation price as the venue shows it: on the instrument's tick."""
+        return on_tick(self.liquidation_price, self.instrument.tick_size, self.qty > 0)
+
+    @property
+    def bankruptcy_price_on_tick(self) -> int | None:
+        """The bankruptcy price as the venue shows it: on the instrument's tick."""
+        return on_tick(self.bankruptcy_price, self.instrument.tick_size, self.qty > 0)
 
     @property
     def _fixed_maintenance(self) -> int | None:

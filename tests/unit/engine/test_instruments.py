@@ -73,3 +73,16 @@ def test_the_maintenance_base_is_the_profiles_unless_the_file_states_it():
         base(maintenance_base="last")
     with pytest.raises(ConfigError, match="profile"):
         base(profile="ftx")
+
+
+def test_a_tick_size_is_optional_and_positive():
+    tier = {"max_notional": "1000", "mmr": "0.01", "maintenance_amount": "0"}
+
+    def tick(**spec: str) -> int:
+        return parse_instruments({"symbols": {"X": {"tiers": [tier], **spec}}})["X"].tick_size
+
+    assert tick() == 0  # none: prices on the engine's 1e-8 grid
+    assert tick(tick_size="0.5") == raw("0.5")
+    for bad in ("0", "-0.1"):
+        with pytest.raises(ConfigError, match=r"symbols\.X\.tick_size"):
+            tick(tick_size=bad)

@@ -5,9 +5,12 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams import wire
 from streams.engine.account import AccountState, Position
+from streams.engine.engine import Engine
 from streams.engine.events import MarginMode
 from streams.engine.fixed import SCALE
+from streams.engine.instruments import parse_instruments
 from streams.engine.margin import (
     bankruptcy_price,
     bankruptcy_price_scaled,
@@ -19,7 +22,18 @@ from streams.engine.margin import (
     unrealized_pnl,
 )
 from streams.engine.risk import evaluate
-from tests.helpers import F, bundled_instruments, ceil_raw, floor_raw, one_tier, raw
+from streams.engine.signals import LiquidationDetected
+from tests.helpers import (
+    F,
+    bundled_instruments,
+    ceil_raw,
+    deposit,
+    fill,
+    floor_raw,
+    mark,
+    one_tier,
+    raw,
+)
 
 BTC = bundled_instruments()["BTCUSDT"]
 ETH = bundled_instruments()["ETHUSDT"]
@@ -247,3 +261,60 @@ def test_bankruptcy_reach_by_hand():
     # Q = 40.00000004: B = 60.00000001, not read
     bound = bankruptcy_reach(raw("-4"), raw("50"), raw("40"), raw("60"))
     assert raw("40.00000003") * SCALE < bound <= raw("40.00000004") * SCALE
+
+
+TICKED = {
+    "symbols": {
+        "XUSDT": {
+            "fund": "F",
+            "profile": "bybit",  # maintenance on the entry value
+            "tick_size": "0.5",
+            "tiers": [{"max_notional": "1000000", "mmr": "0.005", "maintenance_amount": "0"}],
+        }
+    }
+}
+
+
+def test_reported_thresholds_sit_on_the_tick_a_long_up_a_short_down():
+    # 1 unit at 10,000, isolated margin 201.3, MMR 0.5% of the entry value (50):
+    # long:  liquidation 10,000 - (201.3 - 50) = 9,848.7 -> 9,849.0 on a 0.5 tick (up);
+    #        bankruptcy 10,000 - 201.3 = 9,798.7 -> 9,799.0
+    # short: liquidation 10,000 + 151.3 = 10,151.3 -> 10,151.0 (down);
+    #        bankruptcy 10,201.3 -> 10,201.0. The exact prices stay what the index reads.
+    instruments = parse_instruments(TICKED)
+    for qty, liq, liq_tick, bust, bust_tick in [
+        ("1", "9848.7", "9849", "9798.7", "9799"),
+        ("-1", "10151.3", "10151", "10201.3", "10201"),
+    ]:
+        position = Position("XUSDT", raw(qty), raw("10000"), MarginMode.ISOLATED, raw("201.3"))
+        state = AccountState("a", positions=(position,))
+        (pos,) = evaluate(state, {"XUSDT": raw("10000")}, instruments).positions
+        assert (pos.liquidation_price, pos.bankruptcy_price) == (raw(liq), raw(bust))
+        assert (pos.liquidation_price_on_tick, pos.bankruptcy_price_on_tick) == (
+            raw(liq_tick),
+            raw(bust_tick),
+        )
+
+
+def test_a_liquidation_reports_its_price_on_the_tick():
+    # cross: wallet 201.3, long 1 at 10,000; at a mark of 9,800 the equity is 1.3 < 50:
+    # liquidatable; P = 9,800 + (50 - 1.3) / 1 = 9,848.7 -> 9,849.0; B 9,798.7 -> 9,799.0
+    engine = Engine(parse_instruments(TICKED))
+    signals = []
+    for event in (
+        deposit("d", "A", "201.3", ts=1),
+        fill("f", "A", "buy", "1", "10000", ts=2, symbol="XUSDT"),
+        mark("XUSDT", "10000", ts=3),
+        mark("XUSDT", "9800", ts=4),
+    ):
+        signals += engine.apply(event)
+    (liquidation,) = [s for s in signals if isinstance(s, LiquidationDetected)]
+    assert (liquidation.liquidation_price, liquidation.bankruptcy_price) == (
+        raw("9849"),
+        raw("9799"),
+    )
+    row = wire.account_risk(engine.risks["A"], engine)
+    assert (row["positions"][0]["liquidation_price"], row["positions"][0]["bankruptcy_price"]) == (
+        "9849",
+        "9799",
+    )
