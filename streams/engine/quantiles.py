@@ -60,8 +60,10 @@ def histogram(
     bounds = np.concatenate(([0], starts, [len(buckets)]))
     if weights is None:
         return tuple((int(buckets[a]), int(b - a)) for a, b in itertools.pairwise(bounds))
-    exact = weights.astype(object)  # a bucket's sum may pass int64
-    return tuple((int(buckets[a]), int(exact[a:b].sum())) for a, b in itertools.pairwise(bounds))
+    # one pass over the runs; Python ints where a side's weight may pass int64
+    fits = float(weights.sum(dtype=np.float64)) < INT64_SAFE
+    sums = np.add.reduceat(weights.astype(np.int64 if fits else object), bounds[:-1])
+    return tuple(zip(buckets[bounds[:-1]].tolist(), map(int, sums.tolist()), strict=True))
 
 
 def merge(histograms: Iterable[Histogram]) -> Histogram:
