@@ -146,7 +146,7 @@ class QuintileLights:
         return light
 
 
-class CumulativeQuantityLights:
+class CumulativeQuantityLights(QuintileLights):
     """Lights by the queue's cumulative quantity (BitMEX, "Auto-Deleveraging Examples":
     the percentile of a position is the quantity from the top of the queue through it,
     as a share of the side's, rounded up to 20%; 20% -> 5 lights, ..., 100% -> 1)::
@@ -158,9 +158,6 @@ class CumulativeQuantityLights:
 
     def light(self, reach: int, total: int) -> int:
         return LIGHTS + 1 - -(-LIGHTS * reach // max(total, 1))
-
-    def venue_indicator(self, light: int) -> int | None:
-        return light
 
 
 class AtBankruptcyPrice:
