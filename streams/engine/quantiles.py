@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.engine.profiles import VenueProfile
-from streams.engine.profiles.base import INT64_SAFE
+from streams.engine.profiles.base import exact_int_dtype
 
 DEFAULT_ACCURACY = 1e-4  # relative width of a bucket
 SMALLEST_SCORE = 1e-12  # |score| below: one bucket (0)
@@ -61,8 +61,8 @@ def histogram(
     if weights is None:
         return tuple((int(buckets[a]), int(b - a)) for a, b in itertools.pairwise(bounds))
     # one pass over the runs; Python ints where a side's weight may pass int64
-    fits = float(weights.sum(dtype=np.float64)) < INT64_SAFE
-    sums = np.add.reduceat(weights.astype(np.int64 if fits else object), bounds[:-1])
+    dtype = exact_int_dtype(float(weights.sum(dtype=np.float64)))
+    sums = np.add.reduceat(weights.astype(dtype), bounds[:-1])
     return tuple(zip(buckets[bounds[:-1]].tolist(), map(int, sums.tolist()), strict=True))
 
 
@@ -145,7 +145,7 @@ def reaches_from_cuts(
     widest = max((c.bucket_weight for c in cuts.cuts), default=0)
     # int64 while every product below stays exact, else Python ints
     most = max(cuts.total, int(weights.sum(dtype=np.float64)))
-    dtype: Any = np.int64 if most * max(widest, 1) < INT64_SAFE else object
+    dtype = exact_int_dtype(most * max(widest, 1))
     reaches = np.ones(len(buckets), dtype=dtype)
     if not len(buckets) or not cuts.cuts:
         return reaches

@@ -28,6 +28,7 @@ from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
 from streams.engine.profiles import LIGHTS, RankInput, VenueProfile, queue_reaches
+from streams.engine.profiles.base import exact_int_dtype
 from streams.engine.risk import PositionRisk
 from streams.engine.second_opinion import TOP_ACCOUNTS, SideWinners
 from streams.engine.signals import TOP_SCORES, RankAlert
@@ -188,7 +189,7 @@ def _exact_sum(values: npt.NDArray[Any]) -> int:
     position)."""
     if values.size == 0:
         return 0
-    if float(values.max()) * values.size < 2.0**62:
+    if exact_int_dtype(float(values.max()) * values.size) is np.int64:
         return int(values.astype(np.int64).sum())
     return sum(map(int, values.tolist()))
 

@@ -56,16 +56,20 @@ class RankInput:
 INT64_SAFE = 2**62  # below, sums of raw quantities stay exact in int64
 
 
+def exact_int_dtype(largest: float) -> Any:
+    """The dtype an integer computation stays exact in when no value passes ``largest``:
+    int64 below ``INT64_SAFE``, else Python ints (object)."""
+    return np.int64 if largest < INT64_SAFE else object
+
+
 def queue_reaches(sizes: npt.NDArray[np.int64], by_quantity: bool) -> tuple[npt.NDArray[Any], int]:
     """Each position's reach in a queue (``sizes`` in queue order: |qty|, raw units) and
     the queue's total, for ``VenueProfile.light``: places 1..n of n, or cumulative
     quantities of the total (int64 while exact, else Python ints)."""
     if not by_quantity:
         return np.arange(1, len(sizes) + 1, dtype=np.int64), len(sizes)
-    if float(sizes.sum(dtype=np.float64)) < INT64_SAFE:
-        reach = np.cumsum(sizes, dtype=np.int64)
-    else:  # past int64 (1e8 raw per unit: ~4.6e10 coins of a meme token on a side)
-        reach = np.cumsum(sizes.astype(object))
+    # past int64 at 1e8 raw per unit: ~4.6e10 coins of a meme token on a side
+    reach = np.cumsum(sizes.astype(exact_int_dtype(float(sizes.sum(dtype=np.float64)))))
     return reach, int(reach[-1]) if len(reach) else 0
 
 
