@@ -46,10 +46,11 @@ def one_tier(
     profile: str = "bybit",
     symbol: str = "XUSDT",
     maintenance_base: str | None = "mark",
+    fund_table: dict[str, Any] | None = None,
 ) -> dict[str, Instrument]:
-    """A single-bracket instrument, for hand calculations (maintenance on the mark's
-    notional unless told: the hand calculations written before issue 13 assume it;
-    ``None``: the profile's convention)."""
+    """A single-bracket instrument in fund F, for hand calculations (maintenance on the
+    mark's notional unless told: the hand calculations written before issue 13 assume
+    it; ``None``: the profile's convention); ``fund_table``: F's [funds.F] table."""
     base = {} if maintenance_base is None else {"maintenance_base": maintenance_base}
     return _parse(
         {
@@ -67,7 +68,8 @@ def one_tier(
                         }
                     ],
                 }
-            }
+            },
+            "funds": {} if fund_table is None else {"F": fund_table},
         }
     )
 
@@ -135,8 +137,9 @@ def isolated(account: str, symbol: str, leverage: str, ts: int = 0) -> Event:
     )
 
 
-def fund(balance: str, ts: int = 0, name: str = "USDT-M") -> Event:
-    return ev("insurance_fund", ts=ts, fund=name, balance=balance)
+def fund(balance: str, ts: int = 0, name: str = "USDT-M", **pnl: str) -> Event:
+    """``pnl``: ``symbol`` and ``symbol_pnl``, the pool's PnL from one symbol."""
+    return ev("insurance_fund", ts=ts, fund=name, balance=balance, **pnl)
 
 
 def assert_stages_follow(
@@ -291,11 +294,13 @@ SECOND_OPINION: dict[str, Any] = {
 }  # fmt: skip
 
 
-def one_bankruptcy_book(fund_balance: str, profile: str = "bybit") -> Engine:
+def one_bankruptcy_book(
+    fund_balance: str, profile: str = "bybit", fund_table: dict[str, Any] | None = None
+) -> Engine:
     """A hand-computable book on XUSDT (MMR 1%, fund F), at mark 100: L deposits 24 and
     buys 3 at 100 (bankrupt below 100 - 24 / 3 = 92); shorts A 2 @ 100 (deposit 50),
     B 1 @ 100 (1,000), E 4 @ 90 (1,000); long C 4 @ 90 (1,000)."""
-    engine = Engine(one_tier(profile=profile, symbol="XUSDT"))
+    engine = Engine(one_tier(profile=profile, symbol="XUSDT", fund_table=fund_table))
     events = [fund(fund_balance, name="F"), mark("XUSDT", "100", 0)]
     for acct, amount in (("L", "24"), ("A", "50"), ("B", "1000"), ("E", "1000"), ("C", "1000")):
         events.append(deposit(f"d{acct}", acct, amount, ts=1))

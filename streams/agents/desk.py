@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from streams.engine.config import EngineConfig, refresh_due
-from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
 from streams.engine.quantiles import RankCuts, side_cuts
@@ -133,9 +132,8 @@ class FundDesk(Generic[T]):
     ) -> bool:
         """Hold a fund or book update until it is safe to apply; ``False`` for one
         applied before (re-delivered)."""
-        if isinstance(event, InsuranceFund) and event.fund not in self.watch.funds:
-            known = sorted(self.watch.funds)
-            raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {known}")
+        if isinstance(event, InsuranceFund):
+            self.watch.validate(event)
         if self._applied_before(self._fund_of_event(event), where, offset):
             self.stats.redelivered += 1
             return False

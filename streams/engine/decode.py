@@ -59,7 +59,7 @@ NUMBER_FIELDS: dict[str, dict[str, NumberKind]] = {
     "balance": {"amount": "signed"},
     "position_config": {"leverage": "at_least_one"},
     "isolated_margin": {"amount": "signed"},
-    "insurance_fund": {"balance": "signed"},
+    "insurance_fund": {"balance": "signed", "symbol_pnl": "signed"},
     "depth": {"bids": "positive", "asks": "positive"},  # each level's price and qty
 }
 FIELDS: dict[str, frozenset[str]] = {
@@ -73,7 +73,7 @@ FIELDS: dict[str, frozenset[str]] = {
          ("ts", "account", "symbol", "margin_mode")),
         ("isolated_margin", NUMBER_FIELDS["isolated_margin"],
          ("event_id", "ts", "account", "symbol")),
-        ("insurance_fund", NUMBER_FIELDS["insurance_fund"], ("ts", "fund")),
+        ("insurance_fund", NUMBER_FIELDS["insurance_fund"], ("ts", "fund", "symbol")),
         ("depth", NUMBER_FIELDS["depth"], ("ts", "symbol")),
     )
 }  # fmt: skip
@@ -257,8 +257,16 @@ def _isolated_margin(o: Mapping[str, Any], symbols: Collection[str] | None) -> I
 
 
 def _insurance_fund(o: Mapping[str, Any], symbols: Collection[str] | None) -> InsuranceFund:
+    symbol = pnl = None
+    if o.get("symbol") is not None or o.get("symbol_pnl") is not None:
+        symbol = _symbol(o, symbols)  # "missing" when only the PnL is there, and vice versa
+        pnl = MoneyRaw(_number(o, "symbol_pnl"))
     return InsuranceFund(
-        ts_ms=_ts(o), fund=_text(o, "fund"), balance=MoneyRaw(_number(o, "balance"))
+        ts_ms=_ts(o),
+        fund=_text(o, "fund"),
+        balance=MoneyRaw(_number(o, "balance")),
+        symbol=symbol,
+        symbol_pnl=pnl,
     )
 
 

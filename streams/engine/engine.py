@@ -30,7 +30,6 @@ from streams.engine.adl import RankedEntry
 from streams.engine.budget import MoveBudget
 from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.dedupe import DedupeWindow
-from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
     Balance,
     Depth,
@@ -323,9 +322,7 @@ class Engine:
         return signals
 
     def _on_fund(self, event: InsuranceFund) -> list[Signal]:
-        if event.fund not in self.funds:
-            raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {sorted(self.funds)}")
-        self.watch.record(event)
+        self.watch.record(event)  # validated first: an unknown fund or symbol records nothing
         return self._check_fund(event.fund, event.ts_ms, force_projection=True)
 
     # ------------------------------------------------------------------ accounts

@@ -95,6 +95,10 @@ class InsuranceFund:
     ts_ms: int
     fund: str
     balance: MoneyRaw  # absolute snapshot
+    # optional: the pool's cumulative PnL from one of its symbols, as the venue books it
+    # (a drawdown rule's input, ``engine.drawdown``); both or neither
+    symbol: str | None = None
+    symbol_pnl: MoneyRaw | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,13 @@ Loaded from TOML::
       { max_notional = "50000", mmr = "0.004", maintenance_amount = "0", max_leverage = 125 },
       ...
     ]
+
+    [funds."USDT-perp"]                  # optional, per pool: its drawdown rule
+    drawdown = true                      # false: the fund rule only
+    drawdown_trigger_ratio = "-0.3"      # ADL once the symbol's window drawdown < this
+    drawdown_stop_ratio = "-0.25"        # ... until it is back above this
+    drawdown_min_balance = "10000"       # in force only while the pool holds more
+    drawdown_window_hours = 8
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from streams.engine.drawdown import HOUR_MS, DrawdownRule
 from streams.engine.errors import ConfigError
 from streams.engine.fixed import (
     SCALE,
@@ -54,6 +62,9 @@ class Instrument:
     maintenance_base: str = "mark"
     # the price grid the venue quotes on (raw; 0: none): reported thresholds are put on it
     tick_size: int = 0
+    # a pool-drawdown trigger beside the fund rule (``engine.drawdown``): the profile's
+    # unless the fund's table in the instruments file states it
+    drawdown_rule: DrawdownRule | None = None
 
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
@@ -90,12 +101,53 @@ def _check_continuous(tiers: list[MarginTier], where: str) -> None:
 
 
 MAINTENANCE_BASES = ("mark", "entry")
+# a [funds.NAME] table's keys: the drawdown rule's fields (``DrawdownRule``)
+_DRAWDOWN_RATIOS = {"drawdown_trigger_ratio": "trigger_ratio", "drawdown_stop_ratio": "stop_ratio"}
+_FUND_KEYS = {"drawdown", "drawdown_min_balance", "drawdown_window_hours", *_DRAWDOWN_RATIOS}
+
+
+def _drawdown_rule(
+    default: DrawdownRule | None, table: Mapping[str, Any], where: str
+) -> DrawdownRule | None:
+    """The pool's drawdown rule: the profile's (``default``), changed by the fund's table."""
+    unknown = sorted(set(table) - _FUND_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(_FUND_KEYS)}")
+    enabled = table.get("drawdown", default is not None or len(table) > 0)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.drawdown: true or false, not {enabled!r}")
+    if not enabled:
+        return None
+    changes: dict[str, int] = {
+        name: _raw(table, key, where) for key, name in _DRAWDOWN_RATIOS.items() if key in table
+    }
+    if "drawdown_min_balance" in table:
+        changes["min_balance"] = _raw(table, "drawdown_min_balance", where)
+    if "drawdown_window_hours" in table:
+        hours = _raw(table, "drawdown_window_hours", where)
+        changes["window_ms"] = div_floor(hours * HOUR_MS, SCALE)
+    rule = replace(default or DrawdownRule(), **changes)
+    if not rule.trigger_ratio < rule.stop_ratio <= 0:
+        raise ConfigError(
+            f"{where}: drawdown ratios need trigger < stop <= 0 (ADL starts at the first and "
+            f"stops above the second), got {to_str(rule.trigger_ratio)} and "
+            f"{to_str(rule.stop_ratio)}"
+        )
+    if rule.min_balance < 0 or rule.window_ms <= 0:
+        raise ConfigError(f"{where}: drawdown_min_balance >= 0 and drawdown_window_hours > 0")
+    return rule
 
 
 def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
     symbols = doc.get("symbols")
     if not isinstance(symbols, dict) or not symbols:
         raise ConfigError("instruments: a [symbols.NAME] table is required")
+    funds = doc.get("funds", {})
+    if not isinstance(funds, dict) or not all(isinstance(t, dict) for t in funds.values()):
+        raise ConfigError("instruments: funds must be [funds.NAME] tables")
+    named = {str(spec.get("fund", "default")) for spec in symbols.values()}
+    if set(funds) - named:
+        raise ConfigError(f"instruments: [funds] {sorted(set(funds) - named)} hold no symbol")
     out: dict[str, Instrument] = {}
     for symbol, spec in symbols.items():
         where = f"symbols.{symbol}"
@@ -126,13 +178,18 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
         tick = _raw(spec, "tick_size", where) if "tick_size" in spec else 0
         if "tick_size" in spec and tick <= 0:
             raise ConfigError(f"{where}.tick_size: must be > 0")
+        fund = str(spec.get("fund", "default"))
+        rule = _drawdown_rule(
+            profile_named(profile).drawdown_rule, funds.get(fund, {}), f"funds.{fund}"
+        )
         out[symbol] = Instrument(
             symbol=symbol,
-            fund=str(spec.get("fund", "default")),
+            fund=fund,
             profile=profile,
             tiers=tuple(tiers),
             maintenance_base=base,
             tick_size=tick,
+            drawdown_rule=rule,
         )
     return out
 

@@ -17,6 +17,17 @@ Hyperliquid), whatever its fund (the symbol's bankrupt deficit d, at the mark):
     imminent   positions under maintenance would lose closing into the book, or an
                adverse move of ``imminent_distance`` would make d > 0
 and its ADL distance is the smallest adverse move that makes d > 0.
+A symbol with a pool-drawdown rule (``Instrument.drawdown_rule``: Bybit's; the symbol's
+drawdown budget B = the loss it can add before its pool ratio passes the trigger,
+``engine.drawdown``), beside the fund rule, while the pool holds more than the rule's
+minimum:
+    triggered  l > B, and stays while l >= the rule's stop edge (hysteresis); l > 0
+    imminent   B < 0 (any loss of the symbol is deleveraged), B / l < ``imminent_coverage``,
+               or an adverse move of ``imminent_distance`` would make l > B
+and its ADL distance is the smaller of the two rules'. Budgets move only with the
+pool's records and the window's expiry: a fund check looks at every drawdown symbol
+after a record and once per second of event time, and between at those whose move
+could pass the fund's smallest budget.
 A triggered symbol is re-announced when more of its positions went bankrupt since, at
 most every ``trigger_refresh_ms``; every stage change forces a fund projection.
 """
@@ -31,6 +42,8 @@ from sortedcontainers import SortedList
 
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
+from streams.engine.drawdown import DrawdownRule, PoolDrawdown
+from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.fund import (
     Curve,
@@ -56,6 +69,9 @@ from streams.engine.signals import (
 )
 
 PerSymbol = dict[str, tuple[int, int]]  # symbol -> (bankrupt deficit, liquidatable loss)
+Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw (``engine.drawdown``)
+_STRENGTH = {None: 0, AdlStage.IMMINENT: 1, AdlStage.TRIGGERED: 2}
+DRAWDOWN_RESCAN_MS = 1_000  # every drawdown symbol looked at again (the window's expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +213,9 @@ class FundWatch:
         fund_symbols: Mapping[str, Sequence[str]],
         profiles: Mapping[str, VenueProfile],
         config: EngineConfig,
+        drawdown_rules: Mapping[str, DrawdownRule | None] | None = None,
     ) -> None:
+        """``drawdown_rules``: per symbol (the profiles' when not given)."""
         self.fund_symbols = {fund: list(symbols) for fund, symbols in fund_symbols.items()}
         self.profiles = dict(profiles)
         self.config = config
@@ -214,6 +232,18 @@ class FundWatch:
             for fund, symbols in self.fund_symbols.items()
             if any(self.profiles[sym].adl_on_negative_value for sym in symbols)
         }
+        if drawdown_rules is None:
+            drawdown_rules = {sym: p.drawdown_rule for sym, p in self.profiles.items()}
+        self.rules = {sym: rule for sym, rule in drawdown_rules.items() if rule is not None}
+        self.pools: dict[str, PoolDrawdown] = {}
+        for fund, symbols in self.fund_symbols.items():
+            windows = [self.rules[sym].window_ms for sym in symbols if sym in self.rules]
+            if windows:
+                self.pools[fund] = PoolDrawdown(max(windows))
+        # per drawdown fund: when all its drawdown symbols are next looked at, and the
+        # smallest budget the last look found
+        self._rescan_at_ms: dict[str, int] = {}
+        self._least_budget: dict[str, int] = {}
 
     @classmethod
     def for_instruments(
@@ -225,10 +255,23 @@ class FundWatch:
         for sym in sorted(instruments):
             fund_symbols.setdefault(instruments[sym].fund, []).append(sym)
         profiles = {sym: profile_named(inst.profile) for sym, inst in instruments.items()}
-        return cls(fund_symbols, profiles, config)
+        rules = {sym: inst.drawdown_rule for sym, inst in instruments.items()}
+        return cls(fund_symbols, profiles, config, rules)
+
+    def validate(self, event: InsuranceFund) -> None:
+        """``InvalidEvent`` for a fund update the watch cannot take (nothing recorded)."""
+        if event.fund not in self.funds:
+            raise InvalidEvent("fund", f"unknown fund {event.fund!r}; known: {sorted(self.funds)}")
+        if event.symbol is not None and event.symbol not in self.fund_symbols[event.fund]:
+            raise InvalidEvent("symbol", f"{event.symbol!r} is not in fund {event.fund!r}")
 
     def record(self, event: InsuranceFund) -> None:
+        self.validate(event)
         self.funds[event.fund].record(event.ts_ms, event.balance)
+        pool = self.pools.get(event.fund)
+        if pool is not None:
+            pool.record(event.ts_ms, event.balance, event.symbol, event.symbol_pnl)
+            self._rescan_at_ms.pop(event.fund, None)  # budgets moved: look at all again
 
     # ------------------------------------------------------------------ loss
     def _liquidatable_loss(self, view: MarketView, sym: str, depth: Depth | None) -> int:
@@ -304,23 +347,16 @@ class FundWatch:
         coverage = coverage_ratio(balance, loss)
         signals: list[Signal] = []
         symbols: Iterable[str] = self.fund_symbols[fund]
+        edges = self._drawdown_edges(fund, losses, balance, ts_ms, incremental)
         if incremental:
-            symbols = self._candidates(fund, losses, balance - loss)
+            symbols = self._candidates(fund, losses, balance - loss, edges)
         for sym in symbols:
             mark = view.mark(sym)
             if mark is None:
                 continue
             sym_loss = sum(per_symbol[sym])
-            stage: AdlStage | None = None
-            if self._on_negative(sym):
-                stage = self._negative_value_stage(view, sym, per_symbol[sym])
-            elif loss > balance and sym_loss > 0:
-                stage = AdlStage.TRIGGERED
-            elif (
-                sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
-            ) or self._within_distance(view, sym, loss, balance):
-                stage = AdlStage.IMMINENT
             key = (fund, sym)
+            stage = self._stage(view, key, (loss, per_symbol[sym]), balance, coverage, edges)
             bankruptcies = view.bankruptcies(sym)
             if stage is self.stages.get(key) and not self._grew(key, stage, bankruptcies, ts_ms):
                 continue
@@ -335,7 +371,16 @@ class FundWatch:
                 self.triggered[key] = (bankruptcies, ts_ms)
             signals.append(
                 self._trigger(
-                    view, fund, sym, mark, stage, balance, (loss, sym_loss), coverage, ts_ms
+                    view,
+                    fund,
+                    sym,
+                    mark,
+                    stage,
+                    balance,
+                    (loss, sym_loss),
+                    coverage,
+                    ts_ms,
+                    edges.get(sym),
                 )
             )
             force_projection = True
@@ -345,15 +390,105 @@ class FundWatch:
             signals.append(self.projection(view, fund, ts_ms, loss, per_symbol))
         return signals
 
-    def _candidates(self, fund: str, losses: _FundLosses, slack: int) -> list[str]:
+    def _stage(
+        self,
+        view: MarketView,
+        key: tuple[str, str],
+        losses: tuple[int, tuple[int, int]],  # (the fund's loss now, the symbol's two)
+        balance: int,
+        coverage: float | None,
+        edges: Mapping[str, Edges],
+    ) -> AdlStage | None:
+        """The symbol's stage by its venue's rules (module docstring)."""
+        sym = key[1]
+        loss, sym_losses = losses
+        sym_loss = sum(sym_losses)
+        stage: AdlStage | None = None
+        if self._on_negative(sym):
+            return self._negative_value_stage(view, sym, sym_losses)
+        if loss > balance and sym_loss > 0:
+            return AdlStage.TRIGGERED
+        if (
+            sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
+        ) or self._within_distance(view, sym, loss, balance):
+            stage = AdlStage.IMMINENT
+        if sym in edges:
+            drawdown = self._drawdown_stage(view, sym, sym_loss, edges[sym], key)
+            stage = max(stage, drawdown, key=_STRENGTH.__getitem__)
+        return stage
+
+    def _candidates(
+        self, fund: str, losses: _FundLosses, slack: int, edges: Mapping[str, Edges]
+    ) -> list[str]:
         """The only symbols whose stage can be set or cleared, in the fund's order: any
         other has no loss, no move that would exhaust the fund (by more than ``slack``)
-        and no stage (the loop would skip it)."""
+        or its drawdown budget, and no stage (the loop would skip it)."""
         staged = {sym for f, sym in self.stages if f == fund}
         candidates = losses.losing | staged | set(losses.moved_past(slack))
         if fund in self._negative_funds:  # any move that would make a deficit
             candidates |= {s for s in losses.moved_past(0) if self._on_negative(s)}
+        candidates |= edges.keys()
         return sorted(candidates, key=losses.order.__getitem__)
+
+    def _drawdown_edges(
+        self, fund: str, losses: _FundLosses, balance: int, ts_ms: int, incremental: bool
+    ) -> dict[str, Edges]:
+        """The fund's drawdown symbols that may hold a stage now and their (budget, stop
+        edge): all of them after a record of the pool, once per ``DRAWDOWN_RESCAN_MS``
+        and when every symbol is checked; else those staged, losing, or whose adverse
+        move could pass the least (non-negative) budget of the last look at all (one
+        below 0 holds a stage)."""
+        pool = self.pools.get(fund)
+        if pool is None:
+            return {}
+        rescan = ts_ms >= self._rescan_at_ms.get(fund, ts_ms)
+        whole = rescan or not incremental
+        symbols: Iterable[str]
+        if whole:
+            symbols = [s for s in self.fund_symbols[fund] if s in self.rules]
+        else:
+            moved = losses.moved_past(self._least_budget.get(fund, 0))
+            near = {s for f, s in self.stages if f == fund} | losses.losing | set(moved)
+            symbols = [s for s in near if s in self.rules]
+        edges: dict[str, Edges] = {}
+        for sym in symbols:
+            found = self._edges_of(fund, sym, balance, ts_ms)
+            if found is not None:
+                edges[sym] = found
+        if rescan:
+            self._rescan_at_ms[fund] = ts_ms + DRAWDOWN_RESCAN_MS
+        if whole:
+            budgets = [b for b, _ in edges.values() if b >= 0]
+            self._least_budget[fund] = min(budgets, default=0)
+        return edges
+
+    def _edges_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> Edges | None:
+        """One symbol's (budget, stop edge) when its drawdown rule is in force (a read)."""
+        rule, pool = self.rules.get(sym), self.pools.get(fund)
+        if rule is None or pool is None or not rule.applies(balance):
+            return None
+        found = pool.drawdown(sym, ts_ms, rule.window_ms)
+        return None if found is None else (rule.budget(*found), rule.stop_edge(*found))
+
+    def _drawdown_stage(
+        self, view: MarketView, sym: str, sym_loss: int, edges: Edges, key: tuple[str, str]
+    ) -> AdlStage | None:
+        """The stage by the symbol's drawdown rule (module docstring)."""
+        budget, stop_edge = edges
+        was_triggered = self.stages.get(key) is AdlStage.TRIGGERED
+        if sym_loss > 0 and (sym_loss > budget or (was_triggered and sym_loss >= stop_edge)):
+            return AdlStage.TRIGGERED
+        facts = self._read(view, sym)
+        if (
+            budget < 0
+            or (sym_loss > 0 and budget < self.config.imminent_coverage * sym_loss)
+            or any(
+                sym_loss - at_mark + after > budget
+                for at_mark, after in zip(facts.at_mark, facts.after_move, strict=True)
+            )
+        ):
+            return AdlStage.IMMINENT
+        return None
 
     def _grew(
         self, key: tuple[str, str], stage: AdlStage | None, bankruptcies: int, ts_ms: int
@@ -380,14 +515,26 @@ class FundWatch:
         return None
 
     def _distance(
-        self, view: MarketView, sym: str, loss: int, balance: int, is_long: bool
+        self,
+        view: MarketView,
+        sym: str,
+        losses: tuple[int, int],  # (the fund's loss now, the symbol's own)
+        balance: int,
+        is_long: bool,
+        edges: Edges | None,
     ) -> float | None:
         """The side's ADL distance by the symbol's venue rule: the smallest adverse move
-        that exhausts the fund, or (negative values) that makes a deficit on the side."""
+        that exhausts the fund or passes the symbol's drawdown budget (``edges``), or
+        (negative values) that makes a deficit on the side."""
         curve = view.curve(sym, is_long)
         if self._on_negative(sym):
             return adl_distance(curve(0.0), 0, curve, is_long)
-        return adl_distance(loss, balance, curve, is_long)
+        loss, sym_loss = losses
+        distance = adl_distance(loss, balance, curve, is_long)
+        if edges is None:
+            return distance
+        by_drawdown = adl_distance(sym_loss, edges[0], curve, is_long)
+        return min((d for d in (distance, by_drawdown) if d is not None), default=None)
 
     def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
         """An adverse move of ``imminent_distance`` of the symbol makes the loss exceed
@@ -410,11 +557,15 @@ class FundWatch:
         losses: tuple[int, int],  # (the fund's loss now, the symbol's own)
         coverage: float | None,
         ts_ms: int,
+        edges: Edges | None = None,
         plan_anyway: bool = False,
     ) -> AdlTriggered:
-        """``plan_anyway``: the plan and its second opinion whatever the stage (a read:
-        what ADL would do now)."""
+        """``edges``: the symbol's drawdown budget and stop edge, when its rule is in
+        force; ``plan_anyway``: the plan and its second opinion whatever the stage (a
+        read: what ADL would do now)."""
         loss, sym_loss = losses
+        # what ADL must find: the fund's shortfall, or the loss past the drawdown budget
+        shortfall = max(0, loss - balance, 0 if edges is None else sym_loss - edges[0])
         bankrupt = sorted(view.bankrupt(sym), key=lambda b: (-b.deficit, b.account, b.side))
         # positions being liquidated: the fund takes over their close through the book;
         # when it cannot pay, the venue deleverages them too, at their bankruptcy price
@@ -433,9 +584,9 @@ class FundWatch:
             plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
         opinion = None
         if plan:
-            # D: what ADL must find for this symbol (the fund's shortfall, at most the
-            # symbol's own loss)
-            deficit = min(max(0, loss - balance), sym_loss)
+            # D: what ADL must find for this symbol (the shortfall, at most the symbol's
+            # own loss)
+            deficit = min(shortfall, sym_loss)
             if self._on_negative(sym):  # ADL covers what is negative, whatever the fund
                 deficit = sum(b.deficit for b in bankrupt)
             sides = view.winners(sym)
@@ -447,8 +598,8 @@ class FundWatch:
         distances = [
             d
             for d in (
-                self._distance(view, sym, loss, balance, True),
-                self._distance(view, sym, loss, balance, False),
+                self._distance(view, sym, losses, balance, True, edges),
+                self._distance(view, sym, losses, balance, False, edges),
             )
             if d is not None
         ]
@@ -459,7 +610,7 @@ class FundWatch:
             stage=stage,
             fund_balance=balance,
             projected_loss=loss,
-            shortfall=max(0, loss - balance),
+            shortfall=shortfall,
             coverage_ratio=coverage,
             adl_distance_pct=min(distances) * 100 if distances else None,
             bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
@@ -487,8 +638,19 @@ class FundWatch:
         coverage = coverage_ratio(balance, loss)
         shown = AdlStage.TRIGGERED if stage is None else stage
         sym_loss = sum(losses.per_symbol[symbol])
+        edges = self._edges_of(fund, symbol, balance, ts_ms)
         planned = self._trigger(
-            view, fund, symbol, mark, shown, balance, (loss, sym_loss), coverage, ts_ms, True
+            view,
+            fund,
+            symbol,
+            mark,
+            shown,
+            balance,
+            (loss, sym_loss),
+            coverage,
+            ts_ms,
+            edges,
+            plan_anyway=True,
         )
         return planned, stage
 
@@ -514,8 +676,10 @@ class FundWatch:
                 symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
                 continue
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
-            long_d = self._distance(view, sym, loss, balance, True)
-            short_d = self._distance(view, sym, loss, balance, False)
+            edges = self._edges_of(fund, sym, balance, ts_ms)
+            sym_losses = (loss, bankrupt + liquidatable)
+            long_d = self._distance(view, sym, sym_losses, balance, True, edges)
+            short_d = self._distance(view, sym, sym_losses, balance, False, edges)
             points = ladder(loss, longs, shorts, self.config.shocks)
             symbols.append(
                 SymbolProjection(

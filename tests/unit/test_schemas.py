@@ -31,7 +31,8 @@ VALID: dict[str, dict[str, Any]] = {
                         "symbol": "BTCUSDT", "margin_mode": "isolated", "leverage": "5"},
     "isolated_margin": {"type": "isolated_margin", "event_id": "e", "ts": 1, "account": "a",
                         "symbol": "BTCUSDT", "amount": "1"},
-    "insurance_fund": {"type": "insurance_fund", "ts": 1, "fund": "USDT-M", "balance": "1"},
+    "insurance_fund": {"type": "insurance_fund", "ts": 1, "fund": "USDT-M", "balance": "1",
+                       "symbol": "BTCUSDT", "symbol_pnl": "-1"},
     "depth": {"type": "depth", "ts": 1, "symbol": "BTCUSDT", "bids": [["1", "1"]],
               "asks": [["2", "1"]]},
 }  # fmt: skip
@@ -51,6 +52,17 @@ def decoder_takes(event: dict[str, Any]) -> bool:
 
 def schema_takes(event: dict[str, Any]) -> bool:
     return VALIDATORS[event["type"]].is_valid(event)
+
+
+def test_a_fund_event_states_a_symbols_pnl_whole_or_not_at_all() -> None:
+    """``symbol`` and ``symbol_pnl`` of an insurance_fund event: both or neither."""
+    whole = VALID["insurance_fund"]
+    bare = {k: v for k, v in whole.items() if k not in ("symbol", "symbol_pnl")}
+    assert decoder_takes(bare) and schema_takes(bare)
+    for half in ("symbol", "symbol_pnl"):
+        event = {k: v for k, v in whole.items() if k != half}
+        assert not decoder_takes(event), half
+        assert not schema_takes(event), half
 
 
 def with_number(kind: str, field: str, value: Any) -> dict[str, Any]:

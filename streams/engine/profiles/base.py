@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from streams.engine.drawdown import DrawdownRule
 from streams.engine.fixed import SCALE, div_ceil
 
 LIGHTS = 5  # rank indicator lights: 5 = first in the ADL queue
@@ -98,6 +99,14 @@ class VenueProfile(Protocol):
         (the stage rule of ``engine.watch``). True: as soon as a position's backing value
         is below zero (an account's, cross; the position's, isolated), whatever the fund:
         the venue's vault takes liquidations, ADL covers what is left negative."""
+        ...
+
+    @property
+    def drawdown_rule(self) -> DrawdownRule | None:
+        """A second trigger beside the fund's exhaustion, when the venue has one: ADL
+        for a symbol whose loss draws its pool down past a ratio (Bybit's "contract PnL
+        drawdown ADL", ``engine.drawdown``). An instruments file's ``[funds.NAME]`` table
+        may state its parameters per pool."""
         ...
 
     @property

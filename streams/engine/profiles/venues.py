@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streams.engine.drawdown import BYBIT_DRAWDOWN, DrawdownRule
 from streams.engine.fixed import SCALE
 from streams.engine.profiles.base import (
     AtBankruptcyPrice,
@@ -31,6 +32,7 @@ class LeveragedPnlProfile(AtBankruptcyPrice):
     name: str
     adl_fee_rate: int = 0
     adl_on_negative_value: bool = False
+    drawdown_rule: DrawdownRule | None = None
     maintenance_base: str = "mark"
 
     def rank_score(self, row: RankInput) -> Floats:
@@ -88,11 +90,17 @@ class BybitProfile(QuintileLights, LeveragedPnlProfile):
     Position Size]"; 1 BTC long at 10,000, 50x, MMR 0.5% -> 9,850)::
 
         maintenance = |q| x entry x mmr - amount;  P_liq = M + (MM - Q) / q
+
+    When: the fund rule (a pool's balance <= 0), and "contract PnL drawdown ADL" (v5 "Get
+    ADL Alert"): a symbol whose 8 h PnL drawdown passes -30% of its pool's 8 h max
+    balance while the pool holds more than 10,000, until it is back above -25%
+    (``engine.drawdown``; parameters per pool in the instruments file).
     """
 
     name: str = "bybit"
     adl_fee_rate: int = 2 * SCALE // 10_000  # 0.02% maker fee
     maintenance_base: str = "entry"
+    drawdown_rule: DrawdownRule | None = BYBIT_DRAWDOWN
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ class HyperliquidProfile(QuintileLights):
     name: str = "hyperliquid"
     adl_fee_rate: int = 0
     adl_on_negative_value: bool = True
+    drawdown_rule: DrawdownRule | None = None
     maintenance_base: str = "mark"
 
     def rank_score(self, row: RankInput) -> Floats:

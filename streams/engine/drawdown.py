@@ -1,0 +1,140 @@
+"""A pool-drawdown ADL rule (Bybit's "contract PnL drawdown ADL") and the history it reads.
+
+Bybit, v5 API "Get ADL Alert" (bybit-exchange.github.io/docs/v5/market/adl-alert), for
+grouped insurance pools::
+
+    pnlRatio = (symbol's current PnL - symbol's 8 h max PnL) / pool's 8 h max balance
+    trigger:  balance > adlTriggerThreshold  and  pnlRatio < insurancePnlRatio
+    stop:     pnlRatio > adlStopRatio
+    (and, as before, trigger at balance <= 0, stop at balance > 0: the fund rule)
+
+Its example 1: three symbols share a pool whose balance 8 h ago was 1M USDT; symbol A
+loses 350K -> pnlRatio -35% < -30% -> ADL for A, which takes 50K from A's winners so
+that A's ratio stays at -30%. The published parameters (the ADL alert stream's example):
+``insurancePnlRatio`` -0.3, ``adlStopRatio`` -0.25, ``adlTriggerThreshold`` 10,000.
+
+The monitor projects: with ``l`` the symbol's loss now (its bankrupt deficit and the
+loss of closing its liquidatable positions into the book, not yet booked by the pool),
+``X`` = symbol PnL - its window max, ``M`` = the pool's window max balance::
+
+    ratio after l  = (X - l) / M
+    triggered when ratio after l < trigger ratio   <=>  l > budget = X - trigger x M
+    stays until    ratio after l > stop ratio      <=>  l < X - stop x M
+
+Both edges exact in raw units (``budget`` rounded down, the stop's edge up: an integer
+loss passes a fractional edge exactly when it passes its floor / ceiling).
+
+The symbol's PnL in the pool is the venue's book-keeping (the ``symbol_pnl`` of an
+``insurance_fund`` input: the pool's cumulative PnL from that symbol, "not provided by
+the API" to traders, known to the venue a monitor runs beside). A symbol the input never
+gave one is measured by the pool's own drawdown, ``X = balance - M``: exact for a pool
+of one symbol without transfers; for a shared pool it charges the whole pool's drawdown
+to each of its symbols (earlier warnings, never later).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass, field
+
+from streams.engine.fixed import SCALE, div_ceil, div_floor
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class DrawdownRule:
+    """A pool-drawdown trigger (module docstring); ratios are raw (``SCALE`` = 1)."""
+
+    trigger_ratio: int = -30 * SCALE // 100  # insurancePnlRatio (raw rate)
+    stop_ratio: int = -25 * SCALE // 100  # adlStopRatio (raw rate)
+    min_balance: int = 10_000 * SCALE  # adlTriggerThreshold (raw money)
+    window_ms: int = 8 * HOUR_MS
+
+    def applies(self, balance: int) -> bool:
+        """The rule is in force only while the pool holds more than ``min_balance``."""
+        return balance > self.min_balance
+
+    def budget(self, drawdown: int, max_balance: int) -> int:
+        """The largest loss the symbol can add without triggering: ``X - trigger x M``,
+        rounded down (``drawdown`` = X, raw; negative when ADL is due without a loss)."""
+        return div_floor(drawdown * SCALE - self.trigger_ratio * max_balance, SCALE)
+
+    def stop_edge(self, drawdown: int, max_balance: int) -> int:
+        """A triggered symbol's ADL stops once its loss is below this: ``X - stop x M``,
+        rounded up."""
+        return div_ceil(drawdown * SCALE - self.stop_ratio * max_balance, SCALE)
+
+
+BYBIT_DRAWDOWN = DrawdownRule()  # the published parameters (module docstring)
+
+
+_OPEN = 2**63  # an entry still in force has no end
+
+
+@dataclass(slots=True)
+class RollingMax:
+    """The largest value in force over a trailing window of a step series (a value holds
+    from its record until the next record). Kept: ``(since, value, until)`` of the
+    records no later one exceeds, so values fall and times rise along the deque; the
+    window's maximum is the first entry still in force at the window's start (a record
+    dropped for a larger later one was in force in the window only if that one is).
+    Pruned by the longest window asked (``keep_ms``)."""
+
+    keep_ms: int
+    entries: deque[tuple[int, int, int]] = field(default_factory=deque)
+
+    def record(self, ts_ms: int, value: int) -> None:
+        if self.entries:
+            since, last, _ = self.entries[-1]
+            self.entries[-1] = (since, last, ts_ms)  # the previous record ends here
+        while self.entries and self.entries[-1][1] <= value:
+            self.entries.pop()
+        self.entries.append((ts_ms, value, _OPEN))
+        start = ts_ms - self.keep_ms
+        while self.entries and self.entries[0][2] <= start:
+            self.entries.popleft()
+
+    @property
+    def last(self) -> int | None:
+        return self.entries[-1][1] if self.entries else None
+
+    def max_since(self, start_ms: int) -> int | None:
+        """The largest value in force at any time from ``start_ms`` on."""
+        if not self.entries:
+            return None
+        first = bisect_right(self.entries, start_ms, key=lambda e: e[2])
+        return self.entries[first][1]  # the last entry never ends: always found
+
+
+@dataclass(slots=True)
+class PoolDrawdown:
+    """One pool's balance and its symbols' PnL over the trailing window, as recorded
+    from ``insurance_fund`` inputs; answers ``(X, M)`` of the module docstring."""
+
+    keep_ms: int
+    balance: RollingMax = field(init=False)
+    symbol_pnl: dict[str, RollingMax] = field(default_factory=dict)
+    current_pnl: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.balance = RollingMax(self.keep_ms)
+
+    def record(self, ts_ms: int, balance: int, symbol: str | None, pnl: int | None) -> None:
+        self.balance.record(ts_ms, balance)
+        if symbol is not None and pnl is not None:
+            self.symbol_pnl.setdefault(symbol, RollingMax(self.keep_ms)).record(ts_ms, pnl)
+            self.current_pnl[symbol] = pnl
+
+    def drawdown(self, symbol: str, ts_ms: int, window_ms: int) -> tuple[int, int] | None:
+        """``(X, M)`` for the symbol at ``ts_ms`` over ``window_ms``; ``None`` before any
+        balance."""
+        start = ts_ms - window_ms
+        max_balance = self.balance.max_since(start)
+        if max_balance is None:
+            return None
+        pnl = self.symbol_pnl.get(symbol)
+        if pnl is None:  # the pool's own drawdown stands for the symbol's
+            return (self.balance.last or 0) - max_balance, max_balance
+        return self.current_pnl[symbol] - (pnl.max_since(start) or 0), max_balance
