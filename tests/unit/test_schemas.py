@@ -58,7 +58,8 @@ def test_a_fund_event_states_a_symbols_pnl_whole_or_not_at_all() -> None:
     """``symbol`` and ``symbol_pnl`` of an insurance_fund event: both or neither."""
     whole = VALID["insurance_fund"]
     bare = {k: v for k, v in whole.items() if k not in ("symbol", "symbol_pnl")}
-    assert decoder_takes(bare) and schema_takes(bare)
+    assert decoder_takes(bare)
+    assert schema_takes(bare)
     for half in ("symbol", "symbol_pnl"):
         event = {k: v for k, v in whole.items() if k != half}
         assert not decoder_takes(event), half

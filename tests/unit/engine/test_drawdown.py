@@ -40,9 +40,11 @@ def test_bybits_example_one_triggers_and_winners_make_up_50k() -> None:
     rule = DrawdownRule(min_balance=raw("1"))  # the example's adlTriggerThreshold
     budget = rule.budget(0, raw("1000000"))
     assert budget == raw("300000")
-    assert raw("350000") > budget and raw("350000") - budget == raw("50000")
+    assert raw("350000") > budget
+    assert raw("350000") - budget == raw("50000")
     assert rule.stop_edge(0, raw("1000000")) == raw("250000")
-    assert rule.applies(raw("1000000")) and not rule.applies(raw("1"))
+    assert rule.applies(raw("1000000"))
+    assert not rule.applies(raw("1"))
 
 
 def test_the_published_parameters_are_bybits() -> None:
