@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -147,6 +149,7 @@ def assert_stages_follow(
     got: list[dict[str, Any]],
     interval_ms: int,
     restarted: bool = False,
+    marks: Sequence[int] = (),
 ) -> None:
     """Stage B's triggers (``got``) against replay's (``want``). The desk judges at mark
     groups; replay also at the venue's fills between marks, so a flip lasting less than
@@ -164,7 +167,11 @@ def assert_stages_follow(
     and its "cleared" may then flip a few marks apart. Timing is held to the interval
     for "triggered" only (a loss at the mark beyond the fund). ADL scores do not depend
     on evaluation history (an account's equity at a ranking moves with all its marks):
-    plans are held to the same counterparties either way."""
+    plans are held to the same counterparties either way.
+
+    ``marks``: the mark times (sorted); replay's round trips between two of them are
+    left out of ``want`` (``_without_flips_between_marks``)."""
+    want = _without_flips_between_marks(want, marks)
     matched: list[tuple[int, int]] = []  # per symbol: the output topic's order is per key
     for symbol in {t["symbol"] for t in want} | {t["symbol"] for t in got}:
         wi = [i for i, t in enumerate(want) if t["symbol"] == symbol]
@@ -190,6 +197,29 @@ def assert_stages_follow(
     for i, j in matched:
         if i in triggered:
             assert steps(got[j]) == steps(want[i])
+
+
+def _without_flips_between_marks(
+    triggers: list[dict[str, Any]], marks: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Replay's announcements without its round trips that no mark saw (imminent ->
+    cleared -> imminent, or cleared -> imminent -> cleared, of one symbol, the state
+    between in force at no mark time): judged at marks, the desk sees neither half.
+    Never a triggered one."""
+    dropped: set[int] = set()
+    last: dict[str, int] = {}  # symbol -> index of its last announcement kept
+    for k, t in enumerate(triggers):
+        j = last.get(t["symbol"])
+        if (
+            j is not None
+            and "triggered" not in (t["stage"], triggers[j]["stage"])
+            and bisect_left(marks, triggers[j]["ts"]) == bisect_left(marks, t["ts"])
+        ):
+            dropped |= {j, k}
+            del last[t["symbol"]]
+            continue
+        last[t["symbol"]] = k
+    return [t for k, t in enumerate(triggers) if k not in dropped]
 
 
 RANK_ALERT_FIELDS = ("ts", "account", "symbol", "side", "quantile", "previous_quantile")

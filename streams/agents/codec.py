@@ -5,6 +5,7 @@ and the fund desk's state per fund."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import orjson
 from streams.agents.desk import FundDesk
 from streams.agents.shard import AccountRow
 from streams.engine.account import AccountState, Position, PositionSetting
+from streams.engine.drawdown import PoolDrawdown, RollingMax
 from streams.engine.events import Depth, MarginMode
 from streams.engine.fixed import PriceRaw, QtyRaw
 from streams.engine.signals import AdlStage
@@ -90,8 +92,33 @@ def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
             "applied": desk.applied.get(fund, {}),
             "fund_moved": fund in desk.fund_moved,
             "lights_at": {s: desk.lights_at_ms[s] for s in symbols if s in desk.lights_at_ms},
+            "pool": _pool_row(watch.pools.get(fund)),
         }
     )
+
+
+def _pool_row(pool: PoolDrawdown | None) -> dict[str, Any] | None:
+    """A drawdown pool's trailing maxima (``engine.drawdown``), as lists of ints."""
+    if pool is None:
+        return None
+    return {
+        "balance": list(pool.balance.entries),
+        "pnl": {s: list(series.entries) for s, series in pool.symbol_pnl.items()},
+        "current": pool.current_pnl,
+    }
+
+
+def _restore_pool(pool: PoolDrawdown | None, row: dict[str, Any] | None) -> None:
+    if pool is None or row is None:
+        return
+    pool.balance.entries = deque(_triples(row["balance"]))
+    for s, entries in row["pnl"].items():
+        pool.symbol_pnl[s] = RollingMax(pool.keep_ms, deque(_triples(entries)))
+    pool.current_pnl.update((s, int(v)) for s, v in row["current"].items())
+
+
+def _triples(rows: list[list[int]]) -> list[tuple[int, int, int]]:
+    return [(int(a), int(b), int(c)) for a, b, c in rows]
 
 
 def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
@@ -117,6 +144,7 @@ def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
         desk.fund_moved.add(fund)
     desk.applied[fund] = {where: int(o) for where, o in row.get("applied", {}).items()}
     desk.lights_at_ms.update((s, int(ts)) for s, ts in row.get("lights_at", {}).items())
+    _restore_pool(watch.pools.get(fund), row.get("pool"))
 
 
 def _levels(rows: list[list[int]]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:

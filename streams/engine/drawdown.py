@@ -70,7 +70,7 @@ class DrawdownRule:
 BYBIT_DRAWDOWN = DrawdownRule()  # the published parameters (module docstring)
 
 
-_OPEN = 2**63  # an entry still in force has no end
+_OPEN = 2**62  # an entry still in force has no end (an int64 for the desk's row)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from streams import wire
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import FundDesk
 from streams.agents.shard import Shard
+from streams.engine.drawdown import DrawdownRule
 from streams.engine.engine import Engine
 from streams.engine.events import Depth, InsuranceFund, Mark
 from streams.engine.fixed import SCALE, MoneyRaw
@@ -30,6 +31,7 @@ from tests.helpers import (
     assert_stages_follow,
     bundled_instruments,
     rank_alerts_matched,
+    raw,
     schema_validator,
 )
 from tests.unit.agents.test_shard import (
@@ -193,13 +195,7 @@ def test_stages_follow_replay_within_one_interval(
     out = tmp_path_factory.mktemp("replay")
     replay(BUNDLED, bundled_instruments(), out, progress=False)
     want = [orjson.loads(x) for x in (out / "adl_triggers.jsonl").read_bytes().splitlines()]
-    got = [
-        payload
-        for _, signals, _ in applied
-        for name, payload in map(wire.render, signals)
-        if name == "adl_triggers"
-    ]
-    assert_stages_follow(want, got, INTERVAL_MS)
+    assert_stages_follow(want, triggers_of(applied), INTERVAL_MS)
 
 
 def test_rank_alerts_follow_replay(stage_b: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -236,6 +232,54 @@ def test_bitmex_lights_by_quantity_follow_replay(tmp_path_factory: pytest.TempPa
     assert rank_alerts_matched(bybit, want) < len(want) / 2  # 867 of 6,655 when written
     assert all(o["venue_indicator"] == o["quantile"] for o in got)  # BitMEX shows 1..5 lit
     assert_rank_alerts_follow(want, got)
+
+
+def triggers_of(applied: list[Any]) -> list[dict[str, Any]]:
+    return [
+        payload
+        for _, signals, _ in applied
+        for name, payload in map(wire.render, signals)
+        if name == "adl_triggers"
+    ]
+
+
+def test_a_pool_drawdown_rule_on_the_desk_follows_replay(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The bundled cascade under Bybit's rules with its pool-drawdown trigger in force
+    (minimum balance 1: the bundled pool holds 2,000, under Bybit's 10,000): the desk's
+    stages follow replay's, and the rule moved them (22 triggered announcements, the
+    first 25.7 s before the fund rule's first, when written)."""
+    rule = DrawdownRule(min_balance=raw("1"))
+    instruments = {
+        s: replace(i, profile="bybit", drawdown_rule=rule) for s, i in bundled_instruments().items()
+    }
+    runs = {}
+    for name, chosen in (("drawdown", rule), ("fund", None)):
+        out = tmp_path_factory.mktemp(f"replay-{name}")
+        replay(BUNDLED, {s: replace(i, drawdown_rule=chosen) for s, i in instruments.items()}, out)
+        lines = (out / "adl_triggers.jsonl").read_bytes().splitlines()
+        runs[name] = [orjson.loads(x) for x in lines]
+
+    def first_triggered(triggers: list[dict[str, Any]]) -> int:
+        return min(t["ts"] for t in triggers if t["stage"] == "triggered")
+
+    assert first_triggered(runs["drawdown"]) < first_triggered(runs["fund"])
+    # the desk judges at marks: the cascade's opening (accounts building positions
+    # for a minute at the first marks) has none after its first, and replay's BTC
+    # stages from fills there (the rule's budget is small: 0.3 x 2,000) the desk
+    # cannot see; it is held to replay from its second mark on
+    marks = sorted({e.ts_ms for e, _, _ in bundled_events() if isinstance(e, Mark)})
+    judged = [t for t in runs["drawdown"] if t["ts"] >= marks[1]]
+    stage_b = run_stage_b(instruments)
+    assert_stages_follow(judged, triggers_of(stage_b[1]), INTERVAL_MS, marks=marks)
+    # the desk's row keeps the pool's trailing maxima: a restarted desk judges alike
+    desk = stage_b[0]
+    fresh: FundDesk[None] = FundDesk(instruments, PARTITIONS)
+    restore_desk(fresh, encode_desk(desk, "USDT-M"))
+    old, new = desk.watch.pools["USDT-M"], fresh.watch.pools["USDT-M"]
+    assert len(old.balance.entries) > 0
+    assert new.balance.entries == old.balance.entries
 
 
 def test_desk_row_restores_what_the_desk_announced(stage_b: Any) -> None:
