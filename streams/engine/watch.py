@@ -22,8 +22,10 @@ drawdown budget B = the loss it can add before its pool ratio passes the trigger
 ``engine.drawdown``), beside the fund rule, while the pool holds more than the rule's
 minimum:
     triggered  l > B, and stays while l >= the rule's stop edge (hysteresis); l > 0
-    imminent   B < 0 (any loss of the symbol is deleveraged), B / l < ``imminent_coverage``,
-               or an adverse move of ``imminent_distance`` would make l > B
+    imminent   B < 0 (any loss of the symbol is deleveraged), the pool's ratio at or below
+               the stop ratio (where the venue's ADL, once started, goes on), B / l <
+               ``imminent_coverage``, or an adverse move of ``imminent_distance`` would
+               make l > B
 and its ADL distance is the smaller of the two rules'. Budgets move only with the
 pool's records and the window's expiry: a fund check looks at every drawdown symbol
 after a record and once per second of event time, and between at those whose move
@@ -481,6 +483,7 @@ class FundWatch:
         facts = self._read(view, sym)
         if (
             budget < 0
+            or stop_edge <= 0  # at or below the stop ratio: an ADL once started goes on
             or (sym_loss > 0 and budget < self.config.imminent_coverage * sym_loss)
             or any(
                 sym_loss - at_mark + after > budget

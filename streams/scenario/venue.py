@@ -19,7 +19,15 @@ latency: the price runs on meanwhile), as USDⓈ-M venues do:
   its takeover price
   (``adl.deleverage_plan``), and the fund pays nothing; positions are closed gains
   first, so a cross account's winners help pay for its losers;
-- a wallet left below zero by rounding is topped up from the fund (``transfer``).
+- a wallet left below zero by rounding is topped up from the fund (``transfer``);
+- a symbol with a pool-drawdown rule (``Instrument.drawdown_rule``, Bybit's:
+  ``engine.drawdown``) is deleveraged also when the fund could pay: when the loss of a
+  close would take the symbol's PnL in the pool (kept per symbol, from 0 at the opening
+  balance) below the rule's ratio of the pool's window maximum, and while it stays at or
+  below the stop ratio. The whole position is deleveraged (Bybit makes up only the loss
+  past the ratio: the monitor's plans, too, close whole positions). Each change of a
+  symbol's PnL is written as an ``insurance_fund`` event with ``symbol`` and
+  ``symbol_pnl`` (the venue's book-keeping the monitor's rule reads).
 
 Venue events carry the mark step's time + 1 ms (fills), + 2 ms (transfers) and + 3 ms
 (the fund's new balance), so the canonical order of the file is the venue's order.
@@ -34,6 +42,7 @@ from typing import Any
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import NEVER_MS, EngineConfig
 from streams.engine.decode import decode_event
+from streams.engine.drawdown import PoolDrawdown
 from streams.engine.engine import Engine
 from streams.engine.events import Event, Fill
 from streams.engine.fixed import SCALE, div_ceil, div_floor, to_raw, to_str
@@ -70,18 +79,35 @@ class Venue:
     open_interest: dict[str, int] = field(default_factory=dict)  # raw base qty, long side
     stats: VenueStats = field(default_factory=VenueStats)
     _fills: int = 0
+    pool: PoolDrawdown | None = field(init=False)  # with a drawdown rule: the pool's maxima
+    symbol_pnl: dict[str, int] = field(init=False)  # raw: each drawdown symbol's PnL in the pool
+    _pnl_moved: set[str] = field(default_factory=set)  # since the last ``act``
+    _drawdown_on: set[str] = field(default_factory=set)  # symbols in drawdown ADL
 
     def __post_init__(self) -> None:
         # the venue's copy ranks a queue only when it deleverages from it (``_live_queue``)
         # and keeps its own fund: no periodic ranking, no fund projections
         self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=NEVER_MS))
+        rules = {s: i.drawdown_rule for s, i in self.instruments.items() if i.drawdown_rule}
+        windows = [rule.window_ms for rule in rules.values()]
+        self.pool = PoolDrawdown(max(windows)) if windows else None
+        self.symbol_pnl = dict.fromkeys(sorted(rules), 0)
 
     # ------------------------------------------------------------------ events
     def emit(self, obj: dict[str, Any]) -> None:
         """Write an event and apply it to the venue's accounts."""
         self.sink(obj)
         if obj["type"] == "insurance_fund":
-            return  # the venue's own fund is ``fund_balance``; its copy projects nothing
+            # the venue's own fund is ``fund_balance``; its copy projects nothing. The
+            # opening balance starts every drawdown symbol's PnL in the pool at 0
+            if self.pool is None:
+                return
+            if self.pool.balance.last is None:
+                for sym in self.symbol_pnl:
+                    self.pool.record(int(obj["ts"]), self.fund_balance, sym, 0)
+                self._write_pnl(int(obj["ts"]), list(self.symbol_pnl))
+            self.pool.record(int(obj["ts"]), self.fund_balance, None, None)
+            return
         event = decode_event(obj, self.instruments)
         before = self._long_qty(event)
         for signal in self.engine.apply(event):
@@ -116,6 +142,22 @@ class Venue:
                     "ts": ts_ms + 3,
                     "fund": self.fund,
                     "balance": to_str(self.fund_balance),
+                }
+            )
+        if self._pnl_moved:
+            self._write_pnl(ts_ms + 3, sorted(self._pnl_moved))
+            self._pnl_moved.clear()
+
+    def _write_pnl(self, ts_ms: int, symbols: list[str]) -> None:
+        for sym in symbols:
+            self.sink(
+                {
+                    "type": "insurance_fund",
+                    "ts": ts_ms,
+                    "fund": self.fund,
+                    "balance": to_str(self.fund_balance),
+                    "symbol": sym,
+                    "symbol_pnl": to_str(self.symbol_pnl[sym]),
                 }
             )
 
@@ -158,11 +200,29 @@ class Venue:
             book = self._walk(p.symbol, -p.qty, commit=False)
             closes.append((div_floor(p.qty * (book - takeover), SCALE), p, takeover))
         for fund_pnl, p, takeover in sorted(closes, key=lambda c: (-c[0], c[1].symbol)):
-            if self.fund_balance + fund_pnl < 0:
+            if self.fund_balance + fund_pnl < 0 or self._past_drawdown(p.symbol, fund_pnl, ts_ms):
                 self._deleverage(acct, p, takeover, ts_ms)
                 continue
-            self._account_pnl(self._through_book(acct, p.symbol, p.qty, takeover, ts_ms))
+            pnl = self._through_book(acct, p.symbol, p.qty, takeover, ts_ms)
+            self._account_pnl(pnl, p.symbol, ts_ms)
             self.stats.liquidations += 1
+
+    def _past_drawdown(self, sym: str, fund_pnl: int, ts_ms: int) -> bool:
+        """Whether the symbol's drawdown rule deleverages a close costing the pool
+        ``-fund_pnl`` (the rule's edges: ``engine.drawdown``)."""
+        rule = self.instruments[sym].drawdown_rule
+        if rule is None or self.pool is None or not rule.applies(self.fund_balance):
+            return False
+        found = self.pool.drawdown(sym, ts_ms, rule.window_ms)
+        if found is None:
+            return False
+        loss, on = max(0, -fund_pnl), sym in self._drawdown_on
+        adl = loss > 0 and (loss > rule.budget(*found) or (on and loss >= rule.stop_edge(*found)))
+        if adl:
+            self._drawdown_on.add(sym)
+        elif rule.stop_edge(*found) > 0:  # back above the stop ratio
+            self._drawdown_on.discard(sym)
+        return adl
 
     def _deleverage(self, acct: str, p: PositionRisk, price: int, ts_ms: int) -> None:
         opposite = "short" if p.qty > 0 else "long"
@@ -182,7 +242,7 @@ class Venue:
         if rest > 0:  # not enough healthy counterparties: the book, whatever it costs
             loss = self._through_book(acct, p.symbol, sign * rest, price, ts_ms)
             self.stats.uncovered += max(0, -loss - self.fund_balance)
-            self._account_pnl(max(loss, -self.fund_balance))
+            self._account_pnl(max(loss, -self.fund_balance), p.symbol, ts_ms)
 
     def _through_book(self, acct: str, symbol: str, qty: int, takeover: int, ts_ms: int) -> int:
         """Close ``qty`` (the account's signed position) at ``takeover`` and sell it on
@@ -262,12 +322,17 @@ class Venue:
             }
         )
 
-    def _account_pnl(self, pnl: int) -> None:
+    def _account_pnl(self, pnl: int, symbol: str | None = None, ts_ms: int = 0) -> None:
+        """The fund's gain (+) or loss (-), from ``symbol``'s close when it has one."""
         if pnl >= 0:
             self.stats.fund_gained += pnl
         else:
             self.stats.fund_paid += -pnl
         self.fund_balance += pnl
+        if self.pool is not None and symbol in self.symbol_pnl:
+            self.symbol_pnl[symbol] += pnl
+            self.pool.record(ts_ms, self.fund_balance, symbol, self.symbol_pnl[symbol])
+            self._pnl_moved.add(symbol)
 
 
 def _takeover_price(p: PositionRisk, is_anchor: bool) -> int:

@@ -155,6 +155,19 @@ def test_the_symbols_own_pnl_in_the_pool_sets_its_budget() -> None:
     assert trigger.shortfall == raw("3")
 
 
+def test_a_pool_between_the_stop_and_the_trigger_ratio_is_imminent() -> None:
+    """Pool 40; XUSDT's PnL in it 0, then -11.2: ratio -28%, at or below the stop ratio
+    (-25%: where the venue's ADL, once started, goes on) with no loss at the mark:
+    imminent. Back to -9 (-22.5%): cleared (a 5% fall from 100 leaves L 9)."""
+    engine = one_bankruptcy_book("40", fund_table=SMALL_POOL)
+    engine.apply(fund("40", 0, "F", symbol="XUSDT", symbol_pnl="0"))
+    [armed] = stages(engine.apply(fund("40", 1_000, "F", symbol="XUSDT", symbol_pnl="-11.2")))
+    assert armed.stage is AdlStage.IMMINENT
+    assert armed.projected_loss == 0
+    [cleared] = stages(engine.apply(fund("40", 2_000, "F", symbol="XUSDT", symbol_pnl="-9")))
+    assert cleared.stage is AdlStage.CLEARED
+
+
 def test_a_drawdown_leaves_the_window() -> None:
     """As above with a window of 0.001 h = 3.6 s: at 5,000 the window starts at 1,400,
     after the PnL of 10 gave way to 4: X = 0, budget 12 > 9 (imminent: 12 / 9 < 1.5)."""

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from streams.engine.drawdown import DrawdownRule
+from streams.replay.runner import replay
 from streams.scenario.simulate import simulate
 from streams.scenario.spec import BUNDLED
-from tests.helpers import bundled_instruments
+from tests.helpers import bundled_instruments, raw
 
 SMALL = replace(BUNDLED, accounts=150, minutes=5.0, crash_start_min=1.0, crash_minutes=2.0,
                 bad_lines=False)  # fmt: skip
@@ -187,3 +189,33 @@ def test_command_line_writes_the_bundled_file_and_refuses_unknown_symbols(tmp_pa
     )  # fmt: skip
     assert bad.returncode == 2
     assert "DOGEUSDT" in bad.stderr
+
+
+def test_a_venue_with_a_pool_drawdown_rule_deleverages_early_and_the_monitor_warns(tmp_path):
+    """The small scenario under Bybit's rules with its pool-drawdown trigger in force
+    (minimum balance 1): the venue deleverages while its fund still holds most of its
+    opening balance (the fund rule waits until it runs out), books each symbol's PnL
+    in the pool as inputs, and replay warns before every ADL episode."""
+    rule = DrawdownRule(min_balance=raw("1"))
+    instruments = {
+        s: replace(i, profile="bybit", drawdown_rule=rule) for s, i in bundled_instruments().items()
+    }
+    path = tmp_path / "events.jsonl"
+    simulate(SMALL, instruments, path, progress=False)
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    balance, first_adl_balance, pnl_lines = None, None, 0
+    for e in events:
+        if e["type"] == "insurance_fund":
+            balance = Decimal(e["balance"])
+            pnl_lines += "symbol_pnl" in e
+        if e["type"] == "fill" and e.get("kind") == "adl" and first_adl_balance is None:
+            first_adl_balance = balance
+    opening = SMALL.fund_per_account * SMALL.accounts
+    assert first_adl_balance is not None
+    assert first_adl_balance > Decimal(repr(opening)) / 2  # -30% of the pool, not -100%
+    assert pnl_lines > 0
+    out = tmp_path / "replay"
+    replay(path, instruments, out, progress=False)
+    warning = json.loads((out / "summary.json").read_text())["adl_warning"]
+    assert warning["adl_episodes"] > 0
+    assert warning["unwarned_episodes"] == 0
