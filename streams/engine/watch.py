@@ -567,8 +567,13 @@ class FundWatch:
         force; ``plan_anyway``: the plan and its second opinion whatever the stage (a
         read: what ADL would do now)."""
         loss, sym_loss = losses
-        # what ADL must find: the fund's shortfall, or the loss past the drawdown budget
-        shortfall = max(0, loss - balance, 0 if edges is None else sym_loss - edges[0])
+        # what ADL must find: the fund's shortfall, or under a drawdown rule the loss past
+        # the budget (all of it while a triggered symbol is held between its two edges)
+        shortfall = max(0, loss - balance)
+        if edges is not None:
+            held = self.stages.get((fund, sym)) is AdlStage.TRIGGERED
+            past = sym_loss - edges[0]
+            shortfall = max(shortfall, past if past > 0 or not held else sym_loss)
         bankrupt = sorted(view.bankrupt(sym), key=lambda b: (-b.deficit, b.account, b.side))
         # positions being liquidated: the fund takes over their close through the book;
         # when it cannot pay, the venue deleverages them too, at their bankruptcy price

@@ -116,8 +116,13 @@ def test_a_loss_of_a_third_of_the_pool_triggers_before_the_fund_runs_out() -> No
     ]
     assert trigger.second_opinion is not None
     assert trigger.second_opinion.deficit == raw("3")  # D: the loss past the budget
-    # 90.2: deficit 5.4 >= the stop edge 5: still in ADL (no new bankruptcy: silent)
+    # 90.2: deficit 5.4 >= the stop edge 5: still in ADL (no new bankruptcy: silent);
+    # held between the edges, ADL finds all of the symbol's loss
     assert stages(engine.apply(mark("XUSDT", "90.2", 5_000))) == []
+    held = engine.plan_now("XUSDT")
+    assert held is not None
+    assert held[1] is AdlStage.TRIGGERED
+    assert held[0].shortfall == raw("5.4")
     # 90.5: deficit 4.5 < 5 -> stops; 6 / 4.5 < 1.5: imminent
     [stopped] = stages(engine.apply(mark("XUSDT", "90.5", 6_000)))
     assert stopped.stage is AdlStage.IMMINENT
