@@ -31,7 +31,7 @@ from streams.agents.app import INTERNAL
 from streams.brokers.tansu import Tansu
 from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
-from streams.notify.webhooks import opinion_sentence
+from streams.notify.webhooks import opinion_sentence, rule_words
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings, secret_from_env
@@ -104,7 +104,7 @@ def stage_line(trigger: dict[str, Any], elapsed_s: float, plan_rows: int) -> str
         f" at {_clock(trigger['ts'])} | fund {fund} {_fmt_decimal(trigger['fund_balance'])}"
         f" loss {_fmt_decimal(trigger['projected_loss'])}"
         f" shortfall {_fmt_decimal(trigger['shortfall'])}"
-        f" | {len(trigger['bankrupt'])} positions to close"
+        f" | {len(trigger['bankrupt'])} positions to close{rule_words(trigger)}"
     )
     plan = trigger["plan"]
     if plan:

@@ -96,6 +96,7 @@ def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
             for p in s.plan
         ],
         "second_opinion": None if s.second_opinion is None else second_opinion(s.second_opinion),
+        "rule": s.rule,
     }
 
 

@@ -84,6 +84,9 @@ def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
             "triggered": {
                 s: watch.triggered[(fund, s)] for s in symbols if (fund, s) in watch.triggered
             },
+            "stage_rules": {
+                s: watch.stage_rules[(fund, s)] for s in symbols if (fund, s) in watch.stage_rules
+            },
             "projected_at_ms": watch.projected_at_ms.get(fund),
             "books": [[d.symbol, d.ts_ms, d.bids, d.asks] for d in books],
             # the last mark applied (one completed later is completed again when its
@@ -132,6 +135,8 @@ def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
         watch.stages[(fund, s)] = AdlStage(stage)
     for s, (count, ts) in row["triggered"].items():
         watch.triggered[(fund, s)] = (int(count), int(ts))
+    for s, rule in row.get("stage_rules", {}).items():
+        watch.stage_rules[(fund, s)] = rule
     if row["projected_at_ms"] is not None:
         watch.projected_at_ms[fund] = int(row["projected_at_ms"])
     for symbol, ts, bids, asks in row["books"]:

@@ -101,6 +101,9 @@ class AdlTriggered:
     bankrupt: tuple[BankruptPosition, ...]
     plan: tuple[DeleverageStep, ...]
     second_opinion: SecondOpinion | None = None  # a triggered plan's, when it has steps
+    # the venue rule that set the stage: "fund" (the fund cannot cover the loss),
+    # "drawdown" (a pool-drawdown rule), "negative_value" (Hyperliquid); None: cleared
+    rule: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

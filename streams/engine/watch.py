@@ -74,6 +74,7 @@ PerSymbol = dict[str, tuple[int, int]]  # symbol -> (bankrupt deficit, liquidata
 Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw (``engine.drawdown``)
 _STRENGTH = {None: 0, AdlStage.IMMINENT: 1, AdlStage.TRIGGERED: 2}
 DRAWDOWN_RESCAN_MS = 1_000  # every drawdown symbol looked at again (the window's expiry)
+FUND, DRAWDOWN, NEGATIVE_VALUE = "fund", "drawdown", "negative_value"  # ``AdlTriggered.rule``
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,7 @@ class FundWatch:
         self.depth = Books()
         self.stages: dict[tuple[str, str], AdlStage] = {}
         self.triggered: dict[tuple[str, str], tuple[int, int]] = {}  # -> (bankruptcies, ts)
+        self.stage_rules: dict[tuple[str, str], str | None] = {}  # the rule of each stage
         self.projected_at_ms: dict[str, int] = {}
         self._facts: dict[str, _SymbolFacts] = {}
         self._losses: dict[str, _FundLosses] = {}
@@ -358,7 +360,7 @@ class FundWatch:
                 continue
             sym_loss = sum(per_symbol[sym])
             key = (fund, sym)
-            stage = self._stage(view, key, (loss, per_symbol[sym]), balance, coverage, edges)
+            stage, rule = self._stage(view, key, (loss, per_symbol[sym]), balance, coverage, edges)
             bankruptcies = view.bankruptcies(sym)
             if stage is self.stages.get(key) and not self._grew(key, stage, bankruptcies, ts_ms):
                 continue
@@ -367,10 +369,12 @@ class FundWatch:
             if stage is None:
                 self.stages.pop(key, None)
                 self.triggered.pop(key, None)
+                self.stage_rules.pop(key, None)
                 stage = AdlStage.CLEARED
             else:
                 self.stages[key] = stage
                 self.triggered[key] = (bankruptcies, ts_ms)
+                self.stage_rules[key] = rule
             signals.append(
                 self._trigger(
                     view,
@@ -400,24 +404,27 @@ class FundWatch:
         balance: int,
         coverage: float | None,
         edges: Mapping[str, Edges],
-    ) -> AdlStage | None:
-        """The symbol's stage by its venue's rules (module docstring)."""
+    ) -> tuple[AdlStage | None, str | None]:
+        """The symbol's stage by its venue's rules (module docstring), and the rule that
+        set it (the fund's first when both do)."""
         sym = key[1]
         loss, sym_losses = losses
         sym_loss = sum(sym_losses)
         stage: AdlStage | None = None
         if self._on_negative(sym):
-            return self._negative_value_stage(view, sym, sym_losses)
+            stage = self._negative_value_stage(view, sym, sym_losses)
+            return stage, None if stage is None else NEGATIVE_VALUE
         if loss > balance and sym_loss > 0:
-            return AdlStage.TRIGGERED
+            return AdlStage.TRIGGERED, FUND
         if (
             sym_loss > 0 and coverage is not None and coverage < self.config.imminent_coverage
         ) or self._within_distance(view, sym, loss, balance):
             stage = AdlStage.IMMINENT
         if sym in edges:
             drawdown = self._drawdown_stage(view, sym, sym_loss, edges[sym], key)
-            stage = max(stage, drawdown, key=_STRENGTH.__getitem__)
-        return stage
+            if _STRENGTH[drawdown] > _STRENGTH[stage]:
+                return drawdown, DRAWDOWN
+        return stage, None if stage is None else FUND
 
     def _candidates(
         self, fund: str, losses: _FundLosses, slack: int, edges: Mapping[str, Edges]
@@ -624,6 +631,7 @@ class FundWatch:
             bankrupt=tuple(bankrupt) if stage is not AdlStage.CLEARED else (),
             plan=plan,
             second_opinion=opinion,
+            rule=self.stage_rules.get((fund, sym)),
         )
 
     def fund_of(self, symbol: str) -> str | None:

@@ -132,12 +132,26 @@ def opinion_sentence(o: dict[str, Any]) -> str:
     return text
 
 
+# what a desk reads of ``adl_triggers``' ``rule`` where it is not the fund's exhaustion
+RULE_WORDS = {
+    "drawdown": "by the pool-drawdown rule",
+    "negative_value": "by a value under water",
+}
+
+
+def rule_words(p: dict[str, Any]) -> str:
+    """ " by the pool-drawdown rule" and the like; empty for the fund rule (or none)."""
+    words = RULE_WORDS.get(p.get("rule") or "")
+    return f" {words}" if words else ""
+
+
 def slack_text(topic: str, p: dict[str, Any]) -> str:
     if topic == "adl_triggers":
         text = (
-            f":rotating_light: ADL {p['stage']} on {p['symbol']} ({p['fund']}): projected loss "
-            f"{p['projected_loss']} vs fund {p['fund_balance']}, shortfall {p['shortfall']}, "
-            f"{len(p['bankrupt'])} bankrupt, {len(p['plan'])} positions in the plan"
+            f":rotating_light: ADL {p['stage']}{rule_words(p)} on {p['symbol']} ({p['fund']}): "
+            f"projected loss {p['projected_loss']} vs fund {p['fund_balance']}, "
+            f"shortfall {p['shortfall']}, {len(p['bankrupt'])} bankrupt, "
+            f"{len(p['plan'])} positions in the plan"
         )
         if p.get("second_opinion"):
             text += f". Second opinion: {opinion_sentence(p['second_opinion'])}"

@@ -62,3 +62,23 @@ def test_a_rank_alert_says_what_the_venue_shows_where_its_scale_differs() -> Non
         assert slack_text("rank_alerts", {**alert, "venue_indicator": same}) == (
             "ADL rank light 3 -> 5 for A long BTCUSDT"
         )
+
+
+def test_a_stage_says_its_rule_where_it_is_not_the_funds() -> None:
+    """A triggered stage with the fund far from short (10,000 against a loss of 36)
+    must say why: Bybit's pool-drawdown rule; the fund's own rule goes unsaid."""
+    drawdown = {**TRIGGER, "fund_balance": "10000", "rule": "drawdown"}
+    assert slack_text("adl_triggers", drawdown).startswith(
+        ":rotating_light: ADL triggered by the pool-drawdown rule on XUSDT (F): "
+    )
+    assert (
+        stage_line(drawdown, 1.0, 3)
+        .splitlines()[0]
+        .endswith("1 positions to close by the pool-drawdown rule")
+    )
+    under_water = {**TRIGGER, "rule": "negative_value"}
+    said = slack_text("adl_triggers", under_water)
+    assert "ADL triggered by a value under water on XUSDT" in said
+    for rule in ("fund", None):
+        text = slack_text("adl_triggers", {**TRIGGER, "rule": rule})
+        assert text.startswith(":rotating_light: ADL triggered on XUSDT (F): ")

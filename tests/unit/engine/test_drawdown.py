@@ -98,6 +98,7 @@ def test_a_loss_of_a_third_of_the_pool_triggers_before_the_fund_runs_out() -> No
     # 92.5: L liquidatable, no deficit; a 5% fall (87.875) -> 3 x 4.125 = 12.375 > 6
     [imminent] = stages(engine.apply(mark("XUSDT", "92.5", 2_000)))
     assert imminent.stage is AdlStage.IMMINENT
+    assert imminent.rule == "drawdown"
     # the smallest fall past the budget: a deficit above 6, below 90 = (92.5 - 90) / 92.5
     assert imminent.adl_distance_pct == pytest.approx(100 * 2.5 / 92.5, abs=1e-3)
     # 90: deficit 6 = the budget, ratio exactly -30%: not below it, so no ADL
@@ -105,6 +106,7 @@ def test_a_loss_of_a_third_of_the_pool_triggers_before_the_fund_runs_out() -> No
     # 89: deficit 9 > 6 -> ratio -45%: ADL; winners make up 9 - 6 = 3
     [trigger] = stages(engine.apply(mark("XUSDT", "89", 4_000)))
     assert trigger.stage is AdlStage.TRIGGERED
+    assert trigger.rule == "drawdown"
     assert trigger.fund_balance > trigger.projected_loss  # the fund rule would not
     assert trigger.shortfall == raw("3")
     assert trigger.adl_distance_pct == 0.0
@@ -129,6 +131,7 @@ def test_a_loss_of_a_third_of_the_pool_triggers_before_the_fund_runs_out() -> No
     # 100: L holds 24 again; a 5% fall (95) leaves it 9
     [cleared] = stages(engine.apply(mark("XUSDT", "100", 7_000)))
     assert cleared.stage is AdlStage.CLEARED
+    assert cleared.rule is None
 
 
 @pytest.mark.parametrize(

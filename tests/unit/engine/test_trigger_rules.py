@@ -29,6 +29,7 @@ def test_hyperliquid_warns_when_a_5pct_fall_would_put_an_account_under_water() -
     hl, bybit = book("hyperliquid"), book("bybit")
     [imminent] = stages(hl.apply(mark("XUSDT", "96", 1_000)))
     assert imminent.stage is AdlStage.IMMINENT
+    assert imminent.rule == "negative_value"
     assert imminent.plan == ()
     # the smallest fall that makes a deficit: to L's bankruptcy price, (96 - 92) / 96
     assert imminent.adl_distance_pct == pytest.approx(100 * 4 / 96, abs=1e-3)

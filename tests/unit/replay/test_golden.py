@@ -15,6 +15,11 @@ Intentional changes:
   bundled instruments). Captured again; without that field each line is the one
   captured before, byte for byte (checked below). The lights themselves do not move:
   Binance's go by positions, as before; only BitMEX's now go by quantity.
+- issue 13 (trigger rules per venue): every ``adl_triggers`` line has a ``rule`` field
+  (the venue rule that set the stage: "fund" for every stage of the bundled
+  instruments, null for cleared). Captured again; without it (and ``second_opinion``)
+  each line is the one captured before issue 13 (checked below), and without it alone,
+  the one captured before it (the 10k file's ``adl_triggers_before_rule``).
 """
 
 from __future__ import annotations
@@ -53,18 +58,19 @@ BUNDLED_RANK_ALERTS_BEFORE_ISSUE_13 = (
 DUMP = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS  # as the replay writes a line
 
 
-def without(lines: bytes, field: str) -> bytes:
-    """The lines as they were before issue 13 added ``field`` to each."""
+def without(lines: bytes, fields: tuple[str, ...]) -> bytes:
+    """The lines as they were before issue 13 added ``fields`` to each."""
     out = []
     for line in lines.splitlines():
         payload = orjson.loads(line)
-        del payload[field]
+        for field in fields:
+            del payload[field]
         out.append(orjson.dumps(payload, option=DUMP))
     return b"".join(out)
 
 
-def stripped_sha256(path: Path, field: str) -> str:
-    return hashlib.sha256(without(path.read_bytes(), field)).hexdigest()
+def stripped_sha256(path: Path, *fields: str) -> str:
+    return hashlib.sha256(without(path.read_bytes(), fields)).hexdigest()
 
 
 def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
@@ -76,7 +82,8 @@ def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
         got = (tmp_path / fixture.name.removesuffix(".gz")).read_bytes()
         assert got == want, f"{fixture.name}: {first_difference(want, got)}"
     triggers, alerts = tmp_path / "adl_triggers.jsonl", tmp_path / "rank_alerts.jsonl"
-    assert stripped_sha256(triggers, "second_opinion") == BUNDLED_TRIGGERS_BEFORE_ISSUE_13
+    before = stripped_sha256(triggers, "second_opinion", "rule")
+    assert before == BUNDLED_TRIGGERS_BEFORE_ISSUE_13
     assert stripped_sha256(alerts, "venue_indicator") == BUNDLED_RANK_ALERTS_BEFORE_ISSUE_13
 
 
@@ -105,5 +112,7 @@ def test_10k_scenario_replays_byte_identical(
     got = {p.name: sha256(p) for p in sorted(tmp_path.iterdir())}
     assert got == golden["outputs"]
     triggers, alerts = tmp_path / "adl_triggers.jsonl", tmp_path / "rank_alerts.jsonl"
-    assert stripped_sha256(triggers, "second_opinion") == golden["adl_triggers_before_issue_13"]
+    before = stripped_sha256(triggers, "second_opinion", "rule")
+    assert before == golden["adl_triggers_before_issue_13"]
+    assert stripped_sha256(triggers, "rule") == golden["adl_triggers_before_rule"]
     assert stripped_sha256(alerts, "venue_indicator") == golden["rank_alerts_before_issue_13"]
