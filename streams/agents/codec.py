@@ -95,7 +95,7 @@ def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:
             "applied": desk.applied.get(fund, {}),
             "fund_moved": fund in desk.fund_moved,
             "lights_at": {s: desk.lights_at_ms[s] for s in symbols if s in desk.lights_at_ms},
-            "pool": _pool_row(watch.pools.get(fund)),
+            "pool": _pool_row(watch.drawdown.pools.get(fund)),
         }
     )
 
@@ -149,7 +149,7 @@ def restore_desk(desk: FundDesk[Any], raw: bytes) -> None:
         desk.fund_moved.add(fund)
     desk.applied[fund] = {where: int(o) for where, o in row.get("applied", {}).items()}
     desk.lights_at_ms.update((s, int(ts)) for s, ts in row.get("lights_at", {}).items())
-    _restore_pool(watch.pools.get(fund), row.get("pool"))
+    _restore_pool(watch.drawdown.pools.get(fund), row.get("pool"))
 
 
 def _levels(rows: list[list[int]]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.engine.fixed import SCALE, div_ceil, div_floor
@@ -138,3 +139,75 @@ class PoolDrawdown:
         if pnl is None:  # the pool's own drawdown stands for the symbol's
             return (self.balance.last or 0) - max_balance, max_balance
         return self.current_pnl[symbol] - (pnl.max_since(start) or 0), max_balance
+
+
+Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw
+DRAWDOWN_RESCAN_MS = 1_000  # every drawdown symbol looked at again (the window's expiry)
+
+
+class DrawdownPools:
+    """Every fund's drawdown rules, its pool's trailing maxima, and which of its symbols
+    a fund check must look at. Budgets move only with the pool's records and the
+    window's expiry: a check looks at every drawdown symbol after a record and once per
+    ``DRAWDOWN_RESCAN_MS`` of event time, and between at those the caller names near
+    (staged, losing, or whose adverse move passes the least non-negative budget of the
+    last look at all: one below 0 holds a stage)."""
+
+    def __init__(
+        self, fund_symbols: Mapping[str, Sequence[str]], rules: Mapping[str, DrawdownRule | None]
+    ) -> None:
+        self.rules = {sym: rule for sym, rule in rules.items() if rule is not None}
+        self.symbols = {
+            fund: [s for s in symbols if s in self.rules] for fund, symbols in fund_symbols.items()
+        }
+        self.pools = {
+            fund: PoolDrawdown(max(self.rules[s].window_ms for s in symbols))
+            for fund, symbols in self.symbols.items()
+            if symbols
+        }
+        self._rescan_at_ms: dict[str, int] = {}
+        self._least_budget: dict[str, int] = {}
+
+    def record(
+        self, fund: str, ts_ms: int, balance: int, symbol: str | None, pnl: int | None
+    ) -> None:
+        pool = self.pools.get(fund)
+        if pool is not None:
+            pool.record(ts_ms, balance, symbol, pnl)
+            self._rescan_at_ms.pop(fund, None)  # budgets moved: look at all again
+
+    def edges_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> Edges | None:
+        """One symbol's (budget, stop edge) when its rule is in force (a read)."""
+        rule, pool = self.rules.get(sym), self.pools.get(fund)
+        if rule is None or pool is None or not rule.applies(balance):
+            return None
+        found = pool.drawdown(sym, ts_ms, rule.window_ms)
+        return None if found is None else (rule.budget(*found), rule.stop_edge(*found))
+
+    def edges(
+        self,
+        fund: str,
+        balance: int,
+        ts_ms: int,
+        near: Callable[[int], Collection[str]] | None,
+    ) -> dict[str, Edges]:
+        """The fund's drawdown symbols that may hold a stage now and their edges: all of
+        them when due (or ``near`` is None: every symbol is checked), else those
+        ``near(least budget)`` names."""
+        if fund not in self.pools:
+            return {}
+        rescan = ts_ms >= self._rescan_at_ms.get(fund, ts_ms)
+        whole = rescan or near is None
+        symbols: Iterable[str] = self.symbols[fund]
+        if not whole and near is not None:
+            symbols = [s for s in near(self._least_budget.get(fund, 0)) if s in self.rules]
+        edges: dict[str, Edges] = {}
+        for sym in symbols:
+            found = self.edges_of(fund, sym, balance, ts_ms)
+            if found is not None:
+                edges[sym] = found
+        if rescan:
+            self._rescan_at_ms[fund] = ts_ms + DRAWDOWN_RESCAN_MS
+        if whole:
+            self._least_budget[fund] = min((b for b, _ in edges.values() if b >= 0), default=0)
+        return edges

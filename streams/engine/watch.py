@@ -26,10 +26,8 @@ minimum:
                the stop ratio (where the venue's ADL, once started, goes on), B / l <
                ``imminent_coverage``, or an adverse move of ``imminent_distance`` would
                make l > B
-and its ADL distance is the smaller of the two rules'. Budgets move only with the
-pool's records and the window's expiry: a fund check looks at every drawdown symbol
-after a record and once per second of event time, and between at those whose move
-could pass the fund's smallest budget.
+and its ADL distance is the smaller of the two rules' (which drawdown symbols a check
+looks at: ``drawdown.DrawdownPools``).
 A triggered symbol is re-announced when more of its positions went bankrupt since, at
 most every ``trigger_refresh_ms``; every stage change forces a fund projection.
 """
@@ -44,7 +42,7 @@ from sortedcontainers import SortedList
 
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
-from streams.engine.drawdown import DrawdownRule, PoolDrawdown
+from streams.engine.drawdown import DrawdownPools, DrawdownRule, Edges
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.fund import (
@@ -71,9 +69,7 @@ from streams.engine.signals import (
 )
 
 PerSymbol = dict[str, tuple[int, int]]  # symbol -> (bankrupt deficit, liquidatable loss)
-Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw (``engine.drawdown``)
 _STRENGTH = {None: 0, AdlStage.IMMINENT: 1, AdlStage.TRIGGERED: 2}
-DRAWDOWN_RESCAN_MS = 1_000  # every drawdown symbol looked at again (the window's expiry)
 FUND, DRAWDOWN, NEGATIVE_VALUE = "fund", "drawdown", "negative_value"  # ``AdlTriggered.rule``
 
 
@@ -238,16 +234,7 @@ class FundWatch:
         }
         if drawdown_rules is None:
             drawdown_rules = {sym: p.drawdown_rule for sym, p in self.profiles.items()}
-        self.rules = {sym: rule for sym, rule in drawdown_rules.items() if rule is not None}
-        self.pools: dict[str, PoolDrawdown] = {}
-        for fund, symbols in self.fund_symbols.items():
-            windows = [self.rules[sym].window_ms for sym in symbols if sym in self.rules]
-            if windows:
-                self.pools[fund] = PoolDrawdown(max(windows))
-        # per drawdown fund: when all its drawdown symbols are next looked at, and the
-        # smallest budget the last look found
-        self._rescan_at_ms: dict[str, int] = {}
-        self._least_budget: dict[str, int] = {}
+        self.drawdown = DrawdownPools(self.fund_symbols, drawdown_rules)
 
     @classmethod
     def for_instruments(
@@ -272,10 +259,7 @@ class FundWatch:
     def record(self, event: InsuranceFund) -> None:
         self.validate(event)
         self.funds[event.fund].record(event.ts_ms, event.balance)
-        pool = self.pools.get(event.fund)
-        if pool is not None:
-            pool.record(event.ts_ms, event.balance, event.symbol, event.symbol_pnl)
-            self._rescan_at_ms.pop(event.fund, None)  # budgets moved: look at all again
+        self.drawdown.record(event.fund, event.ts_ms, event.balance, event.symbol, event.symbol_pnl)
 
     # ------------------------------------------------------------------ loss
     def _liquidatable_loss(self, view: MarketView, sym: str, depth: Depth | None) -> int:
@@ -351,7 +335,8 @@ class FundWatch:
         coverage = coverage_ratio(balance, loss)
         signals: list[Signal] = []
         symbols: Iterable[str] = self.fund_symbols[fund]
-        edges = self._drawdown_edges(fund, losses, balance, ts_ms, incremental)
+        near = (lambda least: self._near(fund, losses, least)) if incremental else None
+        edges = self.drawdown.edges(fund, balance, ts_ms, near)
         if incremental:
             symbols = self._candidates(fund, losses, balance - loss, edges)
         for sym in symbols:
@@ -439,45 +424,11 @@ class FundWatch:
         candidates |= edges.keys()
         return sorted(candidates, key=losses.order.__getitem__)
 
-    def _drawdown_edges(
-        self, fund: str, losses: _FundLosses, balance: int, ts_ms: int, incremental: bool
-    ) -> dict[str, Edges]:
-        """The fund's drawdown symbols that may hold a stage now and their (budget, stop
-        edge): all of them after a record of the pool, once per ``DRAWDOWN_RESCAN_MS``
-        and when every symbol is checked; else those staged, losing, or whose adverse
-        move could pass the least (non-negative) budget of the last look at all (one
-        below 0 holds a stage)."""
-        pool = self.pools.get(fund)
-        if pool is None:
-            return {}
-        rescan = ts_ms >= self._rescan_at_ms.get(fund, ts_ms)
-        whole = rescan or not incremental
-        symbols: Iterable[str]
-        if whole:
-            symbols = [s for s in self.fund_symbols[fund] if s in self.rules]
-        else:
-            moved = losses.moved_past(self._least_budget.get(fund, 0))
-            near = {s for f, s in self.stages if f == fund} | losses.losing | set(moved)
-            symbols = [s for s in near if s in self.rules]
-        edges: dict[str, Edges] = {}
-        for sym in symbols:
-            found = self._edges_of(fund, sym, balance, ts_ms)
-            if found is not None:
-                edges[sym] = found
-        if rescan:
-            self._rescan_at_ms[fund] = ts_ms + DRAWDOWN_RESCAN_MS
-        if whole:
-            budgets = [b for b, _ in edges.values() if b >= 0]
-            self._least_budget[fund] = min(budgets, default=0)
-        return edges
-
-    def _edges_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> Edges | None:
-        """One symbol's (budget, stop edge) when its drawdown rule is in force (a read)."""
-        rule, pool = self.rules.get(sym), self.pools.get(fund)
-        if rule is None or pool is None or not rule.applies(balance):
-            return None
-        found = pool.drawdown(sym, ts_ms, rule.window_ms)
-        return None if found is None else (rule.budget(*found), rule.stop_edge(*found))
+    def _near(self, fund: str, losses: _FundLosses, least_budget: int) -> set[str]:
+        """The fund's symbols a drawdown stage may move at: staged, losing, or whose
+        adverse move passes ``least_budget``."""
+        moved = losses.moved_past(least_budget)
+        return {s for f, s in self.stages if f == fund} | losses.losing | set(moved)
 
     def _drawdown_stage(
         self, view: MarketView, sym: str, sym_loss: int, edges: Edges, key: tuple[str, str]
@@ -654,7 +605,7 @@ class FundWatch:
         coverage = coverage_ratio(balance, loss)
         shown = AdlStage.TRIGGERED if stage is None else stage
         sym_loss = sum(losses.per_symbol[symbol])
-        edges = self._edges_of(fund, symbol, balance, ts_ms)
+        edges = self.drawdown.edges_of(fund, symbol, balance, ts_ms)
         planned = self._trigger(
             view,
             fund,
@@ -692,7 +643,7 @@ class FundWatch:
                 symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
                 continue
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
-            edges = self._edges_of(fund, sym, balance, ts_ms)
+            edges = self.drawdown.edges_of(fund, sym, balance, ts_ms)
             sym_losses = (loss, bankrupt + liquidatable)
             long_d = self._distance(view, sym, sym_losses, balance, True, edges)
             short_d = self._distance(view, sym, sym_losses, balance, False, edges)

@@ -277,7 +277,7 @@ def test_a_pool_drawdown_rule_on_the_desk_follows_replay(
     desk = stage_b[0]
     fresh: FundDesk[None] = FundDesk(instruments, PARTITIONS)
     restore_desk(fresh, encode_desk(desk, "USDT-M"))
-    old, new = desk.watch.pools["USDT-M"], fresh.watch.pools["USDT-M"]
+    old, new = desk.watch.drawdown.pools["USDT-M"], fresh.watch.drawdown.pools["USDT-M"]
     assert len(old.balance.entries) > 0
     assert new.balance.entries == old.balance.entries
 

@@ -238,4 +238,4 @@ def test_a_pool_table_for_no_symbol_is_refused() -> None:
 
 def test_engine_is_built_with_the_files_rules() -> None:
     engine = Engine(one_tier(fund_table={"drawdown_min_balance": "7"}))
-    assert engine.watch.rules["XUSDT"].min_balance == raw("7")
+    assert engine.watch.drawdown.rules["XUSDT"].min_balance == raw("7")
