@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.engine.drawdown import BYBIT_DRAWDOWN, HOUR_MS, DrawdownRule, PoolDrawdown, RollingMax
 from streams.engine.engine import Engine
@@ -76,6 +78,33 @@ def test_a_rolling_max_holds_the_value_in_force_at_the_windows_start() -> None:
     series.record(200, 10)  # 60 held from 30 to 200: in force at 200 - 100
     assert series.max_since(100) == 60
     assert series.max_since(200) == 10
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(-50, 50)), min_size=1, max_size=30),
+    st.integers(0, 40),
+)
+def test_a_rolling_max_equals_the_step_series_max(
+    steps: list[tuple[int, int]], window: int
+) -> None:
+    """Against brute force: records at rising times (gaps 0-5), asked after each record
+    for the largest value in force from ``now - window`` on (a value holds from its
+    record until the next one; pruned by a longer ``keep_ms``)."""
+    series = RollingMax(keep_ms=40)
+    records: list[tuple[int, int]] = []
+    now = 0
+    for gap, value in steps:
+        now += gap
+        series.record(now, value)
+        records.append((now, value))
+        start = now - window
+        in_force = [
+            v
+            for k, (since, v) in enumerate(records)
+            if k + 1 == len(records) or records[k + 1][0] > start  # held past the start
+        ]
+        assert series.max_since(start) == max(in_force)
 
 
 def test_a_pool_without_a_symbols_pnl_measures_its_own_drawdown() -> None:
