@@ -107,7 +107,7 @@ class Metrics:
         )  # fmt: skip
         self._coverage_seen: dict[str, deque[tuple[float, float]]] = defaultdict(deque)
         self.distance = Gauge(
-            "adl_distance_ratio", "Adverse move that exhausts the fund (NaN: none)",
+            "adl_distance_ratio", "Adverse move that starts ADL by the venue rule (NaN: none)",
             ["symbol", "side"], registry=r,
         )  # fmt: skip
         self.runway = Gauge(

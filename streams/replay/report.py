@@ -25,7 +25,7 @@ PLOTS = (
     ("fund.png", "Insurance fund balance vs projected loss"),
     (
         "adl_distance.png",
-        "ADL distance per symbol (adverse move that exhausts the fund), "
+        "ADL distance per symbol (adverse move that starts ADL by the venue rule), "
         f"0-{DISTANCE_CLIP_PCT}%: the region where ADL decisions are made; farther is clipped",
     ),
     ("liquidations.png", "Liquidations and bankruptcies detected per minute"),
@@ -112,7 +112,7 @@ def _distance(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict
     for sym, (times, values) in sorted(series.items()):
         ax.step(times, values, where="post", label=sym)
     _mark_events(ax, timeline, triggers)
-    ax.set_ylabel("% move to exhaust the fund (nearer side)")
+    ax.set_ylabel("% move to ADL (nearer side)")
     ax.set_ylim(0, DISTANCE_CLIP_PCT)
     samples = [v for _, values in series.values() for v in values]
     beyond = sum(v > DISTANCE_CLIP_PCT for v in samples)
