@@ -107,7 +107,6 @@ def _pool_row(pool: PoolDrawdown | None) -> dict[str, Any] | None:
     return {
         "balance": list(pool.balance.entries),
         "pnl": {s: list(series.entries) for s, series in pool.symbol_pnl.items()},
-        "current": pool.current_pnl,
     }
 
 
@@ -117,7 +116,6 @@ def _restore_pool(pool: PoolDrawdown | None, row: dict[str, Any] | None) -> None
     pool.balance.entries = deque(_triples(row["balance"]))
     for s, entries in row["pnl"].items():
         pool.symbol_pnl[s] = RollingMax(pool.keep_ms, deque(_triples(entries)))
-    pool.current_pnl.update((s, int(v)) for s, v in row["current"].items())
 
 
 def _triples(rows: list[list[int]]) -> list[tuple[int, int, int]]:

@@ -117,7 +117,6 @@ class PoolDrawdown:
     keep_ms: int
     balance: RollingMax = field(init=False)
     symbol_pnl: dict[str, RollingMax] = field(default_factory=dict)
-    current_pnl: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.balance = RollingMax(self.keep_ms)
@@ -126,7 +125,6 @@ class PoolDrawdown:
         self.balance.record(ts_ms, balance)
         if symbol is not None and pnl is not None:
             self.symbol_pnl.setdefault(symbol, RollingMax(self.keep_ms)).record(ts_ms, pnl)
-            self.current_pnl[symbol] = pnl
 
     def drawdown(self, symbol: str, ts_ms: int, window_ms: int) -> tuple[int, int] | None:
         """``(X, M)`` for the symbol at ``ts_ms`` over ``window_ms``; ``None`` before any
@@ -138,10 +136,19 @@ class PoolDrawdown:
         pnl = self.symbol_pnl.get(symbol)
         if pnl is None:  # the pool's own drawdown stands for the symbol's
             return (self.balance.last or 0) - max_balance, max_balance
-        return self.current_pnl[symbol] - (pnl.max_since(start) or 0), max_balance
+        return (pnl.last or 0) - (pnl.max_since(start) or 0), max_balance
 
 
 Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw
+
+
+def drawdown_triggered(loss: int, edges: Edges, held: bool) -> bool:
+    """Whether a loss of the symbol starts its drawdown ADL (past the budget) or, for one
+    already ``held`` in it, keeps it going (at or past the stop edge)."""
+    budget, stop_edge = edges
+    return loss > 0 and (loss > budget or (held and loss >= stop_edge))
+
+
 DRAWDOWN_RESCAN_MS = 1_000  # every drawdown symbol looked at again (the window's expiry)
 
 

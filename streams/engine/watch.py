@@ -42,7 +42,7 @@ from sortedcontainers import SortedList
 
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
-from streams.engine.drawdown import DrawdownPools, DrawdownRule, Edges
+from streams.engine.drawdown import DrawdownPools, DrawdownRule, Edges, drawdown_triggered
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.fund import (
@@ -435,8 +435,7 @@ class FundWatch:
     ) -> AdlStage | None:
         """The stage by the symbol's drawdown rule (module docstring)."""
         budget, stop_edge = edges
-        was_triggered = self.stages.get(key) is AdlStage.TRIGGERED
-        if sym_loss > 0 and (sym_loss > budget or (was_triggered and sym_loss >= stop_edge)):
+        if drawdown_triggered(sym_loss, edges, self.stages.get(key) is AdlStage.TRIGGERED):
             return AdlStage.TRIGGERED
         facts = self._read(view, sym)
         if (

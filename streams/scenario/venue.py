@@ -42,7 +42,7 @@ from typing import Any
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import NEVER_MS, EngineConfig
 from streams.engine.decode import decode_event
-from streams.engine.drawdown import PoolDrawdown
+from streams.engine.drawdown import DrawdownPools, drawdown_triggered
 from streams.engine.engine import Engine
 from streams.engine.events import Event, Fill
 from streams.engine.fixed import SCALE, div_ceil, div_floor, to_raw, to_str
@@ -79,7 +79,7 @@ class Venue:
     open_interest: dict[str, int] = field(default_factory=dict)  # raw base qty, long side
     stats: VenueStats = field(default_factory=VenueStats)
     _fills: int = 0
-    pool: PoolDrawdown | None = field(init=False)  # with a drawdown rule: the pool's maxima
+    drawdown: DrawdownPools = field(init=False)  # the symbols' drawdown rules, the pool's maxima
     symbol_pnl: dict[str, int] = field(init=False)  # raw: each drawdown symbol's PnL in the pool
     _pnl_moved: set[str] = field(default_factory=set)  # since the last ``act``
     _drawdown_on: set[str] = field(default_factory=set)  # symbols in drawdown ADL
@@ -88,10 +88,9 @@ class Venue:
         # the venue's copy ranks a queue only when it deleverages from it (``_live_queue``)
         # and keeps its own fund: no periodic ranking, no fund projections
         self.engine = Engine(self.instruments, EngineConfig(rank_refresh_ms=NEVER_MS))
-        rules = {s: i.drawdown_rule for s, i in self.instruments.items() if i.drawdown_rule}
-        windows = [rule.window_ms for rule in rules.values()]
-        self.pool = PoolDrawdown(max(windows)) if windows else None
-        self.symbol_pnl = dict.fromkeys(sorted(rules), 0)
+        rules = {s: i.drawdown_rule for s, i in self.instruments.items()}
+        self.drawdown = DrawdownPools({self.fund: sorted(rules)}, rules)
+        self.symbol_pnl = dict.fromkeys(self.drawdown.symbols[self.fund], 0)
 
     # ------------------------------------------------------------------ events
     def emit(self, obj: dict[str, Any]) -> None:
@@ -100,13 +99,14 @@ class Venue:
         if obj["type"] == "insurance_fund":
             # the venue's own fund is ``fund_balance``; its copy projects nothing. The
             # opening balance starts every drawdown symbol's PnL in the pool at 0
-            if self.pool is None:
+            pool = self.drawdown.pools.get(self.fund)
+            if pool is None:
                 return
-            if self.pool.balance.last is None:
+            if pool.balance.last is None:
                 for sym in self.symbol_pnl:
-                    self.pool.record(int(obj["ts"]), self.fund_balance, sym, 0)
+                    pool.record(int(obj["ts"]), self.fund_balance, sym, 0)
                 self._write_pnl(int(obj["ts"]), list(self.symbol_pnl))
-            self.pool.record(int(obj["ts"]), self.fund_balance, None, None)
+            pool.record(int(obj["ts"]), self.fund_balance, None, None)
             return
         event = decode_event(obj, self.instruments)
         before = self._long_qty(event)
@@ -210,17 +210,13 @@ class Venue:
     def _past_drawdown(self, sym: str, fund_pnl: int, ts_ms: int) -> bool:
         """Whether the symbol's drawdown rule deleverages a close costing the pool
         ``-fund_pnl`` (the rule's edges: ``engine.drawdown``)."""
-        rule = self.instruments[sym].drawdown_rule
-        if rule is None or self.pool is None or not rule.applies(self.fund_balance):
+        edges = self.drawdown.edges_of(self.fund, sym, self.fund_balance, ts_ms)
+        if edges is None:
             return False
-        found = self.pool.drawdown(sym, ts_ms, rule.window_ms)
-        if found is None:
-            return False
-        loss, on = max(0, -fund_pnl), sym in self._drawdown_on
-        adl = loss > 0 and (loss > rule.budget(*found) or (on and loss >= rule.stop_edge(*found)))
+        adl = drawdown_triggered(max(0, -fund_pnl), edges, sym in self._drawdown_on)
         if adl:
             self._drawdown_on.add(sym)
-        elif rule.stop_edge(*found) > 0:  # back above the stop ratio
+        elif edges[1] > 0:  # back above the stop ratio
             self._drawdown_on.discard(sym)
         return adl
 
@@ -329,9 +325,11 @@ class Venue:
         else:
             self.stats.fund_paid += -pnl
         self.fund_balance += pnl
-        if self.pool is not None and symbol in self.symbol_pnl:
+        if symbol in self.symbol_pnl:
             self.symbol_pnl[symbol] += pnl
-            self.pool.record(ts_ms, self.fund_balance, symbol, self.symbol_pnl[symbol])
+            self.drawdown.record(
+                self.fund, ts_ms, self.fund_balance, symbol, self.symbol_pnl[symbol]
+            )
             self._pnl_moved.add(symbol)
 
 
