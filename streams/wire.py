@@ -33,6 +33,13 @@ def _num(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
+def _settled(payload: dict[str, Any], settlement: str | None) -> dict[str, Any]:
+    """``settlement`` beside the money fields where it is not USDT (``engine.inverse``)."""
+    if settlement is not None:
+        payload["settlement"] = settlement
+    return payload
+
+
 def _position_event(s: LiquidationDetected | BankruptcyDetected) -> dict[str, Any]:
     return {
         "ts": s.ts_ms,
@@ -47,20 +54,21 @@ def _position_event(s: LiquidationDetected | BankruptcyDetected) -> dict[str, An
 
 
 def liquidation(s: LiquidationDetected) -> dict[str, Any]:
-    return {
+    payload = {
         **_position_event(s),
         "liquidation_price": _money(s.liquidation_price),
         "equity": to_str(s.equity),
         "maintenance_margin": to_str(s.maintenance_margin),
     }
+    return _settled(payload, s.settlement)
 
 
 def bankruptcy(s: BankruptcyDetected) -> dict[str, Any]:
-    return {**_position_event(s), "deficit": to_str(s.deficit)}
+    return _settled({**_position_event(s), "deficit": to_str(s.deficit)}, s.settlement)
 
 
 def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
-    return {
+    payload = {
         "ts": s.ts_ms,
         "fund": s.fund,
         "symbol": s.symbol,
@@ -98,6 +106,7 @@ def adl_trigger(s: AdlTriggered) -> dict[str, Any]:
         "second_opinion": None if s.second_opinion is None else second_opinion(s.second_opinion),
         "rule": s.rule,
     }
+    return _settled(payload, s.settlement)
 
 
 def plan_now(planned: AdlTriggered, stage: AdlStage | None) -> dict[str, Any]:
@@ -133,7 +142,7 @@ def second_opinion(o: SecondOpinion) -> dict[str, Any]:
 
 
 def fund_projection(s: FundProjection) -> dict[str, Any]:
-    return {
+    payload = {
         "ts": s.ts_ms,
         "fund": s.fund,
         "fund_balance": to_str(s.fund_balance),
@@ -156,10 +165,11 @@ def fund_projection(s: FundProjection) -> dict[str, Any]:
             for p in s.symbols
         ],
     }
+    return _settled(payload, s.settlement)
 
 
 def rank_alert(s: RankAlert) -> dict[str, Any]:
-    return {
+    payload = {
         "ts": s.ts_ms,
         "account": s.account,
         "symbol": s.symbol,
@@ -170,6 +180,7 @@ def rank_alert(s: RankAlert) -> dict[str, Any]:
         "notional": to_str(s.notional),
         "venue_indicator": s.venue_indicator,
     }
+    return _settled(payload, s.settlement)
 
 
 def account_risk(risk: AccountRisk, engine: Engine | None) -> dict[str, Any]:

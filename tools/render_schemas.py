@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from streams.engine.decode import (
+    CURRENCY_REFUSED,
+    ID_REFUSED,
+    MAX_CURRENCY_CHARS,
     MAX_DEPTH_LEVELS,
     MAX_ID_CHARS,
     NUMBER_FIELDS,
@@ -64,7 +67,22 @@ def render_event(event: dict[str, Any]) -> dict[str, Any]:
             props[field] = number_schema(number_kind)
     for field in TEXT_FIELDS:
         if field in props:
-            props[field] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
+            props[field] = {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_ID_CHARS,
+                "not": {"pattern": ID_REFUSED},
+                "description": "no control characters",
+            }
+    if "currency" in props:
+        props["currency"] = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_CURRENCY_CHARS,
+            "not": {"pattern": CURRENCY_REFUSED},
+            "description": "the wallet's currency (absent: USDT): a coin wallet margins the "
+            "symbols settled in it (inverse contracts), apart from the USDT wallet",
+        }
     out["additionalProperties"] = False
     return out
 

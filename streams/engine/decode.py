@@ -8,6 +8,7 @@ Every failure raises ``InvalidEvent`` naming the field.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from enum import Enum
@@ -68,7 +69,8 @@ FIELDS: dict[str, frozenset[str]] = {
         ("fill", NUMBER_FIELDS["fill"],
          ("fill_id", "ts", "account", "symbol", "side", "liquidity", "kind")),
         ("mark", NUMBER_FIELDS["mark"], ("symbol", "ts")),
-        ("balance", NUMBER_FIELDS["balance"], ("event_id", "ts", "account", "reason")),
+        ("balance", NUMBER_FIELDS["balance"],
+         ("event_id", "ts", "account", "reason", "currency")),
         ("position_config", NUMBER_FIELDS["position_config"],
          ("ts", "account", "symbol", "margin_mode")),
         ("isolated_margin", NUMBER_FIELDS["isolated_margin"],
@@ -139,12 +141,38 @@ def _number_value(value: Any, field: str, *, positive: bool = False) -> int:
     return raw
 
 
+# what an id may not hold: control characters (the engine keys a coin wallet with one,
+# ``engine.inverse``); what a currency code may not: anything but ASCII letters and digits
+ID_REFUSED = r"[\x00-\x1f\x7f]"
+CURRENCY_REFUSED = r"[^A-Za-z0-9]"
+MAX_CURRENCY_CHARS = 16
+_ID_REFUSED = re.compile(ID_REFUSED)
+_CURRENCY_REFUSED = re.compile(CURRENCY_REFUSED)
+
+
 def _text(obj: Mapping[str, Any], field: str) -> str:
     value = _present(obj, field)
     if not isinstance(value, str) or not value:
         raise InvalidEvent(field, f"expected a non-empty string, got {value!r}")
     if len(value) > MAX_ID_CHARS:
         raise InvalidEvent(field, f"at most {MAX_ID_CHARS} characters, got {len(value)}")
+    if _ID_REFUSED.search(value) is not None:
+        raise InvalidEvent(field, f"no control characters, got {value[:40]!r}")
+    return value
+
+
+def _currency(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("currency")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_CURRENCY_CHARS
+        or _CURRENCY_REFUSED.search(value) is not None
+    ):
+        raise InvalidEvent(
+            "currency", f"expected a currency code (ASCII letters, digits), got {value!r}"
+        )
     return value
 
 
@@ -230,6 +258,7 @@ def _balance(o: Mapping[str, Any], symbols: Collection[str] | None) -> Balance:
         account=_text(o, "account"),
         amount=MoneyRaw(_number(o, "amount")),
         reason=_choice(o, "reason", BalanceReason),
+        currency=_currency(o),
     )
 
 

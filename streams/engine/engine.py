@@ -43,6 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
+from streams.engine.inverse import Settlements
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
@@ -184,7 +185,10 @@ class _Layout:
 
 class Engine:
     def __init__(self, instruments: Mapping[str, Instrument], config: EngineConfig | None = None):
-        self.instruments = dict(instruments)
+        # inverse symbols and wallets outside USDT: converted at ``apply``'s edges
+        settlements = Settlements(instruments)
+        self.settlements = settlements if settlements.active else None
+        self.instruments = Settlements.engine_instruments(instruments)
         self.config = config or EngineConfig()
         self.watch = FundWatch.for_instruments(self.instruments, self.config)
         self.profiles = self.watch.profiles
@@ -228,6 +232,13 @@ class Engine:
     # ------------------------------------------------------------------ reducer
     def apply(self, event: Event) -> list[Signal]:
         """Apply one validated event; raises ``InvalidEvent`` if it cannot apply."""
+        settlements = self.settlements
+        if settlements is not None:
+            signals = self._apply(settlements.inward(event))
+            return [settlements.outward(s) for s in signals]
+        return self._apply(event)
+
+    def _apply(self, event: Event) -> list[Signal]:
         dedupe = _dedupe_key(event)
         if dedupe is not None and dedupe in self.seen_ids:
             self.stats.duplicates += 1
@@ -271,11 +282,16 @@ class Engine:
             if sym in self.marks:
                 signals.extend(self._rank(sym, ts))
         signals.extend(
-            self.projection(fund, ts)
+            self.watch.projection(self.view, fund, ts)
             for fund in sorted(self.fund_symbols)
             if self.funds[fund].balance is not None
         )
-        return signals
+        return self._outward(signals)
+
+    def _outward(self, signals: list[Signal]) -> list[Signal]:
+        """Signals as the venue states them (``Settlements.outward``)."""
+        settlements = self.settlements
+        return signals if settlements is None else [settlements.outward(s) for s in signals]
 
     # ------------------------------------------------------------------ events
     def _on_account_event(self, event: account_reducer.AccountEvent) -> list[Signal]:
@@ -724,11 +740,15 @@ class Engine:
 
     def projection(self, fund: str, ts_ms: int) -> FundProjection:
         """A pure read: the API may call it at any time."""
-        return self.watch.projection(self.view, fund, ts_ms)
+        projected = self.watch.projection(self.view, fund, ts_ms)
+        return projected if self.settlements is None else self.settlements.projection(projected)
 
     def plan_now(self, sym: str) -> tuple[AdlTriggered, AdlStage | None] | None:
         """A read: what ADL would do to the symbol now (``FundWatch.plan_now``)."""
-        return self.watch.plan_now(self.view, sym, self.last_ts_ms)
+        planned = self.watch.plan_now(self.view, sym, self.last_ts_ms)
+        if planned is None or self.settlements is None:
+            return planned
+        return self.settlements.trigger(planned[0]), planned[1]
 
     def _cross_share(self, acct: str, sym: str, account_deficit: int) -> int:
         """A cross account's deficit split over its cross positions by notional, so

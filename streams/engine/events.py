@@ -70,6 +70,7 @@ class Balance:
     account: str
     amount: MoneyRaw  # signed
     reason: BalanceReason
+    currency: str | None = None  # the wallet's currency; None: USDT (``engine.inverse``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,12 @@ Loaded from TOML::
     drawdown_stop_ratio = "-0.25"        # ... until it is back above this
     drawdown_min_balance = "10000"       # in force only while the pool holds more
     drawdown_window_hours = 8
+
+    [symbols.BTCUSD]                     # an inverse perpetual (``engine.inverse``)
+    contract = "inverse"                 # "linear" (the default) or "inverse"
+    contract_size = 1                    # USD per contract (whole), inverse only
+    settlement = "BTC"                   # the coin margin, PnL and the fund are in
+    tiers = [ ... ]                      # brackets in the settlement coin
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ from streams.engine.fixed import (
     to_str,
 )
 from streams.engine.profiles import profile_named
+
+HOME_SETTLEMENT = "USDT"  # a linear symbol's settlement unless the file says otherwise
+CONTRACTS = ("linear", "inverse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,15 @@ class Instrument:
     # a pool-drawdown trigger beside the fund rule (``engine.drawdown``): the profile's
     # unless the fund's table in the instruments file states it
     drawdown_rule: DrawdownRule | None = None
+    # "linear" (margin and PnL in the quote) or "inverse" (contracts worth
+    # ``contract_size`` USD each, margin and PnL in the ``settlement`` coin)
+    contract: str = "linear"
+    contract_size: int = 1  # whole USD per contract (inverse only)
+    settlement: str = HOME_SETTLEMENT  # the currency of margin, PnL and the fund
+
+    @property
+    def inverse(self) -> bool:
+        return self.contract == "inverse"
 
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
@@ -178,6 +196,7 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
         tick = _raw(spec, "tick_size", where) if "tick_size" in spec else 0
         if "tick_size" in spec and tick <= 0:
             raise ConfigError(f"{where}.tick_size: must be > 0")
+        contract, size, settlement = _contract_terms(spec, where)
         fund = str(spec.get("fund", "default"))
         rule = _drawdown_rule(
             profile_named(profile).drawdown_rule, funds.get(fund, {}), f"funds.{fund}"
@@ -190,8 +209,44 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
             maintenance_base=base,
             tick_size=tick,
             drawdown_rule=rule,
+            contract=contract,
+            contract_size=size,
+            settlement=settlement,
         )
+    _check_one_settlement_per_fund(out)
     return out
+
+
+def _contract_terms(spec: Mapping[str, Any], where: str) -> tuple[str, int, str]:
+    """(contract, contract_size, settlement) of a symbol's table, validated."""
+    contract = spec.get("contract", "linear")
+    if contract not in CONTRACTS:
+        raise ConfigError(f"{where}.contract: {contract!r}, not one of {', '.join(CONTRACTS)}")
+    size = spec.get("contract_size", 1)
+    if contract == "linear" and "contract_size" in spec:
+        raise ConfigError(f"{where}.contract_size: only an inverse contract has one")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1_000_000:
+        raise ConfigError(f"{where}.contract_size: a whole number of USD from 1, got {size!r}")
+    default = HOME_SETTLEMENT if contract == "linear" else None
+    settlement = spec.get("settlement", default)
+    if settlement is None:
+        raise ConfigError(f'{where}.settlement: an inverse contract names its coin ("BTC")')
+    if not isinstance(settlement, str) or not settlement.isascii() or not settlement.isalnum():
+        raise ConfigError(f"{where}.settlement: a currency code (letters, digits): {settlement!r}")
+    return contract, size, settlement
+
+
+def _check_one_settlement_per_fund(instruments: Mapping[str, Instrument]) -> None:
+    """A fund pays in one currency: its symbols must all settle in it."""
+    by_fund: dict[str, set[str]] = {}
+    for inst in instruments.values():
+        by_fund.setdefault(inst.fund, set()).add(inst.settlement)
+    for fund, settlements in sorted(by_fund.items()):
+        if len(settlements) > 1:
+            raise ConfigError(
+                f"funds.{fund}: its symbols settle in {sorted(settlements)}; a fund pays in one "
+                "currency (give each settlement its own fund)"
+            )
 
 
 def load_instruments(path: str | Path) -> dict[str, Instrument]:

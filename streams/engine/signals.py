@@ -29,6 +29,7 @@ class LiquidationDetected:
     equity: int
     maintenance_margin: int
     isolated: bool
+    settlement: str | None = None  # the currency of the money fields; None: USDT
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class BankruptcyDetected:
     bankruptcy_price: int | None
     deficit: int
     isolated: bool
+    settlement: str | None = None  # the currency of the money fields; None: USDT
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class AdlTriggered:
     # the venue rule that set the stage: "fund" (the fund cannot cover the loss),
     # "drawdown" (a pool-drawdown rule), "negative_value" (Hyperliquid); None: cleared
     rule: str | None = None
+    settlement: str | None = None  # the currency of the money fields; None: USDT
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,7 @@ class FundProjection:
     coverage_ratio: float | None
     runway_seconds: float | None
     symbols: tuple[SymbolProjection, ...]
+    settlement: str | None = None  # the fund's currency; None: USDT
 
 
 class RankAlert(NamedTuple):
@@ -148,6 +152,7 @@ class RankAlert(NamedTuple):
     rank_score: float
     notional: int  # the position's |qty| * mark, quote currency
     venue_indicator: int | None  # the light on the venue's own scale (None: it shows none)
+    settlement: str | None = None  # the notional's currency; None: USDT
 
 
 TOP_SCORES = 5  # a side summary's first scores of the ADL queue

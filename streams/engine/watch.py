@@ -54,6 +54,7 @@ from streams.engine.fund import (
     ladder,
 )
 from streams.engine.instruments import Instrument
+from streams.engine.inverse import price_move
 from streams.engine.profiles import VenueProfile, profile_named
 from streams.engine.second_opinion import SideWinners, second_opinion
 from streams.engine.signals import (
@@ -213,8 +214,11 @@ class FundWatch:
         profiles: Mapping[str, VenueProfile],
         config: EngineConfig,
         drawdown_rules: Mapping[str, DrawdownRule | None] | None = None,
+        inverse_symbols: Collection[str] = (),
     ) -> None:
-        """``drawdown_rules``: per symbol (the profiles' when not given)."""
+        """``drawdown_rules``: per symbol (the profiles' when not given);
+        ``inverse_symbols``: priced in x = U / P (``engine.inverse``): their ADL distances
+        are given as moves of P."""
         self.fund_symbols = {fund: list(symbols) for fund, symbols in fund_symbols.items()}
         self.profiles = dict(profiles)
         self.config = config
@@ -235,6 +239,7 @@ class FundWatch:
         if drawdown_rules is None:
             drawdown_rules = {sym: p.drawdown_rule for sym, p in self.profiles.items()}
         self.drawdown = DrawdownPools(self.fund_symbols, drawdown_rules)
+        self.inverse_symbols = frozenset(inverse_symbols)
 
     @classmethod
     def for_instruments(
@@ -247,7 +252,8 @@ class FundWatch:
             fund_symbols.setdefault(instruments[sym].fund, []).append(sym)
         profiles = {sym: profile_named(inst.profile) for sym, inst in instruments.items()}
         rules = {sym: inst.drawdown_rule for sym, inst in instruments.items()}
-        return cls(fund_symbols, profiles, config, rules)
+        inverse = {sym for sym, inst in instruments.items() if inst.inverse}
+        return cls(fund_symbols, profiles, config, rules, inverse)
 
     def validate(self, event: InsuranceFund) -> None:
         """``InvalidEvent`` for a fund update the watch cannot take (nothing recorded)."""
@@ -485,16 +491,20 @@ class FundWatch:
     ) -> float | None:
         """The side's ADL distance by the symbol's venue rule: the smallest adverse move
         that exhausts the fund or passes the symbol's drawdown budget (``edges``), or
-        (negative values) that makes a deficit on the side."""
+        (negative values) that makes a deficit on the side. A move of the price in USD:
+        an inverse symbol's move of x is converted (``inverse.price_move``)."""
         curve = view.curve(sym, is_long)
         if self._on_negative(sym):
-            return adl_distance(curve(0.0), 0, curve, is_long)
-        loss, sym_loss = losses
-        distance = adl_distance(loss, balance, curve, is_long)
-        if edges is None:
+            distance = adl_distance(curve(0.0), 0, curve, is_long)
+        else:
+            loss, sym_loss = losses
+            distance = adl_distance(loss, balance, curve, is_long)
+            if edges is not None:
+                by_drawdown = adl_distance(sym_loss, edges[0], curve, is_long)
+                distance = min((d for d in (distance, by_drawdown) if d is not None), default=None)
+        if distance is None or sym not in self.inverse_symbols:
             return distance
-        by_drawdown = adl_distance(sym_loss, edges[0], curve, is_long)
-        return min((d for d in (distance, by_drawdown) if d is not None), default=None)
+        return price_move(distance, is_long)
 
     def _within_distance(self, view: MarketView, sym: str, loss: int, balance: int) -> bool:
         """An adverse move of ``imminent_distance`` of the symbol makes the loss exceed

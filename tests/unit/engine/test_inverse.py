@@ -1,0 +1,329 @@
+"""Inverse perpetuals (``streams.engine.inverse``): the venues' published examples and
+hand-computed numbers, through the whole engine (decoded events in, signals out)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from streams import wire
+from streams.engine.engine import Engine
+from streams.engine.errors import ConfigError, InvalidEvent
+from streams.engine.instruments import Instrument, parse_instruments
+from streams.engine.inverse import (
+    account_of,
+    engine_qty,
+    inverse_price,
+    price_move,
+    venue_price,
+    venue_qty,
+    wallet_key,
+)
+from streams.engine.signals import (
+    AdlStage,
+    AdlTriggered,
+    BankruptcyDetected,
+    FundProjection,
+    LiquidationDetected,
+    RankAlert,
+    Signal,
+)
+from tests.helpers import F, ceil_raw, ev, fill, isolated, mark, raw, schema_validator
+
+
+def inverse_book(
+    mmr: str = "0.005",
+    tick: str = "0.5",
+    profile: str = "bybit",
+    linear: bool = True,
+    **fund_table: Any,
+) -> dict[str, Instrument]:
+    """BTCUSD inverse (1 USD contracts, settled in BTC, its own fund) and, beside it, a
+    linear BTCUSDT in USDT."""
+    tier = {"max_notional": "1000000", "mmr": mmr, "maintenance_amount": "0", "max_leverage": 100}
+    symbols: dict[str, Any] = {
+        "BTCUSD": {
+            "fund": "BTC-inverse",
+            "profile": profile,
+            "contract": "inverse",
+            "contract_size": 1,
+            "settlement": "BTC",
+            "tick_size": tick,
+            "tiers": [tier],
+        }
+    }
+    if linear:
+        symbols["BTCUSDT"] = {"fund": "USDT-M", "profile": profile, "tiers": [tier]}
+    funds = {"BTC-inverse": fund_table} if fund_table else {}
+    return parse_instruments({"symbols": symbols, "funds": funds})
+
+
+def coin(eid: str, account: str, amount: str, ts: int = 0, currency: str = "BTC") -> Any:
+    return ev(
+        "balance",
+        event_id=eid,
+        ts=ts,
+        account=account,
+        amount=amount,
+        reason="deposit",
+        currency=currency,
+    )
+
+
+def cents_up(price: Fraction) -> int:
+    """A long's threshold on a 0.01 tick: rounded up, raw."""
+    return math.ceil(price * 100) * 10**6
+
+
+def of(kind: type, signals: list[Signal]) -> list[Any]:
+    return [s for s in signals if isinstance(s, kind)]
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def test_the_inverse_price_and_back_by_hand() -> None:
+    # x = 10^8 / P coin per 10^8 USD: P = 8,000 -> x = 12,500 exactly
+    assert inverse_price(raw("8000")) == raw("12500")
+    assert venue_price(raw("12500")) == raw("8000")
+    # P = 7,890.08: x = 10^8 / 7,890.08 = 12,674.14779... (nearest at 10^-8)
+    exact = Fraction(10**8) / F("7890.08")
+    x = inverse_price(raw("7890.08"))
+    assert abs(Fraction(x, 10**8) - exact) <= Fraction(1, 2 * 10**8)
+    # back: rounded up or down as asked, the nearest by default
+    assert venue_price(x, "down") <= venue_price(x) <= venue_price(x, "up")
+    assert venue_price(x, "up") - venue_price(x, "down") <= 1
+    assert abs(venue_price(x) - raw("7890.08")) <= 1
+    # contracts: whole, F USD each; the engine's quantity in USD (raw)
+    assert engine_qty(raw("5000"), 1) == 5000
+    assert engine_qty(raw("3"), 100) == 300
+    assert venue_qty(300, 100) == raw("3")
+    with pytest.raises(InvalidEvent, match="whole contracts"):
+        engine_qty(raw("0.5"), 1)
+    # an adverse move of x is a smaller fall of P (x rises) or a larger rise (x falls)
+    assert price_move(0.25, x_long=False) == pytest.approx(0.2)  # x +25%: P -20%
+    assert price_move(0.2, x_long=True) == pytest.approx(0.25)  # x -20%: P +25%
+    assert wallet_key("alice", "USDT") == "alice"
+    assert account_of(wallet_key("alice", "BTC")) == "alice" != wallet_key("alice", "BTC")
+
+
+# ---------------------------------------------------------------- published examples
+
+
+def test_bybit_inverse_isolated_bankruptcy_and_liquidation_the_published_example() -> None:
+    # Bybit help center, "Bankruptcy price" / "Liquidation price (Inverse contract)"
+    # (as issue 13 quotes it): 5,000 BTCUSD long at 7,890.08, 50x isolated ->
+    # bankruptcy (7,890.08 x 50) / 51 = 7,735.37, shown as 7,735.5 (0.5 tick, up);
+    # liquidation, MMR 0.5% of the entry value: E x lev / (lev + 1 - mmr x lev)
+    # = 7,890.08 x 50 / 50.75 = 7,773.48 -> 7,773.5.
+    engine = Engine(inverse_book())
+    engine.apply(coin("d", "alice", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "7890.08", symbol="BTCUSD"))
+    signals = engine.apply(mark("BTCUSD", "7700", ts=2))
+    (liq,) = of(LiquidationDetected, signals)
+    (bank,) = of(BankruptcyDetected, signals)
+    assert (liq.account, liq.side, liq.qty, liq.settlement) == ("alice", "long", raw("5000"), "BTC")
+    assert liq.bankruptcy_price == bank.bankruptcy_price == raw("7735.5")
+    assert liq.liquidation_price == raw("7773.5")
+    assert liq.mark_price == raw("7700")
+    assert liq.isolated
+    # money in BTC: the margin 5,000 / 7,890.08 / 50 = 0.01267414... (rounded up at the
+    # scale); maintenance 0.5% of the entry value 0.63370... = 0.00316853...
+    value = Fraction(5000) / F("7890.08")
+    assert abs(Fraction(liq.maintenance_margin, 10**8) - value * F("0.005")) < F("0.0000001")
+    # equity at 7,700: margin + 5,000 (1/7,890.08 - 1/7,700) < 0 -> the deficit in BTC
+    equity = value / 50 + 5000 * (Fraction(1) / F("7890.08") - Fraction(1) / 7700)
+    assert abs(Fraction(-bank.deficit, 10**8) - equity) < F("0.0000001")
+    assert bank.deficit > 0
+
+
+def test_bybit_inverse_cross_example_differs_by_the_fee_to_close() -> None:
+    # Bybit's cross example (issue 13): balance 0.5 BTC, long 10,000 contracts at 8,000
+    # -> bankruptcy 5,718.57, liquidation 5,739.50. Bybit counts the fee to close at the
+    # bankruptcy price (0.075% taker) against the balance; the engine does not (its
+    # margin conventions have no closing fee, for linear symbols either), so it finds
+    # the bankruptcy where 0.5 = 10,000 (1/P - 1/8,000): P = 10,000 / 1.75 = 5,714.28...,
+    # on the tick (long: up) 5,714.5; the venue's with the fee: 10,007.5 / 1.75.
+    engine = Engine(inverse_book(tick="0.01"))
+    engine.apply(coin("d", "alice", "0.5"))
+    engine.apply(fill("f1", "alice", "buy", "10000", "8000", symbol="BTCUSD"))
+    (bank,) = of(BankruptcyDetected, engine.apply(mark("BTCUSD", "5700", ts=2)))
+    assert bank.bankruptcy_price == cents_up(Fraction(10000) / F("1.75")) == raw("5714.29")
+    assert cents_up(F("10007.5") / F("1.75")) == raw("5718.58")  # the venue's 5,718.57...
+    # liquidation: 0.5 - 0.5% x 1.25 = 10,000 / P - 1.25 -> P = 10,000 / 1.74375 (5,734.77)
+    engine = Engine(inverse_book(tick="0.01"))
+    engine.apply(coin("d", "alice", "0.5"))
+    engine.apply(fill("f1", "alice", "buy", "10000", "8000", symbol="BTCUSD"))
+    (liq,) = of(LiquidationDetected, engine.apply(mark("BTCUSD", "5730", ts=2)))
+    assert liq.liquidation_price == cents_up(Fraction(10000) / F("1.74375")) == raw("5734.77")
+
+
+# ---------------------------------------------------------------- wallets
+
+
+def test_a_coin_wallet_is_apart_from_the_usdt_wallet() -> None:
+    # alice holds 1 BTC and 100 USDT: her USDT position's loss is not covered by the BTC,
+    # nor the inverse position's by the USDT
+    engine = Engine(inverse_book())
+    engine.apply(coin("d1", "alice", "1"))
+    engine.apply(
+        ev("balance", event_id="d2", ts=0, account="alice", amount="100", reason="deposit")
+    )
+    engine.apply(fill("f1", "alice", "buy", "0.01", "10000", symbol="BTCUSDT"))
+    # a 100 USDT loss at 0: 0.01 x (P - 10,000) = -100 at P = 0 -> never bankrupt above 0
+    # at 5,000: equity 100 - 50 = 50 USDT; maintenance 0.005 x 0.01 x 5,000 = 0.25
+    assert of(BankruptcyDetected, engine.apply(mark("BTCUSDT", "5000", ts=1))) == []
+    # now lose more than 100 USDT: 1 BTC in the coin wallet does not help
+    engine.apply(fill("f2", "alice", "buy", "1", "5000", symbol="BTCUSDT", ts=2))
+    signals = engine.apply(mark("BTCUSDT", "4900", ts=3))  # -50 -100 = -150 + 100 < 0
+    (bank,) = of(BankruptcyDetected, signals)
+    assert (bank.account, bank.settlement) == ("alice", None)
+    assert engine.risk_now("alice") is not None
+    assert engine.risk_now("alice").wallet_balance == raw("100")  # type: ignore[union-attr]
+    # a balance in a currency no symbol settles in is refused, nothing recorded
+    with pytest.raises(InvalidEvent, match="no symbol settles in 'ETH'"):
+        engine.apply(coin("d3", "alice", "1", currency="ETH"))
+
+
+# ---------------------------------------------------------------- ADL
+
+
+def test_an_inverse_trigger_plans_against_usd_shorts_in_contracts_and_coin() -> None:
+    # alice 5,000 BTCUSD long at 8,000, 50x isolated: margin 5,000 / 8,000 / 50 =
+    # 0.0125 BTC; bankrupt at 8,000 x 50 / 51 = 7,843.137...; bob and carol short
+    # 3,000 and 2,000 at 8,000 (cross, 1 BTC each). Fund 0.005 BTC. At 7,800:
+    # alice's deficit = 5,000 (1/7,800 - 1/8,000) - 0.0125 = 0.016025641... - 0.0125
+    # = 0.003525641 BTC < 0.005: covered. At 7,600: 5,000 (1/7,600 - 1/8,000) -
+    # 0.0125 = 0.032894736... - 0.0125 = 0.020394736... > 0.005: triggered; the plan
+    # closes 5,000 contracts of USD shorts at alice's bankruptcy price.
+    engine = Engine(inverse_book())
+    for acct in ("bob", "carol"):
+        engine.apply(coin(f"d-{acct}", acct, "1"))
+    engine.apply(coin("d-a", "alice", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "3000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f3", "carol", "sell", "2000", "8000", symbol="BTCUSD"))
+    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0.005"))
+    engine.apply(mark("BTCUSD", "8000", ts=2))
+    covered = engine.apply(mark("BTCUSD", "7800", ts=3))
+    assert [t.stage for t in of(AdlTriggered, covered)] != [AdlStage.TRIGGERED]
+    (bank,) = of(BankruptcyDetected, covered)
+    deficit = 5000 * (Fraction(1, 7800) - Fraction(1, 8000)) - F("0.0125")
+    assert abs(Fraction(bank.deficit, 10**8) - deficit) < F("0.00000002")
+    signals = engine.apply(mark("BTCUSD", "7600", ts=4))
+    (trig,) = [t for t in of(AdlTriggered, signals) if t.stage is AdlStage.TRIGGERED]
+    assert (trig.settlement, trig.fund, trig.rule) == ("BTC", "BTC-inverse", "fund")
+    (b,) = trig.bankrupt
+    assert (b.account, b.side, b.qty) == ("alice", "long", raw("5000"))
+    # 8,000 x 50 / 51 = 7,843.13725490...: reached no later (a long's: at or above it);
+    # within what one satoshi of equity moves it (1e-8 BTC / 5,000 USD x P^2 ~ 1.2e-4)
+    exact = ceil_raw(F(8000) * 50 / 51)
+    assert exact <= b.bankruptcy_price <= exact + raw("0.0002")
+    loss = 5000 * (Fraction(1, 7600) - Fraction(1, 8000)) - F("0.0125")
+    assert abs(Fraction(b.deficit, 10**8) - loss) < F("0.00000002")
+    assert {(p.account, p.side, p.qty) for p in trig.plan} == {
+        ("bob", "short", raw("3000")),
+        ("carol", "short", raw("2000")),
+    }
+    assert all(p.against == "alice" for p in trig.plan)
+    assert trig.adl_distance_pct == 0.0
+    payload = wire.adl_trigger(trig)
+    schema_validator("adl_triggers").validate(payload)
+    assert payload["settlement"] == "BTC"
+    assert payload["bankrupt"][0]["side"] == "long"
+
+
+def test_the_adl_distance_of_an_inverse_symbol_is_a_move_of_its_usd_price() -> None:
+    # alice as above (bankrupt at 8,000 x 50 / 51 = 7,843.137...), fund 0.01 BTC: the
+    # fund is exhausted where 5,000 (1/P - 1/8,000) - 0.0125 = 0.01, i.e. 5,000 / P =
+    # 0.6475: P = 7,722.007...; from a mark of 8,000 that is a fall of 3.4749...%
+    engine = Engine(inverse_book(linear=False))
+    engine.apply(coin("d-a", "alice", "1"))
+    engine.apply(coin("d-b", "bob", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0.01"))
+    engine.apply(mark("BTCUSD", "8000", ts=2))
+    (projection,) = of(FundProjection, engine.finish())
+    (sym,) = projection.symbols
+    assert projection.settlement == "BTC"
+    assert sym.mark_price == raw("8000")
+    edge = Fraction(5000) / F("0.6475")
+    expected = float((8000 - edge) / 8000 * 100)
+    assert sym.adl_distance_long_pct == pytest.approx(expected, rel=1e-3)
+    # the ladder's shocks are moves of P, ascending
+    shocks = [pt.shock_pct for pt in sym.ladder]
+    assert shocks == sorted(shocks)
+    schema_validator("fund_projection").validate(wire.fund_projection(projection))
+
+
+def test_inverse_rank_alerts_name_the_usd_side_and_the_account() -> None:
+    engine = Engine(inverse_book(linear=False))
+    engine.apply(coin("d-a", "alice", "1"))
+    engine.apply(coin("d-b", "bob", "1"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"))
+    alerts = of(RankAlert, engine.apply(mark("BTCUSD", "7000", ts=2)) + engine.finish())
+    assert {(a.account, a.side, a.settlement) for a in alerts} >= {("bob", "short", "BTC")}
+    assert all(a.account in ("alice", "bob") for a in alerts)
+    for a in alerts:
+        schema_validator("rank_alerts").validate(wire.rank_alert(a))
+
+
+# ---------------------------------------------------------------- refused
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"contract": "quanto"}, "not one of linear, inverse"),
+        ({"contract_size": 0}, "a whole number of USD"),
+        ({"contract_size": "1"}, "a whole number of USD"),
+        ({"settlement": None}, "names its coin"),
+        ({"settlement": "BT C"}, "a currency code"),
+    ],
+)
+def test_refused_inverse_terms(change: dict[str, Any], message: str) -> None:
+    spec: dict[str, Any] = {
+        "fund": "F",
+        "contract": "inverse",
+        "settlement": "BTC",
+        "tiers": [{"max_notional": "10", "mmr": "0.01", "maintenance_amount": "0"}],
+    }
+    spec.update(change)
+    spec = {k: v for k, v in spec.items() if v is not None}
+    with pytest.raises(ConfigError, match=message):
+        parse_instruments({"symbols": {"BTCUSD": spec}})
+
+
+def test_a_fund_pays_in_one_currency() -> None:
+    tier = [{"max_notional": "10", "mmr": "0.01", "maintenance_amount": "0"}]
+    doc = {
+        "symbols": {
+            "BTCUSD": {"fund": "F", "contract": "inverse", "settlement": "BTC", "tiers": tier},
+            "BTCUSDT": {"fund": "F", "tiers": tier},
+        }
+    }
+    with pytest.raises(ConfigError, match=r"settle in \['BTC', 'USDT'\]"):
+        parse_instruments(doc)
+    linear = {"fund": "F", "contract_size": 10, "tiers": tier}
+    with pytest.raises(ConfigError, match="only an inverse contract"):
+        parse_instruments({"symbols": {"BTCUSDT": linear}})
+
+
+def test_an_inverse_fill_of_part_of_a_contract_is_refused() -> None:
+    engine = Engine(inverse_book())
+    with pytest.raises(InvalidEvent, match="whole contracts"):
+        engine.apply(fill("f1", "alice", "buy", "0.5", "8000", symbol="BTCUSD"))
+    assert engine.accounts == {}
+
+
+def test_an_id_with_a_control_character_is_refused() -> None:
+    with pytest.raises(InvalidEvent, match="no control characters"):
+        ev("balance", event_id="d", ts=0, account="alice\x1fBTC", amount="1", reason="deposit")
