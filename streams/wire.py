@@ -12,6 +12,7 @@ from typing import Any
 
 from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
+from streams.engine.inverse import venue_position, wallet_of
 from streams.engine.risk import AccountRisk
 from streams.engine.signals import (
     AdlStage,
@@ -189,25 +190,27 @@ def account_risk(risk: AccountRisk, engine: Engine | None) -> dict[str, Any]:
     positions = []
     for p in risk.positions:
         view = None if engine is None else engine.rank_view(risk.account, p.symbol)
+        side, qty, entry, mark, liquidation, bankruptcy = venue_position(p)
         positions.append(
             {
                 "symbol": p.symbol,
-                "side": p.side,
+                "side": side,
                 "margin_mode": "isolated" if p.isolated else "cross",
-                "qty": to_str(abs(p.qty)),
-                "entry_price": to_str(p.entry_price),
-                "mark_price": to_str(p.mark_price),
+                "qty": to_str(qty),
+                "entry_price": to_str(entry),
+                "mark_price": to_str(mark),
                 "unrealized_pnl": to_str(p.unrealized_pnl),
                 "maintenance_margin": to_str(p.maintenance_margin),
-                "liquidation_price": _money(p.liquidation_price_on_tick),
-                "bankruptcy_price": _money(p.bankruptcy_price_on_tick),
+                "liquidation_price": _money(liquidation),
+                "bankruptcy_price": _money(bankruptcy),
                 "state": p.health.label,
                 "rank_score": None if view is None else _num(view[0]),
                 "quantile": None if view is None else view[1],
             }
         )
-    return {
-        "account": risk.account,
+    account, settlement = wallet_of(risk.account)
+    payload = {
+        "account": account,
         "wallet_balance": to_str(risk.wallet_balance),
         "equity": to_str(risk.equity),
         "maintenance_margin": to_str(risk.maintenance_margin),
@@ -216,6 +219,7 @@ def account_risk(risk: AccountRisk, engine: Engine | None) -> dict[str, Any]:
         "deficit": to_str(risk.deficit),
         "positions": positions,
     }
+    return _settled(payload, settlement)
 
 
 def final_accounts(engine: Engine) -> list[dict[str, Any]]:

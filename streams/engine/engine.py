@@ -43,7 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import Instrument
-from streams.engine.inverse import Settlements
+from streams.engine.inverse import Settlements, venue_qty
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
@@ -188,7 +188,7 @@ class Engine:
         # inverse symbols and wallets outside USDT: converted at ``apply``'s edges
         settlements = Settlements(instruments)
         self.settlements = settlements if settlements.active else None
-        self.instruments = Settlements.engine_instruments(instruments)
+        self.instruments = dict(instruments)
         self.config = config or EngineConfig()
         self.watch = FundWatch.for_instruments(self.instruments, self.config)
         self.profiles = self.watch.profiles
@@ -894,10 +894,16 @@ class Engine:
         return out
 
     def side_summary(self, sym: str, side: str) -> SideSummary:
-        """Dashboard numbers of one side of a symbol: O(n) in numpy, for a metrics tick."""
+        """Dashboard numbers of one side of a symbol: O(n) in numpy, for a metrics tick.
+        ``side`` as the venue names it (an inverse symbol's USD longs are shorts in x)."""
         st = self.symbols[sym]
+        inst = self.instruments[sym]
+        if inst.inverse:
+            side = "short" if side == "long" else "long"
         is_long = side == "long"
         open_interest, lights, top = st.queue.side_totals(side)
+        if inst.inverse:
+            open_interest = venue_qty(open_interest, inst.contract_size)
         mark = self.marks.get(sym)
         bankrupt = list(st.side_index(is_long).beyond(mark)) if mark is not None else []
         return SideSummary(

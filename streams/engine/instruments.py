@@ -84,6 +84,12 @@ class Instrument:
     def inverse(self) -> bool:
         return self.contract == "inverse"
 
+    @property
+    def engine_tick(self) -> int:
+        """The tick of the prices the engine holds: an inverse symbol's are 1/P, off the
+        venue's grid (``engine.inverse`` puts them on it on the way out)."""
+        return 0 if self.contract == "inverse" else self.tick_size
+
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
         for tier in self.tiers:

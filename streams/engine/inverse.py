@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import NamedTuple
 
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
@@ -52,6 +53,7 @@ from streams.engine.events import (
 from streams.engine.fixed import SCALE, PriceRaw, QtyRaw, div_ceil, div_floor
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
 from streams.engine.margin import on_tick
+from streams.engine.risk import PositionRisk
 from streams.engine.signals import (
     AdlTriggered,
     BankruptPosition,
@@ -115,6 +117,56 @@ def account_of(key: str) -> str:
     return key.split(WALLET_SEPARATOR, 1)[0]
 
 
+def wallet_of(key: str) -> tuple[str, str | None]:
+    """(account, currency) of an engine key; currency ``None``: USDT."""
+    account, _, currency = key.partition(WALLET_SEPARATOR)
+    return account, currency or None
+
+
+class VenuePosition(NamedTuple):
+    """A position's side, size and prices as the venue states them."""
+
+    side: str
+    qty: int  # absolute: base units, or contracts for an inverse symbol
+    entry_price: int
+    mark_price: int
+    liquidation_price: int | None
+    bankruptcy_price: int | None
+
+
+def venue_position(pos: PositionRisk) -> VenuePosition:
+    """``pos`` (as the engine evaluated it) in the venue's terms: an inverse one's
+    side swapped, contracts, prices in USD (thresholds rounded and on the tick as
+    ``Settlements.outward``'s)."""
+    inst = pos.instrument
+    if not inst.inverse:
+        return VenuePosition(
+            pos.side,
+            abs(pos.qty),
+            pos.entry_price,
+            pos.mark_price,
+            pos.liquidation_price_on_tick,
+            pos.bankruptcy_price_on_tick,
+        )
+    long = pos.qty < 0  # x's short is a USD long
+    return VenuePosition(
+        _OTHER_SIDE[pos.side],
+        venue_qty(abs(pos.qty), inst.contract_size),
+        venue_price(pos.entry_price),
+        venue_price(pos.mark_price),
+        _threshold(pos.liquidation_price, inst, long),
+        _threshold(pos.bankruptcy_price, inst, long),
+    )
+
+
+def _threshold(x: int | None, inst: Instrument, long: bool) -> int | None:
+    """A threshold of x as the venue shows it: rounded to be reached no later, on the
+    tick the same way. x <= 0 (a short bankrupt at any price) has no price in USD."""
+    if x is None or x <= 0:
+        return None
+    return on_tick(venue_price(x, "up" if long else "down"), inst.tick_size, long)
+
+
 class Settlements:
     """An engine's symbols that settle outside USDT or are inverse: their events made
     engine events (``inward``), their signals made the venue's again (``outward``).
@@ -132,15 +184,6 @@ class Settlements:
     @property
     def active(self) -> bool:
         return bool(self.foreign)
-
-    @staticmethod
-    def engine_instruments(instruments: Mapping[str, Instrument]) -> dict[str, Instrument]:
-        """The instruments as the engine prices them: an inverse one without its tick
-        (the tick is on P; thresholds go onto it on the way out)."""
-        return {
-            s: replace(inst, tick_size=0) if inst.inverse else inst
-            for s, inst in instruments.items()
-        }
 
     # ------------------------------------------------------------------ in
     def inward(self, event: Event) -> Event:
@@ -191,7 +234,7 @@ class Settlements:
         if not inst.inverse:
             return out
         long = signal.side == "short"  # the USD side: x's short is a USD long
-        bankruptcy = self._threshold(signal.bankruptcy_price, inst, long)
+        bankruptcy = _threshold(signal.bankruptcy_price, inst, long)
         common = {
             "side": _OTHER_SIDE[signal.side],
             "qty": venue_qty(signal.qty, inst.contract_size),
@@ -199,17 +242,9 @@ class Settlements:
             "bankruptcy_price": bankruptcy,
         }
         if isinstance(out, LiquidationDetected):
-            liquidation = self._threshold(out.liquidation_price, inst, long)
+            liquidation = _threshold(out.liquidation_price, inst, long)
             return replace(out, liquidation_price=liquidation, **common)  # type: ignore[arg-type]
         return replace(out, **common)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _threshold(x: int | None, inst: Instrument, long: bool) -> int | None:
-        """A threshold of x as the venue shows it: rounded to be reached no later, on the
-        tick the same way. x <= 0 (a short bankrupt at any price) has no price in USD."""
-        if x is None or x <= 0:
-            return None
-        return on_tick(venue_price(x, "up" if long else "down"), inst.tick_size, long)
 
     def trigger(self, signal: AdlTriggered) -> AdlTriggered:
         inst = self.foreign.get(signal.symbol)

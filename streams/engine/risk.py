@@ -101,12 +101,12 @@ class PositionRisk(NamedTuple):
     @property
     def liquidation_price_on_tick(self) -> int | None:
         """The liquidation price as the venue shows it: on the instrument's tick."""
-        return on_tick(self.liquidation_price, self.instrument.tick_size, self.qty > 0)
+        return on_tick(self.liquidation_price, self.instrument.engine_tick, self.qty > 0)
 
     @property
     def bankruptcy_price_on_tick(self) -> int | None:
         """The bankruptcy price as the venue shows it: on the instrument's tick."""
-        return on_tick(self.bankruptcy_price, self.instrument.tick_size, self.qty > 0)
+        return on_tick(self.bankruptcy_price, self.instrument.engine_tick, self.qty > 0)
 
     @property
     def _fixed_maintenance(self) -> int | None:

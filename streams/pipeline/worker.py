@@ -35,6 +35,7 @@ from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError, ConfigError, EventFailed
 from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
+from streams.engine.inverse import wallet_key
 from streams.engine.signals import Signal
 from streams.pipeline import snapshots
 from streams.pipeline.intake import dead_letter_payload, decode_message
@@ -329,8 +330,14 @@ class Worker:
     def _output(self, stream: str, payload: dict[str, Any]) -> Output:
         topic = OUTPUT_FOR_FILE[stream]
         key_field = _OUTPUT_KEYS[topic]
-        key = str(payload[key_field]).encode() if key_field else None
-        return Output(topic, key, orjson.dumps(payload), self.seq)
+        if key_field is None:
+            return Output(topic, None, orjson.dumps(payload), self.seq)
+        key = str(payload[key_field])
+        if "settlement" in payload:
+            # an account's coin wallet is a line of its own (a compacted topic keeps the
+            # last per key): the key names the wallet as the engine does
+            key = wallet_key(key, payload["settlement"])
+        return Output(topic, key.encode(), orjson.dumps(payload), self.seq)
 
     # ------------------------------------------------------------------ the loop
     async def _bound(

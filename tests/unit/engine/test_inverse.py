@@ -327,3 +327,40 @@ def test_an_inverse_fill_of_part_of_a_contract_is_refused() -> None:
 def test_an_id_with_a_control_character_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="no control characters"):
         ev("balance", event_id="d", ts=0, account="alice\x1fBTC", amount="1", reason="deposit")
+
+
+def test_an_inverse_wallet_renders_as_the_venue_shows_it() -> None:
+    # alice: 1 BTC and a 5,000 BTCUSD long at 8,000 (cross), 100 USDT and nothing else;
+    # at 7,000: uPnL 5,000 (1/8,000 - 1/7,000) = -0.08928571 BTC (rounded down)
+    engine = Engine(inverse_book())
+    engine.apply(coin("d1", "alice", "1"))
+    engine.apply(
+        ev("balance", event_id="d2", ts=0, account="alice", amount="100", reason="deposit")
+    )
+    engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"))
+    engine.apply(mark("BTCUSD", "7000", ts=1))
+    rows = {(r["account"], r.get("settlement")): r for r in wire.final_accounts(engine)}
+    assert set(rows) == {("alice", None), ("alice", "BTC"), ("bob", "BTC")}
+    assert rows["alice", None]["wallet_balance"] == "100"
+    assert rows["alice", None]["positions"] == []
+    btc = rows["alice", "BTC"]
+    assert btc["wallet_balance"] == "1"
+    (pos,) = btc["positions"]
+    assert (pos["side"], pos["qty"], pos["entry_price"], pos["mark_price"]) == (
+        "long",
+        "5000",
+        "8000",
+        "7000",
+    )
+    assert pos["unrealized_pnl"] == "-0.08928572"
+    # bankrupt where 1 = 5,000 (1/P - 1/8,000): P = 5,000 / 1.625 = 3,076.92..., up to
+    # the 0.5 tick: 3,077
+    assert pos["bankruptcy_price"] == "3077"
+    for row in rows.values():
+        schema_validator("accounts").validate(row)
+    # the dashboard's sides: the USD longs are alice's 5,000 contracts
+    long = engine.side_summary("BTCUSD", "long")
+    short = engine.side_summary("BTCUSD", "short")
+    assert (long.open_interest, short.open_interest) == (raw("5000"), raw("5000"))
+    assert sum(long.positions_by_light) == sum(short.positions_by_light) == 1
