@@ -89,15 +89,17 @@ def _fund(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str
         ax.step(times, [float(r["projected_loss"]) for r in fr], where="post",
                 label=f"{fund} projected loss now")  # fmt: skip
     _mark_events(ax, timeline, triggers)
-    ax.set_ylabel(", ".join(f"{fund} ({fund_currency(fund)})" for fund in sorted(by_fund)))
+    ax.set_ylabel(
+        ", ".join(f"{fund} ({currency_of(fr[0])})" for fund, fr in sorted(by_fund.items()))
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
 
-def fund_currency(fund: str) -> str:
-    """The currency a fund is kept in, from its name (``USDT-M`` -> USDT, ``BTC`` -> BTC)."""
-    return fund.split("-", 1)[0]
+def currency_of(row: dict[str, Any]) -> str:
+    """The currency of an output line's money: its ``settlement`` (absent: USDT)."""
+    return str(row.get("settlement", "USDT"))
 
 
 def _distance(plt: Any, out: Path, timeline: dict[str, Any], triggers: list[dict[str, Any]]) -> Any:
@@ -224,7 +226,7 @@ def _second_opinion(plt: Any, triggers: list[dict[str, Any]]) -> Any:
         ax.bar(xs, values, width, color=colour, label=name)
     ax.set_xticks(range(len(shown)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_yscale("symlog")
-    ax.set_ylabel(f"{fund_currency(shown[0]['fund'])} (symlog)")
+    ax.set_ylabel(f"{currency_of(shown[0])} (symlog)")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
@@ -293,7 +295,7 @@ def _triggers_table(triggers: list[dict[str, Any]]) -> str:
             "top account's share")  # fmt: skip
     rows = []
     for t in fired[:TABLE_ROWS]:
-        money = fund_currency(t["fund"])
+        money = currency_of(t)
         accounts = sorted({b["account"] for b in t["bankrupt"]})
         plan = [f"{p['account']} {p['side']} {p['qty']} @ {p['price']}" for p in t["plan"]]
         more = f" (+{len(plan) - PLAN_STEPS} more)" if len(plan) > PLAN_STEPS else ""

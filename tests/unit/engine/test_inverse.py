@@ -8,6 +8,8 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams import wire
 from streams.engine.engine import Engine
@@ -364,3 +366,59 @@ def test_an_inverse_wallet_renders_as_the_venue_shows_it() -> None:
     short = engine.side_summary("BTCUSD", "short")
     assert (long.open_interest, short.open_interest) == (raw("5000"), raw("5000"))
     assert sum(long.positions_by_light) == sum(short.positions_by_light) == 1
+
+
+# ---------------------------------------------------------------- against a reference
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-3000, 3000).filter(bool), st.integers(2000, 60000)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(2000, 60000),
+)
+def test_the_wallet_follows_the_venues_inverse_formulas(
+    trades: list[tuple[int, int]], mark_usd: int
+) -> None:
+    # A reference in exact fractions, written from the venues' inverse formulas (Bybit
+    # "Inverse contract"; BitMEX XBTUSD): the position's cost in BTC is the sum of
+    # contracts / price of its opening fills (its entry the harmonic mean of the
+    # prices); a close of c contracts realizes c (cost / |n| - 1 / P) for a long (the
+    # opposite for a short) and releases that share of the cost; unrealized PnL at the
+    # mark M is n / |n| (cost - |n| / M). Equity = deposit + realized + unrealized.
+    engine = Engine(inverse_book(linear=False))
+    engine.apply(coin("d", "alice", "10"))
+    n, cost, realized = 0, Fraction(0), Fraction(0)
+    for k, (contracts, price) in enumerate(trades):
+        side = "buy" if contracts > 0 else "sell"
+        engine.apply(fill(f"f{k}", "alice", side, str(abs(contracts)), str(price), "BTCUSD"))
+        closing = 0 if n == 0 or (n > 0) == (contracts > 0) else min(abs(contracts), abs(n))
+        if closing:
+            sign = 1 if n > 0 else -1
+            realized += sign * closing * (cost / abs(n) - Fraction(1, price))
+            cost -= cost * closing / abs(n)
+            n += sign * -closing
+        opening = abs(contracts) - closing
+        if opening:
+            n += opening if contracts > 0 else -opening
+            cost += Fraction(opening, price)
+    engine.apply(mark("BTCUSD", str(mark_usd), ts=2))
+    unrealized = (1 if n > 0 else -1) * (cost - Fraction(abs(n), mark_usd)) if n else 0
+    (row,) = wire.final_accounts(engine)
+    assert row["settlement"] == "BTC"
+    equity = 10 + realized + unrealized
+    # the engine rounds each close's PnL and the unrealized PnL down by < 1e-8 BTC, the
+    # entry against the holder (negligible here) and 1/P to the nearest (ditto)
+    assert abs(Fraction(row["equity"]) - equity) <= Fraction(len(trades) + 2, 10**8)
+    if n:
+        (pos,) = row["positions"]
+        assert pos["side"] == ("long" if n > 0 else "short")
+        assert Fraction(pos["qty"]) == abs(n)
+        # the entry: the harmonic mean |n| / cost, to a cent or so (1/P rounded at 1e-8
+        # of 10^8 USD per coin)
+        assert abs(Fraction(pos["entry_price"]) - abs(n) / cost) < Fraction(1, 100)
+    else:
+        assert row["positions"] == []
