@@ -17,6 +17,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.engine.fixed import to_float
+from streams.engine.instruments import HOME_SETTLEMENT, Instrument
 from streams.engine.signals import TOP_SCORES, SideSummary
 from streams.pipeline.worker import Output, Worker
 
@@ -68,10 +69,19 @@ def _or_nan(value: float | None) -> float:
 
 class Metrics:
     def __init__(
-        self, symbols: Iterable[str] = (), registry: CollectorRegistry | None = None
+        self,
+        instruments: Mapping[str, Instrument] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        instruments = instruments or {}
+        symbols = sorted(instruments)
+        # the ``_usd`` gauges are in USD: a coin-settled figure at its coin's USD price,
+        # the latest mark of an inverse symbol settled in it (NaN till one is seen)
+        self._settlement = {sym: inst.settlement for sym, inst in instruments.items()}
+        self._inverse = {sym for sym, inst in instruments.items() if inst.inverse}
+        self.usd_per: dict[str, float] = {HOME_SETTLEMENT: 1.0}
         self.outputs = Counter("adl_outputs_total", "Messages written, by topic", ["topic"],
                                registry=r)  # fmt: skip
         self.dead_letters = Counter(
@@ -92,10 +102,20 @@ class Metrics:
         self.triggers = Counter(
             "adl_triggers_total", "ADL stage changes", ["symbol", "stage"], registry=r
         )
-        self.fund_balance = Gauge("adl_fund_balance_usd", "Insurance fund", ["fund"], registry=r)
+        self.fund_balance = Gauge(
+            "adl_fund_balance_usd", "Insurance fund (a coin fund: at its coin's latest mark)",
+            ["fund"], registry=r,
+        )  # fmt: skip
         self.projected_loss = Gauge(
-            "adl_fund_projected_loss_usd", "Projected loss now", ["fund"], registry=r
-        )
+            "adl_fund_projected_loss_usd", "Projected loss now (a coin fund: at its coin's latest"
+            " mark)", ["fund"], registry=r,
+        )  # fmt: skip
+        self.fund_settlement = Gauge(
+            "adl_fund_settlement_info", "1 for the currency each fund pays in (USDT, or a coin"
+            " for inverse symbols)", ["fund", "settlement"], registry=r,
+        )  # fmt: skip
+        for inst in instruments.values():
+            self.fund_settlement.labels(inst.fund, inst.settlement).set(1)
         self.coverage = Gauge(
             "adl_fund_coverage_ratio", "Fund / projected loss (+Inf: no loss)", ["fund"],
             registry=r,
@@ -298,22 +318,33 @@ class Metrics:
             self.positions.labels(symbol, side, str(light)).set(count)
         self.liquidatable.labels(symbol, side).set(s.liquidatable)
         self.bankrupt.labels(symbol, side).set(s.bankrupt)
-        self.bankrupt_deficit.labels(symbol, side).set(to_float(s.bankrupt_deficit))
+        deficit = to_float(s.bankrupt_deficit) * self._usd_per(self._settlement.get(symbol))
+        self.bankrupt_deficit.labels(symbol, side).set(deficit)
         for place in range(1, TOP_SCORES + 1):
             score = s.top_scores[place - 1] if place <= len(s.top_scores) else float("nan")
             self.top_score.labels(symbol, side, str(place)).set(score)
 
     def _second_opinion(self, symbol: str, o: dict[str, Any]) -> None:
         self.queue_utilisation.labels(symbol).set(_or_nan(o["queue"]["utilisation"]))
-        self.queue_overshoot.labels(symbol).set(float(o["queue"]["overshoot"]))
+        usd = self._usd_per(self._settlement.get(symbol))
+        self.queue_overshoot.labels(symbol).set(float(o["queue"]["overshoot"]) * usd)
         self.pro_rata_ratio.labels(symbol).set(_or_nan(o["pro_rata"]["ratio"]))
         self.queue_top_share.labels(symbol).set(_or_nan(o["queue"]["top1_share"]))
 
+    def _usd_per(self, currency: str | None) -> float:
+        """USD per unit of ``currency`` (``None``: USDT), NaN while unknown."""
+        return self.usd_per.get(currency or HOME_SETTLEMENT, float("nan"))
+
     def _projection(self, p: dict[str, Any]) -> None:
         fund = p["fund"]
+        settlement = p.get("settlement", HOME_SETTLEMENT)
+        for s in p["symbols"]:  # an inverse symbol's mark: USD per coin of its fund
+            if s["symbol"] in self._inverse and s["mark_price"] is not None:
+                self.usd_per[settlement] = float(s["mark_price"])
+        usd = self._usd_per(settlement)
         balance, loss = float(p["fund_balance"]), float(p["projected_loss"])
-        self.fund_balance.labels(fund).set(balance)
-        self.projected_loss.labels(fund).set(loss)
+        self.fund_balance.labels(fund).set(balance * usd)
+        self.projected_loss.labels(fund).set(loss * usd)
         cover = p["coverage_ratio"]
         coverage = float("inf") if cover is None else cover
         self.coverage.labels(fund).set(coverage)
@@ -326,7 +357,8 @@ class Metrics:
         for s in p["symbols"]:
             for point in s["ladder"]:
                 shock = f"{point['shock_pct']:g}"
-                self.ladder.labels(fund, s["symbol"], shock).set(float(point["projected_loss"]))
+                loss_usd = float(point["projected_loss"]) * usd
+                self.ladder.labels(fund, s["symbol"], shock).set(loss_usd)
             for side in ("long", "short"):
                 pct = s[f"adl_distance_{side}_pct"]
                 self.distance.labels(s["symbol"], side).set(

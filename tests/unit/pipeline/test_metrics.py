@@ -1,6 +1,7 @@
 """Metric cardinality does not grow with the number of accounts (DESIGN.md section 5)."""
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams import wire
@@ -75,3 +76,37 @@ def test_a_triggered_plans_second_opinion_is_exported_by_symbol() -> None:
     assert (
         metrics.registry.get_sample_value("adl_queue_overshoot_usd", {"symbol": "BTCUSDT"}) is None
     )
+
+
+def test_a_coin_funds_money_is_exported_in_usd_at_its_coins_mark() -> None:
+    # the inverse book of tests/unit/engine/test_inverse.py: alice 5,000 BTCUSD long at
+    # 8,000, 50x isolated (margin 0.0125 BTC), bob short; fund 0.005 BTC. At 7,600:
+    # alice's deficit 5,000 (1/7,600 - 1/8,000) - 0.0125 = 0.02039473... BTC, i.e.
+    # 155.0000 USD at 7,600; the fund 0.005 BTC = 38 USD.
+    from tests.helpers import ev, isolated
+    from tests.unit.engine.test_inverse import coin, inverse_book
+
+    instruments = inverse_book(linear=False)
+    metrics = Metrics(instruments, CollectorRegistry())
+    worker = Worker(Settings(), instruments)
+    events = [
+        coin("d-a", "alice", "1"),
+        coin("d-b", "bob", "1"),
+        isolated("alice", "BTCUSD", "50"),
+        fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"),
+        fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"),
+        ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0.005"),
+        mark("BTCUSD", "8000", ts=2),
+        mark("BTCUSD", "7600", ts=2000),
+    ]
+    for event in events:
+        for signal in worker.engine.apply(event):
+            stream, payload = wire.render(signal)
+            metrics.observe(Output(OUTPUT_FOR_FILE[stream], None, orjson.dumps(payload), 0))
+    metrics.tick(worker, every_s=0)
+    value = metrics.registry.get_sample_value
+    assert value("adl_fund_settlement_info", {"fund": "BTC-inverse", "settlement": "BTC"}) == 1
+    assert value("adl_fund_balance_usd", {"fund": "BTC-inverse"}) == pytest.approx(38.0)
+    deficit = value("adl_bankrupt_deficit_usd", {"symbol": "BTCUSD", "side": "long"})
+    assert deficit == pytest.approx(155.0, abs=0.001)
+    assert value("adl_open_interest", {"symbol": "BTCUSD", "side": "long"}) == 5000
