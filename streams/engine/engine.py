@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,8 @@ from streams.engine.events import (
 from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
-from streams.engine.instruments import Instrument
-from streams.engine.inverse import Settlements, venue_qty
+from streams.engine.instruments import HOME_SETTLEMENT, Instrument
+from streams.engine.inverse import Settlements, account_of, venue_qty
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
@@ -892,6 +892,24 @@ class Engine:
             if qty_needed is not None and covered >= qty_needed:
                 break
         return out
+
+    def venue_queue(self, sym: str, side: str, limit: int | None = None) -> list[RankedEntry]:
+        """``queue`` as the venue names it (the read APIs, reports): an inverse symbol's
+        USD side, contracts, and the accounts of coin wallets."""
+        inst = self.instruments[sym]
+        if inst.settlement == HOME_SETTLEMENT:
+            return self.queue(sym, side, limit=limit)
+        if inst.inverse:
+            side = "short" if side == "long" else "long"
+        size = inst.contract_size
+        return [
+            replace(
+                e,
+                account=account_of(e.account),
+                qty=venue_qty(e.qty, size) if inst.inverse else e.qty,
+            )
+            for e in self.queue(sym, side, limit=limit)
+        ]
 
     def side_summary(self, sym: str, side: str) -> SideSummary:
         """Dashboard numbers of one side of a symbol: O(n) in numpy, for a metrics tick.

@@ -50,7 +50,7 @@ from streams.engine.events import (
     Mark,
     Side,
 )
-from streams.engine.fixed import SCALE, PriceRaw, QtyRaw, div_ceil, div_floor
+from streams.engine.fixed import SCALE, PriceRaw, QtyRaw, div_ceil, div_floor, to_str
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
 from streams.engine.margin import on_tick
 from streams.engine.risk import PositionRisk
@@ -78,18 +78,26 @@ def inverse_price(price: int) -> int:
 
 
 def venue_price(x: int, rounding: str = "nearest") -> int:
-    """P = U / x at the scale: ``"up"``, ``"down"`` or ``"nearest"``; ``x`` > 0."""
+    """P = U / x at the scale: ``"up"``, ``"down"`` (exact quotients, for thresholds) or
+    ``"nearest"`` (to the digits x carries: marks, entries, plan prices); ``x`` > 0."""
     if rounding == "up":
         return div_ceil(_PRICE_NUMERATOR, x)
     if rounding == "down":
         return div_floor(_PRICE_NUMERATOR, x)
-    return (2 * _PRICE_NUMERATOR + x) // (2 * x)
+    price = (2 * _PRICE_NUMERATOR + x) // (2 * x)
+    # x was rounded by half a unit of its last place, which moves P by up to P / (2x)
+    # units: P is shown to its own digits, not the rounding's (8,000 -> x = 12,500
+    # exactly; 60,000 -> x = 1,666.66666667 -> 59,999.99999988 -> 60,000)
+    quantum = 10 ** len(str(max(1, price // x)))
+    return (price + quantum // 2) // quantum * quantum
 
 
 def engine_qty(contracts: int, contract_size: int) -> int:
     """|q| raw = n F: ``contracts`` as decoded (raw), which must be whole."""
     if contracts % SCALE:
-        raise InvalidEvent("qty", f"an inverse contract trades in whole contracts, got {contracts}")
+        raise InvalidEvent(
+            "qty", f"an inverse contract trades in whole contracts, got {to_str(contracts)}"
+        )
     return contracts // SCALE * contract_size
 
 

@@ -155,7 +155,7 @@ class WorkerReads:
 
     async def queue(self, symbol: str, side: str, limit: int, request: web.Request) -> Answer:
         engine = self.engine
-        entries = engine.queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
+        entries = engine.venue_queue(symbol, side, limit=limit)  # not the whole queue: O(limit)
         ranked_at = engine.symbols[symbol].ranked_at_ms
         return 200, queue_body(symbol, side, ranked_at, entries, engine.profiles[symbol])
 

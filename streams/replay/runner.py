@@ -203,7 +203,7 @@ def _queue_snapshot(engine: Engine, trigger: dict[str, Any]) -> dict[str, Any]:
         "ts": trigger["ts"],
         "symbol": sym,
         "sides": {
-            side: [_entry(e) for e in engine.queue(sym, side, limit=QUEUE_SNAPSHOT_SIZE)]
+            side: [_entry(e) for e in engine.venue_queue(sym, side, limit=QUEUE_SNAPSHOT_SIZE)]
             for side in SIDES
         },
     }
