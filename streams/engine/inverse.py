@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import NamedTuple
 
+from streams.engine.decode import MAX_PRICE_OR_QTY_RAW
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import (
     Balance,
@@ -72,8 +73,18 @@ WALLET_SEPARATOR = "\x1f"
 _OTHER_SIDE = {"long": "short", "short": "long"}
 
 
-def inverse_price(price: int) -> int:
-    """x = U / P at the scale, rounded to the nearest (half up); ``price`` in USD, > 0."""
+# the lowest USD price an inverse symbol takes: x = U / P stays within the decoder's
+# bound on a price (10^10), as the engine's columns assume
+MIN_INVERSE_PRICE_RAW = _PRICE_NUMERATOR // MAX_PRICE_OR_QTY_RAW  # 0.01 USD
+
+
+def inverse_price(price: int, field: str = "price") -> int:
+    """x = U / P at the scale, rounded to the nearest (half up); ``price`` in USD, > 0.
+    ``InvalidEvent`` below ``MIN_INVERSE_PRICE_RAW`` (``field`` names it)."""
+    if price < MIN_INVERSE_PRICE_RAW:
+        raise InvalidEvent(
+            field, f"an inverse symbol's price is at least 0.01 USD, got {to_str(price)}"
+        )
     return (2 * _PRICE_NUMERATOR + price) // (2 * price)
 
 
@@ -88,7 +99,7 @@ def venue_price(x: int, rounding: str = "nearest") -> int:
     # x was rounded by half a unit of its last place, which moves P by up to P / (2x)
     # units: P is shown to its own digits, not the rounding's (8,000 -> x = 12,500
     # exactly; 60,000 -> x = 1,666.66666667 -> 59,999.99999988 -> 60,000)
-    quantum = 10 ** len(str(max(1, price // x)))
+    quantum = int(10 ** len(str(max(1, price // x))))
     return (price + quantum // 2) // quantum * quantum
 
 
@@ -211,7 +222,7 @@ class Settlements:
                 account=key,
                 side=Side.SELL if event.side is Side.BUY else Side.BUY,
                 qty=QtyRaw(engine_qty(event.qty, inst.contract_size)),
-                price=PriceRaw(inverse_price(event.price)),
+                price=PriceRaw(inverse_price(event.price, "price")),
             )
         return replace(event, account=key)
 
@@ -340,13 +351,15 @@ def _inverse_market(event: Mark | Depth, inst: Instrument) -> Mark | Depth:
         index = event.index_price
         return replace(
             event,
-            mark_price=PriceRaw(inverse_price(event.mark_price)),
-            index_price=None if index is None else PriceRaw(inverse_price(index)),
+            mark_price=PriceRaw(inverse_price(event.mark_price, "mark_price")),
+            index_price=None if index is None else PriceRaw(inverse_price(index, "index_price")),
         )
     size = inst.contract_size
 
     def levels(side: tuple[tuple[PriceRaw, QtyRaw], ...]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:
-        return tuple((PriceRaw(inverse_price(p)), QtyRaw(engine_qty(n, size))) for p, n in side)
+        return tuple(
+            (PriceRaw(inverse_price(p, "depth")), QtyRaw(engine_qty(n, size))) for p, n in side
+        )
 
     # a bid for coins at P is an offer of USD: an ask in x, the best first still
     return replace(event, bids=levels(event.asks), asks=levels(event.bids))
