@@ -82,9 +82,19 @@ def _simulate(args: argparse.Namespace) -> int:
         _topics_ready(_settings(args))  # refused credentials: said now, not after simulating
     started = time.perf_counter()
     out = Path(args.out)
-    result = simulate(
-        spec, load_instruments(args.instruments), out, progress=False if args.quiet else None
-    )
+    instruments = load_instruments(args.instruments)
+    progress = False if args.quiet else None
+    book = None
+    if args.inverse_accounts:
+        from streams.scenario.inverse_book import instruments_toml, simulate_with_inverse_book
+
+        result, book = simulate_with_inverse_book(
+            spec, instruments, out, args.inverse_accounts, progress
+        )
+        toml = out.with_name(out.name + ".instruments.toml")
+        toml.write_text(Path(args.instruments).read_text() + instruments_toml())
+    else:
+        result = simulate(spec, instruments, out, progress=progress)
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = result.stats
@@ -96,6 +106,16 @@ def _simulate(args: argparse.Namespace) -> int:
         + (f"; {to_str(stats.uncovered)} neither could cover" if stats.uncovered else ""),
         file=sys.stderr,
     )
+    if book is not None:
+        b = book.stats
+        print(
+            f"with an inverse book (BTCUSD, {args.inverse_accounts:,} BTC wallets): "
+            f"{b.liquidations} liquidations through the book, {b.deleveraged} positions "
+            f"auto-deleveraged against {b.adl_fills} counterparties; fund (BTC) "
+            f"{to_str(book.fund_start)} -> {to_str(book.fund_end)}; replay it with "
+            f"--instruments {out.name}.instruments.toml",
+            file=sys.stderr,
+        )
     if args.bootstrap:
         _send(args, out)
     return 0
@@ -407,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--calm-mark-ms", type=int, help="mark interval outside it (1000)")
     sm.add_argument("--fund-per-account", type=float, help="initial fund per account (1)")
     sm.add_argument("--symbols", help="comma list (default BTC,ETH,SOL,XRP,ADA USDT)")
+    sm.add_argument(
+        "--inverse-accounts",
+        type=int,
+        default=0,
+        help="also an inverse book: BTCUSD (1 USD contracts settled in BTC, its own fund) "
+        "traded by this many BTC wallets on BTCUSDT's crash; writes FILE.instruments.toml "
+        "beside --out to replay it with (default 0: none)",
+    )
     sm.add_argument(
         "--instruments",
         default=str(bundled("instruments.toml")),

@@ -43,7 +43,8 @@ class SimulationResult:
 
 def fmt(value: float, dp: int) -> str:
     """A float as a decimal string of ``dp`` places (half-even): the wire's exact form."""
-    return str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-dp), ROUND_HALF_EVEN))
+    # "f": never an exponent (str() writes 0.00000095 as 9.5E-7, which no decoder takes)
+    return format(Decimal(repr(value)).quantize(Decimal(1).scaleb(-dp), ROUND_HALF_EVEN), "f")
 
 
 class CanonicalWriter:
@@ -73,18 +74,19 @@ def _population(
     venue.emit({"type": "insurance_fund", "ts": t, "fund": spec.fund,
                 "balance": to_str(venue.fund_balance)})  # fmt: skip
     venue.emit({"type": "balance", "event_id": "dep-maker", "ts": t, "account": MAKER,
-                "amount": fmt(spec.maker_wallet, 2), "reason": "deposit"})  # fmt: skip
+                "amount": fmt(spec.maker_wallet * spec.money_scale, spec.money_dp),
+                "reason": "deposit"})  # fmt: skip
     room: dict[str, float] = {}
     width = max(5, len(str(spec.accounts - 1)))
     for i in range(spec.accounts):
         name = f"acct-{i:0{width}d}"
-        wallet = round(min(250_000.0, 500 * rng.paretovariate(1.3)), 2)
+        wallet = round(min(250_000.0, 500 * rng.paretovariate(1.3)), 2) * spec.money_scale
         leverage = min(spec.max_leverage, 2.0 * rng.paretovariate(1.1))
         room[name] = wallet * leverage  # the account's appetite, total notional
         if i % 1000 == 999:
             tick(1000)
         venue.emit({"type": "balance", "event_id": f"dep-{i}", "ts": t, "account": name,
-                    "amount": fmt(wallet, 2), "reason": "deposit"})  # fmt: skip
+                    "amount": fmt(wallet, spec.money_dp), "reason": "deposit"})  # fmt: skip
         if rng.random() < spec.isolated_share:
             # at least the account's own leverage: its isolated margin fits in its wallet
             venue.emit({"type": "position_config", "ts": t, "account": name,
@@ -111,6 +113,7 @@ def _opening_trades(
         venue.emit({"type": "mark", "ts": t, "symbol": sym.symbol,
                     "mark_price": fmt(sym.start_price, sym.price_dp)})  # fmt: skip
     n = 0
+    fee_dp = min(8, spec.money_dp + 2)  # cents of a cent in USDT
     trades = round(spec.accounts * spec.trades_per_account)
     for k in range(trades):
         t = spec.start_ms + 1 + k * spec.opening_ms // trades  # spread over the opening
@@ -134,14 +137,14 @@ def _opening_trades(
             n += 1
             fill = {"type": "fill", "fill_id": f"f-{n}", "ts": t, "account": account,
                     "symbol": sym.symbol, "side": side, "qty": qty,
-                    "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, 4),
+                    "price": fmt(price, sym.price_dp), "fee": fmt(notional * fee_rate, fee_dp),
                     "liquidity": liquidity, "kind": "trade"}  # fmt: skip
             first_fill = first_fill or fill
             venue.emit(fill)
     tick(trades % 1000)
     opened = spec.start_ms + spec.opening_ms
     for sym in spec.symbols:
-        _book(venue, sym, sym.start_price, 0.0, opened, rng)
+        _book(venue, sym, sym.start_price, 0.0, opened, rng, spec.money_scale)
     return opened, first_fill
 
 
@@ -168,7 +171,7 @@ def _funding(spec: ScenarioSpec, venue: Venue, ts: int, marks: dict[str, float])
     """Longs pay shorts ``rate * notional`` at each funding time (rounded to the cent,
     against the payer)."""
     rate = Decimal(repr(spec.funding_rate))
-    cent = Decimal("0.01")
+    cent = Decimal(1).scaleb(-spec.money_dp)
     for acct in sorted(venue.engine.accounts):
         state = venue.engine.accounts[acct]
         total = Decimal(0)
@@ -178,13 +181,20 @@ def _funding(spec: ScenarioSpec, venue: Venue, ts: int, marks: dict[str, float])
         amount = total.quantize(cent, rounding="ROUND_FLOOR")
         if amount != 0:
             venue.emit({"type": "balance", "event_id": f"funding-{ts}-{acct}", "ts": ts,
-                        "account": acct, "amount": str(amount), "reason": "funding"})  # fmt: skip
+                        "account": acct, "amount": format(amount, "f"), "reason": "funding"})  # fmt: skip
 
 
 def _book(
-    venue: Venue, sym: SymbolSpec, mark: float, stress: float, ts: int, rng: random.Random
+    venue: Venue,
+    sym: SymbolSpec,
+    mark: float,
+    stress: float,
+    ts: int,
+    rng: random.Random,
+    money_scale: float = 1.0,
 ) -> None:
-    open_interest = max(venue.open_interest.get(sym.symbol, 0) / SCALE * mark, 1_000.0)
+    floor = 1_000.0 * money_scale
+    open_interest = max(venue.open_interest.get(sym.symbol, 0) / SCALE * mark, floor)
     bids, asks = book(sym, mark, stress, open_interest, rng)
     lot = 10.0**-sym.qty_dp
     depth_bids = [[fmt(p, sym.price_dp), fmt(max(q, lot), sym.qty_dp)] for p, q in bids]
@@ -218,7 +228,7 @@ def _market(
         if step_no % spec.depth_every_marks == 0:
             for symbol, mark in marks.items():
                 sym = by_symbol[symbol]
-                _book(venue, sym, mark, market.stress(sym), ts, rng)
+                _book(venue, sym, mark, market.stress(sym), ts, rng, spec.money_scale)
         for symbol, mark in marks.items():
             venue.emit({"type": "mark", "ts": ts, "symbol": symbol,
                         "mark_price": fmt(mark, by_symbol[symbol].price_dp),
@@ -241,7 +251,9 @@ def simulate(
     rng = random.Random(spec.seed)
     with out_path.open("wb") as out:
         writer = CanonicalWriter(out)
-        fund_start = int(Decimal(repr(spec.fund_per_account)) * spec.accounts * SCALE)
+        fund_start = int(
+            Decimal(repr(spec.fund_per_account * spec.money_scale)) * spec.accounts * SCALE
+        )
         venue = Venue({s.symbol: instruments[s.symbol] for s in spec.symbols}, spec.fund,
                       fund_start, writer, delay_ms=spec.liquidation_delay_ms)  # fmt: skip
         bar = _progress(spec, progress)

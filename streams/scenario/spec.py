@@ -60,6 +60,11 @@ class ScenarioSpec:
     liquidation_delay_ms: int = 500  # the venue's liquidation engine lags the marks
     maker_wallet: float = 1e9  # the book's market maker: takes the other side of closes
     bad_lines: bool = False  # malformed lines and a duplicate, for the dead-letter path
+    # the settlement currency's units: wallets, fees, funding and the fund are drawn in
+    # USD and multiplied by ``money_scale`` (a coin: 1 / its price), written to
+    # ``money_dp`` places (an inverse book in BTC: ``streams.scenario.inverse_book``)
+    money_scale: float = 1.0
+    money_dp: int = 2
 
     @property
     def crash_end_min(self) -> float:
