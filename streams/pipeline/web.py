@@ -22,6 +22,8 @@ from streams import wire
 from streams.engine.adl import RankedEntry
 from streams.engine.engine import Engine
 from streams.engine.fixed import to_str
+from streams.engine.instruments import HOME_SETTLEMENT
+from streams.engine.inverse import wallet_key
 from streams.engine.profiles import VenueProfile
 from streams.engine.signals import AdlStage, AdlTriggered
 from streams.pipeline.metrics import Metrics
@@ -111,11 +113,13 @@ def queue_body(
     }
 
 
-def account_answer(engine: Engine, account: str) -> Answer:
-    """The account at the latest marks (``risk_now``, as replay's final accounts)."""
-    risk = engine.risk_now(account)
+def account_answer(engine: Engine, account: str, currency: str | None = None) -> Answer:
+    """The account's wallet in ``currency`` (``None``: USDT) at the latest marks
+    (``risk_now``, as replay's final accounts)."""
+    risk = engine.risk_now(wallet_key(account, currency or HOME_SETTLEMENT))
     if risk is None:
-        return not_found(f"unknown account {account!r}")
+        held = f" in {currency}" if currency else ""
+        return not_found(f"unknown account {account!r}{held}")
     return 200, wire.account_risk(risk, engine)
 
 
@@ -160,7 +164,7 @@ class WorkerReads:
         return 200, queue_body(symbol, side, ranked_at, entries, engine.profiles[symbol])
 
     async def account(self, account: str, request: web.Request) -> Answer:
-        return account_answer(self.engine, account)
+        return account_answer(self.engine, account, request.query.get("currency"))
 
     async def plan(self, symbol: str, request: web.Request) -> Answer:
         return plan_answer(self.engine.plan_now(symbol), symbol)

@@ -181,7 +181,8 @@ def _funding(spec: ScenarioSpec, venue: Venue, ts: int, marks: dict[str, float])
         amount = total.quantize(cent, rounding="ROUND_FLOOR")
         if amount != 0:
             venue.emit({"type": "balance", "event_id": f"funding-{ts}-{acct}", "ts": ts,
-                        "account": acct, "amount": format(amount, "f"), "reason": "funding"})  # fmt: skip
+                        "account": acct, "amount": format(amount, "f"),
+                        "reason": "funding"})  # fmt: skip
 
 
 def _book(

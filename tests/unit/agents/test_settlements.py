@@ -1,4 +1,5 @@
-"""The partitioned path refuses what it cannot convert yet: symbols settled outside USDT."""
+"""Coin-settled symbols outside the engine: the partitioned path refuses them (not built
+there yet); the worker's read API answers each wallet of an account."""
 
 from __future__ import annotations
 
@@ -14,3 +15,21 @@ def test_the_agents_take_usdt_symbols_and_refuse_a_coin_settled_one() -> None:
     check_settlements(bundled_instruments())  # nothing raised: every bundled one is USDT
     with pytest.raises(ConfigError, match="BTCUSD settle outside USDT"):
         check_settlements(inverse_book())
+
+
+def test_the_read_api_answers_each_wallet_of_an_account() -> None:
+    from streams.engine.engine import Engine
+    from streams.pipeline.web import account_answer
+    from tests.helpers import deposit, schema_validator
+    from tests.unit.engine.test_inverse import coin
+
+    engine = Engine(inverse_book())
+    engine.apply(coin("d1", "alice", "1.5"))
+    engine.apply(deposit("d2", "alice", "100"))
+    status, usdt = account_answer(engine, "alice")
+    assert (status, usdt["wallet_balance"], "settlement" in usdt) == (200, "100", False)
+    status, btc = account_answer(engine, "alice", "BTC")
+    assert (status, btc["wallet_balance"], btc["settlement"]) == (200, "1.5", "BTC")
+    schema_validator("topic.account_risk").validate(btc)
+    status, _ = account_answer(engine, "alice", "ETH")
+    assert status == 404
