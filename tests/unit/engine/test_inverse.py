@@ -33,7 +33,7 @@ from streams.engine.signals import (
     RankAlert,
     Signal,
 )
-from tests.helpers import F, ceil_raw, ev, fill, isolated, mark, raw, schema_validator
+from tests.helpers import F, ceil_raw, deposit, ev, fill, isolated, mark, raw, schema_validator
 
 
 def inverse_book(
@@ -172,9 +172,7 @@ def test_a_coin_wallet_is_apart_from_the_usdt_wallet() -> None:
     # nor the inverse position's by the USDT
     engine = Engine(inverse_book())
     engine.apply(coin("d1", "alice", "1"))
-    engine.apply(
-        ev("balance", event_id="d2", ts=0, account="alice", amount="100", reason="deposit")
-    )
+    engine.apply(deposit("d2", "alice", "100"))
     engine.apply(fill("f1", "alice", "buy", "0.01", "10000", symbol="BTCUSDT"))
     # a 100 USDT loss at 0: 0.01 x (P - 10,000) = -100 at P = 0 -> never bankrupt above 0
     # at 5,000: equity 100 - 50 = 50 USDT; maintenance 0.005 x 0.01 x 5,000 = 0.25
@@ -336,9 +334,7 @@ def test_an_inverse_wallet_renders_as_the_venue_shows_it() -> None:
     # at 7,000: uPnL 5,000 (1/8,000 - 1/7,000) = -0.08928571 BTC (rounded down)
     engine = Engine(inverse_book())
     engine.apply(coin("d1", "alice", "1"))
-    engine.apply(
-        ev("balance", event_id="d2", ts=0, account="alice", amount="100", reason="deposit")
-    )
+    engine.apply(deposit("d2", "alice", "100"))
     engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
     engine.apply(fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"))
     engine.apply(mark("BTCUSD", "7000", ts=1))
