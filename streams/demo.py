@@ -31,7 +31,7 @@ from streams.agents.app import INTERNAL
 from streams.brokers.tansu import Tansu
 from streams.engine.config import EngineConfig
 from streams.engine.instruments import Instrument
-from streams.notify.webhooks import opinion_sentence, rule_words
+from streams.notify.webhooks import money_text, opinion_sentence, rule_words
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings, secret_from_env
@@ -98,12 +98,12 @@ class StageBoard:
 def stage_line(trigger: dict[str, Any], elapsed_s: float, plan_rows: int) -> str:
     """One ADL stage change as a desk reads it: when, what, how short the fund is, and
     who would be deleveraged first."""
-    fund = trigger["fund"]
+    fund, coin = trigger["fund"], trigger.get("settlement")
     line = (
         f"[{elapsed_s:5.1f}s] ADL {trigger['stage'].upper():9} {trigger['symbol']:9}"
-        f" at {_clock(trigger['ts'])} | fund {fund} {_fmt_decimal(trigger['fund_balance'])}"
-        f" loss {_fmt_decimal(trigger['projected_loss'])}"
-        f" shortfall {_fmt_decimal(trigger['shortfall'])}"
+        f" at {_clock(trigger['ts'])} | fund {fund} {money_text(trigger['fund_balance'], coin)}"
+        f" loss {money_text(trigger['projected_loss'], coin)}"
+        f" shortfall {money_text(trigger['shortfall'], coin)}"
         f" | {len(trigger['bankrupt'])} positions to close{rule_words(trigger)}"
     )
     plan = trigger["plan"]
@@ -114,7 +114,8 @@ def stage_line(trigger: dict[str, Any], elapsed_s: float, plan_rows: int) -> str
         more = f" (+{len(plan) - plan_rows} more)" if len(plan) > plan_rows else ""
         line += f"\n         plan: {steps}{more}"
     if trigger.get("second_opinion"):
-        line += f"\n         second opinion: {opinion_sentence(trigger['second_opinion'])}"
+        opinion = opinion_sentence(trigger["second_opinion"], coin)
+        line += f"\n         second opinion: {opinion}"
     return line
 
 
@@ -122,10 +123,6 @@ def _clock(ts_ms: int) -> str:
     """Event time as the desk's clock shows it (UTC, milliseconds)."""
     moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     return moment.strftime("%H:%M:%S.") + f"{ts_ms % 1000:03d} UTC"
-
-
-def _fmt_decimal(text: str) -> str:
-    return f"{float(text):,.2f}"
 
 
 async def run_demo(

@@ -116,14 +116,22 @@ def selected(config: WebhookConfig, topic: str, payload: dict[str, Any]) -> bool
     )
 
 
-def opinion_sentence(o: dict[str, Any]) -> str:
+def money_text(value: str, settlement: str | None = None) -> str:
+    """An output's money as a desk reads it: USDT to the cent; a coin (``settlement``)
+    to the satoshi, named (0.02039474 BTC)."""
+    if settlement is None:
+        return f"{float(value):,.2f}"
+    return f"{float(value):,.8f} {settlement}"
+
+
+def opinion_sentence(o: dict[str, Any], settlement: str | None = None) -> str:
     """A triggered plan's second opinion in one sentence (docs/second-opinion.md)."""
     queue, pro_rata = o["queue"], o["pro_rata"]
     kappa = queue["utilisation"]
     times = "" if kappa is None else f" ({kappa:.1f}x)"
     text = (
-        f"the queue closes {float(queue['haircut']):,.2f} of winners' profit where "
-        f"{float(pro_rata['haircut']):,.2f} covers the deficit{times}"
+        f"the queue closes {money_text(queue['haircut'], settlement)} of winners' profit where "
+        f"{money_text(pro_rata['haircut'], settlement)} covers the deficit{times}"
     )
     if pro_rata["ratio"] is not None:
         text += f"; pro-rata takes {pro_rata['ratio']:.2%} of each winner's profit"
@@ -147,14 +155,16 @@ def rule_words(p: dict[str, Any]) -> str:
 
 def slack_text(topic: str, p: dict[str, Any]) -> str:
     if topic == "adl_triggers":
+        unit = f" {p['settlement']}" if p.get("settlement") else ""  # a coin fund's
         text = (
             f":rotating_light: ADL {p['stage']}{rule_words(p)} on {p['symbol']} ({p['fund']}): "
-            f"projected loss {p['projected_loss']} vs fund {p['fund_balance']}, "
-            f"shortfall {p['shortfall']}, {len(p['bankrupt'])} bankrupt, "
+            f"projected loss {p['projected_loss']}{unit} vs fund {p['fund_balance']}{unit}, "
+            f"shortfall {p['shortfall']}{unit}, {len(p['bankrupt'])} bankrupt, "
             f"{len(p['plan'])} positions in the plan"
         )
         if p.get("second_opinion"):
-            text += f". Second opinion: {opinion_sentence(p['second_opinion'])}"
+            opinion = opinion_sentence(p["second_opinion"], p.get("settlement"))
+            text += f". Second opinion: {opinion}"
         return text
     text = (
         f"ADL rank light {p['previous_quantile']} -> {p['quantile']} for {p['account']} "

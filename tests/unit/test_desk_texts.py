@@ -82,3 +82,16 @@ def test_a_stage_says_its_rule_where_it_is_not_the_funds() -> None:
     for rule in ("fund", None):
         text = slack_text("adl_triggers", {**TRIGGER, "rule": rule})
         assert text.startswith(":rotating_light: ADL triggered on XUSDT (F): ")
+
+
+def test_a_coin_funds_money_is_named_and_to_the_satoshi() -> None:
+    # an inverse symbol's trigger: money in BTC (adl_triggers' settlement)
+    coin = {**TRIGGER, "symbol": "BTCUSD", "fund": "BTC-inverse", "settlement": "BTC",
+            "fund_balance": "0.005", "projected_loss": "0.02039474",
+            "shortfall": "0.01539474"}  # fmt: skip
+    text = slack_text("adl_triggers", coin)
+    assert "projected loss 0.02039474 BTC vs fund 0.005 BTC, shortfall 0.01539474 BTC" in text
+    assert opinion_sentence(OPINION, "BTC").startswith(
+        "the queue closes 50.00000000 BTC of winners' profit where 26.00000000 BTC covers"
+    )
+    assert "fund BTC-inverse 0.00500000 BTC loss 0.02039474 BTC" in stage_line(coin, 1.0, 3)
