@@ -27,6 +27,7 @@ from streams.engine.errors import AdlMonitorError, EventFailed
 from streams.engine.events import Event, Fill, FillKind
 from streams.engine.fixed import to_float, to_str
 from streams.engine.instruments import Instrument
+from streams.engine.inverse import account_of
 from streams.engine.signals import Signal
 from streams.replay.score import score_warnings, summarize
 
@@ -236,7 +237,7 @@ def _summary(
         "duplicates_ignored": engine.stats.duplicates,
         "stale_marks_ignored": engine.stats.stale_marks,
         "dead_letters": counts["dead_letters"],
-        "accounts": len(engine.accounts),
+        "accounts": len({account_of(key) for key in engine.accounts}),  # not each wallet
         "open_positions": sum(len(s.positions) for s in engine.accounts.values()),
         "accounts_by_state": dict(sorted(health.items())),
         "outputs": {name: counts[name] for name in OUTPUTS},
