@@ -33,3 +33,28 @@ def test_the_read_api_answers_each_wallet_of_an_account() -> None:
     schema_validator("topic.account_risk").validate(btc)
     status, _ = account_answer(engine, "alice", "ETH")
     assert status == 404
+
+
+def test_the_worker_keys_a_coin_wallets_lines_apart_from_the_usdt_wallets() -> None:
+    # account_risk is a compacted topic: one key per wallet, or the USDT row would be
+    # replaced by the BTC one (and the other way round)
+    import orjson
+
+    from streams.pipeline.settings import Settings
+    from streams.pipeline.worker import Worker
+    from tests.helpers import deposit, fill, mark
+    from tests.unit.engine.test_inverse import coin
+
+    worker = Worker(Settings(), inverse_book())
+    outputs = []
+    for event in (
+        coin("d1", "alice", "1"),
+        deposit("d2", "alice", "100"),
+        fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"),
+        fill("f2", "alice", "buy", "0.001", "8000", symbol="BTCUSDT"),
+        mark("BTCUSD", "7000", ts=2),
+    ):
+        outputs += worker._apply(event, None)
+    rows = {(o.key, orjson.loads(o.value).get("settlement")) for o in outputs
+            if o.topic == "account_risk"}  # fmt: skip
+    assert rows == {(b"alice", None), (b"alice\x1fBTC", "BTC")}
