@@ -270,11 +270,10 @@ def _topics_ready(settings: Settings, extra: tuple[Any, ...] = ()) -> None:
 def _account_agents(args: argparse.Namespace) -> int:
     from faust.worker import Worker as FaustWorker
 
-    from streams.agents.app import INTERNAL, AccountAgents, check_settlements
+    from streams.agents.app import INTERNAL, AccountAgents
 
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
-    check_settlements(instruments)  # before any topic is made
     _topics_ready(settings, INTERNAL)
     url = args.advertised_url or advertised_url(args.metrics_addr, args.metrics_port)
     agents = AccountAgents(

@@ -61,9 +61,9 @@ from streams.agents.shard import (
     Shard,
     Source,
 )
-from streams.engine.errors import AdlMonitorError, ConfigError, InvalidEvent
+from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Depth, InsuranceFund, Mark
-from streams.engine.instruments import HOME_SETTLEMENT, Instrument
+from streams.engine.instruments import Instrument
 from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
 from streams.engine.signals import SideSummary
 from streams.engine.summary import from_wire
@@ -165,18 +165,6 @@ def credentials(settings: Settings) -> Any:
     return None if ssl_context is None else faust.SSLCredentials(ssl_context)
 
 
-def check_settlements(instruments: Mapping[str, Instrument]) -> None:
-    """``ConfigError`` for symbols settled outside USDT: the desk reads the shards'
-    curves and books as they are, and converting them (``engine.inverse``) is not built
-    for the partitioned path yet."""
-    foreign = sorted(s for s, inst in instruments.items() if inst.settlement != HOME_SETTLEMENT)
-    if foreign:
-        raise ConfigError(
-            f"account-agents: {', '.join(foreign[:5])} settle outside USDT (inverse or "
-            "coin-margined); run them with `replay` or `worker`"
-        )
-
-
 class AccountAgents:
     """The Faust app of stage A and its state (shards per assigned partition)."""
 
@@ -190,7 +178,6 @@ class AccountAgents:
     ) -> None:
         """``url``: where this process's read API listens, as its peers reach it (Faust
         advertises it at each rebalance; ``agents.web`` forwards requests there)."""
-        check_settlements(instruments)
         self.settings = settings
         self.summary_interval_ms = summary_interval_ms
         self.desk: FundDesk[EventT] = FundDesk(instruments, settings.partitions)

@@ -27,9 +27,10 @@ from typing import Any, Generic, TypeVar
 from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.instruments import Instrument
+from streams.engine.inverse import Settlements
 from streams.engine.quantiles import RankCuts, side_cuts
 from streams.engine.queue import ALERT_MARGIN
-from streams.engine.signals import Signal
+from streams.engine.signals import AdlStage, AdlTriggered, FundProjection, Signal
 from streams.engine.summary import SIDES, MergedView, RiskSummary, move_grid
 from streams.engine.watch import FundWatch
 from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
@@ -67,6 +68,7 @@ class FundDesk(Generic[T]):
     config: EngineConfig = field(default_factory=EngineConfig)
     watch: FundWatch = field(init=False)
     grid: tuple[float, ...] = field(init=False)
+    settlements: Settlements = field(init=False)
     sequencer: Sequencer[DeskItem[T]] = field(default_factory=Sequencer)
     # fund -> partition -> summaries not yet complete, in mark order
     waiting: dict[str, dict[int, list[tuple[Key, RiskSummary, T]]]] = field(default_factory=dict)
@@ -84,6 +86,9 @@ class FundDesk(Generic[T]):
     def __post_init__(self) -> None:
         self.watch = FundWatch.for_instruments(self.instruments, self.config)
         self.grid = move_grid(self.config)
+        # the shards' digests are in the engine's terms (an inverse symbol in x): books
+        # come in, signals and reads go out, through the engine's own edge
+        self.settlements = Settlements(self.instruments)
 
     # ------------------------------------------------------------------ intake
     def push_summary(self, summary: RiskSummary, token: T) -> bool:
@@ -194,7 +199,7 @@ class FundDesk(Generic[T]):
             self.fund_moved.add(event.fund)
             return DeskResult([], [])
         if isinstance(event, Depth):
-            self.watch.depth[event.symbol] = event
+            self.watch.depth[event.symbol] = self.settlements.book(event)
             return DeskResult([], [])
         fund = item.summaries[0].fund
         last = self.applied_key.get(fund)
@@ -211,8 +216,19 @@ class FundDesk(Generic[T]):
         force = fund in self.fund_moved
         self.fund_moved.discard(fund)
         view = self.view(fund)
-        signals = self.watch.check(view, fund, ts_ms, force)
+        signals = [self.settlements.outward(s) for s in self.watch.check(view, fund, ts_ms, force)]
         return DeskResult(signals, self._rank_cuts(view, fund, ts_ms))
+
+    def projection(self, fund: str, ts_ms: int) -> FundProjection:
+        """The fund as the desk sees it now (a read), in the venue's terms."""
+        return self.settlements.projection(self.watch.projection(self.view(fund), fund, ts_ms))
+
+    def plan_now(
+        self, fund: str, symbol: str, ts_ms: int
+    ) -> tuple[AdlTriggered, AdlStage | None] | None:
+        """What ADL would do to the symbol now (a read), in the venue's terms."""
+        planned = self.watch.plan_now(self.view(fund), symbol, ts_ms)
+        return None if planned is None else (self.settlements.trigger(planned[0]), planned[1])
 
     def _rank_cuts(self, view: MergedView, fund: str, ts_ms: int) -> list[RankCuts]:
         """Light boundaries of the symbols whose refresh is due at this mark."""

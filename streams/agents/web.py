@@ -123,7 +123,7 @@ class AgentReads:
         agents = self.agents
         partition = partition_of(account, agents.settings.partitions)
         if partition in agents.shards:
-            return await self._account_here(account, partition)
+            return await self._account_here(account, partition, request)
         owner = self.owners("accounts").get(partition)
         if owner is None:
             return unavailable(f"partition {partition} has no owner now (a rebalance): retry")
@@ -135,13 +135,13 @@ class AgentReads:
             return unavailable(f"partition {partition} is being taken up again: retry")
         if agents.restoring.locked():  # a restore takes seconds: not held open meanwhile
             return unavailable(f"partition {partition} is being restored: retry")
-        return await self._account_here(account, partition)  # no event of it applied yet
+        return await self._account_here(account, partition, request)  # none applied yet
 
-    async def _account_here(self, account: str, partition: int) -> Answer:
+    async def _account_here(self, account: str, partition: int, request: web.Request) -> Answer:
         shard = await self.agents.shard(partition)
         if shard is None:
             return unavailable(f"partition {partition} moved while restored: retry")
-        return account_answer(shard.engine, account)
+        return account_answer(shard.engine, account, request.query.get("currency"))
 
     async def fund(self, fund: str, request: web.Request) -> Answer:
         if fund not in self.agents.desk.watch.funds:
@@ -150,7 +150,7 @@ class AgentReads:
         def projection(desk: FundDesk[Any]) -> Answer:
             key = desk.applied_key.get(fund)
             ts_ms = 0 if key is None else key[0]
-            return 200, wire.fund_projection(desk.watch.projection(desk.view(fund), fund, ts_ms))
+            return 200, wire.fund_projection(desk.projection(fund, ts_ms))
 
         return await self._at_desk(request, projection)
 
@@ -160,7 +160,7 @@ class AgentReads:
             key = None if fund is None else desk.applied_key.get(fund)
             if fund is None or key is None:
                 return plan_answer(None, symbol)
-            return plan_answer(desk.watch.plan_now(desk.view(fund), symbol, key[0]), symbol)
+            return plan_answer(desk.plan_now(fund, symbol, key[0]), symbol)
 
         return await self._at_desk(request, plan)
 
@@ -198,7 +198,7 @@ class AgentReads:
         """This process's partitions' queue (each partition's first ``limit``, merged)."""
         parts = [
             queue_body(symbol, side, shard.engine.symbols[symbol].ranked_at_ms,
-                       shard.engine.queue(symbol, side, limit=limit),
+                       shard.engine.venue_queue(symbol, side, limit=limit),
                        shard.engine.profiles[symbol])
             for _, shard in sorted(self.agents.shards.items())
         ]  # fmt: skip

@@ -820,7 +820,8 @@ class Engine:
             ranking, reaches, total, self.profiles[sym], symbol=sym, ts_ms=ts_ms
         )
         self.lit.update(a for a in changed if a in queue)
-        return alerts
+        settlements = self.settlements
+        return alerts if settlements is None else [settlements.rank_alert(a) for a in alerts]
 
     def light_weights(self, sym: str, ranking: SideRanking) -> npt.NDArray[np.int64] | None:
         """What each position of ``ranking`` weighs in the symbol's lights: its size

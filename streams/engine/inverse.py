@@ -213,8 +213,10 @@ class Settlements:
         inst = self.foreign.get(event.symbol)
         if inst is None:
             return event
-        if isinstance(event, Mark | Depth):
-            return _inverse_market(event, inst) if inst.inverse else event
+        if isinstance(event, Mark):
+            return _inverse_mark(event) if inst.inverse else event
+        if isinstance(event, Depth):
+            return self.book(event)
         key = wallet_key(event.account, inst.settlement)
         if isinstance(event, Fill) and inst.inverse:
             return replace(
@@ -225,6 +227,11 @@ class Settlements:
                 price=PriceRaw(inverse_price(event.price, "price")),
             )
         return replace(event, account=key)
+
+    def book(self, event: Depth) -> Depth:
+        """A book in the engine's terms (an inverse symbol's in x)."""
+        inst = self.inverse.get(event.symbol)
+        return event if inst is None else _inverse_book(event, inst)
 
     def _balance(self, event: Balance) -> Balance:
         if event.currency is None or event.currency == HOME_SETTLEMENT:
@@ -243,10 +250,7 @@ class Settlements:
         if inst is None:
             return signal
         if isinstance(signal, RankAlert):
-            side = _OTHER_SIDE[signal.side] if inst.inverse else signal.side
-            return signal._replace(
-                account=account_of(signal.account), side=side, settlement=inst.settlement
-            )
+            return self.rank_alert(signal)
         if isinstance(signal, AdlTriggered):
             return self.trigger(signal)
         out = replace(signal, account=account_of(signal.account), settlement=inst.settlement)
@@ -264,6 +268,15 @@ class Settlements:
             liquidation = _threshold(out.liquidation_price, inst, long)
             return replace(out, liquidation_price=liquidation, **common)  # type: ignore[arg-type]
         return replace(out, **common)  # type: ignore[arg-type]
+
+    def rank_alert(self, alert: RankAlert) -> RankAlert:
+        inst = self.foreign.get(alert.symbol)
+        if inst is None:
+            return alert
+        side = _OTHER_SIDE[alert.side] if inst.inverse else alert.side
+        return alert._replace(
+            account=account_of(alert.account), side=side, settlement=inst.settlement
+        )
 
     def trigger(self, signal: AdlTriggered) -> AdlTriggered:
         inst = self.foreign.get(signal.symbol)
@@ -345,15 +358,19 @@ def _price_shock_pct(x_shock_pct: float) -> float:
     return (1.0 / base - 1.0) * 100 if base > 0 else float("inf")
 
 
-def _inverse_market(event: Mark | Depth, inst: Instrument) -> Mark | Depth:
-    """A mark or a book of an inverse symbol in x."""
-    if isinstance(event, Mark):
-        index = event.index_price
-        return replace(
-            event,
-            mark_price=PriceRaw(inverse_price(event.mark_price, "mark_price")),
-            index_price=None if index is None else PriceRaw(inverse_price(index, "index_price")),
-        )
+def _inverse_mark(event: Mark) -> Mark:
+    """An inverse symbol's mark in x."""
+    index = event.index_price
+    return replace(
+        event,
+        mark_price=PriceRaw(inverse_price(event.mark_price, "mark_price")),
+        index_price=None if index is None else PriceRaw(inverse_price(index, "index_price")),
+    )
+
+
+def _inverse_book(event: Depth, inst: Instrument) -> Depth:
+    """An inverse symbol's book in x: a bid for coins at P is an offer of USD, an ask in
+    x (the best first still), sizes in the engine's units."""
     size = inst.contract_size
 
     def levels(side: tuple[tuple[PriceRaw, QtyRaw], ...]) -> tuple[tuple[PriceRaw, QtyRaw], ...]:
@@ -361,5 +378,4 @@ def _inverse_market(event: Mark | Depth, inst: Instrument) -> Mark | Depth:
             (PriceRaw(inverse_price(p, "depth")), QtyRaw(engine_qty(n, size))) for p, n in side
         )
 
-    # a bid for coins at P is an offer of USD: an ask in x, the best first still
     return replace(event, bids=levels(event.asks), asks=levels(event.bids))

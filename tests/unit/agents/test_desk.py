@@ -58,17 +58,18 @@ def stage_b() -> StageB:
     return run_stage_b(bundled_instruments())
 
 
-def run_stage_b(instruments: dict[str, Instrument]) -> StageB:
+def run_stage_b(instruments: dict[str, Instrument], events: list[Any] | None = None) -> StageB:
     """Shards fed their accounts and every mark; the desk fed their summaries (in the
     order the partitions finished, not interleaved) and the fund and books; the desk's
-    light boundaries fed back to the shards (which keep every summarised ranking)."""
-    events = bundled_events()
+    light boundaries fed back to the shards (which keep every summarised ranking).
+    ``events``: the bundled cascade's unless given (``bundled_events``)."""
+    events = bundled_events() if events is None else events
     summaries: list[dict[str, Any]] = []
     shards = []
     for p in range(PARTITIONS):
         shard = summarising(p, instruments)
         shards.append(shard)
-        for feed in feeds(p).values():
+        for feed in feeds(p, events).values():
             for event, obj, source in feed:
                 shard.push(event, obj, source, None)
         outputs = [o for item in shard.release([], flush=True) for o in shard.apply(item).outputs]
@@ -90,7 +91,7 @@ def run_stage_b(instruments: dict[str, Instrument]) -> StageB:
             readings = (
                 desk.watch.loss_now(view, fund)[0],
                 ladders(desk.watch.projection(view, fund, item.key[0])),
-                {sym: view.winners(sym) for sym in SYMBOLS},
+                {sym: view.winners(sym) for sym in desk.watch.fund_symbols[fund]},
             )
         applied.append((item, signals, readings))
     return desk, applied, summaries, alerts, cuts

@@ -29,12 +29,14 @@ def partition_of(account: str) -> int:  # any fixed assignment will do for the s
     return zlib.crc32(account.encode()) % PARTITIONS
 
 
-def bundled_events() -> list[tuple[Event, dict[str, Any], str]]:
-    """The bundled file's valid events, in file order, with their input topic (the
-    file's deliberate bad lines are dead letters, not the shard's)."""
-    names = frozenset(bundled_instruments())
+def bundled_events(
+    path: Path = BUNDLED, symbols: frozenset[str] | None = None
+) -> list[tuple[Event, dict[str, Any], str]]:
+    """The file's valid events (the bundled one unless told), in file order, with their
+    input topic (the file's deliberate bad lines are dead letters, not the shard's)."""
+    names = symbols or frozenset(bundled_instruments())
     out = []
-    for line in BUNDLED.read_bytes().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
             obj = orjson.loads(line)
             event = decode_event(obj, names, obj["type"])
@@ -44,11 +46,11 @@ def bundled_events() -> list[tuple[Event, dict[str, Any], str]]:
     return out
 
 
-def feeds(partition: int) -> Feed:
+def feeds(partition: int, events: list[tuple[Event, dict[str, Any], str]] | None = None) -> Feed:
     """The shard's inputs: its accounts' events per account topic, every mark on the
     clock, each in file order (what Kafka keeps per partition)."""
     out: Feed = {t: [] for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
-    for event, obj, topic in bundled_events():
+    for event, obj, topic in bundled_events() if events is None else events:
         if topic == "mark_prices":
             topic = CLOCK_TOPIC
         elif topic not in ACCOUNT_TOPICS or partition_of(obj["account"]) != partition:
