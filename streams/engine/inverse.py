@@ -180,10 +180,11 @@ def venue_position(pos: PositionRisk) -> VenuePosition:
 
 def _threshold(x: int | None, inst: Instrument, long: bool) -> int | None:
     """A threshold of x as the venue shows it: rounded to be reached no later, on the
-    tick the same way. x <= 0 (a short bankrupt at any price) has no price in USD."""
-    if x is None or x <= 0:
+    tick the same way. x <= 0 (x's short, a USD long, past it at every price) shows as
+    the largest price the scale holds, 10^16 USD (a linear short's shows <= 0)."""
+    if x is None:
         return None
-    return on_tick(venue_price(x, "up" if long else "down"), inst.tick_size, long)
+    return on_tick(venue_price(max(1, x), "up" if long else "down"), inst.tick_size, long)
 
 
 class Settlements:
@@ -289,8 +290,8 @@ class Settlements:
             b = replace(b, account=account_of(b.account))
             if not inverse:
                 return b
-            # x <= 0: a USD long bankrupt at any price: the largest price the scale holds
-            x = max(1, b.bankruptcy_price)
+            # the exact price (the plan's), off the tick, rounded to be reached no later
+            x = max(1, b.bankruptcy_price)  # <= 0: a USD long bankrupt at any price
             return replace(
                 b,
                 side=_OTHER_SIDE[b.side],

@@ -441,3 +441,15 @@ def test_an_inverse_price_under_a_cent_is_refused(event: dict[str, Any]) -> None
     # at 0.01 exactly: x = 10^10, the bound, taken
     engine.apply(mark("BTCUSD", "0.01", ts=1))
     assert engine.marks["BTCUSD"] == raw("10000000000")
+
+
+def test_a_usd_long_bankrupt_at_any_price_shows_the_largest_price() -> None:
+    # a wallet of -1 BTC under a 1,000-contract long at 8,000 (worth 0.125 BTC): no USD
+    # price makes 1,000 (1/8,000 - 1/P) cover 1 BTC (at most 0.125 as P grows), so x_B
+    # < 0; a linear short in that state shows a price <= 0, this one 10^16 USD
+    engine = Engine(inverse_book())
+    engine.apply(coin("d1", "alice", "-1"))
+    signals = engine.apply(fill("f1", "alice", "buy", "1000", "8000", symbol="BTCUSD"))
+    (bank,) = of(BankruptcyDetected, signals)  # at its fill (valued at its entry)
+    assert (bank.account, bank.side, bank.bankruptcy_price) == ("alice", "long", 10**24)
+    assert bank.deficit == raw("1")
