@@ -43,7 +43,7 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
-from streams.engine.inverse import Settlements, account_of, venue_qty
+from streams.engine.inverse import Settlements, account_of, other_side, venue_qty
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
@@ -234,8 +234,7 @@ class Engine:
         """Apply one validated event; raises ``InvalidEvent`` if it cannot apply."""
         settlements = self.settlements
         if settlements is not None:
-            signals = self._apply(settlements.inward(event))
-            return [settlements.outward(s) for s in signals]
+            return self._outward(self._apply(settlements.inward(event)))
         return self._apply(event)
 
     def _apply(self, event: Event) -> list[Signal]:
@@ -901,7 +900,7 @@ class Engine:
         if inst.settlement == HOME_SETTLEMENT:
             return self.queue(sym, side, limit=limit)
         if inst.inverse:
-            side = "short" if side == "long" else "long"
+            side = other_side(side)
         size = inst.contract_size
         return [
             replace(
@@ -918,7 +917,7 @@ class Engine:
         st = self.symbols[sym]
         inst = self.instruments[sym]
         if inst.inverse:
-            side = "short" if side == "long" else "long"
+            side = other_side(side)
         is_long = side == "long"
         open_interest, lights, top = st.queue.side_totals(side)
         if inst.inverse:

@@ -64,13 +64,17 @@ from streams.engine.signals import (
     LiquidationDetected,
     RankAlert,
     Signal,
-    SymbolProjection,
 )
 
 INVERSE_UNIT_USD = 10**8  # U: the USD of one unit of an inverse symbol's engine quantity
 _PRICE_NUMERATOR = INVERSE_UNIT_USD * SCALE * SCALE  # x_raw * P_raw, exactly
 WALLET_SEPARATOR = "\x1f"
 _OTHER_SIDE = {"long": "short", "short": "long"}
+
+
+def other_side(side: str) -> str:
+    """The other side of a position: an inverse symbol's USD long is a short in x."""
+    return _OTHER_SIDE[side]
 
 
 # the lowest USD price an inverse symbol takes: x = U / P stays within the decoder's
@@ -169,7 +173,7 @@ def venue_position(pos: PositionRisk) -> VenuePosition:
         )
     long = pos.qty < 0  # x's short is a USD long
     return VenuePosition(
-        _OTHER_SIDE[pos.side],
+        other_side(pos.side),
         venue_qty(abs(pos.qty), inst.contract_size),
         venue_price(pos.entry_price),
         venue_price(pos.mark_price),
@@ -178,13 +182,16 @@ def venue_position(pos: PositionRisk) -> VenuePosition:
     )
 
 
+def _usd_threshold(x: int, long: bool) -> int:
+    """A threshold of x in USD, rounded to be reached no later (a USD long's up, a short's
+    down). x <= 0 (x's short, a USD long, past it at every price) shows as the largest
+    price the scale holds, 10^16 USD (a linear short's shows <= 0)."""
+    return venue_price(max(1, x), "up" if long else "down")
+
+
 def _threshold(x: int | None, inst: Instrument, long: bool) -> int | None:
-    """A threshold of x as the venue shows it: rounded to be reached no later, on the
-    tick the same way. x <= 0 (x's short, a USD long, past it at every price) shows as
-    the largest price the scale holds, 10^16 USD (a linear short's shows <= 0)."""
-    if x is None:
-        return None
-    return on_tick(venue_price(max(1, x), "up" if long else "down"), inst.tick_size, long)
+    """A threshold of x as the venue shows it: ``_usd_threshold`` on the tick the same way."""
+    return None if x is None else on_tick(_usd_threshold(x, long), inst.tick_size, long)
 
 
 class Settlements:
@@ -193,7 +200,6 @@ class Settlements:
     Symbols settled in USDT and linear (every bundled one) pass through untouched."""
 
     def __init__(self, instruments: Mapping[str, Instrument]) -> None:
-        self.instruments = dict(instruments)
         self.foreign = {
             s: inst for s, inst in instruments.items() if inst.settlement != HOME_SETTLEMENT
         }
@@ -260,7 +266,7 @@ class Settlements:
         long = signal.side == "short"  # the USD side: x's short is a USD long
         bankruptcy = _threshold(signal.bankruptcy_price, inst, long)
         common = {
-            "side": _OTHER_SIDE[signal.side],
+            "side": other_side(signal.side),
             "qty": venue_qty(signal.qty, inst.contract_size),
             "mark_price": venue_price(signal.mark_price),
             "bankruptcy_price": bankruptcy,
@@ -274,7 +280,7 @@ class Settlements:
         inst = self.foreign.get(alert.symbol)
         if inst is None:
             return alert
-        side = _OTHER_SIDE[alert.side] if inst.inverse else alert.side
+        side = other_side(alert.side) if inst.inverse else alert.side
         return alert._replace(
             account=account_of(alert.account), side=side, settlement=inst.settlement
         )
@@ -290,13 +296,12 @@ class Settlements:
             b = replace(b, account=account_of(b.account))
             if not inverse:
                 return b
-            # the exact price (the plan's), off the tick, rounded to be reached no later
-            x = max(1, b.bankruptcy_price)  # <= 0: a USD long bankrupt at any price
+            # the exact price (the plan's), off the tick
             return replace(
                 b,
-                side=_OTHER_SIDE[b.side],
+                side=other_side(b.side),
                 qty=venue_qty(b.qty, size),
-                bankruptcy_price=venue_price(x, "up" if b.side == "short" else "down"),
+                bankruptcy_price=_usd_threshold(b.bankruptcy_price, b.side == "short"),
             )
 
         def step(p: DeleverageStep) -> DeleverageStep:
@@ -304,7 +309,7 @@ class Settlements:
             if not inverse:
                 return p
             return replace(
-                p, side=_OTHER_SIDE[p.side], qty=venue_qty(p.qty, size), price=venue_price(p.price)
+                p, side=other_side(p.side), qty=venue_qty(p.qty, size), price=venue_price(p.price)
             )
 
         opinion = signal.second_opinion
@@ -327,14 +332,12 @@ class Settlements:
         symbols = []
         for p in signal.symbols:
             if p.symbol in self.inverse:
-                p = SymbolProjection(
-                    symbol=p.symbol,
+                p = replace(
+                    p,
                     mark_price=None if p.mark_price is None else venue_price(p.mark_price),
                     # x's longs are USD shorts; the distances are moves of P already
                     adl_distance_long_pct=p.adl_distance_short_pct,
                     adl_distance_short_pct=p.adl_distance_long_pct,
-                    bankrupt_deficit=p.bankrupt_deficit,
-                    liquidatable_loss=p.liquidatable_loss,
                     ladder=tuple(
                         sorted(
                             (
@@ -354,9 +357,12 @@ def _shock_of(point: LadderPoint) -> float:
 
 
 def _price_shock_pct(x_shock_pct: float) -> float:
-    """A shock of x in percent as the shock of P it is: 1 / (1 + s) - 1."""
-    base = 1.0 + x_shock_pct / 100
-    return (1.0 / base - 1.0) * 100 if base > 0 else float("inf")
+    """A shock of x in percent as the shock of P it is, 1 / (1 + s) - 1: a fall of x is
+    x's longs' adverse move, a rise its shorts' (``price_move``)."""
+    s = x_shock_pct / 100
+    if s < 0:
+        return price_move(-s, x_long=True) * 100  # P rises
+    return -price_move(s, x_long=False) * 100 if s > 0 else 0.0
 
 
 def _inverse_mark(event: Mark) -> Mark:
