@@ -5,8 +5,10 @@ then by account id, so the order is total and deterministic.
 
 Deleverage plan: each bankrupt position's remaining size is closed against the opposite
 side's queue, each counterparty for ``min(remaining, its size)``, at the profile's ADL
-price (the bankrupt position's bankruptcy price on most venues), with the profile's
-fee. A counterparty used by one bankrupt position has less left for the next.
+price (the bankrupt position's bankruptcy price on most venues) put on the instrument's
+tick as the venue shows it (a bankrupt long's rounded up, a short's down: Bybit's
+inverse example, 7,735.37 -> 7,735.5), with the profile's fee. A counterparty used by
+one bankrupt position has less left for the next.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from streams.engine.margin import tick_price
 from streams.engine.profiles import VenueProfile, adl_fee, queue_reaches
 from streams.engine.signals import BankruptPosition, DeleverageStep
 
@@ -56,8 +59,10 @@ def deleverage_plan(
     queues: Mapping[str, Sequence[RankedEntry]],
     profile: VenueProfile,
     mark_price: int,
+    tick: int = 0,
 ) -> tuple[DeleverageStep, ...]:
-    """``queues`` maps a side ("long"/"short") to its ranked queue.
+    """``queues`` maps a side ("long"/"short") to its ranked queue; ``tick``: the
+    instrument's price tick in engine units (0: none, prices as computed).
 
     One cursor per side: entries before it are used up, so each bankrupt position starts
     where the previous one stopped: O(bankrupt + queue), not O(bankrupt x queue).
@@ -69,6 +74,7 @@ def deleverage_plan(
         opposite = "short" if position.side == "long" else "long"
         queue = queues.get(opposite, ())
         price = profile.adl_price(position.bankruptcy_price, mark_price)
+        price = tick_price(price, tick, position.side == "long")
         remaining = position.qty
         i, used = cursor[opposite], used_at_cursor[opposite]
         while remaining > 0 and i < len(queue):

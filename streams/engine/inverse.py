@@ -53,7 +53,7 @@ from streams.engine.events import (
 )
 from streams.engine.fixed import SCALE, PriceRaw, QtyRaw, div_ceil, div_floor, to_str
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
-from streams.engine.margin import on_tick
+from streams.engine.margin import on_tick, tick_price
 from streams.engine.risk import PositionRisk
 from streams.engine.signals import (
     AdlTriggered,
@@ -291,12 +291,13 @@ class Settlements:
             return signal
         inverse = inst.inverse
         size = inst.contract_size
+        tick = inst.tick_size
 
         def bankrupt(b: BankruptPosition) -> BankruptPosition:
             b = replace(b, account=account_of(b.account))
             if not inverse:
                 return b
-            # the exact price (the plan's), off the tick
+            # the exact price, off the tick (the plan's steps are on it)
             return replace(
                 b,
                 side=other_side(b.side),
@@ -308,9 +309,10 @@ class Settlements:
             p = replace(p, account=account_of(p.account), against=account_of(p.against))
             if not inverse:
                 return p
-            return replace(
-                p, side=other_side(p.side), qty=venue_qty(p.qty, size), price=venue_price(p.price)
-            )
+            # on the USD tick as the venue executes it (the bankrupt side, the step's
+            # engine side: a USD long's rounded up)
+            price = tick_price(venue_price(p.price), tick, p.side == "long")
+            return replace(p, side=other_side(p.side), qty=venue_qty(p.qty, size), price=price)
 
         opinion = signal.second_opinion
         if inverse and opinion is not None and opinion.size_charge is not None:

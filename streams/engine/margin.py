@@ -166,6 +166,11 @@ def liquidation_price(
 def on_tick(price: int | None, tick: int, long: bool) -> int | None:
     """``price`` on the tick grid (``tick`` 0: as it is): a long's threshold rounded up,
     a short's down, so that the price shown is reached no later than the exact one."""
-    if price is None or tick <= 0:
+    return None if price is None else tick_price(price, tick, long)
+
+
+def tick_price(price: int, tick: int, long: bool) -> int:
+    """``on_tick`` for a price that is one."""
+    if tick <= 0:
         return price
     return div_ceil(price, tick) * tick if long else div_floor(price, tick) * tick

@@ -215,10 +215,12 @@ class FundWatch:
         config: EngineConfig,
         drawdown_rules: Mapping[str, DrawdownRule | None] | None = None,
         inverse_symbols: Collection[str] = (),
+        ticks: Mapping[str, int] | None = None,
     ) -> None:
         """``drawdown_rules``: per symbol (the profiles' when not given);
         ``inverse_symbols``: priced in x = U / P (``engine.inverse``): their ADL distances
-        are given as moves of P."""
+        are given as moves of P; ``ticks``: each symbol's price tick in engine units (the
+        plan's prices go on it; none: as computed)."""
         self.fund_symbols = {fund: list(symbols) for fund, symbols in fund_symbols.items()}
         self.profiles = dict(profiles)
         self.config = config
@@ -240,6 +242,7 @@ class FundWatch:
             drawdown_rules = {sym: p.drawdown_rule for sym, p in self.profiles.items()}
         self.drawdown = DrawdownPools(self.fund_symbols, drawdown_rules)
         self.inverse_symbols = frozenset(inverse_symbols)
+        self.ticks = dict(ticks or {})
 
     @classmethod
     def for_instruments(
@@ -253,7 +256,8 @@ class FundWatch:
         profiles = {sym: profile_named(inst.profile) for sym, inst in instruments.items()}
         rules = {sym: inst.drawdown_rule for sym, inst in instruments.items()}
         inverse = {sym for sym, inst in instruments.items() if inst.inverse}
-        return cls(fund_symbols, profiles, config, rules, inverse)
+        ticks = {sym: inst.engine_tick for sym, inst in instruments.items()}
+        return cls(fund_symbols, profiles, config, rules, inverse, ticks)
 
     def validate(self, event: InsuranceFund) -> None:
         """``InvalidEvent`` for a fund update the watch cannot take (nothing recorded)."""
@@ -556,7 +560,8 @@ class FundWatch:
             for b in bankrupt:
                 need["short" if b.side == "long" else "long"] += b.qty
             queues = {side: view.queue(sym, side, qty) for side, qty in need.items() if qty}
-            plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark)
+            tick = self.ticks.get(sym, 0)
+            plan = deleverage_plan(bankrupt, queues, self.profiles[sym], mark, tick)
         opinion = None
         if plan:
             # D: what ADL must find for this symbol (the shortfall, at most the symbol's

@@ -225,7 +225,8 @@ class Venue:
         bankrupt = BankruptPosition(acct, p.symbol, p.side, abs(p.qty), price, 0)
         profile = self.engine.profiles[p.symbol]
         queue = self._live_queue(p.symbol, opposite, abs(p.qty), acct, ts_ms)
-        steps = deleverage_plan([bankrupt], {opposite: queue}, profile, p.mark_price)
+        tick = self.instruments[p.symbol].engine_tick
+        steps = deleverage_plan([bankrupt], {opposite: queue}, profile, p.mark_price, tick)
         sign = 1 if p.qty > 0 else -1
         closed = 0
         for step in steps:

@@ -143,6 +143,31 @@ def test_bybit_inverse_isolated_bankruptcy_and_liquidation_the_published_example
     assert bank.deficit > 0
 
 
+def test_bybit_inverse_isolated_example_deleverages_at_the_price_shown() -> None:
+    # the published example again (5,000 BTCUSD long at 7,890.08, 50x isolated:
+    # bankruptcy 7,735.37, shown 7,735.5), now with no fund left: at 7,700 the loss
+    # goes to ADL, and bob's short is closed at 7,735.5, the price the venue shows
+    engine = Engine(inverse_book(linear=False))
+    engine.apply(coin("d", "alice", "1"))
+    engine.apply(coin("d-b", "bob", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "7890.08", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "5000", "7890.08", symbol="BTCUSD"))
+    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0"))
+    signals = engine.apply(mark("BTCUSD", "7700", ts=2))
+    (trig,) = [t for t in of(AdlTriggered, signals) if t.stage is AdlStage.TRIGGERED]
+    (step,) = trig.plan
+    assert (step.account, step.side, step.qty, step.price) == (
+        "bob",
+        "short",
+        raw("5000"),
+        raw("7735.5"),
+    )
+    # the bankrupt list keeps the exact price: (7,890.08 x 50) / 51 = 7,735.372549...
+    (b,) = trig.bankrupt
+    assert raw("7735.37") < b.bankruptcy_price < raw("7735.38")
+
+
 def test_bybit_inverse_cross_example_differs_by_the_fee_to_close() -> None:
     # Bybit's cross example (issue 13): balance 0.5 BTC, long 10,000 contracts at 8,000
     # -> bankruptcy 5,718.57, liquidation 5,739.50. Bybit counts the fee to close at the
@@ -231,6 +256,8 @@ def test_an_inverse_trigger_plans_against_usd_shorts_in_contracts_and_coin() -> 
         ("carol", "short", raw("2000")),
     }
     assert all(p.against == "alice" for p in trig.plan)
+    # executed at the bankruptcy price on the 0.5 tick, a USD long's rounded up
+    assert {p.price for p in trig.plan} == {raw("7843.5")}
     assert trig.adl_distance_pct == 0.0
     payload = wire.adl_trigger(trig)
     schema_validator("adl_triggers").validate(payload)

@@ -22,12 +22,13 @@ from streams.engine.margin import (
     unrealized_pnl,
 )
 from streams.engine.risk import evaluate
-from streams.engine.signals import LiquidationDetected
+from streams.engine.signals import AdlStage, AdlTriggered, LiquidationDetected
 from tests.helpers import (
     F,
     bundled_instruments,
     ceil_raw,
     deposit,
+    ev,
     fill,
     floor_raw,
     mark,
@@ -318,3 +319,27 @@ def test_a_liquidation_reports_its_price_on_the_tick():
         "9849",
         "9799",
     )
+
+
+def test_the_plan_deleverages_at_the_bankruptcy_price_on_the_tick():
+    # A as above (cross, wallet 201.3, long 1 at 10,000: bankrupt at 9,798.7, shown
+    # 9,799.0), B short 1 at 10,000 with 1,000; the fund is empty. At a mark of 9,790
+    # A's deficit 8.7 goes to ADL: B is closed at 9,799.0, the price shown, not 9,798.7
+    engine = Engine(parse_instruments(TICKED))
+    signals = []
+    for event in (
+        deposit("d", "A", "201.3", ts=1),
+        deposit("d2", "B", "1000", ts=1),
+        fill("f", "A", "buy", "1", "10000", ts=2, symbol="XUSDT"),
+        fill("f", "B", "sell", "1", "10000", ts=2, symbol="XUSDT"),
+        ev("insurance_fund", ts=2, fund="F", balance="0"),
+        mark("XUSDT", "10000", ts=3),
+        mark("XUSDT", "9790", ts=4),
+    ):
+        signals += engine.apply(event)
+    triggers = [s for s in signals if isinstance(s, AdlTriggered)]
+    (trigger,) = [s for s in triggers if s.stage is AdlStage.TRIGGERED]
+    (step,) = trigger.plan
+    assert (step.account, step.side, step.qty, step.price) == ("B", "short", raw("1"), raw("9799"))
+    (bankrupt,) = trigger.bankrupt
+    assert bankrupt.bankruptcy_price == raw("9798.7")

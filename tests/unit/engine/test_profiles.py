@@ -148,3 +148,26 @@ def test_under_water_counterparties_are_never_deleveraged():
     bankrupt = [BankruptPosition("account-x", "X", "short", 20, raw("650"), deficit=0)]
     plan = deleverage_plan(bankrupt, {"long": queue}, profile_named("bitmex"), raw("700"))
     assert [(s.account, s.qty) for s in plan] == [("account-a", 5)]
+
+
+def test_the_plan_executes_on_the_tick_a_long_up_a_short_down():
+    # a venue executes ADL at the bankrupt position's bankruptcy price *as it shows it*,
+    # on its tick (Bybit, issue 13: 7,735.37 shown and executed as 7,735.5). Tick 0.5:
+    # a long bankrupt at 650.1 -> 650.5 (up: reached no later); a short at 650.4 -> 650.0
+    queue = rank_queue([QueueEntry("w", 30, 0.5)], profile_named("bybit"))
+    bitmex = profile_named("bitmex")
+    long = [BankruptPosition("l", "X", "long", 10, raw("650.1"), deficit=0)]
+    short = [BankruptPosition("s", "X", "short", 10, raw("650.4"), deficit=0)]
+    tick = raw("0.5")
+    (step,) = deleverage_plan(long, {"short": queue}, bitmex, raw("640"), tick)
+    assert step.price == raw("650.5")
+    (step,) = deleverage_plan(short, {"long": queue}, bitmex, raw("660"), tick)
+    assert step.price == raw("650")
+    # already on the tick, or no tick: as computed
+    (step,) = deleverage_plan(short, {"long": queue}, bitmex, raw("660"), raw("0.1"))
+    assert step.price == raw("650.4")
+    (step,) = deleverage_plan(long, {"short": queue}, bitmex, raw("640"))
+    assert step.price == raw("650.1")
+    # the fee is charged on the price executed: maker 0.02% of 10 x 650.5 (Bybit)
+    (step,) = deleverage_plan(long, {"short": queue}, profile_named("bybit"), raw("640"), tick)
+    assert step.fee == adl_fee(10, raw("650.5"), profile_named("bybit").adl_fee_rate)
