@@ -203,9 +203,20 @@ class Engine:
         self.depth = self.watch.depth
         self.fund_moved: dict[str, set[str]] = {fund: set() for fund in self.fund_symbols}
         self.symbols = {
-            s: _SymbolState(s, self.fund_moved[inst.fund]) for s, inst in self.instruments.items()
+            s: _SymbolState(
+                s,
+                self.fund_moved[inst.fund],
+                longs=DeficitIndex(is_long=True, slope=inst.slope_long),
+                shorts=DeficitIndex(is_long=False, slope=inst.slope_short),
+            )
+            for s, inst in self.instruments.items()
         }
-        self.mmr_max = {s: max(t.mmr for t in inst.tiers) for s, inst in self.instruments.items()}
+        # a position's boundary functions move by at most |q| (1 + r + mmr_max) per unit
+        # of its price (r: the fee to close, which moves its equity too): bands, budgets
+        self.mmr_max = {
+            s: max(t.mmr for t in inst.tiers) + inst.closing_fee_rate
+            for s, inst in self.instruments.items()
+        }
         # wide accounts (``config.wide_after``): one move budget instead of a band per
         # cross position, one shared row value instead of a queue row put per symbol
         self.budget = MoveBudget()
@@ -469,7 +480,8 @@ class Engine:
             if mark is None:
                 reach[sym] = math.inf  # the fund is told whenever its price moves
                 continue
-            reach[sym] = bankruptcy_reach(row.qty, mark, *self._shocked(sym, mark))
+            slope = row.instrument.slope(row.qty)
+            reach[sym] = bankruptcy_reach(row.qty, mark, *self._shocked(sym, mark), slope)
         return reach
 
     def _reindex(
@@ -767,9 +779,9 @@ class Engine:
         st = self.symbols[sym]
         bankrupt: list[BankruptPosition] = []
         for is_long in (True, False):
-            for price, acct, qty in st.side_index(is_long).beyond(mark):
-                gap = price - mark if is_long else mark - price
-                deficit = div_ceil(qty * gap, SCALE)
+            index = st.side_index(is_long)
+            for price, acct, qty in index.beyond(mark):
+                deficit = index.deficit_of(qty, price - mark if is_long else mark - price)
                 if self.risks[acct].cross_position_count >= 2:
                     deficit = self._cross_share(acct, sym, deficit)
                 bankrupt.append(

@@ -10,6 +10,9 @@ the loss at a hypothetical mark p (DESIGN.md section 3) is one O(log n) query::
     longs:  deficit(p) = sum_{B_i > p} |q_i| * (B_i - p) = S_qB - p * S_q over that set
     shorts: deficit(p) = sum_{B_i < p} |q_i| * (p - B_i) = p * S_q - S_qB over that set
 
+With a fee to close (``margin``), each side's deficit is f times that: f = 1 - r for
+longs, 1 + r for shorts, one factor per index (``slope``, x SCALE).
+
 The sums live in a Fenwick tree over logarithmic price buckets (0.05% wide); the one
 bucket that holds p is finished exactly from the sorted entries. All sums are exact
 integers; only the bucket number is computed with a float logarithm, and the same
@@ -261,13 +264,17 @@ class DeficitIndex:
         "_by_key",
         "_is_long",
         "_memo",
+        "_slope",
         "_sums",
         "_total_q",
         "_total_qb",
     )
 
-    def __init__(self, is_long: bool) -> None:
+    def __init__(self, is_long: bool, slope: int = SCALE) -> None:
+        """``slope``: the side's deficit per unit of price past bankruptcy per unit of
+        size, x SCALE (SCALE: no fee to close)."""
         self._is_long = is_long
+        self._slope = slope
         self._buckets: dict[int, _Bucket] = {}
         self._by_key: dict[str, tuple[int, int]] = {}
         self._sums = Fenwick(_BUCKET_COUNT)  # per bucket: sum q, sum q*B
@@ -354,6 +361,12 @@ class DeficitIndex:
         bucket.dirty = True
         self._by_bucket = None
 
+    def deficit_of(self, abs_qty: int, distance: int) -> int:
+        """One entry's deficit ``distance`` past its bankruptcy price (raw, rounded up)."""
+        if self._slope == SCALE:
+            return div_ceil(abs_qty * distance, SCALE)
+        return div_ceil(abs_qty * distance * self._slope, SCALE * SCALE)
+
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
         if len(self._asked) <= _MEMO_KEPT_ON_CHANGE:  # past it, all is forgotten anyway
@@ -363,6 +376,8 @@ class DeficitIndex:
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             numerator = self._memo[price] = self._numerator_at(price)
+        if self._slope != SCALE:
+            return div_ceil(numerator * self._slope, SCALE * SCALE)
         return div_ceil(numerator, SCALE)
 
     def _numerator_at(self, price: int) -> int:
@@ -397,10 +412,12 @@ class DeficitIndex:
         falls as the price rises) and ``p > edge`` for shorts, at every price p >= 1;
         ``None``: above the budget at every such price; ``math.inf``: never above it (a
         side with no shorts). As ``deficit_at`` rounds up, ``deficit_at(p) > budget``
-        iff the exact numerator (raw * SCALE) is above ``budget * SCALE``: the edge is
+        iff the exact numerator (raw * SCALE) is above ``budget * SCALE`` (with a slope
+        f: numerator * f > budget * SCALE^2, i.e. above its floor over f): the edge is
         found on the numerators, piece by piece of the linear segments between entries.
         """
-        limit = budget * SCALE
+        slope = self._slope
+        limit = budget * SCALE if slope == SCALE else budget * SCALE * SCALE // slope
         if limit < 0:
             return None  # a numerator is never negative
         if self._numerator_at(1) <= limit:
@@ -493,7 +510,7 @@ class DeficitIndex:
         costs only its bisections)."""
         buckets, starts, lasts, cum_q, cum_qb = self._bucket_sums()
         total_q, total_qb = cum_q[-1], cum_qb[-1]
-        out = []
+        out = []  # numerators first
         if self._is_long:  # sum over B > p of |q| * (B - p)
             for price in prices:
                 j = bisect_right(starts, price)  # buckets [j, ...) are all above p
@@ -501,7 +518,7 @@ class DeficitIndex:
                 if j and price < lasts[j - 1]:  # and some of bucket j - 1
                     q, qb = buckets[j - 1].sums_above(price)
                     sum_q, sum_qb = sum_q + q, sum_qb + qb
-                out.append(-((price * sum_q - sum_qb) // SCALE))  # div_ceil, inlined
+                out.append(sum_qb - price * sum_q)
         else:  # sum over B < p of |q| * (p - B)
             for price in prices:
                 j = bisect_right(starts, price)  # buckets [0, j - 1) are all below p
@@ -513,8 +530,12 @@ class DeficitIndex:
                 else:
                     q, qb = buckets[j - 1].sums_below(price)
                     sum_q, sum_qb = cum_q[j - 1] + q, cum_qb[j - 1] + qb
-                out.append(-((sum_qb - price * sum_q) // SCALE))
-        return out
+                out.append(price * sum_q - sum_qb)
+        # the numerators (raw * SCALE) to raw, rounded up, times the slope if any
+        if self._slope == SCALE:
+            return [-(-numerator // SCALE) for numerator in out]
+        slope, divisor = self._slope, SCALE * SCALE
+        return [-(-numerator * slope // divisor) for numerator in out]
 
     def _bucket_sums(self) -> _BucketSums:
         """The held buckets in price order, their start prices and last prices held, and

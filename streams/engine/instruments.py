@@ -79,6 +79,9 @@ class Instrument:
     contract: str = "linear"
     contract_size: int = 1  # whole USD per contract (inverse only)
     settlement: str = HOME_SETTLEMENT  # the currency of margin, PnL and the fund
+    # the fee to close (raw rate of the position's value at the mark; 0: none): where a
+    # venue counts it against the margin (Bybit), equity is net of it (``margin``)
+    closing_fee_rate: int = 0
 
     @property
     def inverse(self) -> bool:
@@ -89,6 +92,20 @@ class Instrument:
         """The tick of the prices the engine holds: an inverse symbol's are 1/P, off the
         venue's grid (``engine.inverse`` puts them on it on the way out)."""
         return 0 if self.contract == "inverse" else self.tick_size
+
+    @property
+    def slope_long(self) -> int:
+        """A long's equity per unit of price, x SCALE: 1 - r (``margin``)."""
+        return SCALE - self.closing_fee_rate
+
+    @property
+    def slope_short(self) -> int:
+        """A short's equity per unit of price, x SCALE (signs apart): 1 + r."""
+        return SCALE + self.closing_fee_rate
+
+    def slope(self, qty: int) -> int:
+        """The equity's slope per unit of the position's price, x SCALE, by its side."""
+        return self.slope_long if qty > 0 else self.slope_short
 
     def tier_for(self, notional: int) -> MarginTier:
         """The bracket whose range holds ``notional`` (the last one beyond the table)."""
@@ -203,6 +220,9 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
         if "tick_size" in spec and tick <= 0:
             raise ConfigError(f"{where}.tick_size: must be > 0")
         contract, size, settlement = _contract_terms(spec, where)
+        closing_fee = _raw(spec, "closing_fee_rate", where) if "closing_fee_rate" in spec else 0
+        if not 0 <= closing_fee < SCALE // 10:
+            raise ConfigError(f"{where}.closing_fee_rate: a rate from 0 to below 0.1")
         fund = str(spec.get("fund", "default"))
         rule = _drawdown_rule(
             profile_named(profile).drawdown_rule, funds.get(fund, {}), f"funds.{fund}"
@@ -218,6 +238,7 @@ def parse_instruments(doc: Mapping[str, Any]) -> dict[str, Instrument]:
             contract=contract,
             contract_size=size,
             settlement=settlement,
+            closing_fee_rate=closing_fee,
         )
     _check_one_settlement_per_fund(out)
     return out

@@ -3,7 +3,9 @@
 Cross positions share the cross wallet: equity = wallet + sum of their unrealized PnL;
 the account is liquidatable when equity <= sum of their maintenance margins.
 An isolated position is judged alone on ``isolated_margin + unrealized_pnl``.
-A position with no mark yet is valued at its entry price.
+A position with no mark yet is valued at its entry price. Where the venue counts the fee
+to close against the margin (``Instrument.closing_fee_rate``), unrealized PnL is net of
+it (``margin``).
 
 Health, worst first: ``bankrupt`` (equity < 0; deficit = -equity), ``liquidatable``
 (equity <= maintenance), ``warning`` (maintenance / equity >= warning ratio), ``healthy``.
@@ -23,6 +25,7 @@ from streams.engine.instruments import Instrument
 from streams.engine.margin import (
     bankruptcy_price,
     bankruptcy_price_scaled,
+    closing_fee,
     liquidation_price,
     notional,
     on_tick,
@@ -83,6 +86,7 @@ class PositionRisk(NamedTuple):
             self.backing_equity,
             self.other_maintenance,
             self._fixed_maintenance,
+            self.instrument.slope(self.qty),
         )
 
     @property
@@ -96,6 +100,7 @@ class PositionRisk(NamedTuple):
             self.other_maintenance,
             self.warning_ratio,
             self._fixed_maintenance,
+            self.instrument.slope(self.qty),
         )
 
     @property
@@ -254,7 +259,9 @@ class AccountRisk:
             row.notional,
             row.maintenance_margin,
             cross_equity,
-            bankruptcy_price_scaled(row.qty, row.mark_price, cross_equity * SCALE),
+            bankruptcy_price_scaled(
+                row.qty, row.mark_price, cross_equity * SCALE, row.instrument.slope(row.qty)
+            ),
             False,
             self.health,
             row.instrument,
@@ -293,11 +300,15 @@ def health_of(equity: int, maintenance: int, warning_ratio: int) -> Health:
 
 
 def _own_part(pos: Position, inst: Instrument, mark: int) -> tuple[int, int, int]:
-    """A position's own part at ``mark``: (unrealized PnL, notional, maintenance margin);
-    nothing else of the account enters them."""
+    """A position's own part at ``mark``: (unrealized PnL, net of the fee to close where
+    the venue counts it; notional; maintenance margin); nothing else of the account
+    enters them."""
     value = notional(pos.qty, mark)
     maintenance = position_maintenance(inst, pos.qty, pos.entry_price, value)
-    return unrealized_pnl(pos.qty, pos.entry_price, mark), value, maintenance
+    pnl = unrealized_pnl(pos.qty, pos.entry_price, mark)
+    if inst.closing_fee_rate:
+        pnl -= closing_fee(pos.qty, mark, inst.closing_fee_rate)
+    return pnl, value, maintenance
 
 
 def evaluate(
@@ -352,12 +363,12 @@ def evaluate(
             equity += backing
             deficit += max(0, -backing)
             health = max(health, pos_health)
-            bankruptcy = bankruptcy_price(qty, mark, backing)
+            bankruptcy = bankruptcy_price(qty, mark, backing, inst.slope(qty))
         else:
             backing = cross_equity
             other_mm = cross_mm - mm
             pos_health = cross_health
-            bankruptcy = bankruptcy_price_scaled(qty, mark, cross_scaled)
+            bankruptcy = bankruptcy_price_scaled(qty, mark, cross_scaled, inst.slope(qty))
         risks.append(
             PositionRisk(
                 pos.symbol,

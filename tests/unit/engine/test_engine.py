@@ -18,6 +18,11 @@ INSTRUMENTS = bundled_instruments()
 # the same symbols with maintenance on the entry value (Bybit's and BitMEX's convention):
 # the threshold index, the move budgets and the kept evaluations must stay exact with it
 ON_ENTRY = {s: replace(i, maintenance_base="entry") for s, i in INSTRUMENTS.items()}
+# Bybit's fee to close (0.075%) counted against the margin: every threshold's slope moves
+WITH_FEE = {s: replace(i, closing_fee_rate=75_000) for s, i in INSTRUMENTS.items()}
+BOOKS = pytest.mark.parametrize(
+    "instruments", [INSTRUMENTS, ON_ENTRY, WITH_FEE], ids=["on-mark", "on-entry", "fee-to-close"]
+)
 
 
 def cascade_events():
@@ -157,7 +162,7 @@ def naive_transitions(events, instruments=INSTRUMENTS):
 WIDTHS = [EngineConfig().wide_after, 0]
 
 
-@pytest.mark.parametrize("instruments", [INSTRUMENTS, ON_ENTRY], ids=["on-mark", "on-entry"])
+@BOOKS
 @pytest.mark.parametrize("wide_after", WIDTHS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=markets())
@@ -206,7 +211,7 @@ def test_config_is_immutable():
     assert engine.config.rank_refresh_ms == 1_000
 
 
-@pytest.mark.parametrize("instruments", [INSTRUMENTS, ON_ENTRY], ids=["on-mark", "on-entry"])
+@BOOKS
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=markets())
 def test_an_evaluation_from_the_previous_one_equals_a_fresh_one(instruments, events):

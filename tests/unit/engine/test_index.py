@@ -236,6 +236,51 @@ def test_budget_edge_splits_the_prices_as_deficit_at_does(entries, is_long, budg
     _check_budget_edge(entries, is_long, budget, asked)
 
 
+# a fee to close r of 0 to 1%: the side's slope 1 - r (longs) or 1 + r (shorts), x SCALE
+fee_rates = st.integers(0, SCALE // 100)
+
+
+@given(
+    st.lists(st.tuples(st.integers(-(10**6), 10**13), st.integers(1, 10**9)), max_size=25),
+    st.booleans(),
+    fee_rates,
+    st.integers(-(10**6), 10**14),
+    st.lists(st.integers(1, 2 * 10**13), min_size=1, max_size=20),
+)
+def test_a_sloped_index_is_its_sums_times_the_slope(entries, is_long, rate, budget, asked):
+    """With a fee to close every deficit is f x sum |q| (B - p) (rounded up once), one
+    price or a whole curve at a time, and the budget edge still splits the prices as
+    ``deficit_at`` does."""
+    slope = SCALE - rate if is_long else SCALE + rate
+    index = DeficitIndex(is_long=is_long, slope=slope)
+    truth = {}
+    for k, (price, qty) in enumerate(entries):
+        index.put(f"k{k}", price, qty)
+        truth[f"k{k}"] = (price, qty)
+    for price in asked:
+        exact = Fraction(0)
+        for b, q in truth.values():
+            gap = b - price if is_long else price - b
+            if gap > 0:
+                exact += Fraction(q * gap * slope, SCALE * SCALE)
+        want = -((-exact.numerator) // exact.denominator)
+        assert index.deficit_at(price) == want
+        assert index.deficits_at([price]) == [want]
+    _check_budget_edge(entries, is_long, budget, asked, slope)
+
+
+def test_a_sloped_deficit_by_hand():
+    # longs 2 units bankrupt at 100 and 1 at 90 (raw units of SCALE), fee 0.1%: at 80
+    # the deficit is 0.999 x (2 x 20 + 1 x 10) = 49.95; shorts (1.001) at 120 with the
+    # same entries: 1.001 x (2 x 20 + 1 x 30) = 70.07
+    for is_long, slope, at, want in ((True, 999, 80, "49.95"), (False, 1001, 120, "70.07")):
+        index = DeficitIndex(is_long=is_long, slope=slope * SCALE // 1000)
+        index.put("a", 100 * SCALE, 2 * SCALE)
+        index.put("b", 90 * SCALE, SCALE)
+        assert Fraction(index.deficit_at(at * SCALE), SCALE) == Fraction(want)
+        assert index.deficit_of(2 * SCALE, 20 * SCALE) == 2 * 20 * slope * SCALE // 1000
+
+
 @settings(max_examples=400)
 @given(
     st.lists(
@@ -258,11 +303,11 @@ def test_budget_edge_among_entries_a_few_buckets_wide(entries, is_long, budget, 
     _check_budget_edge(entries, is_long, budget, asked)
 
 
-def _check_budget_edge(entries, is_long, budget, asked):
+def _check_budget_edge(entries, is_long, budget, asked, slope=SCALE):
     """``deficit_at(p) > budget`` exactly on one side of the edge, at any price: checked
     at random prices, at the entries' own prices and one raw unit either side of the edge
     (entries from below zero to 1e13 raw: several buckets, some shared)."""
-    index = DeficitIndex(is_long=is_long)
+    index = DeficitIndex(is_long=is_long, slope=slope)
     for k, (price, qty) in enumerate(entries):
         index.put(f"k{k}", price, qty)
     edge = index.budget_edge(budget)

@@ -6,6 +6,7 @@ import itertools
 import pytest
 
 from streams.engine.errors import ConfigError
+from streams.engine.fixed import SCALE
 from streams.engine.instruments import parse_instruments
 from tests.helpers import bundled_instruments, raw
 
@@ -86,3 +87,18 @@ def test_a_tick_size_is_optional_and_positive():
     for bad in ("0", "-0.1"):
         with pytest.raises(ConfigError, match=r"symbols\.X\.tick_size"):
             tick(tick_size=bad)
+
+
+def test_a_closing_fee_rate_is_optional_and_below_ten_percent():
+    tier = {"max_notional": "1000", "mmr": "0.01", "maintenance_amount": "0"}
+
+    def fee(**spec: str) -> tuple[int, int, int]:
+        inst = parse_instruments({"symbols": {"X": {"tiers": [tier], **spec}}})["X"]
+        return inst.closing_fee_rate, inst.slope(1), inst.slope(-1)
+
+    assert fee() == (0, SCALE, SCALE)  # none: a position's equity moves by q
+    # 0.075%: a long's equity moves by q (1 - r), a short's by q (1 + r)
+    assert fee(closing_fee_rate="0.00075") == (raw("0.00075"), raw("0.99925"), raw("1.00075"))
+    for bad in ("-0.0001", "0.1", "1"):
+        with pytest.raises(ConfigError, match=r"symbols\.X\.closing_fee_rate"):
+            fee(closing_fee_rate=bad)

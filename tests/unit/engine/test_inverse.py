@@ -33,7 +33,18 @@ from streams.engine.signals import (
     RankAlert,
     Signal,
 )
-from tests.helpers import F, ceil_raw, deposit, ev, fill, isolated, mark, raw, schema_validator
+from tests.helpers import (
+    F,
+    ceil_raw,
+    deposit,
+    ev,
+    fill,
+    floor_raw,
+    isolated,
+    mark,
+    raw,
+    schema_validator,
+)
 
 
 def inverse_book(
@@ -41,10 +52,11 @@ def inverse_book(
     tick: str = "0.5",
     profile: str = "bybit",
     linear: bool = True,
+    closing_fee: str | None = None,
     **fund_table: Any,
 ) -> dict[str, Instrument]:
     """BTCUSD inverse (1 USD contracts, settled in BTC, its own fund) and, beside it, a
-    linear BTCUSDT in USDT."""
+    linear BTCUSDT in USDT. ``closing_fee``: BTCUSD's fee to close, if any."""
     tier = {"max_notional": "1000000", "mmr": mmr, "maintenance_amount": "0", "max_leverage": 100}
     symbols: dict[str, Any] = {
         "BTCUSD": {
@@ -57,6 +69,8 @@ def inverse_book(
             "tiers": [tier],
         }
     }
+    if closing_fee is not None:
+        symbols["BTCUSD"]["closing_fee_rate"] = closing_fee
     if linear:
         symbols["BTCUSDT"] = {"fund": "USDT-M", "profile": profile, "tiers": [tier]}
     funds = {"BTC-inverse": fund_table} if fund_table else {}
@@ -168,25 +182,92 @@ def test_bybit_inverse_isolated_example_deleverages_at_the_price_shown() -> None
     assert raw("7735.37") < b.bankruptcy_price < raw("7735.38")
 
 
-def test_bybit_inverse_cross_example_differs_by_the_fee_to_close() -> None:
+BYBIT_TAKER = "0.00075"  # the inverse taker fee of Bybit's examples (0.075%)
+
+
+def test_bybit_inverse_cross_example_with_the_fee_to_close() -> None:
     # Bybit's cross example (issue 13): balance 0.5 BTC, long 10,000 contracts at 8,000
-    # -> bankruptcy 5,718.57, liquidation 5,739.50. Bybit counts the fee to close at the
-    # bankruptcy price (0.075% taker) against the balance; the engine does not (its
-    # margin conventions have no closing fee, for linear symbols either), so it finds
-    # the bankruptcy where 0.5 = 10,000 (1/P - 1/8,000): P = 10,000 / 1.75 = 5,714.28...,
-    # on the tick (long: up) 5,714.5; the venue's with the fee: 10,007.5 / 1.75.
-    engine = Engine(inverse_book(tick="0.01"))
+    # -> bankruptcy 5,718.57, liquidation 5,739.50. Bybit counts the fee to close
+    # (0.075% taker of the value at the price) against the balance:
+    #   bankruptcy:  0.5 + 10,000 (1/8,000 - 1/P) - 0.00075 x 10,000 / P = 0
+    #                P = 10,000 x 1.00075 / 1.75 = 5,718.5714...
+    #   liquidation: the same = 0.5% of the entry value (0.00625 BTC):
+    #                P = 10,007.5 / 1.74375 = 5,739.068... -> 5,739.5 on the 0.5 tick (up)
+    # Without the fee the engine found 5,714.29 and 5,734.77 (the twenty-first session).
+    book = inverse_book(closing_fee=BYBIT_TAKER)
+    engine = Engine(book)
     engine.apply(coin("d", "alice", "0.5"))
+    engine.apply(coin("d-b", "bob", "1"))
     engine.apply(fill("f1", "alice", "buy", "10000", "8000", symbol="BTCUSD"))
-    (bank,) = of(BankruptcyDetected, engine.apply(mark("BTCUSD", "5700", ts=2)))
-    assert bank.bankruptcy_price == cents_up(Fraction(10000) / F("1.75")) == raw("5714.29")
-    assert cents_up(F("10007.5") / F("1.75")) == raw("5718.58")  # the venue's 5,718.57...
-    # liquidation: 0.5 - 0.5% x 1.25 = 10,000 / P - 1.25 -> P = 10,000 / 1.74375 (5,734.77)
-    engine = Engine(inverse_book(tick="0.01"))
-    engine.apply(coin("d", "alice", "0.5"))
-    engine.apply(fill("f1", "alice", "buy", "10000", "8000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "10000", "8000", symbol="BTCUSD"))
+    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0"))
     (liq,) = of(LiquidationDetected, engine.apply(mark("BTCUSD", "5730", ts=2)))
-    assert liq.liquidation_price == cents_up(Fraction(10000) / F("1.74375")) == raw("5734.77")
+    assert liq.liquidation_price == raw("5739.5")
+    assert liq.bankruptcy_price == raw("5719")  # 5,718.57... on the 0.5 tick, up
+    # at 5,700 past it: the exact price (the trigger's bankrupt list) is the venue's
+    # 5,718.57, and the deficit counts the fee: 10,007.5 / 5,700 - 1.75 BTC
+    signals = engine.apply(mark("BTCUSD", "5700", ts=3))
+    (trig,) = [t for t in of(AdlTriggered, signals) if t.stage is AdlStage.TRIGGERED]
+    (b,) = trig.bankrupt
+    assert raw("5718.57") <= b.bankruptcy_price < raw("5718.58")
+    deficit = F("10007.5") / 5700 - F("1.75")
+    assert abs(Fraction(b.deficit, 10**8) - deficit) <= F("0.00000002")
+    (step,) = trig.plan  # bob's short, closed at the bankruptcy price on the tick
+    assert (step.account, step.qty, step.price) == ("bob", raw("10000"), raw("5719"))
+
+
+def test_bybit_inverse_isolated_example_holds_with_the_fee_to_close() -> None:
+    # the isolated example under the same fee: Bybit's position margin is the initial
+    # margin plus the fee to close at the bankruptcy price ("Fee to close = (Qty /
+    # Bankruptcy Price) x taker fee"): 5,000 / 7,735.37 x 0.075% = 0.00048479 BTC, added
+    # as the venue reports it. Bankruptcy: IM + R + 5,000 (1/E - 1/P) = 0.00075 x 5,000 / P
+    # holds at P = 7,735.37 (R pays the fee there): 7,735.5 on the tick, as published;
+    # liquidation: 5,000 x 1.00075 / (IM + R + 5,000 / E - MM) = 7,773.4... -> 7,773.5
+    engine = Engine(inverse_book(closing_fee=BYBIT_TAKER))
+    engine.apply(coin("d", "alice", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", "7890.08", symbol="BTCUSD"))
+    reserve = ev(
+        "isolated_margin", event_id="r", ts=1, account="alice", symbol="BTCUSD", amount="0.00048479"
+    )
+    engine.apply(reserve)
+    (liq,) = of(LiquidationDetected, engine.apply(mark("BTCUSD", "7760", ts=2)))
+    assert liq.liquidation_price == raw("7773.5")
+    assert liq.bankruptcy_price == raw("7735.5")
+    value = Fraction(5000) / F("7890.08")
+    margin = value / 50 + F("0.00048479")
+    exact = 5000 * F("1.00075") / (margin + value - value * F("0.005"))
+    assert raw("7773") < ceil_raw(exact) <= raw("7773.5")
+
+
+def test_a_linear_fee_to_close_by_hand() -> None:
+    # XUSDT, fee to close 0.1%, MMR 0.5% of the mark value; cross, wallet 1,000:
+    # long 1 at 10,000:  1,000 + (P - 10,000) - 0.001 P = 0      -> B = 9,000 / 0.999
+    #                    ... = 0.005 P                           -> L = 9,000 / 0.994
+    # short 1 at 10,000: 1,000 - (P - 10,000) - 0.001 P = 0      -> B = 11,000 / 1.001
+    #                    ... = 0.005 P                           -> L = 11,000 / 1.006
+    tier = {"max_notional": "1000000", "mmr": "0.005", "maintenance_amount": "0"}
+    spec = {"fund": "F", "profile": "binance", "closing_fee_rate": "0.001", "tiers": [tier]}
+    book = parse_instruments({"symbols": {"XUSDT": spec}})
+    for side, at, bankrupt, liquidation in (
+        ("buy", "9050", ceil_raw(F(9000) / F("0.999")), ceil_raw(F(9000) / F("0.994"))),
+        ("sell", "10950", floor_raw(F(11000) / F("1.001")), floor_raw(F(11000) / F("1.006"))),
+    ):
+        engine = Engine(book)
+        engine.apply(deposit("d", "a", "1000"))
+        engine.apply(fill("f", "a", side, "1", "10000", symbol="XUSDT"))
+        (liq,) = of(LiquidationDetected, engine.apply(mark("XUSDT", at, ts=1)))
+        assert (liq.bankruptcy_price, liq.liquidation_price) == (bankrupt, liquidation)
+        # the equity is net of the fee to close at the mark: 1,000 - 950 - 0.1% of it
+        assert Fraction(engine.risks["a"].equity, 10**8) == 1000 - 950 - F(at) / 1000
+    # the loss past bankruptcy counts it too: the long at 8,000 holds 1,000 - 2,000 - 8
+    # = -1,008, i.e. 0.999 x (9,009.009... - 8,000) = 1,008
+    engine = Engine(book)
+    engine.apply(deposit("d", "a", "1000"))
+    engine.apply(fill("f", "a", "buy", "1", "10000", symbol="XUSDT"))
+    engine.apply(ev("insurance_fund", ts=1, fund="F", balance="5000"))
+    (bank,) = of(BankruptcyDetected, engine.apply(mark("XUSDT", "8000", ts=2)))
+    assert abs(Fraction(bank.deficit, 10**8) - 1008) <= F("0.00000002")
 
 
 # ---------------------------------------------------------------- wallets

@@ -239,14 +239,17 @@ def test_liquidation_comes_before_bankruptcy(qty, short, entry, margin):
     mark=st.integers(1, 10**13),
     spread=st.integers(0, 10**12),
     offset=st.integers(-(10**6), 10**6),
+    fee=st.sampled_from([0, 1, 75_000, SCALE // 100]) | st.integers(0, SCALE // 100),
 )
-def test_bankruptcy_reach_says_exactly_where_the_price_lies(qty, mark, spread, offset):
+def test_bankruptcy_reach_says_exactly_where_the_price_lies(qty, mark, spread, offset, fee):
     # the bound against the bankruptcy price itself, at cross equities on either side of
-    # the bound and right at it (``offset`` raw units of Q * SCALE around it)
+    # the bound and right at it (``offset`` raw units of Q * SCALE around it); with a fee
+    # to close r, the slope 1 - r (long) or 1 + r (short)
     low, high = max(1, mark - spread), mark + spread
-    bound = bankruptcy_reach(qty, mark, low, high)
+    slope = SCALE - fee if qty > 0 else SCALE + fee
+    bound = bankruptcy_reach(qty, mark, low, high, slope)
     for scaled in (bound + offset, bound - 1, bound, bound + 1):
-        price = bankruptcy_price_scaled(qty, mark, scaled)
+        price = bankruptcy_price_scaled(qty, mark, scaled, slope)
         read = price is not None and (price >= low if qty > 0 else price <= high)
         assert (scaled < bound) == read, (scaled, price)
 

@@ -127,13 +127,20 @@ def _queues(engine: Engine, ts_ms: int) -> list[object]:
     ]
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize(
+    ("profile", "closing_fee_rate"), [(p, 0) for p in sorted(PROFILES)] + [("bybit", 75_000)]
+)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(maker_flows())
-def test_moved_positions_path_equals_the_full_path_event_by_event(profile, events):
+def test_moved_positions_path_equals_the_full_path_event_by_event(
+    profile, closing_fee_rate, events
+):
     # every venue's ranking: some score a cross position by the account's equity, some
-    # by the equity backing it (the shared row keeps both)
-    instruments = {s: dataclasses.replace(i, profile=profile) for s, i in INSTRUMENTS.items()}
+    # by the equity backing it (the shared row keeps both); Bybit's with its fee to close
+    instruments = {
+        s: dataclasses.replace(i, profile=profile, closing_fee_rate=closing_fee_rate)
+        for s, i in INSTRUMENTS.items()
+    }
     config = EngineConfig(wide_after=0)  # two positions make an account wide
     fast, full = Engine(instruments, config), Engine(instruments, config)
     full.wide_moves = False
