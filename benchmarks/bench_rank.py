@@ -43,7 +43,8 @@ def table(n: int, seed: int = 1) -> QueueTable:
         qty = max(1, int(rng.paretovariate(1.5) * 0.01 * SCALE)) * (1 if i % 2 else -1)
         entry = int(MARK * (1 + rng.gauss(0, 0.02)))
         backing = int(abs(qty) * entry // SCALE / min(100.0, 2 * rng.paretovariate(1.1)))
-        pos = PositionRisk("BTCUSDT", qty, entry, MARK, 0, 0, 0, backing, None,
+        maintenance = abs(qty) * entry // SCALE // 200  # 0.5% of the entry value
+        pos = PositionRisk("BTCUSDT", qty, entry, MARK, 0, 0, maintenance, backing, None,
                            rng.random() < 0.2, Health.HEALTHY, BTC, 0, 0)  # fmt: skip
         others = [
             OtherPosition(rng.randrange(SYMBOLS), rng.uniform(-5, 5), MARK, rng.random() < 0.9)
@@ -59,12 +60,14 @@ def floor(n: int, seed: int = 2) -> Callable[[], object]:
     qty = rng.pareto(1.5, n) * np.where(np.arange(n) % 2, 1.0, -1.0)
     entry = MARK / SCALE * (1 + rng.normal(0, 0.02, n))
     backing = np.abs(qty) * entry / 10
+    wallet, maintenance = backing * 0.9, np.abs(qty) * entry * 0.005
     names = np.array([f"acct-{i:07d}" for i in range(n)])
     abs_qty = (np.abs(qty) * SCALE).astype(np.int64)
     profile = PROFILES["binance"]
 
     def run() -> object:
-        scores = profile.rank_score(RankInput(qty, entry, MARK / SCALE, backing, backing))
+        row = RankInput(qty, entry, MARK / SCALE, backing, backing, False, wallet, maintenance)
+        scores = profile.rank_score(row)
         order = np.lexsort((names, -abs_qty, -scores))
         return np.bincount(5 - (5 * np.arange(n)) // n, minlength=6), order
 
@@ -81,7 +84,8 @@ def main() -> None:
     profile = PROFILES["binance"]
     mark = MARK - MARK // 50  # the symbol fell 2%
     for n in args.sizes:
-        rank_s = timed(partial(table(n).rank, mark, profile, True, marks), args.repeat)
+        ranked = partial(table(n).rank, mark, profile, True, marks, symbol="BTCUSDT", ts_ms=0)
+        rank_s = timed(ranked, args.repeat)
         floor_s = timed(floor(n), args.repeat)
         print(
             f"{n:>10,} {rank_s * 1e3:>9.1f} {floor_s * 1e3:>9.1f} {rank_s / floor_s:>6.2f}x"
