@@ -98,6 +98,19 @@ def of(kind: type, signals: list[Signal]) -> list[Any]:
     return [s for s in signals if isinstance(s, kind)]
 
 
+def isolated_long_against_a_short(entry: str, fund: str) -> Engine:
+    """BTCUSD alone: alice 5,000 contracts long at ``entry``, 50x isolated, against bob's
+    5,000 short (cross); 1 BTC each; the fund's balance ``fund`` BTC."""
+    engine = Engine(inverse_book(linear=False))
+    engine.apply(coin("d-a", "alice", "1"))
+    engine.apply(coin("d-b", "bob", "1"))
+    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(fill("f1", "alice", "buy", "5000", entry, symbol="BTCUSD"))
+    engine.apply(fill("f2", "bob", "sell", "5000", entry, symbol="BTCUSD"))
+    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance=fund))
+    return engine
+
+
 # ---------------------------------------------------------------- conversions
 
 
@@ -161,13 +174,7 @@ def test_bybit_inverse_isolated_example_deleverages_at_the_price_shown() -> None
     # the published example again (5,000 BTCUSD long at 7,890.08, 50x isolated:
     # bankruptcy 7,735.37, shown 7,735.5), now with no fund left: at 7,700 the loss
     # goes to ADL, and bob's short is closed at 7,735.5, the price the venue shows
-    engine = Engine(inverse_book(linear=False))
-    engine.apply(coin("d", "alice", "1"))
-    engine.apply(coin("d-b", "bob", "1"))
-    engine.apply(isolated("alice", "BTCUSD", "50"))
-    engine.apply(fill("f1", "alice", "buy", "5000", "7890.08", symbol="BTCUSD"))
-    engine.apply(fill("f2", "bob", "sell", "5000", "7890.08", symbol="BTCUSD"))
-    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0"))
+    engine = isolated_long_against_a_short("7890.08", fund="0")
     signals = engine.apply(mark("BTCUSD", "7700", ts=2))
     (trig,) = [t for t in of(AdlTriggered, signals) if t.stage is AdlStage.TRIGGERED]
     (step,) = trig.plan
@@ -350,13 +357,7 @@ def test_the_adl_distance_of_an_inverse_symbol_is_a_move_of_its_usd_price() -> N
     # alice as above (bankrupt at 8,000 x 50 / 51 = 7,843.137...), fund 0.01 BTC: the
     # fund is exhausted where 5,000 (1/P - 1/8,000) - 0.0125 = 0.01, i.e. 5,000 / P =
     # 0.6475: P = 7,722.007...; from a mark of 8,000 that is a fall of 3.4749...%
-    engine = Engine(inverse_book(linear=False))
-    engine.apply(coin("d-a", "alice", "1"))
-    engine.apply(coin("d-b", "bob", "1"))
-    engine.apply(isolated("alice", "BTCUSD", "50"))
-    engine.apply(fill("f1", "alice", "buy", "5000", "8000", symbol="BTCUSD"))
-    engine.apply(fill("f2", "bob", "sell", "5000", "8000", symbol="BTCUSD"))
-    engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance="0.01"))
+    engine = isolated_long_against_a_short("8000", fund="0.01")
     engine.apply(mark("BTCUSD", "8000", ts=2))
     (projection,) = of(FundProjection, engine.finish())
     (sym,) = projection.symbols
