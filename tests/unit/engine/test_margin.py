@@ -51,6 +51,28 @@ def test_isolated_long_10x_binance_formula():
     assert bankruptcy_price(qty, entry, margin) == raw("9000")
 
 
+def test_hyperliquid_isolated_liquidation_the_published_formula():
+    # Hyperliquid docs, Trading > Liquidations: "the maintenance margin is half of the
+    # initial margin at max leverage" and
+    #   liq_price = price - side x margin_available / position_size / (1 - l x side),
+    #   l = 1 / maintenance leverage (2 x max leverage), side = 1 long, -1 short,
+    # margin_available the isolated margin less the maintenance at the entry.
+    # BTC at 40x max: l = 1/80 = 1.25% of the mark notional (one tier, profile
+    # hyperliquid's convention). 1 BTC at 100,000, 10x: margin 10,000, available
+    # 10,000 - 1,250 = 8,750:
+    #   long:  100,000 - 8,750 / 1 / (1 - 0.0125) = 91,139.2405...
+    #   short: 100,000 + 8,750 / 1 / (1 + 0.0125) = 108,641.975...
+    hl = one_tier(mmr="0.0125", profile="hyperliquid", maintenance_base=None)["XUSDT"]
+    assert hl.maintenance_base == "mark"
+    entry, margin, rate = F(100_000), F(10_000), Fraction(1, 80)
+    for side in (1, -1):
+        available = margin - entry * rate
+        want = entry - side * available / (1 - rate * side)
+        got = liquidation_price(hl, side * raw("1"), raw("100000"), raw("10000"))
+        assert got == (ceil_raw(want) if side > 0 else floor_raw(want))
+    assert ceil_raw(F(8_750) / F("0.9875")) == raw("8860.75949368")  # the long's distance
+
+
 def test_isolated_short_20x():
     # 2 ETH short at 3,000 with 20x: margin 300; bracket 1: mmr 0.5%.
     # 300 - 2*(P - 3000) = 2*P*0.005  ->  P = 6300 / 2.01 = 3134.328358...
