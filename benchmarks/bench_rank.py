@@ -60,14 +60,12 @@ def floor(n: int, seed: int = 2) -> Callable[[], object]:
     qty = rng.pareto(1.5, n) * np.where(np.arange(n) % 2, 1.0, -1.0)
     entry = MARK / SCALE * (1 + rng.normal(0, 0.02, n))
     backing = np.abs(qty) * entry / 10
-    wallet, maintenance = backing * 0.9, np.abs(qty) * entry * 0.005
     names = np.array([f"acct-{i:07d}" for i in range(n)])
     abs_qty = (np.abs(qty) * SCALE).astype(np.int64)
     profile = PROFILES["binance"]
 
     def run() -> object:
-        row = RankInput(qty, entry, MARK / SCALE, backing, backing, False, wallet, maintenance)
-        scores = profile.rank_score(row)
+        scores = profile.rank_score(RankInput(qty, entry, MARK / SCALE, backing, backing))
         order = np.lexsort((names, -abs_qty, -scores))
         return np.bincount(5 - (5 * np.arange(n)) // n, minlength=6), order
 

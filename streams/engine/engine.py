@@ -51,7 +51,6 @@ from streams.engine.queue import (
     QueueTable,
     SharedPositions,
     SideRanking,
-    backed_maintenance,
 )
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate, evaluate_moved
 from streams.engine.sanity import MarketSanity
@@ -414,11 +413,8 @@ class Engine:
                 st.queue.put_shared(acct, pos, shared, index)
                 if acct in st.thresholds:
                     st.thresholds.remove(acct)
-        count = len(shared.positions)
-        shared.backing = [new.cross_equity / SCALE] * count
+        shared.backing = [new.cross_equity / SCALE] * len(shared.positions)
         shared.equity = new.equity / SCALE
-        shared.wallet = [new.wallet_balance / SCALE] * count
-        shared.maintenance = [new.cross_maintenance / SCALE] * count
         mmr_max = self.mmr_max
         self.budget.put_moved(
             acct,
@@ -585,8 +581,7 @@ class Engine:
     ) -> None:
         if layout.shared is None:
             k = layout.place[pos.symbol]
-            others = layout.every[:k] + layout.every[k + 1 :]
-            st.queue.put(acct, pos, risk.equity, others, risk.wallet_balance)
+            st.queue.put(acct, pos, risk.equity, layout.every[:k] + layout.every[k + 1 :])
         elif not (
             layout.was_shared
             and before is not None
@@ -695,22 +690,14 @@ class Engine:
     def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
         """The wide account's shared row value, updated in place (its rows hold it)
         or made and kept."""
-        positions = risk.positions
-        backing = [p.backing_equity / SCALE for p in positions]
+        backing = [p.backing_equity / SCALE for p in risk.positions]
         equity = risk.equity / SCALE
-        cross_wallet = risk.wallet_balance / SCALE
-        wallet = [
-            (p.backing_equity - p.unrealized_pnl) / SCALE if p.isolated else cross_wallet
-            for p in positions
-        ]
-        maintenance = [backed_maintenance(p) / SCALE for p in positions]
         shared = self.shared.get(acct)
         place = {other.symbol_index: k for k, other in enumerate(every)}
         if shared is None:
-            shared = SharedPositions(every, place, backing, equity, wallet, maintenance)
-            self.shared[acct] = shared
+            shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
             return shared
-        shared.replace(every, place, backing, equity, wallet, maintenance)
+        shared.replace(every, place, backing, equity)
         return shared
 
     def _band(self, risk: AccountRisk, pos: PositionRisk, n: int) -> tuple[int, int]:

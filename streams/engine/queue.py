@@ -77,9 +77,6 @@ class SharedPositions:
     place: dict[int, int]  # symbol index -> its place in ``positions``
     backing: list[float]  # each position's backing equity at the evaluation, quote
     equity: float  # the account's equity at the evaluation, quote
-    # each position's wallet and the maintenance it backs (``RankInput``), quote
-    wallet: list[float]
-    maintenance: list[float]
     # ``positions`` as columns (symbol index, qty, mark, cross) for a ranking's sums: made
     # when first asked, kept in step by ``set_position``, dropped by ``replace``
     _columns: _OtherColumns | None = field(default=None, compare=False, repr=False)
@@ -107,18 +104,9 @@ class SharedPositions:
         place: dict[int, int],
         backing: list[float],
         equity: float,
-        wallet: list[float],
-        maintenance: list[float],
     ) -> None:
         self.positions, self.place, self.backing, self.equity = positions, place, backing, equity
-        self.wallet, self.maintenance = wallet, maintenance
         self._columns = None
-
-
-def backed_maintenance(pos: PositionRisk) -> int:
-    """The maintenance the position's backing equity carries: the account's cross
-    maintenance (its own and its other cross positions'), or an isolated position's own."""
-    return pos.maintenance_margin + pos.other_maintenance
 
 
 class _OtherColumns(NamedTuple):
@@ -130,7 +118,7 @@ class _OtherColumns(NamedTuple):
 
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
 
-_FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "wallet", "maint", "score")
+_FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "score")
 # ranked_row: the row the position had at the last ranking (-1: opened since); a
 # swap-remove moves it with the row, so the last order can be followed (``_last_orders``)
 _INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row")
@@ -293,24 +281,14 @@ class QueueTable:
         pos: PositionRisk,
         account_equity: int,
         others: Sequence[OtherPosition] = (),
-        wallet: int | None = None,
     ) -> None:
         """Set the account's position as evaluated; ``others``: its positions on other
-        symbols, in the account's order (their moves since move its equity); ``wallet``:
-        the account's cross wallet for a cross position (none: the backing equity less
-        the position's PnL, an isolated position's margin)."""
-        if wallet is None or pos.isolated:
-            wallet = pos.backing_equity - pos.unrealized_pnl
+        symbols, in the account's order (their moves since move its equity)."""
         if len(others) > self._wide_after:
             own = OtherPosition(-1, pos.qty / SCALE, pos.mark_price, not pos.isolated)
-            pad = [0.0] * len(others)
+            backing = [0.0] * len(others) + [pos.backing_equity / SCALE]
             shared = SharedPositions(
-                [*others, own],
-                {-1: len(others)},
-                [*pad, pos.backing_equity / SCALE],
-                account_equity / SCALE,
-                [*pad, wallet / SCALE],
-                [*pad, backed_maintenance(pos) / SCALE],
+                [*others, own], {-1: len(others)}, backing, account_equity / SCALE
             )
             self.put_shared(account, pos, shared, -1)
             return
@@ -320,8 +298,6 @@ class QueueTable:
         f["mark"][row] = pos.mark_price / SCALE
         f["backing"][row] = pos.backing_equity / SCALE
         f["equity"][row] = account_equity / SCALE
-        f["wallet"][row] = wallet / SCALE
-        f["maint"][row] = backed_maintenance(pos) / SCALE
         self._wide.pop(row, None)
         self._other_n[row] = columns
         for other, place in zip(others, self._other, strict=False):
@@ -481,8 +457,6 @@ class QueueTable:
             f["mark"][row] = shared.positions[k].mark_price / SCALE
             f["backing"][row] = shared.backing[k]
             f["equity"][row] = shared.equity
-            f["wallet"][row] = shared.wallet[k]
-            f["maint"][row] = shared.maintenance[k]
         qty = f["qty"][:n]
         mark = mark_price / SCALE
         move = qty * (mark - f["mark"][:n])  # equity's move since each last evaluation
@@ -501,8 +475,6 @@ class QueueTable:
                 backing_equity=backing,
                 account_equity=equity,
                 isolated=isolated,
-                wallet=f["wallet"][:n],
-                maintenance=f["maint"][:n],
             )
         )
         # under water: being liquidated, not a counterparty; last in the queue

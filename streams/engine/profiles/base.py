@@ -32,12 +32,6 @@ class RankInput:
     backing_equity: Floats | float  # equity that backs the position at this mark
     account_equity: Floats | float  # the whole account's equity (cross + isolated)
     isolated: npt.NDArray[np.bool_] | bool = False
-    # the wallet under the backing equity: the account's cross wallet, or an isolated
-    # position's margin (so backing - wallet is the unrealized PnL it holds); and the
-    # maintenance it backs: the account's cross maintenance, or the position's own, at
-    # the evaluation. Only Binance's formula reads them (None: not given)
-    wallet: Floats | float | None = None
-    maintenance: Floats | float | None = None
 
     @property
     def mark_value(self) -> Floats:

