@@ -178,6 +178,13 @@ def _in_last_order(
     return np.concatenate((kept, joined)) if len(joined) else kept
 
 
+def sloped(qty: npt.NDArray[np.float64], fee: Any) -> npt.NDArray[np.float64]:
+    """q (1 - r) for a long, q (1 + r) for a short: how its equity moves with its price
+    where the venue counts the fee to close (``margin``); ``fee`` one rate or one per q."""
+    out: npt.NDArray[np.float64] = qty * (1.0 - np.sign(qty) * fee)
+    return out
+
+
 def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
     """``0.0 + v0 + v1 + ...`` added left to right, as a Python loop would."""
     return float(np.cumsum(values)[-1]) + 0.0 if len(values) else 0.0
@@ -388,12 +395,16 @@ class QueueTable:
         return self._ranking.get(side)
 
     def other_moves(
-        self, marks_by_index: npt.NDArray[np.int64]
+        self,
+        marks_by_index: npt.NDArray[np.int64],
+        fees_by_index: npt.NDArray[np.float64] | None = None,
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Rows of accounts with positions on other symbols, and those positions' PnL
         since the evaluation: (moving the equity backing this position: the cross ones,
         none for an isolated one; moving the account's equity: all), quote currency.
-        Summed in the account's order, one padded column at a time."""
+        Summed in the account's order, one padded column at a time. ``fees_by_index``:
+        each symbol's fee to close (a rate; none: no symbol has one): a position's equity
+        then moves by q (1 -/+ r) (``margin``)."""
         rows = np.flatnonzero(self._other_n[: self._n])
         counts = self._other_n[rows]
         cross = np.zeros(len(rows))
@@ -405,7 +416,10 @@ class QueueTable:
             place = self._other[k]
             now = marks_by_index[place.symbol_index[at]]
             diff = np.where(now == NO_MARK, 0, now - place.mark_price[at])
-            move = place.qty[at] * (diff / SCALE)
+            qty = place.qty[at]
+            if fees_by_index is not None:
+                qty = sloped(qty, fees_by_index[place.symbol_index[at]])
+            move = qty * (diff / SCALE)
             every[has] += move
             cross[has] += np.where(place.cross[at], move, 0.0)
         if not self._wide:
@@ -421,7 +435,10 @@ class QueueTable:
             columns = shared.columns()
             now = marks_by_index[columns.symbol_index[others]]
             diff = np.where(now == NO_MARK, 0, now - columns.mark_price[others])
-            moves = columns.qty[others] * (diff / SCALE)
+            qty = columns.qty[others]
+            if fees_by_index is not None:
+                qty = sloped(qty, fees_by_index[columns.symbol_index[others]])
+            moves = qty * (diff / SCALE)
             wide_cross.append(_sum_in_order(moves[columns.cross[others]]))
             wide_every.append(_sum_in_order(moves))
         return (
@@ -439,12 +456,17 @@ class QueueTable:
         *,
         symbol: str,
         ts_ms: int,
+        fees_by_index: npt.NDArray[np.float64] | None = None,
+        fee: float = 0.0,
     ) -> list[RankAlert]:
         """Score and order both sides at ``mark_price``; with ``light``, give every
         position its light by its place and return the lights that changed (``light_at``).
         Without, the ranking waits for places known elsewhere (every partition's).
         ``marks_by_index``: every symbol's mark (``NO_MARK``: none yet), for the moves of
-        accounts' positions on other symbols since their evaluation."""
+        accounts' positions on other symbols since their evaluation; ``fee``, this
+        symbol's fee to close, and ``fees_by_index``, every symbol's (none: no symbol has
+        one): where a venue counts it, equity moves by q (1 -/+ r), so that a score does
+        not depend on when its account was last evaluated."""
         self.structure_changed = False
         n = self._n
         if not n:
@@ -459,11 +481,12 @@ class QueueTable:
             f["equity"][row] = shared.equity
         qty = f["qty"][:n]
         mark = mark_price / SCALE
-        move = qty * (mark - f["mark"][:n])  # equity's move since each last evaluation
+        # equity's move since each last evaluation
+        move = (sloped(qty, fee) if fee else qty) * (mark - f["mark"][:n])
         backing = f["backing"][:n] + move
         equity = f["equity"][:n] + move
         if marks_by_index is not None:
-            rows, cross, every = self.other_moves(marks_by_index)
+            rows, cross, every = self.other_moves(marks_by_index, fees_by_index)
             backing[rows] += np.where(self._isolated[rows], 0.0, cross)
             equity[rows] += every
         isolated = self._isolated[:n]

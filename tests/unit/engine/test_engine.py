@@ -228,3 +228,48 @@ def test_an_evaluation_from_the_previous_one_equals_a_fresh_one(instruments, eve
             previous_marks = {p.symbol: p.mark_price for p in kept.positions}
             if all(engine.marks.get(s, m) == m for s, m in previous_marks.items()):
                 assert kept == fresh  # no mark moved since: the kept one is current
+
+
+@pytest.mark.parametrize("instruments", [INSTRUMENTS, WITH_FEE], ids=["no-fee", "fee-to-close"])
+@pytest.mark.parametrize("wide_after", WIDTHS)
+def test_a_ranking_does_not_depend_on_when_its_accounts_were_evaluated(instruments, wide_after):
+    # an engine that followed the marks (most accounts not re-evaluated since their fills:
+    # their equity carried to the marks by the ranking) ranks as one whose accounts were
+    # all evaluated at the final marks (a partition restored from its changelog does
+    # that). With a fee to close, a position's equity moves by q (1 -/+ r), not q.
+    config = EngineConfig(wide_after=wide_after)
+    live = Engine(instruments, config)
+    opening = [mark(s, p, ts=0) for s, p in (("BTCUSDT", "60000"), ("ETHUSDT", "3000"))]
+    opening.append(mark("SOLUSDT", "150", ts=0))
+    events = [*opening]
+    for k, acct in enumerate(("a", "b", "c", "d")):
+        events.append(deposit(f"d{k}", acct, "50000", ts=1))
+    events += [
+        fill("f1", "a", "buy", "1", "60000", ts=2),
+        fill("f2", "a", "sell", "10", "3000", ts=2, symbol="ETHUSDT"),
+        fill("f3", "a", "buy", "100", "150", ts=2, symbol="SOLUSDT"),
+        fill("f4", "b", "sell", "1", "60000", ts=2),
+        fill("f5", "b", "buy", "5", "3000", ts=2, symbol="ETHUSDT"),
+        fill("f6", "c", "buy", "0.5", "60000", ts=2),
+        fill("f7", "c", "sell", "200", "150", ts=2, symbol="SOLUSDT"),
+        fill("f8", "d", "sell", "0.5", "60000", ts=2),
+        fill("f9", "d", "buy", "5", "3000", ts=2, symbol="ETHUSDT"),
+        fill("f10", "d", "buy", "100", "150", ts=2, symbol="SOLUSDT"),
+    ]
+    final = [mark("BTCUSDT", "57000", ts=5), mark("ETHUSDT", "3150", ts=5),
+             mark("SOLUSDT", "141", ts=5)]  # fmt: skip
+    for event in [*events, mark("BTCUSDT", "58500", ts=3), mark("ETHUSDT", "3080", ts=4), *final]:
+        live.apply(event)
+    restored = Engine(instruments, config)
+    for event in [*opening, *final]:
+        restored.apply(event)
+    restored.restore(live.accounts.values())
+    for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+        live.rerank(sym, 6)
+        restored.rerank(sym, 6)
+        for side in ("long", "short"):
+            a, b = live.ranking(sym, side), restored.ranking(sym, side)
+            assert a is not None
+            assert b is not None
+            assert list(a.accounts) == list(b.accounts)
+            assert a.scores.tolist() == pytest.approx(b.scores.tolist(), rel=1e-12)
