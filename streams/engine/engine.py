@@ -211,11 +211,11 @@ class Engine:
             )
             for s, inst in self.instruments.items()
         }
-        # a position's boundary functions move by at most |q| (1 + r + mmr_max) per unit
-        # of its price (r: the fee to close, which moves its equity too): bands, budgets
         # each symbol's fee to close as a rate, by symbol index (none: no symbol has one)
         fees = [self.instruments[s].closing_fee_rate / SCALE for s in self.symbol_names]
         self.fees_by_index = np.array(fees) if any(fees) else None
+        # a position's boundary functions move by at most |q| (1 + r + mmr_max) per unit
+        # of its price (r: the fee to close, which moves its equity too): bands, budgets
         self.mmr_max = {
             s: max(t.mmr for t in inst.tiers) + inst.closing_fee_rate
             for s, inst in self.instruments.items()
