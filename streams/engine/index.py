@@ -361,11 +361,16 @@ class DeficitIndex:
         bucket.dirty = True
         self._by_bucket = None
 
+    def _deficit(self, numerator: int) -> int:
+        """A deficit's numerator (sum of |q| x distance, raw x SCALE) as the deficit: raw,
+        times the side's slope if it has one, rounded up."""
+        if self._slope == SCALE:
+            return div_ceil(numerator, SCALE)
+        return div_ceil(numerator * self._slope, SCALE * SCALE)
+
     def deficit_of(self, abs_qty: int, distance: int) -> int:
         """One entry's deficit ``distance`` past its bankruptcy price (raw, rounded up)."""
-        if self._slope == SCALE:
-            return div_ceil(abs_qty * distance, SCALE)
-        return div_ceil(abs_qty * distance * self._slope, SCALE * SCALE)
+        return self._deficit(abs_qty * distance)
 
     def deficit_at(self, price: int) -> int:
         """Total loss beyond bankruptcy if the mark were ``price`` (quote, rounded up)."""
@@ -376,9 +381,7 @@ class DeficitIndex:
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             numerator = self._memo[price] = self._numerator_at(price)
-        if self._slope != SCALE:
-            return div_ceil(numerator * self._slope, SCALE * SCALE)
-        return div_ceil(numerator, SCALE)
+        return self._deficit(numerator)
 
     def _numerator_at(self, price: int) -> int:
         slot = price_bucket(price)
@@ -531,11 +534,7 @@ class DeficitIndex:
                     q, qb = buckets[j - 1].sums_below(price)
                     sum_q, sum_qb = cum_q[j - 1] + q, cum_qb[j - 1] + qb
                 out.append(price * sum_q - sum_qb)
-        # the numerators (raw * SCALE) to raw, rounded up, times the slope if any
-        if self._slope == SCALE:
-            return [-(-numerator // SCALE) for numerator in out]
-        slope, divisor = self._slope, SCALE * SCALE
-        return [-(-numerator * slope // divisor) for numerator in out]
+        return [self._deficit(numerator) for numerator in out]
 
     def _bucket_sums(self) -> _BucketSums:
         """The held buckets in price order, their start prices and last prices held, and
