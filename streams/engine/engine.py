@@ -51,6 +51,7 @@ from streams.engine.queue import (
     QueueTable,
     SharedPositions,
     SideRanking,
+    fixed_maintenance,
 )
 from streams.engine.risk import AccountRisk, Health, PositionRisk, evaluate, evaluate_moved
 from streams.engine.sanity import MarketSanity
@@ -66,6 +67,7 @@ from streams.engine.signals import (
     SideSummary,
     Signal,
 )
+from streams.engine.tier_columns import TierColumns
 from streams.engine.watch import FundWatch
 
 
@@ -172,6 +174,7 @@ class _Layout:
     cross_count: int
     shared: SharedPositions | None  # a wide account's shared queue row value
     was_shared: bool  # it was wide already: its rows hold ``shared``
+    cross_fixed: int  # its cross positions' ``fixed_maintenance``, for a ranking
 
     @property
     def multi(self) -> bool:
@@ -214,6 +217,12 @@ class Engine:
         # each symbol's fee to close as a rate, by symbol index (none: no symbol has one)
         fees = [self.instruments[s].closing_fee_rate / SCALE for s in self.symbol_names]
         self.fees_by_index = np.array(fees) if any(fees) else None
+        # margin tiers by symbol index, for a ranking that reads the maintenance at the
+        # current marks (Binance's); the part on the entry value comes from evaluations
+        self.tiers = TierColumns([self.instruments[s] for s in self.symbol_names])
+        self.fixed_maintenance_ranked = any(
+            inst.maintenance_base == "entry" for inst in self.instruments.values()
+        ) and any(profile.reads_maintenance for profile in self.profiles.values())
         # a position's boundary functions move by at most |q| (1 + r + mmr_max) per unit
         # of its price (r: the fee to close, which moves its equity too): bands, budgets
         self.mmr_max = {
@@ -416,8 +425,11 @@ class Engine:
                 st.queue.put_shared(acct, pos, shared, index)
                 if acct in st.thresholds:
                     st.thresholds.remove(acct)
-        shared.backing = [new.cross_equity / SCALE] * len(shared.positions)
+        count = len(shared.positions)
+        shared.backing = [new.cross_equity / SCALE] * count
         shared.equity = new.equity / SCALE
+        shared.wallet = [new.wallet_balance / SCALE] * count
+        shared.fixed_maintenance = [self._cross_fixed(new) / SCALE] * count
         mmr_max = self.mmr_max
         self.budget.put_moved(
             acct,
@@ -566,12 +578,12 @@ class Engine:
         if len(every) > self.config.wide_after + 1:
             place = {}  # its rows read ``shared.place``
             was_shared = acct in self.shared
-            shared = self._share(acct, risk, every)
+            shared = self._share(acct, risk, every, self._cross_fixed(risk))
         else:
             place = {p.symbol: k for k, p in enumerate(risk.positions)}
             self.shared.pop(acct, None)
             self._latest.pop(acct, None)  # its entries are put now (``_put_deficit``)
-        return _Layout(every, place, cross_count, shared, was_shared)
+        return _Layout(every, place, cross_count, shared, was_shared, self._cross_fixed(risk))
 
     def _put_queue(
         self,
@@ -584,7 +596,8 @@ class Engine:
     ) -> None:
         if layout.shared is None:
             k = layout.place[pos.symbol]
-            st.queue.put(acct, pos, risk.equity, layout.every[:k] + layout.every[k + 1 :])
+            others = layout.every[:k] + layout.every[k + 1 :]
+            st.queue.put(acct, pos, risk.equity, others, risk.wallet_balance, layout.cross_fixed)
         elif not (
             layout.was_shared
             and before is not None
@@ -690,17 +703,36 @@ class Engine:
         budget: less a few raw units per position, the rounded values may sit that far off."""
         return max(0, risk.cross_cushion(self.config.warning_ratio) - 4 * risk.position_count)
 
-    def _share(self, acct: str, risk: AccountRisk, every: list[OtherPosition]) -> SharedPositions:
+    def _cross_fixed(self, risk: AccountRisk) -> int:
+        """The account's cross positions' maintenance no mark moves (``fixed_maintenance``:
+        on their entry value), where a ranking reads it; else 0."""
+        if not self.fixed_maintenance_ranked:
+            return 0
+        return sum(fixed_maintenance(p) for p in risk.positions if not p.isolated)
+
+    def _share(
+        self, acct: str, risk: AccountRisk, every: list[OtherPosition], cross_fixed: int
+    ) -> SharedPositions:
         """The wide account's shared row value, updated in place (its rows hold it)
         or made and kept."""
-        backing = [p.backing_equity / SCALE for p in risk.positions]
+        positions = risk.positions
+        backing = [p.backing_equity / SCALE for p in positions]
         equity = risk.equity / SCALE
+        cross_wallet = risk.wallet_balance / SCALE
+        wallet = [
+            (p.backing_equity - p.unrealized_pnl) / SCALE if p.isolated else cross_wallet
+            for p in positions
+        ]
+        maintenance = [
+            (fixed_maintenance(p) if p.isolated else cross_fixed) / SCALE for p in positions
+        ]
         shared = self.shared.get(acct)
         place = {other.symbol_index: k for k, other in enumerate(every)}
         if shared is None:
-            shared = self.shared[acct] = SharedPositions(every, place, backing, equity)
+            shared = SharedPositions(every, place, backing, equity, wallet, maintenance)
+            self.shared[acct] = shared
             return shared
-        shared.replace(every, place, backing, equity)
+        shared.replace(every, place, backing, equity, wallet, maintenance)
         return shared
 
     def _band(self, risk: AccountRisk, pos: PositionRisk, n: int) -> tuple[int, int]:
@@ -814,6 +846,8 @@ class Engine:
             ts_ms=ts_ms,
             fees_by_index=self.fees_by_index,
             fee=self.instruments[sym].closing_fee_rate / SCALE,
+            tiers=self.tiers,
+            symbol_index=self.symbol_index[sym],
         )
 
     def ranking(self, sym: str, side: str) -> SideRanking | None:

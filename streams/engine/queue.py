@@ -32,6 +32,7 @@ from streams.engine.profiles.base import exact_int_dtype
 from streams.engine.risk import PositionRisk
 from streams.engine.second_opinion import TOP_ACCOUNTS, SideWinners
 from streams.engine.signals import TOP_SCORES, RankAlert
+from streams.engine.tier_columns import TierColumns
 
 # an account with more positions on other symbols than this keeps them as a list per row,
 # summed in a loop when ranked: the padded columns stay this wide (an account holding all
@@ -77,6 +78,10 @@ class SharedPositions:
     place: dict[int, int]  # symbol index -> its place in ``positions``
     backing: list[float]  # each position's backing equity at the evaluation, quote
     equity: float  # the account's equity at the evaluation, quote
+    # each position's wallet (``RankInput``) and the part of the maintenance it backs
+    # that no mark moves (``fixed_maintenance``), quote
+    wallet: list[float]
+    fixed_maintenance: list[float]
     # ``positions`` as columns (symbol index, qty, mark, cross) for a ranking's sums: made
     # when first asked, kept in step by ``set_position``, dropped by ``replace``
     _columns: _OtherColumns | None = field(default=None, compare=False, repr=False)
@@ -104,9 +109,19 @@ class SharedPositions:
         place: dict[int, int],
         backing: list[float],
         equity: float,
+        wallet: list[float],
+        fixed_maintenance: list[float],
     ) -> None:
         self.positions, self.place, self.backing, self.equity = positions, place, backing, equity
+        self.wallet, self.fixed_maintenance = wallet, fixed_maintenance
         self._columns = None
+
+
+def fixed_maintenance(pos: PositionRisk) -> int:
+    """The part of the position's maintenance its mark does not move: all of it where the
+    maintenance is on the entry value, none where it is on the mark (a ranking computes
+    that part at the current marks: ``TierColumns``)."""
+    return pos.maintenance_margin if pos.instrument.maintenance_base == "entry" else 0
 
 
 class _OtherColumns(NamedTuple):
@@ -118,7 +133,7 @@ class _OtherColumns(NamedTuple):
 
 ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to be alerted
 
-_FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "score")
+_FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "wallet", "fixed_maint", "score")
 # ranked_row: the row the position had at the last ranking (-1: opened since); a
 # swap-remove moves it with the row, so the last order can be followed (``_last_orders``)
 _INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row")
@@ -183,6 +198,34 @@ def sloped(qty: npt.NDArray[np.float64], fee: Any) -> npt.NDArray[np.float64]:
     where the venue counts the fee to close (``margin``); ``fee`` one rate or one per q."""
     out: npt.NDArray[np.float64] = qty * (1.0 - np.sign(qty) * fee)
     return out
+
+
+def _moves(
+    qty: npt.NDArray[np.float64],
+    evaluated_mark: npt.NDArray[np.int64],
+    symbol_index: npt.NDArray[np.int64],
+    marks_by_index: npt.NDArray[np.int64],
+    fees_by_index: npt.NDArray[np.float64] | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Positions' PnL since their evaluation (``QueueTable.other_moves``), and the marks
+    they are at now, quote (a symbol without a mark yet: the evaluation's)."""
+    now = marks_by_index[symbol_index]
+    unmarked = now == NO_MARK
+    diff = np.where(unmarked, 0, now - evaluated_mark)
+    if fees_by_index is not None:
+        qty = sloped(qty, fees_by_index[symbol_index])
+    move: npt.NDArray[np.float64] = qty * (diff / SCALE)
+    return move, np.where(unmarked, evaluated_mark, now) / SCALE
+
+
+class OtherMoves(NamedTuple):
+    """``QueueTable.other_moves``: rows, and per row its other positions' moves and the
+    cross ones' maintenance at the current marks (none: not asked), quote."""
+
+    rows: npt.NDArray[np.intp]
+    cross: npt.NDArray[np.float64]
+    every: npt.NDArray[np.float64]
+    cross_maintenance: npt.NDArray[np.float64] | None
 
 
 def _sum_in_order(values: npt.NDArray[np.float64]) -> float:
@@ -288,14 +331,29 @@ class QueueTable:
         pos: PositionRisk,
         account_equity: int,
         others: Sequence[OtherPosition] = (),
+        wallet: int | None = None,
+        fixed: int | None = None,
     ) -> None:
         """Set the account's position as evaluated; ``others``: its positions on other
-        symbols, in the account's order (their moves since move its equity)."""
+        symbols, in the account's order (their moves since move its equity); ``wallet``:
+        the account's cross wallet for a cross position (none: the backing equity less
+        the position's PnL, an isolated position's margin); ``fixed``: the maintenance
+        the backing equity carries that no mark moves (``fixed_maintenance`` of the
+        account's cross positions, or of an isolated one; none: the position's own)."""
+        if wallet is None or pos.isolated:
+            wallet = pos.backing_equity - pos.unrealized_pnl
+        if fixed is None or pos.isolated:
+            fixed = fixed_maintenance(pos)
         if len(others) > self._wide_after:
             own = OtherPosition(-1, pos.qty / SCALE, pos.mark_price, not pos.isolated)
-            backing = [0.0] * len(others) + [pos.backing_equity / SCALE]
+            pad = [0.0] * len(others)
             shared = SharedPositions(
-                [*others, own], {-1: len(others)}, backing, account_equity / SCALE
+                [*others, own],
+                {-1: len(others)},
+                [*pad, pos.backing_equity / SCALE],
+                account_equity / SCALE,
+                [*pad, wallet / SCALE],
+                [*pad, fixed / SCALE],
             )
             self.put_shared(account, pos, shared, -1)
             return
@@ -305,6 +363,8 @@ class QueueTable:
         f["mark"][row] = pos.mark_price / SCALE
         f["backing"][row] = pos.backing_equity / SCALE
         f["equity"][row] = account_equity / SCALE
+        f["wallet"][row] = wallet / SCALE
+        f["fixed_maint"][row] = fixed / SCALE
         self._wide.pop(row, None)
         self._other_n[row] = columns
         for other, place in zip(others, self._other, strict=False):
@@ -398,53 +458,58 @@ class QueueTable:
         self,
         marks_by_index: npt.NDArray[np.int64],
         fees_by_index: npt.NDArray[np.float64] | None = None,
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        tiers: TierColumns | None = None,
+    ) -> OtherMoves:
         """Rows of accounts with positions on other symbols, and those positions' PnL
         since the evaluation: (moving the equity backing this position: the cross ones,
         none for an isolated one; moving the account's equity: all), quote currency.
         Summed in the account's order, one padded column at a time. ``fees_by_index``:
         each symbol's fee to close (a rate; none: no symbol has one): a position's equity
-        then moves by q (1 -/+ r) (``margin``)."""
+        then moves by q (1 -/+ r) (``margin``). With ``tiers``, the cross ones'
+        maintenance at the current marks too (the part marks move)."""
         rows = np.flatnonzero(self._other_n[: self._n])
         counts = self._other_n[rows]
         cross = np.zeros(len(rows))
         every = np.zeros(len(rows))
+        held = np.zeros(len(rows)) if tiers is not None else None
         for k in range(int(counts.max(initial=0))):
             # every row has a first place: no mask (most rows have only that one)
             has = slice(None) if k == 0 else counts > k
             at = rows[has]
             place = self._other[k]
-            now = marks_by_index[place.symbol_index[at]]
-            diff = np.where(now == NO_MARK, 0, now - place.mark_price[at])
-            qty = place.qty[at]
-            if fees_by_index is not None:
-                qty = sloped(qty, fees_by_index[place.symbol_index[at]])
-            move = qty * (diff / SCALE)
+            symbol = place.symbol_index[at]
+            move, now = _moves(place.qty[at], place.mark_price[at], symbol, marks_by_index,
+                               fees_by_index)  # fmt: skip
             every[has] += move
             cross[has] += np.where(place.cross[at], move, 0.0)
+            if held is not None and tiers is not None:
+                margin = tiers.maintenance(symbol, place.qty[at], now)
+                held[has] += np.where(place.cross[at], margin, 0.0)
         if not self._wide:
-            return rows, cross, every
+            return OtherMoves(rows, cross, every, held)
         # the wide rows: the same float operations in the same order, a row at a time
         # (``cumsum`` adds in order, from the first: as the loop did from 0.0; ``np.sum``
         # would add pairwise, other floats)
         wide_rows = sorted(self._wide)
-        wide_cross, wide_every = [], []
+        wide_cross, wide_every, wide_held = [], [], []
         for row in wide_rows:
             shared, own = self._wide[row]
             others = np.arange(len(shared.positions)) != shared.place[own]
             columns = shared.columns()
-            now = marks_by_index[columns.symbol_index[others]]
-            diff = np.where(now == NO_MARK, 0, now - columns.mark_price[others])
-            qty = columns.qty[others]
-            if fees_by_index is not None:
-                qty = sloped(qty, fees_by_index[columns.symbol_index[others]])
-            moves = qty * (diff / SCALE)
-            wide_cross.append(_sum_in_order(moves[columns.cross[others]]))
+            symbol = columns.symbol_index[others]
+            on_cross = columns.cross[others]
+            moves, now = _moves(columns.qty[others], columns.mark_price[others], symbol,
+                                marks_by_index, fees_by_index)  # fmt: skip
+            wide_cross.append(_sum_in_order(moves[on_cross]))
             wide_every.append(_sum_in_order(moves))
-        return (
+            if tiers is not None:
+                margin = tiers.maintenance(symbol, columns.qty[others], now)
+                wide_held.append(_sum_in_order(margin[on_cross]))
+        return OtherMoves(
             np.concatenate((rows, np.array(wide_rows, dtype=rows.dtype))),
             np.concatenate((cross, wide_cross)),
             np.concatenate((every, wide_every)),
+            None if held is None else np.concatenate((held, wide_held)),
         )
 
     def rank(
@@ -458,6 +523,8 @@ class QueueTable:
         ts_ms: int,
         fees_by_index: npt.NDArray[np.float64] | None = None,
         fee: float = 0.0,
+        tiers: TierColumns | None = None,
+        symbol_index: int = -1,
     ) -> list[RankAlert]:
         """Score and order both sides at ``mark_price``; with ``light``, give every
         position its light by its place and return the lights that changed (``light_at``).
@@ -466,7 +533,12 @@ class QueueTable:
         accounts' positions on other symbols since their evaluation; ``fee``, this
         symbol's fee to close, and ``fees_by_index``, every symbol's (none: no symbol has
         one): where a venue counts it, equity moves by q (1 -/+ r), so that a score does
-        not depend on when its account was last evaluated."""
+        not depend on when its account was last evaluated. ``tiers`` (every symbol's
+        margin tiers) and ``symbol_index`` (this symbol's place in them): where the
+        profile reads the maintenance, each position's backed maintenance at the current
+        marks, for the same reason."""
+        if profile.reads_maintenance and (tiers is None or symbol_index < 0):
+            raise ValueError(f"{profile.name}'s ranking reads the maintenance: give the tiers")
         self.structure_changed = False
         n = self._n
         if not n:
@@ -479,17 +551,27 @@ class QueueTable:
             f["mark"][row] = shared.positions[k].mark_price / SCALE
             f["backing"][row] = shared.backing[k]
             f["equity"][row] = shared.equity
+            f["wallet"][row] = shared.wallet[k]
+            f["fixed_maint"][row] = shared.fixed_maintenance[k]
         qty = f["qty"][:n]
         mark = mark_price / SCALE
         # equity's move since each last evaluation
         move = (sloped(qty, fee) if fee else qty) * (mark - f["mark"][:n])
         backing = f["backing"][:n] + move
         equity = f["equity"][:n] + move
-        if marks_by_index is not None:
-            rows, cross, every = self.other_moves(marks_by_index, fees_by_index)
-            backing[rows] += np.where(self._isolated[rows], 0.0, cross)
-            equity[rows] += every
         isolated = self._isolated[:n]
+        maintenance = None
+        if profile.reads_maintenance and tiers is not None:
+            # its own at the current mark, then (cross) its other cross positions'
+            maintenance = f["fixed_maint"][:n] + tiers.maintenance(symbol_index, qty, mark)
+        if marks_by_index is not None:
+            rows, cross, every, held = self.other_moves(
+                marks_by_index, fees_by_index, tiers if maintenance is not None else None
+            )
+            backing[rows] += np.where(isolated[rows], 0.0, cross)
+            equity[rows] += every
+            if maintenance is not None and held is not None:
+                maintenance[rows] += np.where(isolated[rows], 0.0, held)
         scores = profile.rank_score(
             RankInput(
                 qty=qty,
@@ -498,6 +580,8 @@ class QueueTable:
                 backing_equity=backing,
                 account_equity=equity,
                 isolated=isolated,
+                wallet=f["wallet"][:n],
+                maintenance=maintenance,
             )
         )
         # under water: being liquidated, not a counterparty; last in the queue

@@ -32,6 +32,12 @@ class RankInput:
     backing_equity: Floats | float  # equity that backs the position at this mark
     account_equity: Floats | float  # the whole account's equity (cross + isolated)
     isolated: npt.NDArray[np.bool_] | bool = False
+    # the wallet under the backing equity: the account's cross wallet, or an isolated
+    # position's margin (so backing - wallet is the unrealized PnL it holds); and the
+    # maintenance it backs: the account's cross maintenance, or the position's own, at
+    # this mark. Only Binance's formula reads them (None: not given)
+    wallet: Floats | float | None = None
+    maintenance: Floats | float | None = None
 
     @property
     def mark_value(self) -> Floats:
@@ -115,6 +121,12 @@ class VenueProfile(Protocol):
         liquidation-price convention of Binance, OKX and Hyperliquid) or "entry" (|q| x
         entry price: Bybit's and BitMEX's published liquidation prices). An instruments
         file may state another per symbol."""
+        ...
+
+    @property
+    def reads_maintenance(self) -> bool:
+        """Whether ``rank_score`` reads ``RankInput.maintenance`` (a ranking then works
+        out each position's backed maintenance at the current marks)."""
         ...
 
     def rank_score(self, row: RankInput) -> Floats:

@@ -34,6 +34,7 @@ class LeveragedPnlProfile(AtBankruptcyPrice):
     adl_on_negative_value: bool = False
     drawdown_rule: DrawdownRule | None = None
     maintenance_base: str = "mark"
+    reads_maintenance: bool = False
 
     def rank_score(self, row: RankInput) -> Floats:
         return leveraged_pnl(row.pnl_pct, row.effective_leverage(row.backing_equity))
@@ -105,34 +106,54 @@ class BybitProfile(QuintileLights, LeveragedPnlProfile):
 
 @dataclass(frozen=True)
 class BinanceProfile(QuintileLights, LeveragedPnlProfile):
-    """Binance USDⓈ-M ADL ranking ("What Is Auto-Deleveraging (ADL) and How Does It Work").
+    """Binance USDⓈ-M ADL ranking ("What Is Auto-Deleveraging (ADL) and How Does It
+    Work", binance.com/en/support/faq/360033525471): "traders will be ranked by their
+    margin ratio and unrealized PnL as a percentage of their collateral. The precise rank
+    is known as "LeveragePnL", which is defined as unrealized PnL/collateral multiplied by
+    the margin ratio", with the exact formulation at the end of that page, as quoted on
+    Binance's developer forum (dev.binance.vision/t/17801)::
 
-    Ranked by leveraged PnL with *account-level* effective leverage in cross margin::
+        PnL percent   = max(0, unrealized PnL) / max(1, wallet balance)
+        margin ratio  = maintenance margin / (wallet balance + unrealized PnL)
+                        (0 where wallet balance + unrealized PnL <= 0)
+        Leverage PnL  = PnL percent x margin ratio
+        LeveragePnlQuantile = rank(user.LeveragePnl) / Total User Count
 
-        PnL%               = unrealized PnL / abs(entry value)
-        effective leverage = abs(mark value) / account margin balance   (cross)
-                           = abs(mark value) / (isolated margin + unrealized PnL) (isolated)
-        ranking            = PnL% * leverage (PnL% > 0), PnL% / leverage (else)
+    Per account (cross: the cross wallet, its unrealized PnL over every cross position at
+    the current marks, its cross maintenance at the current marks) or per isolated
+    position (its margin, PnL and maintenance); the maintenance in floats, as the score
+    is (``engine.tier_columns``). The venue scores
+    every loss 0 and publishes no order among them: here a loss keeps its sign (PnL
+    percent without the max), so losers queue after every winner, deepest loss times
+    margin ratio last, and a light boundary among them is not a tie of thousands.
 
     "The trader's positions will be closed out at the bankruptcy price of the initial
     liquidated order, no trading fee will be charged."
 
     Lights: ``adlQuantile`` ("Position ADL Quantile Estimation", GET /fapi/v1/adlQuantile:
     "Values 0, 1, 2, 3, 4 shows the queue position and possibility of ADL from low to
-    high", refreshed every 30 s), from "LeveragePnlQuantile = rank / Total User Count"
-    (the FAQ above): by positions, so quintiles, and the venue's figure is
-    ``adlQuantile = light - 1`` (5 lights = quantile 4).
+    high", refreshed every 30 s), from "LeveragePnlQuantile = rank / Total User Count":
+    by positions, so quintiles, and the venue's figure is ``adlQuantile = light - 1``
+    (5 lights = quantile 4).
     """
 
     name: str = "binance"
     adl_fee_rate: int = 0
+    reads_maintenance: bool = True
 
     def venue_indicator(self, light: int) -> int | None:
         return light - 1
 
     def rank_score(self, row: RankInput) -> Floats:
-        equity = np.where(row.isolated, row.backing_equity, row.account_equity)
-        return leveraged_pnl(row.pnl_pct, row.effective_leverage(equity))
+        if row.wallet is None or row.maintenance is None:
+            raise ValueError("Binance's ranking reads the wallet and the maintenance")
+        equity = np.asarray(row.backing_equity, dtype=np.float64)
+        wallet = np.asarray(row.wallet, dtype=np.float64)
+        pnl_pct = (equity - wallet) / np.maximum(1.0, wallet)
+        margin_ratio = np.zeros(np.broadcast(equity, row.maintenance).shape)
+        np.divide(row.maintenance, equity, out=margin_ratio, where=equity > 0)
+        score: Floats = pnl_pct * margin_ratio
+        return score
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,7 @@ class HyperliquidProfile(QuintileLights):
     adl_on_negative_value: bool = True
     drawdown_rule: DrawdownRule | None = None
     maintenance_base: str = "mark"
+    reads_maintenance: bool = False
 
     def rank_score(self, row: RankInput) -> Floats:
         ratio = np.divide(row.mark_price, row.entry_price)

@@ -230,13 +230,17 @@ def test_an_evaluation_from_the_previous_one_equals_a_fresh_one(instruments, eve
                 assert kept == fresh  # no mark moved since: the kept one is current
 
 
-@pytest.mark.parametrize("instruments", [INSTRUMENTS, WITH_FEE], ids=["no-fee", "fee-to-close"])
+@pytest.mark.parametrize(
+    "instruments", [INSTRUMENTS, ON_ENTRY, WITH_FEE], ids=["on-mark", "on-entry", "fee-to-close"]
+)
 @pytest.mark.parametrize("wide_after", WIDTHS)
 def test_a_ranking_does_not_depend_on_when_its_accounts_were_evaluated(instruments, wide_after):
     # an engine that followed the marks (most accounts not re-evaluated since their fills:
     # their equity carried to the marks by the ranking) ranks as one whose accounts were
     # all evaluated at the final marks (a partition restored from its changelog does
-    # that). With a fee to close, a position's equity moves by q (1 -/+ r), not q.
+    # that). With a fee to close, a position's equity moves by q (1 -/+ r), not q. The
+    # bundled instruments are Binance's, whose score reads the account's maintenance: at
+    # the current marks on the mark's notional, from the evaluation on the entry value.
     config = EngineConfig(wide_after=wide_after)
     live = Engine(instruments, config)
     opening = [mark(s, p, ts=0) for s, p in (("BTCUSDT", "60000"), ("ETHUSDT", "3000"))]

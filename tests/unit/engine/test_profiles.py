@@ -24,11 +24,31 @@ def test_bitmex_family(venue):
     assert profile.rank_score(SHORT) == pytest.approx(0.2 * 3.2)
 
 
-def test_binance_uses_account_equity_in_cross_and_position_equity_in_isolated():
+def test_binance_leverage_pnl_the_worked_example_on_binances_forum():
+    # dev.binance.vision/t/17801, the FAQ's formula applied to a trader's wallet:
+    # "Unrealized Profit = 40.2; Wallet Balance = 4.27 => Pnl Percent = max(0,40.2) /
+    # max(1,4.27) = 9.41 => Leverage Pnl = Pnl Percent x Margin Ratio = 9.41 x 13.42% =
+    # 1.26". The margin ratio 13.42% is MM / (4.27 + 40.2): MM = 0.1342 x 44.47
     binance = profile_named("binance")
-    assert binance.rank_score(PROFIT) == pytest.approx(0.2 * 240 / 120)  # cross: account
-    iso = RankInput(2, 100, 120, 60, 120, isolated=True)
-    assert binance.rank_score(iso) == pytest.approx(0.2 * 240 / 60)
+    mm = 0.1342 * 44.47
+    row = RankInput(1, 100, 140.2, 44.47, 44.47, wallet=4.27, maintenance=mm)
+    assert binance.rank_score(row) == pytest.approx(40.2 / 4.27 * 0.1342)
+    assert round(float(binance.rank_score(row)), 2) == 1.26
+    # a wallet under 1 counts as 1; the PnL is the backing equity less the wallet (the
+    # account's cross PnL, every symbol's; an isolated position's own: its margin)
+    small = RankInput(1, 100, 110, 10.5, 10.5, wallet=0.5, maintenance=2.1)
+    assert binance.rank_score(small) == pytest.approx(10.0 / 1 * 2.1 / 10.5)
+    # under water (wallet + PnL <= 0): margin ratio 0, the score 0
+    gone = RankInput(1, 100, 50, -3.0, -3.0, wallet=47.0, maintenance=1.0)
+    assert binance.rank_score(gone) == 0
+    # a loss: the venue scores it max(0, .) = 0 and publishes no order among losses;
+    # here it keeps its sign, so losses queue after every gain, the deepest last
+    loss = RankInput(1, 100, 95, 20.0, 20.0, wallet=25.0, maintenance=1.0)
+    deeper = RankInput(1, 100, 90, 15.0, 15.0, wallet=25.0, maintenance=1.0)
+    assert 0 > binance.rank_score(loss) > binance.rank_score(deeper)
+    assert binance.rank_score(loss) == pytest.approx(-5 / 25 * 1 / 20)
+    with pytest.raises(ValueError, match="wallet"):
+        binance.rank_score(PROFIT)
 
 
 def test_okx_multiplies_losses_too():

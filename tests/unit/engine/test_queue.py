@@ -16,20 +16,34 @@ from streams.engine.queue import (
     SharedPositions,
 )
 from streams.engine.risk import Health, PositionRisk
+from streams.engine.tier_columns import TierColumns
 from tests.helpers import bundled_instruments
 
 MARK = 100 * SCALE
+BUNDLED = bundled_instruments()
+INSTRUMENT = BUNDLED["BTCUSDT"]
+# symbol indexes 0, 1, 2: BTC, ETH, SOL (Binance's score reads the maintenance from these)
+TIERS = TierColumns([BUNDLED[s] for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT")])
 AT = {"symbol": "X", "ts_ms": 0}  # the alerts' symbol and time
-INSTRUMENT = bundled_instruments()["BTCUSDT"]
+RANK = {**AT, "tiers": TIERS, "symbol_index": 0}  # a ranking's: the table's symbol is BTC
+
+
+def maintenance_at(qty: int, mark: int) -> float:
+    """BTCUSDT's maintenance of ``qty`` at ``mark`` (quote) by its published brackets:
+    |q| x mark x mmr - maintenance amount, the bracket holding the notional."""
+    value = abs(qty) / SCALE * (mark / SCALE)
+    tier = INSTRUMENT.tier_for(round(value * SCALE))
+    return max(0.0, value * tier.mmr / SCALE - tier.maintenance_amount / SCALE)
 
 
 def position(qty: int, entry: int, backing: int, isolated: bool) -> PositionRisk:
+    """Evaluated at ``MARK`` (BTCUSDT's maintenance is on the mark: a ranking computes it)."""
     return PositionRisk(
         symbol="X",
         qty=qty,
         entry_price=entry,
         mark_price=MARK,
-        unrealized_pnl=0,
+        unrealized_pnl=qty * (MARK - entry) // SCALE,
         notional=0,
         maintenance_margin=0,
         backing_equity=backing,
@@ -63,15 +77,18 @@ def test_vectorised_ranking_matches_the_reference(positions, venue, mark, data):
     removed = data.draw(st.sets(st.sampled_from(sorted(positions)))) if positions else set()
     for acct in removed:
         table.remove(acct)
-    table.rank(mark, profile, **AT)
+    table.rank(mark, profile, **RANK)
     for side, sign in (("long", 1), ("short", -1)):
         entries = []
         for acct, (qty, entry, backing, iso) in positions.items():
             if acct in removed or (qty > 0) != (sign > 0):
                 continue
             move = qty / SCALE * (mark / SCALE - MARK / SCALE)
+            evaluated = position(qty, entry, backing, iso)  # the wallet does not move
             row = RankInput(qty / SCALE, entry / SCALE, mark / SCALE, backing / SCALE + move,
-                            backing / SCALE + move, iso)  # fmt: skip
+                            backing / SCALE + move, iso,
+                            (backing - evaluated.unrealized_pnl) / SCALE,
+                            maintenance_at(qty, mark))  # fmt: skip
             score = float(profile.rank_score(row))
             if backing / SCALE + move <= 0:  # its own equity is gone: last, never chosen
                 score = UNDERWATER_SCORE
@@ -87,14 +104,14 @@ def test_lights_change_alerts():
     # two longs at 100: a (backing 10, lev 10), b (backing 50, lev 2); mark 110 -> a ranks first
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
-    first = table.rank(110 * SCALE, profile, **AT)
+    first = table.rank(110 * SCALE, profile, **RANK)
     # b enters at 3
     assert [(c.account, c.quantile, c.previous_quantile) for c in first] == [("a", 5, None)]
     assert table.view("b")[1] == 3
     # ranking again at the same mark changes nothing
-    assert table.rank(110 * SCALE, profile, **AT) == []
+    assert table.rank(110 * SCALE, profile, **RANK) == []
     table.remove("a")
-    changes = table.rank(110 * SCALE, profile, **AT)
+    changes = table.rank(110 * SCALE, profile, **RANK)
     assert [(c.account, c.quantile, c.previous_quantile) for c in changes] == [("b", 5, 3)]
 
 
@@ -107,12 +124,12 @@ def test_a_position_hovering_on_a_light_boundary_is_alerted_once_it_settles():
     profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     for i in range(200):
         table.put(f"p{i:03d}", position(SCALE, 90 * SCALE, (i + 1) * SCALE, True), (i + 1) * SCALE)
-    table.rank(MARK, profile, **AT)
+    table.rank(MARK, profile, **RANK)
 
     def move_h(backing: float) -> list:
         raw = int(backing * SCALE)
         table.put("h", position(SCALE, 90 * SCALE, raw, True), raw)
-        alerts = table.rank(MARK, profile, **AT)
+        alerts = table.rank(MARK, profile, **RANK)
         return [(c.quantile, c.previous_quantile) for c in alerts if c.account == "h"]
 
     # backing 40.5 -> place 40 (light 5); 41.5 -> place 41 (light 4): on the boundary
@@ -135,14 +152,14 @@ def test_the_queue_stays_readable_between_rankings_when_positions_open_and_close
     profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, True), 10 * SCALE)
     table.put("b", position(SCALE, 100 * SCALE, 50 * SCALE, True), 50 * SCALE)
-    table.rank(110 * SCALE, profile, **AT)
+    table.rank(110 * SCALE, profile, **RANK)
     assert not table.structure_changed
     table.remove("a")
     table.put("c", position(SCALE, 100 * SCALE, 20 * SCALE, True), 20 * SCALE)
     assert table.structure_changed
     assert [e.account for e in table.ranked("long")] == ["a", "b"]  # as ranked then
     assert table.side_totals("long")[2] == tuple(e.score for e in table.ranked("long"))
-    table.rank(110 * SCALE, profile, **AT)
+    table.rank(110 * SCALE, profile, **RANK)
     assert [e.account for e in table.ranked("long")] == ["c", "b"]  # c: lower backing
     assert not table.structure_changed
 
@@ -178,8 +195,8 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(venue, o
             elif op == "remove":
                 table.remove(acct)
         if op == "rank":
-            want.append(at_once.rank(value * SCALE, profile, **AT))
-            later.rank(value * SCALE, profile, light=False, **AT)
+            want.append(at_once.rank(value * SCALE, profile, **RANK))
+            later.rank(value * SCALE, profile, light=False, **RANK)
             rankings.append([later.ranking(side) for side in ("long", "short")])
     got = []
     for sides in rankings:  # every ranking lit after all the changes
@@ -206,7 +223,7 @@ def test_announced_lights_survive_a_restore():
         return table
 
     def light(table: QueueTable) -> list[tuple[str, int, int | None]]:
-        table.rank(MARK, profile, light=False, **AT)
+        table.rank(MARK, profile, light=False, **RANK)
         ranking = table.ranking("long")
         count = len(ranking.accounts)
         changes, _ = table.light_at(ranking, np.arange(1, count + 1), count, profile, **AT)
@@ -262,7 +279,7 @@ def test_other_symbols_moves_equal_a_loop_over_the_accounts_positions(
             [OtherPosition(s, q / SCALE, m, c) for s, q, m, c in others],
         )
     marks = np.array([NO_MARK if m is None else m for m in marks_now], dtype=np.int64)
-    rows, cross, every = table.other_moves(marks)
+    rows, cross, every, _ = table.other_moves(marks)
     got = {table.accounts[r]: (c, e) for r, c, e in zip(rows, cross, every, strict=True)}
     want = {}
     for acct, (_isolated_here, others) in accounts.items():
@@ -312,7 +329,7 @@ def test_wide_rows_follow_their_account_through_puts_and_removes(ops, marks_now)
     marks = np.array(marks_now, dtype=np.int64)
     answers = []
     for table in tables:
-        rows, cross, every = table.other_moves(marks)
+        rows, cross, every, _ = table.other_moves(marks)
         answers.append(
             {table.accounts[r]: (c, e) for r, c, e in zip(rows, cross, every, strict=True)}
         )
@@ -334,14 +351,16 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
     updates that value in place moves the row's ranking with no put on this symbol.
     Hand computation at the ranking (this symbol's mark 103; others' marks 55, 190): the
     second evaluation's backing 12 + 1 x (103 - 101) + 2 x (55 - 51) - 1 x (190 - 199)
-    = 31, as a row put directly with backing and equity 31 at mark 103."""
+    = 31, as a row put directly with backing and equity 31 at mark 103. Its maintenance
+    at those marks, by each symbol's first bracket (BTC 0.4%, ETH 0.5%, SOL 1%): 103 x
+    0.004 + 2 x 55 x 0.005 + 190 x 0.01 = 2.862, whatever the evaluations held."""
     profile = PROFILES["binance"]
     marks = np.array([103 * SCALE, 55 * SCALE, 190 * SCALE], dtype=np.int64)
     first = position(SCALE, 100 * SCALE, 10 * SCALE, False)
     shared = SharedPositions(
         [OtherPosition(0, 1.0, MARK, True), OtherPosition(1, 2.0, 50 * SCALE, True),
          OtherPosition(2, -1.0, 200 * SCALE, True)],
-        {0: 0, 1: 1, 2: 2}, [10.0, 10.0, 10.0], 10.0,
+        {0: 0, 1: 1, 2: 2}, [10.0, 10.0, 10.0], 10.0, [9.0, 9.0, 9.0], [0.0, 0.0, 0.0],
     )  # fmt: skip
     table = QueueTable()
     table.put_shared("w", first, shared, 0)
@@ -352,13 +371,18 @@ def test_a_shared_row_reads_its_accounts_latest_evaluation_without_a_put():
         OtherPosition(2, -1.0, 199 * SCALE, True),
     ]
     shared.backing, shared.equity = [12.0, 12.0, 12.0], 12.0
-    table.rank(103 * SCALE, profile, marks_by_index=marks, **AT)
+    table.rank(103 * SCALE, profile, marks_by_index=marks, **RANK)
+    # Binance's: (31 - 9) / max(1, 9) x 2.862 / 31
+    assert table.ranking("long").scores[0] == pytest.approx(22 / 9 * 2.862 / 31, rel=1e-12)
+    # a row put directly at 103, its others as evaluated there: the same score
     direct = QueueTable()
     at_103 = first._replace(mark_price=103 * SCALE, backing_equity=31 * SCALE)
-    direct.put("w", at_103, 31 * SCALE)
-    direct.rank(103 * SCALE, profile, **AT)
-    assert table.ranking("long").scores.tolist() == direct.ranking("long").scores.tolist()
-    assert table.ranking("long").scores[0] != UNDERWATER_SCORE
+    now = [OtherPosition(1, 2.0, 55 * SCALE, True), OtherPosition(2, -1.0, 190 * SCALE, True)]
+    direct.put("w", at_103, 31 * SCALE, now, wallet=9 * SCALE)
+    direct.rank(103 * SCALE, profile, marks_by_index=marks, **RANK)
+    assert table.ranking("long").scores.tolist() == pytest.approx(
+        direct.ranking("long").scores.tolist(), rel=1e-12
+    )
 
 
 reorders = st.lists(
@@ -394,8 +418,8 @@ def test_a_ranking_started_from_the_last_order_equals_a_fresh_one(ops, venue):
             fresh = QueueTable()
             for name, (size, backing) in sorted(now.items()):
                 fresh.put(name, position(size * SCALE, 100 * SCALE, backing * SCALE, False), 0)
-            table.rank(value * SCALE, profile, **AT)
-            fresh.rank(value * SCALE, profile, **AT)
+            table.rank(value * SCALE, profile, **RANK)
+            fresh.rank(value * SCALE, profile, **RANK)
             for side in ("long", "short"):
                 assert list(table.ranked(side)) == list(fresh.ranked(side))
 
@@ -426,7 +450,7 @@ def test_the_last_order_follows_its_accounts_through_swap_removes(before, mark, 
                 closed.add(acct)  # opened again later: a new row, not in the last order
         if ops is before:
             closed.clear()
-            table.rank(mark * SCALE, PROFILES["bybit"], **AT)
+            table.rank(mark * SCALE, PROFILES["bybit"], **RANK)
             ranked = {s: [e.account for e in table.ranked(s)] for s in ("long", "short")}
     names = table.accounts  # by row
     for side, order in table._last_orders().items():
