@@ -51,5 +51,5 @@ def test_maintenance_on_the_entry_value_is_not_the_marks():
 def test_a_ranking_that_reads_the_maintenance_asks_for_the_tiers():
     table = QueueTable()
     table.put("a", position(SCALE, 100 * SCALE, 10 * SCALE, False), 10 * SCALE)
-    with pytest.raises(ValueError, match="binance.*maintenance.*tiers"):
+    with pytest.raises(ValueError, match=r"binance.*maintenance.*tiers"):
         table.rank(100 * SCALE, PROFILES["binance"], symbol="X", ts_ms=0)
