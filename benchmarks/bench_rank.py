@@ -7,7 +7,10 @@ of the accounts holding up to four positions on other symbols), it times
   venue's scores, one ``lexsort`` per side, the lights and their alerts;
 - the floor beside it, in the same process on the same columns: numpy scores, one
   ``lexsort`` over (account, size, score) and a ``bincount`` of the lights; what any
-  full ranking costs at least.
+  full ranking costs at least;
+- the same table ranked by Bybit's formula (PnL% x leverage), which does not read the
+  maintenance: Binance's over it is the cost of working out every backed position's
+  bracket at the current marks (``engine.tier_columns``).
 
 The ratio is what to read (this machine is shared). Usage:
 
@@ -30,10 +33,12 @@ from streams.engine.instruments import load_instruments
 from streams.engine.profiles import PROFILES, RankInput
 from streams.engine.queue import OtherPosition, QueueTable
 from streams.engine.risk import Health, PositionRisk
+from streams.engine.tier_columns import TierColumns
 
 MARK = 60_000 * SCALE
 BTC = load_instruments(bundled("instruments.toml"))["BTCUSDT"]
 SYMBOLS = 160  # the Hyperliquid-scale universe: other positions point anywhere in it
+TIERS = TierColumns([BTC] * SYMBOLS)  # BTC's ten brackets on every symbol
 
 
 def table(n: int, seed: int = 1) -> QueueTable:
@@ -62,10 +67,13 @@ def floor(n: int, seed: int = 2) -> Callable[[], object]:
     backing = np.abs(qty) * entry / 10
     names = np.array([f"acct-{i:07d}" for i in range(n)])
     abs_qty = (np.abs(qty) * SCALE).astype(np.int64)
+    wallet = backing * 0.9
+    maintenance = np.abs(qty) * (MARK / SCALE) * 0.004
     profile = PROFILES["binance"]
 
     def run() -> object:
-        scores = profile.rank_score(RankInput(qty, entry, MARK / SCALE, backing, backing))
+        row = RankInput(qty, entry, MARK / SCALE, backing, backing, False, wallet, maintenance)
+        scores = profile.rank_score(row)
         order = np.lexsort((names, -abs_qty, -scores))
         return np.bincount(5 - (5 * np.arange(n)) // n, minlength=6), order
 
@@ -78,16 +86,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     marks = np.full(SYMBOLS, MARK + MARK // 100, dtype=np.int64)  # every other symbol +1%
-    print(f"{'positions':>10} {'rank ms':>9} {'floor ms':>9} {'ratio':>7} {'ns/position':>12}")
-    profile = PROFILES["binance"]
+    print(f"{'positions':>10} {'rank ms':>9} {'floor ms':>9} {'ratio':>7} {'ns/position':>12}"
+          f" {'bybit ms':>9} {'binance/bybit':>14}")  # fmt: skip
     mark = MARK - MARK // 50  # the symbol fell 2%
     for n in args.sizes:
-        ranked = partial(table(n).rank, mark, profile, True, marks, symbol="BTCUSDT", ts_ms=0)
-        rank_s = timed(ranked, args.repeat)
+        queue = table(n)
+        at = partial(queue.rank, symbol="BTCUSDT", ts_ms=0, tiers=TIERS, symbol_index=0)
+        rank_s = timed(partial(at, mark, PROFILES["binance"], True, marks), args.repeat)
+        bybit_s = timed(partial(at, mark, PROFILES["bybit"], True, marks), args.repeat)
         floor_s = timed(floor(n), args.repeat)
         print(
             f"{n:>10,} {rank_s * 1e3:>9.1f} {floor_s * 1e3:>9.1f} {rank_s / floor_s:>6.2f}x"
-            f" {rank_s / n * 1e9:>12.0f}",
+            f" {rank_s / n * 1e9:>12.0f} {bybit_s * 1e3:>9.1f} {rank_s / bybit_s:>13.2f}x",
             flush=True,
         )
 

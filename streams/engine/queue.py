@@ -472,6 +472,7 @@ class QueueTable:
         cross = np.zeros(len(rows))
         every = np.zeros(len(rows))
         held = np.zeros(len(rows)) if tiers is not None else None
+        places = []  # per place: (its rows, symbol, qty, mark now, cross) for the margins
         for k in range(int(counts.max(initial=0))):
             # every row has a first place: no mask (most rows have only that one)
             has = slice(None) if k == 0 else counts > k
@@ -482,9 +483,19 @@ class QueueTable:
                                fees_by_index)  # fmt: skip
             every[has] += move
             cross[has] += np.where(place.cross[at], move, 0.0)
-            if held is not None and tiers is not None:
-                margin = tiers.maintenance(symbol, place.qty[at], now)
-                held[has] += np.where(place.cross[at], margin, 0.0)
+            places.append((has, symbol, place.qty[at], now, place.cross[at]))
+        if held is not None and tiers is not None and places:
+            # every place's margins in one pass, then added place by place, in order
+            margins = tiers.maintenance(
+                np.concatenate([symbol for _, symbol, _, _, _ in places]),
+                np.concatenate([qty for _, _, qty, _, _ in places]),
+                np.concatenate([now for _, _, _, now, _ in places]),
+            )
+            start = 0
+            for has, symbol, _, _, on_cross in places:
+                margin = margins[start : start + len(symbol)]
+                start += len(symbol)
+                held[has] += np.where(on_cross, margin, 0.0)
         if not self._wide:
             return OtherMoves(rows, cross, every, held)
         # the wide rows: the same float operations in the same order, a row at a time

@@ -61,9 +61,16 @@ class TierColumns:
         amount`` (not below 0) in its notional's bracket; 0 where the symbol's maintenance
         is on the entry value. ``qty``: base units, signed or not."""
         notional = np.abs(qty) * mark_price
-        edges = self.edges[symbol_index]
-        # brackets whose upper edge is below the notional: the one it falls in is next
-        tier = (notional[..., None] > edges).sum(axis=-1)
+        # how many brackets' upper edges lie below the notional: the one it falls in is next
+        if isinstance(symbol_index, int):  # one symbol: a binary search per position
+            tier = np.searchsorted(self.edges[symbol_index], notional, side="left")
+        else:  # bracket by bracket, until no notional passes one (edges ascend)
+            tier = np.zeros(len(notional), dtype=np.intp)
+            for edges in self.edges.T:
+                above = notional > edges[symbol_index]
+                if not above.any():
+                    break
+                tier += above
         margin = notional * self.rates[symbol_index, tier] - self.amounts[symbol_index, tier]
         held: Floats = np.where(self.on_mark[symbol_index], np.maximum(margin, 0.0), 0.0)
         return held
