@@ -158,6 +158,8 @@ def fund_projection(s: FundProjection) -> dict[str, Any]:
                 "adl_distance_short_pct": _num(p.adl_distance_short_pct),
                 "bankrupt_deficit": to_str(p.bankrupt_deficit),
                 "liquidatable_loss": to_str(p.liquidatable_loss),
+                "pool_pnl_ratio": _num(p.pool_pnl_ratio),
+                "pool_pnl_ratio_after_loss": _num(p.pool_pnl_ratio_after_loss),
                 "ladder": [
                     {"shock_pct": pt.shock_pct, "projected_loss": to_str(pt.projected_loss)}
                     for pt in p.ladder

@@ -142,6 +142,15 @@ class PoolDrawdown:
 Edges = tuple[int, int]  # a drawdown symbol's (budget, stop edge), raw
 
 
+def pnl_ratio(found: tuple[int, int] | None, loss: int) -> float | None:
+    """Bybit's ``pnlRatio`` of a symbol whose ``(X, M)`` is ``found``, once the pool books
+    ``loss`` more: (X - loss) / M (a float, for dashboards; ``None``: no rule in force)."""
+    if found is None or found[1] <= 0:
+        return None
+    drawdown, max_balance = found
+    return (drawdown - loss) / max_balance
+
+
 def drawdown_triggered(loss: int, edges: Edges, held: bool) -> bool:
     """Whether a loss of the symbol starts its drawdown ADL (past the budget) or, for one
     already ``held`` in it, keeps it going (at or past the stop edge)."""
@@ -183,13 +192,22 @@ class DrawdownPools:
             pool.record(ts_ms, balance, symbol, pnl)
             self._rescan_at_ms.pop(fund, None)  # budgets moved: look at all again
 
-    def edges_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> Edges | None:
-        """One symbol's (budget, stop edge) when its rule is in force (a read)."""
+    def drawdown_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> tuple[int, int] | None:
+        """One symbol's ``(X, M)`` (module docstring) when its rule is in force (a read)."""
         rule, pool = self.rules.get(sym), self.pools.get(fund)
         if rule is None or pool is None or not rule.applies(balance):
             return None
-        found = pool.drawdown(sym, ts_ms, rule.window_ms)
-        return None if found is None else (rule.budget(*found), rule.stop_edge(*found))
+        return pool.drawdown(sym, ts_ms, rule.window_ms)
+
+    def edges_of(self, fund: str, sym: str, balance: int, ts_ms: int) -> Edges | None:
+        """One symbol's (budget, stop edge) when its rule is in force (a read)."""
+        found = self.drawdown_of(fund, sym, balance, ts_ms)
+        return None if found is None else self.edges_at(sym, found)
+
+    def edges_at(self, sym: str, found: tuple[int, int]) -> Edges:
+        """The (budget, stop edge) of a drawdown symbol's ``(X, M)``."""
+        rule = self.rules[sym]
+        return rule.budget(*found), rule.stop_edge(*found)
 
     def edges(
         self,

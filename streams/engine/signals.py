@@ -124,6 +124,11 @@ class SymbolProjection:
     bankrupt_deficit: int
     liquidatable_loss: int
     ladder: tuple[LadderPoint, ...]
+    # where a pool-drawdown rule is in force (Bybit's): the symbol's pnlRatio as the venue
+    # computes it, (symbol PnL - its window max) / the pool's window max balance, and as
+    # it would be once the pool books the symbol's loss now (bankrupt + liquidatable)
+    pool_pnl_ratio: float | None = None
+    pool_pnl_ratio_after_loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,13 @@ from sortedcontainers import SortedList
 
 from streams.engine.adl import RankedEntry, deleverage_plan
 from streams.engine.config import EngineConfig
-from streams.engine.drawdown import DrawdownPools, DrawdownRule, Edges, drawdown_triggered
+from streams.engine.drawdown import (
+    DrawdownPools,
+    DrawdownRule,
+    Edges,
+    drawdown_triggered,
+    pnl_ratio,
+)
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Depth, InsuranceFund
 from streams.engine.fund import (
@@ -657,7 +663,8 @@ class FundWatch:
                 symbols.append(SymbolProjection(sym, None, None, None, 0, 0, ()))
                 continue
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
-            edges = self.drawdown.edges_of(fund, sym, balance, ts_ms)
+            found = self.drawdown.drawdown_of(fund, sym, balance, ts_ms)
+            edges = None if found is None else self.drawdown.edges_at(sym, found)
             sym_losses = (loss, bankrupt + liquidatable)
             long_d = self._distance(view, sym, sym_losses, balance, True, edges)
             short_d = self._distance(view, sym, sym_losses, balance, False, edges)
@@ -671,6 +678,8 @@ class FundWatch:
                     bankrupt_deficit=bankrupt,
                     liquidatable_loss=liquidatable,
                     ladder=tuple(LadderPoint(s * 100, v) for s, v in points),
+                    pool_pnl_ratio=pnl_ratio(found, 0),
+                    pool_pnl_ratio_after_loss=pnl_ratio(found, bankrupt + liquidatable),
                 )
             )
         return FundProjection(

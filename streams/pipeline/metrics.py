@@ -130,6 +130,24 @@ class Metrics:
             "adl_distance_ratio", "Adverse move that starts ADL by the venue rule (NaN: none)",
             ["symbol", "side"], registry=r,
         )  # fmt: skip
+        self.pool_pnl_ratio = Gauge(
+            "adl_pool_pnl_ratio", "Bybit's pnlRatio where a pool-drawdown rule is in force:"
+            " (symbol PnL - window max) / pool window max balance; when=after_loss: once the"
+            " pool books the symbol's loss now (NaN: no rule in force)",
+            ["fund", "symbol", "when"], registry=r,
+        )  # fmt: skip
+        self.pool_pnl_ratio_edge = Gauge(
+            "adl_pool_pnl_ratio_edge", "The pool-drawdown rule's ratios: ADL below trigger,"
+            " until back above stop (NaN: the symbol has no such rule)",
+            ["fund", "symbol", "edge"], registry=r,
+        )  # fmt: skip
+        for inst in instruments.values():
+            rule = inst.drawdown_rule
+            edges = {"trigger": float("nan"), "stop": float("nan")}
+            if rule is not None:
+                edges = {"trigger": to_float(rule.trigger_ratio), "stop": to_float(rule.stop_ratio)}
+            for edge, ratio in edges.items():
+                self.pool_pnl_ratio_edge.labels(inst.fund, inst.symbol, edge).set(ratio)
         self.runway = Gauge(
             "adl_fund_runway_seconds", "Fund depletion at the recent drawdown rate (NaN: none)",
             ["fund"], registry=r,
@@ -359,6 +377,11 @@ class Metrics:
                 shock = f"{point['shock_pct']:g}"
                 loss_usd = float(point["projected_loss"]) * usd
                 self.ladder.labels(fund, s["symbol"], shock).set(loss_usd)
+            for when, key in (
+                ("now", "pool_pnl_ratio"),
+                ("after_loss", "pool_pnl_ratio_after_loss"),
+            ):
+                self.pool_pnl_ratio.labels(fund, s["symbol"], when).set(_or_nan(s.get(key)))
             for side in ("long", "short"):
                 pct = s[f"adl_distance_{side}_pct"]
                 self.distance.labels(s["symbol"], side).set(

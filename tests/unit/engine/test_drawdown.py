@@ -192,6 +192,24 @@ def test_the_symbols_own_pnl_in_the_pool_sets_its_budget() -> None:
     assert trigger.shortfall == raw("3")
 
 
+def test_the_projection_shows_the_pools_pnl_ratio_now_and_after_the_loss() -> None:
+    """As above (X = 4 - 10 = -6, M = 40): Bybit's pnlRatio -6 / 40 = -0.15; at 89 L's
+    deficit 9 (no book to close into: no other loss) would take it to (-6 - 9) / 40 =
+    -0.375, below the -0.3 that triggers. Under Binance's rules (none): null."""
+    engine = one_bankruptcy_book("40", fund_table=SMALL_POOL)
+    engine.apply(fund("40", 0, "F", symbol="XUSDT", symbol_pnl="10"))
+    engine.apply(fund("40", 1_000, "F", symbol="XUSDT", symbol_pnl="4"))
+    engine.apply(mark("XUSDT", "89", 4_000))
+    [symbol] = engine.projection("F", 4_000).symbols
+    assert symbol.pool_pnl_ratio == pytest.approx(-0.15)
+    assert symbol.pool_pnl_ratio_after_loss == pytest.approx(-0.375)
+    binance = one_bankruptcy_book("40", "binance")
+    binance.apply(mark("XUSDT", "89", 4_000))
+    [other] = binance.projection("F", 4_000).symbols
+    assert other.pool_pnl_ratio is None
+    assert other.pool_pnl_ratio_after_loss is None
+
+
 def test_a_pool_between_the_stop_and_the_trigger_ratio_is_imminent() -> None:
     """Pool 40; XUSDT's PnL in it 0, then -11.2: ratio -28%, at or below the stop ratio
     (-25%: where the venue's ADL, once started, goes on) with no loss at the mark:

@@ -110,3 +110,26 @@ def test_a_coin_funds_money_is_exported_in_usd_at_its_coins_mark() -> None:
     deficit = value("adl_bankrupt_deficit_usd", {"symbol": "BTCUSD", "side": "long"})
     assert deficit == pytest.approx(155.0, abs=0.001)
     assert value("adl_open_interest", {"symbol": "BTCUSD", "side": "long"}) == 5000
+
+
+def test_a_pools_pnl_ratio_and_its_rules_edges_are_exported() -> None:
+    # the drawdown book of tests/unit/engine/test_drawdown.py: pool 40, XUSDT's PnL in it
+    # 10 then 4 (X = -6, M = 40): pnlRatio -0.15, and -0.375 once L's deficit of 9 at 89
+    # is booked; Bybit's edges -0.3 (trigger) and -0.25 (stop)
+    from tests.helpers import one_bankruptcy_book
+
+    engine = one_bankruptcy_book("40", fund_table={"drawdown_min_balance": "1"})
+    metrics = Metrics(engine.instruments, CollectorRegistry())
+    engine.apply(fund("40", 0, "F", symbol="XUSDT", symbol_pnl="10"))
+    engine.apply(fund("40", 1_000, "F", symbol="XUSDT", symbol_pnl="4"))
+    engine.apply(mark("XUSDT", "89", 4_000))
+    stream, payload = wire.render(engine.projection("F", 4_000))
+    metrics.observe(Output(OUTPUT_FOR_FILE[stream], None, orjson.dumps(payload), 0))
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"fund": "F", "symbol": "XUSDT", **labels})
+
+    assert value("adl_pool_pnl_ratio", when="now") == pytest.approx(-0.15)
+    assert value("adl_pool_pnl_ratio", when="after_loss") == pytest.approx(-0.375)
+    assert value("adl_pool_pnl_ratio_edge", edge="trigger") == -0.3
+    assert value("adl_pool_pnl_ratio_edge", edge="stop") == -0.25

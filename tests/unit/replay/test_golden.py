@@ -31,6 +31,11 @@ Intentional changes:
   dead letters byte for byte, and every ``adl_triggers`` line but for its plan (the
   counterparties) and second opinion (the queue's overshoot); only the ranking's own
   outputs (rank alerts, lights and scores, plans, their counts) moved.
+- issue 13 (the pool's PnL ratio, twenty-third session): every symbol of a
+  ``fund_projection`` line has ``pool_pnl_ratio`` and ``pool_pnl_ratio_after_loss``
+  (Bybit's pnlRatio where a pool-drawdown rule is in force; null for the bundled
+  Binance instruments). Captured again; without those two fields each line was the one
+  captured before, byte for byte (checked then, both scenarios).
 """
 
 from __future__ import annotations
