@@ -385,6 +385,76 @@ def test_inverse_rank_alerts_name_the_usd_side_and_the_account() -> None:
         schema_validator("rank_alerts").validate(wire.rank_alert(a))
 
 
+def binance_coin_m(tiers: list[dict[str, str | int]]) -> dict[str, Instrument]:
+    """BTCUSD as a Binance COIN-M perpetual (100 USD contracts, margin in BTC)."""
+    symbol = {"fund": "BTC-inverse", "profile": "binance", "contract": "inverse",
+              "contract_size": 100, "settlement": "BTC", "tiers": tiers}  # fmt: skip
+    return parse_instruments({"symbols": {"BTCUSD": symbol}})
+
+
+# two brackets in BTC: 0.5% to 1 BTC of notional, then 1% less 0.005 (continuous)
+TWO_BRACKETS: list[dict[str, str | int]] = [
+    {"max_notional": "1", "mmr": "0.005", "maintenance_amount": "0", "max_leverage": 100},
+    {"max_notional": "100", "mmr": "0.01", "maintenance_amount": "0.005", "max_leverage": 50},
+]
+
+
+def test_binance_ranks_a_coin_m_queue_by_the_faqs_leverage_pnl_in_the_coin() -> None:
+    """Dave, wallet 1 BTC, short 300 contracts (30,000 USD) at 60,000; at 52,000 his PnL
+    is 30,000 x (1/52,000 - 1/60,000) = 0.0769230769 BTC; his notional 30,000 / 52,000
+    = 0.5769 BTC, first bracket: maintenance 0.0028846 BTC. Leverage PnL = 0.0769 /
+    max(1, 1) x 0.0028846 / 1.0769 = 0.00020604. Erin, the same short on a wallet of 0.5
+    BTC: PnL over max(1, 0.5) = 1, the same PnL percent; margin ratio 0.0028846 /
+    0.5769: a higher score, first in the queue."""
+    engine = Engine(binance_coin_m(TWO_BRACKETS))
+    for k, (acct, amount) in enumerate((("dave", "1"), ("erin", "0.5"), ("carl", "5"))):
+        engine.apply(coin(f"d{k}", acct, amount))
+    engine.apply(fill("f1", "carl", "buy", "600", "60000", symbol="BTCUSD"))
+    engine.apply(fill("f2", "dave", "sell", "300", "60000", symbol="BTCUSD"))
+    engine.apply(fill("f3", "erin", "sell", "300", "60000", symbol="BTCUSD"))
+    engine.apply(mark("BTCUSD", "60000", ts=2))
+    engine.apply(mark("BTCUSD", "52000", ts=3))
+    engine.rerank("BTCUSD", 3)
+    pnl = 30_000 * (1 / 52_000 - 1 / 60_000)
+    maintenance = 30_000 / 52_000 * 0.005
+    want = {"dave": pnl * maintenance / (1 + pnl), "erin": pnl * maintenance / (0.5 + pnl)}
+    got = {e.account: e.score for e in engine.venue_queue("BTCUSD", "short")}
+    assert list(got) == ["erin", "dave"]
+    # x = 1e8 / P and the PnL in raw units (1e-8 BTC) are the rounded steps
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_a_coin_m_ranking_does_not_depend_on_when_its_accounts_were_evaluated() -> None:
+    """As replay and a partition restored from its changelog must agree (``test_engine``'s
+    linear test): carl's long of 600 contracts is 1 BTC of notional at 60,000 and 1.15 BTC
+    at 52,000, past the first bracket's edge, so his maintenance at the ranking must be
+    the second bracket's, whenever he was last evaluated."""
+    instruments = binance_coin_m(TWO_BRACKETS)
+    live = Engine(instruments)
+    accounts = [coin(f"d{k}", acct, "1") for k, acct in enumerate(("carl", "dave", "erin"))]
+    fills = [fill("f1", "carl", "buy", "600", "60000", symbol="BTCUSD"),
+             fill("f2", "dave", "sell", "300", "60000", symbol="BTCUSD"),
+             fill("f3", "erin", "sell", "300", "61000", symbol="BTCUSD")]  # fmt: skip
+    final = mark("BTCUSD", "52000", ts=5)
+    for event in [*accounts, mark("BTCUSD", "60000", ts=2), *fills,
+                  mark("BTCUSD", "56000", ts=3), final]:  # fmt: skip
+        live.apply(event)
+    restored = Engine(instruments)
+    for event in (mark("BTCUSD", "60000", ts=2), final):
+        restored.apply(event)
+    restored.restore(live.accounts.values())
+    for engine in (live, restored):
+        engine.rerank("BTCUSD", 6)
+    for side in ("long", "short"):
+        a, b = live.ranking("BTCUSD", side), restored.ranking("BTCUSD", side)
+        assert a is not None
+        assert b is not None
+        assert list(a.accounts) == list(b.accounts)
+        # an evaluation rounds each PnL to 1e-8 BTC; the carry to the marks is a float,
+        # not rounded: ~1e-8 relative apart here, under any profile (Bybit's alike)
+        assert a.scores.tolist() == pytest.approx(b.scores.tolist(), rel=1e-6)
+
+
 # ---------------------------------------------------------------- refused
 
 
