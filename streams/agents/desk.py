@@ -85,7 +85,7 @@ class FundDesk(Generic[T]):
 
     def __post_init__(self) -> None:
         self.watch = FundWatch.for_instruments(self.instruments, self.config)
-        self.grid = move_grid(self.config)
+        self.grid = move_grid(self.config, any(i.inverse for i in self.instruments.values()))
         # the shards' digests are in the engine's terms (an inverse symbol in x): books
         # come in, signals and reads go out, through the engine's own edge
         self.settlements = Settlements(self.instruments)

@@ -43,7 +43,13 @@ from streams.engine.fixed import SCALE, div_ceil, div_floor
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
-from streams.engine.inverse import Settlements, account_of, other_side, venue_qty
+from streams.engine.inverse import (
+    Settlements,
+    account_of,
+    adverse_moves,
+    other_side,
+    venue_qty,
+)
 from streams.engine.margin import bankruptcy_reach
 from streams.engine.marks import Marks
 from streams.engine.queue import (
@@ -679,8 +685,8 @@ class Engine:
         kept per symbol till its mark moves."""
         kept = self._shocks.get(sym)
         if kept is None or kept[0] != mark:
-            move = self.config.imminent_distance
-            kept = self._shocks[sym] = (mark, shocked_price(mark, -move), shocked_price(mark, move))
+            down, up = adverse_moves(self.config.imminent_distance, self.instruments[sym].inverse)
+            kept = self._shocks[sym] = (mark, shocked_price(mark, down), shocked_price(mark, up))
         return kept[1], kept[2]
 
     def _put_budget(self, acct: str, risk: AccountRisk, budgeted: bool) -> None:

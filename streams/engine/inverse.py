@@ -60,7 +60,6 @@ from streams.engine.signals import (
     BankruptPosition,
     DeleverageStep,
     FundProjection,
-    LadderPoint,
     LiquidationDetected,
     RankAlert,
     Signal,
@@ -128,6 +127,21 @@ def price_move(move: float, x_long: bool) -> float:
     if x_long:
         return move / (1.0 - move) if move < 1.0 else float("inf")
     return move / (1.0 + move)
+
+
+def engine_move(move: float) -> float:
+    """A relative move of an inverse symbol's USD price P as the move of x = U / P it is:
+    1 / (1 + move) - 1 (P +10%: x -9.09%; P -10%: x +11.1%)."""
+    return 1.0 / (1.0 + move) - 1.0
+
+
+def adverse_moves(move: float, inverse: bool) -> tuple[float, float]:
+    """The moves of the engine's price at which its longs and its shorts are read after
+    an adverse ``move`` of the venue's price (``imminent_distance``): (-move, +move); an
+    inverse symbol's longs in x (USD shorts) lose as P rises, its shorts as P falls."""
+    if inverse:
+        return engine_move(move), engine_move(-move)
+    return -move, move
 
 
 def wallet_key(account: str, currency: str) -> str:
@@ -337,34 +351,13 @@ class Settlements:
                 p = replace(
                     p,
                     mark_price=None if p.mark_price is None else venue_price(p.mark_price),
-                    # x's longs are USD shorts; the distances are moves of P already
+                    # x's longs are USD shorts; the distances and the ladder's shocks are
+                    # moves of P already
                     adl_distance_long_pct=p.adl_distance_short_pct,
                     adl_distance_short_pct=p.adl_distance_long_pct,
-                    ladder=tuple(
-                        sorted(
-                            (
-                                LadderPoint(_price_shock_pct(pt.shock_pct), pt.projected_loss)
-                                for pt in p.ladder
-                            ),
-                            key=_shock_of,
-                        )
-                    ),
                 )
             symbols.append(p)
         return replace(signal, symbols=tuple(symbols), settlement=settlement)
-
-
-def _shock_of(point: LadderPoint) -> float:
-    return point.shock_pct
-
-
-def _price_shock_pct(x_shock_pct: float) -> float:
-    """A shock of x in percent as the shock of P it is, 1 / (1 + s) - 1: a fall of x is
-    x's longs' adverse move, a rise its shorts' (``price_move``)."""
-    s = x_shock_pct / 100
-    if s < 0:
-        return price_move(-s, x_long=True) * 100  # P rises
-    return -price_move(s, x_long=False) * 100 if s > 0 else 0.0
 
 
 def _inverse_mark(event: Mark) -> Mark:

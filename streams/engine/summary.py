@@ -42,6 +42,7 @@ from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.engine import Engine
 from streams.engine.fixed import SCALE
 from streams.engine.fund import MAX_UP_MOVE, Curve
+from streams.engine.inverse import adverse_moves, engine_move
 from streams.engine.quantiles import (
     DEFAULT_ACCURACY,
     Histogram,
@@ -60,10 +61,12 @@ KEPT_ENTRIES = 4_000_000
 SIDES = ("long", "short")
 
 
-def move_grid(config: EngineConfig) -> tuple[float, ...]:
+def move_grid(config: EngineConfig, inverse: bool = False) -> tuple[float, ...]:
     """Moves at which curves are sent: 0, the shocks, +-the imminent distance, and a
     grid for the ADL distance: 1% steps to 10%, 2.5% to 30%, 10% to 100%, then 50% to
-    +1000% (a short's distance is searched that far)."""
+    +1000% (a short's distance is searched that far). With ``inverse`` symbols, also the
+    moves of x the shocks and the imminent distance of their USD price are
+    (``inverse.engine_move``): read there, exactly."""
     steps = [i * 0.01 for i in range(1, 11)]
     steps += [i * 0.025 for i in range(5, 13)]
     steps += [i * 0.1 for i in range(4, 11)]
@@ -72,6 +75,9 @@ def move_grid(config: EngineConfig) -> tuple[float, ...]:
     moves.update(round(s, 6) for s in steps)
     moves.update(-round(s, 6) for s in steps)
     moves.update(ups)
+    if inverse:
+        moves.update(engine_move(s) for s in config.shocks)
+        moves.update(adverse_moves(config.imminent_distance, True))
     return tuple(sorted(moves))
 
 
@@ -201,7 +207,7 @@ class Summarizer:
         self.interval_ms = interval_ms
         self.top_k = top_k
         self.accuracy = accuracy
-        self.grid = move_grid(engine.config)
+        self.grid = move_grid(engine.config, any(i.inverse for i in engine.instruments.values()))
         self._digests: dict[str, SymbolDigest] = {}
         # per symbol, the rankings at its lit marks, oldest first, until lit
         self._rankings: dict[str, list[SummarisedRanking]] = {}

@@ -60,7 +60,7 @@ from streams.engine.fund import (
     ladder,
 )
 from streams.engine.instruments import Instrument
-from streams.engine.inverse import price_move
+from streams.engine.inverse import adverse_moves, engine_move, price_move
 from streams.engine.profiles import VenueProfile, profile_named
 from streams.engine.second_opinion import SideWinners, second_opinion
 from streams.engine.signals import (
@@ -303,12 +303,12 @@ class FundWatch:
             and known.depth is depth
         ):
             return known
-        move = self.config.imminent_distance
+        down, up = adverse_moves(self.config.imminent_distance, sym in self.inverse_symbols)
         at_mark = after_move = (0, 0)
         losses = (0, 0)  # (bankrupt deficit at the mark, loss of closing liquidatable ones)
         if view.mark(sym) is not None:
             longs, shorts = view.curve(sym, True), view.curve(sym, False)
-            at_mark, after_move = (longs(0.0), shorts(0.0)), (longs(-move), shorts(move))
+            at_mark, after_move = (longs(0.0), shorts(0.0)), (longs(down), shorts(up))
             losses = (sum(at_mark), self._liquidatable_loss(view, sym, depth))
         facts = _SymbolFacts(version, depth, losses, at_mark, after_move)
         if version is not None:
@@ -668,7 +668,11 @@ class FundWatch:
             sym_losses = (loss, bankrupt + liquidatable)
             long_d = self._distance(view, sym, sym_losses, balance, True, edges)
             short_d = self._distance(view, sym, sym_losses, balance, False, edges)
-            points = ladder(loss, longs, shorts, self.config.shocks)
+            shocks = self.config.shocks
+            if sym in self.inverse_symbols:  # the venue's price moves by the shocks, not x
+                shocks = tuple(engine_move(s) for s in shocks)
+            values = [v for _, v in ladder(loss, longs, shorts, shocks)]
+            points = list(zip(self.config.shocks, values, strict=True))
             symbols.append(
                 SymbolProjection(
                     symbol=sym,

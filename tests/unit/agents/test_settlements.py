@@ -11,6 +11,7 @@ import pytest
 
 from streams.engine.engine import Engine
 from streams.engine.events import Mark
+from streams.engine.fixed import to_raw
 from streams.engine.instruments import parse_instruments
 from streams.pipeline.web import account_answer
 from streams.replay.runner import replay
@@ -77,6 +78,14 @@ def test_the_desk_follows_replay_on_a_market_with_an_inverse_book(
     (sym,) = projection.symbols
     assert sym.mark_price is not None
     assert 40_000 * 10**8 < sym.mark_price < 70_000 * 10**8
+    # its ladder at replay's shocks of the USD price (the grid holds the moves of x they
+    # are: exact there), each partition rounding each side up
+    last = [p for p in lines("fund_projection") if p["fund"] == FUND][-1]
+    want_ladder = {pt["shock_pct"]: to_raw(pt["projected_loss"])
+                   for pt in last["symbols"][0]["ladder"]}  # fmt: skip
+    got_ladder = {pt.shock_pct: pt.projected_loss for pt in sym.ladder}
+    assert list(got_ladder) == list(want_ladder)
+    assert all(w <= got_ladder[s] <= w + 3 * 2 * 8 for s, w in want_ladder.items())
 
 
 def test_the_read_api_answers_each_wallet_of_an_account() -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams import wire
+from streams.engine.config import EngineConfig
 from streams.engine.engine import Engine
 from streams.engine.errors import ConfigError, InvalidEvent
 from streams.engine.instruments import Instrument, parse_instruments
@@ -98,13 +99,13 @@ def of(kind: type, signals: list[Signal]) -> list[Any]:
     return [s for s in signals if isinstance(s, kind)]
 
 
-def isolated_long_against_a_short(entry: str, fund: str) -> Engine:
-    """BTCUSD alone: alice 5,000 contracts long at ``entry``, 50x isolated, against bob's
-    5,000 short (cross); 1 BTC each; the fund's balance ``fund`` BTC."""
+def isolated_long_against_a_short(entry: str, fund: str, leverage: str = "50") -> Engine:
+    """BTCUSD alone: alice 5,000 contracts long at ``entry``, ``leverage``x isolated,
+    against bob's 5,000 short (cross); 1 BTC each; the fund's balance ``fund`` BTC."""
     engine = Engine(inverse_book(linear=False))
     engine.apply(coin("d-a", "alice", "1"))
     engine.apply(coin("d-b", "bob", "1"))
-    engine.apply(isolated("alice", "BTCUSD", "50"))
+    engine.apply(isolated("alice", "BTCUSD", leverage))
     engine.apply(fill("f1", "alice", "buy", "5000", entry, symbol="BTCUSD"))
     engine.apply(fill("f2", "bob", "sell", "5000", entry, symbol="BTCUSD"))
     engine.apply(ev("insurance_fund", ts=1, fund="BTC-inverse", balance=fund))
@@ -366,10 +367,36 @@ def test_the_adl_distance_of_an_inverse_symbol_is_a_move_of_its_usd_price() -> N
     edge = Fraction(5000) / F("0.6475")
     expected = float((8000 - edge) / 8000 * 100)
     assert sym.adl_distance_long_pct == pytest.approx(expected, rel=1e-3)
-    # the ladder's shocks are moves of P, ascending
-    shocks = [pt.shock_pct for pt in sym.ladder]
-    assert shocks == sorted(shocks)
+    # the ladder's shocks are the configured moves of P, exactly (not x's, relabelled)
+    assert [pt.shock_pct for pt in sym.ladder] == [s * 100 for s in EngineConfig().shocks]
     schema_validator("fund_projection").validate(wire.fund_projection(projection))
+
+
+def test_an_inverse_ladder_shocks_the_usd_price() -> None:
+    """alice as above (5,000 USD long at 8,000, margin 5,000 / 8,000 / 50 = 0.0125 BTC).
+    P -10% = 7,200: her deficit 5,000 (1/7,200 - 1/8,000) - 0.0125 = 0.0569444... BTC;
+    P -20% = 6,400: 5,000 (1/6,400 - 1/8,000) - 0.0125 = 0.14375; bob's short gains on
+    a fall and loses nothing on a rise up to +50% (1 BTC against 5,000 (1/8,000 -
+    1/12,000) = 0.2083)."""
+    engine = isolated_long_against_a_short("8000", fund="0.01")
+    engine.apply(mark("BTCUSD", "8000", ts=2))
+    (projection,) = of(FundProjection, engine.finish())
+    ladder = {pt.shock_pct: pt.projected_loss for pt in projection.symbols[0].ladder}
+    for shock, deficit in ((-10, 5000 * (Fraction(1, 7200) - Fraction(1, 8000))),
+                           (-20, 5000 * (Fraction(1, 6400) - Fraction(1, 8000)))):  # fmt: skip
+        want = deficit - F("0.0125")
+        assert abs(Fraction(ladder[shock], 10**8) - want) <= F("0.00000002")
+    assert all(loss == 0 for shock, loss in ladder.items() if shock > 0)
+
+
+def test_an_inverse_symbol_is_imminent_at_a_5pct_fall_of_its_usd_price() -> None:
+    """alice 20x isolated: bankrupt at 8,000 x 20 / 21 = 7,619.05, a fall of 4.76% (x up
+    5%). A fall of the USD price by 5% (7,600) leaves her 5,000 (1/7,600 - 1/8,000) -
+    0.03125 = 0.00164 BTC under water, more than the fund's 0.001: imminent. (A 5% move
+    of x, the USD price -4.76%, reaches only her bankruptcy price: no deficit.)"""
+    engine = isolated_long_against_a_short("8000", fund="0.001", leverage="20")
+    stages = of(AdlTriggered, engine.apply(mark("BTCUSD", "8000", ts=2)))
+    assert [(s.symbol, s.stage) for s in stages] == [("BTCUSD", AdlStage.IMMINENT)]
 
 
 def test_inverse_rank_alerts_name_the_usd_side_and_the_account() -> None:
