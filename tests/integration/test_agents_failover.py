@@ -40,7 +40,7 @@ from tests.integration.test_account_agents import (
     stop_all,
 )
 
-RATE_PER_S = 500  # the cascade's 14,676 events take ~29 s: the kill lands mid-stream
+RATE_PER_S = 500  # the cascade's ~14,700 events take ~29 s: the kill lands mid-stream
 KILL_AFTER_S = 12.0
 FANNED_OUT = "adl_agent_marks_fanned_out_total"
 HOLDS = "adl_agent_holds"  # {role}: 1 where the role runs now

@@ -51,7 +51,7 @@ from tests.integration.test_agents_failover import (
 PROCESSES = 3
 ROLES = ("mark_fan_out", "fund_desk", "account partitions only")
 KILLS_PER_ROLE = 2
-RATE_PER_S = 60  # the cascade's 14,676 events take ~4 minutes: every kill lands mid-stream
+RATE_PER_S = 60  # the cascade's ~14,700 events take ~4 minutes: every kill lands mid-stream
 # seconds between a process's restart and the next kill: a group that hardly settles
 # (each kill and each rejoin is a rebalance; a dead process's partitions move after the
 # 10 s session timeout)
