@@ -581,15 +581,16 @@ class Engine:
         ]
         shared = None
         was_shared = False
+        cross_fixed = self._cross_fixed(risk)  # O(positions) where it counts: once
         if len(every) > self.config.wide_after + 1:
             place = {}  # its rows read ``shared.place``
             was_shared = acct in self.shared
-            shared = self._share(acct, risk, every, self._cross_fixed(risk))
+            shared = self._share(acct, risk, every, cross_fixed)
         else:
             place = {p.symbol: k for k, p in enumerate(risk.positions)}
             self.shared.pop(acct, None)
             self._latest.pop(acct, None)  # its entries are put now (``_put_deficit``)
-        return _Layout(every, place, cross_count, shared, was_shared, self._cross_fixed(risk))
+        return _Layout(every, place, cross_count, shared, was_shared, cross_fixed)
 
     def _put_queue(
         self,
