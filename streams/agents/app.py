@@ -52,6 +52,7 @@ from streams.agents.acks import AckGuard, InOrder, flush_fully
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
 from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER, MarkFanOut
+from streams.agents.ranking_rows import decode_rankings, ranking_keys, ranking_rows
 from streams.agents.shard import (
     ACCOUNT_TOPICS,
     BOUNDARY_TOPIC,
@@ -123,6 +124,7 @@ def restored_shard(
     summary_interval_ms: int,
     account_rows: Iterable[bytes],
     mark_rows: Iterable[tuple[bytes, bytes]],
+    rankings: Iterable[tuple[bytes, bytes]] = (),
 ) -> Shard[EventT]:
     """A partition's shard from the changelog tables' rows (every partition's rows as
     this process holds them: the partition's are picked by their content and key).
@@ -132,7 +134,7 @@ def restored_shard(
     (109,430 accounts, two runs side by side: 26.7 s with it, 16.1 s without)."""
     with collector_paused():
         shard: Shard[EventT] = Shard(
-            partition, instruments, summary_interval_ms=summary_interval_ms
+            partition, instruments, summary_interval_ms=summary_interval_ms, persist_rankings=True
         )
         accounts = []
         for raw in account_rows:
@@ -144,7 +146,7 @@ def restored_shard(
             p, symbol = key.decode().split(":", 1)
             if int(p) == partition:
                 marks.append((symbol, *orjson.loads(raw)))
-        shard.restore(accounts, marks)
+        shard.restore(accounts, marks, decode_rankings(partition, rankings))
         return shard
 
 
@@ -230,6 +232,8 @@ class AccountAgents:
         self.mark_rows = self.app.Table("marks", key_type=bytes, value_type=bytes, **table)
         # partition -> the highest mark_prices offset among the marks it received
         self.chain_rows = self.app.Table("mark_chain", key_type=bytes, value_type=bytes, **table)
+        # the rankings each partition summarised that the desk has not lit yet
+        self.ranking_rows = self.app.Table("rankings", key_type=bytes, value_type=bytes, **table)
         # the desk's inputs have one partition: so has its table's changelog
         self.desk_rows = self.app.Table("desk", key_type=bytes, value_type=bytes, partitions=1)
         # the desk is current for this assignment (taken up or restored from its rows);
@@ -420,10 +424,11 @@ class AccountAgents:
             revocations = self.stats.revocations
             # the rows as they are now (standby updates go on while the thread reads)
             accounts, marks = list(self.account_rows.values()), list(self.mark_rows.items())
+            rankings = list(self.ranking_rows.items())
             began = time.monotonic()
             shard = await asyncio.to_thread(
                 restored_shard, partition, self.instruments, self.summary_interval_ms,
-                accounts, marks,
+                accounts, marks, rankings,
             )  # fmt: skip
             if self.stats.revocations != revocations:
                 log.info("partition %d: revoked while restored: dropped", partition)
@@ -622,7 +627,9 @@ class AccountAgents:
             await self._apply(shard, released)
             if flushed:  # caught up: the last mark group's summaries are due now
                 source = Source(base, message.partition, message.offset)
-                await self._deliver(shard.summaries(), source)
+                summaries = shard.summaries()
+                await self._persist_rankings(shard)
+                await self._deliver(summaries, source)
             for item in released:
                 await self.acks.ack(stream, item.token)
             if flush:
@@ -698,21 +705,23 @@ class AccountAgents:
         lit = shard.light(cuts)
         await self._deliver(lit.outputs, source)
         self._write_rows(shard, lit.accounts, ())
+        await self._persist_rankings(shard)  # the lit ranking's rows deleted
 
     async def _apply(self, shard: Shard[EventT], released: list[Pending[EventT]]) -> None:
         if not released:
             return
         accounts: set[str] = set()
         symbols: set[str] = set()
-        sends = []
+        outputs = []
         for item in released:
             applied = shard.apply(item)
             accounts.update(applied.accounts)
             if applied.mark_symbol is not None:
                 symbols.add(applied.mark_symbol)
-            for n, out in enumerate(applied.outputs):
-                sends.append(await self._send(out, item.source, n))
+            outputs += [(out, item.source, n) for n, out in enumerate(applied.outputs)]
         began = time.monotonic()
+        await self._persist_rankings(shard)  # before the summaries that describe them
+        sends = [await self._send(out, source, n) for out, source, n in outputs]
         await asyncio.gather(*sends)  # outputs delivered before the rows that cover them
         done = time.monotonic()
         self.commit_s.append(done - began)
@@ -733,6 +742,27 @@ class AccountAgents:
             self.mark_rows[f"{p}:{symbol}".encode()] = orjson.dumps(list(shard.mark_row(symbol)))
         if symbols and shard.chain_last is not None:
             self.chain_rows[str(p).encode()] = str(shard.chain_last).encode()
+
+    async def _persist_rankings(self, shard: Shard[EventT]) -> None:
+        """Write the rankings the shard kept since the last call and delete those it
+        forgot (``agents.ranking_rows``). A ranking's rows are delivered before the
+        summary that describes it is sent: the desk lights only rankings a restart
+        finds again (a crash before the flush leaves the mark uncommitted: applied and
+        summarised again)."""
+        table = self.ranking_rows
+        written = False
+        p = shard.partition
+        for sym, ranking, kept in shard.ranking_changes():
+            if kept:
+                for key, value in ranking_rows(p, sym, ranking):
+                    table[key] = value
+                written = True
+            else:
+                for key in ranking_keys(p, sym, ranking):
+                    if key in table:
+                        del table[key]
+        if written:
+            await self.app.producer.flush()
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:
         topic = _TOPIC_FOR[out.stream]

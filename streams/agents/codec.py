@@ -61,7 +61,10 @@ def decode_account(raw: bytes) -> AccountRow:
         state,
         dict(row["applied"]),
         int(row["p"]),
-        dict(row.get("lights", {})),
+        {  # [opening, announced to, light]; a bare light: a row of before
+            s: v if isinstance(v, int) else (int(v[0]), int(v[1]), int(v[2]))
+            for s, v in row.get("lights", {}).items()
+        },
         dict(row.get("seen", {})),  # rows written before the dedupe ids were kept: none
     )
 

@@ -35,7 +35,7 @@ from streams.engine.events import Event, Mark
 from streams.engine.instruments import Instrument
 from streams.engine.quantiles import RankCuts, reaches_from_cuts
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
-from streams.engine.summary import Summarizer, to_wire
+from streams.engine.summary import SummarisedRanking, Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
 from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
 
@@ -69,7 +69,10 @@ class AccountRow:
     state: AccountState
     applied: dict[str, int]  # source "topic:partition" -> last offset applied to it
     partition: int
-    lights: dict[str, int]  # symbol -> light last announced for its position there
+    # symbol -> (its position's opening number there, 0: none; the opening the last
+    # light there was announced to; that light): ``Engine.announced_lights`` (a bare
+    # light in a row written before openings were kept)
+    lights: Mapping[str, int | tuple[int, int, int]]
     # its fill and balance ids still in the dedupe window -> event time: a venue's re-send
     # after a restart is recognised (an empty window would apply it a second time)
     seen: dict[str, int] = field(default_factory=dict)
@@ -126,6 +129,8 @@ class Shard(Generic[T]):
     summary_interval_ms: int | None = None  # stage B: a fund summary per interval, at marks
     summarizer: Summarizer | None = field(init=False, default=None)
     due_summaries: dict[str, Key] = field(default_factory=dict)  # fund -> its mark group
+    # the adapter persists the rankings waiting for their lights (``ranking_changes``)
+    persist_rankings: bool = False
 
     def __post_init__(self) -> None:
         # ranked when replay's engine ranks (the lit marks) and at summaries (the queue
@@ -135,13 +140,18 @@ class Shard(Generic[T]):
         self.engine = Engine(self.instruments, config)
         if self.summary_interval_ms is not None:
             self.summarizer = Summarizer(self.engine, self.partition, self.summary_interval_ms)
+            if self.persist_rankings:
+                self.summarizer.kept_log = []
 
     # ------------------------------------------------------------------ recovery
     def restore(
-        self, accounts: Iterable[AccountRow], marks: Iterable[tuple[str, int, int]]
+        self,
+        accounts: Iterable[AccountRow],
+        marks: Iterable[tuple[str, int, int]],
+        rankings: Iterable[tuple[str, SummarisedRanking]] = (),
     ) -> None:
-        """From the changelog: each account's row, and (symbol, time, price) of the
-        last mark applied per symbol."""
+        """From the changelog: each account's row, (symbol, time, price) of the last
+        mark applied per symbol, and the rankings summarised and not yet lit."""
         engine = self.engine
         for symbol, ts_ms, price in marks:
             engine.marks[symbol] = price
@@ -156,6 +166,8 @@ class Shard(Generic[T]):
         )
         for row in rows:
             engine.restore_announced(row.state.account, row.lights)
+        if self.summarizer is not None:
+            self.summarizer.restore(rankings)
         engine.touched.clear()
 
     def rewind(self) -> int:
@@ -339,6 +351,15 @@ class Shard(Generic[T]):
         lit = sorted(self.engine.lit)
         self.engine.lit.clear()
         return Applied([Output(*wire.render(signal)) for signal in signals], lit, None)
+
+    def ranking_changes(self) -> list[tuple[str, SummarisedRanking, bool]]:
+        """The rankings kept (True) and forgotten (False) since the last call, in order
+        (with ``persist_rankings``)."""
+        summarizer = self.summarizer
+        if summarizer is None or not summarizer.kept_log:
+            return []
+        changes, summarizer.kept_log = summarizer.kept_log, []
+        return changes
 
     def mark_row(self, symbol: str) -> tuple[int, int]:
         """(time, price) of the last mark applied for ``symbol``."""

@@ -249,6 +249,9 @@ class Engine:
         self.sanity = MarketSanity(self.config.sanity)
         self.touched: set[str] = set()  # accounts changed since the caller last cleared it
         self.lit: set[str] = set()  # accounts whose announced light changed (``light``), same
+        # account -> symbols where a light stays announced to a closed position
+        # (``announced_lights``; empty unless lights come later, ``light``)
+        self._lit_closed: dict[str, set[str]] = {}
         self.stats = EngineStats()
         self.last_ts_ms = 0
         self._shocks: dict[str, tuple[int, int, int]] = {}  # symbol -> (mark, down, up)
@@ -542,6 +545,8 @@ class Engine:
                     st.fund_changed()
                 continue
             if pos is None:
+                if acct in st.queue.announced:  # lit later, restored: ``announced_lights``
+                    self._lit_closed.setdefault(acct, set()).add(sym)
                 st.queue.remove(acct)
                 st.thresholds.remove(acct)
                 st.remove_deficit(acct)
@@ -876,7 +881,10 @@ class Engine:
         alerts, changed = queue.light_at(
             ranking, reaches, total, self.profiles[sym], symbol=sym, ts_ms=ts_ms
         )
-        self.lit.update(a for a in changed if a in queue)
+        self.lit.update(changed)
+        for account in changed:
+            if account not in queue:  # lit after it closed: kept for ``announced_lights``
+                self._lit_closed.setdefault(account, set()).add(sym)
         settlements = self.settlements
         return alerts if settlements is None else [settlements.rank_alert(a) for a in alerts]
 
@@ -885,18 +893,42 @@ class Engine:
         where the venue's lights go by quantity, else ``None`` (each weighs 1)."""
         return ranking.sizes if self.profiles[sym].light_by_quantity else None
 
-    def announced_lights(self, account: str) -> dict[str, int]:
-        """Symbol -> light last announced for each of the account's positions (``light``)."""
+    def announced_lights(self, account: str) -> dict[str, tuple[int, int, int]]:
+        """Symbol -> (opening number of the account's position there, 0: none; opening
+        the last light announced there (``light``) was announced to; that light), for
+        its positions and for the symbols where it was lit after a position closed:
+        what a restart needs to light a ranking kept across it as it would have been."""
         risk = self.risks.get(account)
-        positions = () if risk is None else risk.positions
-        lights = {
-            p.symbol: self.symbols[p.symbol].queue.announced_light(account) for p in positions
-        }
-        return {s: light for s, light in lights.items() if light}
+        symbols = {p.symbol for p in risk.positions} if risk is not None else set()
+        symbols.update(self._lit_closed.get(account, ()))
+        out = {}
+        for sym in sorted(symbols):
+            queue = self.symbols[sym].queue
+            opened = queue.opening(account)
+            announced_opened, light = queue.announced.get(account, (0, 0))
+            if opened or light:
+                out[sym] = (opened, announced_opened, light)
+        return out
 
-    def restore_announced(self, account: str, lights: Mapping[str, int]) -> None:
-        for sym, light in lights.items():
-            self.symbols[sym].queue.restore_announced(account, light)
+    def restore_announced(self, account: str, lights: Mapping[str, int | Sequence[int]]) -> None:
+        """After a restart, what ``announced_lights`` said (a bare light: a row written
+        before openings were kept; it goes to the restored position)."""
+        for sym, value in lights.items():
+            queue = self.symbols[sym].queue
+            if isinstance(value, int):
+                queue.restore_announced(account, value)
+                continue
+            opened, announced_opened, light = value
+            queue.restore_opening(
+                account, opened, (announced_opened, light) if announced_opened else None
+            )
+            if not opened and announced_opened:
+                self._lit_closed.setdefault(account, set()).add(sym)
+
+    def reserve_openings(self, sym: str, upto: int) -> None:
+        """Positions of ``sym`` opened from now on get numbers past ``upto`` (the
+        highest a ranking kept across a restart names)."""
+        self.symbols[sym].queue.reserve_openings(upto)
 
     def rerank(self, sym: str, ts_ms: int) -> list[RankAlert]:
         """Rank the symbol's ADL queue now (a caller that needs today's queue between

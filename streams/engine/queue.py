@@ -445,10 +445,34 @@ class QueueTable:
         return light if row is not None and self._i["opened"][row] == opened else 0
 
     def restore_announced(self, account: str, light: int) -> None:
-        """After a restart: the light announced for the account's (restored) position."""
+        """After a restart: the light announced for the account's (restored) position
+        (a row written before openings were kept with it: ``restore_opening``)."""
         row = self._row.get(account)
         if row is not None:
             self.announced[account] = (int(self._i["opened"][row]), light)
+
+    def opening(self, account: str) -> int:
+        """The opening number of the account's position here (0: none): what a ranking
+        and an announced light name the position by."""
+        row = self._row.get(account)
+        return 0 if row is None else int(self._i["opened"][row])
+
+    def restore_opening(self, account: str, opened: int, announced: tuple[int, int] | None) -> None:
+        """After a restart: the account's position keeps the opening number it had (a
+        ranking kept across the restart names it by that number) and the light last
+        announced, to it or to an earlier position of the account (a ranking from
+        before that position closed is judged by it)."""
+        row = self._row.get(account)
+        if row is not None and opened:
+            self._i["opened"][row] = opened
+        if announced is not None:
+            self.announced[account] = announced
+        self.reserve_openings(max(opened, 0 if announced is None else announced[0]))
+
+    def reserve_openings(self, upto: int) -> None:
+        """Number the positions opened from now on past ``upto``: a number a kept
+        ranking or an announced light still names is never given to another position."""
+        self._opened_count = max(self._opened_count, upto)
 
     def ranking(self, side: str) -> SideRanking | None:
         """The side's last ranking."""

@@ -214,6 +214,9 @@ class Summarizer:
         self._kept = 0  # positions in the kept rankings (a running total: a sum over
         # them per summary grew with the backlog and starved the desk of the event loop)
         self.kept_entries = KEPT_ENTRIES
+        # rankings kept (True) and forgotten (False) since the caller last took them, in
+        # order, if it asks (a list): an adapter that persists them follows
+        self.kept_log: list[tuple[str, SummarisedRanking, bool]] | None = None
 
     @property
     def waiting(self) -> int:
@@ -227,16 +230,41 @@ class Summarizer:
         while kept and kept[0].ranked_at_ms <= ts_ms:
             ranking = kept.pop(0)
             self._kept -= ranking.size
+            self._log(sym, ranking, False)
             if ranking.ranked_at_ms == ts_ms:
                 return ranking
         return None
 
+    def restore(self, rankings: Iterable[tuple[str, SummarisedRanking]]) -> None:
+        """After a restart: the rankings kept before it (persisted by the adapter), so
+        the desk's boundaries for them light them as if nothing had happened. Their
+        positions' opening numbers are reserved (``Engine.reserve_openings``)."""
+        for sym, ranking in sorted(rankings, key=lambda r: (r[0], r[1].ranked_at_ms)):
+            kept = self._rankings.setdefault(sym, [])
+            if kept and kept[-1].ranked_at_ms >= ranking.ranked_at_ms:
+                continue  # one per mark: a copy
+            kept.append(ranking)
+            self._kept += ranking.size
+            for side_ranking, _ in ranking.sides.values():
+                if len(side_ranking.opened):
+                    self.engine.reserve_openings(sym, int(side_ranking.opened.max()))
+
     def _keep(self, sym: str, ranking: SummarisedRanking) -> None:
         self._rankings.setdefault(sym, []).append(ranking)
         self._kept += ranking.size
+        self._log(sym, ranking, True)
         while self._kept > self.kept_entries:
-            oldest = min((k for k in self._rankings.values() if k), key=lambda k: k[0].ranked_at_ms)
-            self._kept -= oldest.pop(0).size
+            oldest_sym, oldest = min(
+                ((s, k) for s, k in self._rankings.items() if k),
+                key=lambda sk: sk[1][0].ranked_at_ms,
+            )
+            dropped = oldest.pop(0)
+            self._kept -= dropped.size
+            self._log(oldest_sym, dropped, False)
+
+    def _log(self, sym: str, ranking: SummarisedRanking, kept: bool) -> None:
+        if self.kept_log is not None:
+            self.kept_log.append((sym, ranking, kept))
 
     def due(self, ts_ms: int, previous_mark_ms: int | None) -> bool:
         """Whether a fund's mark at ``ts_ms`` opens a new interval (the previous mark

@@ -3,22 +3,27 @@ whatever the arrival order between its inputs, and after a restart from its rows
 
 from __future__ import annotations
 
+import copy
 import random
 import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from streams.agents.codec import decode_account, encode_account
 from streams.agents.shard import ACCOUNT_TOPICS, CLOCK_TOPIC, AccountRow, Shard, Source
+from streams.engine.config import EngineConfig
 from streams.engine.decode import decode_event
+from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
 from streams.engine.events import Event
+from streams.engine.queue import SideRanking
 from streams.pipeline.topics import Topics
 from streams.replay.runner import replay
-from tests.helpers import bundled_instruments, schema_validator
+from tests.helpers import bundled_instruments, deposit, fill, mark, schema_validator
 
 BUNDLED = Path("streams/data/cascade.jsonl")
 PARTITIONS = 3
@@ -231,3 +236,53 @@ def test_a_venue_resend_after_a_restart_is_still_a_duplicate() -> None:
     [position] = second.engine.accounts["a"].positions
     assert position.qty == 907_000_000  # 9.07 once, as before the restart
     assert second.engine.stats.duplicates == 1
+
+
+def test_a_light_announced_to_a_position_closed_since_survives_a_restore() -> None:
+    """A ranking the desk lights after one of its positions closed is judged by what
+    was announced to that position: the account's row keeps it (``announced_lights``:
+    opening 0, the closed position's opening, its light), so a shard restored from the
+    rows lights a ranking kept across the restart as the live one does."""
+    config = EngineConfig(light_locally=False, dedupe_by_account=True)
+    live = Engine(bundled_instruments(), config)
+    events = [deposit(f"d-{a}", a, "100000") for a in ("a", "b", "c", "z")]
+    events.append(mark("BTCUSDT", "60000", 1))
+    for n, (acct, qty) in enumerate([("a", "1"), ("b", "2"), ("c", "3")]):
+        events.append(fill(f"f{n}", acct, "buy", qty, "60000", ts=2))
+        events.append(fill(f"g{n}", "z", "sell", qty, "60000", ts=2))
+    for event in events:
+        live.apply(event)
+
+    def light_ranked(engine: Engine, ranking: SideRanking, ts: int) -> list[tuple[str, int]]:
+        count = len(ranking.accounts)
+        alerts = engine.light("BTCUSDT", ranking, np.arange(1, count + 1), count, ts)
+        return [(a.account, a.quantile) for a in alerts]
+
+    live.rerank("BTCUSDT", 3)
+    first = live.ranking("BTCUSDT", "long")
+    assert first is not None
+    assert light_ranked(live, first, 3)  # lit: something announced to a, b, c
+    closer = "c"  # the most leveraged: first in the queue, the top light
+    assert live.announced_lights(closer)["BTCUSDT"][2] == 5
+    live.apply(deposit("d-c2", closer, "10000000", ts=4))  # now the least leveraged
+    live.apply(mark("BTCUSDT", "61000", 4))
+    live.rerank("BTCUSDT", 4)
+    kept = copy.deepcopy(live.ranking("BTCUSDT", "long"))  # the desk answers later
+    assert kept is not None
+    assert kept.accounts.tolist()[-1] == closer
+    live.apply(fill("close", closer, "sell", "3", "61000", ts=5))
+    live.apply(fill("close-z", "z", "buy", "3", "61000", ts=5))
+    rows = {a: live.announced_lights(a) for a in ("a", "b", "c")}
+    opened, announced_to, light = rows[closer]["BTCUSDT"]
+    assert opened == 0  # closed
+    assert announced_to == int(kept.opened[kept.accounts.tolist().index(closer)])
+    assert light > 0
+
+    restored = Engine(bundled_instruments(), config)
+    restored.marks["BTCUSDT"] = live.marks["BTCUSDT"]
+    restored.restore(live.accounts.values())
+    for acct, lights in rows.items():
+        restored.restore_announced(acct, lights)
+    want = light_ranked(live, copy.deepcopy(kept), 6)
+    assert dict(want)[closer] < 5  # off the top light: announced though it closed
+    assert light_ranked(restored, copy.deepcopy(kept), 6) == want

@@ -1,5 +1,8 @@
 """The vectorised queue against the one-position-at-a-time ranking (adl.rank_queue)."""
 
+import copy
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -241,6 +244,56 @@ def test_announced_lights_survive_a_restore():
         ("a", 4, 5), ("b", 3, 4), ("c", 2, 3), ("d", 1, 2), ("e", 5, 1)
     ]  # fmt: skip
     assert light(fresh) == [("e", 5, None)]  # without the rows: the moves are lost
+
+
+def test_a_ranking_kept_across_a_restore_lights_as_without_it():
+    """The partitioned path lights a ranking after the desk answers, maybe after a
+    restart. A restored table numbers its positions' openings anew; with the numbers
+    and announced lights of before (``restore_opening``, also for a position closed
+    since the ranking), the kept ranking lights exactly as it would have: e moved to
+    the top, everyone else one light down, c among them though it closed meanwhile."""
+    profile = PROFILES["bybit"]  # lights by quintile of positions, as above
+    backings = {"a": 10, "b": 20, "c": 30, "d": 40, "e": 50}  # a ranks first
+
+    def put(table: QueueTable, acct: str, value: int) -> None:
+        table.put(acct, position(SCALE, 90 * SCALE, value * SCALE, True), value * SCALE)
+
+    def light(table: QueueTable, ranking: Any) -> list[tuple[str, int, int | None]]:
+        count = len(ranking.accounts)
+        changes, _ = table.light_at(ranking, np.arange(1, count + 1), count, profile, **AT)
+        return [(c.account, c.quantile, c.previous_quantile) for c in changes]
+
+    live = QueueTable()
+    for acct, value in backings.items():
+        put(live, acct, value)
+    live.rank(MARK, profile, light=False, **RANK)
+    assert light(live, live.ranking("long")) == [("a", 5, None)]  # lights 5, 4, 3, 2, 1
+    put(live, "e", 5)  # e now ranks first
+    live.rank(MARK, profile, light=False, **RANK)
+    kept = copy.deepcopy(live.ranking("long"))  # summarised, the desk has not answered
+    live.remove("c")  # c closes before the answer
+    saved = {a: (live.opening(a), live.announced.get(a)) for a in backings}
+    want = [("a", 4, 5), ("b", 3, 4), ("c", 2, 3), ("d", 1, 2), ("e", 5, 1)]
+    assert light(live, copy.deepcopy(kept)) == want
+
+    def restored(with_openings: bool) -> QueueTable:
+        table = QueueTable()
+        for acct in ("e", "d", "b", "a"):  # another order: other opening numbers
+            put(table, acct, {**backings, "e": 5}[acct])
+        for acct, (opened, announced) in saved.items():
+            if with_openings:
+                table.restore_opening(acct, opened, announced)
+            elif announced is not None:  # a bare light, for the position there is now
+                table.restore_announced(acct, announced[1])
+        return table
+
+    c_opened = int(kept.opened[kept.accounts.tolist().index("c")])
+    assert saved["c"] == (0, (c_opened, 3))  # closed; its light of before kept
+    assert light(restored(True), copy.deepcopy(kept)) == want
+    assert light(restored(False), copy.deepcopy(kept)) != want  # the lights of before lost
+    again = restored(True)
+    put(again, "f", 60)  # a position opened after the restart: a number nobody had
+    assert again.opening("f") > max(kept.opened.max(), *(o for o, _ in saved.values()))
 
 
 others_strategy = st.lists(
