@@ -18,6 +18,8 @@ Key: ``{partition}:{symbol}:{ranked_at_ms}:{side}:{chunk}``. Rows are deleted
 from __future__ import annotations
 
 import io
+import logging
+import zipfile
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 
@@ -27,6 +29,7 @@ import numpy.typing as npt
 from streams.engine.queue import SideRanking
 from streams.engine.summary import SummarisedRanking
 
+log = logging.getLogger("adl_monitor.agents.ranking_rows")
 CHUNK_ENTRIES = 5_000
 CHUNK_NAME_BYTES = 512 * 1024
 NO_SIDE = "none"  # the side of the one row of a ranking with no side
@@ -98,6 +101,8 @@ def _side(value: bytes) -> tuple[list[int], list[str], dict[str, npt.NDArray[np.
     with np.load(io.BytesIO(value), allow_pickle=False) as z:
         columns = {name: z[name] for name in z.files}
     meta = [int(v) for v in columns.pop("meta")]
+    if len(meta) != 5:
+        raise ValueError(f"a ranking row's meta has {len(meta)} fields, not 5")
     if meta[4] == 0:  # the row of a ranking with no side
         return meta, [], {}
     text = bytes(columns.pop("names")).decode()
@@ -109,17 +114,28 @@ def decode_rankings(partition: int, rows: Iterable[Row]) -> Iterator[tuple[str, 
     holds them), each once, oldest first per symbol; incomplete ones left out."""
     chunks: dict[tuple[str, int], dict[str, dict[int, bytes]]] = {}
     for key, value in rows:
-        p, rest = key.decode().split(":", 1)
-        sym, at, side, chunk = rest.rsplit(":", 3)  # a symbol may hold a colon
-        if int(p) == partition:
-            chunks.setdefault((sym, int(at)), {}).setdefault(side, {})[int(chunk)] = value
+        try:
+            p, rest = key.decode().split(":", 1)
+            sym, at, side, chunk = rest.rsplit(":", 3)  # a symbol may hold a colon
+            mine = int(p) == partition
+            place = (sym, int(at)), side, int(chunk)
+        except ValueError:
+            log.warning("a kept ranking's row key %r is not ours: ignored", key[:80])
+            continue
+        if mine:
+            chunks.setdefault(place[0], {}).setdefault(place[1], {})[place[2]] = value
     for (sym, ts), sides in sorted(chunks.items()):
         decoded = {}
         if list(sides) == [NO_SIDE]:
             yield sym, SummarisedRanking(ts, {})
             continue
         for side, parts in sorted(sides.items()):
-            read = [_side(parts[c]) for c in sorted(parts)]
+            try:
+                read = [_side(parts[c]) for c in sorted(parts)]
+            except (ValueError, KeyError, IndexError, OSError, zipfile.BadZipFile):
+                log.warning("partition %d: a kept ranking's row of %s at %d is unreadable: "
+                            "dropped", partition, sym, ts)  # fmt: skip
+                break
             meta = read[0][0]
             names = [name for _, chunk_names, _ in read for name in chunk_names]
             cols = {n: np.concatenate([c[n] for _, _, c in read]) for n in read[0][2]}

@@ -1,0 +1,107 @@
+"""The changelog rows of the rankings waiting for the desk's lights: what is written
+comes back whole (a side far over a Kafka message split in chunks, NaN scores, a
+ranking with no side), an incomplete or unreadable ranking is dropped, nothing in a row
+runs code."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streams.agents import ranking_rows as rows_module
+from streams.agents.ranking_rows import decode_rankings, ranking_keys, ranking_rows
+from streams.engine.queue import SideRanking
+from streams.engine.summary import SummarisedRanking
+
+KAFKA_MESSAGE_BYTES = 1 << 20  # a broker's and a producer's default ceiling
+
+
+def side(name: str, accounts: list[str], seed: int) -> tuple[SideRanking, Any]:
+    rng = np.random.default_rng(seed)
+    n = len(accounts)
+    scores = rng.normal(size=n)
+    if n > 3:
+        scores[3] = np.nan  # a score the venue cannot compute
+    ranking = SideRanking(
+        side=name,
+        accounts=np.array(accounts, dtype=np.str_),
+        sizes=rng.integers(1, 10**12, size=n),
+        scores=scores,
+        opened=rng.integers(1, 10**6, size=n),
+        mark_price=6_000_000_000_000,
+        lights=np.zeros(n, dtype=np.int64),
+        entries=rng.uniform(1, 1e5, size=n),
+    )
+    return ranking, rng.integers(-(10**6), 10**6, size=n)
+
+
+def assert_same(got: SummarisedRanking, want: SummarisedRanking) -> None:
+    assert got.ranked_at_ms == want.ranked_at_ms
+    assert sorted(got.sides) == sorted(want.sides)
+    for name, (ranking, buckets) in want.sides.items():
+        back, back_buckets = got.sides[name]
+        assert back.side == name
+        assert back.accounts.tolist() == ranking.accounts.tolist()
+        for column in ("sizes", "opened", "lights"):
+            assert getattr(back, column).tolist() == getattr(ranking, column).tolist()
+        np.testing.assert_array_equal(back.scores, ranking.scores)  # NaN where NaN
+        np.testing.assert_array_equal(back.entries, ranking.entries)
+        assert back.mark_price == ranking.mark_price
+        assert back_buckets.tolist() == buckets.tolist()
+
+
+def test_a_large_ranking_comes_back_whole_in_rows_under_a_kafka_message() -> None:
+    # 12,000 longs with names of the longest kind (256 characters, some 4 bytes in
+    # UTF-8: 1 KB each), 7 shorts
+    longs = [f"{k:06d}" + "\U0001f4b0" * 250 for k in range(12_000)]
+    ranking = SummarisedRanking(
+        1_760_129_571_000,
+        {"long": side("long", longs, 1), "short": side("short", [f"s{k}" for k in range(7)], 2)},
+    )
+    rows = ranking_rows(3, "BTC:USDT", ranking)  # a symbol with a colon
+    assert len(rows) > 2  # the long side split
+    assert max(len(value) for _, value in rows) < KAFKA_MESSAGE_BYTES
+    assert [key for key, _ in rows] == ranking_keys(3, "BTC:USDT", ranking)
+    other = SummarisedRanking(1_760_129_572_000, {})  # nothing ranked then
+    rows += ranking_rows(3, "BTC:USDT", other)
+    rows += ranking_rows(4, "BTC:USDT", ranking)  # another partition's
+    back = list(decode_rankings(3, reversed(rows)))
+    assert [(sym, r.ranked_at_ms) for sym, r in back] == [
+        ("BTC:USDT", ranking.ranked_at_ms),
+        ("BTC:USDT", other.ranked_at_ms),
+    ]
+    assert_same(back[0][1], ranking)
+    assert back[1][1].sides == {}
+
+
+@pytest.mark.parametrize("lose", ["a chunk", "a side", "nothing"])
+def test_a_ranking_missing_a_row_is_dropped(monkeypatch: pytest.MonkeyPatch, lose: str) -> None:
+    monkeypatch.setattr(rows_module, "CHUNK_ENTRIES", 4)
+    ranking = SummarisedRanking(
+        5, {"long": side("long", list("abcdefghij"), 3), "short": side("short", ["k"], 4)}
+    )
+    rows = ranking_rows(0, "ETHUSDT", ranking)
+    assert len(rows) == 3 + 1  # 10 longs in chunks of 4, 1 short
+    if lose == "a chunk":
+        rows = [r for r in rows if r[0] != b"0:ETHUSDT:5:long:1"]
+    elif lose == "a side":
+        rows = [r for r in rows if b":short:" not in r[0]]
+    back = list(decode_rankings(0, rows))
+    if lose == "nothing":
+        assert_same(back[0][1], ranking)
+    else:
+        assert back == []
+
+
+def test_an_unreadable_row_is_dropped_and_never_runs_code() -> None:
+    ranking = SummarisedRanking(7, {"long": side("long", ["a", "b"], 5)})
+    ((key, _),) = ranking_rows(0, "SOLUSDT", ranking)
+    pickled = io.BytesIO()
+    np.savez(pickled, meta=np.array([object()], dtype=object))  # loading it would unpickle
+    good = ranking_rows(0, "XRPUSDT", ranking)
+    for bad in (b"not a zip", pickled.getvalue()):
+        rows = [(key, bad), *good, (b"garbage-key", b"")]
+        assert [sym for sym, _ in decode_rankings(0, rows)] == ["XRPUSDT"]
