@@ -7,7 +7,10 @@ mark (its clock), pushes them in file order, and applies them in canonical order
 a fund summary per ``--interval-ms`` of event time (what the desk merges). Decoding is
 done before the clock starts; pushing, applying, summarising and the outputs' wire
 form are timed. Prints events/s over all partitions, the summaries taken and the share
-of the time they took, and a sha256 of every output (stream and payload, in order).
+of the time they took, and a sha256 of every output (stream and payload, in order);
+and the changelog rows of the rankings kept for their lights (``agents.ranking_rows``,
+encoded as ``account-agents`` writes them, inside the timed run): how many, their bytes,
+their share of the time.
 
 With ``--against DIR`` another checkout (``git worktree add /tmp/before <commit>``) runs
 the same beside this one, each in its own process: the ratio is the speed-up, and the
@@ -20,6 +23,7 @@ two shas must match (same outputs). Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -80,13 +84,32 @@ def run_shards(
     """In this process: the tree first on ``sys.path`` is the one measured."""
     from streams.agents.shard import Shard
 
+    ranking_rows: Any = None  # a tree from before 2026-12-05 has none
+    with contextlib.suppress(ImportError):  # the rows of the rankings kept for their lights
+        from streams.agents.ranking_rows import ranking_rows
+
     loaded, feeds = shard_feeds(events, instruments, count, partitions)
     digest = hashlib.sha256()
     outputs = summaries = 0
-    summary_s = 0.0
+    summary_s = rows_s = 0.0
+    rows = rows_bytes = 0
+
+    def write_rows(shard: Any) -> None:
+        nonlocal rows_s, rows, rows_bytes
+        if ranking_rows is None:
+            return
+        t = time.perf_counter()
+        for sym, ranking, kept in shard.ranking_changes():
+            if kept:
+                written = ranking_rows(shard.partition, sym, ranking)
+                rows += len(written)
+                rows_bytes += sum(len(value) for _, value in written)
+        rows_s += time.perf_counter() - t
+
     t0 = time.perf_counter()
     for p, feed in enumerate(feeds):
-        shard: Shard[None] = Shard(p, loaded, summary_interval_ms=interval_ms)
+        persist: dict[str, Any] = {} if ranking_rows is None else {"persist_rankings": True}
+        shard: Shard[None] = Shard(p, loaded, summary_interval_ms=interval_ms, **persist)
         summarizer = shard.summarizer
         assert summarizer is not None
         take = summarizer.summary
@@ -108,9 +131,11 @@ def run_shards(
                 digest.update(out.stream.encode())
                 digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
                 outputs += 1
+            write_rows(shard)
         for out in shard.summaries():
             digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
             outputs += 1
+        write_rows(shard)
     elapsed = time.perf_counter() - t0
     return {
         "events": sum(len(f) for f in feeds),
@@ -119,6 +144,9 @@ def run_shards(
         "summary_s": summary_s,
         "outputs": outputs,
         "sha": digest.hexdigest()[:16],
+        "ranking_rows": rows,
+        "ranking_rows_bytes": rows_bytes,
+        "ranking_rows_s": rows_s,
     }
 
 
@@ -161,6 +189,13 @@ def main() -> None:
             f" {r['summaries']:>9,} {r['summary_s'] / r['seconds']:>8.0%} {r['outputs']:>8,}"
             f"  {r['sha']}"
         )
+    for name, r in results.items():
+        if r.get("ranking_rows"):
+            print(
+                f"{name}: kept rankings' changelog rows {r['ranking_rows']:,}, "
+                f"{r['ranking_rows_bytes'] / 1e6:,.1f} MB, encoded in "
+                f"{r['ranking_rows_s']:.2f} s ({r['ranking_rows_s'] / r['seconds']:.1%} of the run)"
+            )
     if "against" in results:
         ours, theirs = results["this tree"], results["against"]
         print(f"speed-up: {theirs['seconds'] / ours['seconds']:.2f}x")

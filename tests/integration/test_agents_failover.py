@@ -26,7 +26,7 @@ from streams.brokers.base import free_port
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
-from tests.helpers import assert_stages_follow
+from tests.helpers import assert_rank_alerts_follow, assert_stages_follow, rank_alerts_matched
 from tests.integration.test_account_agents import (
     CASCADE,
     SUMMARY_INTERVAL_MS,
@@ -171,3 +171,9 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
     assert canonical(got["liquidations"]) == canonical(expected["liquidations"])
     assert canonical(got["bankruptcies"]) == canonical(expected["bankruptcies"])
     assert_stages_follow(expected["adl_triggers"], got["adl_triggers"], SUMMARY_INTERVAL_MS, True)
+    # the lights of the rankings the dead process had summarised come from the
+    # partitions' new owner (``agents.ranking_rows``)
+    want_alerts, got_alerts = expected["rank_alerts"], got["rank_alerts"]
+    print(f"rank alerts: replay {len(want_alerts)}, agents {len(got_alerts)}, identical "
+          f"{rank_alerts_matched(want_alerts, got_alerts)}")  # fmt: skip
+    assert_rank_alerts_follow(want_alerts, got_alerts)
