@@ -166,7 +166,10 @@ def held(account: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def assert_same_as_replay(
-    got: Outputs, expected: dict[str, list[dict[str, Any]]], restarted: bool = False
+    got: Outputs,
+    expected: dict[str, list[dict[str, Any]]],
+    restarted: bool = False,
+    rank_share: float = 0.99,
 ) -> None:
     want = expected["adl_triggers"]
     assert_stages_follow(want, got["adl_triggers"], SUMMARY_INTERVAL_MS, restarted)
@@ -181,7 +184,7 @@ def assert_same_as_replay(
     # after a restart too: the rankings waiting for the desk's lights come back with
     # their partition (``agents.ranking_rows``; before 2026-12-05 they died with the
     # process and only the last 100 alerts were held to replay's)
-    assert_rank_alerts_follow(want_alerts, got_alerts)
+    assert_rank_alerts_follow(want_alerts, got_alerts, rank_share)
     # the light of a position's last lit ranking when its account was last evaluated:
     # none if that came before the desk's boundaries (the desk lags a backlog)
     quantiles = [p["quantile"] for row in last.values() for p in row["positions"]]
