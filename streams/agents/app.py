@@ -52,7 +52,7 @@ from streams.agents.acks import AckGuard, InOrder, flush_fully
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
 from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER, MarkFanOut
-from streams.agents.ranking_rows import decode_rankings, ranking_keys, ranking_rows
+from streams.agents.ranking_rows import decode_rankings, write_changes
 from streams.agents.shard import (
     ACCOUNT_TOPICS,
     BOUNDARY_TOPIC,
@@ -749,19 +749,7 @@ class AccountAgents:
         summary that describes it is sent: the desk lights only rankings a restart
         finds again (a crash before the flush leaves the mark uncommitted: applied and
         summarised again)."""
-        table = self.ranking_rows
-        written = False
-        p = shard.partition
-        for sym, ranking, kept in shard.ranking_changes():
-            if kept:
-                for key, value in ranking_rows(p, sym, ranking):
-                    table[key] = value
-                written = True
-            else:
-                for key in ranking_keys(p, sym, ranking):
-                    if key in table:
-                        del table[key]
-        if written:
+        if write_changes(self.ranking_rows, shard.partition, shard.ranking_changes()):
             await self.app.producer.flush()
 
     async def _send(self, out: Output, source: Source, index: int) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from itertools import pairwise
 
 import numpy as np
@@ -108,6 +108,27 @@ def ranking_keys(partition: int, sym: str, ranking: SummarisedRanking) -> list[b
         for side, (queue, _) in sorted(ranking.sides.items())
         for c in range(len(_chunk_edges(queue.accounts)) - 1)
     ]
+
+
+def write_changes(
+    table: MutableMapping[bytes, bytes],
+    partition: int,
+    changes: Iterable[tuple[str, SummarisedRanking, bool]],
+) -> bool:
+    """Follow ``Shard.ranking_changes`` in ``table`` (the changelog table, or any
+    mapping): a kept ranking's rows written, a forgotten one's deleted. Returns whether
+    any row was written (the caller delivers them before the summaries)."""
+    written = False
+    for sym, ranking, kept in changes:
+        if kept:
+            for key, value in ranking_rows(partition, sym, ranking):
+                table[key] = value
+            written = True
+        else:
+            for key in ranking_keys(partition, sym, ranking):
+                if key in table:  # a Faust table's ``pop`` would read the key first
+                    del table[key]
+    return written
 
 
 def _chunk(value: bytes) -> tuple[list[int], list[str], dict[str, npt.NDArray[np.generic]]]:

@@ -14,7 +14,7 @@ import pytest
 from streams import wire
 from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
 from streams.agents.desk import FundDesk
-from streams.agents.ranking_rows import decode_rankings, ranking_keys, ranking_rows
+from streams.agents.ranking_rows import decode_rankings, write_changes
 from streams.agents.shard import Shard
 from streams.engine.drawdown import DrawdownRule
 from streams.engine.engine import Engine
@@ -343,12 +343,7 @@ def test_a_partition_given_back_lights_what_it_summarised_before(stage_b: Any) -
     def second_life(take_up: Callable[[Shard[None]], Shard[None]], stop_after: int) -> Any:
         first = summarising(0, persist=True)
         before, _ = run(first, feeds(0), random.Random(3), stop_after=stop_after)
-        for sym, ranking, kept in first.ranking_changes():  # the changelog table's rows
-            if kept:
-                table.update(ranking_rows(0, sym, ranking))
-            else:
-                for key in ranking_keys(0, sym, ranking):
-                    del table[key]
+        write_changes(table, 0, first.ranking_changes())  # the changelog table's rows
         # buffered when the partition was revoked: marks too (seen, not applied)
         assert stop_after > 1000 or any(isinstance(i.event, Mark) for i in first.sequencer.items())
         again = take_up(first)
