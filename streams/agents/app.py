@@ -49,7 +49,13 @@ from faust.types import TP, EventT, StreamT
 
 from streams import wire
 from streams.agents.acks import AckGuard, InOrder, flush_fully
-from streams.agents.codec import decode_account, encode_account, encode_desk, restore_desk
+from streams.agents.codec import (
+    encode_account,
+    encode_desk,
+    partition_accounts,
+    partition_marks,
+    restore_desk,
+)
 from streams.agents.desk import SUMMARY_TOPIC, DeskItem, FundDesk
 from streams.agents.fanout import PREV_HEADER, SOURCE_HEADER, MarkFanOut
 from streams.agents.ranking_rows import decode_rankings, write_changes
@@ -61,6 +67,14 @@ from streams.agents.shard import (
     Pending,
     Shard,
     Source,
+)
+from streams.agents.warm import (
+    STANDBY_BUFFER_ROWS,
+    WARM_REFRESH_S,
+    Noted,
+    NotedTable,
+    WarmCopies,
+    WarmCopy,
 )
 from streams.engine.errors import AdlMonitorError, InvalidEvent
 from streams.engine.events import Depth, InsuranceFund, Mark
@@ -105,6 +119,7 @@ class AgentStats:
     mark_gaps: dict[int, int] = field(default_factory=dict)
     restored: int = 0  # shards rebuilt from the changelog (first start, or moved here)
     taken_up: int = 0  # shards kept through a rebalance that gave their partition back
+    warmed: int = 0  # shards taken over from a warm copy (a standby's partition moved here)
     revocations: int = 0  # rebalances that revoked partitions here
 
 
@@ -136,17 +151,11 @@ def restored_shard(
         shard: Shard[EventT] = Shard(
             partition, instruments, summary_interval_ms=summary_interval_ms, persist_rankings=True
         )
-        accounts = []
-        for raw in account_rows:
-            row = decode_account(raw)
-            if row.partition == partition:
-                accounts.append(row)
-        marks = []
-        for key, raw in mark_rows:
-            p, symbol = key.decode().split(":", 1)
-            if int(p) == partition:
-                marks.append((symbol, *orjson.loads(raw)))
-        shard.restore(accounts, marks, decode_rankings(partition, rankings))
+        shard.restore(
+            partition_accounts(partition, account_rows),
+            partition_marks(partition, mark_rows),
+            decode_rankings(partition, rankings),
+        )
         return shard
 
 
@@ -228,8 +237,10 @@ class AccountAgents:
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         table = {"default": None, "partitions": settings.partitions}
-        self.account_rows = self.app.Table("accounts", key_type=bytes, value_type=bytes, **table)
-        self.mark_rows = self.app.Table("marks", key_type=bytes, value_type=bytes, **table)
+        # a shard kept warm for each partition read here as a standby (``agents.warm``)
+        self.warm = WarmCopies(instruments, summary_interval_ms)
+        self.account_rows = self._noted_table("accounts", self.warm.note_account)
+        self.mark_rows = self._noted_table("marks", self.warm.note_mark)
         # partition -> the highest mark_prices offset among the marks it received
         self.chain_rows = self.app.Table("mark_chain", key_type=bytes, value_type=bytes, **table)
         # the rankings each partition summarised that the desk has not lit yet
@@ -277,10 +288,38 @@ class AccountAgents:
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
+        self.app.timer(WARM_REFRESH_S)(self._keep_warm)
         self.app.timer(1.0)(self._metrics_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_tables_ready)
+
+    def _noted_table(self, name: str, noted: Noted) -> Any:
+        """A changelog table of rows (bytes) whose changelog rows, as recovered or
+        read as a standby, also go to ``noted``."""
+        table = NotedTable(
+            self.app,
+            name=name,
+            beacon=self.app.tables.beacon,
+            key_type=bytes,
+            value_type=bytes,
+            default=None,
+            partitions=self.settings.partitions,
+            standby_buffer_size=STANDBY_BUFFER_ROWS,
+            noted=noted,
+        )
+        return self.app.tables.add(table)
+
+    async def _keep_warm(self) -> None:
+        """Each partition read here as a standby: its copy brought up to the rows noted
+        since (in a thread, one at a time, never while a partition is restored or
+        taken over)."""
+        for partition in self.warm.due(self.held()):
+            async with self.restoring:
+                if partition in self.held():
+                    continue  # taken over meanwhile
+                copy, accounts, marks = self.warm.take_noted(partition)
+                await asyncio.to_thread(copy.refresh, accounts, marks)
 
     # ------------------------------------------------------------------ marks
     async def _send_mark(
@@ -364,6 +403,12 @@ class AccountAgents:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
         for p in set(self.kept) - self._account_partitions(assigned):
             del self.kept[p]
+        changelog = self.account_rows.changelog_topic.get_topic_name()
+        standbys = app.assignor.assigned_standbys()
+        self.warm.keep_only(
+            {tp.partition for tp in standbys if tp.topic == changelog}
+            | self._account_partitions(assigned)
+        )
         if not self._desk_partitions() <= assigned:
             self.desk_due = None  # the desk moved elsewhere: its rows say where it is
 
@@ -422,6 +467,9 @@ class AccountAgents:
             if shard is not None:  # restored for another caller meanwhile
                 return shard
             revocations = self.stats.revocations
+            warm = self.warm.take(partition)
+            if warm is not None:
+                return await self._warmed(partition, *warm)
             # the rows as they are now (standby updates go on while the thread reads)
             accounts, marks = list(self.account_rows.values()), list(self.mark_rows.items())
             rankings = list(self.ranking_rows.items())
@@ -437,7 +485,35 @@ class AccountAgents:
                      partition, len(shard.applied), time.monotonic() - began)  # fmt: skip
             self.stats.restored += 1
             self.shards[partition] = shard
+            self.warm.forget(partition)
             return shard
+
+    async def _warmed(
+        self,
+        partition: int,
+        copy: WarmCopy,
+        accounts: dict[bytes, bytes],
+        marks: dict[bytes, bytes],
+    ) -> Shard[EventT] | None:
+        """The partition taken over from its warm copy: brought up to the rows
+        recovered since its last refresh, with the rankings waiting for their lights."""
+        revocations = self.stats.revocations
+        began = time.monotonic()
+        replaced = await asyncio.to_thread(copy.refresh, accounts, marks)
+        if self.stats.revocations != revocations:
+            log.info("partition %d: revoked while taken over: copy kept warm", partition)
+            self.warm.give_back(copy)
+            return None
+        shard: Shard[EventT] | None = copy.shard
+        if shard is None:  # not after a refresh: its first makes the shard
+            return None
+        if shard.summarizer is not None:
+            shard.summarizer.restore(decode_rankings(partition, self.ranking_rows.items()))
+        log.info("partition %d: taken over from its warm copy (%d accounts brought up to "
+                 "date) in %.2f s", partition, replaced, time.monotonic() - began)  # fmt: skip
+        self.stats.warmed += 1
+        self.shards[partition] = shard
+        return shard
 
     def _taken_up(self, partition: int) -> Shard[EventT] | None:
         """The shard put aside for ``partition``, rewound, if it is still current."""
@@ -453,6 +529,7 @@ class AccountAgents:
                  "again)", partition, dropped)  # fmt: skip
         self.stats.taken_up += 1
         self.shards[partition] = shard
+        self.warm.forget(partition)
         return shard
 
     def _next_due(self, tp: TP) -> int:

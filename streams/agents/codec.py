@@ -6,6 +6,7 @@ and the fund desk's state per fund."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -67,6 +68,37 @@ def decode_account(raw: bytes) -> AccountRow:
         },
         dict(row.get("seen", {})),  # rows written before the dedupe ids were kept: none
     )
+
+
+def row_partition(raw: bytes) -> int:
+    """The partition an account row belongs to, read off its first bytes where it can be
+    (``encode_account`` writes ``{"p":N,`` first): a process's table holds the rows of
+    every partition it reads, standbys included, and picking one partition's should not
+    decode the others'."""
+    if raw.startswith(b'{"p":'):
+        end = raw.find(b",", 5, 16)
+        if end > 5 and raw[5:end].isdigit():
+            return int(raw[5:end])
+    return decode_account(raw).partition
+
+
+def partition_accounts(partition: int, raws: Iterable[bytes]) -> list[AccountRow]:
+    """The account rows of ``partition`` among ``raws``, decoded."""
+    return [decode_account(raw) for raw in raws if row_partition(raw) == partition]
+
+
+def partition_marks(
+    partition: int, rows: Iterable[tuple[bytes, bytes]]
+) -> list[tuple[str, int, int]]:
+    """(symbol, time, price) of ``partition``'s mark rows among ``rows`` (key
+    ``partition:symbol``; a symbol may hold a colon)."""
+    out = []
+    for key, raw in rows:
+        p, symbol = key.decode().split(":", 1)
+        if int(p) == partition:
+            ts_ms, price = orjson.loads(raw)
+            out.append((symbol, int(ts_ms), int(price)))
+    return out
 
 
 def encode_desk(desk: FundDesk[Any], fund: str) -> bytes:

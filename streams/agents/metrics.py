@@ -86,11 +86,13 @@ class AgentCollector(Collector):
         resumed = CounterMetricFamily(
             "adl_agent_partitions_resumed",
             "Account partitions this process started work on: restored from the changelog "
-            "(first start, or moved here) or taken up again after a rebalance gave them back",
+            "(first start, or moved here), taken over from a warm copy (a standby's partition "
+            "moved here) or taken up again after a rebalance gave them back",
             labels=["how"],
         )
         resumed.add_metric(["restored"], stats.restored)
         resumed.add_metric(["taken_up"], stats.taken_up)
+        resumed.add_metric(["warm"], stats.warmed)
         yield resumed
         gaps = CounterMetricFamily(
             "adl_agent_mark_gaps",

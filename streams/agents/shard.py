@@ -157,6 +157,28 @@ class Shard(Generic[T]):
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
             self.mark_seen_ms[symbol] = ts_ms
+        self._put_rows(accounts)
+        if self.summarizer is not None:
+            self.summarizer.restore(rankings)
+
+    def refresh(
+        self, accounts: Iterable[AccountRow], marks: Iterable[tuple[str, int, int]]
+    ) -> None:
+        """A warm copy brought up to rows read from the changelog since (``agents.warm``):
+        the marks moved first (each to its latest row, however far: the positions it
+        crossed evaluated again, as an applied mark does), then the accounts whose row
+        changed replaced and evaluated at those marks. Its outputs are not wanted: the
+        partition's owner sent them."""
+        engine = self.engine
+        for symbol, ts_ms, price in sorted(marks, key=lambda m: (m[1], m[0])):
+            if symbol not in engine.marks or ts_ms > engine.symbols[symbol].mark_ts_ms:
+                engine.move_mark(symbol, ts_ms, price)
+                self.mark_seen_ms[symbol] = ts_ms
+        self._put_rows(accounts)
+
+    def _put_rows(self, accounts: Iterable[AccountRow]) -> None:
+        """Each account as its row says, at the marks the engine holds."""
+        engine = self.engine
         rows = list(accounts)
         for row in rows:
             self.applied[row.state.account] = dict(row.applied)
@@ -166,8 +188,6 @@ class Shard(Generic[T]):
         )
         for row in rows:
             engine.restore_announced(row.state.account, row.lights)
-        if self.summarizer is not None:
-            self.summarizer.restore(rankings)
         engine.touched.clear()
 
     def rewind(self) -> int:

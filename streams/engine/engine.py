@@ -300,10 +300,12 @@ class Engine:
 
     def restore(self, states: Iterable[AccountState]) -> None:
         """Load account states in bulk (a snapshot, a recovered table): evaluated and
-        indexed at the current marks, with no signals and no fund checks."""
+        indexed at the current marks, with no signals and no fund checks. An account
+        already here is replaced (a warm copy brought up to date, ``agents.warm``): its
+        entries move as its last evaluation says, like after any of its events."""
         for state in states:
             self.accounts[state.account] = state
-            self._reevaluate(state.account, state.last_ts_ms)
+            self._reevaluate(state.account, state.last_ts_ms, whole=True)
 
     def finish(self) -> list[Signal]:
         """Final ranking and projections at the last event time (end of a replay)."""
@@ -351,21 +353,29 @@ class Engine:
             self.stats.stale_marks += 1
             return []
         self.sanity.check_mark(event, self.marks.get(sym))
-        st.mark_ts_ms = event.ts_ms
-        st.changes += 1
-        st.fund_changed()
-        old = self.marks.get(sym)
-        new = event.mark_price
-        self.marks[sym] = new
-        affected = set(st.queue.accounts) if old is None else st.thresholds.crossed(old, new)
-        affected.update(self.budget.moved(sym, new))
-        signals: list[Signal] = []
-        for acct in sorted(affected):
-            signals.extend(self._reevaluate(acct, event.ts_ms))
+        signals = self.move_mark(sym, event.ts_ms, event.mark_price)
         if refresh_due(event.ts_ms, st.lit_at_ms, self.config.rank_refresh_ms):
             st.lit_at_ms = event.ts_ms
             signals.extend(self._rank(sym, event.ts_ms))
         signals.extend(self._check_fund(self.instruments[sym].fund, event.ts_ms))
+        return signals
+
+    def move_mark(self, sym: str, ts_ms: int, mark_price: int) -> list[Signal]:
+        """A mark's move on the state alone: the positions it crossed (and the wide
+        accounts whose move budget it spent) evaluated again, with their signals. No
+        sanity check, ranking or fund check: ``_on_mark`` adds them; a warm copy moves
+        its marks to the changelog's with it (``agents.warm``), however far."""
+        st = self.symbols[sym]
+        st.mark_ts_ms = ts_ms
+        st.changes += 1
+        st.fund_changed()
+        old = self.marks.get(sym)
+        self.marks[sym] = mark_price
+        affected = set(st.queue.accounts) if old is None else st.thresholds.crossed(old, mark_price)
+        affected.update(self.budget.moved(sym, mark_price))
+        signals: list[Signal] = []
+        for acct in sorted(affected):
+            signals.extend(self._reevaluate(acct, ts_ms))
         return signals
 
     def _on_fund(self, event: InsuranceFund) -> list[Signal]:
@@ -373,16 +383,20 @@ class Engine:
         return self._check_fund(event.fund, event.ts_ms, force_projection=True)
 
     # ------------------------------------------------------------------ accounts
-    def _reevaluate(self, acct: str, ts_ms: int, symbol: str | None = None) -> list[Signal]:
+    def _reevaluate(
+        self, acct: str, ts_ms: int, symbol: str | None = None, whole: bool = False
+    ) -> list[Signal]:
         """``symbol``: the one whose position the event may have changed (none: only the
-        wallet, the settings or the marks changed)."""
+        wallet, the settings or the marks changed); ``whole``: any position may have
+        (a state replaced: every position evaluated again)."""
         state = self.accounts.get(acct)
         if state is None:
             return []
         self.stats.reevaluations += 1
         old = self.risks.get(acct)
         if (
-            old is not None
+            not whole
+            and old is not None
             and old.health < Health.LIQUIDATABLE
             and acct in self.shared
             and acct in self.budget

@@ -156,3 +156,43 @@ def test_moved_positions_path_equals_the_full_path_event_by_event(
     # it did take the fast path (the last fill at least), and the full path never did
     assert fast.stats.moved_reevaluations > 0
     assert full.stats.moved_reevaluations == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(maker_flows(), st.floats(0.2, 0.8))
+def test_a_state_replaced_evaluates_as_a_restore_of_it(events, split):
+    """A warm copy (``agents.warm``) is an engine that applied the first events, then is
+    brought up to the end as a changelog says it: marks moved (``move_mark``), the
+    accounts that changed replaced (``restore``). Each replaced account is evaluated as
+    in an engine restored from the last states (the wide path must not take the
+    replaced state for a move of its marks), and every account has the health it has in
+    the engine that applied every event."""
+    config = EngineConfig(wide_after=0)  # two positions make an account wide
+    live, warm, cold = (
+        Engine(INSTRUMENTS, config),
+        Engine(INSTRUMENTS, config),
+        Engine(INSTRUMENTS, config),
+    )
+    cut = int(len(events) * split)
+    for event in events:
+        live.apply(event)
+    for event in events[:cut]:
+        warm.apply(event)
+    for sym, price in live.marks.items():
+        if warm.marks.get(sym) != price:
+            warm.move_mark(sym, live.symbols[sym].mark_ts_ms, price)
+    changed = [s for a, s in live.accounts.items() if warm.accounts.get(a) != s]
+    warm.restore(changed)
+    for sym, price in live.marks.items():
+        cold.marks[sym] = price
+    cold.restore(live.accounts.values())
+    assert changed
+    for state in changed:
+        assert warm.risks[state.account] == cold.risks[state.account], state.account
+    assert warm.accounts == live.accounts
+    for account, risk in live.risks.items():
+        health = (risk.health, [p.health for p in risk.positions])
+        assert (
+            warm.risks[account].health,
+            [p.health for p in warm.risks[account].positions],
+        ) == health

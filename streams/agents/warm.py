@@ -1,0 +1,167 @@
+"""Warm copies: beside the partitions it owns, a process keeps a shard up to date for each
+account partition whose changelog it reads as a standby (Faust's
+``table_standby_replicas``), so taking over a dead peer's partition means bringing that
+copy up to the last rows, not rebuilding the partition from every row (the preset's
+opening, one partition of four: ``benchmarks/bench_rebalance.py`` times both).
+
+A copy is fed what the changelog tables apply (``NotedTable``) and brought up to date
+every ``WARM_REFRESH_S`` in a thread (``WarmCopy.refresh``: marks moved as an applied mark
+moves them, changed accounts replaced and evaluated at those marks: ``Shard.refresh``).
+Its state then equals what a restore from the same rows gives, up to what the engine's
+own evaluations leave open (an account no mark crossed keeps its last evaluation, as in
+the owner's engine); its health, liquidations and bankruptcies are the same
+(``tests/unit/agents/test_warm.py``).
+
+Faust's in-memory store forgets a standby partition's rows when a recovery completes,
+and reads a partition's changelog again from its start whenever it becomes active here:
+so a copy keeps the bytes of every row it applied, and a row read again unchanged costs
+one comparison. The rankings waiting for the desk's lights are read from their table at
+the takeover (``agents.ranking_rows``), like a restore does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.agents.codec import partition_accounts, partition_marks
+from streams.agents.shard import Shard
+from streams.engine.instruments import Instrument
+from streams.pipeline.memory import collector_paused
+
+WARM_REFRESH_S = 1.0  # how far behind its changelog a copy is, at most, between refreshes
+# a standby's changelog rows reach its table (and a copy) in batches of this many: small
+# enough that a copy is seconds behind at a quiet hour (Faust's default: 1,000)
+STANDBY_BUFFER_ROWS = 100
+Noted = Callable[[int, bytes, bytes | None], None]
+
+
+class NotedTable(faust.Table):  # type: ignore[misc]  # Faust's classes are untyped
+    """A changelog table that tells ``noted(partition, key, value)`` of each row it
+    applies from its changelog (a recovery, a standby's reading; ``None``: deleted)."""
+
+    def __init__(self, *args: Any, noted: Noted, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.noted = noted
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        super().apply_changelog_batch(batch)
+        noted = self.noted
+        for event in batch:
+            message = event.message
+            noted(message.partition, event.key, message.value)
+
+
+@dataclass(slots=True)
+class WarmCopy:
+    """One partition's copy: the shard (``None`` until its first rows) and the rows it
+    holds. Refreshed in a thread: nothing else touches it meanwhile."""
+
+    partition: int
+    instruments: Mapping[str, Instrument]
+    summary_interval_ms: int
+    shard: Shard[Any] | None = None
+    accounts: dict[bytes, bytes] = field(default_factory=dict)  # key -> row applied
+    marks: dict[bytes, bytes] = field(default_factory=dict)
+
+    def refresh(self, accounts: Mapping[bytes, bytes], marks: Mapping[bytes, bytes]) -> int:
+        """Bring the copy to these rows (read since the last refresh, by key; a row
+        equal to the one it holds is skipped). Returns the accounts replaced."""
+        held_accounts, held_marks = self.accounts, self.marks
+        changed = {k: raw for k, raw in accounts.items() if held_accounts.get(k) != raw}
+        moved = {k: raw for k, raw in marks.items() if held_marks.get(k) != raw}
+        if self.shard is not None and not changed and not moved:
+            return 0
+        # a first refresh makes every object the shard holds: the collector's full
+        # passes over them cost 40% of a restore (``restored_shard``)
+        with collector_paused():
+            if self.shard is None:
+                self.shard = Shard(
+                    self.partition,
+                    self.instruments,
+                    summary_interval_ms=self.summary_interval_ms,
+                    persist_rankings=True,
+                )
+            self.shard.refresh(
+                partition_accounts(self.partition, changed.values()),
+                partition_marks(self.partition, moved.items()),
+            )
+        held_accounts.update(changed)
+        held_marks.update(moved)
+        return len(changed)
+
+
+@dataclass(slots=True)
+class WarmCopies:
+    """The process's copies and the rows noted for them since their last refresh (kept
+    on the event loop; a refresh takes a partition's noted rows with it)."""
+
+    instruments: Mapping[str, Instrument]
+    summary_interval_ms: int
+    copies: dict[int, WarmCopy] = field(default_factory=dict)
+    noted_accounts: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    noted_marks: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+
+    def note_account(self, partition: int, key: bytes, value: bytes | None) -> None:
+        if value is not None:  # account rows are never deleted
+            self.noted_accounts.setdefault(partition, {})[key] = value
+
+    def note_mark(self, partition: int, key: bytes, value: bytes | None) -> None:
+        if value is not None:
+            self.noted_marks.setdefault(partition, {})[key] = value
+
+    def due(self, owned: Iterable[int]) -> list[int]:
+        """Partitions with rows noted for their copy, owned elsewhere."""
+        mine = set(owned)
+        noted = set(self.noted_accounts) | set(self.noted_marks)
+        return sorted(noted - mine)
+
+    def take_noted(self, partition: int) -> tuple[WarmCopy, dict[bytes, bytes], dict[bytes, bytes]]:
+        """The partition's copy (a new one if none) and the rows noted for it, which
+        it now owes a refresh."""
+        copy = self.copies.get(partition)
+        if copy is None:
+            copy = self.copies[partition] = WarmCopy(
+                partition, self.instruments, self.summary_interval_ms
+            )
+        return (
+            copy,
+            self.noted_accounts.pop(partition, {}),
+            self.noted_marks.pop(partition, {}),
+        )
+
+    def take(
+        self, partition: int
+    ) -> tuple[WarmCopy, dict[bytes, bytes], dict[bytes, bytes]] | None:
+        """For a takeover: the partition's copy with the rows noted since its last
+        refresh, no longer kept here; ``None`` if it has none yet (its noted rows are
+        dropped: a restore reads the table)."""
+        copy = self.copies.get(partition)
+        if copy is None or copy.shard is None:
+            self.forget(partition)
+            return None
+        taken = self.take_noted(partition)
+        del self.copies[partition]
+        return taken
+
+    def give_back(self, copy: WarmCopy) -> None:
+        """A copy taken for a takeover that did not happen (a rebalance came)."""
+        self.copies[copy.partition] = copy
+
+    def forget(self, partition: int) -> None:
+        """The partition's copy and noted rows (it is owned here again, or nothing
+        of it is read here any longer)."""
+        self.copies.pop(partition, None)
+        self.noted_accounts.pop(partition, None)
+        self.noted_marks.pop(partition, None)
+
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        """After an assignment: only these partitions' copies stay (standbys here, or
+        owned here now and taken over at their first event)."""
+        keep = set(partitions)
+        for p in set(self.copies) | set(self.noted_accounts) | set(self.noted_marks):
+            if p not in keep:
+                self.forget(p)
