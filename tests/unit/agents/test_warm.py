@@ -27,9 +27,7 @@ def first_life(stop_after: int) -> tuple[Shard[None], list[tuple[str, Any]], Row
     outputs, delivered = run(shard, feeds(0), random.Random(7), stop_after=stop_after)
     assert delivered == stop_after
     accounts = {a.encode(): encode_account(shard.row(a)) for a in shard.applied}
-    marks = {
-        f"0:{s}".encode(): orjson.dumps(list(shard.mark_row(s))) for s in shard.engine.marks
-    }
+    marks = {f"0:{s}".encode(): orjson.dumps(list(shard.mark_row(s))) for s in shard.engine.marks}
     return shard, outputs, accounts, marks
 
 
@@ -52,7 +50,8 @@ def test_a_warm_copy_takes_over_like_a_restore(expected: dict[str, list[bytes]])
         replaced.append(copy.refresh(accounts, marks))
         assert copy.refresh(accounts, marks) == 0  # read again unchanged: nothing to do
     assert replaced[0] == len(copy.accounts) > 100  # the first rows: every account
-    assert 0 < replaced[1] < len(accounts) and 0 < replaced[2] < len(accounts)
+    assert 0 < replaced[1] < len(accounts)
+    assert 0 < replaced[2] < len(accounts)
     assert copy.shard is not None
     restored: Shard[None] = Shard(0, bundled_instruments())
     restored.restore(
@@ -94,16 +93,20 @@ def test_copies_follow_what_a_process_reads() -> None:
     for key, raw in accounts.items():
         copies.note_account(0, key, raw)
     copy, noted, _ = copies.take_noted(0)
-    assert noted == accounts and copies.due(owned=[]) == []
+    assert noted == accounts
+    assert copies.due(owned=[]) == []
     copy.refresh(noted, marks)
     copies.note_account(0, b"late", accounts[next(iter(accounts))])
     taken = copies.take(0)
-    assert taken is not None and taken[0] is copy and list(taken[1]) == [b"late"]
+    assert taken is not None
+    assert taken[0] is copy
+    assert list(taken[1]) == [b"late"]
     assert 0 not in copies.copies
     copies.give_back(copy)
     copies.note_account(1, b"x", b"{}")
     copies.keep_only([0])
-    assert list(copies.copies) == [0] and copies.due(owned=[]) == []
+    assert list(copies.copies) == [0]
+    assert copies.due(owned=[]) == []
 
 
 def test_a_row_partition_is_read_without_decoding_the_row() -> None:
