@@ -236,17 +236,16 @@ class AccountAgents:
             **({} if url is None else {"canonical_url": url}),
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        table = {"default": None, "partitions": settings.partitions}
         # a shard kept warm for each partition read here as a standby (``agents.warm``)
         self.warm = WarmCopies(instruments, summary_interval_ms)
-        self.account_rows = self._noted_table("accounts", self.warm.note_account)
-        self.mark_rows = self._noted_table("marks", self.warm.note_mark)
+        self.account_rows = self._table("accounts", noted=self.warm.note_account)
+        self.mark_rows = self._table("marks", noted=self.warm.note_mark)
         # partition -> the highest mark_prices offset among the marks it received
-        self.chain_rows = self.app.Table("mark_chain", key_type=bytes, value_type=bytes, **table)
+        self.chain_rows = self._table("mark_chain")
         # the rankings each partition summarised that the desk has not lit yet
-        self.ranking_rows = self.app.Table("rankings", key_type=bytes, value_type=bytes, **table)
+        self.ranking_rows = self._table("rankings")
         # the desk's inputs have one partition: so has its table's changelog
-        self.desk_rows = self.app.Table("desk", key_type=bytes, value_type=bytes, partitions=1)
+        self.desk_rows = self._table("desk", partitions=1)
         # the desk is current for this assignment (taken up or restored from its rows);
         # else, put aside at the last revocation with the next offset due of each input
         self.desk_live = False
@@ -294,9 +293,10 @@ class AccountAgents:
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_tables_ready)
 
-    def _noted_table(self, name: str, noted: Noted) -> Any:
-        """A changelog table of rows (bytes) whose changelog rows, as recovered or
-        read as a standby, also go to ``noted``."""
+    def _table(self, name: str, noted: Noted | None = None, partitions: int | None = None) -> Any:
+        """A changelog table of rows (bytes) in a ``KeptStore``: a recovery reads what
+        it does not hold yet; its changelog rows, as recovered or read as a standby, also
+        go to ``noted``."""
         table = NotedTable(
             self.app,
             name=name,
@@ -304,7 +304,7 @@ class AccountAgents:
             key_type=bytes,
             value_type=bytes,
             default=None,
-            partitions=self.settings.partitions,
+            partitions=partitions or self.settings.partitions,
             standby_buffer_size=STANDBY_BUFFER_ROWS,
             noted=noted,
         )
@@ -316,10 +316,19 @@ class AccountAgents:
         taken over)."""
         for partition in self.warm.due(self.held()):
             async with self.restoring:
-                if partition in self.held():
+                if partition in self.held() or partition in self.shards:
                     continue  # taken over meanwhile
-                copy, accounts, marks = self.warm.take_noted(partition)
-                await asyncio.to_thread(copy.refresh, accounts, marks)
+                if partition in self.warm.copies:
+                    copy, accounts, marks = self.warm.take_noted(partition)
+                    await asyncio.to_thread(copy.refresh, accounts, marks)
+                    continue
+                copy = self.warm.new_copy(partition)
+                # the rows as they are now (standby updates go on while the thread reads)
+                rows = list(self.account_rows.items()), list(self.mark_rows.items())
+                began = time.monotonic()
+                count = await asyncio.to_thread(copy.start, *rows)
+                log.info("partition %d: warm copy of %d accounts made in %.1f s",
+                         partition, count, time.monotonic() - began)  # fmt: skip
 
     # ------------------------------------------------------------------ marks
     async def _send_mark(
@@ -406,8 +415,8 @@ class AccountAgents:
         changelog = self.account_rows.changelog_topic.get_topic_name()
         standbys = app.assignor.assigned_standbys()
         self.warm.keep_only(
-            {tp.partition for tp in standbys if tp.topic == changelog}
-            | self._account_partitions(assigned)
+            {tp.partition for tp in standbys if tp.topic == changelog},
+            self._account_partitions(assigned),
         )
         if not self._desk_partitions() <= assigned:
             self.desk_due = None  # the desk moved elsewhere: its rows say where it is

@@ -13,10 +13,13 @@ the owner's engine); its health, liquidations and bankruptcies are the same
 (``tests/unit/agents/test_warm.py``).
 
 Faust's in-memory store forgets a standby partition's rows when a recovery completes,
-and reads a partition's changelog again from its start whenever it becomes active here:
-so a copy keeps the bytes of every row it applied, and a row read again unchanged costs
-one comparison. The rankings waiting for the desk's lights are read from their table at
-the takeover (``agents.ranking_rows``), like a restore does.
+and reads a partition's changelog again from its start whenever it becomes active here
+(it keeps no offsets): ``KeptStore`` keeps both, so a takeover's recovery reads only the
+rows written since the standby's last read. A copy keeps the bytes of every row it
+applied: a row read again unchanged costs one comparison. A new copy starts from the
+tables' rows of its partition (they hold what this process wrote while it owned the
+partition, and what it read since). The rankings waiting for the desk's lights are
+read from their table at the takeover (``agents.ranking_rows``), like a restore does.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.stores import memory
+from faust.types import TP
 
-from streams.agents.codec import partition_accounts, partition_marks
+from streams.agents.codec import partition_accounts, partition_marks, row_partition
 from streams.agents.shard import Shard
 from streams.engine.instruments import Instrument
 from streams.pipeline.memory import collector_paused
@@ -39,17 +44,70 @@ STANDBY_BUFFER_ROWS = 100
 Noted = Callable[[int, bytes, bytes | None], None]
 
 
-class NotedTable(faust.Table):  # type: ignore[misc]  # Faust's classes are untyped
-    """A changelog table that tells ``noted(partition, key, value)`` of each row it
-    applies from its changelog (a recovery, a standby's reading; ``None``: deleted)."""
+class KeptStore(memory.Store):  # type: ignore[misc]  # Faust's classes are untyped
+    """Faust's in-memory store, keeping what it read. The offset up to which it holds
+    each changelog partition (read, or written here: ``persisted_offset``), so a
+    recovery reads only what came after it: a partition read here as a standby and
+    taken over reads the last rows, not its whole changelog again (uncompacted, that is
+    every row ever written). And a standby partition's rows across a recovery (the
+    memory store drops every row of a partition not active here when one completes,
+    then reads them again at the next). A partition neither active nor standby here
+    any more loses its offset: read from the start if it comes back."""
 
-    def __init__(self, *args: Any, noted: Noted, **kwargs: Any) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.offsets: dict[TP, int] = {}
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        return self.offsets.get(tp)
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+
+    def apply_changelog_batch(
+        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
+    ) -> None:
+        super().apply_changelog_batch(batch, to_key, to_value)
+        for event in batch:
+            message = event.message
+            self.set_persisted_offset(message.tp, message.offset)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        held = {tp.partition for tp in active_tps | standby_tps}
+        for key in [k for k, p in self._key_partition.items() if p not in held]:
+            self.data.pop(key, None)
+            del self._key_partition[key]
+        for tp in [tp for tp in self.offsets if tp.partition not in held]:
+            del self.offsets[tp]
+
+
+class NotedTable(faust.Table):  # type: ignore[misc]  # Faust's classes are untyped
+    """A changelog table in a ``KeptStore`` that tells ``noted(partition, key,
+    value)`` of each row it applies from its changelog (a recovery, a standby's
+    reading; ``None``: deleted)."""
+
+    def __init__(self, *args: Any, noted: Noted | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.noted = noted
+
+    def _new_store(self) -> KeptStore:
+        return KeptStore(
+            "memory://",
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            options=self.options,
+        )
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         super().apply_changelog_batch(batch)
         noted = self.noted
+        if noted is None:
+            return
         for event in batch:
             message = event.message
             noted(message.partition, event.key, message.value)
@@ -66,6 +124,17 @@ class WarmCopy:
     shard: Shard[Any] | None = None
     accounts: dict[bytes, bytes] = field(default_factory=dict)  # key -> row applied
     marks: dict[bytes, bytes] = field(default_factory=dict)
+
+    def start(
+        self, accounts: Iterable[tuple[bytes, bytes]], marks: Iterable[tuple[bytes, bytes]]
+    ) -> int:
+        """A new copy from the tables' rows as they are (every partition's: its own
+        are picked, by their first bytes and their keys)."""
+        prefix = f"{self.partition}:".encode()
+        return self.refresh(
+            {k: raw for k, raw in accounts if row_partition(raw) == self.partition},
+            {k: raw for k, raw in marks if k.startswith(prefix)},
+        )
 
     def refresh(self, accounts: Mapping[bytes, bytes], marks: Mapping[bytes, bytes]) -> int:
         """Bring the copy to these rows (read since the last refresh, by key; a row
@@ -102,6 +171,7 @@ class WarmCopies:
     instruments: Mapping[str, Instrument]
     summary_interval_ms: int
     copies: dict[int, WarmCopy] = field(default_factory=dict)
+    standbys: set[int] = field(default_factory=set)  # as the last assignment said
     noted_accounts: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
     noted_marks: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
 
@@ -114,24 +184,29 @@ class WarmCopies:
             self.noted_marks.setdefault(partition, {})[key] = value
 
     def due(self, owned: Iterable[int]) -> list[int]:
-        """Partitions with rows noted for their copy, owned elsewhere."""
+        """Partitions owned elsewhere with rows noted for their copy, or standbys here
+        with no copy yet."""
         mine = set(owned)
         noted = set(self.noted_accounts) | set(self.noted_marks)
-        return sorted(noted - mine)
+        return sorted((noted | (self.standbys - set(self.copies))) - mine)
 
     def take_noted(self, partition: int) -> tuple[WarmCopy, dict[bytes, bytes], dict[bytes, bytes]]:
-        """The partition's copy (a new one if none) and the rows noted for it, which
-        it now owes a refresh."""
-        copy = self.copies.get(partition)
-        if copy is None:
-            copy = self.copies[partition] = WarmCopy(
-                partition, self.instruments, self.summary_interval_ms
-            )
+        """The partition's copy and the rows noted for it, which it now owes a
+        refresh."""
         return (
-            copy,
+            self.copies[partition],
             self.noted_accounts.pop(partition, {}),
             self.noted_marks.pop(partition, {}),
         )
+
+    def new_copy(self, partition: int) -> WarmCopy:
+        """A copy for ``partition``, to ``start`` from the tables' rows now (the rows
+        noted so far are among them: dropped)."""
+        self.forget(partition)
+        copy = self.copies[partition] = WarmCopy(
+            partition, self.instruments, self.summary_interval_ms
+        )
+        return copy
 
     def take(
         self, partition: int
@@ -158,10 +233,11 @@ class WarmCopies:
         self.noted_accounts.pop(partition, None)
         self.noted_marks.pop(partition, None)
 
-    def keep_only(self, partitions: Iterable[int]) -> None:
-        """After an assignment: only these partitions' copies stay (standbys here, or
-        owned here now and taken over at their first event)."""
-        keep = set(partitions)
+    def keep_only(self, standbys: Iterable[int], owned: Iterable[int]) -> None:
+        """After an assignment: only the copies of the partitions read here as
+        standbys, or owned here now (taken over at their first event), stay."""
+        self.standbys = set(standbys)
+        keep = self.standbys | set(owned)
         for p in set(self.copies) | set(self.noted_accounts) | set(self.noted_marks):
             if p not in keep:
                 self.forget(p)

@@ -4,7 +4,8 @@ fetched before a rebalance and acknowledges them: #216, #221/#223). Every valid 
 must still reach every account partition, and the desk must announce what replay finds.
 
 Each role is killed in its own test: the process that forwards the marks (the fan-out's
-owner) and the other one (only account partitions, perhaps the desk)."""
+owner) and the other one (only account partitions, perhaps the desk). The survivor takes
+the dead one's partitions over from its warm copies before the dead one comes back."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ RATE_PER_S = 500  # the cascade's ~14,700 events take ~29 s: the kill lands mid-
 KILL_AFTER_S = 12.0
 FANNED_OUT = "adl_agent_marks_fanned_out_total"
 HOLDS = "adl_agent_holds"  # {role}: 1 where the role runs now
+RESUMED = "adl_agent_partitions_resumed_total"  # {how}: restored | taken_up | warm
 
 
 async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int, bytes]]]:
@@ -160,7 +162,14 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         killed = owner if victim == "fan-out owner" else 1 - owner
         procs[killed].send_signal(signal.SIGKILL)
         procs[killed].wait()
-        time.sleep(2)
+        # the survivor read the dead one's partitions as a standby: it takes them over
+        # from its warm copies (``agents.warm``), not from a restore of every row
+        killed_at = time.monotonic()
+        while scrape(ports[1 - killed]).get((RESUMED, (("how", "warm"),)), 0.0) == 0.0:
+            assert time.monotonic() - killed_at < 45, "no partition taken over from a warm copy"
+            time.sleep(0.5)
+        print(f"first partition taken over from a warm copy {time.monotonic() - killed_at:.1f} s "
+              f"after the kill")  # fmt: skip
         again = tmp_path / f"agents-{killed}-again.log"
         procs[killed] = agents_process(settings, again, ports[killed])
         producer.join()
