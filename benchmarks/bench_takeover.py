@@ -12,10 +12,19 @@ each message was written (the writer's clock; all processes run here):
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
 forwards the marks (every partition waits for the fan-out's own takeover), ``other``
-the one that does not. Usage:
+the one that does not.
 
-    python benchmarks/bench_takeover.py [--partitions 4] [--rate 200]
+``--accounts N`` gives the partitions real state first: N accounts, each with a
+deposit and an open position (the preset's opening holds 437,723 accounts), applied
+before the exchange starts. ``--warm on,off`` runs each case with the survivor's warm
+copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
+partitions restored from their rows), in the same run: the ratio is what the copies
+save. With copies on, the kill waits until the survivor's copies hold every account of
+the partitions it is about to take. Usage:
+
+    python benchmarks/bench_takeover.py [--partitions 4] [--rate 200] [--accounts 64]
         [--session-timeouts 10000,6000] [--heartbeats 3333,1000] [--victim other,fan-out]
+        [--warm on]
 """
 
 from __future__ import annotations
@@ -26,10 +35,11 @@ import itertools
 import signal
 import time
 import uuid
+from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_agents import agents_process, metrics, on_a_broker
+from bench_agents import agents_process, applied, metrics, on_a_broker
 from bench_pipeline import produce
 
 from streams.agents.app import INTERNAL
@@ -39,9 +49,9 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.worker import ensure_topics
 
-ACCOUNTS = 64  # enough that every partition holds some
 SETTLE_S = 12.0  # both processes in the group, their first rebalances over
 AFTER_KILL_S = 60.0
+LOADED_WITHIN_S = 1800.0  # the accounts' opening events applied (and copied) by then
 
 
 def held_partitions(port: int) -> set[int]:
@@ -57,7 +67,53 @@ def forwards_marks(port: int) -> bool:
     return metrics(port).get(("adl_agent_marks_fanned_out_total", ()), 0.0) > 0
 
 
-async def exchange(settings: Settings, stop: asyncio.Event, rate: float) -> None:
+def warm_accounts(port: int) -> dict[int, float]:
+    """Accounts in each warm copy a process keeps (partition -> accounts)."""
+    return {
+        int(dict(labels)["partition"]): value
+        for (name, labels), value in metrics(port).items()
+        if name == "adl_agent_warm_copy_accounts"
+    }
+
+
+async def until(done: Callable[[], bool], began: float, what: str) -> None:
+    while not done():
+        if time.monotonic() - began > LOADED_WITHIN_S:
+            raise SystemExit(f"{what}: not within {LOADED_WITHIN_S:.0f} s")
+        await asyncio.sleep(1.0)
+
+
+async def copies_made(port: int, partitions: set[int], began: float) -> dict[int, float]:
+    """The process's warm copies of ``partitions``, once each is made and not growing."""
+    copied = warm_accounts(port)
+    while True:
+        await asyncio.sleep(3.0)
+        now = warm_accounts(port)
+        if now == copied and all(now.get(p, 0) > 0 for p in partitions):
+            return now
+        if time.monotonic() - began > LOADED_WITHIN_S:
+            raise SystemExit(f"no warm copies of {sorted(partitions)} on the survivor")
+        copied = now
+
+
+def opening(accounts: int) -> list[dict[str, object]]:
+    """Each account's deposit, then positions opened in pairs (one buys what the other
+    sells), then a mark after them (the clock that releases them)."""
+    events: list[dict[str, object]] = [
+        {"type": "balance", "event_id": f"d{i}", "ts": 0, "account": f"t{i}",
+         "amount": "1000000", "reason": "deposit"}
+        for i in range(accounts)
+    ]  # fmt: skip
+    events += [
+        {"type": "fill", "fill_id": f"o{i}", "ts": 1, "account": f"t{i}", "symbol": "ETHUSDT",
+         "side": "buy" if i % 2 else "sell", "qty": "0.1", "price": "3000"}
+        for i in range(accounts - accounts % 2)
+    ]  # fmt: skip
+    events.append({"type": "mark", "ts": 2, "symbol": "ETHUSDT", "mark_price": "3000"})
+    return events
+
+
+async def exchange(settings: Settings, stop: asyncio.Event, rate: float, accounts: int) -> None:
     """Fills between the accounts at ``rate`` per second of wall time, event time
     moving 100 ms per mark, a mark after every few fills."""
     topics = Topics(settings.topic_prefix)
@@ -67,7 +123,7 @@ async def exchange(settings: Settings, stop: asyncio.Event, rate: float) -> None
         ts, n = 1_000, 0
         while not stop.is_set():
             n += 1
-            account = f"t{n % ACCOUNTS}"
+            account = f"t{n % accounts}"
             fill = {"type": "fill", "fill_id": f"f{n}", "ts": ts, "account": account,
                     "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
                     "price": "3000"}  # fmt: skip
@@ -82,24 +138,25 @@ async def exchange(settings: Settings, stop: asyncio.Event, rate: float) -> None
 
 
 async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int,
-                   heartbeat_ms: int, victim: str) -> None:  # fmt: skip
+                   heartbeat_ms: int, victim: str, accounts: int, warm: bool) -> None:  # fmt: skip
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"k{uuid.uuid4().hex[:5]}.",
                         partitions=partitions, session_timeout_ms=timeout_ms,
-                        heartbeat_interval_ms=heartbeat_ms)  # fmt: skip
+                        heartbeat_interval_ms=heartbeat_ms, warm_copies=warm)  # fmt: skip
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, topics, INTERNAL)
-    await produce(settings, [
-        {"type": "balance", "event_id": f"d{i}", "ts": 0, "account": f"t{i}",
-         "amount": "1000000", "reason": "deposit"}
-        for i in range(ACCOUNTS)
-    ])  # fmt: skip
+    events = opening(accounts)
+    await produce(settings, events)
+    ports = [free_port(), free_port()]
+    procs = [agents_process(settings, port) for port in ports]
+    began = time.monotonic()
+    # (the mark is applied once by each partition)
+    await until(lambda: sum(map(applied, ports)) >= len(events) - 1, began, "the opening applied")
+    loaded_s = time.monotonic() - began
     consumer = AIOKafkaConsumer(topics.name("account_risk"), **settings.client_options(),
                                 group_id=None, auto_offset_reset="latest")  # fmt: skip
     await consumer.start()
-    ports = [free_port(), free_port()]
-    procs = [agents_process(settings, port) for port in ports]
     stop = asyncio.Event()
-    writing = asyncio.create_task(exchange(settings, stop, rate))
+    writing = asyncio.create_task(exchange(settings, stop, rate, accounts))
     seen: list[tuple[float, int]] = []  # (wall time written, source partition)
 
     async def read() -> None:
@@ -119,6 +176,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
             raise SystemExit(f"not settled after {SETTLE_S} s: partitions {held}")
         dead = owner if victim == "fan-out" else 1 - owner
         moved, kept = held[dead], held[1 - dead]
+        copied = await copies_made(ports[1 - dead], moved, began) if warm else {}
         killed_at = time.time()
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
@@ -142,7 +200,9 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
         return "none in 60 s" if t is None else f"{t:.1f} s ({t - limit:+.1f} s beyond it)"
 
     print(f"session timeout {limit:.0f} s, heartbeat {heartbeat_ms / 1000:.1f} s, "
-          f"{victim} killed, {rate:.0f} fills/s, "
+          f"{victim} killed, {rate:.0f} fills/s, {accounts:,} accounts (opening applied "
+          f"in {loaded_s:.0f} s), warm copies {'on' if warm else 'off'} "
+          f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
           f"longest silence {beyond(silence)}", flush=True)  # fmt: skip
@@ -158,14 +218,18 @@ async def main() -> None:
     )
     parser.add_argument("--victim", default="other,fan-out", help="other, fan-out or both")
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
+    parser.add_argument("--accounts", type=int, default=64, help="accounts with a position")
+    parser.add_argument("--warm", default="on", help="on, off or both (warm copies)")
     args = parser.parse_args()
 
     async def run(bootstrap: str) -> None:
         for timeout_ms in (int(v) for v in args.session_timeouts.split(",")):
             for heartbeat_ms in (int(v) for v in args.heartbeats.split(",")):
                 for victim in args.victim.split(","):
-                    await takeover(bootstrap, args.partitions, args.rate, timeout_ms,
-                                   heartbeat_ms, victim)  # fmt: skip
+                    for warm in args.warm.split(","):
+                        await takeover(bootstrap, args.partitions, args.rate, timeout_ms,
+                                       heartbeat_ms, victim, args.accounts,
+                                       warm == "on")  # fmt: skip
 
     await on_a_broker(run, args.bootstrap)
 

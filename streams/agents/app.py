@@ -232,14 +232,16 @@ class AccountAgents:
             broker_session_timeout=settings.session_timeout_ms / 1000,
             broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
             broker_max_poll_records=FETCH_RECORDS,
+            table_standby_replicas=settings.standby_replicas,
             autodiscover=False,
             **({} if url is None else {"canonical_url": url}),
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         # a shard kept warm for each partition read here as a standby (``agents.warm``)
         self.warm = WarmCopies(instruments, summary_interval_ms)
-        self.account_rows = self._table("accounts", noted=self.warm.note_account)
-        self.mark_rows = self._table("marks", noted=self.warm.note_mark)
+        warm = settings.warm_copies  # off: no rows noted, no copy made, restores only
+        self.account_rows = self._table("accounts", self.warm.note_account if warm else None)
+        self.mark_rows = self._table("marks", self.warm.note_mark if warm else None)
         # partition -> the highest mark_prices offset among the marks it received
         self.chain_rows = self._table("mark_chain")
         # the rankings each partition summarised that the desk has not lit yet
@@ -287,7 +289,8 @@ class AccountAgents:
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
-        self.app.timer(WARM_REFRESH_S)(self._keep_warm)
+        if warm:
+            self.app.timer(WARM_REFRESH_S)(self._keep_warm)
         self.app.timer(1.0)(self._metrics_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)

@@ -42,6 +42,15 @@ class AgentCollector(Collector):
         for p, shard in shards:
             buffered.add_metric([str(p)], len(shard.sequencer))
         yield buffered
+        warm = GaugeMetricFamily(
+            "adl_agent_warm_copy_accounts",
+            "Accounts in the warm copy this process keeps of a partition another owns (read "
+            "as a standby): the partition is taken over from it if its owner dies",
+            labels=["partition"],
+        )
+        for p, copy in sorted(dict(self.agents.warm.copies).items()):  # a copy: atomic
+            warm.add_metric([str(p)], len(copy.accounts))
+        yield warm
         yield GaugeMetricFamily(
             "adl_agent_caught_up",
             "1 when every input of the partitions (and the desk) this process holds is "

@@ -101,6 +101,15 @@ class Settings:
     # third of the session timeout (Kafka's advice, as a maximum) that was up to 3.3 s
     # of every takeover; at most a third of the session timeout
     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
+    # account-agents: how many other processes read each changelog partition as a
+    # standby (Faust's ``table_standby_replicas``), each keeping a warm copy of it (below)
+    standby_replicas: int = 1
+    # account-agents: a shard kept warm for each account partition this process reads
+    # as a standby (``agents/warm.py``), refreshed every second: a partition moved here
+    # (its owner died) is taken over from it in a fraction of a second, where a restore
+    # from its rows takes ~17 s at the preset's scale (``bench_rebalance.py``). Costs
+    # the copy's memory (about the owner's) and the CPU of applying its changed rows
+    warm_copies: bool = True
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
     max_message_bytes: int = 1 << 20
     # worker snapshots (``pipeline/snapshots.py``): the key that signs them (a secret:
