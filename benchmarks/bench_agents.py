@@ -17,8 +17,11 @@ measured (mark -> fan-out -> account partition -> output), p50/p99.
 Scaling: ``--processes 1,2,3`` runs 1, 2 and 3 processes on the same kind of input (a
 fresh backlog each) and prints each rate beside one process's.
 
+``--warm on,off`` runs each count with and without warm copies (``agents/warm.py``: each
+process keeps a shard of the partitions it reads as a standby up to date): what they cost.
+
 Usage: python benchmarks/bench_agents.py [--fills 50000] [--partitions 4] [--flips 30]
-       [--processes 1,2,3]
+       [--processes 1,2,3] [--warm on]
 """
 
 from __future__ import annotations
@@ -115,12 +118,13 @@ async def throughput(
     interval_ms: int,
     mark_every: int,
     processes: int = 1,
+    warm: bool = True,
 ) -> float:
     """Events/s of ``processes`` agents processes draining the same backlog together
     (started at once; the group's first rebalances count in the time, as in a
     deployment that scales out under load)."""
     settings = Settings(bootstrap=bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:5]}.",
-                        partitions=partitions)  # fmt: skip
+                        partitions=partitions, warm_copies=warm)  # fmt: skip
     await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
     events = with_marks(fill_events(fills, accounts=max(100, fills // 20)), every=mark_every)
     events = [e for e in events if e["type"] != "insurance_fund"]  # the desk's, not counted
@@ -148,7 +152,8 @@ async def throughput(
             worker.wait(timeout=60)
     first = first or finished
     rate = expected / (finished - first)
-    print(f"account-agents x{processes} (summary every {interval_ms:,} ms of event time): "
+    print(f"account-agents x{processes} (summary every {interval_ms:,} ms of event time, "
+          f"warm copies {'on' if warm else 'off'}): "
           f"{expected:,} events applied ({fills:,} fills, {marks} marks x "
           f"{partitions} partitions) | start-up to first event {first - started:.1f} s | "
           f"{rate:,.0f} ev/s | bare consumer+orjson {raw_rate:,.0f} ev/s | ratio "
@@ -240,6 +245,11 @@ async def main() -> None:
         default="100,1000000000000",
         help="stage B summary intervals to run, comma list (a huge one: stage B idle)",
     )
+    parser.add_argument(
+        "--warm",
+        default="on",
+        help="warm copies (agents/warm.py) on, off or both (on,off: each count run twice)",
+    )
     args = parser.parse_args()
     intervals = [int(v) for v in args.summary_intervals.split(",")]
     counts = [int(v) for v in args.processes.split(",")]
@@ -248,14 +258,17 @@ async def main() -> None:
         for interval in intervals:
             rates = {}
             for n in counts:
-                rates[n] = await throughput(
-                    bootstrap, args.fills, args.partitions, interval, args.mark_every, n
-                )
+                for warm in args.warm.split(","):
+                    rates[(n, warm)] = await throughput(
+                        bootstrap, args.fills, args.partitions, interval, args.mark_every, n,
+                        warm == "on",
+                    )  # fmt: skip
             if len(rates) > 1:
-                base = rates[counts[0]]
+                base = next(iter(rates.values()))
                 print("scaling: " + ", ".join(
-                    f"{n} processes {rate:,.0f} ev/s ({rate / base:.2f}x of {counts[0]})"
-                    for n, rate in rates.items()
+                    f"{n} processes (warm copies {warm}) {rate:,.0f} ev/s "
+                    f"({rate / base:.2f}x of the first)"
+                    for (n, warm), rate in rates.items()
                 ), flush=True)  # fmt: skip
         if counts == [1] and args.flips:
             await latency(bootstrap, args.partitions, args.flips, args.background_rate)

@@ -45,14 +45,20 @@ Noted = Callable[[int, bytes, bytes | None], None]
 
 
 class KeptStore(memory.Store):  # type: ignore[misc]  # Faust's classes are untyped
-    """Faust's in-memory store, keeping what it read. The offset up to which it holds
-    each changelog partition (read, or written here: ``persisted_offset``), so a
-    recovery reads only what came after it: a partition read here as a standby and
-    taken over reads the last rows, not its whole changelog again (uncompacted, that is
-    every row ever written). And a standby partition's rows across a recovery (the
-    memory store drops every row of a partition not active here when one completes,
-    then reads them again at the next). A partition neither active nor standby here
-    any more loses its offset: read from the start if it comes back."""
+    """Faust's in-memory store, keeping what it read. The offset up to which it has
+    read each changelog partition (``persisted_offset``), so a recovery reads only what
+    came after it: a partition read here as a standby and taken over reads the last
+    rows, not its whole changelog again (uncompacted, that is every row ever written).
+    And a standby partition's rows across a recovery (the memory store drops every row
+    of a partition not active here when one completes, then reads them again at the
+    next). A partition neither active nor standby here any more loses its offset: read
+    from the start if it comes back.
+
+    Rows written here do not move the offset (``set_persisted_offset`` does nothing, as
+    in Faust's store): a write delivered after its partition moved away (an apply the
+    revocation interrupted) could land after the new owner's first rows, and an offset
+    past them would skip rows this store never read. A partition kept across a
+    rebalance reads its own rows again since its last read (Faust's store read all)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,16 +67,14 @@ class KeptStore(memory.Store):  # type: ignore[misc]  # Faust's classes are unty
     def persisted_offset(self, tp: TP) -> int | None:
         return self.offsets.get(tp)
 
-    def set_persisted_offset(self, tp: TP, offset: int) -> None:
-        self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
-
     def apply_changelog_batch(
         self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
     ) -> None:
         super().apply_changelog_batch(batch, to_key, to_value)
+        offsets = self.offsets
         for event in batch:
             message = event.message
-            self.set_persisted_offset(message.tp, message.offset)
+            offsets[message.tp] = max(message.offset, offsets.get(message.tp, -1))
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         held = {tp.partition for tp in active_tps | standby_tps}
