@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from bench_agents import agents_process, applied, metrics, on_a_broker
+from bench_agents import agents_process, metrics, on_a_broker
 from bench_pipeline import produce
 
 from streams.agents.app import INTERNAL
@@ -51,7 +51,9 @@ from streams.pipeline.worker import ensure_topics
 
 SETTLE_S = 12.0  # both processes in the group, their first rebalances over
 AFTER_KILL_S = 60.0
-LOADED_WITHIN_S = 1800.0  # the accounts' opening events applied (and copied) by then
+# the accounts' opening events applied (and copied) by then: per account a deposit and
+# a fill, ~2,000 events/s per process, every process starting at once (rebalances)
+LOADED_S_BASE, LOADED_S_PER_ACCOUNT = 120.0, 0.002
 
 
 def held_partitions(port: int) -> set[int]:
@@ -76,14 +78,23 @@ def warm_accounts(port: int) -> dict[int, float]:
     }
 
 
-async def until(done: Callable[[], bool], began: float, what: str) -> None:
+def caught_up(ports: list[int], partitions: int) -> bool:
+    """Every partition held by one of the processes, each of them caught up (every
+    input of what it holds delivered and applied)."""
+    samples = [metrics(port) for port in ports]
+    if not all(s.get(("adl_agent_caught_up", ())) == 1.0 for s in samples):
+        return False
+    return set().union(*map(held_partitions, ports)) == set(range(partitions))
+
+
+async def until(done: Callable[[], bool], deadline: float, what: str) -> None:
     while not done():
-        if time.monotonic() - began > LOADED_WITHIN_S:
-            raise SystemExit(f"{what}: not within {LOADED_WITHIN_S:.0f} s")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not by the deadline (stalled?)")
         await asyncio.sleep(1.0)
 
 
-async def copies_made(port: int, partitions: set[int], began: float) -> dict[int, float]:
+async def copies_made(port: int, partitions: set[int], deadline: float) -> dict[int, float]:
     """The process's warm copies of ``partitions``, once each is made and not growing."""
     copied = warm_accounts(port)
     while True:
@@ -91,7 +102,7 @@ async def copies_made(port: int, partitions: set[int], began: float) -> dict[int
         now = warm_accounts(port)
         if now == copied and all(now.get(p, 0) > 0 for p in partitions):
             return now
-        if time.monotonic() - began > LOADED_WITHIN_S:
+        if time.monotonic() > deadline:
             raise SystemExit(f"no warm copies of {sorted(partitions)} on the survivor")
         copied = now
 
@@ -149,8 +160,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     ports = [free_port(), free_port()]
     procs = [agents_process(settings, port) for port in ports]
     began = time.monotonic()
-    # (the mark is applied once by each partition)
-    await until(lambda: sum(map(applied, ports)) >= len(events) - 1, began, "the opening applied")
+    deadline = began + LOADED_S_BASE + LOADED_S_PER_ACCOUNT * accounts
+    await until(lambda: caught_up(ports, partitions), deadline, "the opening applied")
     loaded_s = time.monotonic() - began
     consumer = AIOKafkaConsumer(topics.name("account_risk"), **settings.client_options(),
                                 group_id=None, auto_offset_reset="latest")  # fmt: skip
@@ -176,7 +187,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
             raise SystemExit(f"not settled after {SETTLE_S} s: partitions {held}")
         dead = owner if victim == "fan-out" else 1 - owner
         moved, kept = held[dead], held[1 - dead]
-        copied = await copies_made(ports[1 - dead], moved, began) if warm else {}
+        copied = await copies_made(ports[1 - dead], moved, deadline) if warm else {}
         killed_at = time.time()
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
