@@ -397,6 +397,7 @@ class AccountAgents:
         A shard is put aside with how far its inputs were delivered (``shard``)."""
         self.stats.revocations += 1
         self.tables_ready = False
+        self._own_rows(set(), set())  # rows delivered from now on may follow a new owner's
         if self.desk_live and self._desk_partitions() & revoked:
             self.desk_due = self._due(self._desk_partitions())
             self.desk.rewind()
@@ -415,6 +416,10 @@ class AccountAgents:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
         for p in set(self.kept) - self._account_partitions(assigned):
             del self.kept[p]
+        self._own_rows(
+            self._account_partitions(assigned),
+            {0} if self._desk_partitions() <= assigned else set(),
+        )
         changelog = self.account_rows.changelog_topic.get_topic_name()
         standbys = app.assignor.assigned_standbys()
         self.warm.keep_only(
@@ -428,6 +433,13 @@ class AccountAgents:
         """Sent by Faust's recovery once the active tables are read, before the streams
         resume."""
         self.tables_ready = True
+
+    def _own_rows(self, accounts: set[int], desk: set[int]) -> None:
+        """The changelog partitions whose rows this process writes now (``KeptStore``:
+        only their delivered rows move the offset a recovery reads on from)."""
+        for table in (self.account_rows, self.mark_rows, self.chain_rows, self.ranking_rows):
+            table.data.owned = accounts
+        self.desk_rows.data.owned = desk
 
     def _due(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The next offset due of each of ``tps`` as a revocation puts their shard or

@@ -54,18 +54,26 @@ class KeptStore(memory.Store):  # type: ignore[misc]  # Faust's classes are unty
     next). A partition neither active nor standby here any more loses its offset: read
     from the start if it comes back.
 
-    Rows written here do not move the offset (``set_persisted_offset`` does nothing, as
-    in Faust's store): a write delivered after its partition moved away (an apply the
-    revocation interrupted) could land after the new owner's first rows, and an offset
-    past them would skip rows this store never read. A partition kept across a
-    rebalance reads its own rows again since its last read (Faust's store read all)."""
+    Rows written here move the offset only while their partition is ``owned`` here (set
+    by the adapter at each assignment, emptied at each revocation): a row delivered
+    after a revocation (an apply the revocation interrupted) may land after a new
+    owner's first rows, and an offset past them would skip rows this store never read;
+    one delivered before it is in the log before any new owner writes. So a partition
+    kept across a rebalance reads nothing again (Faust's store read it all: the
+    survivor of a kill re-read every row of its own partitions)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.offsets: dict[TP, int] = {}
+        self.owned: set[int] = set()  # partitions whose rows written here count
 
     def persisted_offset(self, tp: TP) -> int | None:
         return self.offsets.get(tp)
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """A row written here was delivered at ``offset`` (Faust's callback)."""
+        if tp.partition in self.owned:
+            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
 
     def apply_changelog_batch(
         self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
