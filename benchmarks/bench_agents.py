@@ -66,8 +66,9 @@ def with_marks(events: list[dict[str, object]], every: int) -> list[dict[str, ob
 
 
 def agents_process(
-    settings: Settings, port: int, summary_interval_ms: int = 100
+    settings: Settings, port: int, summary_interval_ms: int = 100, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """``log``: the process's output there, at Faust's info level (else the bench's)."""
     env = {
         **os.environ,
         "ADL_BOOTSTRAP": settings.bootstrap,
@@ -87,8 +88,11 @@ def agents_process(
             str(port),
             "--summary-interval-ms",
             str(summary_interval_ms),
+            *(["--loglevel", "info"] if log else []),
         ],
         env=env,
+        stdout=None if log is None else log.open("ab"),
+        stderr=subprocess.STDOUT if log else None,
     )
 
 

@@ -33,9 +33,11 @@ import argparse
 import asyncio
 import itertools
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -158,7 +160,10 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     events = opening(accounts)
     await produce(settings, events)
     ports = [free_port(), free_port()]
-    procs = [agents_process(settings, port) for port in ports]
+    logs = Path(tempfile.mkdtemp(prefix="adl-takeover-"))
+    procs = [
+        agents_process(settings, port, log=logs / f"agents-{i}.log") for i, port in enumerate(ports)
+    ]
     began = time.monotonic()
     deadline = began + LOADED_S_BASE + LOADED_S_PER_ACCOUNT * accounts
     await until(lambda: caught_up(ports, partitions), deadline, "the opening applied")
@@ -220,7 +225,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
-          f"longest silence {beyond(silence)}", flush=True)  # fmt: skip
+          f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
 
 
 async def main() -> None:
