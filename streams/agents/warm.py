@@ -37,7 +37,9 @@ from streams.agents.shard import Shard
 from streams.engine.instruments import Instrument
 from streams.pipeline.memory import collector_paused
 
-WARM_REFRESH_S = 1.0  # how far behind its changelog a copy is, at most, between refreshes
+# how far a copy lags the rows its standby has read, at most (the standby itself lags the
+# owner's writes by how fast Faust reads a changelog: ~3,000 rows/s, docs/benchmarks.md)
+WARM_REFRESH_S = 1.0
 # a standby's changelog rows reach its table (and a copy) in batches of this many: small
 # enough that a copy is seconds behind at a quiet hour (Faust's default: 1,000)
 STANDBY_BUFFER_ROWS = 100
