@@ -19,8 +19,10 @@ deposit and an open position (the preset's opening holds 437,723 accounts), appl
 before the exchange starts. ``--warm on,off`` runs each case with the survivor's warm
 copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
 partitions restored from their rows), in the same run: the ratio is what the copies
-save. With copies on, the kill waits until the survivor's copies hold every account of
-the partitions it is about to take. Usage:
+save. With copies on, the kill waits until the survivor has a copy of each partition
+it is about to take and their account counts stopped growing: a copy may still lag its
+owner (a later row of an account it holds changes no count; at 200,000 accounts the
+copies were ~95% stale at the kill: docs/benchmarks.md). Usage:
 
     python benchmarks/bench_takeover.py [--partitions 4] [--rate 200] [--accounts 64]
         [--session-timeouts 10000,6000] [--heartbeats 3333,1000] [--victim other,fan-out]
@@ -51,6 +53,7 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.worker import ensure_topics
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SETTLE_S = 12.0  # both processes in the group, their first rebalances over
 AFTER_KILL_S = 120.0
 # the accounts' opening events applied (and copied) by then: per account a deposit and
@@ -58,11 +61,12 @@ AFTER_KILL_S = 120.0
 LOADED_S_BASE, LOADED_S_PER_ACCOUNT = 120.0, 0.002
 
 
-def held_partitions(port: int) -> set[int]:
-    """The account partitions a process applies events for now (its shards)."""
+def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
+    """The account partitions a process applies events for now (its shards), from its
+    ``samples`` if already scraped."""
     return {
         int(dict(labels)["partition"])
-        for (name, labels) in metrics(port)
+        for (name, labels) in (metrics(port) if samples is None else samples)
         if name == "adl_agent_events_applied_total"
     }
 
@@ -83,10 +87,11 @@ def warm_accounts(port: int) -> dict[int, float]:
 def caught_up(ports: list[int], partitions: int) -> bool:
     """Every partition held by one of the processes, each of them caught up (every
     input of what it holds delivered and applied)."""
-    samples = [metrics(port) for port in ports]
+    samples = [metrics(port) for port in ports]  # one scrape each
     if not all(s.get(("adl_agent_caught_up", ())) == 1.0 for s in samples):
         return False
-    return set().union(*map(held_partitions, ports)) == set(range(partitions))
+    held = [held_partitions(port, s) for port, s in zip(ports, samples, strict=True)]
+    return set().union(*held) == set(range(partitions))
 
 
 async def until(done: Callable[[], bool], deadline: float, what: str) -> None:
