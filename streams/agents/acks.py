@@ -45,6 +45,14 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    soak test lost fills 78-121 of one partition this way, early in the run, and failed
    in about half its runs (2026-12-03). Now such a partition is delivered from offset
    0 (a log that starts later: the re-read proves the offsets before it empty, a gap).
+7. **Delivered before the committed offsets are read.** Faust's recovery resumes the
+   fetch of an assignment's partitions, then seeks them to their committed offsets and
+   fills its map of them (``Recovery.on_recovery_completed``: ``resume_partitions``,
+   then ``perform_seek``). An event delivered in between found no committed offset and
+   its partition was read again from offset 0: at 200,000 accounts every input of the
+   survivor of a kill was re-read, the first output of a moved partition came 79 s after
+   the kill (2026-12-05, ``bench_takeover.py --accounts 200000``). ``SeekGate`` holds
+   each delivery until the assignment's seek is done.
 
 Every guard covers the account agent's inputs and the fund desk's (which recognises a
 fund or book update delivered again by its offset, ``FundDesk.applied``).
@@ -53,6 +61,8 @@ fund or book update delivered again by its offset, ``FundDesk.applied``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Coroutine
@@ -60,8 +70,12 @@ from typing import Any
 
 from faust.types import TP, EventT, StreamT
 
+log = logging.getLogger("adl_monitor.agents.acks")
+
 FLUSH_POLL_S = 0.005
 FLUSH_TIMEOUT_S = 60.0
+SEEK_POLL_S = 0.5  # a delivery held by ``SeekGate`` looks again whether it is still assigned
+SEEK_WAIT_S = 60.0  # then passed without: read from its start (slow, loses nothing)
 
 
 class AckGuard:
@@ -175,6 +189,45 @@ def flush_fully(buffer: Any) -> None:
     buffer.put = counted_put
     buffer._send_pending = counted_send
     buffer.flush = flush
+
+
+class SeekGate:
+    """Shut at each revocation, open once Faust has sought the new assignment's
+    partitions to their committed offsets (``Consumer.perform_seek``, which also fills
+    the map ``InOrder`` is given them from)."""
+
+    def __init__(self) -> None:
+        self._sought = asyncio.Event()
+        self.held = 0  # deliveries that waited for a seek
+
+    def install(self, consumer: Any) -> None:
+        perform_seek: Callable[[], Coroutine[Any, Any, None]] = consumer.perform_seek
+
+        async def perform_seek_then_open() -> None:
+            await perform_seek()
+            self._sought.set()
+
+        consumer.perform_seek = perform_seek_then_open
+
+    def shut(self) -> None:
+        self._sought.clear()
+
+    async def passed(self, assigned: Callable[[], bool]) -> bool:
+        """Wait until the committed offsets are read; ``False``: the event's partition was
+        revoked meanwhile (it is delivered again to its next owner)."""
+        waited_s = 0.0
+        while not self._sought.is_set():
+            if not assigned():
+                return False
+            if waited_s >= SEEK_WAIT_S:  # Faust's seek timed out: no committed offset
+                log.warning("no seek to committed offsets in %.0f s: read from 0", waited_s)
+                return True
+            if waited_s == 0.0:
+                self.held += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sought.wait(), SEEK_POLL_S)
+            waited_s += SEEK_POLL_S
+        return True
 
 
 class InOrder:

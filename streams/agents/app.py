@@ -48,7 +48,7 @@ import orjson
 from faust.types import TP, EventT, StreamT
 
 from streams import wire
-from streams.agents.acks import AckGuard, InOrder, flush_fully
+from streams.agents.acks import AckGuard, InOrder, SeekGate, flush_fully
 from streams.agents.codec import (
     encode_account,
     encode_desk,
@@ -285,6 +285,8 @@ class AccountAgents:
         self.acks = AckGuard(inputs, ordered=inputs)
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
+        self.seek_gate = SeekGate()
+        self.seek_gate.install(self.app.consumer)
         flush_fully(self.app.producer.buffer)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
@@ -374,10 +376,11 @@ class AccountAgents:
                 len(desk.sequencer),
             )  # fmt: skip
         order = self.in_order
-        if order.seeks or self.acks.refused:
+        if order.seeks or self.acks.refused or self.seek_gate.held:
             log.info(
                 "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
-                "Faust refused", order.seeks, order.gaps, self.acks.refused,
+                "Faust refused, %d deliveries held until the committed offsets were read",
+                order.seeks, order.gaps, self.acks.refused, self.seek_gate.held,
             )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
@@ -406,6 +409,7 @@ class AccountAgents:
             shard = self.shards.pop(p, None)
             if shard is not None:
                 self.kept[p] = (shard, self._due(self._inputs_of(p)))
+        self.seek_gate.shut()
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
@@ -753,6 +757,8 @@ class AccountAgents:
         message = event.message
         tp = message.tp
         consumer = self.app.consumer
+        if not await self.seek_gate.passed(lambda: tp in consumer.assignment()):
+            return False
         deliver, seek_to, gap = self.in_order.verdict(
             tp, message.offset, consumer._committed_offset.get(tp)
         )

@@ -14,7 +14,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.agents.acks import AckGuard, InOrder, flush_fully
+from streams.agents.acks import AckGuard, InOrder, SeekGate, flush_fully
 from streams.agents.app import unmoved
 
 TOPIC = "account_marks"
@@ -198,6 +198,54 @@ def test_a_partition_never_committed_is_delivered_from_its_start() -> None:
     balances = TP("balances", 2)
     assert order.verdict(balances, 500, None) == (False, 0, None)
     assert order.verdict(balances, 500, None) == (True, None, (0, 500))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_a_delivery_waits_for_its_assignments_committed_offsets(
+    app: faust.App, gated: bool
+) -> None:
+    """Faust's recovery resumes the fetch, then seeks to the committed offsets
+    (``perform_seek``, which fills the map ``InOrder`` is given them from). Committed:
+    5,000, the coordinator answering after 0.3 s; the fetch delivers 5,000 at once.
+    Without the gate ``InOrder`` found nothing committed and sought back to 0 (the
+    survivor of a kill re-read every input of 200,000 accounts); with it, 5,000 is due."""
+    consumer = app.consumer
+    gate = SeekGate()
+
+    async def seek_to_committed() -> dict[TP, int]:
+        await asyncio.sleep(0.3)
+        return {PARTITION: 5000}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    gate.install(consumer)
+
+    async def scenario() -> tuple[bool, int | None]:
+        seek = asyncio.ensure_future(consumer.perform_seek())
+        await asyncio.sleep(0.01)  # the fetch already resumed: 5,000 delivered now
+        passed = await gate.passed(lambda: True) if gated else True
+        committed = consumer._committed_offset.get(PARTITION)
+        await seek
+        return passed, committed
+
+    passed, committed = asyncio.run(scenario())
+    assert passed
+    verdict = InOrder().verdict(PARTITION, 5000, committed)
+    assert verdict == ((True, None, None) if gated else (False, 0, None))
+    assert gate.held == (1 if gated else 0)
+
+
+def test_a_delivery_held_for_a_seek_is_dropped_when_its_partition_goes() -> None:
+    """Shut at a revocation, the gate holds deliveries; one whose partition is no longer
+    assigned is not delivered (its next owner reads it)."""
+    gate = SeekGate()
+    assigned = {PARTITION}
+
+    async def scenario() -> bool:
+        asyncio.get_running_loop().call_later(0.2, assigned.clear)
+        return await gate.passed(lambda: PARTITION in assigned)
+
+    assert asyncio.run(scenario()) is False
+    assert gate.held == 1
 
 
 def test_offsets_without_events_are_found_and_recorded_as_a_gap() -> None:
