@@ -19,10 +19,11 @@ deposit and an open position (the preset's opening holds 437,723 accounts), appl
 before the exchange starts. ``--warm on,off`` runs each case with the survivor's warm
 copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
 partitions restored from their rows), in the same run: the ratio is what the copies
-save. With copies on, the kill waits until the survivor has a copy of each partition
-it is about to take and their account counts stopped growing: a copy may still lag its
-owner (a later row of an account it holds changes no count; at 200,000 accounts the
-copies were ~95% stale at the kill: docs/benchmarks.md). Usage:
+save. The kill waits until the survivor's standby of each partition it is about to take
+has read its changelog to within ``LAG_AT_KILL_ROWS`` of its end
+(``adl_agent_standby_lag_rows``) and, with copies on, made a copy of it: before that
+gauge, the kill came once the copies' account counts stopped growing, and at 200,000
+accounts they were ~95% stale (a later row of an account changes no count). Usage:
 
     python benchmarks/bench_takeover.py [--partitions 4] [--rate 200] [--accounts 64]
         [--session-timeouts 10000,6000] [--heartbeats 3333,1000] [--victim other,fan-out]
@@ -59,6 +60,9 @@ AFTER_KILL_S = 120.0
 # the accounts' opening events applied (and copied) by then: per account a deposit and
 # a fill, ~2,000 events/s per process, every process starting at once (rebalances)
 LOADED_S_BASE, LOADED_S_PER_ACCOUNT = 120.0, 0.002
+# the standby of each partition to move has read its changelog to within this many rows
+# (rows come at the exchange's pace; Faust applies a standby's in batches of 100)
+LAG_AT_KILL_ROWS = 500
 
 
 def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
@@ -101,17 +105,29 @@ async def until(done: Callable[[], bool], deadline: float, what: str) -> None:
         await asyncio.sleep(1.0)
 
 
-async def copies_made(port: int, partitions: set[int], deadline: float) -> dict[int, float]:
-    """The process's warm copies of ``partitions``, once each is made and not growing."""
-    copied = warm_accounts(port)
+def standby_lags(port: int) -> dict[int, float]:
+    """Changelog rows each standby of a process has not read yet (partition -> rows)."""
+    return {
+        int(dict(labels)["partition"]): value
+        for (name, labels), value in metrics(port).items()
+        if name == "adl_agent_standby_lag_rows"
+    }
+
+
+async def standbys_read(
+    port: int, partitions: set[int], warm: bool, deadline: float
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Once the process's standbys of ``partitions`` are within ``LAG_AT_KILL_ROWS`` of
+    their changelogs' ends (and, ``warm``, a copy of each made): (lags, copies' accounts)."""
     while True:
-        await asyncio.sleep(3.0)
-        now = warm_accounts(port)
-        if now == copied and all(now.get(p, 0) > 0 for p in partitions):
-            return now
+        lags, copies = standby_lags(port), warm_accounts(port) if warm else {}
+        if all(p in lags and lags[p] <= LAG_AT_KILL_ROWS for p in partitions) and all(
+            copies.get(p, 0) > 0 for p in (partitions if warm else ())
+        ):
+            return lags, copies
         if time.monotonic() > deadline:
-            raise SystemExit(f"no warm copies of {sorted(partitions)} on the survivor")
-        copied = now
+            raise SystemExit(f"standbys of {sorted(partitions)} behind: {lags}, copies {copies}")
+        await asyncio.sleep(1.0)
 
 
 def opening(accounts: int) -> list[dict[str, object]]:
@@ -197,7 +213,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
             raise SystemExit(f"not settled after {SETTLE_S} s: partitions {held}")
         dead = owner if victim == "fan-out" else 1 - owner
         moved, kept = held[dead], held[1 - dead]
-        copied = await copies_made(ports[1 - dead], moved, deadline) if warm else {}
+        lags, copied = await standbys_read(ports[1 - dead], moved, warm, deadline)
         killed_at = time.time()
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
@@ -227,7 +243,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     print(f"session timeout {limit:.0f} s, heartbeat {heartbeat_ms / 1000:.1f} s, "
           f"{victim} killed, {rate:.0f} fills/s, {accounts:,} accounts (opening applied "
           f"in {loaded_s:.0f} s), warm copies {'on' if warm else 'off'} "
-          f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, "
+          f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, standby "
+          f"lag at the kill { {p: int(lags.get(p, -1)) for p in sorted(moved)} } rows, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip

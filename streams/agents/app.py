@@ -575,6 +575,20 @@ class AccountAgents:
         inputs = {self.topics.name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
 
+    def standby_lag_rows(self) -> dict[int, int]:
+        """Per account partition read here as a standby: rows of its changelog written
+        and not yet read here (what a warm copy misses beyond its last refresh; a
+        takeover reads them first). Unknown until the first fetch: not listed."""
+        table = self.account_rows
+        changelog = table.changelog_topic.get_topic_name()
+        read = table.data.offsets
+        lag = {}
+        for tp in self.app.assignor.assigned_standbys():
+            end = self.app.consumer.highwater(tp) if tp.topic == changelog else None
+            if end is not None:
+                lag[tp.partition] = max(0, end - read.get(tp, -1) - 1)
+        return lag
+
     def caught_up(self) -> bool:
         """Every input of what this process holds delivered and applied: the fan-out's
         marks (if it forwards them), each held partition's account inputs, clock and

@@ -151,6 +151,10 @@ class Settings:
                      "max_outputs_per_transaction"):  # fmt: skip
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
+        if values.get("standby_replicas", 0) < 0:  # 0: no standbys, every takeover restores
+            raise ConfigError(
+                f"ADL_STANDBY_REPLICAS: must be 0 or more, got {values['standby_replicas']}"
+            )
         if values.get("session_timeout_ms", MIN_SESSION_TIMEOUT_MS) < MIN_SESSION_TIMEOUT_MS:
             raise ConfigError(
                 f"ADL_SESSION_TIMEOUT_MS: must be at least {MIN_SESSION_TIMEOUT_MS}, got "

@@ -46,6 +46,7 @@ KILL_AFTER_S = 12.0
 FANNED_OUT = "adl_agent_marks_fanned_out_total"
 HOLDS = "adl_agent_holds"  # {role}: 1 where the role runs now
 RESUMED = "adl_agent_partitions_resumed_total"  # {how}: restored | taken_up | warm
+STANDBY_LAG = "adl_agent_standby_lag_rows"  # {partition}: changelog rows not read yet
 
 
 async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int, bytes]]]:
@@ -131,6 +132,15 @@ def fan_out_owner(ports: list[int]) -> int | None:
     return None
 
 
+def standby_lags(ports: list[int]) -> list[dict[int, float]]:
+    """Per process, the changelog rows each of its standbys has not read yet."""
+    return [
+        {int(dict(labels)["partition"]): rows for (name, labels), rows in scrape(port).items()
+         if name == STANDBY_LAG}
+        for port in ports
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("victim", ["fan-out owner", "other process"])
 def test_no_mark_lost_when_a_process_dies_mid_stream(
     kafka: Broker,
@@ -174,6 +184,14 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         procs[killed] = agents_process(settings, again, ports[killed])
         producer.join()
         got, _, marks, clock = read_outcome(settings, done, tmp_path, timeout_s=420.0)
+        # the exchange is done: every standby reads its changelog to the end
+        lags = standby_lags(ports)
+        while sorted(p for lag in lags for p in lag) != list(range(settings.partitions)) or any(
+            rows for lag in lags for rows in lag.values()
+        ):
+            assert time.monotonic() - began < 600, f"standbys behind when idle: {lags}"
+            time.sleep(1.0)
+            lags = standby_lags(ports)
     finally:
         stop_all(procs)
     assert_every_mark_forwarded(got, marks, clock)

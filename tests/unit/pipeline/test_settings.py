@@ -31,6 +31,7 @@ def test_booleans_take_the_usual_words(raw: str, value: bool) -> None:
         ("ADL_SESSION_TIMEOUT_MS", "2999"),  # heartbeats under 1 s: a false death at a GC
         ("ADL_HEARTBEAT_INTERVAL_MS", "3334"),  # over a third of the 10 s session timeout
         ("ADL_HEARTBEAT_INTERVAL_MS", "0"),
+        ("ADL_STANDBY_REPLICAS", "-1"),  # was: handed to Faust as is
     ],
 )
 def test_bad_values_name_the_variable(name: str, raw: str) -> None:
