@@ -61,7 +61,6 @@ fund or book update delivered again by its offset, ``FundDesk.applied``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -74,7 +73,7 @@ log = logging.getLogger("adl_monitor.agents.acks")
 
 FLUSH_POLL_S = 0.005
 FLUSH_TIMEOUT_S = 60.0
-SEEK_POLL_S = 0.5  # a delivery held by ``SeekGate`` looks again whether it is still assigned
+SEEK_POLL_S = 0.05  # a delivery held by ``SeekGate`` looks again
 SEEK_WAIT_S = 60.0  # then passed without: read from its start (slow, loses nothing)
 
 
@@ -192,41 +191,40 @@ def flush_fully(buffer: Any) -> None:
 
 
 class SeekGate:
-    """Shut at each revocation, open once Faust has sought the new assignment's
-    partitions to their committed offsets (``Consumer.perform_seek``, which also fills
-    the map ``InOrder`` is given them from)."""
+    """Open once Faust has sought the partitions of the consumer's current generation
+    to their committed offsets (``Consumer.perform_seek``, which also fills the map
+    ``InOrder`` is given them from). A seek started under an earlier generation (Faust
+    seeks too when it fetches while the flow is stopped, mid-rebalance) opens nothing."""
 
-    def __init__(self) -> None:
-        self._sought = asyncio.Event()
+    def __init__(self, generation: Callable[[], int]) -> None:
+        self.generation = generation
+        self.sought: int | None = None  # the generation of the last seek completed
         self.held = 0  # deliveries that waited for a seek
 
     def install(self, consumer: Any) -> None:
         perform_seek: Callable[[], Coroutine[Any, Any, None]] = consumer.perform_seek
 
         async def perform_seek_then_open() -> None:
+            generation = self.generation()
             await perform_seek()
-            self._sought.set()
+            self.sought = generation
 
         consumer.perform_seek = perform_seek_then_open
-
-    def shut(self) -> None:
-        self._sought.clear()
 
     async def passed(self, assigned: Callable[[], bool]) -> bool:
         """Wait until the committed offsets are read; ``False``: the event's partition was
         revoked meanwhile (it is delivered again to its next owner)."""
-        waited_s = 0.0
-        while not self._sought.is_set():
+        began = None
+        while self.sought != self.generation():
             if not assigned():
                 return False
-            if waited_s >= SEEK_WAIT_S:  # Faust's seek timed out: no committed offset
-                log.warning("no seek to committed offsets in %.0f s: read from 0", waited_s)
+            now = time.monotonic()
+            if began is None:
+                began, self.held = now, self.held + 1
+            elif now - began > SEEK_WAIT_S:  # Faust's seek failed: no committed offset
+                log.warning("no seek to committed offsets in %.0f s: read from 0", now - began)
                 return True
-            if waited_s == 0.0:
-                self.held += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sought.wait(), SEEK_POLL_S)
-            waited_s += SEEK_POLL_S
+            await asyncio.sleep(SEEK_POLL_S)
         return True
 
 

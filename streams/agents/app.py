@@ -95,6 +95,7 @@ log = logging.getLogger("adl_monitor.agents")
 # everything buffered (Faust's default) took the shards 10-40 s to drain, and the desk
 # received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
 FETCH_RECORDS = 1000
+FETCH_CHECK_S = 2.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
 T = TypeVar("T")
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
@@ -121,6 +122,7 @@ class AgentStats:
     taken_up: int = 0  # shards kept through a rebalance that gave their partition back
     warmed: int = 0  # shards taken over from a warm copy (a standby's partition moved here)
     revocations: int = 0  # rebalances that revoked partitions here
+    refetched: int = 0  # input partitions put back into a fetch that left them out
 
 
 def unmoved(due: Mapping[TP, int], committed: Mapping[TP, int]) -> bool:
@@ -285,7 +287,7 @@ class AccountAgents:
         self.acks = AckGuard(inputs, ordered=inputs)
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
-        self.seek_gate = SeekGate()
+        self.seek_gate = SeekGate(lambda: int(self.app.consumer_generation_id))
         self.seek_gate.install(self.app.consumer)
         flush_fully(self.app.producer.buffer)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
@@ -294,6 +296,9 @@ class AccountAgents:
         if warm:
             self.app.timer(WARM_REFRESH_S)(self._keep_warm)
         self.app.timer(1.0)(self._metrics_tick)
+        self.app.timer(FETCH_CHECK_S)(self._check_fetch)
+        # input partition -> its next offset due when found out of Faust's fetch
+        self.out_of_fetch: dict[TP, int] = {}
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_tables_ready)
@@ -354,6 +359,39 @@ class AccountAgents:
         for p in range(self.settings.partitions):
             await self.clock_topic.send(value=TICK, partition=p)
 
+    async def _check_fetch(self) -> None:
+        """Faust stops fetching a partition whose stream buffer is under pressure and
+        fetches it again once the buffer drains (``Consumer.on_buffer_full`` /
+        ``on_buffer_drop``). After a takeover at 200,000 accounts one input partition
+        stayed out of the fetch for the rest of the run (fills[2]: 1,167 offsets
+        undelivered for 55 s, its partition waiting on it; 2026-12-05). An input
+        partition assigned here, behind, not paused by a recovery, out of the fetch and
+        with nothing delivered for two checks in a row is put back into it."""
+        consumer = self.app.consumer
+        if self.app.in_recovery or not self.tables_ready:
+            self.out_of_fetch.clear()
+            return
+        active = consumer._active_partitions
+        if active is None:
+            return
+        inputs = self.acks.topics
+        out = {
+            tp: self._next_due(tp)
+            for tp in consumer.assignment()
+            if tp.topic in inputs and tp not in active
+            and tp not in consumer._paused_partitions and self._behind(tp)
+        }  # fmt: skip
+        for tp, due in out.items():
+            if self.out_of_fetch.get(tp) == due:  # nothing delivered since the last check
+                log.warning(
+                    "%s[%d]: left out of the fetch with offsets %d-%s undelivered: fetched "
+                    "again", tp.topic, tp.partition, due, consumer.highwater(tp),
+                )  # fmt: skip
+                consumer._buffered_partitions.discard(tp)
+                active.add(tp)
+                self.stats.refetched += 1
+        self.out_of_fetch = {tp: due for tp, due in out.items() if tp not in active}
+
     async def _report(self) -> None:
         fan_out = self.fan_out
         if fan_out.marks_fanned_out or fan_out.assignment():
@@ -376,11 +414,12 @@ class AccountAgents:
                 len(desk.sequencer),
             )  # fmt: skip
         order = self.in_order
-        if order.seeks or self.acks.refused or self.seek_gate.held:
+        if order.seeks or self.acks.refused or self.seek_gate.held or self.stats.refetched:
             log.info(
                 "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
-                "Faust refused, %d deliveries held until the committed offsets were read",
-                order.seeks, order.gaps, self.acks.refused, self.seek_gate.held,
+                "Faust refused, %d deliveries held until the committed offsets were read, "
+                "%d partitions put back into the fetch", order.seeks, order.gaps,
+                self.acks.refused, self.seek_gate.held, self.stats.refetched,
             )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
@@ -409,7 +448,6 @@ class AccountAgents:
             shard = self.shards.pop(p, None)
             if shard is not None:
                 self.kept[p] = (shard, self._due(self._inputs_of(p)))
-        self.seek_gate.shut()
         self.in_order.forget(revoked)
         self.acks.forget(revoked)
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
