@@ -15,7 +15,7 @@ forwards the marks (every partition waits for the fan-out's own takeover), ``oth
 the one that does not.
 
 ``--accounts N`` gives the partitions real state first: N accounts, each with a
-deposit and an open position (the preset's opening holds 437,723 accounts), applied
+deposit and an open position (``opening``) (the preset's opening holds 437,723 accounts), applied
 before the exchange starts. ``--warm on,off`` runs each case with the survivor's warm
 copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
 partitions restored from their rows), in the same run: the ratio is what the copies
@@ -131,16 +131,21 @@ async def standbys_read(
 
 
 def opening(accounts: int) -> list[dict[str, object]]:
-    """Each account's deposit, then positions opened in pairs (one buys what the other
-    sells), then a mark after them (the clock that releases them)."""
+    """Each account's deposit (300-3,000 USDT, spread over the accounts), then positions of
+    1 ETH at 3,000 opened in pairs (one buys what the other sells), then a mark after
+    them (the clock that releases them). The deposits spread the bankruptcy prices (long
+    0-2,700, short 3,300-6,000) as a book's are: with one deposit for every account all
+    of a side's positions went bankrupt at one price, one bucket of the deficit index
+    whose prefix sums every fill made a summary rebuild (25,000 entries: the loop spent
+    ~45% of its time there and the standbys fell behind)."""
     events: list[dict[str, object]] = [
         {"type": "balance", "event_id": f"d{i}", "ts": 0, "account": f"t{i}",
-         "amount": "1000000", "reason": "deposit"}
+         "amount": str(300 + i * 7919 % 2701), "reason": "deposit"}
         for i in range(accounts)
     ]  # fmt: skip
     events += [
         {"type": "fill", "fill_id": f"o{i}", "ts": 1, "account": f"t{i}", "symbol": "ETHUSDT",
-         "side": "buy" if i % 2 else "sell", "qty": "0.1", "price": "3000"}
+         "side": "buy" if i % 2 else "sell", "qty": "1", "price": "3000"}
         for i in range(accounts - accounts % 2)
     ]  # fmt: skip
     events.append({"type": "mark", "ts": 2, "symbol": "ETHUSDT", "mark_price": "3000"})
