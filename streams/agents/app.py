@@ -95,7 +95,7 @@ log = logging.getLogger("adl_monitor.agents")
 # everything buffered (Faust's default) took the shards 10-40 s to drain, and the desk
 # received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
 FETCH_RECORDS = 1000
-FETCH_CHECK_S = 2.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
+FETCH_CHECK_S = 1.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
 T = TypeVar("T")
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
@@ -123,6 +123,11 @@ class AgentStats:
     warmed: int = 0  # shards taken over from a warm copy (a standby's partition moved here)
     revocations: int = 0  # rebalances that revoked partitions here
     refetched: int = 0  # input partitions put back into a fetch that left them out
+
+
+def _drained(queue: Any) -> bool:
+    """A stream buffer at or under the size where Faust fetches its partitions again."""
+    return bool(queue.qsize() <= queue.pressure_drop_size)
 
 
 def unmoved(due: Mapping[TP, int], committed: Mapping[TP, int]) -> bool:
@@ -365,8 +370,9 @@ class AccountAgents:
         ``on_buffer_drop``). After a takeover at 200,000 accounts one input partition
         stayed out of the fetch for the rest of the run (fills[2]: 1,167 offsets
         undelivered for 55 s, its partition waiting on it; 2026-12-05). An input
-        partition assigned here, behind, not paused by a recovery, out of the fetch and
-        with nothing delivered for two checks in a row is put back into it."""
+        partition assigned here, behind, not paused by a recovery, out of the fetch while
+        its stream buffers are drained (where Faust fetches again) and with nothing
+        delivered for two checks in a row is put back into it."""
         consumer = self.app.consumer
         if self.app.in_recovery or not self.tables_ready:
             self.out_of_fetch.clear()
@@ -375,11 +381,13 @@ class AccountAgents:
         if active is None:
             return
         inputs = self.acks.topics
+        channels = self.app.topics._topic_name_index
         out = {
             tp: self._next_due(tp)
             for tp in consumer.assignment()
             if tp.topic in inputs and tp not in active
             and tp not in consumer._paused_partitions and self._behind(tp)
+            and all(_drained(channel.queue) for channel in channels.get(tp.topic, ()))
         }  # fmt: skip
         for tp, due in out.items():
             if self.out_of_fetch.get(tp) == due:  # nothing delivered since the last check
