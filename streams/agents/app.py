@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -621,18 +622,19 @@ class AccountAgents:
         inputs = {self.topics.name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
 
-    def standby_lag_rows(self) -> dict[int, int]:
+    def standby_lag_rows(self) -> dict[int, float]:
         """Per account partition read here as a standby: rows of its changelog written
-        and not yet read here (what a warm copy misses beyond its last refresh; a
-        takeover reads them first). Unknown until the first fetch: not listed."""
+        and not yet applied here (what a warm copy misses beyond its last refresh; a
+        takeover reads them first). NaN until Faust knows the changelog's end (no fetch
+        answered yet): a standby listed either way."""
         table = self.account_rows
         changelog = table.changelog_topic.get_topic_name()
         read = table.data.offsets
-        lag = {}
+        lag: dict[int, float] = {}
         for tp in self.app.assignor.assigned_standbys():
-            end = self.app.consumer.highwater(tp) if tp.topic == changelog else None
-            if end is not None:
-                lag[tp.partition] = max(0, end - read.get(tp, -1) - 1)
+            if tp.topic == changelog:
+                end = self.app.consumer.highwater(tp)
+                lag[tp.partition] = math.nan if end is None else max(0, end - read.get(tp, -1) - 1)
         return lag
 
     def caught_up(self) -> bool:

@@ -55,7 +55,8 @@ class AgentCollector(Collector):
             "adl_agent_standby_lag_rows",
             "Rows of a partition's account changelog its standby here has not applied yet: "
             "a takeover reads them before its first output (Faust applies a standby's rows "
-            "in batches of 100: at idle up to 99 wait; it read ~3,000 rows/s in a recovery)",
+            "in batches of 100: at idle up to 99 wait; it read ~3,000 rows/s in a recovery; "
+            "NaN: the changelog's end not known yet)",
             labels=["partition"],
         )
         for p, rows in sorted(self.agents.standby_lag_rows().items()):
