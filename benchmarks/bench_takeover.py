@@ -15,7 +15,7 @@ forwards the marks (every partition waits for the fan-out's own takeover), ``oth
 the one that does not.
 
 ``--accounts N`` gives the partitions real state first: N accounts, each with a
-deposit and an open position (``opening``) (the preset's opening holds 437,723 accounts), applied
+deposit and an open position (``opening``; the preset's opening holds 437,723 accounts), applied
 before the exchange starts. ``--warm on,off`` runs each case with the survivor's warm
 copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
 partitions restored from their rows), in the same run: the ratio is what the copies
@@ -65,27 +65,24 @@ LOADED_S_BASE, LOADED_S_PER_ACCOUNT = 120.0, 0.002
 LAG_AT_KILL_ROWS = 500
 
 
+def per_partition(samples: Samples, name: str) -> dict[int, float]:
+    """One gauge or counter of a process's scrape, partition -> value."""
+    return {
+        int(dict(labels)["partition"]): value
+        for (metric, labels), value in samples.items()
+        if metric == name
+    }
+
+
 def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
     """The account partitions a process applies events for now (its shards), from its
     ``samples`` if already scraped."""
-    return {
-        int(dict(labels)["partition"])
-        for (name, labels) in (metrics(port) if samples is None else samples)
-        if name == "adl_agent_events_applied_total"
-    }
+    samples = metrics(port) if samples is None else samples
+    return set(per_partition(samples, "adl_agent_events_applied_total"))
 
 
 def forwards_marks(port: int) -> bool:
     return metrics(port).get(("adl_agent_marks_fanned_out_total", ()), 0.0) > 0
-
-
-def warm_accounts(port: int) -> dict[int, float]:
-    """Accounts in each warm copy a process keeps (partition -> accounts)."""
-    return {
-        int(dict(labels)["partition"]): value
-        for (name, labels), value in metrics(port).items()
-        if name == "adl_agent_warm_copy_accounts"
-    }
 
 
 def caught_up(ports: list[int], partitions: int) -> bool:
@@ -105,22 +102,15 @@ async def until(done: Callable[[], bool], deadline: float, what: str) -> None:
         await asyncio.sleep(1.0)
 
 
-def standby_lags(port: int) -> dict[int, float]:
-    """Changelog rows each standby of a process has not read yet (partition -> rows)."""
-    return {
-        int(dict(labels)["partition"]): value
-        for (name, labels), value in metrics(port).items()
-        if name == "adl_agent_standby_lag_rows"
-    }
-
-
 async def standbys_read(
     port: int, partitions: set[int], warm: bool, deadline: float
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Once the process's standbys of ``partitions`` are within ``LAG_AT_KILL_ROWS`` of
     their changelogs' ends (and, ``warm``, a copy of each made): (lags, copies' accounts)."""
     while True:
-        lags, copies = standby_lags(port), warm_accounts(port) if warm else {}
+        samples = metrics(port)  # one scrape
+        lags = per_partition(samples, "adl_agent_standby_lag_rows")
+        copies = per_partition(samples, "adl_agent_warm_copy_accounts") if warm else {}
         if all(p in lags and lags[p] <= LAG_AT_KILL_ROWS for p in partitions) and all(
             copies.get(p, 0) > 0 for p in (partitions if warm else ())
         ):
