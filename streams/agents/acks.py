@@ -211,11 +211,16 @@ class SeekGate:
 
         consumer.perform_seek = perform_seek_then_open
 
+    def open(self) -> bool:
+        """The current generation's committed offsets are read (the common case: a
+        delivery checks this first, without a coroutine)."""
+        return self.sought == self.generation()
+
     async def passed(self, assigned: Callable[[], bool]) -> bool:
         """Wait until the committed offsets are read; ``False``: the event's partition was
         revoked meanwhile (it is delivered again to its next owner)."""
         began = None
-        while self.sought != self.generation():
+        while not self.open():
             if not assigned():
                 return False
             now = time.monotonic()

@@ -819,7 +819,8 @@ class AccountAgents:
         message = event.message
         tp = message.tp
         consumer = self.app.consumer
-        if not await self.seek_gate.passed(lambda: tp in consumer.assignment()):
+        gate = self.seek_gate
+        if not gate.open() and not await gate.passed(lambda: tp in consumer.assignment()):
             return False
         deliver, seek_to, gap = self.in_order.verdict(
             tp, message.offset, consumer._committed_offset.get(tp)
