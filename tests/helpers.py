@@ -256,6 +256,23 @@ def rank_alerts_matched(want: list[dict[str, Any]], got: list[dict[str, Any]]) -
     return sum((Counter(map(key, want)) & Counter(map(key, got))).values())
 
 
+def unmatched_alerts(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> str:
+    """Where ``want`` and ``got`` differ, per (symbol, side): how many alerts only one of
+    them has and the market times they span (what a failure must say to be diagnosed)."""
+    key = lambda a: tuple(a[f] for f in RANK_ALERT_FIELDS)  # noqa: E731
+    wanted, gotten = Counter(map(key, want)), Counter(map(key, got))
+    lines = []
+    for name, only in (("replay only", wanted - gotten), ("agents only", gotten - wanted)):
+        spans: dict[tuple[str, str], list[int]] = {}
+        for k, n in only.items():
+            spans.setdefault((k[2], k[3]), []).extend([k[0]] * n)
+        lines += [
+            f"{name} {symbol} {side}: {len(ts)} at ts {min(ts)}..{max(ts)} ({len(set(ts))} times)"
+            for (symbol, side), ts in sorted(spans.items())
+        ]
+    return "\n".join(lines)
+
+
 def assert_rank_alerts_follow(
     want: list[dict[str, Any]], got: list[dict[str, Any]], share: float = 0.99
 ) -> None:
@@ -265,7 +282,7 @@ def assert_rank_alerts_follow(
     plan (the desk sees marks only: its re-rank comes at the next mark)."""
     assert len(want) > 1_000
     matched = rank_alerts_matched(want, got)
-    assert matched >= share * len(want), (matched, len(want), len(got))
+    assert matched >= share * len(want), (matched, len(want), len(got), unmatched_alerts(want, got))
     assert abs(len(got) - len(want)) <= (1 - share) * len(want), (len(got), len(want))
 
 

@@ -206,7 +206,9 @@ class FundDesk(Generic[T]):
         if last is not None and item.key <= last:  # completed twice (a re-read)
             self.stats.redelivered += 1
             return DeskResult([], [])
-        ts_ms = item.summaries[0].ts_ms
+        # the mark's own time: a partition that skipped it stands in with a later summary
+        # (``_complete``), and the first partition may be that one
+        ts_ms = item.key[0]
         self.latest[fund] = item.summaries
         self.applied_key[fund] = item.key
         done = self.complete_key.get(fund)
@@ -231,11 +233,15 @@ class FundDesk(Generic[T]):
         return None if planned is None else (self.settlements.trigger(planned[0]), planned[1])
 
     def _rank_cuts(self, view: MergedView, fund: str, ts_ms: int) -> list[RankCuts]:
-        """Light boundaries of the symbols whose refresh is due at this mark."""
+        """Light boundaries of the symbols whose refresh is due at this mark. Only where
+        every partition's digest is of this mark: where one stands in with a later mark's
+        (it skipped this one), its histogram is of another ranking; the lights of that
+        refresh then come at the next mark where they are due (none, if the shards
+        ranked only at this one: the lights wait a refresh period)."""
         out = []
         for sym in self.watch.fund_symbols[fund]:
             digests = view.digests(sym)
-            if not digests or digests[0].mark_ts_ms != ts_ms:
+            if not digests or any(d.mark_ts_ms != ts_ms for d in digests):
                 continue
             if not refresh_due(ts_ms, self.lights_at_ms.get(sym), self.config.rank_refresh_ms):
                 continue

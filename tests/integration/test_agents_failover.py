@@ -29,7 +29,12 @@ from streams.brokers.base import free_port
 from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
-from tests.helpers import assert_rank_alerts_follow, assert_stages_follow, rank_alerts_matched
+from tests.helpers import (
+    assert_rank_alerts_follow,
+    assert_stages_follow,
+    rank_alerts_matched,
+    unmatched_alerts,
+)
 from tests.integration.test_account_agents import (
     CASCADE,
     SUMMARY_INTERVAL_MS,
@@ -172,6 +177,8 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
         owner = fan_out_owner(ports)
         assert owner is not None
         killed = owner if victim == "fan-out owner" else 1 - owner
+        desk = [scrape(port).get((HOLDS, (("role", "fund_desk"),))) == 1.0 for port in ports]
+        print(f"killed process {killed} (fan-out: {owner}, desk: {desk})")
         procs[killed].send_signal(signal.SIGKILL)
         procs[killed].wait()
         # the survivor read the dead one's partitions as a standby: it takes them over
@@ -210,5 +217,6 @@ def test_no_mark_lost_when_a_process_dies_mid_stream(
     # partitions' new owner (``agents.ranking_rows``)
     want_alerts, got_alerts = expected["rank_alerts"], got["rank_alerts"]
     print(f"rank alerts: replay {len(want_alerts)}, agents {len(got_alerts)}, identical "
-          f"{rank_alerts_matched(want_alerts, got_alerts)}")  # fmt: skip
+          f"{rank_alerts_matched(want_alerts, got_alerts)}\n"
+          f"{unmatched_alerts(want_alerts, got_alerts)}")  # fmt: skip
     assert_rank_alerts_follow(want_alerts, got_alerts)
