@@ -97,6 +97,7 @@ log = logging.getLogger("adl_monitor.agents")
 # received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
 FETCH_RECORDS = 1000
 FETCH_CHECK_S = 1.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
+STALL_REPORT_S = 5.0  # an input behind, nothing delivered this long: where it stands, logged
 T = TypeVar("T")
 INDEX_HEADER = "adl-index"  # position among that input's outputs: (source, index) is unique
 TICK = b'{"type":"tick"}'  # on account_marks: marks are idle, release what is buffered
@@ -124,6 +125,7 @@ class AgentStats:
     warmed: int = 0  # shards taken over from a warm copy (a standby's partition moved here)
     revocations: int = 0  # rebalances that revoked partitions here
     refetched: int = 0  # input partitions put back into a fetch that left them out
+    stalls: int = 0  # inputs behind with nothing delivered for ``STALL_REPORT_S`` (logged)
 
 
 def _drained(queue: Any) -> bool:
@@ -305,6 +307,8 @@ class AccountAgents:
         self.app.timer(FETCH_CHECK_S)(self._check_fetch)
         # input partition -> its next offset due when found out of Faust's fetch
         self.out_of_fetch: dict[TP, int] = {}
+        # input partition behind -> (its next offset due, since when (monotonic), reported)
+        self.stalled: dict[TP, tuple[int, float, bool]] = {}
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_tables_ready)
@@ -377,7 +381,9 @@ class AccountAgents:
         consumer = self.app.consumer
         if self.app.in_recovery or not self.tables_ready:
             self.out_of_fetch.clear()
+            self.stalled.clear()
             return
+        self._note_stalls(consumer)
         active = consumer._active_partitions
         if active is None:
             return
@@ -401,6 +407,43 @@ class AccountAgents:
                 self.stats.refetched += 1
         self.out_of_fetch = {tp: due for tp, due in out.items() if tp not in active}
 
+    def _note_stalls(self, consumer: Any) -> None:
+        """An input partition behind with nothing delivered for ``STALL_REPORT_S`` out of
+        a recovery while its stream buffers are drained (its agent is not busy with a
+        backlog of it): where it stands in Faust's consumer, logged once per stall (a
+        shard waiting on it holds everything after; the log says whether it is out of
+        the fetch, paused or held by the seek gate, for the stalls ``_check_fetch`` does
+        not cure: issue 15's note)."""
+        now = time.monotonic()
+        inputs = self.acks.topics
+        channels = self.app.topics._topic_name_index
+        stalled: dict[TP, tuple[int, float, bool]] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in inputs or consumer.highwater(tp) is None or not self._behind(tp):
+                continue
+            buffers = [channel.queue for channel in channels.get(tp.topic, ())]
+            if not all(map(_drained, buffers)):  # its agent is busy with what it has: no stall
+                continue
+            due = self._next_due(tp)
+            last_due, since, told = self.stalled.get(tp, (due, now, False))
+            if last_due != due:  # delivered since the last check
+                since, told = now, False
+            if not told and now - since >= STALL_REPORT_S:
+                told = True
+                self.stats.stalls += 1
+                log.warning(
+                    "%s[%d]: nothing delivered for %.0f s with offsets %d-%d undelivered "
+                    "(in the fetch: %s, held by Faust's buffer pressure: %s, paused: %s, "
+                    "stream buffers: %s, seek gate open: %s)", tp.topic, tp.partition,
+                    now - since, due, consumer.highwater(tp),
+                    tp in (consumer._active_partitions or ()),
+                    tp in consumer._buffered_partitions, tp in consumer._paused_partitions,
+                    [buffer.qsize() for buffer in buffers],
+                    self.seek_gate.open(),
+                )  # fmt: skip
+            stalled[tp] = (due, since, told)
+        self.stalled = stalled
+
     async def _report(self) -> None:
         fan_out = self.fan_out
         if fan_out.marks_fanned_out or fan_out.assignment():
@@ -423,12 +466,14 @@ class AccountAgents:
                 len(desk.sequencer),
             )  # fmt: skip
         order = self.in_order
-        if order.seeks or self.acks.refused or self.seek_gate.held or self.stats.refetched:
+        stats = self.stats
+        held = self.seek_gate.held
+        if order.seeks or self.acks.refused or held or stats.refetched or stats.stalls:
             log.info(
                 "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
                 "Faust refused, %d deliveries held until the committed offsets were read, "
-                "%d partitions put back into the fetch", order.seeks, order.gaps,
-                self.acks.refused, self.seek_gate.held, self.stats.refetched,
+                "%d partitions put back into the fetch, %d stalls", order.seeks, order.gaps,
+                self.acks.refused, held, stats.refetched, stats.stalls,
             )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
