@@ -409,8 +409,8 @@ class AccountAgents:
 
     def _note_stalls(self, consumer: Any) -> None:
         """An input partition behind with nothing delivered for ``STALL_REPORT_S`` out of
-        a recovery while its stream buffers are drained (its agent is not busy with a
-        backlog of it): where it stands in Faust's consumer, logged once per stall (a
+        a recovery while its stream buffers are empty (its agent waits, not busy with a
+        backlog): where it stands in Faust's consumer, logged once per stall (a
         shard waiting on it holds everything after; the log says whether it is out of
         the fetch, paused or held by the seek gate, for the stalls ``_check_fetch`` does
         not cure: issue 15's note)."""
@@ -421,9 +421,8 @@ class AccountAgents:
         for tp in consumer.assignment():
             if tp.topic not in inputs or consumer.highwater(tp) is None or not self._behind(tp):
                 continue
-            buffers = [channel.queue for channel in channels.get(tp.topic, ())]
-            if not all(map(_drained, buffers)):  # its agent is busy with what it has: no stall
-                continue
+            if any(channel.queue.qsize() for channel in channels.get(tp.topic, ())):
+                continue  # its agent is busy with what was delivered (a backlog, no stall)
             due = self._next_due(tp)
             last_due, since, told = self.stalled.get(tp, (due, now, False))
             if last_due != due:  # delivered since the last check
@@ -434,11 +433,10 @@ class AccountAgents:
                 log.warning(
                     "%s[%d]: nothing delivered for %.0f s with offsets %d-%d undelivered "
                     "(in the fetch: %s, held by Faust's buffer pressure: %s, paused: %s, "
-                    "stream buffers: %s, seek gate open: %s)", tp.topic, tp.partition,
+                    "seek gate open: %s)", tp.topic, tp.partition,
                     now - since, due, consumer.highwater(tp),
                     tp in (consumer._active_partitions or ()),
                     tp in consumer._buffered_partitions, tp in consumer._paused_partitions,
-                    [buffer.qsize() for buffer in buffers],
                     self.seek_gate.open(),
                 )  # fmt: skip
             stalled[tp] = (due, since, told)
