@@ -156,7 +156,7 @@ class Shard(Generic[T]):
         for symbol, ts_ms, price in marks:
             engine.marks[symbol] = price
             engine.symbols[symbol].mark_ts_ms = ts_ms
-            self.mark_seen_ms[symbol] = ts_ms
+            self._marked(symbol, ts_ms)
         self._put_rows(accounts)
         if self.summarizer is not None:
             self.summarizer.restore(rankings)
@@ -173,8 +173,17 @@ class Shard(Generic[T]):
         for symbol, ts_ms, price in sorted(marks, key=lambda m: (m[1], m[0])):
             if symbol not in engine.marks or ts_ms > engine.symbols[symbol].mark_ts_ms:
                 engine.move_mark(symbol, ts_ms, price)
-                self.mark_seen_ms[symbol] = ts_ms
+                self._marked(symbol, ts_ms)
         self._put_rows(accounts)
+
+    def _marked(self, symbol: str, ts_ms: int) -> None:
+        """The last mark applied to ``symbol`` (a row's) is at ``ts_ms``: a mark at or
+        before it is a copy, and the refresh period holding it had its lit ranking (the
+        owner ranked at the period's first mark): the next is due in a later period, on
+        every partition's grid. (Unset, a restored shard ranked at its first mark, off
+        the grid: the desk lit that ranking alone when the grid's had been skipped.)"""
+        self.mark_seen_ms[symbol] = ts_ms
+        self.engine.symbols[symbol].lit_at_ms = ts_ms
 
     def _put_rows(self, accounts: Iterable[AccountRow]) -> None:
         """Each account as its row says, at the marks the engine holds."""
