@@ -625,8 +625,7 @@ class AccountAgents:
         shard: Shard[EventT] | None = copy.shard
         if shard is None:  # not after a refresh: its first makes the shard
             return None
-        if shard.summarizer is not None:
-            shard.summarizer.restore(decode_rankings(partition, self.ranking_rows.items()))
+        shard.resume(decode_rankings(partition, self.ranking_rows.items()))
         log.info("partition %d: taken over from its warm copy (%d accounts brought up to "
                  "date) in %.2f s", partition, replaced, time.monotonic() - began)  # fmt: skip
         self.stats.warmed += 1

@@ -37,7 +37,7 @@ from streams.engine.quantiles import RankCuts, reaches_from_cuts
 from streams.engine.signals import BankruptcyDetected, LiquidationDetected
 from streams.engine.summary import SummarisedRanking, Summarizer, to_wire
 from streams.pipeline.intake import dead_letter
-from streams.pipeline.sequencer import Sequencer, canonical_key, clock_bound
+from streams.pipeline.sequencer import TYPE_RANK, Sequencer, canonical_key, clock_bound
 
 log = logging.getLogger("adl_monitor.agents.shard")
 ACCOUNT_TOPICS = ("fills", "balances", "position_config")
@@ -158,8 +158,34 @@ class Shard(Generic[T]):
             engine.symbols[symbol].mark_ts_ms = ts_ms
             self._marked(symbol, ts_ms)
         self._put_rows(accounts)
+        self.resume(rankings)
+
+    def resume(self, rankings: Iterable[tuple[str, SummarisedRanking]] = ()) -> None:
+        """Before a restored shard or a warm copy taken over applies its first input:
+        the rankings kept for the desk's lights (from their table), and the mark group
+        its rows end in reopened where it stopped midway. A fund whose marked symbols'
+        last marks are not all at one time stopped inside a group (the previous owner
+        applied some of its marks, not all, and its summary goes out when the group
+        completes): that summary is due again, and the symbols marked already rank for
+        it if the group is the first of its refresh period (the others did not reach
+        it: their last mark is of the period before). Without it, the rest of the
+        group found its summary interval begun: the desk never got the partition's
+        summary of that mark, nor its ranking, and lit nothing there (a failover run
+        lost ~160 rank alerts of one second this way, 2026-12-05)."""
         if self.summarizer is not None:
             self.summarizer.restore(rankings)
+        engine = self.engine
+        refresh_ms = engine.config.rank_refresh_ms
+        for fund, symbols in engine.fund_symbols.items():
+            times = {s: engine.symbols[s].mark_ts_ms for s in symbols if s in engine.marks}
+            if self.summarizer is None or len(set(times.values())) < 2:
+                continue
+            ts_ms, before_ms = max(times.values()), min(times.values())
+            at = sorted(s for s, t in times.items() if t == ts_ms)
+            self.due_summaries[fund] = (ts_ms, TYPE_RANK["mark"], at[-1])
+            if ts_ms // refresh_ms == before_ms // refresh_ms:  # not the period's first group
+                for sym in at:
+                    engine.symbols[sym].lit_at_ms = before_ms
 
     def refresh(
         self, accounts: Iterable[AccountRow], marks: Iterable[tuple[str, int, int]]

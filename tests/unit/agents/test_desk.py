@@ -536,3 +536,40 @@ def test_a_partition_restored_or_taken_over_ranks_on_every_partitions_grid(
     for again in (restored, copy.shard):
         after, _ = run(again, feeds(0), random.Random(4))
         assert lit_marks(said + summaries_of(again, after)) == want
+
+
+@pytest.mark.parametrize("stop_after", [1513, 1695])
+def test_a_partition_restored_inside_a_mark_group_still_summarises_it(
+    stage_b: Any, stop_after: int
+) -> None:
+    """Partition 0 stops inside a mark group: some symbols have the group's mark (x.500
+    s; x+1.000 s, the first of its second: a lit mark), the others the one before.
+    The summary of a group goes out when its last mark is applied: not yet. Restored
+    from its rows (or a warm copy taken over: ``Shard.resume`` for both), the shard
+    sends the summary of that group when the group's last marks come, with the
+    rankings of every symbol if it is a lit mark, as the uninterrupted partition does.
+    Before, the rest of the group found the summary interval begun: no summary of that
+    mark from the partition, no ranking, and the desk lit nothing there (a failover run
+    lost ~160 rank alerts of one second)."""
+    _, _, summaries, _, _ = stage_b
+    mine = [s for s in summaries if s["partition"] == 0]
+    first = summarising(0)
+    before, _ = run(first, feeds(0), random.Random(3), stop_after=stop_after)
+    marks = [(s, *first.mark_row(s)) for s in first.engine.marks]
+    times = sorted({ts for _, ts, _ in marks})
+    assert len(times) == 2  # inside a group
+    restored = summarising(0)
+    restored.restore([decode_account(encode_account(first.row(a))) for a in first.applied], marks)
+    copy = WarmCopy(0, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
+    copy.refresh(
+        {a.encode(): encode_account(first.row(a)) for a in first.applied},
+        {f"0:{s}".encode(): orjson.dumps([ts, price]) for s, ts, price in marks},
+    )
+    assert copy.shard is not None
+    copy.shard.resume()  # what ``AccountAgents._warmed`` does at the takeover
+    for again in (restored, copy.shard):
+        after, _ = run(again, feeds(0), random.Random(4))
+        said = [p for name, p in before if name == "risk_summaries"] + summaries_of(again, after)
+        assert [s["clock"] for s in said] == [s["clock"] for s in mine]
+        assert times[-1] in {s["clock"][0] for s in said}
+        assert lit_marks(said) == lit_marks(mine)
