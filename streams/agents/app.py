@@ -39,7 +39,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -387,14 +387,11 @@ class AccountAgents:
         active = consumer._active_partitions
         if active is None:
             return
-        inputs = self.acks.topics
-        channels = self.app.topics._topic_name_index
         out = {
             tp: self._next_due(tp)
-            for tp in consumer.assignment()
-            if tp.topic in inputs and tp not in active
-            and tp not in consumer._paused_partitions and self._behind(tp)
-            and all(_drained(channel.queue) for channel in channels.get(tp.topic, ()))
+            for tp, buffers in self._behind_inputs(consumer)
+            if tp not in active and tp not in consumer._paused_partitions
+            and all(map(_drained, buffers))
         }  # fmt: skip
         for tp, due in out.items():
             if self.out_of_fetch.get(tp) == due:  # nothing delivered since the last check
@@ -407,6 +404,15 @@ class AccountAgents:
                 self.stats.refetched += 1
         self.out_of_fetch = {tp: due for tp, due in out.items() if tp not in active}
 
+    def _behind_inputs(self, consumer: Any) -> Iterator[tuple[TP, list[Any]]]:
+        """The input partitions assigned here with data not delivered yet (or an end not
+        known yet), each with its stream buffers (Faust's queues of its topic)."""
+        inputs = self.acks.topics
+        channels = self.app.topics._topic_name_index
+        for tp in consumer.assignment():
+            if tp.topic in inputs and self._behind(tp):
+                yield tp, [channel.queue for channel in channels.get(tp.topic, ())]
+
     def _note_stalls(self, consumer: Any) -> None:
         """An input partition behind with nothing delivered for ``STALL_REPORT_S`` out of
         a recovery while its stream buffers are empty (its agent waits, not busy with a
@@ -415,13 +421,11 @@ class AccountAgents:
         the fetch, paused or held by the seek gate, for the stalls ``_check_fetch`` does
         not cure: issue 15's note)."""
         now = time.monotonic()
-        inputs = self.acks.topics
-        channels = self.app.topics._topic_name_index
         stalled: dict[TP, tuple[int, float, bool]] = {}
-        for tp in consumer.assignment():
-            if tp.topic not in inputs or consumer.highwater(tp) is None or not self._behind(tp):
+        for tp, buffers in self._behind_inputs(consumer):
+            if consumer.highwater(tp) is None:
                 continue
-            if any(channel.queue.qsize() for channel in channels.get(tp.topic, ())):
+            if any(buffer.qsize() for buffer in buffers):
                 continue  # its agent is busy with what was delivered (a backlog, no stall)
             due = self._next_due(tp)
             last_due, since, told = self.stalled.get(tp, (due, now, False))

@@ -172,13 +172,14 @@ class Shard(Generic[T]):
         group found its summary interval begun: the desk never got the partition's
         summary of that mark, nor its ranking, and lit nothing there (a failover run
         lost ~160 rank alerts of one second this way, 2026-12-05)."""
-        if self.summarizer is not None:
-            self.summarizer.restore(rankings)
+        if self.summarizer is None:  # no summaries, no lights
+            return
+        self.summarizer.restore(rankings)
         engine = self.engine
         refresh_ms = engine.config.rank_refresh_ms
         for fund, symbols in engine.fund_symbols.items():
             times = {s: engine.symbols[s].mark_ts_ms for s in symbols if s in engine.marks}
-            if self.summarizer is None or len(set(times.values())) < 2:
+            if len(set(times.values())) < 2:  # the rows end between two groups
                 continue
             ts_ms, before_ms = max(times.values()), min(times.values())
             at = sorted(s for s, t in times.items() if t == ts_ms)
