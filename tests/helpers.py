@@ -249,18 +249,21 @@ def _without_flips_between_marks(
 RANK_ALERT_FIELDS = ("ts", "account", "symbol", "side", "quantile", "previous_quantile")
 
 
+def rank_alert_key(alert: dict[str, Any]) -> tuple[Any, ...]:
+    """A rank alert's time, position, light and previous light."""
+    return tuple(alert[f] for f in RANK_ALERT_FIELDS)
+
+
 def rank_alerts_matched(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> int:
     """How many of ``want`` (replay's rank alerts) ``got`` has, identical in time,
     position, light and previous light."""
-    key = lambda a: tuple(a[f] for f in RANK_ALERT_FIELDS)  # noqa: E731
-    return sum((Counter(map(key, want)) & Counter(map(key, got))).values())
+    return sum((Counter(map(rank_alert_key, want)) & Counter(map(rank_alert_key, got))).values())
 
 
 def unmatched_alerts(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> str:
     """Where ``want`` and ``got`` differ, per (symbol, side): how many alerts only one of
     them has and the market times they span (what a failure must say to be diagnosed)."""
-    key = lambda a: tuple(a[f] for f in RANK_ALERT_FIELDS)  # noqa: E731
-    wanted, gotten = Counter(map(key, want)), Counter(map(key, got))
+    wanted, gotten = Counter(map(rank_alert_key, want)), Counter(map(rank_alert_key, got))
     lines = []
     for name, only in (("replay only", wanted - gotten), ("agents only", gotten - wanted)):
         spans: dict[tuple[str, str], list[int]] = {}

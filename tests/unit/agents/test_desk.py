@@ -45,6 +45,7 @@ from tests.unit.agents.test_shard import (
     partition_of,
     run,
 )
+from tests.unit.agents.test_warm import changelog_rows
 
 SYMBOLS = sorted(bundled_instruments())
 INTERVAL_MS = 100  # the cascade's marks come every 100 ms: a summary at every mark group
@@ -505,6 +506,23 @@ def lit_marks(summaries: list[dict[str, Any]]) -> set[tuple[str, int]]:
     return out
 
 
+def restarted(first: Shard[None]) -> list[Shard[None]]:
+    """``first``'s partition after a crash, both ways: a shard restored from its
+    changelog rows, and a warm copy fed the same rows and taken over (what
+    ``AccountAgents._warmed`` does)."""
+    accounts, marks = changelog_rows(first)
+    restored = summarising(0)
+    restored.restore(
+        [decode_account(raw) for raw in accounts.values()],
+        [(s, *first.mark_row(s)) for s in first.engine.marks],
+    )
+    copy = WarmCopy(0, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
+    copy.refresh(accounts, marks)
+    assert copy.shard is not None
+    copy.shard.resume()
+    return [restored, copy.shard]
+
+
 @pytest.mark.parametrize("stop_after", [2000, 4000, 6000])
 def test_a_partition_restored_or_taken_over_ranks_on_every_partitions_grid(
     stage_b: Any, stop_after: int
@@ -521,19 +539,9 @@ def test_a_partition_restored_or_taken_over_ranks_on_every_partitions_grid(
     want = lit_marks([s for s in summaries if s["partition"] == 0])
     first = summarising(0)
     before, _ = run(first, feeds(0), random.Random(3), stop_after=stop_after)
-    marks = [(s, *first.mark_row(s)) for s in first.engine.marks]
-    assert max(ts for _, ts, _ in marks) % 1000 != 0  # stopped mid-second
-    rows = [decode_account(encode_account(first.row(a))) for a in first.applied]
-    restored = summarising(0)
-    restored.restore(rows, marks)
-    copy = WarmCopy(0, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
-    copy.refresh(
-        {a.encode(): encode_account(first.row(a)) for a in first.applied},
-        {f"0:{s}".encode(): orjson.dumps([ts, price]) for s, ts, price in marks},
-    )
-    assert copy.shard is not None
+    assert max(first.mark_row(s)[0] for s in first.engine.marks) % 1000 != 0  # mid-second
     said = [p for name, p in before if name == "risk_summaries"]
-    for again in (restored, copy.shard):
+    for again in restarted(first):
         after, _ = run(again, feeds(0), random.Random(4))
         assert lit_marks(said + summaries_of(again, after)) == want
 
@@ -555,19 +563,9 @@ def test_a_partition_restored_inside_a_mark_group_still_summarises_it(
     mine = [s for s in summaries if s["partition"] == 0]
     first = summarising(0)
     before, _ = run(first, feeds(0), random.Random(3), stop_after=stop_after)
-    marks = [(s, *first.mark_row(s)) for s in first.engine.marks]
-    times = sorted({ts for _, ts, _ in marks})
+    times = sorted({first.mark_row(s)[0] for s in first.engine.marks})
     assert len(times) == 2  # inside a group
-    restored = summarising(0)
-    restored.restore([decode_account(encode_account(first.row(a))) for a in first.applied], marks)
-    copy = WarmCopy(0, bundled_instruments(), summary_interval_ms=INTERVAL_MS)
-    copy.refresh(
-        {a.encode(): encode_account(first.row(a)) for a in first.applied},
-        {f"0:{s}".encode(): orjson.dumps([ts, price]) for s, ts, price in marks},
-    )
-    assert copy.shard is not None
-    copy.shard.resume()  # what ``AccountAgents._warmed`` does at the takeover
-    for again in (restored, copy.shard):
+    for again in restarted(first):
         after, _ = run(again, feeds(0), random.Random(4))
         said = [p for name, p in before if name == "risk_summaries"] + summaries_of(again, after)
         assert [s["clock"] for s in said] == [s["clock"] for s in mine]

@@ -32,9 +32,17 @@ def first_life(stop_after: int) -> tuple[Shard[None], list[tuple[str, Any]], Row
     shard: Shard[None] = Shard(0, bundled_instruments())
     outputs, delivered = run(shard, feeds(0), random.Random(7), stop_after=stop_after)
     assert delivered == stop_after
+    return shard, outputs, *changelog_rows(shard)
+
+
+def changelog_rows(shard: Shard[Any]) -> tuple[Rows, Rows]:
+    """The shard's account rows and mark rows as its changelog tables hold them."""
     accounts = {a.encode(): encode_account(shard.row(a)) for a in shard.applied}
-    marks = {f"0:{s}".encode(): orjson.dumps(list(shard.mark_row(s))) for s in shard.engine.marks}
-    return shard, outputs, accounts, marks
+    marks = {
+        f"{shard.partition}:{s}".encode(): orjson.dumps(list(shard.mark_row(s)))
+        for s in shard.engine.marks
+    }
+    return accounts, marks
 
 
 def healths(shard: Shard[Any]) -> dict[str, tuple[Health, tuple[Health, ...]]]:
