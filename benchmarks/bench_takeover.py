@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import math
 import signal
 import tempfile
 import time
@@ -74,6 +75,16 @@ def per_partition(samples: Samples, name: str) -> dict[int, float]:
     }
 
 
+def standby_lags(samples: Samples) -> dict[str, dict[int, float]]:
+    """``adl_agent_standby_lag_rows`` of a scrape: table -> partition -> rows."""
+    lags: dict[str, dict[int, float]] = {}
+    for (metric, labels), rows in samples.items():
+        if metric == "adl_agent_standby_lag_rows":
+            label = dict(labels)
+            lags.setdefault(label["table"], {})[int(label["partition"])] = rows
+    return lags
+
+
 def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
     """The account partitions a process applies events for now (its shards), from its
     ``samples`` if already scraped."""
@@ -81,8 +92,11 @@ def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
     return set(per_partition(samples, "adl_agent_events_applied_total"))
 
 
-def forwards_marks(port: int) -> bool:
-    return metrics(port).get(("adl_agent_marks_fanned_out_total", ()), 0.0) > 0
+def holds(port: int, role: str) -> bool:
+    """The process runs ``role`` now (``mark_fan_out``, ``fund_desk``): the gauge, not
+    the fan-out's counter (the process that forwarded the opening's mark may have handed
+    the fan-out on since: a run killed the fan-out's owner as ``other``, 2026-12-05)."""
+    return metrics(port).get(("adl_agent_holds", (("role", role),))) == 1.0
 
 
 def caught_up(ports: list[int], partitions: int) -> bool:
@@ -104,14 +118,16 @@ async def until(done: Callable[[], bool], deadline: float, what: str) -> None:
 
 async def standbys_read(
     port: int, partitions: set[int], warm: bool, deadline: float
-) -> tuple[dict[int, float], dict[int, float]]:
+) -> tuple[dict[str, dict[int, float]], dict[int, float]]:
     """Once the process's standbys of ``partitions`` are within ``LAG_AT_KILL_ROWS`` of
-    their changelogs' ends (and, ``warm``, a copy of each made): (lags, copies' accounts)."""
+    their account changelogs' ends (and, ``warm``, a copy of each made): (every table's
+    lags, copies' accounts)."""
     while True:
         samples = metrics(port)  # one scrape
-        lags = per_partition(samples, "adl_agent_standby_lag_rows")
+        lags = standby_lags(samples)
         copies = per_partition(samples, "adl_agent_warm_copy_accounts") if warm else {}
-        if all(p in lags and lags[p] <= LAG_AT_KILL_ROWS for p in partitions) and all(
+        accounts = lags.get("accounts", {})
+        if all(accounts.get(p, math.inf) <= LAG_AT_KILL_ROWS for p in partitions) and all(
             copies.get(p, 0) > 0 for p in (partitions if warm else ())
         ):
             return lags, copies
@@ -203,12 +219,15 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     try:
         await asyncio.sleep(SETTLE_S)
         held = [held_partitions(port) for port in ports]
-        owner = next((i for i, port in enumerate(ports) if forwards_marks(port)), None)
+        owner = next((i for i, port in enumerate(ports) if holds(port, "mark_fan_out")), None)
+        desk = next((i for i, port in enumerate(ports) if holds(port, "fund_desk")), None)
         if owner is None or not all(held):
             raise SystemExit(f"not settled after {SETTLE_S} s: partitions {held}")
         dead = owner if victim == "fan-out" else 1 - owner
         moved, kept = held[dead], held[1 - dead]
         lags, copied = await standbys_read(ports[1 - dead], moved, warm, deadline)
+        if not holds(ports[owner], "mark_fan_out"):
+            raise SystemExit("the mark fan-out moved while the standbys were read")
         killed_at = time.time()
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
@@ -235,11 +254,16 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
             else f"{t:.1f} s ({t - limit:+.1f} s beyond it)"
         )
 
+    lag_at_kill = {
+        table: {p: f"{lag.get(p, math.nan):.0f}" for p in sorted(moved)}
+        for table, lag in sorted(lags.items())
+    }
     print(f"session timeout {limit:.0f} s, heartbeat {heartbeat_ms / 1000:.1f} s, "
-          f"{victim} killed, {rate:.0f} fills/s, {accounts:,} accounts (opening applied "
+          f"{victim} killed (the desk {'with it' if desk == dead else 'on the survivor'}), "
+          f"{rate:.0f} fills/s, {accounts:,} accounts (opening applied "
           f"in {loaded_s:.0f} s), warm copies {'on' if warm else 'off'} "
           f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, standby "
-          f"lag at the kill { {p: int(lags.get(p, -1)) for p in sorted(moved)} } rows, "
+          f"lag at the kill {lag_at_kill} rows, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip

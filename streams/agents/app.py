@@ -96,6 +96,7 @@ log = logging.getLogger("adl_monitor.agents")
 # everything buffered (Faust's default) took the shards 10-40 s to drain, and the desk
 # received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
 FETCH_RECORDS = 1000
+FETCH_PARTITION_BYTES = 4 * 1024 * 1024
 FETCH_CHECK_S = 1.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
 STALL_REPORT_S = 5.0  # an input behind, nothing delivered this long: where it stands, logged
 T = TypeVar("T")
@@ -242,6 +243,10 @@ class AccountAgents:
             broker_session_timeout=settings.session_timeout_ms / 1000,
             broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
             broker_max_poll_records=FETCH_RECORDS,
+            # per partition and fetch (Faust's default: 1 MB): a rankings row holds up to
+            # 5,000 positions (~235 KB at 200,000 accounts): at 1 MB a standby read four
+            # a fetch and fell ~3,000 rows behind its changelog; a takeover read them
+            consumer_max_fetch_size=FETCH_PARTITION_BYTES,
             table_standby_replicas=settings.standby_replicas,
             autodiscover=False,
             **({} if url is None else {"canonical_url": url}),
@@ -295,6 +300,7 @@ class AccountAgents:
         self.acks = AckGuard(inputs, ordered=inputs)
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
+        self.sought_at: dict[TP, float] = {}  # input partition sought back -> when (monotonic)
         self.seek_gate = SeekGate(lambda: int(self.app.consumer_generation_id))
         self.seek_gate.install(self.app.consumer)
         flush_fully(self.app.producer.buffer)
@@ -509,6 +515,7 @@ class AccountAgents:
         self.arrived = {k: at for k, at in self.arrived.items() if k[0] not in revoked}
         for tp in revoked:  # the partition's state moves with its changelog
             self.next_offset.pop(tp, None)
+            self.sought_at.pop(tp, None)
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""
@@ -535,9 +542,12 @@ class AccountAgents:
     def _own_rows(self, accounts: set[int], desk: set[int]) -> None:
         """The changelog partitions whose rows this process writes now (``KeptStore``:
         only their delivered rows move the offset a recovery reads on from)."""
-        for table in (self.account_rows, self.mark_rows, self.chain_rows, self.ranking_rows):
-            table.data.owned = accounts
-        self.desk_rows.data.owned = desk
+        for table in self._tables():
+            table.data.owned = desk if table is self.desk_rows else accounts
+
+    def _tables(self) -> tuple[Any, ...]:
+        return (self.account_rows, self.mark_rows, self.chain_rows, self.ranking_rows,
+                self.desk_rows)  # fmt: skip
 
     def _due(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The next offset due of each of ``tps`` as a revocation puts their shard or
@@ -668,19 +678,22 @@ class AccountAgents:
         inputs = {self.topics.name(t) for t in (*ACCOUNT_TOPICS, CLOCK_TOPIC)}
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
 
-    def standby_lag_rows(self) -> dict[int, float]:
-        """Per account partition read here as a standby: rows of its changelog written
-        and not yet applied here (what a warm copy misses beyond its last refresh; a
-        takeover reads them first). NaN until Faust knows the changelog's end (no fetch
+    def standby_lag_rows(self) -> dict[tuple[str, int], float]:
+        """Per table and partition read here as a standby: rows of its changelog written
+        and not yet applied here (a takeover reads them first: the account rows are
+        what a warm copy misses beyond its last refresh, the rankings' rows are large
+        and fell furthest behind). NaN until Faust knows the changelog's end (no fetch
         answered yet): a standby listed either way."""
-        table = self.account_rows
-        changelog = table.changelog_topic.get_topic_name()
-        read = table.data.offsets
-        lag: dict[int, float] = {}
-        for tp in self.app.assignor.assigned_standbys():
-            if tp.topic == changelog:
-                end = self.app.consumer.highwater(tp)
-                lag[tp.partition] = math.nan if end is None else max(0, end - read.get(tp, -1) - 1)
+        lag: dict[tuple[str, int], float] = {}
+        standbys = self.app.assignor.assigned_standbys()
+        for table in self._tables():
+            changelog = table.changelog_topic.get_topic_name()
+            read = table.data.offsets
+            for tp in standbys:
+                if tp.topic == changelog:
+                    end = self.app.consumer.highwater(tp)
+                    rows = math.nan if end is None else max(0, end - read.get(tp, -1) - 1)
+                    lag[(table.name, tp.partition)] = rows
         return lag
 
     def caught_up(self) -> bool:
@@ -876,7 +889,12 @@ class AccountAgents:
                 "%s[%d]: offset %d delivered while %d was due: read again from %d",
                 tp.topic, tp.partition, message.offset, seek_to, seek_to,
             )  # fmt: skip
+            self.sought_at[tp] = time.monotonic()
             await consumer.seek(tp, seek_to)
+        elif deliver and tp in self.sought_at:  # how long a re-read takes to begin
+            waited_s = time.monotonic() - self.sought_at.pop(tp)
+            log.info("%s[%d]: the re-read began at offset %d after %.2f s",
+                     tp.topic, tp.partition, message.offset, waited_s)  # fmt: skip
         if gap is not None:  # no events there: the commit may pass them
             consumer._gap[tp].addi(*gap)
         if deliver:

@@ -53,14 +53,15 @@ class AgentCollector(Collector):
         yield warm
         lag = GaugeMetricFamily(
             "adl_agent_standby_lag_rows",
-            "Rows of a partition's account changelog its standby here has not applied yet: "
+            "Rows of a table's changelog partition its standby here has not applied yet: "
             "a takeover reads them before its first output (Faust applies a standby's rows "
-            "in batches of 100: at idle up to 99 wait; it read ~3,000 rows/s in a recovery; "
-            "NaN: the changelog's end not known yet)",
-            labels=["partition"],
+            "in batches of 100: at idle up to 99 wait; it read ~3,000 account rows/s in a "
+            "recovery; a rankings row holds up to 5,000 positions; NaN: the changelog's "
+            "end not known yet)",
+            labels=["table", "partition"],
         )
-        for p, rows in sorted(self.agents.standby_lag_rows().items()):
-            lag.add_metric([str(p)], rows)
+        for (table, p), rows in sorted(self.agents.standby_lag_rows().items()):
+            lag.add_metric([table, str(p)], rows)
         yield lag
         yield GaugeMetricFamily(
             "adl_agent_caught_up",

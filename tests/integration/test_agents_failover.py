@@ -53,7 +53,7 @@ KILL_AFTER_S = 12.0
 FANNED_OUT = "adl_agent_marks_fanned_out_total"
 HOLDS = "adl_agent_holds"  # {role}: 1 where the role runs now
 RESUMED = "adl_agent_partitions_resumed_total"  # {how}: restored | taken_up | warm
-STANDBY_LAG = "adl_agent_standby_lag_rows"  # {partition}: changelog rows not read yet
+STANDBY_LAG = "adl_agent_standby_lag_rows"  # {table, partition}: changelog rows not read yet
 
 
 async def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[int, bytes]]]:
@@ -139,11 +139,12 @@ def fan_out_owner(ports: list[int]) -> int | None:
     return None
 
 
-def standby_lags(ports: list[int]) -> list[dict[int, float]]:
-    """Per process, the changelog rows each of its standbys has not read yet."""
+def standby_lags(ports: list[int]) -> list[dict[tuple[str, int], float]]:
+    """Per process, the changelog rows each of its standbys (table, partition) has not
+    read yet."""
     return [
-        {int(dict(labels)["partition"]): rows for (name, labels), rows in scrape(port).items()
-         if name == STANDBY_LAG}
+        {(dict(labels)["table"], int(dict(labels)["partition"])): rows
+         for (name, labels), rows in scrape(port).items() if name == STANDBY_LAG}
         for port in ports
     ]  # fmt: skip
 
