@@ -335,8 +335,11 @@ class MergedView:
         return None
 
     def mark(self, symbol: str) -> int | None:
+        """The mark of the group: the oldest digest's. A partition that skipped the
+        group (applied before a restart, its summary not sent) stands in with a later
+        mark's summary (``FundDesk._complete``), and it may be the first partition."""
         digests = self._by_symbol.get(symbol)
-        return digests[0].mark_price if digests else None
+        return min(digests, key=lambda d: d.mark_ts_ms).mark_price if digests else None
 
     def curve(self, symbol: str, is_long: bool) -> Curve:
         curve = self._curves.get((symbol, is_long))

@@ -495,6 +495,42 @@ def test_a_mark_one_partition_skipped_lights_nothing_until_every_partition_reach
     assert got == want
 
 
+def test_a_mark_group_a_partition_stood_in_for_is_judged_at_its_own_prices(
+    stage_b: Any,
+) -> None:
+    """The group partition 0 skipped completes with partition 0's next summary standing
+    in (``FundDesk._complete``): the desk judges it at the group's own mark prices (what
+    the other partitions' digests of it say), not at the later mark partition 0's
+    digest carries, first in the view. Before, ``MergedView.mark`` took the first
+    digest's price: a projection and a plan at the later mark's price, stamped with the
+    group's time."""
+    _, _, summaries, _, _ = stage_b
+    decoded = [from_wire(orjson.loads(orjson.dumps(s))) for s in summaries]
+    usdt = [s for s in decoded if s.fund == "USDT-M"]
+    clocks = sorted({s.clock for s in usdt})
+
+    def prices(partition: int, clock: tuple[int, int, str]) -> dict[str, int]:
+        summary = next(s for s in usdt if s.partition == partition and s.clock == clock)
+        return {d.symbol: d.mark_price for d in summary.symbols}
+
+    # a group whose next group moved a mark: partition 0's stand-in then carries a price
+    # of its own
+    i = next(
+        i for i in range(10, len(clocks) - 1) if prices(1, clocks[i]) != prices(1, clocks[i + 1])
+    )
+    skipped, later = clocks[i], clocks[i + 1]
+    desk: FundDesk[None] = FundDesk(bundled_instruments(), PARTITIONS)
+    for s in decoded:
+        if s.clock <= later and not (s.partition == 0 and s.clock == skipped):
+            assert desk.push_summary(s, None)
+    for item in desk.release([], flush=True):
+        desk.apply(item)
+        if item.key[:3] == skipped:
+            view = desk.view("USDT-M")
+            assert item.summaries[0].clock == later  # partition 0 stands in
+            assert {sym: view.mark(sym) for sym in prices(1, skipped)} == prices(1, skipped)
+
+
 def lit_marks(summaries: list[dict[str, Any]]) -> set[tuple[str, int]]:
     """(symbol, mark time) of each ranking the summaries describe for the desk to light
     (the digests carrying score histograms)."""
