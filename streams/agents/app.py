@@ -97,6 +97,10 @@ log = logging.getLogger("adl_monitor.agents")
 # received nothing meanwhile (measured: docs/benchmarks.md, "Eighth session")
 FETCH_RECORDS = 1000
 FETCH_PARTITION_BYTES = 4 * 1024 * 1024
+# how long the broker may hold a fetch that finds nothing new (Faust's: 1.5 s): the next
+# fetch, the first with a seek's or a new assignment's positions, waits for it; the first
+# delivery after a takeover came ~1.5 s after the recovery was over (2026-12-05)
+FETCH_WAIT_MS = 100
 FETCH_CHECK_S = 1.0  # an input partition out of Faust's fetch, nothing delivered: 2 checks
 STALL_REPORT_S = 5.0  # an input behind, nothing delivered this long: where it stands, logged
 T = TypeVar("T")
@@ -168,6 +172,20 @@ def restored_shard(
             decode_rankings(partition, rankings),
         )
         return shard
+
+
+def shorten_fetch_wait(consumer: Any, wait_ms: int) -> None:
+    """The aiokafka consumer Faust makes for ``consumer`` (when its thread starts)
+    long-polls at most ``wait_ms`` (Faust sets 1,500 ms, with no setting)."""
+    thread = consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_with_wait(transport: Any) -> Any:
+        client = create(transport)
+        client._fetch_max_wait_ms = wait_ms  # read by its fetcher, made at its start
+        return client
+
+    thread._create_worker_consumer = create_with_wait
 
 
 def broker_url(bootstrap: str) -> str:
@@ -305,6 +323,7 @@ class AccountAgents:
         self.sought_at: dict[TP, float] = {}  # input partition sought back -> when (monotonic)
         self.seek_gate = SeekGate(lambda: int(self.app.consumer_generation_id))
         self.seek_gate.install(self.app.consumer)
+        shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
         flush_fully(self.app.producer.buffer)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
