@@ -20,8 +20,9 @@ before the exchange starts. ``--warm on,off`` runs each case with the survivor's
 copies (``agents/warm.py``, ``ADL_WARM_COPIES``) and without them (the dead process's
 partitions restored from their rows), in the same run: the ratio is what the copies
 save. The kill waits until the survivor's standby of each partition it is about to take
-has read its changelog to within ``LAG_AT_KILL_ROWS`` of its end
-(``adl_agent_standby_lag_rows``) and, with copies on, made a copy of it: before that
+has read its account changelog to within ``LAG_AT_KILL_ROWS`` of its end
+(``adl_agent_standby_lag_rows{table="accounts"}``; every table's lag at the kill is
+printed) and, with copies on, made a copy of it: before that
 gauge, the kill came once the copies' account counts stopped growing, and at 200,000
 accounts they were ~95% stale (a later row of an account changes no count). Usage:
 
