@@ -255,10 +255,14 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
             else f"{t:.1f} s ({t - limit:+.1f} s beyond it)"
         )
 
-    lag_at_kill = {
+    # the desk's table has one partition: its 0 is not account partition 0
+    lag_at_kill: dict[str, object] = {
         table: {p: f"{lag.get(p, math.nan):.0f}" for p in sorted(moved)}
         for table, lag in sorted(lags.items())
+        if table != "desk"
     }
+    if "desk" in lags:
+        lag_at_kill["desk"] = f"{lags['desk'].get(0, math.nan):.0f}"
     print(f"session timeout {limit:.0f} s, heartbeat {heartbeat_ms / 1000:.1f} s, "
           f"{victim} killed (the desk {'with it' if desk == dead else 'on the survivor'}), "
           f"{rate:.0f} fills/s, {accounts:,} accounts (opening applied "
