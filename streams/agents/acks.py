@@ -64,7 +64,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 from faust.types import TP, EventT, StreamT
@@ -196,8 +196,15 @@ class SeekGate:
     ``InOrder`` is given them from). A seek started under an earlier generation (Faust
     seeks too when it fetches while the flow is stopped, mid-rebalance) opens nothing."""
 
-    def __init__(self, generation: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        generation: Callable[[], int],
+        then: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """``then``: run after Faust's seek, before the gate opens (no delivery of the
+        generation comes between: ``AccountAgents.resume_kept`` seeks on from there)."""
         self.generation = generation
+        self.then = then
         self.sought: int | None = None  # the generation of the last seek completed
         self.held = 0  # deliveries that waited for a seek
 
@@ -207,6 +214,8 @@ class SeekGate:
         async def perform_seek_then_open() -> None:
             generation = self.generation()
             await perform_seek()
+            if self.then is not None and self.generation() == generation:
+                await self.then()
             self.sought = generation
 
         consumer.perform_seek = perform_seek_then_open
@@ -231,6 +240,19 @@ class SeekGate:
                 return True
             await asyncio.sleep(SEEK_POLL_S)
         return True
+
+
+def resume_offsets(due: Mapping[TP, int], buffered: Iterable[tuple[TP, int]]) -> dict[TP, int]:
+    """Where a shard put aside at a revocation (``due``: the next offset of each input
+    then) reads on when it is taken up again: at the lowest offset it had buffered and
+    not applied (``Shard.rewind`` drops those: delivered again), else at ``due``.
+    Everything below was applied by the shard and its outputs delivered, even when its
+    offsets were not committed yet."""
+    resume = dict(due)
+    for tp, offset in buffered:
+        if tp in resume and offset < resume[tp]:
+            resume[tp] = offset
+    return resume
 
 
 class InOrder:

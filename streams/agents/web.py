@@ -131,7 +131,7 @@ class AgentReads:
             return await self.forward(owner, request)
         if not agents.tables_ready:
             return unavailable(f"partition {partition} is being restored: retry")
-        if partition in agents.kept:  # the agent takes it up between two of its events
+        if partition in agents.kept:  # taken up once the committed offsets are read
             return unavailable(f"partition {partition} is being taken up again: retry")
         if agents.restoring.locked():  # a restore takes seconds: not held open meanwhile
             return unavailable(f"partition {partition} is being restored: retry")
