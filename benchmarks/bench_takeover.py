@@ -6,8 +6,10 @@ each message was written (the writer's clock; all processes run here):
 
 - the dead process's partitions: until the first output from each, now written by the
   survivor (the session timeout, the rebalance, the restore from the changelog);
-- the survivor's own partitions: the longest silence between two of their outputs
-  (they stop for the rebalance; before issue 15's take-up they were also rebuilt).
+- the survivor's own partitions: the first output from each after the kill, and the
+  longest silence between two of their outputs (they stop for the rebalance; before
+  issue 15's take-up they were also rebuilt; until 2026-12-05 they were read again
+  from their committed offsets behind the moved partitions' backlog).
 
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
@@ -243,7 +245,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
         for proc in procs:
             proc.wait(timeout=60)
     after = [(at - killed_at, p) for at, p in seen if at > killed_at]
-    first = {p: min((t for t, q in after if q == p), default=None) for p in sorted(moved)}
+    first = {p: min((t for t, q in after if q == p), default=None) for p in moved | kept}
     times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
     silence = max(b - a for a, b in itertools.pairwise(times))
     limit = timeout_ms / 1000
@@ -270,7 +272,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"{ {p: int(copied.get(p, 0)) for p in sorted(moved)} if warm else ''}, standby "
           f"lag at the kill {lag_at_kill} rows, "
           f"{partitions} partitions | first output of each moved partition "
-          f"{ {p: beyond(t) for p, t in first.items()} } | survivor's own {sorted(kept)}: "
+          f"{ {p: beyond(first[p]) for p in sorted(moved)} } | survivor's own {sorted(kept)}: "
+          f"first output { {p: beyond(first[p]) for p in sorted(kept)} }, "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
 
 
