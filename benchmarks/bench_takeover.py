@@ -6,10 +6,11 @@ each message was written (the writer's clock; all processes run here):
 
 - the dead process's partitions: until the first output from each, now written by the
   survivor (the session timeout, the rebalance, the restore from the changelog);
-- the survivor's own partitions: the first output from each after the kill, and the
-  longest silence between two of their outputs (they stop for the rebalance; before
-  issue 15's take-up they were also rebuilt; until 2026-12-05 they were read again
-  from their committed offsets behind the moved partitions' backlog).
+- the survivor's own partitions: when each is back after the rebalance (the end of its
+  longest silence), and the longest silence between two of their outputs (they stop
+  for the rebalance; before issue 15's take-up they were also rebuilt; until
+  2026-12-05 they were read again from their committed offsets behind the moved
+  partitions' backlog).
 
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
@@ -86,6 +87,13 @@ def standby_lags(samples: Samples) -> dict[str, dict[int, float]]:
             label = dict(labels)
             lags.setdefault(label["table"], {})[int(label["partition"])] = rows
     return lags
+
+
+def longest_gap_end(times: list[float]) -> float:
+    """When the longest silence among ``times`` (seconds after the kill, outputs of one
+    partition) ended: the kill and the end of the watch bound it."""
+    bounds = sorted([0.0, AFTER_KILL_S, *times])
+    return max(itertools.pairwise(bounds), key=lambda gap: gap[1] - gap[0])[1]
 
 
 def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
@@ -245,9 +253,11 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
         for proc in procs:
             proc.wait(timeout=60)
     after = [(at - killed_at, p) for at, p in seen if at > killed_at]
-    first = {p: min((t for t, q in after if q == p), default=None) for p in moved | kept}
+    first = {p: min((t for t, q in after if q == p), default=None) for p in moved}
     times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
     silence = max(b - a for a, b in itertools.pairwise(times))
+    # each own partition's outputs resume after the rebalance: the end of its longest gap
+    back = {p: longest_gap_end([t for t, q in after if q == p]) for p in kept}
     limit = timeout_ms / 1000
 
     def beyond(t: float | None) -> str:
@@ -273,7 +283,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"lag at the kill {lag_at_kill} rows, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(first[p]) for p in sorted(moved)} } | survivor's own {sorted(kept)}: "
-          f"first output { {p: beyond(first[p]) for p in sorted(kept)} }, "
+          f"back after the rebalance { {p: beyond(back[p]) for p in sorted(kept)} }, "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
 
 
