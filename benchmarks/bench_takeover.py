@@ -6,11 +6,11 @@ each message was written (the writer's clock; all processes run here):
 
 - the dead process's partitions: until the first output from each, now written by the
   survivor (the session timeout, the rebalance, the restore from the changelog);
-- the survivor's own partitions: when each is back after the rebalance (the end of its
-  longest silence), and the longest silence between two of their outputs (they stop
-  for the rebalance; before issue 15's take-up they were also rebuilt; until
-  2026-12-05 they were read again from their committed offsets behind the moved
-  partitions' backlog).
+- the survivor's own partitions: when each is back (its first output after the
+  survivor's rebalance began, from its log), and the longest silence between two of
+  their outputs (they stop for the rebalance; before issue 15's take-up they were
+  also rebuilt; until 2026-12-05 they were read again from their committed offsets
+  behind the moved partitions' backlog).
 
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
@@ -40,11 +40,13 @@ import argparse
 import asyncio
 import itertools
 import math
+import re
 import signal
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -89,11 +91,22 @@ def standby_lags(samples: Samples) -> dict[str, dict[int, float]]:
     return lags
 
 
-def longest_gap_end(times: list[float]) -> float:
-    """When the longest silence among ``times`` (seconds after the kill, outputs of one
-    partition) ended: the kill and the end of the watch bound it."""
-    bounds = sorted([0.0, AFTER_KILL_S, *times])
-    return max(itertools.pairwise(bounds), key=lambda gap: gap[1] - gap[0])[1]
+# the survivor's consumer leaving its generation: the rebalance begins (not the fan-out's
+# own group, which rebalances too)
+REJOIN = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*\(Re-\)joining group (\S+?)\s*$")
+
+
+def rebalance_began(log: Path, after: float) -> float | None:
+    """When the survivor's group rebalance began after ``after`` (epoch seconds), from
+    its log (Faust's local-time stamps, this machine's clock)."""
+    for line in log.read_text(errors="replace").splitlines():
+        match = REJOIN.match(line)
+        if match is None or match[2].endswith("-mark-fanout"):
+            continue
+        at = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if at > after:
+            return at
+    return None
 
 
 def held_partitions(port: int, samples: Samples | None = None) -> set[int]:
@@ -256,8 +269,13 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     first = {p: min((t for t, q in after if q == p), default=None) for p in moved}
     times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
     silence = max(b - a for a, b in itertools.pairwise(times))
-    # each own partition's outputs resume after the rebalance: the end of its longest gap
-    back = {p: longest_gap_end([t for t, q in after if q == p]) for p in kept}
+    # each own partition's first output after the survivor's rebalance began
+    rejoined_at = rebalance_began(logs / f"agents-{1 - dead}.log", killed_at)
+    rebalance_s = None if rejoined_at is None else rejoined_at - killed_at
+    back = {
+        p: min((t for t, q in after if q == p and t >= (rebalance_s or 0.0)), default=None)
+        for p in kept
+    }
     limit = timeout_ms / 1000
 
     def beyond(t: float | None) -> str:
@@ -283,7 +301,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"lag at the kill {lag_at_kill} rows, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(first[p]) for p in sorted(moved)} } | survivor's own {sorted(kept)}: "
-          f"back after the rebalance { {p: beyond(back[p]) for p in sorted(kept)} }, "
+          f"rebalance began {beyond(rebalance_s)}, back at "
+          f"{ {p: beyond(back[p]) for p in sorted(kept)} }, "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
 
 
