@@ -7,7 +7,7 @@ each message was written (the writer's clock; all processes run here):
 - the dead process's partitions: until the first output from each, now written by the
   survivor (the session timeout, the rebalance, the restore from the changelog);
 - the survivor's own partitions: when each is back (its first output after the
-  survivor's rebalance began, from its log), and the longest silence between two of
+  survivor is ready again after the rebalance, from its log), and the longest silence between two of
   their outputs (they stop for the rebalance; before issue 15's take-up they were
   also rebuilt; until 2026-12-05 they were read again from their committed offsets
   behind the moved partitions' backlog).
@@ -91,17 +91,17 @@ def standby_lags(samples: Samples) -> dict[str, dict[int, float]]:
     return lags
 
 
-# the survivor's consumer leaving its generation: the rebalance begins (not the fan-out's
-# own group, which rebalances too)
-REJOIN = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*\(Re-\)joining group (\S+?)\s*$")
+# the survivor's recovery after the rebalance is over: its streams resume (an output
+# stamped after the consumer left its generation may still be one applied before)
+READY = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*Worker ready")
 
 
-def rebalance_began(log: Path, after: float) -> float | None:
-    """When the survivor's group rebalance began after ``after`` (epoch seconds), from
-    its log (Faust's local-time stamps, this machine's clock)."""
+def ready_again(log: Path, after: float) -> float | None:
+    """When the survivor was ready again after ``after`` (epoch seconds), from its log
+    (Faust's local-time stamps, this machine's clock)."""
     for line in log.read_text(errors="replace").splitlines():
-        match = REJOIN.match(line)
-        if match is None or match[2].endswith("-mark-fanout"):
+        match = READY.match(line)
+        if match is None:
             continue
         at = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
         if at > after:
@@ -269,9 +269,9 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
     first = {p: min((t for t, q in after if q == p), default=None) for p in moved}
     times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
     silence = max(b - a for a, b in itertools.pairwise(times))
-    # each own partition's first output after the survivor's rebalance began
-    rejoined_at = rebalance_began(logs / f"agents-{1 - dead}.log", killed_at)
-    rebalance_s = None if rejoined_at is None else rejoined_at - killed_at
+    # each own partition's first output once the survivor is ready again
+    ready_at = ready_again(logs / f"agents-{1 - dead}.log", killed_at)
+    rebalance_s = None if ready_at is None else ready_at - killed_at
     back = {
         p: min((t for t, q in after if q == p and t >= (rebalance_s or 0.0)), default=None)
         for p in kept
@@ -301,7 +301,7 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"lag at the kill {lag_at_kill} rows, "
           f"{partitions} partitions | first output of each moved partition "
           f"{ {p: beyond(first[p]) for p in sorted(moved)} } | survivor's own {sorted(kept)}: "
-          f"rebalance began {beyond(rebalance_s)}, back at "
+          f"ready again {beyond(rebalance_s)}, back at "
           f"{ {p: beyond(back[p]) for p in sorted(kept)} }, "
           f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
 
