@@ -7,10 +7,10 @@ each message was written (the writer's clock; all processes run here):
 - the dead process's partitions: until the first output from each, now written by the
   survivor (the session timeout, the rebalance, the restore from the changelog);
 - the survivor's own partitions: when each is back (its first output after the
-  survivor is ready again after the rebalance, from its log), and the longest silence between two of
-  their outputs (they stop for the rebalance; before issue 15's take-up they were
-  also rebuilt; until 2026-12-05 they were read again from their committed offsets
-  behind the moved partitions' backlog).
+  survivor is ready again after the rebalance, from its log), and the longest
+  silence between two of their outputs (they stop for the rebalance; before issue
+  15's take-up they were also rebuilt; until 2026-12-05 they were read again from
+  their committed offsets behind the moved partitions' backlog).
 
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
@@ -94,6 +94,12 @@ def standby_lags(samples: Samples) -> dict[str, dict[int, float]]:
 # the survivor's recovery after the rebalance is over: its streams resume (an output
 # stamped after the consumer left its generation may still be one applied before)
 READY = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*Worker ready")
+
+
+def first_output(after: list[tuple[float, int]], p: int, since_s: float = 0.0) -> float | None:
+    """Partition ``p``'s first output in ``after`` (seconds after the kill, partition)
+    at or after ``since_s``."""
+    return min((t for t, q in after if q == p and t >= since_s), default=None)
 
 
 def ready_again(log: Path, after: float) -> float | None:
@@ -266,16 +272,13 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
         for proc in procs:
             proc.wait(timeout=60)
     after = [(at - killed_at, p) for at, p in seen if at > killed_at]
-    first = {p: min((t for t, q in after if q == p), default=None) for p in moved}
+    first = {p: first_output(after, p) for p in moved}
     times = sorted([0.0, AFTER_KILL_S] + [t for t, p in after if p in kept])
     silence = max(b - a for a, b in itertools.pairwise(times))
     # each own partition's first output once the survivor is ready again
     ready_at = ready_again(logs / f"agents-{1 - dead}.log", killed_at)
     rebalance_s = None if ready_at is None else ready_at - killed_at
-    back = {
-        p: min((t for t, q in after if q == p and t >= (rebalance_s or 0.0)), default=None)
-        for p in kept
-    }
+    back = {p: first_output(after, p, rebalance_s or 0.0) for p in kept}
     limit = timeout_ms / 1000
 
     def beyond(t: float | None) -> str:
