@@ -98,9 +98,10 @@ def test_deficits_asked_between_updates_stay_exact(is_long, ops, watched):
     st.lists(st.lists(near, max_size=12), min_size=1, max_size=4),
 )
 def test_a_whole_curve_at_once_matches_brute_force_between_updates(is_long, ops, curves):
-    # a summary asks a grid of prices at once (``deficits_at``, its bucket view kept
-    # until a change); entries a few buckets apart so prices fall inside held buckets,
-    # at their edges and between them, and each curve asked after a few more updates
+    # a summary asks a grid of prices at once (``deficits_at``: a walk of the tree per
+    # price, or its bucket view kept until a change, whichever is cheaper); entries a few
+    # buckets apart so prices fall inside held buckets, at their edges and between
+    # them, and each curve asked after a few more updates, by both routes
     index = DeficitIndex(is_long)
     truth: dict[str, tuple[int, int]] = {}
     for round_, asked in enumerate(curves):
@@ -109,7 +110,10 @@ def test_a_whole_curve_at_once_matches_brute_force_between_updates(is_long, ops,
         points = sorted({*asked, *(b + d for b, _ in truth.values() for d in (-1, 0, 1))} - {0})
         expected = [brute_deficit(truth, p, is_long) for p in points]
         assert index.deficits_at(points) == expected
+        assert [index._deficit(n) for n in index._numerators_by_tree(points)] == expected
+        assert [index._deficit(n) for n in index._numerators_by_view(points)] == expected
         assert index.deficits_at(points) == expected  # the kept view answers the same
+        assert index.deficits_at(points[:1]) == expected[:1]  # one price: by the view kept
 
 
 def test_deficit_hand_example():

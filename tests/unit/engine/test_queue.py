@@ -17,8 +17,10 @@ from streams.engine.queue import (
     OtherPosition,
     QueueTable,
     SharedPositions,
+    _largest,
 )
 from streams.engine.risk import Health, PositionRisk
+from streams.engine.second_opinion import TOP_ACCOUNTS
 from streams.engine.tier_columns import TierColumns
 from tests.helpers import bundled_instruments
 
@@ -508,3 +510,24 @@ def test_the_last_order_follows_its_accounts_through_swap_removes(before, mark, 
     names = table.accounts  # by row
     for side, order in table._last_orders().items():
         assert [names[row] for row in order] == [a for a in ranked[side] if a not in closed]
+
+
+@given(
+    st.lists(st.integers(0, 10**18), min_size=1, max_size=4),
+    st.lists(st.integers(0, 3), max_size=3000),
+    st.booleans(),
+)
+def test_the_largest_are_the_top_of_a_full_sort(distinct, picks, as_floats):
+    """A side's largest sizes or profits, against Python's ``sorted``: arrays of a few
+    values in long runs (the queue's sizes after fills of one lot), where the cut falls
+    inside a run of equal values, and short ones."""
+    values = [distinct[k % len(distinct)] for k in picks]
+    column = np.array(values, dtype=np.float64 if as_floats else np.int64)
+    expected = sorted(map(int, column.tolist()), reverse=True)[:TOP_ACCOUNTS]
+    assert _largest(column) == tuple(expected)
+
+
+def test_the_largest_of_a_sorted_column_by_hand():
+    # 0..999 ascending: the ten largest are 999 down to 990, wherever the chunks cut
+    assert _largest(np.arange(1000, dtype=np.int64)) == tuple(range(999, 989, -1))
+    assert _largest(np.arange(1000, dtype=np.int64)[::-1].copy()) == tuple(range(999, 989, -1))
