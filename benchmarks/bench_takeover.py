@@ -10,7 +10,11 @@ each message was written (the writer's clock; all processes run here):
   survivor is ready again after the rebalance, from its log), and the longest
   silence between two of their outputs (they stop for the rebalance; before issue
   15's take-up they were also rebuilt; until 2026-12-05 they were read again from
-  their committed offsets behind the moved partitions' backlog).
+  their committed offsets behind the moved partitions' backlog);
+- the survivor's CPU, every thread's, as a share of one core over the ``AFTER_KILL_S``
+  after the kill (from /proc: Linux): near 100%, it cannot keep up with the input and
+  any backlog grows (at 200,000 accounts it did until the summaries' costs were cut,
+  2026-12-06).
 
 The baseline is in the same run: the session timeout itself, which nothing can beat
 (a process is taken for dead after it). ``--victim fan-out`` kills the process that
@@ -32,6 +36,8 @@ accounts they were ~95% stale (a later row of an account changes no count). Usag
     python benchmarks/bench_takeover.py [--partitions 4] [--rate 200] [--accounts 64]
         [--session-timeouts 10000,6000] [--heartbeats 3333,1000] [--victim other,fan-out]
         [--warm on]
+    python benchmarks/bench_takeover.py --accounts 200000 --events-out take.jsonl [--fills 16000]
+        (the same input as a file, no broker: ``bench_shards.py --events take.jsonl``)
 """
 
 from __future__ import annotations
@@ -40,12 +46,13 @@ import argparse
 import asyncio
 import itertools
 import math
+import os
 import re
 import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -100,6 +107,12 @@ def first_output(after: list[tuple[float, int]], p: int, since_s: float = 0.0) -
     """Partition ``p``'s first output in ``after`` (seconds after the kill, partition)
     at or after ``since_s``."""
     return min((t for t, q in after if q == p and t >= since_s), default=None)
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, every thread's, user and system (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ready_again(log: Path, after: float) -> float | None:
@@ -188,28 +201,51 @@ def opening(accounts: int) -> list[dict[str, object]]:
     return events
 
 
+def exchange_events(rate: float, accounts: int) -> Iterator[tuple[str, bytes, dict[str, object]]]:
+    """(input, key, event), endless: fills between the accounts, a mark after every
+    ``rate / 10`` of them, event time moving 100 ms per mark (10 marks per second of
+    market at ``rate`` fills per second)."""
+    ts = 1_000
+    for n in itertools.count(1):
+        account = f"t{n % accounts}"
+        yield "fills", account.encode(), {
+            "type": "fill", "fill_id": f"f{n}", "ts": ts, "account": account,
+            "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
+            "price": "3000",
+        }  # fmt: skip
+        if n % max(1, int(rate / 10)) == 0:
+            ts += 100
+            yield "mark_prices", b"ETH", {
+                "type": "mark", "ts": ts, "symbol": "ETHUSDT", "mark_price": "3000",
+            }  # fmt: skip
+
+
 async def exchange(settings: Settings, stop: asyncio.Event, rate: float, accounts: int) -> None:
-    """Fills between the accounts at ``rate`` per second of wall time, event time
-    moving 100 ms per mark, a mark after every few fills."""
+    """``exchange_events`` written at ``rate`` fills per second of wall time."""
     topics = Topics(settings.topic_prefix)
     producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5)
     await producer.start()
     try:
-        ts, n = 1_000, 0
-        while not stop.is_set():
-            n += 1
-            account = f"t{n % accounts}"
-            fill = {"type": "fill", "fill_id": f"f{n}", "ts": ts, "account": account,
-                    "symbol": "ETHUSDT", "side": "buy" if n % 2 else "sell", "qty": "0.1",
-                    "price": "3000"}  # fmt: skip
-            await producer.send(topics.name("fills"), orjson.dumps(fill), key=account.encode())
-            if n % max(1, int(rate / 10)) == 0:
-                ts += 100
-                mark = {"type": "mark", "ts": ts, "symbol": "ETHUSDT", "mark_price": "3000"}
-                await producer.send(topics.name("mark_prices"), orjson.dumps(mark), key=b"ETH")
-            await asyncio.sleep(1 / rate)
+        for topic, key, event in exchange_events(rate, accounts):
+            if stop.is_set():
+                break
+            await producer.send(topics.name(topic), orjson.dumps(event), key=key)
+            if topic == "fills":
+                await asyncio.sleep(1 / rate)
     finally:
         await producer.stop()
+
+
+def write_events(path: Path, rate: float, accounts: int, fills: int) -> None:
+    """The opening and the first ``fills`` fills (with their marks) as an events file:
+    what the processes apply, for ``bench_shards.py`` (stage A without Kafka)."""
+    with path.open("wb") as out:
+        for event in opening(accounts):
+            out.write(orjson.dumps(event) + b"\n")
+        for topic, _, event in exchange_events(rate, accounts):
+            if topic == "fills" and int(str(event["fill_id"])[1:]) > fills:
+                break
+            out.write(orjson.dumps(event) + b"\n")
 
 
 async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int,
@@ -259,9 +295,12 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
         if not holds(ports[owner], "mark_fan_out"):
             raise SystemExit("the mark fan-out moved while the standbys were read")
         killed_at = time.time()
+        cpu_at_kill = cpu_seconds(procs[1 - dead].pid)
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait()
         await asyncio.sleep(AFTER_KILL_S)
+        # the survivor's share of a core while it holds every partition (1.0: busy)
+        busy = (cpu_seconds(procs[1 - dead].pid) - cpu_at_kill) / (time.time() - killed_at)
     finally:
         stop.set()
         await writing
@@ -306,7 +345,8 @@ async def takeover(bootstrap: str, partitions: int, rate: float, timeout_ms: int
           f"{ {p: beyond(first[p]) for p in sorted(moved)} } | survivor's own {sorted(kept)}: "
           f"ready again {beyond(rebalance_s)}, back at "
           f"{ {p: beyond(back[p]) for p in sorted(kept)} }, "
-          f"longest silence {beyond(silence)} | logs {logs}", flush=True)  # fmt: skip
+          f"longest silence {beyond(silence)}, CPU {busy:.0%} of a core in the "
+          f"{AFTER_KILL_S:.0f} s after the kill | logs {logs}", flush=True)  # fmt: skip
 
 
 async def main() -> None:
@@ -321,7 +361,12 @@ async def main() -> None:
     parser.add_argument("--bootstrap", help="a running broker (default: start one)")
     parser.add_argument("--accounts", type=int, default=64, help="accounts with a position")
     parser.add_argument("--warm", default="on", help="on, off or both (warm copies)")
+    parser.add_argument("--events-out", type=Path, help="write the input to this file, exit")
+    parser.add_argument("--fills", type=int, default=16_000, help="with --events-out")
     args = parser.parse_args()
+    if args.events_out:
+        write_events(args.events_out, args.rate, args.accounts, args.fills)
+        return
 
     async def run(bootstrap: str) -> None:
         for timeout_ms in (int(v) for v in args.session_timeouts.split(",")):
