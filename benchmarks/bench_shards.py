@@ -78,10 +78,60 @@ def shard_feeds(
     return loaded, feeds
 
 
+class _Tally:
+    """One run's outputs (a sha of all of them) and, while ``timing``, its counts and
+    times: summaries and the kept rankings' rows."""
+
+    def __init__(self, ranking_rows: Any) -> None:
+        self.ranking_rows = ranking_rows  # None: a tree from before 2026-12-05
+        self.digest = hashlib.sha256()
+        self.timing = True
+        self.outputs = self.summaries = self.rows = self.rows_bytes = 0
+        self.summary_s = self.rows_s = 0.0
+
+    def output(self, out: Any, stream: bool = True) -> None:
+        if stream:
+            self.digest.update(out.stream.encode())
+        self.digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
+        self.outputs += 1
+
+    def summarised(self, seconds: float) -> None:
+        if self.timing:
+            self.summary_s += seconds
+            self.summaries += 1
+
+    def write_rows(self, shard: Any) -> None:
+        if self.ranking_rows is None:
+            return
+        t = time.perf_counter()
+        for sym, ranking, kept in shard.ranking_changes():
+            if kept:
+                written = self.ranking_rows(shard.partition, sym, ranking)
+                if self.timing:
+                    self.rows += len(written)
+                    self.rows_bytes += sum(len(value) for _, value in written)
+        if self.timing:
+            self.rows_s += time.perf_counter() - t
+
+    def drain(self, shard: Any, flush: bool) -> None:
+        for item in shard.release([], flush=flush):
+            for out in shard.apply(item).outputs:
+                self.output(out)
+            self.write_rows(shard)
+
+
 def run_shards(
-    events: Path, instruments: Path, count: int | None, partitions: int, interval_ms: int
+    events: Path,
+    instruments: Path,
+    count: int | None,
+    partitions: int,
+    interval_ms: int,
+    timed_from_ts: int | None = None,
 ) -> dict[str, Any]:
-    """In this process: the tree first on ``sys.path`` is the one measured."""
+    """In this process: the tree first on ``sys.path`` is the one measured. With
+    ``timed_from_ts``, each partition's events before that event time are applied first,
+    untimed (an opening), and only the rest are timed, their events, summaries and rows
+    counted (the outputs and their sha: all)."""
     from streams.agents.shard import Shard
 
     ranking_rows: Any = None  # a tree from before 2026-12-05 has none
@@ -89,24 +139,9 @@ def run_shards(
         from streams.agents.ranking_rows import ranking_rows
 
     loaded, feeds = shard_feeds(events, instruments, count, partitions)
-    digest = hashlib.sha256()
-    outputs = summaries = 0
-    summary_s = rows_s = 0.0
-    rows = rows_bytes = 0
-
-    def write_rows(shard: Any) -> None:
-        nonlocal rows_s, rows, rows_bytes
-        if ranking_rows is None:
-            return
-        t = time.perf_counter()
-        for sym, ranking, kept in shard.ranking_changes():
-            if kept:
-                written = ranking_rows(shard.partition, sym, ranking)
-                rows += len(written)
-                rows_bytes += sum(len(value) for _, value in written)
-        rows_s += time.perf_counter() - t
-
-    t0 = time.perf_counter()
+    tally = _Tally(ranking_rows)
+    elapsed = 0.0
+    timed_events = 0
     for p, feed in enumerate(feeds):
         persist: dict[str, Any] = {} if ranking_rows is None else {"persist_rankings": True}
         shard: Shard[None] = Shard(p, loaded, summary_interval_ms=interval_ms, **persist)
@@ -115,38 +150,41 @@ def run_shards(
         take = summarizer.summary
 
         def timed(*args: Any, _take: Any = take) -> Any:
-            nonlocal summary_s, summaries
             t = time.perf_counter()
             try:
                 return _take(*args)
             finally:
-                summary_s += time.perf_counter() - t
-                summaries += 1
+                tally.summarised(time.perf_counter() - t)
 
         summarizer.summary = timed  # type: ignore[method-assign,assignment]
-        for event, obj, where in feed:
+        start = 0
+        if timed_from_ts is not None:
+            start = next((k for k, (_, obj, _) in enumerate(feed) if obj["ts"] >= timed_from_ts),
+                         len(feed))  # fmt: skip
+            tally.timing = False
+            for event, obj, where in feed[:start]:
+                shard.push(event, obj, where, None)
+            tally.drain(shard, flush=False)  # what the clock released; the rest waits, as live
+            tally.timing = True
+        t0 = time.perf_counter()
+        for event, obj, where in feed[start:]:
             shard.push(event, obj, where, None)
-        for item in shard.release([], flush=True):
-            for out in shard.apply(item).outputs:
-                digest.update(out.stream.encode())
-                digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
-                outputs += 1
-            write_rows(shard)
+        tally.drain(shard, flush=True)
         for out in shard.summaries():
-            digest.update(orjson.dumps(out.payload, option=orjson.OPT_SORT_KEYS))
-            outputs += 1
-        write_rows(shard)
-    elapsed = time.perf_counter() - t0
+            tally.output(out, stream=False)
+        tally.write_rows(shard)
+        elapsed += time.perf_counter() - t0
+        timed_events += len(feed) - start
     return {
-        "events": sum(len(f) for f in feeds),
+        "events": timed_events,
         "seconds": elapsed,
-        "summaries": summaries,
-        "summary_s": summary_s,
-        "outputs": outputs,
-        "sha": digest.hexdigest()[:16],
-        "ranking_rows": rows,
-        "ranking_rows_bytes": rows_bytes,
-        "ranking_rows_s": rows_s,
+        "summaries": tally.summaries,
+        "summary_s": tally.summary_s,
+        "outputs": tally.outputs,
+        "sha": tally.digest.hexdigest()[:16],
+        "ranking_rows": tally.rows,
+        "ranking_rows_bytes": tally.rows_bytes,
+        "ranking_rows_s": tally.rows_s,
     }
 
 
@@ -164,12 +202,20 @@ def feed_arguments(description: str | None, partitions: int) -> argparse.Argumen
 def main() -> None:
     parser = feed_arguments(__doc__, partitions=3)
     parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument(
+        "--timed-from-ts", type=int, help="apply events before this event time (ms) untimed"
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.events, args.instruments = args.events.resolve(), args.instruments.resolve()
     if args.json:
         result = run_shards(
-            args.events, args.instruments, args.count, args.partitions, args.interval_ms
+            args.events,
+            args.instruments,
+            args.count,
+            args.partitions,
+            args.interval_ms,
+            args.timed_from_ts,
         )
         print(json.dumps(result))
         return
@@ -178,6 +224,8 @@ def main() -> None:
             "--interval-ms", str(args.interval_ms)]  # fmt: skip
     if args.count is not None:
         argv += ["--count", str(args.count)]
+    if args.timed_from_ts is not None:
+        argv += ["--timed-from-ts", str(args.timed_from_ts)]
     results = run_beside(__file__, argv, args.against)
     print(
         f"{'tree':<10} {'events':>8} {'seconds':>8} {'events/s':>9} {'summaries':>9}"
