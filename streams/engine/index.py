@@ -571,6 +571,12 @@ class DeficitIndex:
 
     def beyond(self, price: int) -> Iterator[tuple[int, str, int]]:
         """Entries already past bankruptcy at ``price``: (B, key, |q|), worst first."""
+        if self._numerator_at(price) == 0:
+            # none: each entry past the price adds |q| x its distance > 0 (one walk of the
+            # tree; a summary asks every changed symbol at its mark, mostly with none past
+            # it, and the walk below lists every held bucket: 2,600 of them at 50,000
+            # positions)
+            return
         # buckets are in price order (the bucket of a price never falls as it rises): walk
         # the ones on the far side of the price's own, worst first (rare: triggers, metrics)
         slot = price_bucket(price)

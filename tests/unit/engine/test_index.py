@@ -127,6 +127,22 @@ def test_deficit_hand_example():
     assert [k for _, k, _ in index.beyond(95 * SCALE)] == ["a"]
 
 
+@settings(max_examples=200)
+@given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=10))
+def test_the_entries_past_a_price_are_those_of_brute_force_worst_first(is_long, ops, asked):
+    """``beyond``: every entry strictly past the price (above it for longs, below for
+    shorts), the farthest first, none where nothing is past it."""
+    index = DeficitIndex(is_long)
+    truth: dict[str, tuple[int, int]] = {}
+    for op in ops:
+        update(index, truth, *op)
+    for price in [*asked, *(b for b, _ in truth.values())]:
+        past = sorted(
+            (b, key, q) for key, (b, q) in truth.items() if (b > price if is_long else b < price)
+        )
+        assert list(index.beyond(price)) == (past[::-1] if is_long else past)
+
+
 def test_fenwick_prefix_sums():
     # slot 0: (5, 50); slot 3: (2, 20) then (-1, -10) -> (1, 10); slot 9: (1, 100)
     tree = Fenwick(10)
