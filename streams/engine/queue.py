@@ -136,7 +136,9 @@ ALERT_MARGIN = 0.01  # share of the queue a position must be past a boundary to 
 _FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "wallet", "fixed_maint", "score")
 # ranked_row: the row the position had at the last ranking (-1: opened since); a
 # swap-remove moves it with the row, so the last order can be followed (``_last_orders``)
-_INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row")
+# announced_light: the light ``announced`` holds for the row's account if it was
+# announced to the row's own opening, else 0 (``light_at`` reads it per row)
+_INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row", "announced_light")
 
 
 def queue_order(
@@ -407,7 +409,8 @@ class QueueTable:
             row = self._row[account] = self._n
             self._n += 1
             self._accounts[row] = account
-            i["light"][row] = i["alerted"][row] = 0
+            # a new opening: no light announced to it (``reserve_openings``)
+            i["light"][row] = i["alerted"][row] = i["announced_light"][row] = 0
             self._opened_count += 1
             i["opened"][row] = self._opened_count
             i["ranked_row"][row] = -1
@@ -415,7 +418,7 @@ class QueueTable:
             self.structure_changed = True
         elif (f["qty"][row] > 0) != (pos.qty > 0):
             # flipped: a new place, other queue
-            i["light"][row] = i["alerted"][row] = 0
+            i["light"][row] = i["alerted"][row] = i["announced_light"][row] = 0
             self._opened_count += 1
             i["opened"][row] = self._opened_count
         f["qty"][row] = pos.qty / SCALE
@@ -464,6 +467,7 @@ class QueueTable:
         row = self._row.get(account)
         if row is not None:
             self.announced[account] = (int(self._i["opened"][row]), light)
+            self._i["announced_light"][row] = light
 
     def opening(self, account: str) -> int:
         """The opening number of the account's position here (0: none): what a ranking
@@ -481,7 +485,14 @@ class QueueTable:
             self._i["opened"][row] = opened
         if announced is not None:
             self.announced[account] = announced
+        if row is not None:
+            self._announce_to_row(account, row)
         self.reserve_openings(max(opened, 0 if announced is None else announced[0]))
+
+    def _announce_to_row(self, account: str, row: int) -> None:
+        """The row's ``announced_light`` from ``announced``, after either changed."""
+        opened, light = self.announced.get(account, (0, 0))
+        self._i["announced_light"][row] = light if self._i["opened"][row] == opened else 0
 
     def reserve_openings(self, upto: int) -> None:
         """Number the positions opened from now on past ``upto``: a number a kept
@@ -711,27 +722,65 @@ class QueueTable:
         announced is kept per (account, opening), not per row, so a position closed or
         flipped since the ranking is judged as it was then. Returns the alerts and the
         accounts whose announced light changed (alerted or not)."""
-        announced = self.announced
-        accounts = ranking.accounts.tolist()
-        before = np.array(
-            [
+        rows, places = self._ranked_rows(ranking)
+        before = np.zeros(len(ranking.opened), dtype=np.int64)
+        before[places] = self._i["announced_light"][rows]
+        gone = np.ones(len(before), dtype=np.bool_)
+        gone[places] = False
+        gone_places = np.flatnonzero(gone)  # closed or flipped since: what ``announced`` says
+        if len(gone_places):
+            announced = self.announced
+            before[gone_places] = [
                 light if opened == then else 0
-                for account, then in zip(accounts, ranking.opened.tolist(), strict=True)
+                for account, then in zip(
+                    ranking.accounts[gone_places].tolist(),
+                    ranking.opened[gone_places].tolist(),
+                    strict=True,
+                )
                 for opened, light in [announced.get(account, (0, 0))]
-            ],
-            dtype=np.int64,
-        )
+            ]
         lights, changed, changes = self._light(
             ranking, reaches, total, profile, before, symbol, ts_ms
         )
-        for k in changed:
-            announced[accounts[k]] = (int(ranking.opened[k]), int(lights[k]))
-        rows = np.array([self._row.get(a, -1) for a in accounts], dtype=np.int64)
+        accounts = ranking.accounts[changed].tolist()
+        for account, opened, light in zip(
+            accounts, ranking.opened[changed].tolist(), lights[changed].tolist(), strict=True
+        ):
+            self.announced[account] = (opened, light)
+            row = self._row.get(account)
+            if row is not None:
+                self._announce_to_row(account, row)
+        self._i["light"][rows] = lights[places]
+        return sorted(changes, key=attrgetter("account")), accounts
+
+    def _ranked_rows(
+        self, ranking: SideRanking
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The rows of the ranking's positions still open as ranked, and their places in
+        it: a row whose opening number is the place's, and its account too. Found by
+        opening number in numpy (a dict lookup per ranked account was 12% of a process
+        at 200,000 accounts, ``benchmarks/bench_takeover.py``), unless the ranking names
+        an opening twice (rows restored before openings were kept could share one): then
+        by account."""
+        opened = ranking.opened
+        order = np.argsort(opened, kind="stable")
+        numbers = opened[order]
         n = self._n
-        opened = np.append(self._i["opened"][:n], -1)  # row -1: no position now
-        live = opened[rows] == ranking.opened
-        self._i["light"][rows[live]] = lights[live]
-        return sorted(changes, key=attrgetter("account")), [accounts[k] for k in changed]
+        if len(numbers) > 1 and bool((numbers[1:] == numbers[:-1]).any()):
+            rows = np.array(
+                [self._row.get(a, -1) for a in ranking.accounts.tolist()], dtype=np.intp
+            )
+            now = np.append(self._i["opened"][:n], -1)  # row -1: no position now
+            places = np.flatnonzero(now[rows] == opened)
+            return rows[places], places
+        if not len(numbers) or not n:
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+        now = self._i["opened"][:n]
+        at = np.minimum(np.searchsorted(numbers, now), len(numbers) - 1)
+        rows = np.flatnonzero(numbers[at] == now)
+        places = order[at[rows]]
+        same = self._accounts[rows] == ranking.accounts[places]
+        return rows[same], places[same]
 
     @staticmethod
     def _light(

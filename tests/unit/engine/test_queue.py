@@ -179,6 +179,8 @@ operations = st.lists(
         ),
         st.tuples(st.just("remove"), st.sampled_from("abcdefgh"), st.just(0), st.just(0)),
         st.tuples(st.just("rank"), st.just(""), st.just(0), st.integers(90, 110)),
+        # the desk answers: every ranking waiting so far is lit, in order
+        st.tuples(st.just("answer"), st.just(""), st.just(0), st.just(0)),
     ),
     max_size=60,
 )
@@ -188,11 +190,23 @@ operations = st.lists(
 @given(ops=operations)
 def test_lights_given_later_announce_what_lights_given_at_once_announce(venue, ops):
     """The partitioned path ranks now and lights later (``light_at``, when every
-    partition's places are known), after more positions opened, closed and flipped:
-    the alerts must be those of lighting at each ranking (the single-process path)."""
+    partition's places are known), after more positions opened, closed and flipped,
+    the desk answering at any time: the alerts must be those of lighting at each
+    ranking (the single-process path)."""
     profile = PROFILES[venue]
     at_once, later = QueueTable(), QueueTable()
-    want, rankings = [], []
+    want, waiting, got = [], [], []
+
+    def answer() -> None:
+        for sides in waiting:
+            changes = []
+            for ranking in sides:
+                if ranking is not None:
+                    reaches, total = queue_reaches(ranking.sizes, profile.light_by_quantity)
+                    changes += later.light_at(ranking, reaches, total, profile, **AT)[0]
+            got.append(sorted(changes, key=lambda c: c.account))
+        waiting.clear()
+
     for op, acct, qty, value in ops:
         for table in (at_once, later):
             if op == "put":
@@ -202,15 +216,10 @@ def test_lights_given_later_announce_what_lights_given_at_once_announce(venue, o
         if op == "rank":
             want.append(at_once.rank(value * SCALE, profile, **RANK))
             later.rank(value * SCALE, profile, light=False, **RANK)
-            rankings.append([later.ranking(side) for side in ("long", "short")])
-    got = []
-    for sides in rankings:  # every ranking lit after all the changes
-        changes = []
-        for ranking in sides:
-            if ranking is not None:
-                reaches, total = queue_reaches(ranking.sizes, profile.light_by_quantity)
-                changes += later.light_at(ranking, reaches, total, profile, **AT)[0]
-        got.append(sorted(changes, key=lambda c: c.account))
+            waiting.append([later.ranking(side) for side in ("long", "short")])
+        elif op == "answer":
+            answer()
+    answer()  # the rest, after all the changes
     assert got == want
 
 
@@ -296,6 +305,39 @@ def test_a_ranking_kept_across_a_restore_lights_as_without_it():
     again = restored(True)
     put(again, "f", 60)  # a position opened after the restart: a number nobody had
     assert again.opening("f") > max(kept.opened.max(), *(o for o, _ in saved.values()))
+
+
+def test_a_ranking_naming_one_opening_twice_lights_each_position_by_its_account():
+    """A row restored before openings were kept keeps a fresh number, which a later
+    ``restore_opening`` can give another row too: a ranking then names one opening
+    twice. Each position must still be found by its account, as in a table whose
+    numbers differ: the same alerts, and each row's light (``view``) set."""
+    profile = PROFILES["bybit"]  # lights by quintile of positions: 5, 4, 3, 2, 1
+    backings = {"a": 10, "b": 20, "c": 30, "d": 40, "e": 50}  # a ranks first
+
+    def put(table: QueueTable, acct: str, value: int) -> None:
+        table.put(acct, position(SCALE, 90 * SCALE, value * SCALE, True), value * SCALE)
+
+    def lit(table: QueueTable) -> tuple[list[tuple[str, int, int | None]], list[Any]]:
+        table.rank(MARK, profile, light=False, **RANK)
+        ranking = table.ranking("long")
+        count = len(ranking.accounts)
+        changes, _ = table.light_at(ranking, np.arange(1, count + 1), count, profile, **AT)
+        alerts = [(c.account, c.quantile, c.previous_quantile) for c in changes]
+        return alerts, [table.view(a)[1] for a in backings]  # each row's light
+
+    shared, distinct = QueueTable(), QueueTable()
+    for table in (shared, distinct):
+        for acct, value in backings.items():
+            put(table, acct, value)
+    shared.restore_opening("b", shared.opening("a"), None)  # a and b: one number
+    assert shared.opening("a") == shared.opening("b")
+    first = ([("a", 5, None)], [5, 4, 3, 2, 1])
+    assert lit(shared) == lit(distinct) == first
+    for table in (shared, distinct):
+        put(table, "e", 5)  # e moves to the top: everyone else one light down
+    second = ([("a", 4, 5), ("b", 3, 4), ("c", 2, 3), ("d", 1, 2), ("e", 5, 1)], [4, 3, 2, 1, 5])
+    assert lit(shared) == lit(distinct) == second
 
 
 others_strategy = st.lists(
