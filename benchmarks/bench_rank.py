@@ -10,7 +10,11 @@ of the accounts holding up to four positions on other symbols), it times
   full ranking costs at least;
 - the same table ranked by Bybit's formula (PnL% x leverage), which does not read the
   maintenance: Binance's over it is the cost of working out every backed position's
-  bracket at the current marks (``engine.tier_columns``).
+  bracket at the current marks (``engine.tier_columns``);
+- lights given later (the partitioned path: ranked without lights, lit by ``light_at``
+  once the desk's boundaries come): both sides' ``light_at`` alone. Run with another
+  tree first on the path (``PYTHONPATH=/tmp/before python benchmarks/bench_rank.py``) for
+  its figures beside these.
 
 The ratio is what to read (this machine is shared). Usage:
 
@@ -30,7 +34,7 @@ from bench_mark_tick import timed
 from streams.cli import bundled
 from streams.engine.fixed import SCALE
 from streams.engine.instruments import load_instruments
-from streams.engine.profiles import PROFILES, RankInput
+from streams.engine.profiles import PROFILES, RankInput, queue_reaches
 from streams.engine.queue import OtherPosition, QueueTable
 from streams.engine.risk import Health, PositionRisk
 from streams.engine.tier_columns import TierColumns
@@ -80,6 +84,21 @@ def floor(n: int, seed: int = 2) -> Callable[[], object]:
     return run
 
 
+def light_later(queue: QueueTable, rank: Callable[..., object]) -> Callable[[], object]:
+    """Both sides of one ranking made without lights, lit by ``light_at``."""
+    profile = PROFILES["binance"]
+    rank(profile, light=False)
+    rankings = [r for side in ("long", "short") if (r := queue.ranking(side)) is not None]
+
+    def run() -> object:
+        for ranking in rankings:
+            reaches, total = queue_reaches(ranking.sizes, profile.light_by_quantity)
+            queue.light_at(ranking, reaches, total, profile, symbol="BTCUSDT", ts_ms=0)
+        return rankings
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -87,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     marks = np.full(SYMBOLS, MARK + MARK // 100, dtype=np.int64)  # every other symbol +1%
     print(f"{'positions':>10} {'rank ms':>9} {'floor ms':>9} {'ratio':>7} {'ns/position':>12}"
-          f" {'bybit ms':>9} {'binance/bybit':>14}")  # fmt: skip
+          f" {'bybit ms':>9} {'binance/bybit':>14} {'light later ms':>15}")  # fmt: skip
     mark = MARK - MARK // 50  # the symbol fell 2%
     for n in args.sizes:
         queue = table(n)
@@ -95,9 +114,11 @@ def main() -> None:
         rank_s = timed(partial(at, mark, PROFILES["binance"], True, marks), args.repeat)
         bybit_s = timed(partial(at, mark, PROFILES["bybit"], True, marks), args.repeat)
         floor_s = timed(floor(n), args.repeat)
+        later_s = timed(light_later(queue, partial(at, mark, marks_by_index=marks)), args.repeat)
         print(
             f"{n:>10,} {rank_s * 1e3:>9.1f} {floor_s * 1e3:>9.1f} {rank_s / floor_s:>6.2f}x"
-            f" {rank_s / n * 1e9:>12.0f} {bybit_s * 1e3:>9.1f} {rank_s / bybit_s:>13.2f}x",
+            f" {rank_s / n * 1e9:>12.0f} {bybit_s * 1e3:>9.1f} {rank_s / bybit_s:>13.2f}x"
+            f" {later_s * 1e3:>15.1f}",
             flush=True,
         )
 
