@@ -467,7 +467,7 @@ class QueueTable:
         row = self._row.get(account)
         if row is not None:
             self.announced[account] = (int(self._i["opened"][row]), light)
-            self._i["announced_light"][row] = light
+            self._announce_to_row(account, row)
 
     def opening(self, account: str) -> int:
         """The opening number of the account's position here (0: none): what a ranking
@@ -491,8 +491,7 @@ class QueueTable:
 
     def _announce_to_row(self, account: str, row: int) -> None:
         """The row's ``announced_light`` from ``announced``, after either changed."""
-        opened, light = self.announced.get(account, (0, 0))
-        self._i["announced_light"][row] = light if self._i["opened"][row] == opened else 0
+        self._i["announced_light"][row] = self.announced_light(account)
 
     def reserve_openings(self, upto: int) -> None:
         """Number the positions opened from now on past ``upto``: a number a kept
