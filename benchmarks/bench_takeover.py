@@ -242,9 +242,12 @@ def write_events(path: Path, rate: float, accounts: int, fills: int) -> None:
     with path.open("wb") as out:
         for event in opening(accounts):
             out.write(orjson.dumps(event) + b"\n")
+        written = 0  # fills
         for topic, _, event in exchange_events(rate, accounts):
-            if topic == "fills" and int(str(event["fill_id"])[1:]) > fills:
-                break
+            if topic == "fills":
+                if written == fills:
+                    break
+                written += 1
             out.write(orjson.dumps(event) + b"\n")
 
 
