@@ -257,6 +257,31 @@ def test_announced_lights_survive_a_restore():
     assert light(fresh) == [("e", 5, None)]  # without the rows: the moves are lost
 
 
+def test_a_position_opened_in_a_reused_row_has_no_light_announced_yet():
+    """Removing a position moves the table's last row into its place; the next position
+    opened takes the last row again, where the moved one's columns still lie. Its light
+    announced so far must be none, not what the moved position was told."""
+    profile = PROFILES["bybit"]  # the BitMEX ranking, lights by quintile of positions
+    table = QueueTable()
+
+    def put(acct: str, backing: int) -> None:
+        table.put(acct, position(SCALE, 90 * SCALE, backing * SCALE, True), backing * SCALE)
+
+    def light() -> list[tuple[str, int, int | None]]:
+        table.rank(MARK, profile, light=False, **RANK)
+        ranking = table.ranking("long")
+        count = len(ranking.accounts)
+        changes, _ = table.light_at(ranking, np.arange(1, count + 1), count, profile, **AT)
+        return [(c.account, c.quantile, c.previous_quantile) for c in changes]
+
+    for acct, backing in {"a": 10, "b": 20, "c": 30, "d": 40, "e": 50}.items():
+        put(acct, backing)  # a ranks first (least backing)
+    assert light() == [("a", 5, None)]  # five places: lights 5, 4, 3, 2, 1 for a..e
+    table.remove("a")  # e (light 1) moves into a's row; its old row is the next new one
+    put("f", 5)  # ranks first: f, b, c, d, e get 5, 4, 3, 2, 1, as b..e already have
+    assert light() == [("f", 5, None)]  # f was never told a light: none before
+
+
 def test_a_ranking_kept_across_a_restore_lights_as_without_it():
     """The partitioned path lights a ranking after the desk answers, maybe after a
     restart. A restored table numbers its positions' openings anew; with the numbers
