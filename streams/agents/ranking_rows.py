@@ -8,12 +8,23 @@ holds at most ``CHUNK_ENTRIES`` positions and ``CHUNK_NAME_BYTES`` of account na
 (names are at most 256 characters: ``engine.decode``). A row is plain bytes, read by
 offsets (nothing in it is ever executed or unpickled): ``HEADER`` (a version, the
 ranking's time and mark price, which chunk of how many, how many sides, the chunk's
-positions, its names' bytes), then five little-endian 8-byte columns (sizes, scores,
-opening numbers, entry prices, score buckets) and the names joined by newlines (names
-hold no control characters). A ranking some of whose rows never reached the changelog
-(a crash while they were sent) is recognised by the counts and dropped: its mark was
-not committed, it is applied and summarised again. (An ``.npz`` per row, first tried,
-cost 141 us a row and 3.3 KB of zip headers: 14% of stage A on the bundled cascade.)
+positions, its names' bytes), then, zlib-compressed (level 1), four little-endian
+8-byte columns (sizes, scores, opening numbers, score buckets) and the names joined by
+newlines (names hold no control characters). That is all a kept ranking is read for:
+lighting it (``QueueTable.light_at`` reads accounts, openings and the scores its alerts
+carry, ``reaches_from_cuts`` buckets and sizes); its entry prices are not kept (NaN
+when read back: only a live ranking's head shows them). A ranking some
+of whose rows never reached the changelog (a crash while they were sent) is recognised
+by the counts and dropped: its mark was not committed, it is applied and summarised
+again. (An ``.npz`` per row, first tried, cost 141 us a row and 3.3 KB of zip headers:
+14% of stage A on the bundled cascade.)
+
+Rows are written at every lit mark of every symbol, for every position, and deleted a
+moment later: at 200,000 accounts they were ~10 MB/s through the broker with five
+uncompressed columns (version 1, still read: a changelog written before an upgrade).
+Version 2 (one column fewer, compressed) is several times smaller where names repeat
+their shape (``bench_shards.py`` prints the bytes). Reading one never inflates past the
+size its header states.
 
 Key: ``{partition}:{symbol}:{ranked_at_ms}:{side}:{chunk}``. Rows are deleted
 (tombstones) when the ranking is lit or dropped."""
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import zlib
 from collections.abc import Iterable, Iterator, MutableMapping
 from itertools import pairwise
 
@@ -35,11 +47,15 @@ log = logging.getLogger("adl_monitor.agents.ranking_rows")
 CHUNK_ENTRIES = 5_000
 CHUNK_NAME_BYTES = 512 * 1024
 NO_SIDE = "none"  # the side of the one row of a ranking with no side
-VERSION = 1
+VERSION = 2
 # version, ranked_at_ms, mark_price, chunk, chunks, sides, positions, names' bytes
 HEADER = struct.Struct("<8q")
-COLUMNS = (("sizes", "<i8"), ("scores", "<f8"), ("opened", "<i8"), ("entries", "<f8"),
-           ("buckets", "<i8"))  # fmt: skip
+COLUMNS = (("sizes", "<i8"), ("scores", "<f8"), ("opened", "<i8"), ("buckets", "<i8"))
+# version 1 (uncompressed, with scores and entry prices): read, no longer written
+COLUMNS_V1 = (("sizes", "<i8"), ("scores", "<f8"), ("opened", "<i8"), ("entries", "<f8"),
+              ("buckets", "<i8"))  # fmt: skip
+COLUMNS_OF = {1: COLUMNS_V1, VERSION: COLUMNS}
+COMPRESS_LEVEL = 1  # zlib's fastest: most of the size goes at level 1 already
 Row = tuple[bytes, bytes]
 
 
@@ -69,33 +85,36 @@ def ranking_rows(partition: int, sym: str, ranking: SummarisedRanking) -> list[R
     """The rows that keep ``ranking`` (key, value)."""
     if not ranking.sides:  # nothing ranked at that mark: one row says so
         header = HEADER.pack(VERSION, ranking.ranked_at_ms, 0, 0, 1, 0, 0, 0)
-        return [(_key(partition, sym, ranking, NO_SIDE, 0), header)]
+        return [(_key(partition, sym, ranking, NO_SIDE, 0), header + zlib.compress(b""))]
     rows = []
     for side, (queue, buckets) in sorted(ranking.sides.items()):
         names = queue.accounts.tolist()
         edges = _chunk_edges(queue.accounts)
         chunks = len(edges) - 1
-        columns = (queue.sizes, queue.scores, queue.opened, queue.entries, buckets)
+        columns = (queue.sizes, queue.scores, queue.opened, buckets)
         for c, (a, b) in enumerate(pairwise(edges)):
             text = "\n".join(names[a:b]).encode()
-            parts = [
-                HEADER.pack(
-                    VERSION,
-                    ranking.ranked_at_ms,
-                    queue.mark_price,
-                    c,
-                    chunks,
-                    len(ranking.sides),
-                    b - a,
-                    len(text),
-                ),
-                *(
-                    np.ascontiguousarray(col[a:b], dtype=dtype).tobytes()
-                    for col, (_, dtype) in zip(columns, COLUMNS, strict=True)
-                ),
-                text,
-            ]
-            rows.append((_key(partition, sym, ranking, side, c), b"".join(parts)))
+            header = HEADER.pack(
+                VERSION,
+                ranking.ranked_at_ms,
+                queue.mark_price,
+                c,
+                chunks,
+                len(ranking.sides),
+                b - a,
+                len(text),
+            )
+            body = b"".join(
+                [
+                    *(
+                        np.ascontiguousarray(col[a:b], dtype=dtype).tobytes()
+                        for col, (_, dtype) in zip(columns, COLUMNS, strict=True)
+                    ),
+                    text,
+                ]
+            )
+            value = header + zlib.compress(body, COMPRESS_LEVEL)
+            rows.append((_key(partition, sym, ranking, side, c), value))
     return rows
 
 
@@ -132,20 +151,33 @@ def write_changes(
 
 
 def _chunk(value: bytes) -> tuple[list[int], list[str], dict[str, npt.NDArray[np.generic]]]:
-    """(header fields, names, columns) of one row; ``ValueError`` if it is not one."""
+    """(header fields, names, columns) of one row; ``ValueError`` if it is not one. A
+    version 2 row's body is inflated to the size its header states, never further."""
     if len(value) < HEADER.size:
         raise ValueError(f"a ranking row of {len(value)} bytes")
     meta = list(HEADER.unpack_from(value))
     version, _, _, _, _, sides, count, text_bytes = meta
-    if version != VERSION or count < 0 or text_bytes < 0:
+    columns_of = COLUMNS_OF.get(version)
+    if columns_of is None or count < 0 or text_bytes < 0:
         raise ValueError(f"a ranking row's header {meta}")
-    if len(value) != HEADER.size + 8 * len(COLUMNS) * count + text_bytes:
+    size = 8 * len(columns_of) * count + text_bytes
+    if version == 1:
+        body = memoryview(value)[HEADER.size :].tobytes()
+    else:
+        inflate = zlib.decompressobj()
+        try:
+            body = inflate.decompress(memoryview(value)[HEADER.size :], size + 1)
+        except zlib.error as e:
+            raise ValueError(f"a ranking row's body does not inflate: {e}") from None
+        if not inflate.eof or inflate.unconsumed_tail or inflate.unused_data:
+            raise ValueError("a ranking row's body is not one whole zlib stream")
+    if len(body) != size:
         raise ValueError("a ranking row's length does not match its header")
-    columns, at = {}, HEADER.size
-    for name, dtype in COLUMNS:
-        columns[name] = np.frombuffer(value, dtype=dtype, count=count, offset=at)
+    columns, at = {}, 0
+    for name, dtype in columns_of:
+        columns[name] = np.frombuffer(body, dtype=dtype, count=count, offset=at)
         at += 8 * count
-    names = value[at:].decode().split("\n") if count else []
+    names = body[at:].decode().split("\n") if count else []
     if sides and len(names) != count:
         raise ValueError("a ranking row's names do not match its count")
     return meta, names, columns
@@ -191,7 +223,7 @@ def decode_rankings(partition: int, rows: Iterable[Row]) -> Iterator[tuple[str, 
                 opened=cols["opened"].astype(np.int64),
                 mark_price=meta[2],
                 lights=np.zeros(len(names), dtype=np.int64),
-                entries=cols["entries"].astype(np.float64),
+                entries=np.full(len(names), np.nan),  # not kept: lighting does not read it
             )
             decoded[side] = (queue, cols["buckets"].astype(np.int64))
         else:
