@@ -84,7 +84,7 @@ from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
 from streams.engine.signals import SideSummary
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
-from streams.pipeline.memory import collector_paused
+from streams.pipeline.memory import FullCollections, collector_paused
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
@@ -171,8 +171,9 @@ def restored_shard(
 
     Python's cyclic collector is paused meanwhile: the restore allocates objects that
     all live on, and the full collections their growth triggers took 40% of it
-    (109,430 accounts, two runs side by side: 26.7 s with it, 16.1 s without)."""
-    with collector_paused():
+    (109,430 accounts, two runs side by side: 26.7 s with it, 16.1 s without); what it
+    made is frozen after (``collector_paused``)."""
+    with collector_paused(freeze=True):
         shard: Shard[EventT] = Shard(
             partition, instruments, summary_interval_ms=summary_interval_ms, persist_rankings=True
         )
@@ -331,6 +332,7 @@ class AccountAgents:
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
         self.sought_at: dict[TP, float] = {}  # input partition sought back -> when (monotonic)
+        self.collections = FullCollections().install()  # the collector's pauses, reported
         self.seek_gate = SeekGate(
             lambda: int(self.app.consumer_generation_id), then=self.resume_kept
         )
@@ -505,6 +507,12 @@ class AccountAgents:
                 "fund desk: %s, caught up %s, summaries waiting by partition %s, %d held "
                 "for the fund and books", desk.stats, self.desk_caught_up(), waiting,
                 len(desk.sequencer),
+            )  # fmt: skip
+        collections = self.collections
+        if collections.count:  # every thread waits for one: a stall no other log explains
+            log.info(
+                "full collections: %d, %.1f s in all, the longest since the last report "
+                "%.2f s", collections.count, collections.total_s, collections.take_longest(),
             )  # fmt: skip
         order = self.in_order
         stats = self.stats

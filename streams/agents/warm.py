@@ -159,8 +159,9 @@ class WarmCopy:
         if self.shard is not None and not changed and not moved:
             return 0
         # a first refresh makes every object the shard holds: the collector's full
-        # passes over them cost 40% of a restore (``restored_shard``)
-        with collector_paused():
+        # passes over them cost 40% of a restore (``restored_shard``), and each full
+        # collection after it would walk them all again (frozen: a first refresh only)
+        with collector_paused(freeze=self.shard is None):
             if self.shard is None:
                 self.shard = Shard(
                     self.partition,

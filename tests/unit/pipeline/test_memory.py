@@ -1,12 +1,17 @@
-"""Freed heap memory goes back to the system when the worker trims (glibc)."""
+"""Freed heap memory goes back to the system when the worker trims (glibc); what a load
+made once makes is frozen out of the cyclic collector's walks; its full collections
+are counted and timed."""
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.pipeline.memory import HeapTrimmer
+from streams.pipeline.memory import FullCollections, HeapTrimmer, collector_paused
 
 
 def rss_mb() -> float:
@@ -37,3 +42,64 @@ def test_it_trims_at_most_every_interval() -> None:
     trimmer = HeapTrimmer(every_s=3600)
     assert not trimmer.maybe_trim()  # the first interval has not passed
     assert trimmer.trims == 0
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The process's frozen objects as before the test (a freeze is process-wide)."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def walked_by_a_full_collection(obj: object) -> bool:
+    """Whether the collector still tracks ``obj`` in a generation it walks: frozen
+    objects are in none (``gc.get_objects`` lists the three generations only)."""
+    return any(o is obj for o in gc.get_objects(2)) or any(
+        o is obj for g in (0, 1) for o in gc.get_objects(g)
+    )
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_a_load_made_once_is_frozen_out_of_the_full_collections() -> None:
+    before = gc.get_freeze_count()
+    with collector_paused(freeze=True):
+        assert not gc.isenabled()
+        state = {f"account-{k}": {"qty": k} for k in range(20_000)}  # 20,001 containers
+    assert gc.isenabled()
+    assert gc.get_freeze_count() - before >= 20_001
+    assert not walked_by_a_full_collection(state)
+    assert not walked_by_a_full_collection(state["account-7"])
+    kept = state["account-7"]
+    del state  # frozen, yet freed when its last reference goes (no cycle among them)
+    assert kept == {"qty": 7}
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_a_load_made_again_and_again_is_not_frozen() -> None:
+    before = gc.get_freeze_count()
+    with collector_paused():
+        state = [{"k": k} for k in range(1_000)]
+    assert gc.get_freeze_count() == before
+    assert walked_by_a_full_collection(state)
+
+
+def test_full_collections_are_counted_and_timed() -> None:
+    collections = FullCollections().install()
+    try:
+        gc.collect(0)  # the youngest generation only: not a full collection
+        assert collections.count == 0
+        started = time.perf_counter()
+        gc.collect()
+        took = time.perf_counter() - started
+        assert collections.count == 1
+        assert 0 < collections.longest_s <= took
+        assert collections.total_s == collections.longest_s
+        assert collections.take_longest() <= took
+        assert collections.longest_s == 0.0  # taken: the next report's starts afresh
+        assert collections.count == 1  # the count is the process's, never taken
+    finally:
+        collections.remove()
+    assert collections not in gc.callbacks
+    gc.collect()
+    assert collections.count == 1  # removed: no longer counts
