@@ -22,19 +22,37 @@ import argparse
 import hashlib
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from beside import run_beside
+from beside import ROOT, run_beside
 
 
-def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[str, Any]:
+def _collections(freeze_survivors: bool) -> Any:
+    """The process's full collections, counted (``None``: a tree from before 2026-12-06)."""
+    try:
+        from streams.pipeline.memory import process_collections
+    except ImportError:
+        return None
+    collections = process_collections()
+    collections.freeze_survivors = freeze_survivors
+    return collections
+
+
+def run_window(
+    events: Path, instruments: Path, skip: int, count: int, freeze_survivors: bool = True
+) -> dict[str, Any]:
     """In this process: the tree first on ``sys.path`` is the one measured."""
     from streams.engine.decode import decode_line
     from streams.engine.engine import Engine
     from streams.engine.instruments import load_instruments
+
+    collections = _collections(freeze_survivors)
 
     loaded = load_instruments(instruments)
     symbols = frozenset(loaded)
@@ -51,10 +69,20 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
     parse_s = time.perf_counter() - t1
     first_ts = orjson.loads(window[0])["ts"]
     signals: list[object] = []
+    full_before = (0, 0.0) if collections is None else (collections.count, collections.total_s)
+    if collections is not None:
+        collections.take_longest()
     t2 = time.perf_counter()
     for line in window:
         signals.extend(engine.apply(decode_line(line, symbols)))
     window_s = time.perf_counter() - t2
+    full = None
+    if collections is not None:  # made in the window only
+        full = (
+            collections.count - full_before[0],
+            collections.take_longest(),
+            collections.total_s - full_before[1],
+        )
     digest = hashlib.sha256()  # after the clock: the signals themselves, not their count
     for signal in signals:
         digest.update(repr(signal).encode())
@@ -69,6 +97,7 @@ def run_window(events: Path, instruments: Path, skip: int, count: int) -> dict[s
         # of the whole run; the O(positions that moved) ones since a10d51d (None before)
         "reevaluations": engine.stats.reevaluations,
         "moved": getattr(engine.stats, "moved_reevaluations", None),
+        "full_collections": full,  # (count, longest s, total s) in the window
     }
 
 
@@ -80,7 +109,15 @@ def row(name: str, result: dict[str, Any]) -> str:
         f" {result['window_s']:>9.2f} {rate:>9,.0f} {realtime:>9.3f}x"
         f" {result['events'] / result['parse_s']:>11,.0f} {result['signals']:>9,.0f}"
         f" {result['sha']:>16} {result['reevaluations']:>14,} {result['moved'] or 0:>11,}"
+        f" {_full(result.get('full_collections'))}"
     )
+
+
+def _full(full: Any) -> str:
+    if full is None:
+        return f"{'n/a':>26}"
+    count, longest, total = full
+    return f"{count:>5} {longest:>9.2f} s {total:>7.2f} s"
 
 
 def main() -> None:
@@ -90,18 +127,30 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0, help="lines applied untimed first")
     parser.add_argument("--count", type=int, default=40_000, help="lines timed")
     parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument(
+        "--compare-collector",
+        action="store_true",
+        help="this tree beside itself: survivors of full collections frozen, and not",
+    )
+    parser.add_argument("--collector", choices=("freeze", "default"), default="freeze",
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.json:
-        print(json.dumps(run_window(args.events, args.instruments, args.skip, args.count)))
+        freeze = args.collector == "freeze"
+        print(json.dumps(run_window(args.events, args.instruments, args.skip, args.count, freeze)))
         return
     argv = ["--events", str(args.events), "--instruments", str(args.instruments),
             "--skip", str(args.skip), "--count", str(args.count)]  # fmt: skip
-    results = run_beside(__file__, argv, args.against)
+    if args.compare_collector:
+        results = _beside_itself(argv)
+    else:
+        results = run_beside(__file__, argv, args.against)
     print(
         f"{'tree':<10} {'skip s':>9} {'events':>8} {'market s':>9} {'window s':>9}"
         f" {'events/s':>9} {'real time':>10} {'parse ev/s':>11} {'signals':>9}"
         f" {'signals sha':>16} {'re-evaluated':>14} {'of them O(1)':>11}"
+        f" {'full collections, longest, all':>26}"
     )
     for name, result in results.items():
         print(row(name, result))
@@ -111,6 +160,27 @@ def main() -> None:
         if ours["sha"] != theirs["sha"]:
             mine, other = (f"{r['signals']} ({r['sha']})" for r in (ours, theirs))
             print(f"signals differ: {mine} vs {other}")
+
+
+def _beside_itself(argv: list[str]) -> dict[str, dict[str, Any]]:
+    """This tree twice at the same time: "this tree" freezing the survivors of full
+    collections, "against" with Python's collector as it is."""
+    runs = {
+        name: subprocess.Popen(  # noqa: S603  # our own script
+            [sys.executable, __file__, *argv, "--collector", collector, "--json"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for name, collector in (("this tree", "freeze"), ("against", "default"))
+    }
+    results = {}
+    for name, process in runs.items():
+        out, _ = process.communicate()
+        if process.returncode:
+            sys.exit(f"{name}: exit {process.returncode}")
+        results[name] = json.loads(out)
+    return results
 
 
 if __name__ == "__main__":

@@ -29,9 +29,18 @@ def bundled(name: str) -> Path:
     return Path(str(resources.files("streams.data").joinpath(name)))
 
 
+def _long_running() -> None:
+    """A command that builds the state event by event and keeps it: what survives each
+    full collection is frozen (``pipeline.memory``: seconds a pause at the preset's scale)."""
+    from streams.pipeline.memory import process_collections
+
+    process_collections().freeze_survivors = True
+
+
 def _replay(args: argparse.Namespace) -> int:
     from streams.replay.runner import replay
 
+    _long_running()
     instruments = load_instruments(args.instruments)
     config = EngineConfig(
         rank_refresh_ms=args.rank_refresh_ms,
@@ -207,6 +216,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from streams.pipeline.worker import Worker
 
+    _long_running()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
@@ -272,6 +282,7 @@ def _account_agents(args: argparse.Namespace) -> int:
 
     from streams.agents.app import INTERNAL, AccountAgents
 
+    _long_running()
     settings = _settings(args)
     instruments = load_instruments(args.instruments or settings.instruments or bundled_toml())
     _topics_ready(settings, INTERNAL)

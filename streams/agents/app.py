@@ -84,7 +84,7 @@ from streams.engine.quantiles import cuts_from_wire, cuts_to_wire
 from streams.engine.signals import SideSummary
 from streams.engine.summary import from_wire
 from streams.pipeline.intake import dead_letter, decode_message
-from streams.pipeline.memory import FullCollections, collector_paused
+from streams.pipeline.memory import collector_paused, process_collections
 from streams.pipeline.metrics import Metrics
 from streams.pipeline.settings import Settings
 from streams.pipeline.topics import OUTPUT_FOR_FILE, OUTPUTS, Topics, TopicSpec
@@ -332,7 +332,7 @@ class AccountAgents:
         self.acks.install(self.app.consumer)
         self.in_order = InOrder()
         self.sought_at: dict[TP, float] = {}  # input partition sought back -> when (monotonic)
-        self.collections = FullCollections().install()  # the collector's pauses, reported
+        self.collections = process_collections()  # the collector's pauses, reported
         self.seek_gate = SeekGate(
             lambda: int(self.app.consumer_generation_id), then=self.resume_kept
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,40 @@ def test_full_collections_are_counted_and_timed() -> None:
     assert collections not in gc.callbacks
     gc.collect()
     assert collections.count == 1  # removed: no longer counts
+
+
+class Node:  # a container with a weak reference: a cycle of two can be watched
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_what_survives_a_full_collection_is_frozen_and_the_garbage_freed_first() -> None:
+    collections = FullCollections(freeze_survivors=True).install()
+    try:
+        alive = [{"k": k} for k in range(1_000)]
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle: only the collector frees it
+        dead = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert dead() is None  # freed by that collection, not frozen with the rest
+        assert not walked_by_a_full_collection(alive)
+        assert not walked_by_a_full_collection(alive[5])
+        later = [{"k": k} for k in range(10)]  # made after: walked by the next one
+        assert walked_by_a_full_collection(later)
+        gc.collect()
+        assert not walked_by_a_full_collection(later)
+    finally:
+        collections.remove()
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_without_freeze_survivors_a_full_collection_freezes_nothing() -> None:
+    collections = FullCollections().install()
+    try:
+        alive = [{"k": k} for k in range(100)]
+        gc.collect()
+        assert walked_by_a_full_collection(alive)
+    finally:
+        collections.remove()
