@@ -141,3 +141,28 @@ def test_without_freeze_survivors_a_full_collection_freezes_nothing() -> None:
         assert walked_by_a_full_collection(alive)
     finally:
         collections.remove()
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_a_cycle_that_died_frozen_is_freed_after_a_thaw() -> None:
+    """Frozen survivors are given back every ``thaw_every_s``: a cycle made garbage
+    after it was frozen is freed by the full collection after that, not kept forever."""
+    collections = FullCollections(freeze_survivors=True, thaw_every_s=3600).install()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        gc.collect()  # survives: frozen
+        assert not walked_by_a_full_collection(a)
+        del a, b  # garbage now, in a cycle, frozen: no collection frees it
+        gc.collect()
+        assert dead() is not None
+        assert collections.thaws == 0
+        collections.thaw_every_s = 0.0  # an hour has passed
+        gc.collect()  # given back, not frozen
+        assert collections.thaws == 1
+        collections.thaw_every_s = 3600.0
+        gc.collect()  # walks them: the cycle is freed
+        assert dead() is None
+    finally:
+        collections.remove()
