@@ -22,15 +22,12 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from beside import ROOT, run_beside
+from beside import ROOT, run_beside, run_each
 
 
 def _collections(freeze_survivors: bool) -> Any:
@@ -165,22 +162,13 @@ def main() -> None:
 def _beside_itself(argv: list[str]) -> dict[str, dict[str, Any]]:
     """This tree twice at the same time: "this tree" freezing the survivors of full
     collections, "against" with Python's collector as it is."""
-    runs = {
-        name: subprocess.Popen(  # noqa: S603  # our own script
-            [sys.executable, __file__, *argv, "--collector", collector, "--json"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-        )
-        for name, collector in (("this tree", "freeze"), ("against", "default"))
-    }
-    results = {}
-    for name, process in runs.items():
-        out, _ = process.communicate()
-        if process.returncode:
-            sys.exit(f"{name}: exit {process.returncode}")
-        results[name] = json.loads(out)
-    return results
+    return run_each(
+        __file__,
+        {
+            "this tree": (ROOT, [*argv, "--collector", "freeze"]),
+            "against": (ROOT, [*argv, "--collector", "default"]),
+        },
+    )
 
 
 if __name__ == "__main__":

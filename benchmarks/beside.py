@@ -20,20 +20,26 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_beside(script: str, argv: list[str], against: Path | None) -> dict[str, dict[str, Any]]:
     """``script argv --json`` in this tree ("this tree") and, with ``against``, in that
     checkout ("against"); their printed JSON by name. Exits if either fails."""
-    trees = {"this tree": ROOT}
+    trees = {"this tree": (ROOT, argv)}
     if against is not None:
-        trees["against"] = against.resolve()
-    runs = {
+        trees["against"] = (against.resolve(), argv)
+    return run_each(script, trees)
+
+
+def run_each(script: str, runs: dict[str, tuple[Path, list[str]]]) -> dict[str, dict[str, Any]]:
+    """``script argv --json`` for each name's (tree, argv), all at the same time, each in
+    its own process; their printed JSON by name. Exits if any fails."""
+    processes = {
         name: subprocess.Popen(  # noqa: S603  # our own script
             [sys.executable, script, *argv, "--json"],
             env={**os.environ, "PYTHONPATH": str(tree)},
             cwd=tree,
             stdout=subprocess.PIPE,
         )
-        for name, tree in trees.items()
+        for name, (tree, argv) in runs.items()
     }
     results = {}
-    for name, process in runs.items():
+    for name, process in processes.items():
         out, _ = process.communicate()
         if process.returncode:
             sys.exit(f"{name}: exit {process.returncode}")
