@@ -15,10 +15,12 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streams.engine.fixed import to_float
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
 from streams.engine.signals import TOP_SCORES, SideSummary
+from streams.pipeline.memory import FullCollections, process_collections
 from streams.pipeline.worker import Output, Worker
 
 
@@ -65,6 +67,30 @@ def dead_letter_reason(field: str | None, error: str) -> str:
 def _or_nan(value: float | None) -> float:
     """A payload's null (undefined) as a gauge's NaN."""
     return float("nan") if value is None else value
+
+
+class FullCollectionsCollector:
+    """Python's full collections (``pipeline.memory``), read at each scrape: the
+    collector's callback only counts (it may not take the client's locks)."""
+
+    def __init__(self, collections: FullCollections) -> None:
+        self.collections = collections
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.collections
+        yield CounterMetricFamily(
+            "adl_gc_full_collections",
+            "Python's full (generation 2) collections: the whole process waits for each",
+            value=c.count,
+        )
+        yield CounterMetricFamily(
+            "adl_gc_full_collection_seconds", "Wall time spent in them", value=c.total_s
+        )
+        yield GaugeMetricFamily(
+            "adl_gc_full_collection_longest_seconds",
+            "The longest since the process started",
+            value=c.longest_ever_s,
+        )
 
 
 class Metrics:
@@ -228,6 +254,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )  # fmt: skip
+        r.register(FullCollectionsCollector(process_collections()))
         self._summarised_at = 0.0
         self.view = DeskView()
         # every series exists from the start at 0, so increase() sees the first event

@@ -133,3 +133,22 @@ def test_a_pools_pnl_ratio_and_its_rules_edges_are_exported() -> None:
     assert value("adl_pool_pnl_ratio", when="after_loss") == pytest.approx(-0.375)
     assert value("adl_pool_pnl_ratio_edge", edge="trigger") == -0.3
     assert value("adl_pool_pnl_ratio_edge", edge="stop") == -0.25
+
+
+def test_pythons_full_collections_are_exported() -> None:
+    """Each full collection stops the process (seconds at the preset's scale): the desk
+    sees how many, how long in all and the longest (``pipeline.memory``)."""
+    import gc
+
+    metrics = Metrics(INSTRUMENTS, CollectorRegistry())
+    value = metrics.registry.get_sample_value
+    before = value("adl_gc_full_collections_total")
+    spent = value("adl_gc_full_collection_seconds_total")
+    assert before is not None
+    assert spent is not None
+    gc.collect()
+    assert value("adl_gc_full_collections_total") == before + 1
+    assert value("adl_gc_full_collection_seconds_total") > spent
+    assert value("adl_gc_full_collection_longest_seconds") > 0
+    gc.collect(0)  # the youngest generation only: not counted
+    assert value("adl_gc_full_collections_total") == before + 1
