@@ -66,19 +66,19 @@ def run_window(
     parse_s = time.perf_counter() - t1
     first_ts = orjson.loads(window[0])["ts"]
     signals: list[object] = []
-    full_before = (0, 0.0) if collections is None else (collections.count, collections.total_s)
-    if collections is not None:
+    if collections is not None:  # the window's alone: the opening's left out
+        count_before, total_before = collections.count, collections.total_s
         collections.take_longest()
     t2 = time.perf_counter()
     for line in window:
         signals.extend(engine.apply(decode_line(line, symbols)))
     window_s = time.perf_counter() - t2
     full = None
-    if collections is not None:  # made in the window only
+    if collections is not None:
         full = (
-            collections.count - full_before[0],
+            collections.count - count_before,
             collections.take_longest(),
-            collections.total_s - full_before[1],
+            collections.total_s - total_before,
         )
     digest = hashlib.sha256()  # after the clock: the signals themselves, not their count
     for signal in signals:
