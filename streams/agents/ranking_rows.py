@@ -88,8 +88,9 @@ def ranking_rows(partition: int, sym: str, ranking: SummarisedRanking) -> list[R
         return [(_key(partition, sym, ranking, NO_SIDE, 0), header + zlib.compress(b""))]
     rows = []
     for side, (queue, buckets) in sorted(ranking.sides.items()):
-        names = queue.accounts.tolist()
-        edges = _chunk_edges(queue.accounts)
+        accounts = queue.accounts
+        names = accounts.tolist()
+        edges = _chunk_edges(accounts)
         chunks = len(edges) - 1
         columns = (queue.sizes, queue.scores, queue.opened, buckets)
         for c, (a, b) in enumerate(pairwise(edges)):
@@ -215,15 +216,13 @@ def decode_rankings(partition: int, rows: Iterable[Row]) -> Iterator[tuple[str, 
                 break  # a chunk or a side missing
             names = [name for _, chunk_names, _ in read for name in chunk_names]
             cols = {n: np.concatenate([c[n] for _, _, c in read]) for n, _ in COLUMNS}
-            queue = SideRanking(
-                side=side,
-                accounts=np.array(names, dtype=np.str_),
+            queue = SideRanking.of_accounts(  # entries not kept: lighting does not read them
+                side,
+                names,
                 sizes=cols["sizes"].astype(np.int64),
                 scores=cols["scores"].astype(np.float64),
                 opened=cols["opened"].astype(np.int64),
                 mark_price=meta[2],
-                lights=np.zeros(len(names), dtype=np.int64),
-                entries=np.full(len(names), np.nan),  # not kept: lighting does not read it
             )
             decoded[side] = (queue, cols["buckets"].astype(np.int64))
         else:

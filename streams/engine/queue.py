@@ -16,7 +16,7 @@ snapshot columns of ``SideRanking``; ``benchmarks/bench_rank.py`` measures it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from streams.engine.account_names import AccountNames
 from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
 from streams.engine.fixed import SCALE, div_ceil
 from streams.engine.marks import NO_MARK
@@ -48,13 +49,50 @@ class SideRanking:
     readable (and, on the partitioned path, lit later) until the next ranking."""
 
     side: str
-    accounts: npt.NDArray[np.str_]
+    codes: npt.NDArray[np.int64]  # each position's account, by its code in ``names``
+    names: AccountNames
     sizes: npt.NDArray[np.int64]  # |qty|, raw units
     scores: npt.NDArray[np.float64]
     opened: npt.NDArray[np.int64]  # each position's opening number: a flip or a reopen is new
     mark_price: int
     lights: npt.NDArray[np.int64]  # 0 until lit
     entries: npt.NDArray[np.float64]  # entry prices (floats), for a summary's head
+
+    @property
+    def accounts(self) -> npt.NDArray[np.str_]:
+        """Every position's account, in queue order (gathered now: ``names_at`` for some)."""
+        return self.names.names(self.codes)
+
+    def names_at(self, places: Any) -> list[str]:
+        """The accounts at ``places`` (an index array, a mask or a slice)."""
+        names: list[str] = self.names.names(self.codes[places]).tolist()
+        return names
+
+    @classmethod
+    def of_accounts(
+        cls,
+        side: str,
+        accounts: Sequence[str],
+        sizes: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float64],
+        opened: npt.NDArray[np.int64],
+        mark_price: int,
+        entries: npt.NDArray[np.float64] | None = None,
+    ) -> SideRanking:
+        """A ranking read back by account names (a kept ranking's rows), not yet lit;
+        ``entries`` not kept: NaN."""
+        names = AccountNames(accounts)
+        return cls(
+            side=side,
+            codes=np.array([names.code(a) for a in accounts], dtype=np.int64),
+            names=names,
+            sizes=sizes,
+            scores=scores,
+            opened=opened,
+            mark_price=mark_price,
+            lights=np.zeros(len(accounts), dtype=np.int64),
+            entries=np.full(len(accounts), np.nan) if entries is None else entries,
+        )
 
 
 class OtherPosition(NamedTuple):
@@ -138,16 +176,18 @@ _FLOAT_COLS = ("qty", "entry", "mark", "backing", "equity", "wallet", "fixed_mai
 # swap-remove moves it with the row, so the last order can be followed (``_last_orders``)
 # announced_light: the light ``announced`` holds for the row's account if it was
 # announced to the row's own opening, else 0 (``light_at`` reads it per row)
-_INT_COLS = ("abs_qty", "light", "alerted", "opened", "ranked_row", "announced_light")
+# account: the row's account by its code in the table's ``AccountNames``
+_INT_COLS = ("account", "abs_qty", "light", "alerted", "opened", "ranked_row", "announced_light")
 
 
 def queue_order(
     rows: npt.NDArray[np.intp],
     scores: npt.NDArray[np.float64],
     abs_qty: npt.NDArray[np.int64],
-    accounts: npt.NDArray[np.str_],
+    accounts: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.str_]],
 ) -> npt.NDArray[np.intp]:
-    """``rows`` in queue order: score descending, then larger size, then account id.
+    """``rows`` in queue order: score descending, then larger size, then account id
+    (``accounts``: the account ids of some rows; asked only for rows in a tie).
 
     One float sort of the scores (a sort on strings or on several keys costs several
     times more); then the positions in runs of equal scores, rare, are sorted again by
@@ -174,7 +214,7 @@ def queue_order(
         run = np.cumsum(np.concatenate(([1], np.diff(members) > 1)))  # runs are contiguous
         run += np.concatenate(([0], np.cumsum(score[members[1:]] != score[members[:-1]])))
         at = order[members]
-        order[members] = at[np.lexsort((accounts[at], -abs_qty[at], run))]
+        order[members] = at[np.lexsort((accounts(at), -abs_qty[at], run))]
     return order
 
 
@@ -270,7 +310,7 @@ def _largest(values: npt.NDArray[Any]) -> tuple[int, ...]:
 class QueueTable:
     """Open positions of one symbol: account, size, entry and equity at last evaluation."""
 
-    __slots__ = ("_accounts", "_cap", "_f", "_i", "_isolated", "_n", "_opened_count",
+    __slots__ = ("_cap", "_f", "_i", "_isolated", "_n", "_names", "_opened_count",
                  "_order", "_other", "_other_n", "_ranking", "_row", "_wide", "_wide_after",
                  "announced",
                  "structure_changed")  # fmt: skip
@@ -279,7 +319,7 @@ class QueueTable:
         self._n = 0
         self._cap = 0
         self._row: dict[str, int] = {}
-        self._accounts: npt.NDArray[np.str_] = np.empty(0, dtype="<U16")
+        self._names = AccountNames()
         self._f: dict[str, npt.NDArray[np.float64]] = {}
         self._i: dict[str, npt.NDArray[np.int64]] = {}
         self._isolated = np.empty(0, dtype=np.bool_)
@@ -313,7 +353,6 @@ class QueueTable:
             out[: len(a)] = a
             return out
 
-        self._accounts = grown(self._accounts)
         self._f = {c: grown(self._f.get(c, np.zeros(0))) for c in _FLOAT_COLS}
         self._i = {c: grown(self._i.get(c, np.zeros(0, dtype=np.int64))) for c in _INT_COLS}
         self._isolated = grown(self._isolated)
@@ -338,7 +377,7 @@ class QueueTable:
 
     @property
     def accounts(self) -> list[str]:
-        names: list[str] = self._accounts[: self._n].tolist()
+        names: list[str] = self._names.names(self._i["account"][: self._n]).tolist()
         return names
 
     def put(
@@ -404,11 +443,9 @@ class QueueTable:
             self._grow(2 * self._cap if self._n == self._cap else self._cap, columns)
         f, i = self._f, self._i
         if row is None:
-            if len(account) > self._accounts.itemsize // 4:  # 4 bytes per character
-                self._accounts = self._accounts.astype(f"<U{len(account)}")
             row = self._row[account] = self._n
             self._n += 1
-            self._accounts[row] = account
+            i["account"][row] = self._names.code(account)
             # a new opening: no light announced to it (``reserve_openings``)
             i["light"][row] = i["alerted"][row] = i["announced_light"][row] = 0
             self._opened_count += 1
@@ -437,9 +474,8 @@ class QueueTable:
             moved = self._wide.pop(last, None)
             if moved is not None:
                 self._wide[row] = moved
-            self._row[str(self._accounts[last])] = row
-            for a in (self._accounts, self._isolated, self._other_n, *self._f.values(),
-                      *self._i.values()):  # fmt: skip
+            self._row[self._names.name(int(self._i["account"][last]))] = row
+            for a in (self._isolated, self._other_n, *self._f.values(), *self._i.values()):
                 a[row] = a[last]
             # the places the moved row uses (those past ``_other_n`` are never read)
             for place in self._other[: self._other_n[row]]:
@@ -645,7 +681,7 @@ class QueueTable:
         )
         # under water: being liquidated, not a counterparty; last in the queue
         scores = np.where(backing <= 0, UNDERWATER_SCORE, scores)
-        accounts = self._accounts[:n]
+        codes, names = i["account"][:n], self._names
         abs_qty = i["abs_qty"][:n]
         opened = i["opened"][:n]
         ranked_rows = {}
@@ -653,10 +689,13 @@ class QueueTable:
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
             rows = _in_last_order(last_orders.get(side), mask)
             # score desc, then larger size, then account id
-            ranked = ranked_rows[side] = queue_order(rows, scores, abs_qty, accounts)
+            ranked = ranked_rows[side] = queue_order(
+                rows, scores, abs_qty, lambda at: names.names(codes[at])
+            )
             self._ranking[side] = SideRanking(
                 side=side,
-                accounts=accounts[ranked],
+                codes=codes[ranked],
+                names=names,
                 sizes=abs_qty[ranked],
                 scores=scores[ranked],
                 opened=opened[ranked],
@@ -732,7 +771,7 @@ class QueueTable:
             before[gone_places] = [
                 light if opened == then else 0
                 for account, then in zip(
-                    ranking.accounts[gone_places].tolist(),
+                    ranking.names_at(gone_places),
                     ranking.opened[gone_places].tolist(),
                     strict=True,
                 )
@@ -741,7 +780,7 @@ class QueueTable:
         lights, changed, changes = self._light(
             ranking, reaches, total, profile, before, symbol, ts_ms
         )
-        accounts = ranking.accounts[changed].tolist()
+        accounts = ranking.names_at(changed)
         for account, opened, light in zip(
             accounts, ranking.opened[changed].tolist(), lights[changed].tolist(), strict=True
         ):
@@ -778,7 +817,12 @@ class QueueTable:
         at = np.minimum(np.searchsorted(numbers, now), len(numbers) - 1)
         rows = np.flatnonzero(numbers[at] == now)
         places = order[at[rows]]
-        same = self._accounts[rows] == ranking.accounts[places]
+        if ranking.names is self._names:  # ranked here: one code per account
+            same = self._i["account"][rows] == ranking.codes[places]
+        else:
+            same = self._names.names(self._i["account"][rows]) == ranking.names.names(
+                ranking.codes[places]
+            )
         return rows[same], places[same]
 
     @staticmethod
@@ -823,7 +867,7 @@ class QueueTable:
                 shown(light),
             )
             for account, light, previous, score, size in zip(
-                ranking.accounts[alerted].tolist(),
+                ranking.names_at(alerted),
                 lights[alerted].tolist(),
                 before[alerted].tolist(),
                 ranking.scores[alerted].tolist(),
@@ -879,9 +923,10 @@ class QueueTable:
         ranking = self._ranking.get(side)
         if ranking is None:
             return
-        for place in range(len(ranking.accounts)):
+        names, codes = ranking.names, ranking.codes
+        for place in range(len(codes)):  # often read only at its head: a name at a time
             yield RankedEntry(
-                account=str(ranking.accounts[place]),
+                account=names.name(int(codes[place])),
                 qty=int(ranking.sizes[place]),
                 score=float(ranking.scores[place]),
                 rank=place,

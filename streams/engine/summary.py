@@ -156,7 +156,7 @@ def digest(
         return tuple(
             map(
                 QueueEntry,
-                ranked.accounts[:top_k].tolist(),
+                ranked.names_at(slice(top_k)),
                 ranked.sizes[:top_k].tolist(),
                 ranked.scores[:top_k].tolist(),
                 (sign * (mark / SCALE - ranked.entries[:top_k])).tolist(),

@@ -26,14 +26,13 @@ def side(name: str, accounts: list[str], seed: int) -> tuple[SideRanking, Any]:
     scores = rng.normal(size=n)
     if n > 3:
         scores[3] = np.nan  # a score the venue cannot compute
-    ranking = SideRanking(
-        side=name,
-        accounts=np.array(accounts, dtype=np.str_),
+    ranking = SideRanking.of_accounts(
+        name,
+        accounts,
         sizes=rng.integers(1, 10**12, size=n),
         scores=scores,
         opened=rng.integers(1, 10**6, size=n),
         mark_price=6_000_000_000_000,
-        lights=np.zeros(n, dtype=np.int64),
         entries=rng.uniform(1, 1e5, size=n),
     )
     return ranking, rng.integers(-(10**6), 10**6, size=n)
