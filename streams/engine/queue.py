@@ -248,16 +248,18 @@ def _moves(
     symbol_index: npt.NDArray[np.int64],
     marks_by_index: npt.NDArray[np.int64],
     fees_by_index: npt.NDArray[np.float64] | None,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Positions' PnL since their evaluation (``QueueTable.other_moves``), and the marks
-    they are at now, quote (a symbol without a mark yet: the evaluation's)."""
+    marks_too: bool = True,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """Positions' PnL since their evaluation (``QueueTable.other_moves``), and, with
+    ``marks_too``, the marks they are at now, quote (a symbol without a mark yet: the
+    evaluation's)."""
     now = marks_by_index[symbol_index]
     unmarked = now == NO_MARK
     diff = np.where(unmarked, 0, now - evaluated_mark)
     if fees_by_index is not None:
         qty = sloped(qty, fees_by_index[symbol_index])
     move: npt.NDArray[np.float64] = qty * (diff / SCALE)
-    return move, np.where(unmarked, evaluated_mark, now) / SCALE
+    return move, np.where(unmarked, evaluated_mark, now) / SCALE if marks_too else None
 
 
 class OtherMoves(NamedTuple):
@@ -556,18 +558,21 @@ class QueueTable:
         cross = np.zeros(len(rows))
         every = np.zeros(len(rows))
         held = np.zeros(len(rows)) if tiers is not None else None
-        places = []  # per place: (its rows, symbol, qty, mark now, cross) for the margins
+        # per place, for the margins (asked only with ``tiers``): its rows, symbol, qty,
+        # mark now, cross
+        places = []
         for k in range(int(counts.max(initial=0))):
             # every row has a first place: no mask (most rows have only that one)
             has = slice(None) if k == 0 else counts > k
             at = rows[has]
             place = self._other[k]
-            symbol = place.symbol_index[at]
-            move, now = _moves(place.qty[at], place.mark_price[at], symbol, marks_by_index,
-                               fees_by_index)  # fmt: skip
+            symbol, qty, on_cross = place.symbol_index[at], place.qty[at], place.cross[at]
+            move, now = _moves(qty, place.mark_price[at], symbol, marks_by_index, fees_by_index,
+                               held is not None)  # fmt: skip
             every[has] += move
-            cross[has] += np.where(place.cross[at], move, 0.0)
-            places.append((has, symbol, place.qty[at], now, place.cross[at]))
+            cross[has] += np.where(on_cross, move, 0.0)
+            if held is not None:
+                places.append((has, symbol, qty, now, on_cross))
         if held is not None and tiers is not None and places:
             # every place's margins in one pass, then added place by place, in order
             margins = tiers.maintenance(
@@ -594,10 +599,10 @@ class QueueTable:
             symbol = columns.symbol_index[others]
             on_cross = columns.cross[others]
             moves, now = _moves(columns.qty[others], columns.mark_price[others], symbol,
-                                marks_by_index, fees_by_index)  # fmt: skip
+                                marks_by_index, fees_by_index, tiers is not None)  # fmt: skip
             wide_cross.append(_sum_in_order(moves[on_cross]))
             wide_every.append(_sum_in_order(moves))
-            if tiers is not None:
+            if tiers is not None and now is not None:
                 margin = tiers.maintenance(symbol, columns.qty[others], now)
                 wide_held.append(_sum_in_order(margin[on_cross]))
         return OtherMoves(
