@@ -1,7 +1,8 @@
 """The ADL queue of one symbol as columns, ranked in one vectorised pass.
 
 ``QueueTable`` owns the columns (numpy arrays, one row per open position, a slot map from
-account to row, swap-remove): nothing is converted per ranking, and a ranking has no
+account to row, swap-remove; accounts as integer codes, ``account_names``): nothing is
+converted per ranking, and a ranking has no
 Python loop per position. Each position's equity is carried from its last evaluation
 to the current mark by its own PnL, plus, for an account with positions on other
 symbols, their PnL since then: each row keeps those other positions (symbol index,
