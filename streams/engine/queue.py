@@ -82,7 +82,7 @@ class SideRanking:
     ) -> SideRanking:
         """A ranking read back by account names (a kept ranking's rows), not yet lit;
         ``entries`` not kept: NaN."""
-        names = AccountNames(accounts)
+        names = AccountNames()
         return cls(
             side=side,
             codes=np.array([names.code(a) for a in accounts], dtype=np.int64),
