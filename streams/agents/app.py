@@ -130,12 +130,28 @@ class AgentStats:
     warmed: int = 0  # shards taken over from a warm copy (a standby's partition moved here)
     revocations: int = 0  # rebalances that revoked partitions here
     refetched: int = 0  # input partitions put back into a fetch that left them out
+    # input partitions sought back: the client's fetch had passed offsets Faust never
+    # delivered (its flow control cleared them: docs/streaming.md, hole 11)
+    passed_sought: int = 0
     stalls: int = 0  # inputs behind with nothing delivered for ``STALL_REPORT_S`` (logged)
 
 
 def _drained(queue: Any) -> bool:
     """A stream buffer at or under the size where Faust fetches its partitions again."""
     return bool(queue.qsize() <= queue.pressure_drop_size)
+
+
+def fetch_position(consumer: Any, tp: TP) -> int | None:
+    """Where the Kafka client Faust runs for ``consumer`` reads ``tp`` on: the offset
+    after the last record it handed to Faust (aiokafka's position; private, read
+    without its thread: one attribute); ``None`` before it is known."""
+    client = consumer._thread._consumer
+    subscription = None if client is None else client._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    state = None if assignment is None else assignment.state_value(tp)
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
 
 
 class Kept(NamedTuple, Generic[T]):
@@ -350,6 +366,10 @@ class AccountAgents:
         self.out_of_fetch: dict[TP, int] = {}
         # input partition behind -> (its next offset due, since when (monotonic), reported)
         self.stalled: dict[TP, tuple[int, float, bool]] = {}
+        # input partition -> its offset due when its client read on past it undelivered
+        # (last check), and the offset due it was sought back to (``_seek_passed``)
+        self.passed: dict[TP, int] = {}
+        self.passed_sought: dict[TP, int] = {}
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_tables_ready)
@@ -418,13 +438,16 @@ class AccountAgents:
         undelivered for 55 s, its partition waiting on it; 2026-12-05). An input
         partition assigned here, behind, not paused by a recovery, out of the fetch while
         its stream buffers are drained (where Faust fetches again) and with nothing
-        delivered for two checks in a row is put back into it."""
+        delivered for two checks in a row is put back into it. One the client read on
+        past records Faust dropped is sought back (``_seek_passed``)."""
         consumer = self.app.consumer
         if self.app.in_recovery or not self.tables_ready:
             self.out_of_fetch.clear()
             self.stalled.clear()
+            self.passed.clear()
             return
         self._note_stalls(consumer)
+        await self._seek_passed(consumer)
         active = consumer._active_partitions
         if active is None:
             return
@@ -445,14 +468,58 @@ class AccountAgents:
                 self.stats.refetched += 1
         self.out_of_fetch = {tp: due for tp, due in out.items() if tp not in active}
 
+    async def _seek_passed(self, consumer: Any) -> None:
+        """Faust's flow control empties every stream buffer when it resumes, and its
+        recovery resumes it after the inputs' fetch began: records fetched in between
+        are dropped while the client reads on past them (docs/streaming.md, hole 11).
+        A partition that receives more shows the gap to ``InOrder``, which seeks back;
+        one that receives nothing more stalled (a restarted process's ``balances[0]``
+        and ``[1]`` delivered nothing for 3.5 minutes, 2026-12-06). An input partition
+        whose client position is past its offset due, none of its records in the
+        stream buffers (drained: nothing held on the way in), flow on, and nothing
+        delivered for two checks in a row is sought back to the offset due, once per
+        offset due (offsets holding only a transaction's marker look the same: a
+        second seek would find them again)."""
+        # one queue per agent's channel, shared by its topics
+        buffers = {id(q): q for _, queues in self._input_buffers() for q in queues}.values()
+        flowing = consumer.flow_active and self.app.flow_control.is_active()
+        if not (flowing and self.seek_gate.open() and all(map(_drained, buffers))):
+            self.passed.clear()  # records may be on their way in, or held: not judged
+            return
+        queued = {event.message.tp for queue in buffers for event in tuple(queue._queue)}
+        passed: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in self.acks.topics or tp in queued:
+                continue
+            due = self.in_order.next_offset.get(tp, self._committed(tp))
+            position = fetch_position(consumer, tp)
+            if position is None or position <= due:
+                continue
+            if self.passed.get(tp) == due and self.passed_sought.get(tp) != due:
+                log.warning(
+                    "%s[%d]: read on to %d while %d was due, nothing delivered: read "
+                    "again from %d", tp.topic, tp.partition, position, due, due,
+                )  # fmt: skip
+                self.passed_sought[tp] = due
+                self.sought_at[tp] = time.monotonic()
+                self.stats.passed_sought += 1
+                await consumer.seek(tp, due)
+            passed[tp] = due
+        self.passed = passed
+
+    def _input_buffers(self) -> Iterator[tuple[str, list[Any]]]:
+        """Each input topic with its stream buffers (Faust's queues of its channels)."""
+        channels = self.app.topics._topic_name_index
+        for topic in self.acks.topics:
+            yield topic, [channel.queue for channel in channels.get(topic, ())]
+
     def _behind_inputs(self, consumer: Any) -> Iterator[tuple[TP, list[Any]]]:
         """The input partitions assigned here with data not delivered yet (or an end not
         known yet), each with its stream buffers (Faust's queues of its topic)."""
-        inputs = self.acks.topics
-        channels = self.app.topics._topic_name_index
+        buffers = dict(self._input_buffers())
         for tp in consumer.assignment():
-            if tp.topic in inputs and self._behind(tp):
-                yield tp, [channel.queue for channel in channels.get(tp.topic, ())]
+            if tp.topic in buffers and self._behind(tp):
+                yield tp, buffers[tp.topic]
 
     def _note_stalls(self, consumer: Any) -> None:
         """An input partition behind with nothing delivered for ``STALL_REPORT_S`` out of
@@ -517,12 +584,14 @@ class AccountAgents:
         order = self.in_order
         stats = self.stats
         held = self.seek_gate.held
-        if order.seeks or self.acks.refused or held or stats.refetched or stats.stalls:
+        if (order.seeks or self.acks.refused or held or stats.refetched or stats.stalls
+                or stats.passed_sought):  # fmt: skip
             log.info(
                 "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
                 "Faust refused, %d deliveries held until the committed offsets were read, "
-                "%d partitions put back into the fetch, %d stalls", order.seeks, order.gaps,
-                self.acks.refused, held, stats.refetched, stats.stalls,
+                "%d partitions put back into the fetch, %d stalls, %d read on past "
+                "undelivered offsets and sought back", order.seeks, order.gaps,
+                self.acks.refused, held, stats.refetched, stats.stalls, stats.passed_sought,
             )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]
@@ -560,6 +629,7 @@ class AccountAgents:
         for tp in revoked:  # the partition's state moves with its changelog
             self.next_offset.pop(tp, None)
             self.sought_at.pop(tp, None)
+            self.passed_sought.pop(tp, None)
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **_: Any) -> None:
         """Shards put aside for partitions gone elsewhere are stale: dropped."""

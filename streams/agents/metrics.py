@@ -99,11 +99,16 @@ class AgentCollector(Collector):
             "refused (the events are delivered again, not committed unhandled)",
             value=self.agents.acks.refused,
         )
-        yield CounterMetricFamily(
+        reseeks = CounterMetricFamily(
             "adl_agent_reseeks",
-            "Input partitions delivered ahead of the next offset due, sought back to it",
-            value=self.agents.in_order.seeks,
+            "Input partitions sought back to their next offset due: a later offset was "
+            "delivered (ahead), or the Kafka client read on past offsets never delivered "
+            "(passed: Faust dropped them at a resume)",
+            labels=["why"],
         )
+        reseeks.add_metric(["ahead"], self.agents.in_order.seeks)
+        reseeks.add_metric(["passed"], stats.passed_sought)
+        yield reseeks
         resumed = CounterMetricFamily(
             "adl_agent_partitions_resumed",
             "Account partitions this process started work on: restored from the changelog "
