@@ -141,6 +141,14 @@ def _drained(queue: Any) -> bool:
     return bool(queue.qsize() <= queue.pressure_drop_size)
 
 
+def queued_in(queue: Any, seen: dict[int, set[TP]]) -> set[TP]:
+    """The partitions of the records in a stream buffer (read once per ``seen``)."""
+    tps = seen.get(id(queue))
+    if tps is None:
+        tps = seen[id(queue)] = {event.message.tp for event in tuple(queue._queue)}
+    return tps
+
+
 def fetch_position(consumer: Any, tp: TP) -> int | None:
     """Where the Kafka client Faust runs for ``consumer`` reads ``tp`` on: the offset
     after the last record it handed to Faust (aiokafka's position; private, read
@@ -480,20 +488,22 @@ class AccountAgents:
         delivered for two checks in a row is sought back to the offset due, once per
         offset due (offsets holding only a transaction's marker look the same: a
         second seek would find them again)."""
-        # one queue per agent's channel, shared by its topics
-        buffers = {id(q): q for _, queues in self._input_buffers() for q in queues}.values()
         flowing = consumer.flow_active and self.app.flow_control.is_active()
-        if not (flowing and self.seek_gate.open() and all(map(_drained, buffers))):
-            self.passed.clear()  # records may be on their way in, or held: not judged
+        if not (flowing and self.seek_gate.open()):
+            self.passed.clear()  # records are held on their way in: not judged
             return
-        queued = {event.message.tp for queue in buffers for event in tuple(queue._queue)}
+        buffers = dict(self._input_buffers())  # a channel's queue is shared by its topics
+        queued: dict[int, set[TP]] = {}  # queue -> the partitions of the records in it
         passed: dict[TP, int] = {}
         for tp in consumer.assignment():
-            if tp.topic not in self.acks.topics or tp in queued:
-                continue
+            queues = buffers.get(tp.topic)
+            if queues is None or not all(map(_drained, queues)):
+                continue  # not an input; or records may be on their way into its buffer
             due = self.in_order.next_offset.get(tp, self._committed(tp))
             position = fetch_position(consumer, tp)
             if position is None or position <= due:
+                continue
+            if any(tp in queued_in(queue, queued) for queue in queues):
                 continue
             if self.passed.get(tp) == due and self.passed_sought.get(tp) != due:
                 log.warning(

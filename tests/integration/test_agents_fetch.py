@@ -31,7 +31,8 @@ def test_records_faust_dropped_at_a_resume_are_read_again(kafka: Broker) -> None
     client hands 0-2 over again. Then 3 is due and the client, past the marker, at 4:
     sought back once (a marker looks like dropped records), never again for 3.
     fills[0], fetched to 2 with 0 and 1 still buffered, is not sought; nothing is
-    while the flow is stopped (a rebalance)."""
+    while the flow is stopped (a rebalance). The desk's buffer, busy with a backlog,
+    holds nothing up (each partition is judged by its own topic's buffers)."""
     prefix = f"fetch-{uuid.uuid4().hex[:8]}-"
 
     async def scenario() -> None:
@@ -41,8 +42,9 @@ def test_records_faust_dropped_at_a_resume_are_read_again(kafka: Broker) -> None
         name = agents.topics.name
         fills, balances = TP(name("fills"), 0), TP(name("balances"), 0)
         await written(kafka.bootstrap, fills, balances)
-        app.topics.add(agents.account_inputs)  # what the conductor does once the agent
-        await app.topics._update_indices()  # subscribes
+        app.topics.add(agents.account_inputs)  # what the conductor does once the agents
+        app.topics.add(agents.desk_inputs)  # subscribe
+        await app.topics._update_indices()
         client = consumer._thread._create_worker_consumer(app.transport)
         await client.start()
         consumer._thread._consumer = client
@@ -60,6 +62,10 @@ def test_records_faust_dropped_at_a_resume_are_read_again(kafka: Broker) -> None
             assert queue.qsize() == 0  # the hole: dropped, the client past them
             for offset in fetched[fills]:
                 queue.force_put_nowait(event(app, fills, offset))
+            desk = agents.desk_inputs.queue  # busy with a backlog of its own inputs
+            fund = TP(name("insurance_fund"), 0)
+            for offset in range(desk.pressure_drop_size + 1):
+                desk.force_put_nowait(event(app, fund, offset))
 
             consumer.flow_active = False
             for _ in range(3):
