@@ -223,6 +223,47 @@ def shorten_fetch_wait(consumer: Any, wait_ms: int) -> None:
     thread._create_worker_consumer = create_with_wait
 
 
+def fetch_in_turns(consumer: Any) -> None:
+    """The aiokafka consumer Faust makes for ``consumer`` hands out its fetched records
+    a partition at a time in turn (``take_turns``)."""
+    thread = consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_taking_turns(transport: Any) -> Any:
+        client = create(transport)
+        start = client.start
+
+        async def start_taking_turns() -> None:
+            await start()
+            take_turns(client._fetcher)  # made at its start
+
+        client.start = start_taking_turns
+        return client
+
+    thread._create_worker_consumer = create_taking_turns
+
+
+def take_turns(fetcher: Any) -> None:
+    """aiokafka hands out what it fetched in the order the fetches landed, each
+    partition's whole fetch (up to ``FETCH_PARTITION_BYTES``) before the next one's:
+    the desk's summaries waited behind the account partitions' backlog (no new summary
+    for ~40 s, docs/benchmarks.md; faust-streaming #53) and, after a takeover, the kept
+    partitions behind the moved ones'. Now a partition that handed records out and has
+    more goes behind the others: each batch Faust takes (``FETCH_RECORDS``) begins
+    with the next partition in turn."""
+    fetched = fetcher.fetched_records
+
+    async def fetched_in_turns(partitions: Any, timeout: float = 0, max_records: Any = None) -> Any:
+        drained = await fetched(partitions, timeout, max_records=max_records)
+        records = fetcher._records  # an OrderedDict: partition -> what is left of its fetch
+        for tp in drained:
+            if tp in records:
+                records.move_to_end(tp)
+        return drained
+
+    fetcher.fetched_records = fetched_in_turns
+
+
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{host}" for host in bootstrap.split(","))
 
@@ -362,6 +403,7 @@ class AccountAgents:
         )
         self.seek_gate.install(self.app.consumer)
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
+        fetch_in_turns(self.app.consumer)
         flush_fully(self.app.producer.buffer)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)

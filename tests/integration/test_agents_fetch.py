@@ -8,12 +8,12 @@ import uuid
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.agents.app import AccountAgents, fetch_position
+from streams.agents.app import FETCH_PARTITION_BYTES, AccountAgents, fetch_position
 from streams.brokers import Broker
 from streams.pipeline.settings import Settings
 from tests.helpers import bundled_instruments
@@ -95,6 +95,93 @@ def test_records_faust_dropped_at_a_resume_are_read_again(kafka: Broker) -> None
             await client.stop()
 
     asyncio.run(scenario())
+
+
+def test_each_batch_begins_with_the_next_partition_in_turn(kafka: Broker) -> None:
+    """aiokafka hands out a partition's whole fetch before a later fetch's records: the
+    desk's summaries waited behind the account partitions' backlog (~40 s). On a real
+    broker: fills[0] holds 3,000 records, fetched at once and handed out 100 a batch;
+    then 10 summaries arrive. A plain aiokafka client hands out all 3,000 fills
+    before the first summary; the client Faust makes for the agents, at most 200 (the
+    batch under way and the next: then the summaries' turn), with most of the fills
+    still to come."""
+    prefix = f"turns-{uuid.uuid4().hex[:8]}-"
+
+    async def scenario() -> None:
+        settings = Settings(bootstrap=kafka.bootstrap, topic_prefix=prefix)
+        agents = AccountAgents(settings, bundled_instruments())
+        name = agents.topics.name
+        fills = TopicPartition(name("fills"), 0)
+        summaries = TopicPartition(name("risk_summaries"), 0)
+        await created(kafka.bootstrap, fills, summaries)
+        await produced(kafka.bootstrap, fills, 3000)
+        plain = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+        )
+        ours = agents.app.consumer._thread._create_worker_consumer(agents.app.transport)
+        plain_before, _ = await fills_before_summaries(plain, fills, summaries, kafka.bootstrap)
+        ours_before, fills_then = await fills_before_summaries(
+            ours, fills, summaries, kafka.bootstrap
+        )
+        assert plain_before == 3000
+        assert ours_before <= 200
+        assert fills_then < 3000
+
+    asyncio.run(scenario())
+
+
+async def created(bootstrap: str, *tps: TopicPartition) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(tp.topic, 1, 1) for tp in tps])
+    finally:
+        await admin.close()
+
+
+async def produced(bootstrap: str, tp: TopicPartition, count: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    await producer.start()
+    try:
+        sent = [await producer.send(tp.topic, b"x" * 100, partition=tp.partition)
+                for _ in range(count)]  # fmt: skip
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def fills_before_summaries(
+    client: Any, fills: TopicPartition, summaries: TopicPartition, bootstrap: str
+) -> tuple[int, int]:
+    """(fills handed out before the first summary, fills handed out by the end of that
+    batch): the client reads both from their start, 100 records a batch; the summaries
+    are written after its first batch and waited for until fetched."""
+    await client.start()
+    try:
+        client.assign([fills, summaries])
+        client.seek(fills, 0)
+        client.seek(summaries, await client.position(summaries))
+        fills_out = len((await client.getmany(fills, summaries, timeout_ms=10_000,
+                                              max_records=100)).get(fills, []))  # fmt: skip
+        end = await client.position(summaries)
+        await produced(bootstrap, summaries, 10)
+        for _ in range(200):  # until the summaries' fetch landed
+            if summaries in client._fetcher._records:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the summaries were never fetched")
+        while True:
+            batch = await client.getmany(fills, summaries, timeout_ms=1000, max_records=100)
+            if summaries in batch:
+                assert batch[summaries][0].offset == end
+                return fills_out, fills_out + len(batch.get(fills, []))
+            assert batch, "nothing handed out"
+            fills_out += len(batch[fills])
+    finally:
+        await client.stop()
 
 
 async def written(bootstrap: str, fills: TP, balances: TP) -> None:
