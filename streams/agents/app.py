@@ -39,7 +39,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -147,6 +147,37 @@ def queued_in(queue: Any, seen: dict[int, set[TP]]) -> set[TP]:
     if tps is None:
         tps = seen[id(queue)] = {event.message.tp for event in tuple(queue._queue)}
     return tps
+
+
+@dataclass(slots=True)
+class EbbWaits:
+    """Faust's conductor waits, before it puts a record in a stream buffer, for the
+    producer's buffer to ebb under its ``max_messages`` (a flush of up to that many
+    messages): the records the Kafka client handed over are held on their way in
+    meanwhile. ``waiting``: such waits now; ``began``: in all (``count_ebb_waits``)."""
+
+    waiting: int = 0
+    began: int = 0
+
+
+def count_ebb_waits(buffer: Any) -> EbbWaits:
+    """Count the conductor's waits on the producer's ``buffer`` (installed before the
+    conductor builds its handlers: each takes ``wait_until_ebb`` then)."""
+    waits = EbbWaits()
+    wait: Callable[[], Coroutine[Any, Any, None]] = buffer.wait_until_ebb
+
+    async def counted_wait() -> None:
+        if buffer.size <= buffer.max_messages:  # Faust's own test: no wait
+            return
+        waits.waiting += 1
+        waits.began += 1
+        try:
+            await wait()
+        finally:
+            waits.waiting -= 1
+
+    buffer.wait_until_ebb = counted_wait
+    return waits
 
 
 def fetch_position(consumer: Any, tp: TP) -> int | None:
@@ -405,6 +436,8 @@ class AccountAgents:
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
         fetch_in_turns(self.app.consumer)
         flush_fully(self.app.producer.buffer)
+        self.ebb_waits = count_ebb_waits(self.app.producer.buffer)
+        self.ebb_waits_seen = 0  # ``ebb_waits.began`` at the last look (``_seek_passed``)
         self.app.agent(self.desk_inputs, name="fund_desk")(self._fund_desk)
         self.app.timer(idle_tick_s)(self._tick_when_idle)
         self.app.timer(10.0)(self._report)
@@ -526,13 +559,17 @@ class AccountAgents:
         one that receives nothing more stalled (a restarted process's ``balances[0]``
         and ``[1]`` delivered nothing for 3.5 minutes, 2026-12-06). An input partition
         whose client position is past its offset due, none of its records in the
-        stream buffers (drained: nothing held on the way in), flow on, and nothing
-        delivered for two checks in a row is sought back to the offset due, once per
+        stream buffers (drained: nothing held on the way in), flow on, no wait of
+        Faust's conductor for the producer since the last look (``EbbWaits``: under
+        load it held ~900 fills that long) and nothing delivered for two checks in a
+        row is sought back to the offset due, once per
         offset due (offsets holding only a transaction's marker look the same: a
         second seek would find them again)."""
         flowing = consumer.flow_active and self.app.flow_control.is_active()
-        if not (flowing and self.seek_gate.open()):
-            self.passed.clear()  # records are held on their way in: not judged
+        waits, seen = self.ebb_waits, self.ebb_waits_seen
+        self.ebb_waits_seen = waits.began
+        if not (flowing and self.seek_gate.open()) or waits.waiting or waits.began != seen:
+            self.passed.clear()  # records were held on their way in: not judged
             return
         buffers = dict(self._input_buffers())  # a channel's queue is shared by its topics
         queued: dict[int, set[TP]] = {}  # queue -> the partitions of the records in it
