@@ -281,8 +281,8 @@ def desk_first(fetcher: Any, desk_topics: frozenset[str]) -> None:
     delivered for 5-6 s in a two-process backlog; ~40 s once, docs/benchmarks.md;
     faust-streaming #53). Now what was fetched of the desk's inputs (a summary per
     partition and fund each mark group, the fund, the books: small) is handed out
-    first; the account partitions keep aiokafka's order (every partition in turns was
-    tried first: docs/benchmarks.md, thirty-fourth session)."""
+    first; the account partitions keep aiokafka's order (handing every partition out
+    in turns instead delayed a takeover's moved partitions: docs/benchmarks.md)."""
     fetched = fetcher.fetched_records
 
     async def fetched_desk_first(
