@@ -39,7 +39,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -254,46 +254,45 @@ def shorten_fetch_wait(consumer: Any, wait_ms: int) -> None:
     thread._create_worker_consumer = create_with_wait
 
 
-def fetch_desk_first(consumer: Any, desk_topics: Collection[str]) -> None:
-    """The aiokafka consumer Faust makes for ``consumer`` hands out the desk's inputs'
-    fetched records first (``desk_first``)."""
+def fetch_in_turns(consumer: Any) -> None:
+    """The aiokafka consumer Faust makes for ``consumer`` hands out its fetched records
+    a partition at a time in turn (``take_turns``)."""
     thread = consumer._thread
     create = thread._create_worker_consumer
 
-    def create_desk_first(transport: Any) -> Any:
+    def create_taking_turns(transport: Any) -> Any:
         client = create(transport)
         start = client.start
 
-        async def start_desk_first() -> None:
+        async def start_taking_turns() -> None:
             await start()
-            desk_first(client._fetcher, frozenset(desk_topics))  # made at its start
+            take_turns(client._fetcher)  # made at its start
 
-        client.start = start_desk_first
+        client.start = start_taking_turns
         return client
 
-    thread._create_worker_consumer = create_desk_first
+    thread._create_worker_consumer = create_taking_turns
 
 
-def desk_first(fetcher: Any, desk_topics: frozenset[str]) -> None:
+def take_turns(fetcher: Any) -> None:
     """aiokafka hands out what it fetched in the order the fetches landed, each
     partition's whole fetch (up to ``FETCH_PARTITION_BYTES``) before the next one's:
-    the desk's summaries waited behind the account partitions' backlog (nothing
-    delivered for 5-6 s in a two-process backlog; ~40 s once, docs/benchmarks.md;
-    faust-streaming #53). Now what was fetched of the desk's inputs (a summary per
-    partition and fund each mark group, the fund, the books: small) is handed out
-    first; the account partitions keep aiokafka's order (handing every partition out
-    in turns instead delayed a takeover's moved partitions: docs/benchmarks.md)."""
+    the desk's summaries waited behind the account partitions' backlog (no new summary
+    for ~40 s, docs/benchmarks.md; faust-streaming #53) and, after a takeover, the kept
+    partitions behind the moved ones'. Now a partition that handed records out and has
+    more goes behind the others: each batch Faust takes (``FETCH_RECORDS``) begins
+    with the next partition in turn."""
     fetched = fetcher.fetched_records
 
-    async def fetched_desk_first(
-        partitions: Any, timeout: float = 0, max_records: Any = None
-    ) -> Any:
+    async def fetched_in_turns(partitions: Any, timeout: float = 0, max_records: Any = None) -> Any:
+        drained = await fetched(partitions, timeout, max_records=max_records)
         records = fetcher._records  # an OrderedDict: partition -> what is left of its fetch
-        for tp in [tp for tp in records if tp.topic in desk_topics]:
-            records.move_to_end(tp, last=False)
-        return await fetched(partitions, timeout, max_records=max_records)
+        for tp in drained:
+            if tp in records:
+                records.move_to_end(tp)
+        return drained
 
-    fetcher.fetched_records = fetched_desk_first
+    fetcher.fetched_records = fetched_in_turns
 
 
 def broker_url(bootstrap: str) -> str:
@@ -424,7 +423,6 @@ class AccountAgents:
         self.app.task(self.fan_out.run)
         self.app.agent(self.account_inputs, name="accounts")(self._accounts)
         self.desk_inputs = self.app.topic(*[name(t) for t in DESK_INPUTS], **raw)
-        fetch_desk_first(self.app.consumer, self.desk_inputs.topics)
         inputs = [*self.account_inputs.topics, *self.desk_inputs.topics]
         self.acks = AckGuard(inputs, ordered=inputs)
         self.acks.install(self.app.consumer)
@@ -436,6 +434,7 @@ class AccountAgents:
         )
         self.seek_gate.install(self.app.consumer)
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
+        fetch_in_turns(self.app.consumer)
         flush_fully(self.app.producer.buffer)
         self.ebb_waits = count_ebb_waits(self.app.producer.buffer)
         self.ebb_waits_seen = 0  # ``ebb_waits.began`` at the last look (``_seek_passed``)
