@@ -277,11 +277,12 @@ def fetch_in_turns(consumer: Any) -> None:
 def take_turns(fetcher: Any) -> None:
     """aiokafka hands out what it fetched in the order the fetches landed, each
     partition's whole fetch (up to ``FETCH_PARTITION_BYTES``) before the next one's:
-    the desk's summaries waited behind the account partitions' backlog (no new summary
-    for ~40 s, docs/benchmarks.md; faust-streaming #53) and, after a takeover, the kept
-    partitions behind the moved ones'. Now a partition that handed records out and has
-    more goes behind the others: each batch Faust takes (``FETCH_RECORDS``) begins
-    with the next partition in turn."""
+    the desk's summaries waited behind the account partitions' backlog (nothing
+    delivered for 5-6 s in a two-process backlog; ~40 s once; faust-streaming #53).
+    Now a partition that handed records out and has more goes behind the others: each
+    batch Faust takes (``FETCH_RECORDS``) begins with the next partition in turn (the
+    desk's inputs only first was tried too: docs/benchmarks.md, thirty-fourth
+    session)."""
     fetched = fetcher.fetched_records
 
     async def fetched_in_turns(partitions: Any, timeout: float = 0, max_records: Any = None) -> Any:
