@@ -1,5 +1,6 @@
 """The account agents' inputs on a real broker and Faust's own buffer: records the Kafka
-client handed over and Faust dropped are read again (docs/streaming.md, hole 11)."""
+client handed over and Faust dropped are read again (docs/streaming.md, hole 11); what
+it fetched is handed out a partition at a time in turn (``take_turns``)."""
 
 from __future__ import annotations
 
