@@ -242,36 +242,24 @@ def restored_shard(
 
 def shorten_fetch_wait(consumer: Any, wait_ms: int) -> None:
     """The aiokafka consumer Faust makes for ``consumer`` (when its thread starts)
-    long-polls at most ``wait_ms`` (Faust sets 1,500 ms, with no setting)."""
+    long-polls at most ``wait_ms`` (Faust sets 1,500 ms, with no setting) and hands out
+    its fetched records a partition at a time in turn (``take_turns``)."""
     thread = consumer._thread
     create = thread._create_worker_consumer
 
     def create_with_wait(transport: Any) -> Any:
         client = create(transport)
         client._fetch_max_wait_ms = wait_ms  # read by its fetcher, made at its start
-        return client
-
-    thread._create_worker_consumer = create_with_wait
-
-
-def fetch_in_turns(consumer: Any) -> None:
-    """The aiokafka consumer Faust makes for ``consumer`` hands out its fetched records
-    a partition at a time in turn (``take_turns``)."""
-    thread = consumer._thread
-    create = thread._create_worker_consumer
-
-    def create_taking_turns(transport: Any) -> Any:
-        client = create(transport)
         start = client.start
 
         async def start_taking_turns() -> None:
             await start()
-            take_turns(client._fetcher)  # made at its start
+            take_turns(client._fetcher)
 
         client.start = start_taking_turns
         return client
 
-    thread._create_worker_consumer = create_taking_turns
+    thread._create_worker_consumer = create_with_wait
 
 
 def take_turns(fetcher: Any) -> None:
@@ -435,7 +423,6 @@ class AccountAgents:
         )
         self.seek_gate.install(self.app.consumer)
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
-        fetch_in_turns(self.app.consumer)
         flush_fully(self.app.producer.buffer)
         self.ebb_waits = count_ebb_waits(self.app.producer.buffer)
         self.ebb_waits_seen = 0  # ``ebb_waits.began`` at the last look (``_seek_passed``)
@@ -563,9 +550,9 @@ class AccountAgents:
         stream buffers (drained: nothing held on the way in), flow on, no wait of
         Faust's conductor for the producer since the last look (``EbbWaits``: under
         load it held ~900 fills that long) and nothing delivered for two checks in a
-        row is sought back to the offset due, once per
-        offset due (offsets holding only a transaction's marker look the same: a
-        second seek would find them again)."""
+        row is sought back to the offset due, once per offset due (offsets holding
+        only a transaction's marker look the same: a second seek would find them
+        again)."""
         flowing = consumer.flow_active and self.app.flow_control.is_active()
         waits, seen = self.ebb_waits, self.ebb_waits_seen
         self.ebb_waits_seen = waits.began
