@@ -324,17 +324,22 @@ class InOrder:
             self.next_offset.pop(tp, None)
             self.rereading.pop(tp, None)
 
-    def verdict(
-        self, tp: TP, offset: int, committed: int | None
-    ) -> tuple[bool, int | None, tuple[int, int] | None]:
-        """(deliver this event?, offset to seek the partition back to, offsets
-        ``[from, to)`` found to hold no events)."""
+    def due(self, tp: TP, committed: int | None) -> int:
+        """The offset of ``tp`` to deliver next: the one after the last delivered, or
+        the committed offset if none was since the assignment."""
         # nothing committed (Faust says ``None`` for 0 too): the partition is read from
         # its start (``auto_offset_reset=earliest``). Taking whatever comes first instead
         # took a record fetched before a rebalance for the start and dropped the re-read
         # below it as copies: events no shard had applied were never delivered (the
         # every-role soak test lost fills 78-121 of one partition this way)
-        expected = self.next_offset.get(tp, committed or 0)
+        return self.next_offset.get(tp, committed or 0)
+
+    def verdict(
+        self, tp: TP, offset: int, committed: int | None
+    ) -> tuple[bool, int | None, tuple[int, int] | None]:
+        """(deliver this event?, offset to seek the partition back to, offsets
+        ``[from, to)`` found to hold no events)."""
+        expected = self.due(tp, committed)
         ahead = self.rereading.get(tp)
         gap = None
         if ahead is not None:

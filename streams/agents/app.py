@@ -577,7 +577,7 @@ class AccountAgents:
             queues = buffers.get(tp.topic)
             if queues is None or not all(map(_drained, queues)):
                 continue  # not an input; or records may be on their way into its buffer
-            due = self.in_order.next_offset.get(tp, self._committed(tp))
+            due = self.in_order.due(tp, self._committed(tp))
             position = fetch_position(consumer, tp)
             if position is None or position <= due:
                 continue
