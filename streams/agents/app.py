@@ -57,6 +57,7 @@ from streams.agents.acks import (
     flush_fully,
     resume_offsets,
 )
+from streams.agents.buffers import buffers_in_turns
 from streams.agents.codec import (
     encode_account,
     encode_desk,
@@ -433,6 +434,7 @@ class AccountAgents:
             inputs, lambda: int(self.app.consumer_generation_id), self.app.consumer.assignment
         )
         self.keep_on_resume.install(self.app.flow_control)
+        buffers_in_turns(self.app)  # the kept backlog does not go ahead of the rest
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
         flush_fully(self.app.producer.buffer)
         self.ebb_waits = count_ebb_waits(self.app.producer.buffer)
