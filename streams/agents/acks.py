@@ -63,6 +63,8 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    the other partitions' backlog). ``KeepOnResume`` keeps, at a resume, the buffered
    events of the inputs fetched in the current generation for partitions still
    assigned; a clear while the flow is suspended (a revocation) drops all, as before.
+   The buffers hand their partitions out in turn (``buffers.py``): a kept backlog
+   first in, first out went ahead of the other partitions' next records.
 
 Every guard covers the account agent's inputs and the fund desk's (which recognises a
 fund or book update delivered again by its offset, ``FundDesk.applied``).
