@@ -53,18 +53,6 @@ Read from those runs' ``__consumer_offsets`` and changelogs and from Faust's cod
    survivor of a kill was re-read, the first output of a moved partition came 79 s after
    the kill (2026-12-05, ``bench_takeover.py --accounts 200000``). ``SeekGate`` holds
    each delivery until the assignment's seek is done.
-8. **Fetched after the seek, cleared at the resume.** Faust's flow control clears every
-   stream buffer each time it resumes (``FlowControlEvent.resume``), and its recovery
-   resumes it only after the assignment's inputs were resumed and sought to their
-   committed offsets: the events fetched in between (the agent waiting at
-   ``SeekGate``, or busy) were dropped unseen while the fetch went on past them, and
-   ``InOrder`` sought back (200,000 accounts, 2026-12-06: ``offset 50515 delivered
-   while 50175 was due`` in most takeovers, the re-read beginning 0.1-3 s later behind
-   the other partitions' backlog). ``KeepOnResume`` keeps, at a resume, the buffered
-   events of the inputs fetched in the current generation for partitions still
-   assigned; a clear while the flow is suspended (a revocation) drops all, as before.
-   The buffers hand their partitions out in turn (``buffers.py``): a kept backlog
-   first in, first out went ahead of the other partitions' next records.
 
 Every guard covers the account agent's inputs and the fund desk's (which recognises a
 fund or book update delivered again by its offset, ``FundDesk.applied``).
@@ -252,50 +240,6 @@ class SeekGate:
                 return True
             await asyncio.sleep(SEEK_POLL_S)
         return True
-
-
-class KeepOnResume:
-    """A resume of Faust's flow control clears only what is stale (module docstring,
-    8): events of other generations, of partitions no longer assigned, of other topics;
-    the agents' inputs fetched in the current generation stay in their buffers, in
-    order (``InOrder`` drops any the seek then delivers again)."""
-
-    def __init__(
-        self,
-        topics: Collection[str],
-        generation: Callable[[], int],
-        assigned: Callable[[], Collection[TP]],
-    ) -> None:
-        self.topics = frozenset(topics)
-        self.generation = generation
-        self.assigned = assigned
-        self.kept = 0  # events a resume would have dropped, kept
-
-    def install(self, flow_control: Any) -> None:
-        clear_all: Callable[[], None] = flow_control.clear
-
-        def clear_stale() -> None:
-            if not flow_control.is_active():  # suspended: a revocation, all is stale
-                clear_all()
-                return
-            generation, assigned = self.generation(), self.assigned()
-            for queue in list(flow_control._queues):
-                buffered = queue._queue  # what ``FlowControlQueue.clear`` empties
-                current = [item for item in buffered if self._current(item, generation, assigned)]
-                buffered.clear()
-                buffered.extend(current)
-                self.kept += len(current)
-
-        flow_control.clear = clear_stale
-
-    def _current(self, item: Any, generation: int, assigned: Collection[TP]) -> bool:
-        message = getattr(item, "message", None)
-        return (
-            message is not None
-            and message.topic in self.topics
-            and message.generation_id == generation
-            and message.tp in assigned
-        )
 
 
 def resume_offsets(due: Mapping[TP, int], buffered: Iterable[tuple[TP, int]]) -> dict[TP, int]:

@@ -49,15 +49,7 @@ import orjson
 from faust.types import TP, EventT, StreamT
 
 from streams import wire
-from streams.agents.acks import (
-    AckGuard,
-    InOrder,
-    KeepOnResume,
-    SeekGate,
-    flush_fully,
-    resume_offsets,
-)
-from streams.agents.buffers import buffers_in_turns
+from streams.agents.acks import AckGuard, InOrder, SeekGate, flush_fully, resume_offsets
 from streams.agents.codec import (
     encode_account,
     encode_desk,
@@ -430,11 +422,6 @@ class AccountAgents:
             lambda: int(self.app.consumer_generation_id), then=self.resume_kept
         )
         self.seek_gate.install(self.app.consumer)
-        self.keep_on_resume = KeepOnResume(
-            inputs, lambda: int(self.app.consumer_generation_id), self.app.consumer.assignment
-        )
-        self.keep_on_resume.install(self.app.flow_control)
-        buffers_in_turns(self.app)  # the kept backlog does not go ahead of the rest
         shorten_fetch_wait(self.app.consumer, FETCH_WAIT_MS)
         flush_fully(self.app.producer.buffer)
         self.ebb_waits = count_ebb_waits(self.app.producer.buffer)
@@ -673,16 +660,15 @@ class AccountAgents:
             )  # fmt: skip
         order = self.in_order
         stats = self.stats
-        held, kept = self.seek_gate.held, self.keep_on_resume.kept
-        if (order.seeks or self.acks.refused or held or kept or stats.refetched or stats.stalls
+        held = self.seek_gate.held
+        if (order.seeks or self.acks.refused or held or stats.refetched or stats.stalls
                 or stats.passed_sought):  # fmt: skip
             log.info(
                 "inputs: %d sought back, %d empty offset ranges, %d acknowledgements by "
                 "Faust refused, %d deliveries held until the committed offsets were read, "
-                "%d events kept at a resume of the flow, %d partitions put back into the "
-                "fetch, %d stalls, %d read on past undelivered offsets and sought back",
-                order.seeks, order.gaps, self.acks.refused, held, kept, stats.refetched,
-                stats.stalls, stats.passed_sought,
+                "%d partitions put back into the fetch, %d stalls, %d read on past "
+                "undelivered offsets and sought back", order.seeks, order.gaps,
+                self.acks.refused, held, stats.refetched, stats.stalls, stats.passed_sought,
             )  # fmt: skip
         for p, shard in sorted(self.shards.items()):
             clock = None if shard.clock_key is None else shard.clock_key[0]

@@ -14,7 +14,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.agents.acks import AckGuard, InOrder, KeepOnResume, SeekGate, flush_fully
+from streams.agents.acks import AckGuard, InOrder, SeekGate, flush_fully
 from streams.agents.app import unmoved
 
 TOPIC = "account_marks"
@@ -134,53 +134,6 @@ def test_events_a_stream_skips_are_not_acknowledged(
     assert asyncio.run(scenario()) == 11
     assert guard.refused == 1
     assert app.consumer._new_offset(PARTITION) is None
-
-
-def fetched(app: faust.App, offset: int, generation: int, partition: int = 0) -> faust.Event:
-    tp = TP(TOPIC, partition)
-    fetched = ConsumerMessage(TOPIC, partition, offset, 0.0, 0, [], None, b"{}", None, tp=tp,
-                              generation_id=generation)  # fmt: skip
-    return faust.Event(app, None, b"{}", {}, fetched)
-
-
-@pytest.mark.parametrize("guarded", [False, True])
-def test_events_fetched_after_the_seek_survive_the_resume_of_the_flow(
-    app: faust.App, guarded: bool
-) -> None:
-    """Faust's recovery resumes the inputs' fetch and seeks them to their committed
-    offsets, then resumes its flow control, which clears every stream buffer: the
-    events fetched in between were lost and the fetch went on past them (a takeover's
-    partition then sought back: ``offset 50515 delivered while 50175 was due``). With
-    the guard the resume keeps generation 2's events of the assigned partition, in
-    order, and the stream delivers them; a stale one and an unassigned partition's go.
-    A clear while the flow is suspended (a revocation) still drops everything."""
-    if guarded:
-        KeepOnResume([TOPIC], lambda: 2, lambda: {PARTITION}).install(app.flow_control)
-
-    async def scenario() -> tuple[list[int], int | None, int]:
-        app.consumer_generation_id = 2
-        app.flow_control.resume()  # at the recovery's start
-        stream = app.stream(app.channel())
-        queue = stream.channel.queue
-        for item in (fetched(app, 9, 1), fetched(app, 50175, 2), fetched(app, 5, 2, 1),
-                     fetched(app, 50176, 2)):  # fmt: skip
-            await queue.put(item)
-        app.flow_control.resume()  # after the seek: the recovery completed
-        buffered = [item.message.offset for item in queue._queue]
-        first = None
-        if buffered:
-            async for delivered in stream.noack().events():
-                first = int(delivered.message.offset)
-                break
-        await queue.put(fetched(app, 50177, 2))
-        app.flow_control.suspend()  # a revocation
-        app.flow_control.clear()
-        return buffered, first, queue.qsize()
-
-    buffered, first, left = asyncio.run(scenario())
-    assert buffered == ([50175, 50176] if guarded else [])
-    assert first == (50175 if guarded else None)
-    assert left == 0
 
 
 @pytest.mark.parametrize("fixed", [False, True])
