@@ -180,11 +180,17 @@ def count_ebb_waits(buffer: Any) -> EbbWaits:
     return waits
 
 
+def kafka_client(consumer: Any) -> Any:
+    """The aiokafka consumer Faust runs in its thread for ``consumer`` (``None`` before
+    the thread made it; private)."""
+    return consumer._thread._consumer
+
+
 def fetch_position(consumer: Any, tp: TP) -> int | None:
     """Where the Kafka client Faust runs for ``consumer`` reads ``tp`` on: the offset
     after the last record it handed to Faust (aiokafka's position; private, read
     without its thread: one attribute); ``None`` before it is known."""
-    client = consumer._thread._consumer
+    client = kafka_client(consumer)
     subscription = None if client is None else client._subscription.subscription
     assignment = None if subscription is None else subscription.assignment
     state = None if assignment is None else assignment.state_value(tp)
@@ -196,7 +202,7 @@ def fetch_position(consumer: Any, tp: TP) -> int | None:
 def fetch_pending(consumer: Any, tp: TP) -> bool:
     """The Kafka client Faust runs for ``consumer`` holds fetched records of ``tp`` it has
     not handed out yet (aiokafka's fetcher; private, one dict lookup)."""
-    client = consumer._thread._consumer
+    client = kafka_client(consumer)
     fetcher = None if client is None else getattr(client, "_fetcher", None)
     return fetcher is not None and tp in fetcher._records
 
@@ -555,7 +561,8 @@ class AccountAgents:
         one that receives nothing more stalled (a restarted process's ``balances[0]``
         and ``[1]`` delivered nothing for 3.5 minutes, 2026-12-06). An input partition
         whose client position is past its offset due, none of its records in the
-        stream buffers (drained: nothing held on the way in), flow on, no wait of
+        stream buffers (drained: nothing held on the way in) nor held by the client
+        (``fetch_pending``), flow on, no wait of
         Faust's conductor for the producer since the last look (``EbbWaits``: under
         load it held ~900 fills that long) and nothing delivered for two checks in a
         row is sought back to the offset due, once per offset due (offsets holding
@@ -576,10 +583,11 @@ class AccountAgents:
                 continue  # not an input; or records may be on their way into its buffer
             due = self.in_order.due(tp, self._committed(tp))
             position = fetch_position(consumer, tp)
+            # records the client still holds: not stalled, and a seek then raced
+            # aiokafka's hand-out (``KeyError`` in ``fetched_records`` crashed a
+            # failover test's process, 2026-12-06)
             if position is None or position <= due or fetch_pending(consumer, tp):
-                continue  # a fetch still held by the client: not stalled, and a seek
-                # then raced aiokafka's hand-out (KeyError in ``fetched_records``: the
-                # failover test's process crashed, 2026-12-06)
+                continue
             if any(tp in queued_in(queue, queued) for queue in queues):
                 continue
             if self.passed.get(tp) == due and self.passed_sought.get(tp) != due:
