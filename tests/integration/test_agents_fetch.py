@@ -105,6 +105,62 @@ def test_records_faust_dropped_at_a_resume_are_read_again(kafka: Broker) -> None
     asyncio.run(scenario())
 
 
+def test_records_the_client_still_holds_are_not_sought_over(kafka: Broker) -> None:
+    """A seek of a partition whose fetched records aiokafka still holds raced its
+    hand-out: 17 ms after the check sought ``risk_summaries[0]``, aiokafka's
+    ``fetched_records`` raised ``KeyError`` and a failover test's process died
+    (2026-12-06). On a real broker: balances[0] holds 0-9, one fetch; the client hands
+    over 0-2 (Faust dropped them: nothing buffered) and holds the rest, its position
+    at 3 with 0 due. Five looks later it has sought nothing and hands over 3-9;
+    once it holds none, the gap it read past is sought back to 0 at the second look
+    (the net of hole 11 still works)."""
+    prefix = f"pending-{uuid.uuid4().hex[:8]}-"
+
+    async def scenario() -> None:
+        settings = Settings(bootstrap=kafka.bootstrap, topic_prefix=prefix)
+        agents = AccountAgents(settings, bundled_instruments())
+        app, consumer = agents.app, agents.app.consumer
+        balances = TP(agents.topics.name("balances"), 0)
+        await created(kafka.bootstrap, TopicPartition(*balances))
+        await produced(kafka.bootstrap, TopicPartition(*balances), 10)
+        app.topics.add(agents.account_inputs)
+        await app.topics._update_indices()
+        client = consumer._thread._create_worker_consumer(app.transport)
+        await client.start()
+        consumer._thread._consumer = client
+        try:
+            client.assign([balances])
+            consumer.assignment = lambda: {balances}  # type: ignore[method-assign]
+            agents.tables_ready = True
+            agents.seek_gate.sought = agents.seek_gate.generation()
+            app.flow_control.resume()
+            consumer.flow_active = True
+            for _ in range(200):  # until the fetcher, reading on its own, holds them
+                if balances in client._fetcher._records:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("balances[0] was never fetched")
+            first = await client.getmany(TopicPartition(*balances), max_records=3)
+            assert [r.offset for r in first[TopicPartition(*balances)]] == [0, 1, 2]
+            assert fetch_position(consumer, balances) == 3
+            assert balances in client._fetcher._records  # 3 on, fetched, still held
+            for _ in range(5):
+                await agents._check_fetch()
+            assert agents.stats.passed_sought == 0
+            assert fetch_position(consumer, balances) == 3
+            assert (await fetch_to(client, {balances: 10}))[balances] == list(range(3, 10))
+            await agents._check_fetch()
+            assert agents.stats.passed_sought == 0  # the first look with none held
+            await agents._check_fetch()
+            assert agents.stats.passed_sought == 1
+            assert fetch_position(consumer, balances) == 0
+        finally:
+            await client.stop()
+
+    asyncio.run(scenario())
+
+
 def test_each_batch_begins_with_the_next_partition_in_turn(kafka: Broker) -> None:
     """aiokafka hands out a partition's whole fetch before a later fetch's records: the
     desk's summaries waited behind the account partitions' backlog (~40 s). On a real
