@@ -37,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import faust
@@ -350,6 +351,8 @@ class AccountAgents:
         self.commit_s: list[float] = []  # delivering one released batch's outputs
         self.mark_arrived_at: dict[str, float] = {}  # symbol -> wall time of its last mark
         self.late_events = 0  # applied after later ones, every partition this process held
+        self.datadir = tempfile.mkdtemp(prefix=f"{settings.topic_prefix}adl-monitor-accounts-")
+        weakref.finalize(self, shutil.rmtree, self.datadir, ignore_errors=True)
         self.app = faust.App(
             f"{settings.topic_prefix}adl-monitor-accounts",
             broker=broker_url(settings.bootstrap),
@@ -361,8 +364,10 @@ class AccountAgents:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             web_enabled=False,
-            # Faust makes a data directory even for the memory store: not in the cwd
-            datadir=str(Path(tempfile.gettempdir()) / "{conf.id}-data"),
+            # Faust makes a data directory even for the memory store (empty): one of this
+            # object's own, not in the cwd, removed with it (one per app id was left in
+            # the temp dir by each test's app)
+            datadir=self.datadir,
             # buffered events are not acknowledged: on shutdown, do not wait for them
             # (they are re-delivered to the next owner of the partition)
             stream_wait_empty=False,

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
@@ -118,3 +119,29 @@ def test_a_partition_given_back_reads_on_where_its_shard_got_to() -> None:
 
 def message(tp: TP, offset: int) -> ConsumerMessage:
     return ConsumerMessage(tp.topic, 0, offset, 0.0, 0, [], None, b"{}", None, tp=tp)
+
+
+def test_each_app_has_a_data_directory_of_its_own_removed_at_exit() -> None:
+    """Faust makes a data directory even for the memory store. It was one per app id in
+    the temp dir, never removed: each test's app (a random topic prefix) left one
+    behind. A process making two apps of one id gets two directories, each holding
+    where Faust puts its tables, and neither is left once it exits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    program = (
+        "import json\n"
+        "from streams.agents.app import AccountAgents\n"
+        "from streams.pipeline.settings import Settings\n"
+        "from tests.helpers import bundled_instruments\n"
+        "settings = Settings(bootstrap='127.0.0.1:9', topic_prefix='datadir-')\n"
+        "apps = [AccountAgents(settings, bundled_instruments()) for _ in range(2)]\n"
+        "print(json.dumps([[a.datadir, str(a.app.conf.tabledir)] for a in apps]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, check=True)
+    (first, first_tables), (second, _) = orjson.loads(run.stdout.splitlines()[-1])
+    assert first != second
+    assert Path(first_tables).is_relative_to(first)
+    assert not Path(first).exists()
+    assert not Path(second).exists()
