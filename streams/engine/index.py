@@ -32,11 +32,17 @@ from streams.engine.fixed import SCALE, div_ceil
 _BUCKETS_PER_E = 1 / math.log1p(5e-4)  # 0.05% price buckets
 _MEMO_SIZE = 256
 _MEMO_KEPT_ON_CHANGE = 16  # more prices asked between two changes: all forgotten
-_BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # any positive raw price fits
+_BUCKET_COUNT = int(math.log(2**63) * _BUCKETS_PER_E) + 2  # a slot for each below 2**63
+_LAST_SLOT = _BUCKET_COUNT - 1
 
 
 def price_bucket(price: int) -> int:
-    return int(math.log(price) * _BUCKETS_PER_E) + 1 if price > 0 else 0
+    """The slot of a raw price: 0.05% buckets, the last one open above (a bankruptcy
+    price is a Python int and may pass 2**63: a short's with a huge margin; its entry
+    was dropped from the sums and the fund's projection divided by zero)."""
+    if price <= 0:
+        return 0
+    return min(int(math.log(price) * _BUCKETS_PER_E) + 1, _LAST_SLOT)
 
 
 @functools.cache  # at most _BUCKET_COUNT slots; a descent asks the same few again
@@ -47,6 +53,8 @@ def bucket_start(slot: int) -> int:
     ``price_bucket`` itself."""
     if slot <= 1:
         return 1
+    if slot > _LAST_SLOT:
+        raise ValueError(f"no slot {slot}: the last is {_LAST_SLOT}")
     guess = math.exp((slot - 1) / _BUCKETS_PER_E)
     low = max(1, int(guess * (1 - 1e-9)) - 2)  # below the start: bucket < slot
     high = int(guess * (1 + 1e-9)) + 2  # at or above it
@@ -436,9 +444,9 @@ class DeficitIndex:
 
         def above(slot: int, q_below: int, qb_below: int) -> bool:
             # entries in ``slot`` and above are those with B >= its start: the numerator
-            # there is theirs alone
-            start = bucket_start(slot)
-            return (total_qb - qb_below) - start * (total_q - q_below) > limit
+            # there is theirs alone (none: 0, never above; past the last slot there are none)
+            q_above = total_q - q_below
+            return q_above > 0 and (total_qb - qb_below) - bucket_start(slot) * q_above > limit
 
         slot, q_below, qb_below = self._sums.last_holding(above)
         # the edge is above this slot's start, at most the next slot's: find the last of
@@ -477,7 +485,10 @@ class DeficitIndex:
 
         def within(slot: int, q_below: int, qb_below: int) -> bool:
             # entries below the slot are those with B below its start
-            return bucket_start(slot) * q_below - qb_below <= limit
+            # none below: 0; past the last slot (open above) the start is beyond any price
+            if q_below == 0:
+                return True
+            return slot <= _LAST_SLOT and bucket_start(slot) * q_below - qb_below <= limit
 
         slot, q_below, qb_below = self._sums.last_holding(within)
         bucket = self._buckets.get(slot)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from streams.engine.fixed import SCALE
 from streams.engine.index import (
+    _LAST_SLOT,
     DeficitIndex,
     Fenwick,
     ThresholdIndex,
@@ -344,8 +345,33 @@ def _check_budget_edge(entries, is_long, budget, asked, slope=SCALE):
             assert over == (price > edge), (price, edge)
 
 
-@given(st.integers(1, 160_000))
+@given(st.integers(1, _LAST_SLOT))
 def test_bucket_start_is_the_first_price_of_its_bucket(slot):
     start = bucket_start(slot)
     assert price_bucket(start) >= slot
     assert start == 1 or price_bucket(start - 1) < slot
+
+
+def test_a_bankruptcy_price_past_2_63_is_in_the_sums():
+    """A short's bankruptcy price is a Python int and may pass 2**63 (a huge margin on a
+    small position). Its entry fell outside the tree of sums (silently: its deficit was
+    missing) and the fund's projection divided by zero looking for the side's edge
+    (found by test_wide_moves, 2026-12-06). By hand, one short of q = 10,000 raw at
+    B = 10**19 + 4 * 10**12 (past 2**63 = 9.22e18): at p = B + 10**12 its deficit is
+    q * 10**12 / SCALE raw, at B and below none; with a budget of 0 the edge is B (the
+    deficit is above 0 exactly at p > B); a long at the same B owes at p = B - 10**12
+    the same. The last slot holds every price from its start up."""
+    b, q = 10**19 + 4 * 10**12, 10_000
+    assert b > 2**63
+    short = DeficitIndex(is_long=False)
+    short.put("s", b, q)
+    assert short.deficit_at(b + 10**12) == q * 10**12 // SCALE
+    assert short.deficit_at(b) == 0
+    assert short.deficit_at(6 * 10**12) == 0
+    assert short.budget_edge(0) == b
+    long = DeficitIndex(is_long=True)
+    long.put("l", b, q)
+    assert long.deficit_at(b - 10**12) == q * 10**12 // SCALE
+    assert long.deficit_at(b + 1) == 0
+    assert price_bucket(b) == price_bucket(2**63 - 1) == price_bucket(10**40) == _LAST_SLOT
+    assert price_bucket(bucket_start(_LAST_SLOT) - 1) == _LAST_SLOT - 1
