@@ -90,6 +90,10 @@ class Settings:
     # transactions of about this many outputs, not one: not all held in memory (a
     # 50k-account crash released whole grew the worker past 22 GB; the kernel killed it)
     max_outputs_per_transaction: int = 20_000
+    # decoded input events held for the watermark before the inputs ahead of it are
+    # paused: in a backlog the sparse inputs were read to their end while the dense one
+    # (marks) gated the watermark (a restart over 10M events held ~2.9 GB)
+    max_buffered_events: int = 200_000
     # account-agents: a process silent this long is taken for dead and its partitions
     # move. A risk monitor wants it short (a dead owner's accounts go unwatched until
     # then) but above the pauses of a loaded process (a false death moves every
@@ -148,7 +152,7 @@ class Settings:
             values["snapshot_key"] = snapshot_key
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes",
-                     "max_outputs_per_transaction"):  # fmt: skip
+                     "max_outputs_per_transaction", "max_buffered_events"):  # fmt: skip
             if values.get(name, 1) < 1:
                 raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
         if values.get("standby_replicas", 0) < 0:  # 0: no standbys, every takeover restores

@@ -4,6 +4,7 @@ the engine gives over the file (what ``replay`` writes), nothing lost or repeate
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import json
 import logging
@@ -233,6 +234,38 @@ def test_a_backlog_is_written_in_bounded_transactions(
     assert len(sizes) > total // (300 + max(per_event.values()))
     assert max(sizes) < 300 + max(per_event.values()), (max(sizes), max(per_event.values()))
     assert_same(asyncio.run(read_outputs(settings)), expected)
+
+
+def test_a_backlog_holds_a_bounded_number_of_events_for_the_watermark(
+    kafka: Broker, expected
+) -> None:
+    """In a backlog the sparse inputs were read to their end while the dense one held
+    the watermark back: every decoded event waited in the worker (a restart over 10M
+    events: ~2.9 GB). With ``max_buffered_events`` the inputs ahead of the watermark
+    are paused while more than that wait. The whole cascade waiting at the start, read
+    50 records a batch. What may wait beyond the cap, by design: a batch from each
+    input partition before the watermark is known (each must deliver once), and the
+    events within the allowed lateness of the watermark (not paused: they may hold it;
+    counted in the file). Without a cap more than that waits at some point (3,447 and
+    11,247 of the 14,689 in two runs); with a cap of 150 no more than that, inputs are
+    paused, and the outputs are the same."""
+    batch, cap = 50, 150
+    free = produced(dataclasses.replace(settings_for(kafka), max_poll_records=batch))
+    unbounded = asyncio.run(Worker(free, INSTRUMENTS).run(stop_when_idle=True))
+    capped = produced(
+        dataclasses.replace(settings_for(kafka), max_poll_records=batch, max_buffered_events=cap)
+    )
+    bounded = asyncio.run(Worker(capped, INSTRUMENTS).run(stop_when_idle=True))
+    events = [orjson.loads(line) for line in CASCADE.read_bytes().splitlines() if line.strip()]
+    times = sorted(e["ts"] for e in events if isinstance(e.get("ts"), int))
+    lateness = capped.allowed_lateness_ms
+    in_a_window = max(bisect.bisect_right(times, t + lateness) - i for i, t in enumerate(times))
+    input_partitions = 3 * capped.partitions + 3  # fills, balances, position_config; 3 clocks
+    allowed = cap + input_partitions * batch + in_a_window
+    assert bounded.held_ahead >= 1
+    assert bounded.buffered_peak <= allowed < unbounded.buffered_peak, (bounded, unbounded, allowed)
+    assert bounded.late_events == unbounded.late_events == 0
+    assert_same(asyncio.run(read_outputs(capped)), expected)
 
 
 def test_sigkill_mid_stream_loses_and_repeats_nothing(kafka: Broker, expected) -> None:
