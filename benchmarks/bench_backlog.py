@@ -32,7 +32,7 @@ from streams.pipeline.settings import Settings
 from streams.pipeline.topics import Topics
 from streams.pipeline.worker import ensure_topics
 
-UNBOUNDED = 10**12
+UNBOUNDED = 999_999_999  # the most the setting takes (nine digits)
 
 
 def run_worker(env: dict[str, str], log: Path) -> tuple[float, int, dict[str, object]]:
