@@ -14,42 +14,19 @@ Usage: python benchmarks/bench_backlog.py --events FILE [--instruments FILE]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import os
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import orjson
+from bench_startup import produced, timed_worker
 
 from streams.brokers import apache
-from streams.pipeline.producer import produce_file
 from streams.pipeline.settings import Settings
-from streams.pipeline.topics import Topics
-from streams.pipeline.worker import ensure_topics
 
 UNBOUNDED = 999_999_999  # the most the setting takes (nine digits)
-
-
-def run_worker(env: dict[str, str], log: Path) -> tuple[float, int, dict[str, object]]:
-    """(seconds, peak RSS in MB, final stats) of one worker over its backlog."""
-    began = time.perf_counter()
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - began
-    text = log.read_bytes()
-    if status != 0:
-        raise SystemExit(f"the worker failed ({status}):\n{text[-3000:].decode()}")
-    stats = orjson.loads(text[text.rindex(b"\n{") :])
-    return elapsed, usage.ru_maxrss // 1024, stats
 
 
 def main() -> None:
@@ -70,13 +47,7 @@ def main() -> None:
         runs = {"capped": args.cap, "unbounded": UNBOUNDED}
         prefixes = {name: f"b{uuid.uuid4().hex[:6]}." for name in runs}
         for prefix in prefixes.values():
-            settings = Settings(bootstrap=broker.bootstrap, topic_prefix=prefix)
-
-            async def prepare(settings: Settings = settings) -> None:
-                await ensure_topics(settings, Topics(settings.topic_prefix))
-                await produce_file(settings, events)
-
-            asyncio.run(prepare())
+            produced(Settings(bootstrap=broker.bootstrap, topic_prefix=prefix), events)
         print(f"{count:,} events produced twice")
         for name, cap in runs.items():
             env = {**os.environ, "ADL_BOOTSTRAP": broker.bootstrap, "ADL_PARTITIONS": "4",
@@ -85,7 +56,8 @@ def main() -> None:
             env.pop("ADL_SNAPSHOT_KEY", None)
             if args.instruments is not None:
                 env["ADL_INSTRUMENTS"] = str(args.instruments)
-            seconds, rss_mb, stats = run_worker(env, work / f"{name}.log")
+            seconds, log, rss_mb = timed_worker(env, work / f"{name}.log")
+            stats = orjson.loads(log[log.rindex(b"\n{") :])  # its final stats
             print(f"{name} (cap {cap:,}): {seconds:.1f} s, {count / seconds:,.0f} events/s, "
                   f"peak RSS {rss_mb:,} MB, at most {stats['buffered_peak']:,} events held "
                   f"for the watermark, inputs paused {stats['held_ahead']} times")  # fmt: skip

@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from streams.brokers import apache
 from streams.pipeline.producer import produce_file
@@ -35,19 +36,36 @@ SNAPSHOT_LINE = re.compile(rb"snapshot at input sequence (\d+): ([\d.]+) MB in \
                            rb"made in ([\d.]+) s")  # fmt: skip
 
 
-def timed_worker(env: dict[str, str], log: Path) -> tuple[float, bytes]:
-    """Seconds from the worker's start to its exit (idle), and its log."""
+class WorkerRun(NamedTuple):
+    seconds: float  # from the worker's start to its exit (idle)
+    log: bytes
+    peak_rss_mb: int  # the kernel's, of the process
+
+
+def timed_worker(env: dict[str, str], log: Path) -> WorkerRun:
+    """One worker run to its exit when idle: its time, log and peak RSS."""
     began = time.perf_counter()
     with log.open("wb") as out:
-        done = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--exit-when-idle"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+            env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - began
     text = log.read_bytes()
-    if done.returncode != 0:
-        raise SystemExit(f"the worker failed ({done.returncode}):\n{text[-3000:].decode()}")
-    return elapsed, text
+    if status != 0:
+        raise SystemExit(f"the worker failed ({status}):\n{text[-3000:].decode()}")
+    return WorkerRun(elapsed, text, usage.ru_maxrss // 1024)
+
+
+def produced(settings: Settings, events: Path) -> None:
+    """``settings``' topics made, ``events`` produced to them."""
+
+    async def prepare() -> None:
+        await ensure_topics(settings, Topics(settings.topic_prefix))
+        await produce_file(settings, events)
+
+    asyncio.run(prepare())
 
 
 def main() -> None:
@@ -70,13 +88,8 @@ def main() -> None:
     count = sum(1 for _ in events.open("rb"))
     with apache.ApacheKafka(work / "broker", partitions=4) as broker:
         settings = Settings(bootstrap=broker.bootstrap, topic_prefix=f"s{uuid.uuid4().hex[:6]}.")
-
-        async def prepare() -> None:
-            await ensure_topics(settings, Topics(settings.topic_prefix))
-            await produce_file(settings, events)
-
         began = time.perf_counter()
-        asyncio.run(prepare())
+        produced(settings, events)
         print(f"{count:,} events produced in {time.perf_counter() - began:.1f} s")
         env = {**os.environ, "ADL_BOOTSTRAP": settings.bootstrap,
                "ADL_TOPIC_PREFIX": settings.topic_prefix, "ADL_PARTITIONS": "4"}  # fmt: skip
@@ -85,7 +98,7 @@ def main() -> None:
             env["ADL_INSTRUMENTS"] = str(instruments)
         keyed = {**env, "ADL_SNAPSHOT_KEY": "bench",
                  "ADL_SNAPSHOT_INTERVAL_S": str(args.interval_s)}  # fmt: skip
-        first_s, log = timed_worker(keyed, work / "first.log")
+        first_s, log, _ = timed_worker(keyed, work / "first.log")
         taken = SNAPSHOT_LINE.findall(log)
         if not taken:
             raise SystemExit("no snapshot was written: a run shorter than --interval-s?")
@@ -94,10 +107,12 @@ def main() -> None:
               f"{count / first_s:,.0f} events/s; {len(taken)} snapshots, the last at input "
               f"sequence {int(seq):,}: {float(size_mb):.1f} MB, made in "
               f"{float(made_s):.2f} s")  # fmt: skip
-        from_snapshot_s, _ = timed_worker(keyed, work / "from-snapshot.log")
-        from_history_s, _ = timed_worker(env, work / "from-history.log")
-        print(f"restart from the last snapshot: {from_snapshot_s:.1f} s")
-        print(f"restart from the whole history: {from_history_s:.1f} s "
+        from_snapshot_s, _, snapshot_rss = timed_worker(keyed, work / "from-snapshot.log")
+        from_history_s, _, history_rss = timed_worker(env, work / "from-history.log")
+        print(f"restart from the last snapshot: {from_snapshot_s:.1f} s, "
+              f"peak RSS {snapshot_rss:,} MB")  # fmt: skip
+        print(f"restart from the whole history: {from_history_s:.1f} s, "
+              f"peak RSS {history_rss:,} MB "
               f"(x{from_history_s / from_snapshot_s:.1f} the snapshot's)")  # fmt: skip
     print(f"logs in {work}")
 
