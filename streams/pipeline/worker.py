@@ -397,6 +397,8 @@ class Worker:
         applied is the same. Without it a restart over 10M events (marks gating, the
         sparse inputs read to their end) held ~2.9 GB of decoded events."""
         held = len(self.sequencer)
+        if not self._held and held <= self.settings.max_buffered_events:
+            return  # live: nothing paused, nothing to pause (each loop: no set built)
         limit = bound + self.settings.allowed_lateness_ms
         ahead = {tp for tp in partitions if self._last_ts.get(tp, -1) > limit}
         if held > self.settings.max_buffered_events:
