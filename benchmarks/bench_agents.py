@@ -77,6 +77,7 @@ def agents_process(
         "ADL_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "ADL_HEARTBEAT_INTERVAL_MS": str(settings.heartbeat_interval_ms),
         "ADL_WARM_COPIES": "1" if settings.warm_copies else "0",
+        "ADL_CHANGELOG_SEGMENT_MS": str(settings.changelog_segment_ms),
     }
     return subprocess.Popen(  # noqa: S603 (our own command)
         [

@@ -278,9 +278,12 @@ def _topics_ready(settings: Settings, extra: tuple[Any, ...] = ()) -> None:
 
 
 def _account_agents(args: argparse.Namespace) -> int:
+    import asyncio
+
     from faust.worker import Worker as FaustWorker
 
     from streams.agents.app import INTERNAL, AccountAgents
+    from streams.agents.changelog import long_segments, long_segments_warning
 
     _long_running()
     settings = _settings(args)
@@ -290,6 +293,9 @@ def _account_agents(args: argparse.Namespace) -> int:
     agents = AccountAgents(
         settings, instruments, summary_interval_ms=args.summary_interval_ms, url=url
     )
+    found = asyncio.run(long_segments(settings, agents.changelog_topics()))
+    for topic, segment_ms in sorted(found.items()):
+        print(f"warning: {long_segments_warning(settings, topic, segment_ms)}", file=sys.stderr)
     if args.metrics_port:  # /metrics and the read API, as the worker's
         from streams.agents.web import serve_api
 

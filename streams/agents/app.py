@@ -51,6 +51,7 @@ from faust.types import TP, EventT, StreamT
 
 from streams import wire
 from streams.agents.acks import AckGuard, InOrder, SeekGate, flush_fully, resume_offsets
+from streams.agents.changelog import changelog_configs
 from streams.agents.codec import (
     encode_account,
     encode_desk,
@@ -477,6 +478,7 @@ class AccountAgents:
             default=None,
             partitions=partitions or self.settings.partitions,
             standby_buffer_size=STANDBY_BUFFER_ROWS,
+            extra_topic_configs=changelog_configs(self.settings),
             noted=noted,
         )
         return self.app.tables.add(table)
@@ -762,6 +764,9 @@ class AccountAgents:
     def _tables(self) -> tuple[Any, ...]:
         return (self.account_rows, self.mark_rows, self.chain_rows, self.ranking_rows,
                 self.desk_rows)  # fmt: skip
+
+    def changelog_topics(self) -> list[str]:
+        return [table.changelog_topic.get_topic_name() for table in self._tables()]
 
     def _due(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The next offset due of each of ``tps`` as a revocation puts their shard or

@@ -114,6 +114,12 @@ class Settings:
     # from its rows takes ~17 s at the preset's scale (``bench_rebalance.py``). Costs
     # the copy's memory (about the owner's) and the CPU of applying its changed rows
     warm_copies: bool = True
+    # account-agents: the changelog tables' rows are compacted (each key's older rows
+    # dropped) once they are this old: Kafka's ``segment.ms`` of the changelog topics this
+    # process creates (Kafka never compacts a topic's newest segment: by default a week
+    # or 1 GB of rows, every one read again by a process that starts without the
+    # partition's state). 0: the broker's default
+    changelog_segment_ms: int = 60_000
     # larger input messages are dead-lettered unparsed (the broker's own limit is ~1 MB)
     max_message_bytes: int = 1 << 20
     # worker snapshots (``pipeline/snapshots.py``): the key that signs them (a secret:
