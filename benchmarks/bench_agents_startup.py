@@ -10,8 +10,8 @@ For each ``--fills`` count, in one run on one Apache Kafka broker, the same back
 (fills between ``--accounts`` accounts, a mark every 500 fills, 4 partitions) on fresh
 topics twice: changelog topics with the broker's defaults (``ADL_CHANGELOG_SEGMENT_MS=0``,
 the agents before 2026-12-07) and with ``--segment-ms``. Each time: one agents process
-drains the backlog, then lives on ``--live-s`` more with a mark a second (a live
-venue: the changelog's segments roll and the broker's cleaner runs as it would), is
+drains the backlog, then lives on ``--live-s`` more with 8 fills and a mark a second (a
+live venue: the changelog's segments roll and the broker's cleaner runs as it would), is
 stopped, and a new process is started with one new account's fill behind the
 backlog; timed from its start to that account's ``account_risk`` output being
 readable (the restore of every table, then the first event). Printed beside it: the
@@ -72,6 +72,19 @@ async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, in
         await consumer.stop()
 
 
+def live_second(ts: int, second: int, accounts: int) -> list[dict[str, object]]:
+    """A second of a live venue: a trade between two accounts per partition (so each
+    account changelog partition is written to: its segment rolls), then a mark."""
+    events: list[dict[str, object]] = []
+    for n in range(8):
+        account = f"a{(second * 8 + n) * 7919 % accounts}"
+        side = ("buy", "sell")[n % 2]
+        events.append({"type": "fill", "fill_id": f"live{second}-{n}", "ts": ts,
+                       "account": account, "symbol": "BTCUSDT", "side": side,
+                       "qty": "0.01", "price": "60000"})  # fmt: skip
+    return [*events, {"type": "mark", "ts": ts, "symbol": "BTCUSDT", "mark_price": "60000"}]
+
+
 async def one_history(
     bootstrap: str, fills: int, accounts: int, segment_ms: int, live_s: int
 ) -> tuple[float, int, int, float]:
@@ -95,10 +108,8 @@ async def one_history(
                 raise SystemExit(f"stalled at {applied(port):,.0f} of {expected:,} events")
             await asyncio.sleep(0.5)
         first_s = time.perf_counter() - began
-        for second in range(live_s):  # a live venue: a mark a second
-            ts = last_ts + 1 + second
-            await produce(settings, [{"type": "mark", "ts": ts, "symbol": "BTCUSDT",
-                                      "mark_price": "60000"}])  # fmt: skip
+        for second in range(live_s):  # a live venue: trades and a mark every second
+            await produce(settings, live_second(last_ts + 1 + second, second, accounts))
             await asyncio.sleep(1)
         last_ts += live_s + 1
     finally:

@@ -58,6 +58,36 @@ def updated_asking_between(
 @settings(max_examples=200)
 @given(st.booleans(), st.lists(entry, max_size=40), st.lists(prices, min_size=1, max_size=10))
 def test_deficit_matches_brute_force_after_updates(is_long, ops, queries):
+    _check_deficits(is_long, ops, queries)
+
+
+# bankruptcy prices are Python ints: some past 2**63, where the tree's last slot holds
+# every one of them (a short with a huge margin; f819013), some around that edge
+wide = st.one_of(prices, st.integers(2**63 - 10**6, 2**63 + 10**6), st.integers(2**63, 10**22))
+wide_entry = st.tuples(st.text("abcd", min_size=1, max_size=2), wide, st.integers(1, 10**12))
+
+
+@settings(max_examples=200)
+@given(st.booleans(), st.lists(wide_entry, max_size=30), st.lists(wide, min_size=1, max_size=10))
+def test_prices_past_2_63_match_brute_force(is_long, ops, queries):
+    _check_deficits(is_long, ops, queries)
+
+
+@given(
+    st.lists(st.tuples(wide, st.integers(1, 10**9)), max_size=25),
+    st.booleans(),
+    st.integers(-(10**6), 10**25),
+    st.lists(wide, min_size=1, max_size=20),
+)
+def test_budget_edge_past_2_63_splits_the_prices_as_deficit_at_does(
+    entries, is_long, budget, asked
+):
+    _check_budget_edge(entries, is_long, budget, asked)
+
+
+def _check_deficits(is_long, ops, queries):
+    """After ``ops`` (puts and removes), ``deficit_at`` equals brute force at the
+    ``queries`` and at each entry's price and its neighbours (bucket edges)."""
     index = DeficitIndex(is_long)
     truth: dict[str, tuple[int, int]] = {}
     for op in ops:
