@@ -101,9 +101,10 @@ def long_segments_warning(settings: Settings, topic: str, segment_ms: int) -> st
     """One line for the operator: what it costs, and the command that fixes it."""
     configs = ",".join(f"{k}={v}" for k, v in changelog_configs(settings).items())
     return (
-        f"changelog topic {topic} has segment.ms {segment_ms:,} (ADL_CHANGELOG_SEGMENT_MS: "
-        f"{settings.changelog_segment_ms:,}): a process starting without its state reads "
-        f"up to that much of its rows again; to change it: kafka-configs.sh "
+        f"changelog topic {topic} rolls a segment every {segment_ms:,} ms "
+        f"(ADL_CHANGELOG_SEGMENT_MS: {settings.changelog_segment_ms:,}); Kafka compacts no "
+        f"topic's newest segment, so a process starting without the state reads up to that "
+        f"long of its rows; to set it: kafka-configs.sh "
         f"--bootstrap-server {settings.bootstrap} --alter --entity-type topics "
         f"--entity-name {topic} --add-config {configs}"
     )
