@@ -60,6 +60,37 @@ def _int(name: str, raw: str) -> int:
 MIN_SESSION_TIMEOUT_MS = 3_000
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
+MIN_CHANGELOG_SEGMENT_MS = 1_000
+
+
+def _check_ranges(values: Mapping[str, Any]) -> None:
+    """One ``ConfigError`` naming the variable for a number out of its range."""
+    for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes",
+                 "max_outputs_per_transaction", "max_buffered_events"):  # fmt: skip
+        if values.get(name, 1) < 1:
+            raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
+    if values.get("standby_replicas", 0) < 0:  # 0: no standbys, every takeover restores
+        raise ConfigError(
+            f"ADL_STANDBY_REPLICAS: must be 0 or more, got {values['standby_replicas']}"
+        )
+    if 0 < values.get("changelog_segment_ms", 0) < MIN_CHANGELOG_SEGMENT_MS:
+        # a segment (files on the broker) per append: "60" meant as seconds
+        raise ConfigError(
+            f"ADL_CHANGELOG_SEGMENT_MS: 0 (the broker's default) or at least "
+            f"{MIN_CHANGELOG_SEGMENT_MS}, got {values['changelog_segment_ms']}"
+        )
+    if values.get("session_timeout_ms", MIN_SESSION_TIMEOUT_MS) < MIN_SESSION_TIMEOUT_MS:
+        raise ConfigError(
+            f"ADL_SESSION_TIMEOUT_MS: must be at least {MIN_SESSION_TIMEOUT_MS}, got "
+            f"{values['session_timeout_ms']}"
+        )
+    session_ms = values.get("session_timeout_ms", SESSION_TIMEOUT_MS)
+    heartbeat_ms = values.get("heartbeat_interval_ms", HEARTBEAT_INTERVAL_MS)
+    if not 0 < heartbeat_ms * 3 <= session_ms:
+        raise ConfigError(
+            f"ADL_HEARTBEAT_INTERVAL_MS: between 1 and a third of the session timeout "
+            f"({session_ms} ms), got {heartbeat_ms}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,26 +188,7 @@ class Settings:
         if snapshot_key is not None:
             values["snapshot_key"] = snapshot_key
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("partitions", "replication_factor", "max_poll_records", "max_message_bytes",
-                     "max_outputs_per_transaction", "max_buffered_events"):  # fmt: skip
-            if values.get(name, 1) < 1:
-                raise ConfigError(f"ADL_{name.upper()}: must be at least 1, got {values[name]}")
-        if values.get("standby_replicas", 0) < 0:  # 0: no standbys, every takeover restores
-            raise ConfigError(
-                f"ADL_STANDBY_REPLICAS: must be 0 or more, got {values['standby_replicas']}"
-            )
-        if values.get("session_timeout_ms", MIN_SESSION_TIMEOUT_MS) < MIN_SESSION_TIMEOUT_MS:
-            raise ConfigError(
-                f"ADL_SESSION_TIMEOUT_MS: must be at least {MIN_SESSION_TIMEOUT_MS}, got "
-                f"{values['session_timeout_ms']}"
-            )
-        session_ms = values.get("session_timeout_ms", SESSION_TIMEOUT_MS)
-        heartbeat_ms = values.get("heartbeat_interval_ms", HEARTBEAT_INTERVAL_MS)
-        if not 0 < heartbeat_ms * 3 <= session_ms:
-            raise ConfigError(
-                f"ADL_HEARTBEAT_INTERVAL_MS: between 1 and a third of the session timeout "
-                f"({session_ms} ms), got {heartbeat_ms}"
-            )
+        _check_ranges(values)
         settings = cls(**values)
         settings.check_security()
         return settings

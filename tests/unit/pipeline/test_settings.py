@@ -32,11 +32,18 @@ def test_booleans_take_the_usual_words(raw: str, value: bool) -> None:
         ("ADL_HEARTBEAT_INTERVAL_MS", "3334"),  # over a third of the 10 s session timeout
         ("ADL_HEARTBEAT_INTERVAL_MS", "0"),
         ("ADL_STANDBY_REPLICAS", "-1"),  # was: handed to Faust as is
+        ("ADL_CHANGELOG_SEGMENT_MS", "60"),  # seconds meant: a broker segment per append
     ],
 )
 def test_bad_values_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_the_changelog_segments_are_a_minute_or_the_brokers() -> None:
+    assert Settings.from_env({}).changelog_segment_ms == 60_000
+    assert Settings.from_env({"ADL_CHANGELOG_SEGMENT_MS": "0"}).changelog_segment_ms == 0
+    assert Settings.from_env({"ADL_CHANGELOG_SEGMENT_MS": "1000"}).changelog_segment_ms == 1000
 
 
 def test_the_session_timeout_and_heartbeats_are_settings() -> None:
