@@ -57,14 +57,13 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     }
 
 
-def prepared(kafka: Broker, produce: bool = True, changelog_segment_ms: int = 60_000) -> Settings:
-    """Fresh topics (a prefix per test), the bundled cascade in them unless not ``produce``."""
+def prepared(kafka: Broker, produce: bool = True, **overrides: Any) -> Settings:
+    """Fresh topics (a prefix per test), the bundled cascade in them unless not
+    ``produce``; ``overrides``: other settings."""
     settings = Settings(
-        bootstrap=kafka.bootstrap,
-        topic_prefix=f"a{uuid.uuid4().hex[:6]}.",
-        partitions=3,
-        changelog_segment_ms=changelog_segment_ms,
-    )
+        bootstrap=kafka.bootstrap, topic_prefix=f"a{uuid.uuid4().hex[:6]}.", partitions=3,
+        **overrides,
+    )  # fmt: skip
 
     async def prepare() -> None:
         await ensure_topics(settings, Topics(settings.topic_prefix), INTERNAL)
