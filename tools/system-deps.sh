@@ -2,8 +2,9 @@
 # What the integration tests need beyond Python, from Debian when missing: Java and Maven
 # (Apache Kafka's jars come from Maven Central into .cache/kafka), prometheus (promtool
 # and a real Prometheus), chromium (the report's headless check), openssl (the secured
-# broker's throwaway certificates). Installs as root (or with sudo); otherwise says what
-# is missing: those tests then skip, except with CI=true, where they fail.
+# broker's throwaway certificates), gcc (the engine compiled by mypyc,
+# tools/compile_engine.py). Installs as root (or with sudo); otherwise says what is
+# missing: those tests then skip, except with CI=true, where they fail.
 set -euo pipefail
 missing=()
 command -v java >/dev/null || missing+=(default-jdk-headless)
@@ -11,6 +12,7 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v gcc >/dev/null || missing+=(gcc)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   as_root=()

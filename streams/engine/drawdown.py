@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streams.engine.fixed import SCALE, div_ceil, div_floor
+from streams.engine.fixed import SCALE, div_ceil, div_floor, ratio
 
 HOUR_MS = 3_600_000
 
@@ -148,7 +148,7 @@ def pnl_ratio(found: tuple[int, int] | None, loss: int) -> float | None:
     if found is None or found[1] <= 0:
         return None
     drawdown, max_balance = found
-    return (drawdown - loss) / max_balance
+    return ratio(drawdown - loss, max_balance)
 
 
 def drawdown_triggered(loss: int, edges: Edges, held: bool) -> bool:

@@ -39,7 +39,7 @@ from streams.engine.events import (
     IsolatedMargin,
     Mark,
 )
-from streams.engine.fixed import SCALE, div_ceil, div_floor
+from streams.engine.fixed import SCALE, div_ceil, div_floor, to_float
 from streams.engine.fund import Curve, index_curve, shocked_price, shocked_prices
 from streams.engine.index import DeficitIndex, ThresholdIndex, rounding_tolerance
 from streams.engine.instruments import HOME_SETTLEMENT, Instrument
@@ -221,7 +221,7 @@ class Engine:
             for s, inst in self.instruments.items()
         }
         # each symbol's fee to close as a rate, by symbol index (none: no symbol has one)
-        fees = [self.instruments[s].closing_fee_rate / SCALE for s in self.symbol_names]
+        fees = [to_float(self.instruments[s].closing_fee_rate) for s in self.symbol_names]
         self.fees_by_index = np.array(fees) if any(fees) else None
         # margin tiers by symbol index, for a ranking that reads the maintenance at the
         # current marks (Binance's); the part on the entry value comes from evaluations
@@ -441,7 +441,7 @@ class Engine:
         for sym, pos, before in moved:
             index = self.symbol_index[sym]
             shared.set_position(
-                shared.place[index], OtherPosition(index, pos.qty / SCALE, pos.mark_price, True)
+                shared.place[index], OtherPosition(index, to_float(pos.qty), pos.mark_price, True)
             )
             if before.qty != pos.qty or before.entry_price != pos.entry_price:
                 st = symbols[sym]
@@ -449,10 +449,10 @@ class Engine:
                 if acct in st.thresholds:
                     st.thresholds.remove(acct)
         count = len(shared.positions)
-        shared.backing = [new.cross_equity / SCALE] * count
-        shared.equity = new.equity / SCALE
-        shared.wallet = [new.wallet_balance / SCALE] * count
-        shared.fixed_maintenance = [self._cross_fixed(new) / SCALE] * count
+        shared.backing = [to_float(new.cross_equity)] * count
+        shared.equity = to_float(new.equity)
+        shared.wallet = [to_float(new.wallet_balance)] * count
+        shared.fixed_maintenance = [to_float(self._cross_fixed(new))] * count
         mmr_max = self.mmr_max
         self.budget.put_moved(
             acct,
@@ -595,7 +595,9 @@ class Engine:
         # each position's others are every position but itself, in the account's order:
         # made once per account (an account on 162 symbols made 162 x 161 of them)
         every = [
-            OtherPosition(self.symbol_index[p.symbol], p.qty / SCALE, p.mark_price, not p.isolated)
+            OtherPosition(
+                self.symbol_index[p.symbol], to_float(p.qty), p.mark_price, not p.isolated
+            )
             for p in risk.positions
         ]
         shared = None
@@ -742,15 +744,15 @@ class Engine:
         """The wide account's shared row value, updated in place (its rows hold it)
         or made and kept."""
         positions = risk.positions
-        backing = [p.backing_equity / SCALE for p in positions]
-        equity = risk.equity / SCALE
+        backing = [to_float(p.backing_equity) for p in positions]
+        equity = to_float(risk.equity)
         cross_wallet = risk.wallet_balance / SCALE
         wallet = [
-            (p.backing_equity - p.unrealized_pnl) / SCALE if p.isolated else cross_wallet
+            to_float(p.backing_equity - p.unrealized_pnl) if p.isolated else cross_wallet
             for p in positions
         ]
         maintenance = [
-            (fixed_maintenance(p) if p.isolated else cross_fixed) / SCALE for p in positions
+            to_float(fixed_maintenance(p) if p.isolated else cross_fixed) for p in positions
         ]
         shared = self.shared.get(acct)
         place = {other.symbol_index: k for k, other in enumerate(every)}
@@ -866,12 +868,12 @@ class Engine:
         return st.queue.rank(
             self.marks[sym],
             self.profiles[sym],
-            self.config.light_locally,
-            self.marks.by_index,
             symbol=sym,
             ts_ms=ts_ms,
+            light=self.config.light_locally,
+            marks_by_index=self.marks.by_index,
             fees_by_index=self.fees_by_index,
-            fee=self.instruments[sym].closing_fee_rate / SCALE,
+            fee=to_float(self.instruments[sym].closing_fee_rate),
             tiers=self.tiers,
             symbol_index=self.symbol_index[sym],
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import NewType
+from typing import Any, Final, NewType
 
 SCALE_DIGITS = 8
 SCALE: int = 10**SCALE_DIGITS  # one unit is 1e-8 of a dollar, of a coin, or of a price tick
@@ -147,6 +147,28 @@ def to_str(raw: int) -> str:
     return f"{sign}{whole}.{frac:0{SCALE_DIGITS}d}".rstrip("0")
 
 
+_EXACT_DOUBLE: Final = 2**53  # every int of at most this magnitude is a double exactly
+
+
 def to_float(raw: int) -> float:
     """Scaled units as a float: only for projections, sweeps and metrics."""
-    return raw / SCALE
+    return ratio(raw, SCALE)
+
+
+def ratio(numerator: int, denominator: int) -> float:
+    """``numerator / denominator`` rounded once, as CPython divides two ints.
+
+    Every int-by-int true division of the engine goes through here: compiled by mypyc
+    (``tools/compile_engine.py``), ``a / b`` of two ints below 2**62 converts each to a
+    double first, which rounds any above 2**53 (a wallet of 1e9 quote is 1e17 raw), and
+    then divides: two roundings, and a wide account's rank score differed in its last
+    digits from the interpreter's. Both within 2**53, each is an exact double and one
+    division rounds once (the common case); else, typed ``Any``, the division is
+    CPython's own."""
+    if (
+        -_EXACT_DOUBLE <= numerator <= _EXACT_DOUBLE
+        and -_EXACT_DOUBLE <= denominator <= _EXACT_DOUBLE
+    ):
+        return numerator / denominator
+    exact: Any = numerator
+    return float(exact / denominator)

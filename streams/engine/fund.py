@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.engine.fixed import SCALE, div_ceil
+from streams.engine.fixed import SCALE, div_ceil, ratio
 from streams.engine.index import DeficitIndex
 
 MAX_UP_MOVE = 10.0  # +1000%: a short's ADL distance beyond this is reported as none
@@ -53,7 +53,7 @@ class FundHistory:
         (t0, b0), (t1, b1) = self.snapshots[0], self.snapshots[-1]
         if t1 <= t0 or b1 >= b0:
             return None
-        rate_per_s = (b0 - b1) / ((t1 - t0) / 1000)
+        rate_per_s = (b0 - b1) / ratio(t1 - t0, 1000)
         return max(0.0, b1 / rate_per_s)
 
 
@@ -198,4 +198,4 @@ def _exceeds(side: Curve, budget: int, is_long: bool) -> Callable[[float], bool]
 
 def coverage_ratio(fund_balance: int, loss_now: int) -> float | None:
     """fund / projected loss; ``None`` when nothing is projected to be lost."""
-    return None if loss_now <= 0 else fund_balance / loss_now
+    return None if loss_now <= 0 else ratio(fund_balance, loss_now)

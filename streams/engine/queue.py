@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from streams.engine.account_names import AccountNames
 from streams.engine.adl import UNDERWATER_SCORE, RankedEntry
-from streams.engine.fixed import SCALE, div_ceil
+from streams.engine.fixed import SCALE, div_ceil, to_float
 from streams.engine.marks import NO_MARK
 from streams.engine.profiles import LIGHTS, RankInput, VenueProfile, queue_reaches
 from streams.engine.profiles.base import exact_int_dtype
@@ -403,26 +403,26 @@ class QueueTable:
         if fixed is None or pos.isolated:
             fixed = fixed_maintenance(pos)
         if len(others) > self._wide_after:
-            own = OtherPosition(-1, pos.qty / SCALE, pos.mark_price, not pos.isolated)
+            own = OtherPosition(-1, to_float(pos.qty), pos.mark_price, not pos.isolated)
             pad = [0.0] * len(others)
             shared = SharedPositions(
                 [*others, own],
                 {-1: len(others)},
-                [*pad, pos.backing_equity / SCALE],
+                [*pad, to_float(pos.backing_equity)],
                 account_equity / SCALE,
-                [*pad, wallet / SCALE],
-                [*pad, fixed / SCALE],
+                [*pad, to_float(wallet)],
+                [*pad, to_float(fixed)],
             )
             self.put_shared(account, pos, shared, -1)
             return
         columns = len(others)
         row = self._put_row(account, pos, columns)
         f = self._f
-        f["mark"][row] = pos.mark_price / SCALE
-        f["backing"][row] = pos.backing_equity / SCALE
-        f["equity"][row] = account_equity / SCALE
-        f["wallet"][row] = wallet / SCALE
-        f["fixed_maint"][row] = fixed / SCALE
+        f["mark"][row] = to_float(pos.mark_price)
+        f["backing"][row] = to_float(pos.backing_equity)
+        f["equity"][row] = to_float(account_equity)
+        f["wallet"][row] = to_float(wallet)
+        f["fixed_maint"][row] = to_float(fixed)
         self._wide.pop(row, None)
         self._other_n[row] = columns
         for other, place in zip(others, self._other, strict=False):
@@ -461,8 +461,8 @@ class QueueTable:
             i["light"][row] = i["alerted"][row] = i["announced_light"][row] = 0
             self._opened_count += 1
             i["opened"][row] = self._opened_count
-        f["qty"][row] = pos.qty / SCALE
-        f["entry"][row] = pos.entry_price / SCALE
+        f["qty"][row] = to_float(pos.qty)
+        f["entry"][row] = to_float(pos.entry_price)
         self._isolated[row] = pos.isolated
         i["abs_qty"][row] = abs(pos.qty)
         return row
@@ -617,11 +617,11 @@ class QueueTable:
         self,
         mark_price: int,
         profile: VenueProfile,
-        light: bool = True,
-        marks_by_index: npt.NDArray[np.int64] | None = None,
         *,
         symbol: str,
         ts_ms: int,
+        light: bool = True,
+        marks_by_index: npt.NDArray[np.int64] | None = None,
         fees_by_index: npt.NDArray[np.float64] | None = None,
         fee: float = 0.0,
         tiers: TierColumns | None = None,
@@ -649,13 +649,13 @@ class QueueTable:
         f, i = self._f, self._i
         for row, (shared, own) in self._wide.items():  # a wide row reads its account's
             k = shared.place[own]
-            f["mark"][row] = shared.positions[k].mark_price / SCALE
+            f["mark"][row] = to_float(shared.positions[k].mark_price)
             f["backing"][row] = shared.backing[k]
             f["equity"][row] = shared.equity
             f["wallet"][row] = shared.wallet[k]
             f["fixed_maint"][row] = shared.fixed_maintenance[k]
         qty = f["qty"][:n]
-        mark = mark_price / SCALE
+        mark = to_float(mark_price)
         # equity's move since each last evaluation
         move = (sloped(qty, fee) if fee else qty) * (mark - f["mark"][:n])
         backing = f["backing"][:n] + move
@@ -847,8 +847,10 @@ class QueueTable:
         measure it) away from a light boundary, so a position hovering on a boundary
         does not page the desk on every re-rank.
         Returns (lights, entries whose announced light changed, alerts at ``ts_ms``)."""
-        light_of = profile.light
-        lights = np.asarray(light_of(reaches, total), dtype=np.int64)  # type: ignore[arg-type]  # lights are elementwise
+        # elementwise over arrays (typed for one position): ``Any``, so that a compiled
+        # build (``tools/compile_engine.py``) does not check its result is an ``int``
+        light_of: Any = profile.light
+        lights = np.asarray(light_of(reaches, total), dtype=np.int64)
         # settled: the same light ALERT_MARGIN of the queue above and below the reach
         margin = int(total * ALERT_MARGIN)  # 0 below 100 positions: no debounce
         above = light_of(np.maximum(reaches - margin, 1), total)
@@ -901,7 +903,7 @@ class QueueTable:
         numpy pass (floats: a projection; rounded down to raw units)."""
         n = self._n
         qty = self._f["qty"][:n]
-        pnl = qty * (mark_price / SCALE - self._f["entry"][:n])
+        pnl = qty * (to_float(mark_price) - self._f["entry"][:n])
         out = {}
         for side, mask in (("long", qty > 0), ("short", qty < 0)):
             profits = np.floor(pnl[mask & (pnl > 0)] * SCALE)  # each one's, raw units
@@ -920,7 +922,7 @@ class QueueTable:
         rows = [self._row.get(a, -1) for a in accounts]
         known = np.array([r for r in rows if r >= 0], dtype=np.intp)
         qty, entry = self._f["qty"][known], self._f["entry"][known]
-        per_unit = iter(np.sign(qty) * (mark_price / SCALE - entry))
+        per_unit = iter(np.sign(qty) * (to_float(mark_price) - entry))
         return [float(next(per_unit)) if r >= 0 else 0.0 for r in rows]
 
     def ranked(self, side: str) -> Iterator[RankedEntry]:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from streams.engine.account import AccountState, Position
 from streams.engine.events import MarginMode
-from streams.engine.fixed import SCALE, div_floor
+from streams.engine.fixed import SCALE, div_floor, ratio
 from streams.engine.instruments import Instrument
 from streams.engine.margin import (
     bankruptcy_price,
@@ -276,7 +276,7 @@ class AccountRisk:
             return 0.0 if self.equity >= 0 else float("inf")
         if self.equity <= 0:
             return float("inf")
-        return self.maintenance_margin / self.equity
+        return ratio(self.maintenance_margin, self.equity)
 
     def cross_cushion(self, warning_ratio: int) -> int:
         """Distance of the cross part from its nearest health boundary (quote, raw):

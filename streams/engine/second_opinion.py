@@ -49,7 +49,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streams.engine.fixed import SCALE, div_ceil, div_floor
+from streams.engine.fixed import SCALE, div_ceil, div_floor, ratio
 from streams.engine.signals import DeleverageStep, SecondOpinion
 
 TOP_ACCOUNTS = 10  # concentration: the top 1 and the top 10 accounts' share
@@ -87,7 +87,7 @@ def _shares(ordered: Sequence[int], total: int) -> tuple[float | None, float | N
     """(top 1, top 10) share of ``total``; ``ordered`` largest first."""
     if total <= 0:
         return None, None
-    return ordered[0] / total if ordered else 0.0, sum(ordered[:TOP_ACCOUNTS]) / total
+    return ratio(ordered[0], total) if ordered else 0.0, ratio(sum(ordered[:TOP_ACCOUNTS]), total)
 
 
 def _per_account(amounts: Iterable[tuple[str, int]]) -> list[int]:
@@ -140,9 +140,9 @@ def second_opinion(
         equity_moved=sum(equity_moved(plan, mark_price)),
         minimal_haircut=minimal,
         overshoot=queue_haircut - minimal,
-        utilisation=queue_haircut / minimal if minimal > 0 else None,
+        utilisation=ratio(queue_haircut, minimal) if minimal > 0 else None,
         queue_top_shares=_shares(taken, queue_haircut),
-        pro_rata_ratio=min(1.0, deficit / pool.profit) if pool.profit > 0 else None,
+        pro_rata_ratio=min(1.0, ratio(deficit, pool.profit)) if pool.profit > 0 else None,
         pro_rata_top_shares=_shares(pool.top_profits, pool.profit),
         size_charge=div_ceil(deficit * SCALE, both.size) if both.size > 0 else None,
         size_top_shares=_shares(both.top_sizes, both.size),

@@ -40,7 +40,7 @@ import numpy.typing as npt
 from streams.engine.adl import QueueEntry, RankedEntry
 from streams.engine.config import EngineConfig, refresh_due
 from streams.engine.engine import Engine
-from streams.engine.fixed import SCALE
+from streams.engine.fixed import to_float
 from streams.engine.fund import MAX_UP_MOVE, Curve
 from streams.engine.inverse import adverse_moves, engine_move
 from streams.engine.quantiles import (
@@ -159,7 +159,7 @@ def digest(
                 ranked.names_at(slice(top_k)),
                 ranked.sizes[:top_k].tolist(),
                 ranked.scores[:top_k].tolist(),
-                (sign * (mark / SCALE - ranked.entries[:top_k])).tolist(),
+                (sign * (to_float(mark) - ranked.entries[:top_k])).tolist(),
             )
         )
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from streams.engine.fixed import SCALE
+from streams.engine.fixed import to_float
 from streams.engine.instruments import Instrument
 
 Floats = npt.NDArray[np.float64]
@@ -43,10 +43,10 @@ class TierColumns:
         )
         for s, inst in enumerate(instruments):
             for t, tier in enumerate(inst.tiers):
-                self.rates[s, t] = tier.mmr / SCALE
-                self.amounts[s, t] = tier.maintenance_amount / SCALE
+                self.rates[s, t] = to_float(tier.mmr)
+                self.amounts[s, t] = to_float(tier.maintenance_amount)
                 if t < len(inst.tiers) - 1:  # the last bracket holds every notional past it
-                    self.edges[s, t] = tier.max_notional / SCALE
+                    self.edges[s, t] = to_float(tier.max_notional)
             # padding repeats the last bracket (never reached: its edge is +inf)
             self.rates[s, len(inst.tiers) :] = self.rates[s, len(inst.tiers) - 1]
             self.amounts[s, len(inst.tiers) :] = self.amounts[s, len(inst.tiers) - 1]

@@ -1,4 +1,5 @@
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,9 @@ from streams.engine.fixed import (
     div_floor,
     mul_ceil,
     mul_floor,
+    ratio,
     to_decimal,
+    to_float,
     to_raw,
     to_str,
 )
@@ -82,3 +85,20 @@ def test_any_decimal_is_exact_or_refused(value: Decimal):
     with localcontext() as ctx:
         ctx.prec = 200
         assert Decimal(raw) == value * SCALE
+
+
+def test_ratio_rounds_once_above_2_53():
+    # 37,088,017,594.93319391 quote (raw above 2**53, so not a double exactly): rounded to
+    # a double first and then divided (what a compiled ``a / b`` of two ints did), the
+    # last digit moves; the quotient rounded once (``Fraction``, exact) is ...9332
+    raw = 3_708_801_759_493_319_391
+    assert float(raw) / float(SCALE) == 37_088_017_594.93319  # two roundings
+    assert float(Fraction(raw, SCALE)) == 37_088_017_594.9332  # one
+    assert to_float(raw) == ratio(raw, SCALE) == 37_088_017_594.9332
+    assert ratio(-raw, SCALE) == -37_088_017_594.9332
+
+
+@given(st.integers(-(2**70), 2**70), st.integers(1, 2**64))
+def test_ratio_is_the_correctly_rounded_quotient(numerator: int, denominator: int) -> None:
+    assert ratio(numerator, denominator) == float(Fraction(numerator, denominator))
+    assert ratio(numerator, -denominator) == float(Fraction(numerator, -denominator))

@@ -40,49 +40,17 @@ Intentional changes:
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 from pathlib import Path
 
-import pytest
-
-from streams.cli import bundled, main
+from streams.cli import bundled
 from streams.engine.instruments import load_instruments
 from streams.replay.runner import replay
-
-GOLDEN = Path(__file__).resolve().parents[2] / "golden"
-
-
-def first_difference(want: bytes, got: bytes) -> str:
-    for number, (a, b) in enumerate(
-        zip(want.splitlines(), got.splitlines(), strict=False), start=1
-    ):
-        if a != b:
-            return f"line {number}:\n  want {a[:400]!r}\n  got  {b[:400]!r}"
-    return f"same lines, {len(want.splitlines())} wanted, {len(got.splitlines())} got"
+from tests.unit.replay.conftest import assert_bundled_outputs, sha256
 
 
 def test_bundled_cascade_replays_byte_identical(tmp_path: Path) -> None:
     replay(bundled("cascade.jsonl"), load_instruments(bundled("instruments.toml")), tmp_path)
-    fixtures = sorted((GOLDEN / "bundled").glob("*.gz"))
-    assert {f.name.removesuffix(".gz") for f in fixtures} == {p.name for p in tmp_path.iterdir()}
-    for fixture in fixtures:
-        want = gzip.decompress(fixture.read_bytes())
-        got = (tmp_path / fixture.name.removesuffix(".gz")).read_bytes()
-        assert got == want, f"{fixture.name}: {first_difference(want, got)}"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def scenario_10k(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    golden = json.loads((GOLDEN / "scenario_10k.json").read_text())
-    events = tmp_path_factory.mktemp("s10k") / "events.jsonl"
-    assert main(["simulate", *golden["simulate"], "--out", str(events)]) == 0
-    return golden, events
+    assert_bundled_outputs(tmp_path)
 
 
 def test_10k_scenario_is_the_captured_one(scenario_10k: tuple[dict, Path]) -> None:
