@@ -7,13 +7,17 @@ Every row is one events file, timed in one run:
 - ``replay``: the whole ``replay`` (engine and output files), this tree;
 - ``earlier`` (with ``--against DIR``): the same replay by another checkout of the project
   (e.g. ``git worktree add /tmp/before c232a44``), in a subprocess with that tree first on
-  ``sys.path``: the speed-up of this tree is ``earlier / replay``.
+  ``sys.path``: the speed-up of this tree is ``earlier / replay``;
+- ``compiled`` (with ``--compiled [DIR]``): the same replay by this tree's engine compiled
+  by mypyc (``tools/compile_engine.py``; into a temporary folder when no DIR is given),
+  in a subprocess the same way: its speed-up is ``replay / compiled``, and its output
+  files are compared with this tree's byte for byte (``same``).
 
 The ratio column is replay / parse. Scenarios come from ``simulate``: the golden 10k
 scenario's shape (12 minutes, crash 2-8 min; ``tests/golden/scenario_10k.json``) at each
 ``--accounts``, or ``--events FILE``. Usage:
 
-    python benchmarks/bench_replay.py --accounts 10000 [--against /tmp/before]
+    python benchmarks/bench_replay.py --accounts 10000 [--against /tmp/before] [--compiled]
     python benchmarks/bench_replay.py --events big.jsonl --instruments big.toml
 """
 
@@ -71,7 +75,16 @@ def replay_elsewhere(tree: Path, events: Path, instruments: Path, out: Path) -> 
     return time.perf_counter() - t0
 
 
-def measure(events: Path, instruments_path: Path, against: Path | None, tmp: Path) -> None:
+def same_files(one: Path, other: Path) -> bool:
+    names = sorted(p.name for p in one.iterdir())
+    return names == sorted(p.name for p in other.iterdir()) and all(
+        (one / name).read_bytes() == (other / name).read_bytes() for name in names
+    )
+
+
+def measure(
+    events: Path, instruments_path: Path, against: Path | None, compiled: Path | None, tmp: Path
+) -> None:
     instruments = load_instruments(instruments_path)
     lines = sum(1 for _ in events.open("rb"))
     parse_s = parse_only(events)
@@ -84,7 +97,22 @@ def measure(events: Path, instruments_path: Path, against: Path | None, tmp: Pat
     if against is not None:
         earlier_s = replay_elsewhere(against, events, instruments_path, tmp / "earlier")
         row += f" {earlier_s:>9.2f} {lines / earlier_s:>10,.0f} {earlier_s / replay_s:>8.2f}x"
+    if compiled is not None:
+        compiled_s = replay_elsewhere(compiled, events, instruments_path, tmp / "compiled")
+        same = "yes" if same_files(tmp / "out", tmp / "compiled") else "NO"
+        row += f" {compiled_s:>10.2f} {lines / compiled_s:>10,.0f} {replay_s / compiled_s:>8.2f}x"
+        row += f" {same:>5}"
     print(row, flush=True)
+
+
+def compiled_engine(given: Path | None, tmp: Path) -> Path:
+    """``given``, or the engine compiled now into ``tmp`` (~70 s)."""
+    if given is not None and given.name:
+        return given
+    out = tmp / "compiled-engine"
+    tool = Path(__file__).resolve().parent.parent / "tools" / "compile_engine.py"
+    subprocess.run([sys.executable, str(tool), "--out", str(out)], check=True)  # noqa: S603
+    return out
 
 
 def main() -> None:
@@ -93,6 +121,13 @@ def main() -> None:
     parser.add_argument("--events", type=Path, help="an events file instead of simulating")
     parser.add_argument("--instruments", type=Path, default=Path(bundled("instruments.toml")))
     parser.add_argument("--against", type=Path, help="another checkout to replay beside")
+    parser.add_argument(
+        "--compiled",
+        type=Path,
+        nargs="?",
+        const=Path(),
+        help="also replay through the engine compiled by mypyc in DIR (none: compile now)",
+    )
     args = parser.parse_args()
     header = (
         f"{'events':>9} {'parse s':>8} {'parse ev/s':>11} {'decode s':>8} {'replay s':>8}"
@@ -100,16 +135,19 @@ def main() -> None:
     )
     if args.against is not None:
         header += f" {'earlier s':>9} {'ev/s':>10} {'speed-up':>9}"
-    print(header)
+    if args.compiled is not None:
+        header += f" {'compiled s':>10} {'ev/s':>10} {'speed-up':>9} {'same':>5}"
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        compiled = None if args.compiled is None else compiled_engine(args.compiled, tmp)
+        print(header)
         if args.events is not None:
-            measure(args.events, args.instruments, args.against, tmp)
+            measure(args.events, args.instruments, args.against, compiled, tmp)
             return
         for n in args.accounts:
             path = tmp / f"events-{n}.jsonl"
             simulate(GOLDEN_SHAPE.scaled(n), load_instruments(args.instruments), path, False)
-            measure(path, args.instruments, args.against, tmp)
+            measure(path, args.instruments, args.against, compiled, tmp)
 
 
 if __name__ == "__main__":
