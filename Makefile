@@ -4,13 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo replay test lint bench lock
+.PHONY: demo replay replay-compiled compiled test lint bench lock
 
 demo: $(STAMP)  ## the main job: embedded broker + worker + producer of the bundled cascade
 	$(BIN)/adl-monitor demo
 
 replay: $(STAMP)  ## the engine offline over the bundled cascade, outputs in replay-out/
 	$(BIN)/adl-monitor replay --out replay-out
+
+compiled: build/compiled/COMPILED_FROM  ## the engine compiled by mypyc into build/compiled (gcc)
+
+build/compiled/COMPILED_FROM: $(STAMP) $(shell find streams -name '*.py')
+	$(BIN)/python tools/compile_engine.py --out build/compiled
+
+replay-compiled: compiled  ## replay, with the compiled engine: the same bytes, faster
+	PYTHONPATH=build/compiled $(BIN)/adl-monitor replay --out replay-out
 
 test: $(STAMP) lint  ## lint + types + all tests (Java, Maven, Prometheus, Chromium from Debian if missing)
 	tools/system-deps.sh

@@ -37,6 +37,14 @@ def _long_running() -> None:
     process_collections().freeze_survivors = True
 
 
+def _engine_build() -> str:
+    """Which engine runs: the Python modules, or those compiled by mypyc
+    (``tools/compile_engine.py``, a copy first on ``PYTHONPATH``)."""
+    from streams.engine import engine
+
+    return "engine compiled by mypyc" if engine.__file__.endswith(".so") else "engine as Python"
+
+
 def _replay(args: argparse.Namespace) -> int:
     from streams.replay.runner import replay
 
@@ -53,7 +61,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     print(
         f"replayed {summary['lines']} lines in {result.elapsed_seconds:.2f} s "
-        f"({result.events_per_second:,.0f} events/s); outputs in {args.out}",
+        f"({result.events_per_second:,.0f} events/s, {_engine_build()}); outputs in {args.out}",
         file=sys.stderr,
     )
     if args.report:
