@@ -29,12 +29,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check streams tests benchmarks tools
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## engine figures, each beside its baseline (prints figures, asserts nothing)
+bench: $(STAMP) compiled  ## engine figures, each beside its baseline (prints figures, asserts nothing)
 	$(BIN)/python benchmarks/bench_mark_tick.py --sizes 10000 100000
 	$(BIN)/python benchmarks/bench_rank.py --sizes 10000 100000 1000000
 	$(BIN)/python benchmarks/bench_indexes.py --sizes 10000 100000
-	$(BIN)/python benchmarks/bench_replay.py --accounts 10000
-	$(BIN)/python benchmarks/bench_block.py
+	$(BIN)/python benchmarks/bench_replay.py --accounts 10000 --compiled build/compiled
+	$(BIN)/python benchmarks/bench_compiled.py --compiled build/compiled bench_block.py
 	$(BIN)/python benchmarks/bench_symbols.py
 	$(BIN)/python benchmarks/bench_shards.py
 	$(BIN)/python benchmarks/bench_rebalance.py
