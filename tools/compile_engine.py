@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,14 @@ def compile_engine(out: Path, root: Path = ROOT) -> None:
     mypyc = Path(sys.executable).with_name("mypyc")
     command = [str(mypyc)] if mypyc.exists() else [sys.executable, "-m", "mypyc"]
     subprocess.run([*command, *modules], cwd=out, check=True, stdout=subprocess.DEVNULL)
+    native = native_int_divisions(out / "build")
     shutil.rmtree(out / "build", ignore_errors=True)  # the C sources and objects
+    if native:
+        shutil.rmtree(out)
+        raise SystemExit(
+            "an int / int division compiled as two doubles (rounded twice above 2**53) in "
+            f"{', '.join(native)}: divide through streams.engine.fixed.ratio (or to_float)"
+        )
     (out / STAMP).write_text(sources_digest(root) + "\n")
     check_loaded(out)
 
@@ -84,6 +92,27 @@ def _mypy_settings(root: Path) -> str:
         if keeping:
             kept.append(line)
     return "\n".join(kept) + "\n"
+
+
+_FUNCTION = re.compile(r"^\S.*\bCPyDef_(\w+)\(.*\) \{$")
+# mypyc's ``a / b`` of two ints: each converted to a double, then divided. Allowed only
+# in ``fixed.ratio``, where both are within 2**53 (exact doubles: one rounding).
+_NATIVE_DIVISION = "CPyTagged_TrueDivide("
+
+
+def native_int_divisions(build: Path) -> list[str]:
+    """The compiled functions (mypyc's C names) dividing two ints natively, but
+    ``fixed.ratio``'s own fast path."""
+    found: list[str] = []
+    for source in sorted(build.rglob("*.c")):
+        function = "?"
+        for line in source.read_text(errors="replace").splitlines():
+            header = _FUNCTION.match(line)
+            if header is not None:
+                function = header[1]
+            elif _NATIVE_DIVISION in line and not function.endswith("ratio"):
+                found.append(function)
+    return sorted(set(found))
 
 
 def check_loaded(out: Path) -> None:

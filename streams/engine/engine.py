@@ -746,7 +746,7 @@ class Engine:
         positions = risk.positions
         backing = [to_float(p.backing_equity) for p in positions]
         equity = to_float(risk.equity)
-        cross_wallet = risk.wallet_balance / SCALE
+        cross_wallet = to_float(risk.wallet_balance)
         wallet = [
             to_float(p.backing_equity - p.unrealized_pnl) if p.isolated else cross_wallet
             for p in positions

@@ -409,7 +409,7 @@ class QueueTable:
                 [*others, own],
                 {-1: len(others)},
                 [*pad, to_float(pos.backing_equity)],
-                account_equity / SCALE,
+                to_float(account_equity),
                 [*pad, to_float(wallet)],
                 [*pad, to_float(fixed)],
             )

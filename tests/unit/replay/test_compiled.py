@@ -7,6 +7,7 @@ of its own with the compiled copy first on its path, as a user runs it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -72,3 +73,27 @@ def test_compiled_engine_replays_the_10k_scenario_byte_identical(
     replay_compiled(compiled, events, tmp_path)
     got = {p.name: sha256(p) for p in sorted(tmp_path.iterdir())}
     assert got == golden["outputs"]
+
+
+def test_a_native_int_division_is_found_outside_ratio(tmp_path: Path) -> None:
+    # the shape of mypyc's C: a function's header, then its body; an int / int compiled
+    # natively calls CPyTagged_TrueDivide (seen in the build of 2026-12-07)
+    spec = importlib.util.spec_from_file_location(
+        "compile_engine", ROOT / "tools" / "compile_engine.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / "a.c").write_text(
+        "double CPyDef_fixed___ratio(CPyTagged cpy_r_numerator, CPyTagged cpy_r_denominator) {\n"
+        "    cpy_r_r32 = CPyTagged_TrueDivide(cpy_r_numerator, cpy_r_denominator);\n"
+        "}\n"
+        "char CPyDef_queue___QueueTable___put(PyObject *cpy_r_self, CPyTagged cpy_r_x) {\n"
+        "    cpy_r_r4 = CPyTagged_TrueDivide(cpy_r_x, 200000000);\n"
+        "}\n"
+        "double CPyDef_risk___margin_ratio(PyObject *cpy_r_self) {\n"
+        "    cpy_r_r1 = CPyDef_fixed___ratio(cpy_r_a, cpy_r_b);\n"
+        "}\n"
+    )
+    assert tool.native_int_divisions(tmp_path) == ["queue___QueueTable___put"]
