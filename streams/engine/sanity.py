@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from streams.engine.errors import InvalidEvent
 from streams.engine.events import Event, InsuranceFund, Mark
-from streams.engine.fixed import to_str
+from streams.engine.fixed import ratio, to_str
 
 BPS = 10_000
 
@@ -51,7 +51,7 @@ def _outside(price: int, reference: int, band_bps: int) -> bool:
 
 
 def _percent(price: int, reference: int) -> str:
-    return f"{100 * (price - reference) / reference:+.1f}%"  # for the message only
+    return f"{ratio(100 * (price - reference), reference):+.1f}%"  # for the message only
 
 
 class MarketSanity:
@@ -65,7 +65,7 @@ class MarketSanity:
         """Raise ``ImplausibleEvent`` for an event ahead of ``clock_ms`` (``None``: no
         event applied yet) or a negative fund snapshot."""
         if clock_ms is not None and event.ts_ms > clock_ms + self.bands.max_clock_skew_ms:
-            ahead_h = (event.ts_ms - clock_ms) / 3_600_000
+            ahead_h = ratio(event.ts_ms - clock_ms, 3_600_000)
             raise ImplausibleEvent(
                 "ts", f"{ahead_h:,.1f} h ahead of the stream's clock ({clock_ms} ms): at most "
                 f"{self.bands.max_clock_skew_ms} ms",

@@ -30,11 +30,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("compiled") / "engine"
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "compile_engine.py"), "--out", str(out)],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert built.returncode == 0, built.stderr[-2000:]
     return out
 
 
