@@ -98,6 +98,7 @@ _FUNCTION = re.compile(r"^\S.*\bCPyDef_(\w+)\(.*\) \{$")
 # mypyc's ``a / b`` of two ints: each converted to a double, then divided. Allowed only
 # in ``fixed.ratio``, where both are within 2**53 (exact doubles: one rounding).
 _NATIVE_DIVISION = "CPyTagged_TrueDivide("
+_RATIO = "fixed___ratio"  # mypyc's C name of ``streams.engine.fixed.ratio``
 
 
 def native_int_divisions(build: Path) -> list[str]:
@@ -110,7 +111,7 @@ def native_int_divisions(build: Path) -> list[str]:
             header = _FUNCTION.match(line)
             if header is not None:
                 function = header[1]
-            elif _NATIVE_DIVISION in line and not function.endswith("ratio"):
+            elif _NATIVE_DIVISION in line and function != _RATIO:
                 found.append(function)
     return sorted(set(found))
 

@@ -93,8 +93,14 @@ def test_a_native_int_division_is_found_outside_ratio(tmp_path: Path) -> None:
         "char CPyDef_queue___QueueTable___put(PyObject *cpy_r_self, CPyTagged cpy_r_x) {\n"
         "    cpy_r_r4 = CPyTagged_TrueDivide(cpy_r_x, 200000000);\n"
         "}\n"
-        "double CPyDef_risk___margin_ratio(PyObject *cpy_r_self) {\n"
+        "double CPyDef_risk___AccountRisk___margin_ratio(PyObject *cpy_r_self) {\n"
+        "    cpy_r_r1 = CPyTagged_TrueDivide(cpy_r_a, cpy_r_b);\n"
+        "}\n"
+        "double CPyDef_fund___coverage_ratio(CPyTagged cpy_r_a, CPyTagged cpy_r_b) {\n"
         "    cpy_r_r1 = CPyDef_fixed___ratio(cpy_r_a, cpy_r_b);\n"
         "}\n"
     )
-    assert tool.native_int_divisions(tmp_path) == ["queue___QueueTable___put"]
+    assert tool.native_int_divisions(tmp_path) == [
+        "queue___QueueTable___put",
+        "risk___AccountRisk___margin_ratio",
+    ]
