@@ -21,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from beside import ROOT, compiled_engine
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def run(script: Path, args: list[str], tree: Path, label: str) -> None:
@@ -40,11 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     script = HERE / args.script
     with tempfile.TemporaryDirectory() as tmp:
-        compiled = args.compiled
-        if compiled is None:
-            compiled = Path(tmp) / "compiled-engine"
-            tool = ROOT / "tools" / "compile_engine.py"
-            subprocess.run([sys.executable, str(tool), "--out", str(compiled)], check=True)  # noqa: S603
+        compiled = compiled_engine(args.compiled, Path(tmp))
         run(script, args.args, ROOT, "interpreted")
         run(script, args.args, compiled, "compiled (mypyc)")
     return 0

@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import orjson
+from beside import compiled_engine
 
 from streams.cli import bundled
 from streams.engine.decode import decode_line
@@ -103,16 +104,6 @@ def measure(
         row += f" {compiled_s:>10.2f} {lines / compiled_s:>10,.0f} {replay_s / compiled_s:>8.2f}x"
         row += f" {same:>5}"
     print(row, flush=True)
-
-
-def compiled_engine(given: Path | None, tmp: Path) -> Path:
-    """``given``, or the engine compiled now into ``tmp`` (~70 s)."""
-    if given is not None and given.name:
-        return given
-    out = tmp / "compiled-engine"
-    tool = Path(__file__).resolve().parent.parent / "tools" / "compile_engine.py"
-    subprocess.run([sys.executable, str(tool), "--out", str(out)], check=True)  # noqa: S603
-    return out
 
 
 def main() -> None:

@@ -45,3 +45,14 @@ def run_each(script: str, runs: dict[str, tuple[Path, list[str]]]) -> dict[str, 
             sys.exit(f"{name}: exit {process.returncode}")
         results[name] = json.loads(out)
     return results
+
+
+def compiled_engine(given: Path | None, tmp: Path) -> Path:
+    """``given`` (an engine compiled before: ``tools/compile_engine.py --out``), or the
+    engine compiled now into ``tmp`` (~70 s) when none or an empty path is given."""
+    if given is not None and given.name:
+        return given
+    out = tmp / "compiled-engine"
+    tool = ROOT / "tools" / "compile_engine.py"
+    subprocess.run([sys.executable, str(tool), "--out", str(out)], check=True)  # noqa: S603
+    return out
