@@ -9,7 +9,9 @@ beside the parse-only rate of the same lines and the window's span of market tim
 With ``--against DIR`` the same is run by another checkout (e.g. ``git worktree add
 /tmp/before 639f97b``) at the same time, each in its own process on its own core: both
 see the same machine, and the ratio is the speed-up. Both must give the same number of
-signals (count and a sha of their reprs, printed). Usage:
+signals (count and a sha of their reprs, printed). ``--tree DIR`` measures another
+tree as "this tree" (e.g. ``build/compiled``, the engine compiled by ``make compiled``;
+with ``--compare-collector``: that tree beside itself). Usage:
 
     adl-monitor simulate --preset hyperliquid-2025-10-10 --out hl.jsonl
     python benchmarks/bench_window.py --events hl.jsonl --instruments hl.instruments.toml \\
@@ -31,12 +33,16 @@ from beside import ROOT, run_beside, run_each
 
 
 def _collections(freeze_survivors: bool) -> Any:
-    """The process's full collections, counted (``None``: a tree from before 2026-12-06)."""
+    """The process's full collections, counted, set as the tree's own long-running
+    commands set them (``None``: a tree from before 2026-12-06); ``freeze_survivors``
+    off: the collector as Python sets it (``--compare-collector``)."""
     try:
-        from streams.pipeline.memory import process_collections
+        from streams.pipeline import memory
     except ImportError:
         return None
-    collections = process_collections()
+    if freeze_survivors and hasattr(memory, "long_running_collections"):
+        return memory.long_running_collections()  # a tree from 2026-12-07 on
+    collections = memory.process_collections()
     collections.freeze_survivors = freeze_survivors
     return collections
 
@@ -124,10 +130,12 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0, help="lines applied untimed first")
     parser.add_argument("--count", type=int, default=40_000, help="lines timed")
     parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the tree measured (default: this)")
     parser.add_argument(
         "--compare-collector",
         action="store_true",
-        help="this tree beside itself: survivors of full collections frozen, and not",
+        help="this tree beside itself: the collector as its long-running commands set it "
+        "(young collections far apart, full ones' survivors frozen), and as Python does",
     )
     parser.add_argument("--collector", choices=("freeze", "default"), default="freeze",
                         help=argparse.SUPPRESS)  # fmt: skip
@@ -140,9 +148,9 @@ def main() -> None:
     argv = ["--events", str(args.events), "--instruments", str(args.instruments),
             "--skip", str(args.skip), "--count", str(args.count)]  # fmt: skip
     if args.compare_collector:
-        results = _beside_itself(argv)
+        results = _beside_itself(argv, args.tree.resolve())
     else:
-        results = run_beside(__file__, argv, args.against)
+        results = run_beside(__file__, argv, args.against, args.tree.resolve())
     print(
         f"{'tree':<10} {'skip s':>9} {'events':>8} {'market s':>9} {'window s':>9}"
         f" {'events/s':>9} {'real time':>10} {'parse ev/s':>11} {'signals':>9}"
@@ -159,14 +167,14 @@ def main() -> None:
             print(f"signals differ: {mine} vs {other}")
 
 
-def _beside_itself(argv: list[str]) -> dict[str, dict[str, Any]]:
-    """This tree twice at the same time: "this tree" freezing the survivors of full
-    collections, "against" with Python's collector as it is."""
+def _beside_itself(argv: list[str], tree: Path) -> dict[str, dict[str, Any]]:
+    """The tree twice at the same time: "this tree" with the collector as the
+    long-running commands set it, "against" with Python's collector as it is."""
     return run_each(
         __file__,
         {
-            "this tree": (ROOT, [*argv, "--collector", "freeze"]),
-            "against": (ROOT, [*argv, "--collector", "default"]),
+            "this tree": (tree, [*argv, "--collector", "freeze"]),
+            "against": (tree, [*argv, "--collector", "default"]),
         },
     )
 

@@ -17,10 +17,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_beside(script: str, argv: list[str], against: Path | None) -> dict[str, dict[str, Any]]:
-    """``script argv --json`` in this tree ("this tree") and, with ``against``, in that
-    checkout ("against"); their printed JSON by name. Exits if either fails."""
-    trees = {"this tree": (ROOT, argv)}
+def run_beside(
+    script: str, argv: list[str], against: Path | None, tree: Path = ROOT
+) -> dict[str, dict[str, Any]]:
+    """``script argv --json`` in ``tree`` ("this tree": this checkout unless given) and,
+    with ``against``, in that checkout ("against"); their printed JSON by name. Exits if
+    either fails."""
+    trees = {"this tree": (tree, argv)}
     if against is not None:
         trees["against"] = (against.resolve(), argv)
     return run_each(script, trees)

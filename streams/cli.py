@@ -30,11 +30,11 @@ def bundled(name: str) -> Path:
 
 
 def _long_running() -> None:
-    """A command that builds the state event by event and keeps it: what survives each
-    full collection is frozen (``pipeline.memory``: seconds a pause at the preset's scale)."""
-    from streams.pipeline.memory import process_collections
+    """A command that builds the state event by event and keeps it: young collections
+    far apart, and what survives each full collection frozen (``pipeline.memory``)."""
+    from streams.pipeline.memory import long_running_collections
 
-    process_collections().freeze_survivors = True
+    long_running_collections()
 
 
 def _engine_build() -> str:

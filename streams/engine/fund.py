@@ -167,8 +167,14 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
         return 0.0
 
     rest = loss_now - side(0.0)  # the loss but this side's at the mark: read once
-    exceeds = _exceeds(side, fund_balance - rest, is_long)
+    budget = fund_balance - rest
+    if isinstance(side, IndexCurve):
+        return _edge_distance(side.index.budget_edge(budget), side.mark, is_long)
+    return _search(lambda move: side(-move if is_long else move) > budget, is_long)
 
+
+def _search(exceeds: Callable[[float], bool], is_long: bool) -> float | None:
+    """The bisection of the adverse moves for the first at which ``exceeds``."""
     high = 1.0 if is_long else MAX_UP_MOVE
     if not exceeds(high):
         return None
@@ -182,18 +188,30 @@ def adl_distance(loss_now: int, fund_balance: int, side: Curve, is_long: bool) -
     return high
 
 
-def _exceeds(side: Curve, budget: int, is_long: bool) -> Callable[[float], bool]:
-    """Whether the side's deficit after an adverse move exceeds ``budget``: the same
-    answer as asking the curve, from one ``budget_edge`` when the curve is an index's."""
-    if not isinstance(side, IndexCurve):
-        return lambda move: side(-move if is_long else move) > budget
-    edge = side.index.budget_edge(budget)
+# (edge, mark, is_long) -> _search's answer: a function of the three alone, asked again
+# and again for the same (a projection asks both sides of every symbol; most symbols'
+# marks and entries did not change since the last one, tens of milliseconds before)
+_EDGE_DISTANCES: dict[tuple[int | float | None, int, bool], float | None] = {}
+_EDGE_DISTANCES_KEPT = 1 << 16
+
+
+def _edge_distance(edge: int | float | None, mark: int, is_long: bool) -> float | None:
+    """The ADL distance of a side whose deficit exceeds the budget exactly at the prices
+    beyond ``edge`` (``DeficitIndex.budget_edge``: ``None``, at every price): the same
+    bisection as for any curve, comparing prices instead of asking the index."""
+    key = (edge, mark, is_long)
+    if key in _EDGE_DISTANCES:
+        return _EDGE_DISTANCES[key]
     if edge is None:
-        return lambda move: True
-    mark = side.mark  # the search's moves are never 0: shocked_price, inlined
-    if is_long:
-        return lambda move: max(1, round(mark * (1.0 - move))) < edge
-    return lambda move: max(1, round(mark * (1.0 + move))) > edge
+        found = _search(lambda move: True, is_long)
+    elif is_long:  # the search's moves are never 0: shocked_price, inlined
+        found = _search(lambda move: max(1, round(mark * (1.0 - move))) < edge, is_long)
+    else:
+        found = _search(lambda move: max(1, round(mark * (1.0 + move))) > edge, is_long)
+    if len(_EDGE_DISTANCES) >= _EDGE_DISTANCES_KEPT:
+        _EDGE_DISTANCES.clear()
+    _EDGE_DISTANCES[key] = found
+    return found
 
 
 def coverage_ratio(fund_balance: int, loss_now: int) -> float | None:

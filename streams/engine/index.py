@@ -270,6 +270,7 @@ class DeficitIndex:
         "_buckets",
         "_by_bucket",
         "_by_key",
+        "_edges",
         "_is_long",
         "_memo",
         "_slope",
@@ -297,6 +298,10 @@ class DeficitIndex:
         self._asked: set[int] = set()  # prices asked since the last change
         # deficits_at's view of the held buckets (``_bucket_sums``), until a change
         self._by_bucket: _BucketSums | None = None
+        # budget -> budget_edge's answer, until a change: a projection asks each side of
+        # every symbol, and a stage change forces one (tens a second in a crash, most
+        # symbols unchanged between them)
+        self._edges: dict[int, int | float | None] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -308,6 +313,7 @@ class DeficitIndex:
         if old == new:
             return False
         self._retain_asked()
+        self._edges.clear()
         sums = self._sums
         if old is not None:
             old_price, old_qty = old
@@ -427,6 +433,15 @@ class DeficitIndex:
         f: numerator * f > budget * SCALE^2, i.e. above its floor over f): the edge is
         found on the numerators, piece by piece of the linear segments between entries.
         """
+        edges = self._edges
+        if budget in edges:
+            return edges[budget]
+        if len(edges) >= _MEMO_SIZE:
+            edges.clear()
+        edge = edges[budget] = self._budget_edge(budget)
+        return edge
+
+    def _budget_edge(self, budget: int) -> int | float | None:
         slope = self._slope
         limit = budget * SCALE if slope == SCALE else budget * SCALE * SCALE // slope
         if limit < 0:

@@ -160,3 +160,31 @@ def test_many_shocked_prices_at_once_are_each_one_alone(mark, shocks):
 def test_shocked_prices_by_hand():
     # 2.5 rounds to 2 and 3.5 to 4 (half to even); a fall past zero stops at one raw unit
     assert shocked_prices(5, [-0.5, -0.3, -1.0, 0.0]) == [2, 4, 1, 5]
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 40_000), st.integers(1, 50)), max_size=12),
+    st.lists(st.tuples(st.integers(0, 15), st.integers(1, 40_000), st.integers(0, 50)), max_size=8),
+    st.booleans(),
+    st.integers(1_000, 30_000),
+    st.integers(0, 2_000_000),
+    st.integers(0, 500_000),
+)
+def test_the_adl_distance_asked_again_after_a_change_is_the_changed_sides(
+    entries, changes, is_long, mark, fund, loss_elsewhere
+):
+    """The budget stays the same from ask to ask (the loss elsewhere is held), so the
+    index's kept budget edges and the kept distances by edge would answer every ask
+    after the first: each answer must still be what asking the curve at every step
+    gives at that moment, changes in between (a qty of 0 removes the entry)."""
+    index = DeficitIndex(is_long=is_long)
+    for k, (price, qty) in enumerate(entries):
+        index.put(f"k{k}", price * U // 10, qty * U // 10)
+    curve = index_curve(index, mark * U)
+    asked_each_step = lambda move: curve(move)  # noqa: E731  # not an index curve
+    for key, price, qty in [*changes, (0, 1, 0)]:
+        loss = loss_elsewhere * U + curve(0.0)
+        assert adl_distance(loss, fund * U, curve, is_long) == adl_distance(
+            loss, fund * U, asked_each_step, is_long
+        )
+        index.put(f"k{key}", price * U // 10, qty * U // 10)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import gc
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from streams.pipeline import memory
 from streams.pipeline.memory import FullCollections, HeapTrimmer, collector_paused
 
 
@@ -166,3 +167,55 @@ def test_a_cycle_that_died_frozen_is_freed_after_a_thaw() -> None:
         assert dead() is None
     finally:
         collections.remove()
+
+
+@pytest.fixture
+def default_thresholds() -> Iterator[None]:
+    """The collector's thresholds and the process's collections as before the test."""
+    thresholds = gc.get_threshold()
+    collections = memory.process_collections()
+    freeze = collections.freeze_survivors
+    yield
+    gc.set_threshold(*thresholds)
+    collections.freeze_survivors = freeze
+
+
+def young_collections_during(make: Callable[[], object]) -> int:
+    """How many collections of the youngest generation ran while ``make`` did."""
+    ran: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            ran.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        make()
+    finally:
+        gc.callbacks.remove(count)
+    return len(ran)
+
+
+@pytest.mark.usefixtures("default_thresholds", "unfrozen")
+def test_a_long_running_command_collects_the_young_generation_far_less_often() -> None:
+    gc.set_threshold(700, 10, 10)  # Python's default
+    gc.collect()
+
+    def make_and_keep() -> object:  # 20,000 containers alive at once: no cycle, nothing freed
+        return [{"k": k} for k in range(20_000)]
+
+    assert young_collections_during(make_and_keep) >= 20_000 // 700 - 3  # ~28 at 700
+    collections = memory.long_running_collections()
+    assert collections is memory.process_collections()
+    assert collections.freeze_survivors
+    assert gc.get_threshold()[1:] == (10, 10)  # the older generations' as they were
+    gc.collect()
+    assert young_collections_during(make_and_keep) == 0  # 20,000 < 100,000
+    # a cycle of garbage is still freed: by the young collection after 100,000 more
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    dead = weakref.ref(a)
+    del a, b
+    kept = [{"k": k} for k in range(memory.YOUNG_COLLECTION_EVERY + 1_000)]
+    assert dead() is None
+    assert len(kept) == 101_000
