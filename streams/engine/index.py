@@ -73,49 +73,28 @@ def bucket_start(slot: int) -> int:
 
 class Fenwick:
     """Binary indexed tree of two exact integer sums side by side (the deficit index's
-    sum of q and sum of q*B) over a fixed number of slots: one walk answers both.
+    sum of q and sum of q*B) over a fixed number of slots: one walk answers both."""
 
-    Additions wait beside the tree, summed per slot, until the next read: a mark that
-    crosses thousands of positions moves their entries within a few slots, and most
-    changes are never read from the tree (the index answers the prices the fund asks
-    again from its memo). Each slot is then walked once per read, not once per change
-    (17 levels of big-integer sums each: a tenth of the preset's crash)."""
-
-    __slots__ = ("_first", "_pending", "_second")
+    __slots__ = ("_first", "_second")
 
     def __init__(self, size: int) -> None:
         self._first = [0] * (size + 1)
         self._second = [0] * (size + 1)
-        self._pending: dict[int, tuple[int, int]] = {}  # slot -> sums not in the tree yet
 
     def add(self, slot: int, first: int, second: int) -> None:
-        pending = self._pending
-        held = pending.get(slot)
-        pending[slot] = (first, second) if held is None else (held[0] + first, held[1] + second)
-
-    def _flush(self) -> None:
-        """The additions waiting, into the tree (integer sums: any order is exact)."""
-        pending = self._pending
-        if not pending:
-            return
+        i = slot + 1
         a, b = self._first, self._second
         n = len(a)
-        for slot, (first, second) in pending.items():
-            if first == 0 and second == 0:
-                continue  # an entry that left and came back to its slot
-            i = slot + 1
-            while i < n:
-                a[i] += first
-                b[i] += second
-                i += i & -i
-        pending.clear()
+        while i < n:
+            a[i] += first
+            b[i] += second
+            i += i & -i
 
     def last_holding(self, holds: Callable[[int, int, int], bool]) -> tuple[int, int, int]:
         """The largest t such that ``holds(t, first, second)`` with the sums over slots
         0..t-1, for a ``holds`` true up to some t and false after it (true at t = 0 is
         assumed, not asked); returns (t, first, second). One descent of the tree:
         O(log slots) asks, not a bisection of prefix walks."""
-        self._flush()
         a, b = self._first, self._second
         n = len(a)
         t = first = second = 0
@@ -131,7 +110,6 @@ class Fenwick:
 
     def prefix(self, slot: int) -> tuple[int, int]:
         """Both sums over slots 0..slot inclusive ((0, 0) for slot < 0)."""
-        self._flush()
         a, b = self._first, self._second
         i = min(slot + 1, len(a) - 1)
         first = second = 0

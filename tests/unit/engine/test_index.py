@@ -405,35 +405,3 @@ def test_a_bankruptcy_price_past_2_63_is_in_the_sums():
     assert long.deficit_at(b + 1) == 0
     assert price_bucket(b) == price_bucket(2**63 - 1) == price_bucket(10**40) == _LAST_SLOT
     assert price_bucket(bucket_start(_LAST_SLOT) - 1) == _LAST_SLOT - 1
-
-
-@given(
-    st.lists(
-        st.one_of(
-            st.tuples(st.just("add"), st.integers(0, 40), st.integers(-50, 50), st.integers()),
-            st.tuples(st.sampled_from(["prefix", "descent"]), st.integers(-1, 45)),
-        ),
-        max_size=60,
-    )
-)
-def test_fenwick_reads_see_every_addition_before_them(steps):
-    """Additions wait beside the tree until a read: every read, a prefix or a descent,
-    must give the sums of all the additions before it (brute force: a list of slots)."""
-    tree, slots = Fenwick(41), [[0, 0] for _ in range(41)]
-
-    def sums(upto: int) -> tuple[int, int]:
-        held = slots[: max(0, upto)]
-        return sum(f for f, _ in held), sum(s for _, s in held)
-
-    for op, slot, *added in steps:
-        if op == "add":
-            tree.add(slot, *added)
-            slots[slot][0] += added[0]
-            slots[slot][1] += added[1]
-        elif op == "prefix":
-            assert tree.prefix(slot) == sums(min(slot, 40) + 1)
-        else:  # a descent to the largest t <= slot (``holds`` true up to some t: its
-            # contract), with the sums over slots 0..t-1
-            t, first, second = tree.last_holding(lambda t, _a, _b, at=slot: t <= at)
-            assert t == min(max(slot, 0), 41)
-            assert (first, second) == sums(t)
