@@ -69,8 +69,9 @@ def measure(count: int, accounts: int, asks: int) -> dict[str, Any]:
     same_ms = (time.perf_counter() - began) / asks * 1e3
     moved_s = 0.0
     for k in range(asks):
-        sym = names[k % len(names)]
-        price = price_of(names.index(sym)) * (0.6 + 0.001 * (k + 1))
+        place = k % len(names)  # price_of is by the place in the sorted names
+        sym = names[place]
+        price = price_of(place) * (0.6 + 0.001 * (k + 1))
         engine.apply(decode_line(mark_line(ts + k, sym, price), symbols))
         began = time.perf_counter()
         projected = engine.projection(fund, ts + k)
