@@ -434,6 +434,10 @@ class QueueTable:
                 )
             )
         self._cap = cap
+        self._make_views()
+
+    def _make_views(self) -> None:
+        """The row views over the columns as they are now (after a growth or unpickling)."""
         self._views = _RowViews(self._f, self._i, self._isolated, self._other_n, self._other)
 
     def __getstate__(self) -> dict[str, object]:
@@ -442,7 +446,7 @@ class QueueTable:
     def __setstate__(self, state: dict[str, object]) -> None:
         for name, value in state.items():
             setattr(self, name, value)
-        self._views = _RowViews(self._f, self._i, self._isolated, self._other_n, self._other)
+        self._make_views()
 
     def __len__(self) -> int:
         return self._n
@@ -495,8 +499,7 @@ class QueueTable:
         v.equity[row] = to_float(account_equity)
         v.wallet[row] = to_float(wallet)
         v.fixed_maint[row] = to_float(fixed)
-        if self._wide:
-            self._wide.pop(row, None)
+        self._wide.pop(row, None)
         v.other_n[row] = columns
         for other, place in zip(others, v.other, strict=False):
             sym, qty, mark, cross = place

@@ -108,8 +108,8 @@ class _FundLosses:
     total: int = 0  # sum of every symbol's bankrupt deficit and liquidatable loss
     losing: set[str] = field(default_factory=set)  # symbols with a loss now
     # (move gap, place, symbol), sorted: a plain list and C bisection (a fund's symbols
-    # are ~160; ``SortedList`` ran as interpreted Python from the compiled engine, ~5% of
-    # the preset's crash)
+    # are ~160; ``SortedList`` is pure Python, called from the compiled engine: the
+    # same answers, no speed-up measured, docs/benchmarks.md)
     gaps: list[tuple[int, int, str]] = field(default_factory=list)
 
     def update(self, sym: str, facts: _SymbolFacts) -> None:
