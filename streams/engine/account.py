@@ -40,6 +40,20 @@ class Position:
     margin_mode: MarginMode
     isolated_margin: int = 0  # quote currency, only for isolated positions
 
+    def __init__(
+        self,
+        symbol: str,
+        qty: int,
+        entry_price: int,
+        margin_mode: MarginMode,
+        isolated_margin: int = 0,
+    ) -> None:  # written out: see signals.LadderPoint (one per fill)
+        object.__setattr__(self, "symbol", symbol)
+        object.__setattr__(self, "qty", qty)
+        object.__setattr__(self, "entry_price", entry_price)
+        object.__setattr__(self, "margin_mode", margin_mode)
+        object.__setattr__(self, "isolated_margin", isolated_margin)
+
     @property
     def is_isolated(self) -> bool:
         return self.margin_mode is MarginMode.ISOLATED
@@ -54,6 +68,24 @@ class AccountState:
     realized_pnl: int = 0
     fees_paid: int = 0
     last_ts_ms: int = 0
+
+    def __init__(
+        self,
+        account: str,
+        wallet_balance: int = 0,
+        positions: tuple[Position, ...] = (),
+        settings: tuple[tuple[str, PositionSetting], ...] = (),
+        realized_pnl: int = 0,
+        fees_paid: int = 0,
+        last_ts_ms: int = 0,
+    ) -> None:  # written out: see signals.LadderPoint (one per fill and balance)
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "wallet_balance", wallet_balance)
+        object.__setattr__(self, "positions", positions)
+        object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "realized_pnl", realized_pnl)
+        object.__setattr__(self, "fees_paid", fees_paid)
+        object.__setattr__(self, "last_ts_ms", last_ts_ms)
 
     def position(self, symbol: str) -> Position | None:
         positions = self.positions
@@ -118,10 +150,12 @@ def apply_fill(state: AccountState, fill: Fill) -> AccountState:
             margin += initial
             wallet -= initial
     new_pos = Position(fill.symbol, new_qty, entry, mode, margin) if new_qty else None
-    return replace(
-        state,
+    # every field named, not ``replace``: dataclasses.replace runs as interpreted Python
+    return AccountState(
+        state.account,
         wallet_balance=wallet,
         positions=state.with_position(fill.symbol, new_pos),
+        settings=state.settings,
         realized_pnl=state.realized_pnl + realized,
         fees_paid=state.fees_paid + fill.fee,
         last_ts_ms=max(state.last_ts_ms, fill.ts_ms),
@@ -129,9 +163,13 @@ def apply_fill(state: AccountState, fill: Fill) -> AccountState:
 
 
 def apply_balance(state: AccountState, event: Balance) -> AccountState:
-    return replace(
-        state,
+    return AccountState(  # every field named: see apply_fill
+        state.account,
         wallet_balance=state.wallet_balance + event.amount,
+        positions=state.positions,
+        settings=state.settings,
+        realized_pnl=state.realized_pnl,
+        fees_paid=state.fees_paid,
         last_ts_ms=max(state.last_ts_ms, event.ts_ms),
     )
 

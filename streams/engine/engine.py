@@ -182,6 +182,22 @@ class _Layout:
     was_shared: bool  # it was wide already: its rows hold ``shared``
     cross_fixed: int  # its cross positions' ``fixed_maintenance``, for a ranking
 
+    def __init__(
+        self,
+        every: list[OtherPosition],
+        place: dict[str, int],
+        cross_count: int,
+        shared: SharedPositions | None,
+        was_shared: bool,
+        cross_fixed: int,
+    ) -> None:  # written out: see signals.LadderPoint (one per re-index)
+        object.__setattr__(self, "every", every)
+        object.__setattr__(self, "place", place)
+        object.__setattr__(self, "cross_count", cross_count)
+        object.__setattr__(self, "shared", shared)
+        object.__setattr__(self, "was_shared", was_shared)
+        object.__setattr__(self, "cross_fixed", cross_fixed)
+
     @property
     def multi(self) -> bool:
         return self.cross_count >= 2

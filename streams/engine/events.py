@@ -50,6 +50,30 @@ class Fill:
     liquidity: str | None
     kind: FillKind
 
+    def __init__(
+        self,
+        fill_id: str,
+        ts_ms: int,
+        account: str,
+        symbol: str,
+        side: Side,
+        qty: QtyRaw,
+        price: PriceRaw,
+        fee: MoneyRaw,
+        liquidity: str | None,
+        kind: FillKind,
+    ) -> None:  # written out: see signals.LadderPoint (one per fill)
+        object.__setattr__(self, "fill_id", fill_id)
+        object.__setattr__(self, "ts_ms", ts_ms)
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "symbol", symbol)
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "qty", qty)
+        object.__setattr__(self, "price", price)
+        object.__setattr__(self, "fee", fee)
+        object.__setattr__(self, "liquidity", liquidity)
+        object.__setattr__(self, "kind", kind)
+
     @property
     def signed_qty(self) -> int:
         return self.qty if self.side is Side.BUY else -self.qty
@@ -61,6 +85,14 @@ class Mark:
     ts_ms: int
     mark_price: PriceRaw
     index_price: PriceRaw | None
+
+    def __init__(
+        self, symbol: str, ts_ms: int, mark_price: PriceRaw, index_price: PriceRaw | None
+    ) -> None:  # written out: see signals.LadderPoint (one per mark)
+        object.__setattr__(self, "symbol", symbol)
+        object.__setattr__(self, "ts_ms", ts_ms)
+        object.__setattr__(self, "mark_price", mark_price)
+        object.__setattr__(self, "index_price", index_price)
 
 
 @dataclass(frozen=True, slots=True)

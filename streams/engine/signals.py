@@ -114,6 +114,14 @@ class LadderPoint:
     shock_pct: float
     projected_loss: int
 
+    # Written out (here and in the few frozen values made per event or per symbol of a
+    # projection): the generated ``__init__`` runs as interpreted Python even in the
+    # compiled engine (~480 ns; ~45 ns compiled). The fields and their order stay the
+    # contract: tests/unit/engine/test_value_inits.py checks each such ``__init__``.
+    def __init__(self, shock_pct: float, projected_loss: int) -> None:
+        object.__setattr__(self, "shock_pct", shock_pct)
+        object.__setattr__(self, "projected_loss", projected_loss)
+
 
 @dataclass(frozen=True, slots=True)
 class SymbolProjection:
@@ -129,6 +137,28 @@ class SymbolProjection:
     # it would be once the pool books the symbol's loss now (bankrupt + liquidatable)
     pool_pnl_ratio: float | None = None
     pool_pnl_ratio_after_loss: float | None = None
+
+    def __init__(
+        self,
+        symbol: str,
+        mark_price: int | None,
+        adl_distance_long_pct: float | None,
+        adl_distance_short_pct: float | None,
+        bankrupt_deficit: int,
+        liquidatable_loss: int,
+        ladder: tuple[LadderPoint, ...],
+        pool_pnl_ratio: float | None = None,
+        pool_pnl_ratio_after_loss: float | None = None,
+    ) -> None:  # written out: see LadderPoint
+        object.__setattr__(self, "symbol", symbol)
+        object.__setattr__(self, "mark_price", mark_price)
+        object.__setattr__(self, "adl_distance_long_pct", adl_distance_long_pct)
+        object.__setattr__(self, "adl_distance_short_pct", adl_distance_short_pct)
+        object.__setattr__(self, "bankrupt_deficit", bankrupt_deficit)
+        object.__setattr__(self, "liquidatable_loss", liquidatable_loss)
+        object.__setattr__(self, "ladder", ladder)
+        object.__setattr__(self, "pool_pnl_ratio", pool_pnl_ratio)
+        object.__setattr__(self, "pool_pnl_ratio_after_loss", pool_pnl_ratio_after_loss)
 
 
 @dataclass(frozen=True, slots=True)

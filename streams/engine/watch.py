@@ -89,6 +89,20 @@ class _SymbolFacts:
     at_mark: tuple[int, int]  # (long, short) deficit at the mark
     after_move: tuple[int, int]  # (long, short) deficit after an adverse imminent move
 
+    def __init__(
+        self,
+        version: Hashable,
+        depth: Depth | None,
+        losses: tuple[int, int],
+        at_mark: tuple[int, int],
+        after_move: tuple[int, int],
+    ) -> None:  # written out: see signals.LadderPoint (one per symbol read)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "losses", losses)
+        object.__setattr__(self, "at_mark", at_mark)
+        object.__setattr__(self, "after_move", after_move)
+
     @property
     def move_gap(self) -> int:
         """What the worse side's adverse imminent move adds to the loss."""

@@ -1,0 +1,77 @@
+"""The frozen values whose ``__init__`` is written out (for speed: the generated one runs
+as interpreted Python in the compiled engine) must take and set exactly their fields, in
+their order, with their defaults, and stay frozen: what the generated one would do."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+import streams.engine
+
+
+def _written_out() -> dict[str, type]:
+    """Every dataclass of ``streams.engine`` with an ``__init__`` of its own source (the
+    generated one is compiled from a string: its code's file is ``<string>``)."""
+    found: dict[str, type] = {}
+    for module_info in pkgutil.walk_packages(streams.engine.__path__, "streams.engine."):
+        module = importlib.import_module(module_info.name)
+        for name, cls in vars(module).items():
+            if not (inspect.isclass(cls) and dataclasses.is_dataclass(cls)):
+                continue
+            if cls.__module__ != module.__name__:
+                continue  # imported from elsewhere: checked where it is defined
+            init = cls.__dict__.get("__init__")
+            if init is not None and init.__code__.co_filename != "<string>":
+                found[f"{cls.__module__}.{name}"] = cls
+    return found
+
+
+WRITTEN_OUT = _written_out()
+
+
+def test_the_hot_values_are_found() -> None:
+    # the discovery itself: a rename of the marker or a broken walk would check nothing
+    assert {
+        "streams.engine.signals.LadderPoint",
+        "streams.engine.signals.SymbolProjection",
+        "streams.engine.events.Fill",
+        "streams.engine.events.Mark",
+        "streams.engine.account.Position",
+        "streams.engine.account.AccountState",
+        "streams.engine.watch._SymbolFacts",
+        "streams.engine.engine._Layout",
+    } <= WRITTEN_OUT.keys()
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_OUT))
+def test_a_written_out_init_takes_the_fields_in_order_with_their_defaults(name: str) -> None:
+    cls = WRITTEN_OUT[name]
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for param, field in zip(params, fields, strict=True):
+        assert param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        expected = inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
+        assert param.default == expected, field.name
+        assert field.default_factory is dataclasses.MISSING  # a factory: not written out
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_OUT))
+def test_a_written_out_init_sets_each_field_to_its_own_argument(name: str) -> None:
+    cls = WRITTEN_OUT[name]
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = [object() for _ in names]  # distinct: a swapped or missed field shows
+    by_place = cls(*values)
+    by_name = cls(**dict(zip(names, values, strict=True)))
+    for field_name, value in zip(names, values, strict=True):
+        assert getattr(by_place, field_name) is value, field_name
+        assert getattr(by_name, field_name) is value, field_name
+    assert by_place == by_name
+    if cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(by_place, names[0], values[-1])
