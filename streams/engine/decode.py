@@ -7,6 +7,7 @@ Every failure raises ``InvalidEvent`` naming the field.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -189,11 +190,18 @@ def _choice(obj: Mapping[str, Any], field: str, enum: type[E], default: E | None
         if default is None:
             raise InvalidEvent(field, "missing")
         return default
-    try:
-        return enum(value)
-    except ValueError:
+    member: E | None = _members(enum).get(value) if isinstance(value, str) else None
+    if member is None:
         allowed = "|".join(str(m.value) for m in enum)
-        raise InvalidEvent(field, f"expected one of {allowed}, got {value!r}") from None
+        raise InvalidEvent(field, f"expected one of {allowed}, got {value!r}")
+    return member
+
+
+@functools.cache
+def _members(enum: type[E]) -> dict[str, E]:
+    """The enum's members by value: a dict lookup, where ``enum(value)`` runs the enum
+    machinery's Python (~0.5 us, twice a fill). Every enum decoded is a StrEnum."""
+    return {str(m.value): m for m in enum}
 
 
 def _symbol(obj: Mapping[str, Any], symbols: Collection[str] | None) -> str:

@@ -49,6 +49,9 @@ def test_json_float_keeps_the_written_digits():
         ({"price": float("inf")}, "price"),
         ({"price": True}, "price"),
         ({"side": "long"}, "side"),
+        ({"side": "BUY"}, "side"),  # values are case-sensitive
+        ({"side": ["buy"]}, "side"),  # not a string (unhashable): still this field's error
+        ({"side": 1}, "side"),
         ({"ts": "yesterday"}, "ts"),
         ({"account": 7}, "account"),
         ({"kind": "gift"}, "kind"),
