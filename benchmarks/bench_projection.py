@@ -14,10 +14,12 @@ times ``Engine.projection``:
 
 With ``--against DIR`` (an earlier checkout, e.g. ``git worktree add /tmp/before
 37d3d4f``) the same runs there at the same time, each in its own process: the ratio is
-the speed-up, and both must give the same projections (a sha of their reprs). Prints;
-asserts nothing. Usage:
+the speed-up, and both must give the same projections (a sha of their reprs). ``--tree
+DIR`` measures another tree as "this tree" (e.g. ``build/compiled``; two compiled trees
+beside each other). Prints; asserts nothing. Usage:
 
     python benchmarks/bench_projection.py [--symbols 160] [--accounts 20000] [--against DIR]
+        [--tree DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import orjson
 from bench_symbols import T0, instruments, lines, price_of
-from beside import run_beside
+from beside import ROOT, run_beside
 
 from streams.engine.decode import decode_line
 from streams.engine.engine import Engine
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--asks", type=int, default=200)
     parser.add_argument("--against", type=Path, help="another checkout, run beside")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the tree measured (default: this)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.json:
@@ -93,7 +96,7 @@ def main() -> None:
         return
     argv = ["--symbols", str(args.symbols), "--accounts", str(args.accounts),
             "--asks", str(args.asks)]  # fmt: skip
-    results = run_beside(__file__, argv, args.against)
+    results = run_beside(__file__, argv, args.against, args.tree.resolve())
     print(f"{'tree':<10} {'same ms':>9} {'one mark ms':>12} {'sha':>17}")
     for name, r in results.items():
         print(f"{name:<10} {r['same_ms']:>9.2f} {r['moved_ms']:>12.2f} {r['sha']:>17}")
