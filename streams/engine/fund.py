@@ -161,15 +161,15 @@ def _deficits(side: Curve, shocks: Sequence[float], is_long: bool) -> list[int]:
 # (shocks, is_long) -> the shocks' places, most adverse first: the same few ladders are
 # asked for every symbol of every projection (a sort by key per side was a third of
 # ``_deficits``)
-_ADVERSE_FIRST: dict[tuple[tuple[float, ...], bool], list[int]] = {}
+_ADVERSE_FIRST: dict[tuple[tuple[float, ...], bool], tuple[int, ...]] = {}
 
 
-def _adverse_first(shocks: tuple[float, ...], is_long: bool) -> list[int]:
+def _adverse_first(shocks: tuple[float, ...], is_long: bool) -> tuple[int, ...]:
     order = _ADVERSE_FIRST.get((shocks, is_long))
     if order is None:
         if len(_ADVERSE_FIRST) >= 64:  # a ladder per venue setting: a few at most
             _ADVERSE_FIRST.clear()
-        order = sorted(range(len(shocks)), key=shocks.__getitem__, reverse=not is_long)
+        order = tuple(sorted(range(len(shocks)), key=shocks.__getitem__, reverse=not is_long))
         _ADVERSE_FIRST[(shocks, is_long)] = order
     return order
 
