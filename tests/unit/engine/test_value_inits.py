@@ -56,7 +56,8 @@ def test_a_written_out_init_takes_the_fields_in_order_with_their_defaults(name: 
     assert [p.name for p in params] == [f.name for f in fields]
     for param, field in zip(params, fields, strict=True):
         assert param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-        expected = inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
+        given = field.default
+        expected = inspect.Parameter.empty if given is dataclasses.MISSING else given
         assert param.default == expected, field.name
         assert field.default_factory is dataclasses.MISSING  # a factory: not written out
 
