@@ -117,3 +117,32 @@ def test_positions_stay_sorted_by_symbol_through_opens_and_closes():
         ("BTCUSDT", raw("1")), ("SOLUSDT", raw("-3")), ("XRPUSDT", raw("1"))
     ]  # fmt: skip
     assert added.positions[0] is closed.positions[0]  # the untouched ones are kept as they are
+
+
+def test_a_fill_and_a_balance_carry_every_other_field_over():
+    """``apply_fill`` and ``apply_balance`` name every field of the new state (not
+    ``dataclasses.replace``, for speed): a field added to ``AccountState`` and not
+    named there would fall back to its default. Every field not listed as changed must
+    come through as it was."""
+    before = run(
+        isolated("a", "ETHUSDT", "5", ts=1),  # a setting: ``settings`` not empty
+        deposit("d", "a", "1000", ts=2),
+        fill("1", "a", "buy", "1", "100", fee="0.1", ts=3),
+        fill("2", "a", "sell", "0.5", "110", fee="0.1", ts=4),  # realized and fees not 0
+    )
+    changed_by = {
+        "fill": {"wallet_balance", "positions", "realized_pnl", "fees_paid", "last_ts_ms"},
+        "balance": {"wallet_balance", "last_ts_ms"},
+    }
+    after = {
+        "fill": run(fill("3", "a", "buy", "1", "105", symbol="ETHUSDT", ts=5), state=before),
+        "balance": run(deposit("e", "a", "1", ts=5), state=before),
+    }
+    for kind, state in after.items():
+        for field in dataclasses.fields(AccountState):
+            if field.name in changed_by[kind]:
+                continue
+            assert getattr(state, field.name) == getattr(before, field.name), (kind, field.name)
+        assert state.last_ts_ms == 5  # and what it changes, it changed
+    for field in dataclasses.fields(AccountState):  # none at its default: each one shows
+        assert getattr(before, field.name) != field.default, field.name
