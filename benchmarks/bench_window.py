@@ -41,7 +41,10 @@ def _collections(freeze_survivors: bool) -> Any:
     except ImportError:
         return None
     if freeze_survivors and hasattr(memory, "long_running_collections"):
-        return memory.long_running_collections()  # a tree from 2026-12-07 on
+        try:  # as ``replay`` sets it: every collection's survivors frozen (``freeze_young``)
+            return memory.long_running_collections(freeze_young=True)
+        except TypeError:
+            return memory.long_running_collections()  # a tree from 2026-12-07 on
     collections = memory.process_collections()
     collections.freeze_survivors = freeze_survivors
     return collections

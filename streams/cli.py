@@ -29,12 +29,13 @@ def bundled(name: str) -> Path:
     return Path(str(resources.files("streams.data").joinpath(name)))
 
 
-def _long_running() -> None:
+def _long_running(freeze_young: bool = False) -> None:
     """A command that builds the state event by event and keeps it: young collections
-    far apart, and what survives each full collection frozen (``pipeline.memory``)."""
+    far apart, and what survives each full collection frozen (``freeze_young``: each
+    collection's; ``replay``'s batch, no event loop: ``pipeline.memory``)."""
     from streams.pipeline.memory import long_running_collections
 
-    long_running_collections()
+    long_running_collections(freeze_young)
 
 
 def _engine_build() -> str:
@@ -48,7 +49,7 @@ def _engine_build() -> str:
 def _replay(args: argparse.Namespace) -> int:
     from streams.replay.runner import replay
 
-    _long_running()
+    _long_running(freeze_young=True)
     instruments = load_instruments(args.instruments)
     config = EngineConfig(
         rank_refresh_ms=args.rank_refresh_ms,

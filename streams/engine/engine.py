@@ -301,7 +301,7 @@ class Engine:
         else:
             signals = self._on_account_event(event)
         if dedupe is not None:
-            self.seen_ids.add(dedupe, event.ts_ms, getattr(event, "account", ""))
+            self.seen_ids.add_unseen(dedupe, event.ts_ms, getattr(event, "account", ""))
         self.stats.events += 1
         self.last_ts_ms = max(self.last_ts_ms, event.ts_ms)
         return signals

@@ -219,3 +219,57 @@ def test_a_long_running_command_collects_the_young_generation_far_less_often() -
     kept = [{"k": k} for k in range(memory.YOUNG_COLLECTION_EVERY + 1_000)]
     assert dead() is None
     assert len(kept) == 101_000
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_freeze_young_freezes_what_survives_a_young_collection_and_frees_the_garbage() -> None:
+    collections = FullCollections(freeze_survivors=True, freeze_young=True).install()
+    gc.disable()  # only the collections the test asks for
+    try:
+        gc.collect()
+        alive = [{"k": k} for k in range(100)]
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        del a, b
+        gc.collect(0)  # the youngest generation only
+        assert collections.count == 1  # the one before: none since
+        assert dead() is None  # garbage in a cycle: freed by it, not frozen
+        assert not walked_by_a_full_collection(alive)
+        assert not walked_by_a_full_collection(alive[3])
+    finally:
+        gc.enable()
+        collections.remove()
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_after_a_thaw_young_collections_freeze_nothing_until_a_full_one_walked_them() -> None:
+    collections = FullCollections(freeze_survivors=True, freeze_young=True).install()
+    gc.disable()  # only the collections the test asks for
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        gc.collect(0)  # survives: frozen
+        del a, b  # garbage now, in a cycle, frozen
+        collections.thaw_every_s = 0.0  # an hour has passed
+        gc.collect(0)  # gives the frozen back
+        assert collections.thaws == 1
+        collections.thaw_every_s = 3600.0
+        later = [{"k": k} for k in range(10)]
+        gc.collect(0)  # would have frozen them all again, the dead cycle with them
+        assert walked_by_a_full_collection(later)
+        assert dead() is not None  # a young collection does not walk the old generation
+        gc.collect()  # the full one walks them: the cycle is freed, the rest frozen
+        assert dead() is None
+        assert not walked_by_a_full_collection(later)
+    finally:
+        gc.enable()
+        collections.remove()
+
+
+@pytest.mark.usefixtures("default_thresholds", "unfrozen")
+def test_only_replay_freezes_young_survivors() -> None:
+    collections = memory.long_running_collections(freeze_young=True)
+    assert (collections.freeze_survivors, collections.freeze_young) == (True, True)
+    assert not memory.long_running_collections().freeze_young  # the worker's, the agents'
