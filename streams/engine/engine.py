@@ -1082,7 +1082,8 @@ def _pairs(
     (both are: an account's positions are sorted by symbol). Mostly the same symbols
     (a fill changes one position of many): then a zip, no dictionaries and no sort."""
     if len(old) == len(new) and [a.symbol for a in old] == [b.symbol for b in new]:
-        return [(b.symbol, a, b) for a, b in zip(old, new, strict=True)]
+        # lengths just checked; a zip without keywords is a compiled loop (with: a call)
+        return [(b.symbol, a, b) for a, b in zip(old, new)]  # noqa: B905
     before = {p.symbol: p for p in old}
     after = {p.symbol: p for p in new}
     return [(s, before.get(s), after.get(s)) for s in sorted(before.keys() | after.keys())]

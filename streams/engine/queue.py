@@ -501,9 +501,10 @@ class QueueTable:
         v.fixed_maint[row] = to_float(fixed)
         self._wide.pop(row, None)
         v.other_n[row] = columns
-        for other, place in zip(others, v.other, strict=False):
-            sym, qty, mark, cross = place
-            sym[row], qty[row], mark[row], cross[row] = other
+        places = v.other  # at least ``columns`` of them (``_put_row`` grows them)
+        for k in range(columns):  # not a zip(strict=...): mypyc calls that as Python
+            sym, qty, mark, cross = places[k]
+            sym[row], qty[row], mark[row], cross[row] = others[k]
 
     def put_shared(
         self, account: str, pos: PositionRisk, shared: SharedPositions, symbol_index: int

@@ -180,18 +180,16 @@ class AccountRisk:
         rows: dict[str, PositionRisk] | None = None,
         warning_ratio: int = DEFAULT_WARNING_RATIO,
     ) -> None:
-        values = (
-            account,
-            wallet_balance,
-            equity,
-            maintenance_margin,
-            cross_equity,
-            cross_maintenance,
-            health,
-            deficit,
-        )
-        for name, value in zip(_ACCOUNT_FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
+        # written out (one per evaluation): a loop over the names was a zip(strict=...),
+        # which mypyc calls as Python, and a set by name per field
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "wallet_balance", wallet_balance)
+        object.__setattr__(self, "equity", equity)
+        object.__setattr__(self, "maintenance_margin", maintenance_margin)
+        object.__setattr__(self, "cross_equity", cross_equity)
+        object.__setattr__(self, "cross_maintenance", cross_maintenance)
+        object.__setattr__(self, "health", health)
+        object.__setattr__(self, "deficit", deficit)
         object.__setattr__(self, "cross_position_count", cross_position_count)
         object.__setattr__(self, "rows", rows)
         object.__setattr__(self, "_positions", positions)

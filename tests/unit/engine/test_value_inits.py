@@ -76,3 +76,17 @@ def test_a_written_out_init_sets_each_field_to_its_own_argument(name: str) -> No
     if cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(by_place, names[0], values[-1])
+
+
+def test_an_account_risk_sets_each_field_to_its_own_argument() -> None:
+    # not a dataclass (slots, lazy positions) but written out the same way
+    from streams.engine.risk import AccountRisk
+
+    params = list(inspect.signature(AccountRisk.__init__).parameters)[1:]
+    values = {name: object() for name in params}
+    risk = AccountRisk(**values)  # type: ignore[arg-type]
+    stored = {"positions": "_positions", "warning_ratio": "_warning"}
+    for name, value in values.items():
+        assert getattr(risk, stored.get(name, name)) is value, name
+    with pytest.raises(AttributeError, match="immutable"):
+        risk.equity = 0
