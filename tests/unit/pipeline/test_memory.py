@@ -174,10 +174,10 @@ def default_thresholds() -> Iterator[None]:
     """The collector's thresholds and the process's collections as before the test."""
     thresholds = gc.get_threshold()
     collections = memory.process_collections()
-    freeze = collections.freeze_survivors
+    freeze, freeze_young = collections.freeze_survivors, collections.freeze_young
     yield
     gc.set_threshold(*thresholds)
-    collections.freeze_survivors = freeze
+    collections.freeze_survivors, collections.freeze_young = freeze, freeze_young
 
 
 def young_collections_during(make: Callable[[], object]) -> int:
@@ -269,7 +269,8 @@ def test_after_a_thaw_young_collections_freeze_nothing_until_a_full_one_walked_t
 
 
 @pytest.mark.usefixtures("default_thresholds", "unfrozen")
-def test_only_replay_freezes_young_survivors() -> None:
+def test_young_survivors_are_frozen_only_when_asked_for() -> None:
     collections = memory.long_running_collections(freeze_young=True)
     assert (collections.freeze_survivors, collections.freeze_young) == (True, True)
     assert not memory.long_running_collections().freeze_young  # the worker's, the agents'
+    assert memory.long_running_collections().freeze_survivors  # full ones' still frozen
