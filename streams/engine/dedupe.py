@@ -11,15 +11,16 @@ re-delivered Kafka message of a restarted partition is recognised by its offset,
 here). Events come in canonical (time) order; an id that comes late joins the newest
 slice (it is kept a little longer).
 
-Why slices and not one ordered map of id -> time: a set entry per id and no time
-object kept per id (the soak's window of ~870k ids: 214 MB of worker RSS at its 16th
-minute against 278 MB with the map), and a slice is dropped whole instead of one id per
-event, so the map's table is not rebuilt every few hundred thousand events. (The RSS
-steps the soak showed after the window was full were the heap keeping freed pages:
-``pipeline/memory.py``.)
+Why slices and not one ordered map of id -> time: no time object kept per id (the
+soak's window of ~870k ids: 214 MB of worker RSS at its 16th minute against 278 MB with
+the map), and a slice is dropped at once. (The RSS steps the soak showed after the window
+was full were the heap keeping freed pages: ``pipeline/memory.py``.) The ids are asked
+in one set of the whole window; each slice lists its own, to take out of that set when
+it goes (a set per slice made a miss, every new event, ~17 lookups in as many cold
+tables: 2.5% of the crash's replay).
 
-Memory: one set entry per id (~100 bytes with a 30-character id), so the defaults bound
-it to ~100 MB at the worst; a 10k-account cascade keeps a few thousand. With
+Memory: a set entry and a list slot per id (~100 bytes with a 30-character id), so the
+defaults bound it to ~100 MB at the worst; a 10k-account cascade keeps a few thousand. With
 ``by_owner`` (the partitioned shards: each account's ids go with its changelog row)
 about twice that.
 """
@@ -38,7 +39,7 @@ SLICES = 16  # per window
 @dataclass(slots=True)
 class _Slice:
     number: int  # event time // slice width of its first id
-    ids: set[str] = field(default_factory=set)
+    ids: list[str] = field(default_factory=list)  # each in the window's ``_ids`` too
     owners: dict[str, str] = field(default_factory=dict)  # id -> owner (``by_owner``)
 
 
@@ -48,7 +49,7 @@ class DedupeWindow:
     a venue's re-send after a restart of a partitioned worker is still recognised. The
     single-process worker rebuilds its window from the input history: it keeps none."""
 
-    __slots__ = ("_by_owner", "_count", "_slice_ids", "_slice_ms", "_slices", "max_ids",
+    __slots__ = ("_by_owner", "_ids", "_slice_ids", "_slice_ms", "_slices", "max_ids",
                  "window_ms")  # fmt: skip
 
     def __init__(
@@ -64,18 +65,15 @@ class DedupeWindow:
         self._slice_ms = max(1, window_ms // SLICES)
         self._slice_ids = max(1, -(-max_ids // SLICES))  # a slice's most ids
         self._slices: deque[_Slice] = deque()  # oldest first
-        self._count = 0
+        self._ids: set[str] = set()  # every slice's ids: one lookup, not one per slice
         # owner -> its ids -> event time (``by_owner``; ``None``: not kept)
         self._by_owner: dict[str, dict[str, int]] | None = {} if by_owner else None
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._ids)
 
     def __contains__(self, key: object) -> bool:
-        for piece in self._slices:  # noqa: SIM110  # ~17 set lookups: a generator costs more
-            if key in piece.ids:
-                return True
-        return False
+        return key in self._ids
 
     def add(self, key: str, ts_ms: int, owner: str = "") -> None:
         """Remember ``key`` (applied at ``ts_ms``) and forget what left the window."""
@@ -84,26 +82,26 @@ class DedupeWindow:
 
     def add_unseen(self, key: str, ts_ms: int, owner: str = "") -> None:
         """``add`` for a key the caller has just found not ``in`` the window (the
-        engine's every event: a miss asks every slice, ~17 set lookups, once, not twice)."""
+        engine's every event: asked once, not twice)."""
         slices = self._slices
         number = ts_ms // self._slice_ms
         if not slices or (slices[-1].number < number or len(slices[-1].ids) >= self._slice_ids):
             slices.append(_Slice(max(number, slices[-1].number) if slices else number))
         newest = slices[-1]
-        newest.ids.add(key)
-        self._count += 1
+        newest.ids.append(key)
+        self._ids.add(key)
         if self._by_owner is not None:
             newest.owners[key] = owner
             self._by_owner.setdefault(owner, {})[key] = ts_ms
         # a slice goes once all its ids are older than the window, or to keep max_ids
         horizon = ts_ms - self.window_ms
         while slices and (
-            (slices[0].number + 1) * self._slice_ms <= horizon or self._count > self.max_ids
+            (slices[0].number + 1) * self._slice_ms <= horizon or len(self._ids) > self.max_ids
         ):
             self._forget(slices.popleft())
 
     def _forget(self, old: _Slice) -> None:
-        self._count -= len(old.ids)
+        self._ids.difference_update(old.ids)
         if self._by_owner is None:
             return
         for key, owner in old.owners.items():

@@ -90,6 +90,34 @@ class Fenwick:
             b[i] += second
             i += i & -i
 
+    def add_two(
+        self, slot: int, first: int, second: int, other: int, other_first: int, other_second: int
+    ) -> None:
+        """``add`` at two slots in one walk: their paths up the tree join where a node
+        covers both (near slots: after a few steps), and from there on both changes go
+        in as one (a bankruptcy price that moved to the next bucket: ~1 walk, not 2)."""
+        i, j = slot + 1, other + 1
+        a, b = self._first, self._second
+        n = len(a)
+        while i != j:
+            if i < j:
+                if i >= n:
+                    return  # j > i >= n: both paths are done
+                a[i] += first
+                b[i] += second
+                i += i & -i
+            else:
+                if j >= n:
+                    return
+                a[j] += other_first
+                b[j] += other_second
+                j += j & -j
+        both_first, both_second = first + other_first, second + other_second
+        while i < n:
+            a[i] += both_first
+            b[i] += both_second
+            i += i & -i
+
     def last_holding(self, holds: Callable[[int, int, int], bool]) -> tuple[int, int, int]:
         """The largest t such that ``holds(t, first, second)`` with the sums over slots
         0..t-1, for a ``holds`` true up to some t and false after it (true at t = 0 is
@@ -131,17 +159,22 @@ class ThresholdIndex:
     a zone end in [m0, m1] plus the (few) positions in a zone: O(buckets + k), and no
     flip is missed.
 
-    The ends sit in logarithmic price buckets (0.01% wide), each a set of (price, key):
-    a put or remove is a few set operations (a sorted list of ~60k ends cost ~2 us per
-    insert or delete, a tenth of the replay), a tick walks the buckets between the two
-    marks and filters the two at its edges.
+    The ends sit in logarithmic price buckets (0.01% wide), each a set of the keys with
+    an end there; a key's ends and their buckets are kept with it. A put moves the key
+    only between the buckets its ends left and entered: where its thresholds moved less
+    than a bucket (most puts: the equity behind them moved a little), no bucket changes
+    at all. (A sorted list of ~60k ends cost ~2 us per insert or delete, a tenth of the
+    replay; a set of (end, key) pairs per bucket took every end out and back in at each
+    put.) A tick walks the buckets between the two marks, takes every key of those
+    strictly between, and at its two edge buckets the keys with an end in the range.
     """
 
     __slots__ = ("_buckets", "_by_key", "zone")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[tuple[int, str]]] = {}
-        self._by_key: dict[str, tuple[int, ...]] = {}
+        self._buckets: dict[int, set[str]] = {}
+        # key -> (its zone ends, ascending; the buckets they sit in, ascending, each once)
+        self._by_key: dict[str, tuple[list[int], list[int]]] = {}
         self.zone: set[str] = set()
 
     def __len__(self) -> int:
@@ -152,33 +185,49 @@ class ThresholdIndex:
 
     def put(self, key: str, thresholds: tuple[int, ...], tolerance: int, mark: int) -> None:
         """Index ``key``'s thresholds as evaluated at ``mark``."""
-        ends = tuple(sorted({t + d for t in thresholds for d in (-tolerance, tolerance)}))
-        if any(t - tolerance <= mark <= t + tolerance for t in thresholds):
+        ends: list[int] = []
+        in_zone = False
+        for threshold in thresholds:
+            low, high = threshold - tolerance, threshold + tolerance
+            if low <= mark <= high:
+                in_zone = True
+            ends.append(low)
+            ends.append(high)
+        if in_zone:
             self.zone.add(key)
         else:
             self.zone.discard(key)
+        ends.sort()
+        slots: list[int] = []
+        for end in ends:  # ascending ends: ascending buckets (``_threshold_bucket`` is monotone)
+            slot = _threshold_bucket(end)
+            if not slots or slots[-1] != slot:
+                slots.append(slot)
         old = self._by_key.get(key)
-        if old == ends:
-            return
+        old_slots: list[int] = [] if old is None else old[1]
+        if ends:
+            self._by_key[key] = (ends, slots)
+        elif old is not None:
+            del self._by_key[key]
+        if old_slots != slots:
+            self._move(key, old_slots, slots)
+
+    def _move(self, key: str, old_slots: list[int], slots: list[int]) -> None:
+        """``key`` out of the buckets it left, into those it entered."""
         buckets = self._buckets
-        if old is not None:
-            for price in old:
-                slot = _threshold_bucket(price)
+        for slot in old_slots:
+            if slot not in slots:
                 bucket = buckets[slot]
-                bucket.discard((price, key))
+                bucket.discard(key)
                 if not bucket:
                     del buckets[slot]
-        if ends:
-            self._by_key[key] = ends
-            for price in ends:
-                slot = _threshold_bucket(price)
+        for slot in slots:
+            if slot not in old_slots:
                 held = buckets.get(slot)
                 if held is None:
-                    buckets[slot] = {(price, key)}
+                    buckets[slot] = {key}
                 else:
-                    held.add((price, key))
-        else:
-            self._by_key.pop(key, None)
+                    held.add(key)
 
     def remove(self, key: str) -> None:
         self.put(key, (), 0, 0)
@@ -194,14 +243,20 @@ class ThresholdIndex:
             slots: Iterable[int] = range(first, last + 1)
         else:  # a jump over more buckets than are held: walk the held ones
             slots = [s for s in buckets if first <= s <= last]
+        by_key = self._by_key
         for slot in slots:
             bucket = buckets.get(slot)
             if bucket is None:
                 continue
             if first < slot < last:
-                out.update(key for _, key in bucket)
-            else:
-                out.update(key for price, key in bucket if low <= price <= high)
+                out.update(bucket)
+                continue
+            for key in bucket:  # an edge bucket: its keys with an end in the range
+                if key not in out:
+                    for end in by_key[key][0]:
+                        if low <= end <= high:
+                            out.add(key)
+                            break
         return out
 
 
@@ -332,8 +387,7 @@ class DeficitIndex:
             elif slot == old_slot:  # one walk of the tree for both (a price moved a little)
                 sums.add(slot, qty - old_qty, qty * price - old_qty * old_price)
             else:
-                sums.add(old_slot, -old_qty, -old_qty * old_price)
-                sums.add(slot, qty, qty * price)
+                sums.add_two(old_slot, -old_qty, -old_qty * old_price, slot, qty, qty * price)
         return True
 
     def remove(self, key: str) -> bool:

@@ -183,6 +183,30 @@ def test_fenwick_prefix_sums():
     assert prefixes == [(0, 0), (5, 50), (5, 50), (6, 60), (7, 160)]
 
 
+@given(
+    st.integers(1, 70),
+    st.lists(
+        st.tuples(
+            st.integers(0, 69), st.integers(-50, 50), st.integers(0, 69), st.integers(-50, 50)
+        ),
+        max_size=20,
+    ),
+)
+def test_two_slots_added_in_one_walk_give_the_prefix_sums_of_plain_sums(size, moves):
+    """``add_two`` against a list of per-slot totals summed by hand (slots past the
+    tree's size wrap around)."""
+    tree = Fenwick(size)
+    totals = [0] * size
+    for slot, amount, other, other_amount in moves:
+        slot, other = slot % size, other % size
+        tree.add_two(slot, amount, 3 * amount, other, other_amount, 3 * other_amount)
+        totals[slot] += amount
+        totals[other] += other_amount
+    for end in range(size):
+        expected = sum(totals[: end + 1])
+        assert tree.prefix(end) == (expected, 3 * expected)
+
+
 @given(st.lists(prices, min_size=2, max_size=50))
 def test_price_buckets_are_monotone(values):
     values.sort()
