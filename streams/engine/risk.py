@@ -59,7 +59,12 @@ class PositionRisk(NamedTuple):
     depend on (``instrument``, ``other_maintenance``, ``warning_ratio`` are kept for
     them): a wide account's fill re-evaluates its 162 positions, and the engine reads
     these two prices only for positions it indexes by threshold (not a wide account's
-    cross positions: its move budget) and for outputs."""
+    cross positions: its move budget) and for outputs.
+
+    The evaluations build it as ``tuple.__new__(PositionRisk, (every field, in order))``:
+    the NamedTuple's own ``__new__`` (and ``_replace``) is generated Python, run by the
+    interpreter even under the compiled engine (~1% of the crash's replay);
+    ``tests/unit/engine/test_value_inits.py`` checks that each holds every field."""
 
     symbol: str
     qty: int
@@ -248,23 +253,26 @@ class AccountRisk:
     def _cross_position(self, row: PositionRisk) -> PositionRisk:
         """``row`` (its own part as evaluated) backed by this evaluation's cross equity."""
         cross_equity = self.cross_equity
-        return PositionRisk(
-            row.symbol,
-            row.qty,
-            row.entry_price,
-            row.mark_price,
-            row.unrealized_pnl,
-            row.notional,
-            row.maintenance_margin,
-            cross_equity,
-            bankruptcy_price_scaled(
-                row.qty, row.mark_price, cross_equity * SCALE, row.instrument.slope(row.qty)
+        return tuple.__new__(  # see PositionRisk
+            PositionRisk,
+            (
+                row.symbol,
+                row.qty,
+                row.entry_price,
+                row.mark_price,
+                row.unrealized_pnl,
+                row.notional,
+                row.maintenance_margin,
+                cross_equity,
+                bankruptcy_price_scaled(
+                    row.qty, row.mark_price, cross_equity * SCALE, row.instrument.slope(row.qty)
+                ),
+                False,
+                self.health,
+                row.instrument,
+                self.cross_maintenance - row.maintenance_margin,
+                self._warning,
             ),
-            False,
-            self.health,
-            row.instrument,
-            self.cross_maintenance - row.maintenance_margin,
-            self._warning,
         )
 
     @property
@@ -323,7 +331,10 @@ def evaluate(
     rows: list[tuple[Position, Instrument, int, int, int, int, bool]] = []
     cross_upnl = cross_mm = cross_count = 0
     isolated_mode = MarginMode.ISOLATED
-    for pos, before in zip(state.positions, _earlier(state, previous), strict=True):
+    positions = state.positions
+    earlier = _earlier(state, previous)  # one per position
+    for k in range(len(positions)):  # not a zip(strict=...): mypyc calls that as Python
+        pos, before = positions[k], earlier[k]
         mark = marks.get(pos.symbol, pos.entry_price)
         if (
             before is not None
@@ -368,21 +379,24 @@ def evaluate(
             pos_health = cross_health
             bankruptcy = bankruptcy_price_scaled(qty, mark, cross_scaled, inst.slope(qty))
         risks.append(
-            PositionRisk(
-                pos.symbol,
-                qty,
-                pos.entry_price,
-                mark,
-                upnl,
-                value,
-                mm,
-                backing,
-                bankruptcy,
-                isolated,
-                pos_health,
-                inst,
-                other_mm,
-                warning_ratio,
+            tuple.__new__(  # see PositionRisk
+                PositionRisk,
+                (
+                    pos.symbol,
+                    qty,
+                    pos.entry_price,
+                    mark,
+                    upnl,
+                    value,
+                    mm,
+                    backing,
+                    bankruptcy,
+                    isolated,
+                    pos_health,
+                    inst,
+                    other_mm,
+                    warning_ratio,
+                ),
             )
         )
     return AccountRisk(
@@ -452,13 +466,24 @@ def evaluate_moved(
         upnl_change += upnl - before.unrealized_pnl
         maintenance_change += mm - before.maintenance_margin
         # its own part only: backing, bankruptcy price and health come from the account
-        rows[symbol] = before._replace(
-            qty=pos.qty,
-            entry_price=pos.entry_price,
-            mark_price=mark,
-            unrealized_pnl=upnl,
-            notional=value,
-            maintenance_margin=mm,
+        rows[symbol] = tuple.__new__(  # before._replace(...), see PositionRisk
+            PositionRisk,
+            (
+                symbol,
+                pos.qty,
+                pos.entry_price,
+                mark,
+                upnl,
+                value,
+                mm,
+                before.backing_equity,
+                before.bankruptcy_price,
+                before.isolated,
+                before.health,
+                before.instrument,
+                before.other_maintenance,
+                before.warning_ratio,
+            ),
         )
     warning_ratio = previous._warning
     cross_equity = (
