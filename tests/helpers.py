@@ -15,10 +15,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from streams.engine.account import AccountState, Position
 from streams.engine.decode import decode_event, decode_line
 from streams.engine.engine import Engine
 from streams.engine.errors import AdlMonitorError
-from streams.engine.events import Event
+from streams.engine.events import Event, MarginMode
 from streams.engine.fixed import SCALE, to_raw
 from streams.engine.instruments import Instrument, load_instruments
 from streams.engine.instruments import parse_instruments as _parse
@@ -41,6 +42,20 @@ def bundled_instruments() -> dict[str, Instrument]:
 
 def raw(value: str | int) -> int:
     return to_raw(str(value))
+
+
+def btc_long_eth_short() -> tuple[AccountState, dict[str, int]]:
+    """An account of two cross positions and its marks: wallet 10,000, long 1 BTC @
+    50,000 (mark 48,000), short 10 ETH @ 3,000 (mark 3,100)."""
+    state = AccountState(
+        "a",
+        wallet_balance=raw("10000"),
+        positions=(
+            Position("BTCUSDT", raw("1"), raw("50000"), MarginMode.CROSS),
+            Position("ETHUSDT", raw("-10"), raw("3000"), MarginMode.CROSS),
+        ),
+    )
+    return state, {"BTCUSDT": raw("48000"), "ETHUSDT": raw("3100")}
 
 
 def one_tier(

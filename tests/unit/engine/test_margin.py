@@ -25,6 +25,7 @@ from streams.engine.risk import evaluate
 from streams.engine.signals import AdlStage, AdlTriggered, LiquidationDetected
 from tests.helpers import (
     F,
+    btc_long_eth_short,
     bundled_instruments,
     ceil_raw,
     deposit,
@@ -116,15 +117,7 @@ def test_an_evaluated_position_prices_its_thresholds_with_the_others_maintenance
     #   7000 - 10 (P - 3100) = 192 + 10 P 0.0065 - 15  ->  P = 37823 / 10.065, rounded down.
     # BTC warning: 0.7 (7000 + P - 48000) = 186.5 + 0.004 P  ->  P = 28886.5 / 0.696 (up).
     # ETH warning: 0.7 (7000 - 10 (P - 3100)) = 192 + 0.065 P - 15 -> P = 26423 / 7.065 (down).
-    state = AccountState(
-        "a",
-        wallet_balance=raw("10000"),
-        positions=(
-            Position("BTCUSDT", raw("1"), raw("50000"), MarginMode.CROSS),
-            Position("ETHUSDT", raw("-10"), raw("3000"), MarginMode.CROSS),
-        ),
-    )
-    marks = {"BTCUSDT": raw("48000"), "ETHUSDT": raw("3100")}
+    state, marks = btc_long_eth_short()
     risk = evaluate(state, marks, bundled_instruments(), warning_ratio=7 * SCALE // 10)
     btc, eth = risk.positions
     assert (btc.backing_equity, btc.other_maintenance, eth.other_maintenance) == (

@@ -96,33 +96,25 @@ def test_the_evaluations_build_each_position_risk_with_every_field_in_its_place(
     # PositionRisk is made by tuple.__new__ (its generated __new__ is interpreted): a
     # field left out or out of place would still be a tuple. Two cross positions
     # evaluated, then BTC's mark moved (evaluate_moved: rows, positions made from them).
-    from streams.engine.account import AccountState, MarginMode, Position
     from streams.engine.risk import PositionRisk, evaluate, evaluate_moved
-    from tests.helpers import bundled_instruments, raw
+    from tests.helpers import btc_long_eth_short, bundled_instruments, raw
 
     instruments = bundled_instruments()
-    state = AccountState(
-        "a",
-        wallet_balance=raw("10000"),
-        positions=(
-            Position("BTCUSDT", raw("1"), raw("50000"), MarginMode.CROSS),
-            Position("ETHUSDT", raw("-10"), raw("3000"), MarginMode.CROSS),
-        ),
-    )
+    state, marks = btc_long_eth_short()
     ratio = 7 * 10**8 // 10
-    marks = {"BTCUSDT": raw("48000"), "ETHUSDT": raw("3100")}
     risk = evaluate(state, marks, instruments, warning_ratio=ratio)
     moved_marks = {**marks, "BTCUSDT": raw("47000")}
     moved = evaluate_moved(state, moved_marks, risk, {"BTCUSDT"})
     assert moved is not None
-    made = [*risk.positions, *(moved.rows or {}).values(), *moved.positions]
+    made = [(p, marks) for p in risk.positions] + [
+        (p, moved_marks) for p in [*(moved.rows or {}).values(), *moved.positions]
+    ]
     assert len(made) == 6
-    for pos in made:
+    for pos, at in made:
         assert type(pos) is PositionRisk
         assert len(pos) == len(PositionRisk._fields)
         given = state.position(pos.symbol)
         assert given is not None
-        at = moved_marks if pos in moved.positions or pos in (moved.rows or {}).values() else marks
         assert (pos.symbol, pos.qty, pos.entry_price) == (
             given.symbol,
             given.qty,
